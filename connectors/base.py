@@ -159,9 +159,49 @@ class Connector:
 
     # -- helpers ----------------------------------------------------------------
     @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any] | None:
+        """Valid settings that point this connector at ``base_url``, or None.
+
+        The shared contract test (tests/connectors/test_contract.py) uses it for every
+        type that speaks HTTP: it validates these settings against ``settings_schema``,
+        then calls ``test()`` against a local fake that answers every request with 401
+        (expects :class:`PermanentError`) and then 503 (expects :class:`RetryableError`).
+        Connectors that speak HTTP override it; the others keep ``None``.
+        """
+        return None
+
+    @classmethod
     def secret_fields(cls) -> list[str]:
         props = cls.settings_schema.get("properties", {})
         return [k for k, v in props.items() if v.get("writeOnly")]
+
+
+def get_header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value whatever the case of its name in ``headers`` (a plain dict or not)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def finish_after_error(
+    done: list[TouchResult], rest: list[Touch], error: ConnectorError
+) -> list[TouchResult]:
+    """End a batch that failed part-way with a batch-wide error.
+
+    When nothing was sent yet the error is raised, so the whole batch is retried (or
+    failed) as one. Once some touches went out, raising would send them twice, so the
+    results so far are returned with one failure per remaining touch instead (retryable
+    when the error is).
+    """
+    if not done:
+        raise error
+    permanent = not isinstance(error, RetryableError)
+    return done + [TouchResult.failure(t, str(error), permanent=permanent) for t in rest]
 
 
 def normalize_email(email: str) -> str:
