@@ -1,0 +1,49 @@
+"""The ABM orchestration application.
+
+``create_app(config=None, **overrides)`` is the Flask factory: nothing happens at
+import time. ``flask --app abm`` finds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config=None, **overrides) -> Flask:
+    import config as config_module
+    from abm import auth, health, redis_conn
+    from abm.db import db
+    from abm.errors import register_error_handlers
+
+    cfg = config if config is not None else config_module.load()
+    cfg.validate()
+    app = Flask(
+        "abm",
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "abm" / "static"),
+        instance_path=cfg.INSTANCE_PATH,
+    )
+    app.config.update(cfg.as_dict())
+    app.config.update(overrides)
+    app.config["ABM_CONFIG"] = cfg
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    redis_conn.init_app(app)
+    auth.init_app(app)
+    register_error_handlers(app)
+    health.init_app(app)
+
+    from abm import api, web
+
+    api.init_app(app)
+    web.init_app(app)
+
+    from abm.cli import register_commands
+
+    register_commands(app)
+    return app

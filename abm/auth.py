@@ -1,0 +1,103 @@
+"""Who is asking: sessions for pages (Flask-Login), bearer tokens for the API, roles.
+
+Passwords are hashed with werkzeug's scrypt; API tokens are random, shown once, and
+stored as SHA-256 hashes. CSRF protects every form (Flask-WTF); the API (bearer
+tokens, no cookies), the tracking endpoints and the provider webhooks are exempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from functools import wraps
+
+from flask import g, request
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from abm.db import db, utcnow
+from abm.errors import ApiError
+from abm.models import ApiToken, User
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+TOKEN_PREFIX = "abm_"
+
+
+def init_app(app) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    login_manager.login_message = "Please log in to see that page."
+    csrf.init_app(app)
+
+    @login_manager.user_loader
+    def _load(user_id: str):
+        user = db.session.get(User, int(user_id))
+        return user if user and user.active else None
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)
+
+
+def verify_password(user: User, password: str) -> bool:
+    return bool(user.password_hash) and check_password_hash(user.password_hash, password)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(user: User, name: str = "") -> str:
+    """Create an API token for ``user``; returns the plain token, which is never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user=user, name=name, token_hash=hash_token(token), prefix=token[:12]))
+    return token
+
+
+def user_from_bearer() -> User | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    row = db.session.execute(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip()), ApiToken.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if row is None or not row.user.active:
+        return None
+    row.last_used_at = utcnow()
+    db.session.commit()
+    return row.user
+
+
+def api_user() -> User:
+    """The user behind an API request: a bearer token, or a logged-in page session."""
+    if "api_user" not in g:
+        user = user_from_bearer()
+        if user is None and current_user.is_authenticated:
+            user = current_user._get_current_object()
+        g.api_user = user
+    if g.api_user is None:
+        raise ApiError(401, "authentication required: send 'Authorization: Bearer <token>'",
+                       headers={"WWW-Authenticate": 'Bearer realm="abm"'})
+    return g.api_user
+
+
+def require_role(*roles: str):
+    """API decorator: 401 without a user, 403 when the user's role is not in ``roles``."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            user = api_user()
+            if roles and user.role not in roles:
+                raise ApiError(403, f"your role ({user.role}) may not do this; it needs: {', '.join(roles)}")
+            return view(*args, **kwargs)
+
+        wrapped.required_roles = roles
+        return wrapped
+
+    return decorator

@@ -1,0 +1,1 @@
+"""Command modules for ``abm``; each exports ``commands`` (a list of click commands)."""

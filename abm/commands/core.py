@@ -1,0 +1,102 @@
+"""Core commands: database, users, tokens, the web server, workers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from abm.models import ROLES, User
+
+
+@click.group("db", help="The database schema (Alembic migrations).")
+def db_group():
+    pass
+
+
+@db_group.command("upgrade", help="Apply the Alembic migrations up to the newest revision.")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@with_appcontext
+def db_upgrade(revision):
+    from abm.migrate import upgrade
+
+    upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}")
+
+
+@click.group("users", help="Users of the web UI and the API.")
+def users_group():
+    pass
+
+
+@users_group.command("create", help="Create a user. Prints the generated password when none is given.")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="admin, manager or ae.")
+@click.option("--name", default="", help="Display name.")
+@click.option("--password", default=None, help="Password (generated when left out).")
+@with_appcontext
+def users_create(email, role, name, password):
+    from abm.services import users
+
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    try:
+        user = users.create_user(email=email, role=role, name=name, password=password)
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {user.role} {user.email} (id {user.id})")
+    if generated:
+        click.echo(f"password: {password}")
+
+
+@click.group("tokens", help="API bearer tokens.")
+def tokens_group():
+    pass
+
+
+@tokens_group.command("create", help="Print a new API token for a user; it is shown only this once.")
+@click.argument("email")
+@click.option("--name", default="cli", show_default=True, help="A label for the token.")
+@with_appcontext
+def tokens_create(email, name):
+    from abm.auth import issue_token
+    from abm.db import db
+
+    user = db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"no user with email {email!r}; create one with `abm users create`")
+    token = issue_token(user, name)
+    db.session.commit()
+    click.echo(token)
+
+
+@click.command("serve", help="Run the web server (gunicorn, production-grade).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=None, type=int, help="Worker processes (default: 2 x cores).")
+@click.option("--threads", default=4, show_default=True, type=int)
+def serve(host, port, workers, threads):
+    from abm.server import run_gunicorn
+
+    run_gunicorn(host=host, port=port, workers=workers or max(2, 2 * (os.cpu_count() or 1)), threads=threads)
+
+
+@click.command("worker", help="Run an RQ worker on the product's queues (all of them by default).")
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--with-scheduler/--no-scheduler", default=False,
+              help="Also run the periodic jobs in this worker.")
+@with_appcontext
+def worker(queues, burst, with_scheduler):
+    from workers.runner import run_worker
+
+    sys.exit(run_worker(current_app._get_current_object(), list(queues), burst=burst,
+                        with_scheduler=with_scheduler))
+
+
+commands = [db_group, users_group, tokens_group, serve, worker]

@@ -1,0 +1,25 @@
+"""SQLAlchemy models, one module per aggregate; imported here so Alembic sees them all."""
+
+from abm.db import Base
+from abm.models.account import Account, Contact, Opportunity, StageChange, Suppression
+from abm.models.connector import ConnectorConfig
+from abm.models.engagement import EVENT_TYPES, Alert, Event, ScoreSnapshot
+from abm.models.kpi import Cost
+from abm.models.playbook import (
+    ENROLLMENT_STATES,
+    PLAYBOOK_STATUSES,
+    TOUCH_STATUSES,
+    Enrollment,
+    Playbook,
+    PlaybookVersion,
+    Touch,
+)
+from abm.models.settings import WorkspaceSettings
+from abm.models.user import ROLES, ApiToken, AuditLog, IdempotencyRecord, User
+
+__all__ = [
+    "Base", "Account", "Contact", "Opportunity", "StageChange", "Suppression", "ConnectorConfig",
+    "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "Cost", "ENROLLMENT_STATES",
+    "PLAYBOOK_STATUSES", "TOUCH_STATUSES", "Enrollment", "Playbook", "PlaybookVersion", "Touch",
+    "WorkspaceSettings", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
+]

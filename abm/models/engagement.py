@@ -1,0 +1,71 @@
+"""Engagement events, account score history and alerts to the sales side."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
+
+EVENT_TYPES = (
+    "email_delivered", "email_open", "email_click", "email_bounce", "email_reply",
+    "unsubscribe", "spam_report", "web_visit", "form_fill", "meeting", "ad_impression",
+    "ad_click", "content_download", "webinar", "intent",
+)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_account_at", "account_id", "occurred_at"),
+        Index("ix_events_contact_at", "contact_id", "occurred_at"),
+        Index("ix_events_type_at", "type", "occurred_at"),
+        Index("ix_events_unmatched_email", "email", postgresql_where=text("account_id IS NULL"),
+              sqlite_where=text("account_id IS NULL")),
+        Index("ix_events_unmatched_domain", "domain", postgresql_where=text("account_id IS NULL"),
+              sqlite_where=text("account_id IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(50))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    email: Mapped[str | None] = mapped_column(String(320))
+    domain: Mapped[str | None] = mapped_column(String(253))
+    url: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(100))
+    touch_id: Mapped[int | None] = mapped_column(BigId)
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"))
+    properties: Mapped[dict] = mapped_column(JSONType, default=dict)
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScoreSnapshot(Base):
+    """One score per account per day, for trend lines and week-over-week change."""
+
+    __tablename__ = "score_snapshots"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    score: Mapped[float]
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_account_created", "account_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(30))  # level_up, surge
+    level: Mapped[str | None] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open, sent, failed, dismissed
+    connector: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,37 @@
+"""The production web server: gunicorn driven from Python, with the app factory."""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from abm import create_app
+
+        return create_app()
+
+
+def run_gunicorn(host: str, port: int, workers: int, threads: int = 4, **extra) -> None:
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "timeout": 60,
+        "keepalive": 5,
+        "preload_app": False,
+    }
+    options.update(extra)
+    _Gunicorn(options).run()

@@ -1,0 +1,161 @@
+"""Workspace settings: defaults, validation, and a new version on every change.
+
+The settings are one JSON document (shape below); every change is stored as a new
+version and written to the audit log, so history is kept. ``current()`` is cached per
+app context.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import g, has_app_context
+from jsonschema import Draft202012Validator
+from sqlalchemy import func, select
+
+from abm.db import db
+from abm.errors import ValidationError
+from abm.models import AuditLog, WorkspaceSettings
+
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+DEFAULTS: dict[str, Any] = {
+    "stages": ["target", "aware", "engaged", "mqa", "opportunity", "customer", "lost"],
+    "roles": ["decision_maker", "champion", "influencer", "user", "blocker", "other"],
+    "weights": {
+        "email_delivered": 0, "email_open": 1, "email_click": 3, "email_reply": 10,
+        "email_bounce": 0, "unsubscribe": 0, "spam_report": 0, "web_visit": 2,
+        "form_fill": 15, "meeting": 25, "ad_impression": 0.1, "ad_click": 3,
+        "content_download": 8, "webinar": 10, "intent": 5,
+    },
+    "url_rules": [
+        {"pattern": "/pricing", "weight": 8},
+        {"pattern": "/demo", "weight": 10},
+    ],
+    "half_life_days": 30,
+    "thresholds": {"warm": 20, "hot": 50},
+    "caps": {
+        "contact": {"max": 2, "per": "7d"},
+        "account": {"max": 4, "per": "7d"},
+    },
+    "send_window": {"timezone": "UTC", "days": ["mon", "tue", "wed", "thu", "fri"], "hours": "09:00-17:00"},
+    "lead_events": ["form_fill", "email_reply", "meeting"],
+    "attribution": {"window_days": 90, "model": "last_touch"},
+    "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
+    "crm_stage_map": {},
+}
+
+_CAP = {"type": "object", "additionalProperties": False, "required": ["max", "per"],
+        "properties": {"max": {"type": "integer", "minimum": 0},
+                       "per": {"type": "string", "pattern": r"^[1-9][0-9]*[mhdw]$"}}}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "stages": {"type": "array", "minItems": 2, "uniqueItems": True,
+                   "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,49}$"}},
+        "roles": {"type": "array", "minItems": 1, "uniqueItems": True,
+                  "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,49}$"}},
+        "weights": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+        "url_rules": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["pattern", "weight"],
+            "properties": {"pattern": {"type": "string", "minLength": 1},
+                           "weight": {"type": "number", "minimum": 0}}}},
+        "half_life_days": {"type": "number", "exclusiveMinimum": 0},
+        "thresholds": {"type": "object", "additionalProperties": False, "required": ["warm", "hot"],
+                       "properties": {"warm": {"type": "number", "minimum": 0},
+                                      "hot": {"type": "number", "minimum": 0}}},
+        "caps": {"type": "object", "additionalProperties": False,
+                 "properties": {"contact": _CAP, "account": _CAP}},
+        "send_window": {"type": "object", "additionalProperties": False,
+                        "required": ["timezone", "days", "hours"],
+                        "properties": {"timezone": {"type": "string"},
+                                       "days": {"type": "array", "items": {"enum": DAYS}, "minItems": 1},
+                                       "hours": {"type": "string",
+                                                 "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}}},
+        "lead_events": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "attribution": {"type": "object", "additionalProperties": False,
+                        "properties": {"window_days": {"type": "integer", "minimum": 1},
+                                       "model": {"enum": ["last_touch", "first_touch", "even"]}}},
+        "alerts": {"type": "object", "additionalProperties": False,
+                   "properties": {"period_days": {"type": "number", "minimum": 0},
+                                  "surge_ratio": {"type": "number", "minimum": 1},
+                                  "surge_min_points": {"type": "number", "minimum": 0}}},
+        "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+_validator = Draft202012Validator(SCHEMA)
+
+
+def _path(error) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(settings)"
+
+
+def validate(data: dict) -> list[dict]:
+    """Field-level problems with ``data`` (a complete settings document), [] when valid."""
+    problems = [{"path": _path(e), "message": e.message}
+                for e in sorted(_validator.iter_errors(data), key=lambda e: list(e.absolute_path))]
+    if not problems:
+        if data["thresholds"]["warm"] >= data["thresholds"]["hot"]:
+            problems.append({"path": "thresholds.warm", "message": "must be lower than thresholds.hot"})
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(data["send_window"]["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append({"path": "send_window.timezone",
+                             "message": f"unknown time zone {data['send_window']['timezone']!r} "
+                                        "(use an IANA name such as Europe/Paris)"})
+        start, _, end = data["send_window"]["hours"].partition("-")
+        if not ("00:00" <= start < end <= "24:00"):
+            problems.append({"path": "send_window.hours", "message": "must be HH:MM-HH:MM with start before end"})
+    return problems
+
+
+def current() -> dict:
+    """The settings in force: the newest version merged over the defaults."""
+    if has_app_context() and "abm_settings" in g:
+        return g.abm_settings
+    row = db.session.execute(
+        select(WorkspaceSettings).order_by(WorkspaceSettings.version.desc()).limit(1)
+    ).scalar_one_or_none()
+    data = copy.deepcopy(DEFAULTS)
+    if row is not None:
+        data.update(copy.deepcopy(row.data))
+    if has_app_context():
+        g.abm_settings = data
+    return data
+
+
+def current_version() -> int:
+    return db.session.execute(select(func.coalesce(func.max(WorkspaceSettings.version), 0))).scalar_one()
+
+
+def update(changes: dict, actor_id: int | None = None) -> dict:
+    """Apply ``changes`` (top-level keys replace) and store a new version; raise ValidationError."""
+    unknown = [k for k in changes if k not in SCHEMA["properties"]]
+    if unknown:
+        raise ValidationError([{"path": k, "message": "unknown setting"} for k in unknown])
+    data = copy.deepcopy(current())
+    data.update(copy.deepcopy(changes))
+    problems = validate(data)
+    if problems:
+        raise ValidationError(problems)
+    version = current_version() + 1
+    db.session.add(WorkspaceSettings(version=version, data=data, created_by=actor_id))
+    db.session.add(AuditLog(actor_id=actor_id, action="settings.update", target_type="settings",
+                            target_id=str(version), details={"changed": sorted(changes)}))
+    db.session.commit()
+    g.pop("abm_settings", None) if has_app_context() else None
+    return data
+
+
+def history(limit: int = 50) -> list[WorkspaceSettings]:
+    return list(db.session.execute(
+        select(WorkspaceSettings).order_by(WorkspaceSettings.version.desc()).limit(limit)).scalars())

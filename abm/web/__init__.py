@@ -1,0 +1,7 @@
+"""The pages: one blueprint per area."""
+
+from __future__ import annotations
+
+
+def init_app(app) -> None:
+    pass

@@ -1,0 +1,140 @@
+"""Settings from ``ABM_*`` environment variables, one class per environment.
+
+| variable | default |
+|---|---|
+| ABM_DATABASE_URL | sqlite:/// a file under instance/ |
+| ABM_REDIS_URL | unset: an embedded Redis for one machine |
+| ABM_SECRET_KEY | generated once into instance/ outside production |
+| ABM_ENCRYPTION_KEYS | generated once into instance/ outside production (Fernet keys, newest first) |
+| ABM_BASE_URL | http://127.0.0.1:5000 |
+| ABM_ENV | development |
+
+Production refuses to start with a missing or placeholder secret.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+PLACEHOLDERS = {"", "change-me", "changeme", "secret", "dev", "development", "xxx", "todo"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says which variable and why."""
+
+
+def instance_path() -> Path:
+    return Path(os.environ.get("ABM_INSTANCE_PATH", Path.cwd() / "instance")).resolve()
+
+
+def _generated_secret(name: str, make) -> str:
+    """Read a development secret from instance/, generating it on first use."""
+    folder = instance_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Config:
+    ENV_NAME = "base"
+    TESTING = False
+    DEBUG = False
+
+    def __init__(self) -> None:
+        env = os.environ
+        inst = instance_path()
+        self.INSTANCE_PATH = str(inst)
+        self.DATABASE_URL = env.get("ABM_DATABASE_URL") or f"sqlite:///{inst / 'abm.sqlite3'}"
+        self.REDIS_URL = env.get("ABM_REDIS_URL") or None
+        self.BASE_URL = (env.get("ABM_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+        self.SECRET_KEY = env.get("ABM_SECRET_KEY") or self.default_secret_key()
+        keys = env.get("ABM_ENCRYPTION_KEYS") or self.default_encryption_keys()
+        self.ENCRYPTION_KEYS = [k.strip() for k in keys.split(",") if k.strip()]
+        self.OUTBOX_DIR = env.get("ABM_OUTBOX_DIR") or str(inst / "outbox")
+        self.MAX_CONTENT_LENGTH = int(env.get("ABM_MAX_BODY_BYTES") or 50 * 1024 * 1024)
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.WTF_CSRF_TIME_LIMIT = None
+
+    def default_secret_key(self) -> str | None:
+        return _generated_secret("secret_key", lambda: secrets.token_urlsafe(48))
+
+    def default_encryption_keys(self) -> str | None:
+        return _generated_secret("encryption_keys", lambda: Fernet.generate_key().decode())
+
+    def validate(self) -> None:
+        """Raise ConfigError when the settings cannot be used."""
+        for key in self.ENCRYPTION_KEYS:
+            try:
+                Fernet(key.encode())
+            except ValueError as exc:
+                raise ConfigError("ABM_ENCRYPTION_KEYS holds a key that is not a Fernet key "
+                                  "(32 url-safe base64 bytes; make one with "
+                                  "`python -c 'from cryptography.fernet import Fernet; "
+                                  "print(Fernet.generate_key().decode())'`)") from exc
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in dir(self) if k.isupper()}
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    DEBUG = False
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.WTF_CSRF_ENABLED = True
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SESSION_COOKIE_SECURE = self.BASE_URL.startswith("https://")
+
+    def default_secret_key(self) -> str | None:
+        return None
+
+    def default_encryption_keys(self) -> str | None:
+        return ""
+
+    def validate(self) -> None:
+        problems = []
+        if not self.SECRET_KEY or self.SECRET_KEY.strip().lower() in PLACEHOLDERS or len(self.SECRET_KEY) < 32:
+            problems.append("ABM_SECRET_KEY is missing or a placeholder (use 32+ random characters)")
+        if not self.ENCRYPTION_KEYS or any(k.lower() in PLACEHOLDERS for k in self.ENCRYPTION_KEYS):
+            problems.append("ABM_ENCRYPTION_KEYS is missing or a placeholder (comma-separated Fernet keys)")
+        if not os.environ.get("ABM_DATABASE_URL"):
+            problems.append("ABM_DATABASE_URL is not set (production wants PostgreSQL)")
+        if not self.REDIS_URL:
+            problems.append("ABM_REDIS_URL is not set (production does not run an embedded Redis)")
+        if problems:
+            raise ConfigError("refusing to start in production: " + "; ".join(problems))
+        super().validate()
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load(env_name: str | None = None) -> Config:
+    name = (env_name or os.environ.get("ABM_ENV") or "development").lower()
+    if name not in CONFIGS:
+        raise ConfigError(f"ABM_ENV={name!r} is not one of {', '.join(CONFIGS)}")
+    return CONFIGS[name]()

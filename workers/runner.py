@@ -1,0 +1,28 @@
+"""Running an RQ worker inside the application's context."""
+
+from __future__ import annotations
+
+from rq import Worker
+
+from workers.queues import QUEUE_NAMES, get_queue
+
+
+class AppWorker(Worker):
+    """An ordinary RQ worker whose jobs run inside a Flask app context."""
+
+    flask_app = None
+
+    def perform_job(self, job, queue):
+        with self.flask_app.app_context():
+            return super().perform_job(job, queue)
+
+
+def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool = False) -> int:
+    from abm.redis_conn import get_redis
+
+    conn = get_redis(app)
+    names = queues or list(QUEUE_NAMES)
+    AppWorker.flask_app = app
+    worker = AppWorker([get_queue(n, conn) for n in names], connection=conn)
+    ok = worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+    return 0 if ok or not burst else 0
