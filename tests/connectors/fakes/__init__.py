@@ -1,0 +1,1 @@
+"""Fake providers (small Flask apps run by ``tests.connectors.harness.serve``) and touch factories."""
