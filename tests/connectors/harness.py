@@ -47,7 +47,7 @@ def serve(app: Flask) -> Iterator[RunningServer]:
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     running.base_url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield running
