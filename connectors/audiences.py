@@ -1,0 +1,113 @@
+"""What the ad-audience connectors (linkedin, meta, google_ads) share.
+
+An ``audience`` touch says which list and what to do (``payload``: ``list``, the list
+name, and ``action``, ``add`` or ``remove``). The people it concerns are the touch's
+``contact`` (a contact-level touch) and the contacts the account dict carries::
+
+    account = {
+        "name": "Acme Corp", "domain": "acme.com", "country": "US",
+        "contacts": [
+            {"email": "ada@acme.com", "first_name": "Ada", "last_name": "L", "title": "CTO",
+             "country": "US"},
+            {"email_sha256": "<64 lowercase hex>"},     # already hashed upstream
+        ],
+    }
+
+Emails are trimmed, lowercased and SHA-256 hashed here, before anything leaves the
+process: no ad connector ever sees, sends or logs an unhashed email.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.base import Touch, TouchResult, hash_identifier
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ACTIONS = ("add", "remove")
+
+
+@dataclass(frozen=True)
+class Person:
+    """One contact of a touch, with the email already hashed."""
+
+    touch_id: int
+    email_sha256: str
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    country: str | None = None
+
+
+def hashed_email(contact: Mapping[str, Any]) -> str | None:
+    """The contact's SHA-256 email (64 lowercase hex), or None when it has no usable one."""
+    pre = contact.get("email_sha256")
+    if isinstance(pre, str) and HEX64.match(pre.strip().lower()):
+        return pre.strip().lower()
+    email = contact.get("email")
+    if isinstance(email, str) and _EMAIL.match(email.strip()):
+        return hash_identifier(email)
+    return None
+
+
+def people_of(touch: Touch) -> list[Person]:
+    """The touch's contact and its account's contacts, hashed, each email once."""
+    contacts: list[Mapping[str, Any]] = []
+    if touch.contact:
+        contacts.append(touch.contact)
+    listed = touch.account.get("contacts") or []
+    if isinstance(listed, Iterable) and not isinstance(listed, (str, bytes, Mapping)):
+        contacts.extend(c for c in listed if isinstance(c, Mapping))
+    seen: set[str] = set()
+    people: list[Person] = []
+    company = touch.account.get("name")
+    for contact in contacts:
+        digest = hashed_email(contact)
+        if digest is None or digest in seen:
+            continue
+        seen.add(digest)
+        people.append(Person(
+            touch_id=touch.id, email_sha256=digest,
+            first_name=_text(contact.get("first_name")), last_name=_text(contact.get("last_name")),
+            title=_text(contact.get("title")), company=_text(contact.get("company") or company),
+            country=_text(contact.get("country") or touch.account.get("country")),
+        ))
+    return people
+
+
+def _text(value: Any) -> str | None:
+    return str(value).strip() or None if value is not None else None
+
+
+def group_by_list(batch: list[Touch]) -> tuple[dict[tuple[str, str], list[Touch]], list[TouchResult]]:
+    """Touches grouped by (list name, action), in first-seen order; malformed ones failed."""
+    groups: dict[tuple[str, str], list[Touch]] = {}
+    failures: list[TouchResult] = []
+    for touch in batch:
+        name = touch.payload.get("list")
+        action = str(touch.payload.get("action") or "add").lower()
+        if not isinstance(name, str) or not name.strip():
+            failures.append(TouchResult.failure(touch, "audience touch has no 'list' name in its payload"))
+            continue
+        if action not in ACTIONS:
+            failures.append(TouchResult.failure(
+                touch, f"audience action {action!r} is not one of {', '.join(ACTIONS)}"))
+            continue
+        groups.setdefault((name.strip(), action), []).append(touch)
+    return groups, failures
+
+
+def chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def in_order(batch: list[Touch], results: Iterable[TouchResult]) -> list[TouchResult]:
+    """One result per touch, in the batch's order."""
+    by_id = {r.touch_id: r for r in results}
+    return [by_id[t.id] for t in batch]

@@ -1,0 +1,1 @@
+"""Fake providers for the ad and CRM connectors (part B), each a small Flask app."""
