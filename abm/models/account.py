@@ -36,7 +36,11 @@ class Account(Base):
     attributes: Mapped[dict] = mapped_column(JSONType, default=dict)
     crm_ids: Mapped[dict] = mapped_column(JSONType, default=dict)
     notes: Mapped[str | None] = mapped_column(Text)
+    #: The engagement score at score_updated_at (decayed by the periodic job and each drain).
     score: Mapped[float] = mapped_column(default=0.0)
+    #: Sum of weight * 2 ** ((occurred_at - SCORE_EPOCH) / half_life) over the account's
+    #: events: exact under incremental adds, and ordering by it orders by score now.
+    score_ref: Mapped[float] = mapped_column(default=0.0)
     engagement: Mapped[str] = mapped_column(String(10), default="cold")
     score_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
