@@ -1,0 +1,244 @@
+"""Rendering the templates of a playbook: sandboxed Jinja2, StrictUndefined.
+
+``subject``, ``body``, ``text``, ``message``, ``title`` and webhook payload strings are
+templates. A name that does not exist is an error (:class:`TemplateError`), never a
+blank in a customer's inbox. HTML bodies are autoescaped; everything else is not.
+
+The context (see :func:`build_context`): ``account`` (its fields, ``score``, ``stage``,
+``owner``), ``contact`` (email steps only), ``playbook`` (``key``, ``name``,
+``product``), and in emails ``unsubscribe_url`` and ``view_in_browser_url``.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from html.parser import HTMLParser
+from typing import Any
+
+import jinja2
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from playbooks.model import AlertStep, AudienceStep, EmailStep, Playbook, Step, TaskStep, WebhookStep
+
+
+class TemplateError(Exception):
+    """A template that cannot be rendered. ``message`` says what, ``line`` (1-based,
+    within the template, or None) where."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message if line is None else f"{message} (template line {line})")
+        self.message = message
+        self.line = line
+
+
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
+
+
+_ENVIRONMENTS = {False: _environment(False), True: _environment(True)}
+
+
+@lru_cache(maxsize=512)
+def _compile(source: str, autoescape: bool) -> jinja2.Template:
+    return _ENVIRONMENTS[autoescape].from_string(source)
+
+
+def check_syntax(template_source: str) -> None:
+    """Raise :class:`TemplateError` if the source does not parse."""
+    try:
+        _compile(template_source, False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+
+
+def render(template_source: str, context: Mapping[str, Any], autoescape: bool = False) -> str:
+    """Render ``template_source`` with ``context`` in the sandbox.
+
+    ``autoescape=True`` for HTML bodies. Raises :class:`TemplateError` for a syntax
+    error, an undefined name or attribute, a sandbox violation, or any error the
+    template's own expressions raise (a filter on the wrong type, a division by zero).
+    """
+    try:
+        template = _compile(template_source, autoescape)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{exc.message}; the names available are {', '.join(sorted(context))}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"not allowed in a template: {exc}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(str(exc.message or exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a template's own expression failed
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+def build_context(
+    playbook: Playbook | Mapping[str, Any],
+    account: Mapping[str, Any],
+    contact: Mapping[str, Any] | None = None,
+    unsubscribe_url: str | None = None,
+    view_in_browser_url: str | None = None,
+) -> dict:
+    """The template context. ``contact`` and the URLs are set only when given (emails)."""
+    if isinstance(playbook, Playbook):
+        info = {"key": playbook.key, "name": playbook.name, "product": playbook.product}
+    else:
+        info = {"key": playbook.get("key"), "name": playbook.get("name"), "product": playbook.get("product")}
+    context: dict[str, Any] = {"account": dict(account), "playbook": info}
+    if contact is not None:
+        context["contact"] = dict(contact)
+    if unsubscribe_url is not None:
+        context["unsubscribe_url"] = unsubscribe_url
+    if view_in_browser_url is not None:
+        context["view_in_browser_url"] = view_in_browser_url
+    return context
+
+
+_BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def ensure_unsubscribe_link(html: str, unsubscribe_url: str) -> str:
+    """``html`` with a visible unsubscribe link appended when it has none.
+
+    A body "has one" when ``unsubscribe_url`` already appears in it (the template used
+    ``{{ unsubscribe_url }}``). Otherwise a small footer paragraph with the link is put
+    before ``</body>``, or at the end when there is no ``</body>``.
+    """
+    if unsubscribe_url in html or html_lib.escape(unsubscribe_url) in html:
+        return html
+    footer = (
+        '<p style="font-size:12px;color:#6b7280;margin-top:24px">'
+        "You are receiving this because of your company's interest in our products. "
+        f'<a href="{html_lib.escape(unsubscribe_url)}">Unsubscribe</a></p>'
+    )
+    matches = list(_BODY_CLOSE.finditer(html))
+    if not matches:
+        return html + "\n" + footer
+    match = matches[-1]
+    return html[: match.start()] + footer + "\n" + html[match.start():]
+
+
+def unsubscribe_headers(unsubscribe_url: str, mailto: str | None = None) -> dict[str, str]:
+    """``List-Unsubscribe`` (URL, and a ``mailto:`` when given) and the RFC 8058
+    one-click ``List-Unsubscribe-Post`` header."""
+    value = f"<{unsubscribe_url}>"
+    if mailto:
+        value += f", <mailto:{mailto}?subject=unsubscribe>"
+    return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "table", "ul", "ol"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._href: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script", "head", "title"):
+            self._skip += 1
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script", "head", "title"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+        elif tag == "a" and self._href:
+            self.parts.append(f" ({self._href})")
+            self._href = None
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an HTML body (links kept as ``text (url)``),
+    for the text part of emails whose step has no ``text`` template."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _render_json(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, list):
+        return [_render_json(item, context) for item in value]
+    if isinstance(value, dict):
+        return {key: _render_json(item, context) for key, item in value.items()}
+    return value
+
+
+def render_touch(
+    step: Step,
+    playbook: Playbook,
+    account: Mapping[str, Any],
+    contact: Mapping[str, Any] | None = None,
+    *,
+    unsubscribe_url: str | None = None,
+    view_in_browser_url: str | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """The rendered payload of one touch, in the form ``connectors.base.Touch`` expects.
+
+    - email (``contact`` and ``unsubscribe_url`` required): ``subject``, ``html`` (with
+      a visible unsubscribe link ensured), ``text`` (the step's text template, or
+      derived from the HTML), ``from`` (or None), ``headers`` (List-Unsubscribe),
+      ``unsubscribe_url``.
+    - audience: ``list``, ``action``.  - alert: ``to``, ``message``.
+    - task: ``to``, ``title``, ``due`` (ISO date of ``now + due``, or None).
+    - webhook: ``payload`` (every string rendered).
+
+    ``to`` is returned as the step says (``owner`` or an email): resolving the owner
+    to an address is the engine's job. Raises :class:`TemplateError`.
+    """
+    if isinstance(step, EmailStep):
+        if contact is None or unsubscribe_url is None:
+            raise ValueError("an email touch needs a contact and an unsubscribe_url")
+        context = build_context(playbook, account, contact, unsubscribe_url, view_in_browser_url or unsubscribe_url)
+        html = ensure_unsubscribe_link(render(step.body, context, autoescape=True), unsubscribe_url)
+        text = render(step.text, context) if step.text else html_to_text(html)
+        return {
+            "subject": render(step.subject, context).strip(),
+            "html": html,
+            "text": text,
+            "from": step.sender,
+            "headers": unsubscribe_headers(unsubscribe_url),
+            "unsubscribe_url": unsubscribe_url,
+        }
+    context = build_context(playbook, account)
+    if isinstance(step, AudienceStep):
+        return {"list": step.list, "action": step.action}
+    if isinstance(step, AlertStep):
+        return {"to": step.to, "message": render(step.message, context)}
+    if isinstance(step, TaskStep):
+        due = None
+        if step.due is not None:
+            due = ((now or datetime.now().astimezone()) + step.due).date().isoformat()
+        return {"to": step.to, "title": render(step.title, context), "due": due}
+    if isinstance(step, WebhookStep):
+        return {"payload": _render_json(step.payload, context)}
+    raise ValueError(f"a {step.kind} step makes no touches")
+
+
+__all__ = [
+    "TemplateError", "render", "check_syntax", "build_context", "ensure_unsubscribe_link",
+    "unsubscribe_headers", "html_to_text", "render_touch"
+]
