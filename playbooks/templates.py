@@ -11,6 +11,7 @@ The context (see :func:`build_context`): ``account`` (its fields, ``score``, ``s
 
 from __future__ import annotations
 
+import difflib
 import html as html_lib
 import re
 from collections.abc import Mapping
@@ -70,13 +71,39 @@ def render(template_source: str, context: Mapping[str, Any], autoescape: bool = 
     try:
         return template.render(context)
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"{exc.message}; the names available are {', '.join(sorted(context))}") from None
+        raise TemplateError(_explain_undefined(str(exc.message), template_source, context)) from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"not allowed in a template: {exc}") from None
     except jinja2.TemplateError as exc:
         raise TemplateError(str(exc.message or exc)) from None
     except Exception as exc:  # noqa: BLE001 - a template's own expression failed
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+_NO_ATTRIBUTE = re.compile(r"^'(.+)' has no attribute '([^']+)'$")
+_UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
+
+
+def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) -> str:
+    """Turn Jinja's "'dict object' has no attribute 'nmae'" into a message that names
+    the object and suggests the closest field."""
+    match = _UNDEFINED.match(message)
+    if match:
+        name = match.group(1)
+        close = difflib.get_close_matches(name, list(context), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f" (available: {', '.join(sorted(context))})"
+        return f"'{name}' is undefined{hint}"
+    match = _NO_ATTRIBUTE.match(message)
+    if match:
+        attribute = match.group(2)
+        owner = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*" + re.escape(attribute) + r"\b", source)
+        if owner and isinstance(context.get(owner.group(1)), Mapping):
+            name = owner.group(1)
+            fields = [str(key) for key in context[name]]
+            close = difflib.get_close_matches(attribute, fields, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (fields: {', '.join(sorted(fields))})"
+            return f"{name} has no field '{attribute}'{hint}"
+    return message
 
 
 def build_context(
