@@ -26,7 +26,6 @@ SAMPLE_ACCOUNT = {
     "employees": 4200,
     "annual_revenue": 1_250_000_000,
     "owner": "dana.reyes@example.com",
-    "owner_name": "Dana Reyes",
     "tags": ["priority", "q3-push"],
     "score": 31.5,
     "engagement": "warm",
