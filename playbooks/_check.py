@@ -110,7 +110,7 @@ def describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if isinstance(value, (date, datetime)):
         return f"the date {value} (quote it to make it text)"
     if isinstance(value, TaggedScalar):
@@ -162,15 +162,18 @@ class Checker:
             return None
         allowed = list(allowed)
         entries: dict[str, Node] = {}
+        suggested: set[str] = set()
         for key, child, (line, col) in node.items():
             if not isinstance(plain(key), str):
                 self.error((line, col, node.path), f"a key must be text, found {describe(key)}")
             elif key not in allowed:
                 self.error((line, col, child.path), unknown(what, key, allowed))
+                suggested.add(suggest(str(key), allowed) or "")
             else:
                 entries[str(key)] = child
         for key in required:
-            if key not in entries and key not in node.value:
+            # A misspelt required key is reported once, as the misspelling.
+            if key not in entries and key not in node.value and key not in suggested:
                 self.error(node, f"missing required key '{key}'")
         return entries
 
@@ -207,7 +210,7 @@ class Checker:
     def duration(self, node: Node) -> timedelta | None:
         value = plain(node.value)
         try:
-            return duration.parse(value if isinstance(value, str) else str(value))
+            return duration.parse(value)
         except duration.DurationError as exc:
             self.error(node, str(exc))
             return None

@@ -147,9 +147,13 @@ def _connector(chk: Checker, entries: dict[str, Node], parent: Node, kind: str) 
     channels = workspace.connectors[name]
     if channel not in channels:
         chk.error(node, f"connector '{name}' serves {', '.join(channels) or 'no channel'}, not {channel} "
-                        f"(a {kind} step needs a {channel} connector)")
+                        f"({_article(kind)} {kind} step needs {_article(channel)} {channel} connector)")
         return None
     return name
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _template_text(chk: Checker, node: Node, html: bool = False, email: bool = False) -> str | None:

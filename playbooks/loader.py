@@ -82,7 +82,11 @@ def _parse_yaml(chk: Checker, source: str) -> Any:
             match = re.search(r'duplicate key "([^"]*)"', problem)
             problem = f"duplicate key '{match.group(1) if match else '?'}'; a key may appear once in a mapping"
         elif exc.context and exc.problem:
-            problem = f"{exc.problem} ({exc.context})"
+            where = exc.context_mark
+            if where is not None and (where.line, where.column) != (mark.line, mark.column):
+                problem = f"{exc.problem} ({exc.context} that starts at line {where.line + 1}, column {where.column + 1})"
+            else:
+                problem = f"{exc.problem} ({exc.context})"
         chk.error((line, col, "yaml"), f"invalid YAML: {problem}")
     except YAMLError as exc:
         position = getattr(exc, "position", None)
