@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from functools import wraps
 
-from flask import g, request
+from flask import request
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
@@ -75,15 +75,16 @@ def user_from_bearer() -> User | None:
 
 def api_user() -> User:
     """The user behind an API request: a bearer token, or a logged-in page session."""
-    if "api_user" not in g:
+    cache = request.environ  # per request (an app context may outlive one in tests)
+    if "abm.api_user" not in cache:
         user = user_from_bearer()
         if user is None and current_user.is_authenticated:
             user = current_user._get_current_object()
-        g.api_user = user
-    if g.api_user is None:
+        cache["abm.api_user"] = user
+    if cache["abm.api_user"] is None:
         raise ApiError(401, "authentication required: send 'Authorization: Bearer <token>'",
                        headers={"WWW-Authenticate": 'Bearer realm="abm"'})
-    return g.api_user
+    return cache["abm.api_user"]
 
 
 def require_role(*roles: str):

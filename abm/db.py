@@ -6,6 +6,7 @@ app context (request, job, command). Services own their transactions.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, create_engine, event
@@ -57,6 +58,8 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+    # pow() is built into some SQLite builds only; scores need it everywhere.
+    dbapi_conn.create_function("pow", 2, math.pow, deterministic=True)
 
 
 def make_engine(url: str) -> Engine:

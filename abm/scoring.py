@@ -1,0 +1,59 @@
+"""How engagement becomes a score: weights, URL rules, decay and levels.
+
+An event of weight ``w`` that happened at ``t`` is worth ``w * 0.5 ** (age / half_life)``
+now. An account's score is the sum over its events. To keep that exact under
+incremental updates, each account stores ``score_ref``, the sum of
+``w * 2 ** ((t - SCORE_EPOCH) / half_life)``; its score at any time ``now`` is
+``score_ref * 2 ** (-(now - SCORE_EPOCH) / half_life)``. Adding events adds terms, in
+any order, and ordering accounts by ``score_ref`` orders them by their score now.
+A change of weights or half-life re-scores the whole history (``abm scores recompute``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+SCORE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+DAY = 86400.0
+LEVELS = ("cold", "warm", "hot")
+
+
+def event_weight(event_type: str, url: str | None, settings: dict) -> float:
+    """The weight of one event: the type's weight, or the first matching URL rule's for web visits."""
+    if event_type == "web_visit" and url:
+        for rule in settings.get("url_rules", []):
+            if rule["pattern"] in url:
+                return float(rule["weight"])
+    return float(settings["weights"].get(event_type, 0))
+
+
+def ref_term(weight: float, occurred_at: datetime, half_life_days: float) -> float:
+    """One event's term in ``score_ref``."""
+    return weight * 2.0 ** ((occurred_at - SCORE_EPOCH).total_seconds() / (half_life_days * DAY))
+
+
+def score_at(score_ref: float, now: datetime, half_life_days: float) -> float:
+    return score_ref * 2.0 ** (-(now - SCORE_EPOCH).total_seconds() / (half_life_days * DAY))
+
+
+def decayed(weight: float, occurred_at: datetime, now: datetime, half_life_days: float) -> float:
+    """``weight`` decayed from ``occurred_at`` to ``now`` (an event in the future counts fully)."""
+    age = max(0.0, (now - occurred_at).total_seconds())
+    return weight * 0.5 ** (age / (half_life_days * DAY))
+
+
+def level(score: float, thresholds: dict) -> str:
+    if score >= thresholds["hot"]:
+        return "hot"
+    if score >= thresholds["warm"]:
+        return "warm"
+    return "cold"
+
+
+def level_rank(name: str) -> int:
+    return LEVELS.index(name) if name in LEVELS else 0
+
+
+def round_score(value: float) -> float:
+    return 0.0 if math.isclose(value, 0.0, abs_tol=1e-9) else round(value, 2)

@@ -1,0 +1,116 @@
+"""CRM changes into the product: stage moves and opportunities from HubSpot or Salesforce.
+
+The CRM connectors (webhooks and polls) produce ``stage_changed`` and ``opportunity``
+events (see :mod:`connectors.crm`), queued like engagement events. Here they are
+applied: every stage move goes through ``accounts.change_stage`` with the source
+``crm:<connector>`` (so history is kept, exits are checked and triggered playbooks
+start), and opportunities are upserted by their CRM id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select
+
+from abm.db import db, utcnow
+from abm.models import Account, Opportunity
+from abm.normalize import NormalizeError, normalize_domain
+
+
+def _time(value) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    try:
+        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return utcnow()
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _accounts_for(events: list[dict]) -> tuple[dict[str, Account], dict[tuple[str, str], Account]]:
+    domains = set()
+    for e in events:
+        try:
+            if e.get("account_domain"):
+                domains.add(normalize_domain(e["account_domain"]))
+        except NormalizeError:
+            continue
+    by_domain = {a.domain: a for a in db.session.execute(
+        select(Account).where(Account.domain.in_(domains))).scalars()} if domains else {}
+    by_crm: dict[tuple[str, str], Account] = {}
+    wanted: dict[str, set[str]] = {}
+    for e in events:
+        cid = (e.get("properties") or {}).get("account_crm_id") if e["type"] == "opportunity" else e.get("crm_id")
+        if cid:
+            wanted.setdefault(e.get("source") or "crm", set()).add(str(cid))
+    for source, ids in wanted.items():
+        q = select(Account).where(Account.crm_ids[source].as_string().in_(ids))
+        for a in db.session.execute(q).scalars():
+            by_crm[(source, a.crm_ids[source])] = a
+    return by_domain, by_crm
+
+
+def apply(events: list[dict]) -> dict:
+    """Apply CRM events in order; returns counts of what changed."""
+    from abm.services import accounts as accounts_service
+
+    by_domain, by_crm = _accounts_for(events)
+    counts = {"stages": 0, "opportunities": 0, "unmatched": 0}
+    for e in sorted(events, key=lambda x: str(x.get("occurred_at"))):
+        source = e.get("source") or "crm"
+        props = e.get("properties") or {}
+        if e["type"] == "stage_changed":
+            account = by_crm.get((source, str(e.get("crm_id"))))
+            if account is None and e.get("account_domain"):
+                try:
+                    account = by_domain.get(normalize_domain(e["account_domain"]))
+                except NormalizeError:
+                    account = None
+            if account is None:
+                counts["unmatched"] += 1
+                continue
+            if e.get("crm_id") and account.crm_ids.get(source) != str(e["crm_id"]):
+                account.crm_ids = {**account.crm_ids, source: str(e["crm_id"])}
+                by_crm[(source, str(e["crm_id"]))] = account
+            stage = props.get("stage")
+            if stage and stage != account.stage:
+                accounts_service.change_stage(account, stage, source=f"crm:{source}", actor_id=None,
+                                              at=_time(e.get("occurred_at")))
+                counts["stages"] += 1
+        elif e["type"] == "opportunity":
+            if _upsert_opportunity(e, source, props, by_crm, by_domain):
+                counts["opportunities"] += 1
+            else:
+                counts["unmatched"] += 1
+    db.session.commit()
+    return counts
+
+
+def _upsert_opportunity(e, source, props, by_crm, by_domain) -> bool:
+    account = by_crm.get((source, str(props.get("account_crm_id"))))
+    if account is None and e.get("account_domain"):
+        try:
+            account = by_domain.get(normalize_domain(e["account_domain"]))
+        except NormalizeError:
+            account = None
+    if account is None or not e.get("crm_id"):
+        return False
+    crm_id = f"{source}:{e['crm_id']}"
+    opp = db.session.execute(select(Opportunity).where(Opportunity.crm_id == crm_id)).scalar_one_or_none()
+    if opp is None:
+        opp = Opportunity(crm_id=crm_id, account_id=account.id, name=props.get("name") or "Opportunity",
+                          created_at=_time(e.get("occurred_at")))
+        db.session.add(opp)
+    opp.account_id = account.id
+    opp.name = props.get("name") or opp.name
+    try:
+        opp.amount = Decimal(str(props["amount"])) if props.get("amount") not in (None, "") else opp.amount
+    except InvalidOperation:
+        pass
+    opp.stage = props.get("crm_stage") or opp.stage
+    if props.get("is_closed"):
+        opp.closed_at = _time(props.get("close_date") or e.get("occurred_at"))
+        opp.won = bool(props.get("is_won"))
+    return True

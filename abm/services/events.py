@@ -1,0 +1,396 @@
+"""The engagement ingestion path: push to Redis (or a local spool), drain in bulk.
+
+Tracking endpoints, provider webhooks and ``POST /api/v1/events`` call :func:`push`:
+one Redis RPUSH of JSON, no database query. When Redis cannot be reached the events
+are appended to a spool file under ``instance/spool/`` instead, so the endpoint still
+answers and nothing is lost. :func:`drain` (a periodic job, one drainer at a time)
+reads a batch from the list and from the spool, writes the events in bulk, matches
+them to contacts and accounts, updates scores, flags bounced and unsubscribed
+contacts, and tells the engine and the alerting what changed.
+
+The JSON shape of one queued event::
+
+    {"type": "email_click", "occurred_at": "2026-11-23T10:00:00+00:00",
+     "email": "...", "account_domain": "...", "account_id": 1, "contact_id": 2,
+     "touch_id": 3, "url": "...", "source": "pixel|click|snippet|api|<connector>",
+     "dedup_key": "...", "properties": {...}, "visitor_id": "..."}
+
+Every event carries a ``dedup_key`` (the sender's, or one made at push time), so a
+drain that is interrupted after its commit and runs again stores nothing twice.
+Events in the Redis list are as durable as Redis is (run it with ``appendonly yes``
+in production); events that could not reach Redis are in the spool until drained.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+from flask import current_app
+from sqlalchemy import select, update
+
+from abm.db import db, utcnow
+from abm.models import EVENT_TYPES, Account, Contact, Event, Touch
+from abm.normalize import NormalizeError, normalize_domain, normalize_email
+
+log = logging.getLogger(__name__)
+
+QUEUE_KEY = "abm:events"
+LOCK_KEY = "abm:events:drain-lock"
+MAX_FUTURE = timedelta(minutes=10)
+SUPPRESSING = {"unsubscribe": "unsubscribed_at", "spam_report": "unsubscribed_at", "email_bounce": "bounced_at"}
+CRM_TYPES = ("stage_changed", "opportunity")
+
+
+class EventError(ValueError):
+    pass
+
+
+# -- validation ---------------------------------------------------------------------
+
+_FIELDS = {"type", "occurred_at", "email", "account_domain", "account_id", "contact_id", "touch_id",
+           "url", "source", "dedup_key", "properties", "visitor_id", "crm_id"}
+
+
+def parse_time(value) -> datetime:
+    if not isinstance(value, str):
+        raise EventError("occurred_at must be an ISO 8601 time with an offset")
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError(f"occurred_at {value!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise EventError("occurred_at needs an offset (e.g. 2026-11-23T10:00:00+00:00)")
+    return at.astimezone(UTC)
+
+
+def validate(raw, allowed_types: Iterable[str] | None = None) -> dict:
+    """One API event checked and normalised; EventError says what is wrong."""
+    if not isinstance(raw, dict):
+        raise EventError("an event must be an object")
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        raise EventError(f"unknown field {unknown[0]!r}")
+    types = set(allowed_types or EVENT_TYPES)
+    etype = raw.get("type")
+    if etype not in types:
+        raise EventError(f"unknown event type {etype!r}")
+    at = parse_time(raw.get("occurred_at"))
+    if at > utcnow() + MAX_FUTURE:
+        raise EventError("occurred_at is in the future")
+    event = {"type": etype, "occurred_at": at.isoformat()}
+    if raw.get("email") is not None:
+        try:
+            event["email"] = normalize_email(str(raw["email"]))
+        except NormalizeError as exc:
+            raise EventError(f"email: {exc}") from None
+    if raw.get("account_domain") is not None:
+        try:
+            event["account_domain"] = normalize_domain(str(raw["account_domain"]))
+        except NormalizeError as exc:
+            raise EventError(f"account_domain: {exc}") from None
+    for key in ("account_id", "contact_id", "touch_id"):
+        if raw.get(key) is not None:
+            if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1:
+                raise EventError(f"{key} must be a positive integer")
+            event[key] = raw[key]
+    if not ({"email", "account_domain", "account_id", "contact_id"} & set(event)):
+        raise EventError("an event needs one of email, account_domain or account_id")
+    for key, limit in (("url", 4000), ("source", 100), ("dedup_key", 200), ("visitor_id", 100)):
+        if raw.get(key) is not None:
+            if not isinstance(raw[key], str) or len(raw[key]) > limit:
+                raise EventError(f"{key} must be a string of at most {limit} characters")
+            event[key] = raw[key]
+    if raw.get("properties") is not None:
+        if not isinstance(raw["properties"], dict):
+            raise EventError("properties must be an object")
+        event["properties"] = raw["properties"]
+    return event
+
+
+# -- push ---------------------------------------------------------------------------
+
+def _spool_dir(app=None) -> Path:
+    app = app or current_app
+    path = Path(app.instance_path) / "spool"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _stamp(event: dict) -> str:
+    event.setdefault("dedup_key", "~" + uuid.uuid4().hex)
+    return json.dumps(event, separators=(",", ":"), default=str)
+
+
+def push(events: list[dict]) -> str:
+    """Queue events for the drain: one Redis push; the spool when Redis is down.
+
+    Returns ``"redis"`` or ``"spool"``.
+    """
+    if not events:
+        return "redis"
+    lines = [_stamp(e) for e in events]
+    try:
+        from abm.redis_conn import get_redis
+
+        get_redis().rpush(QUEUE_KEY, *lines)
+        return "redis"
+    except (redis.RedisError, OSError) as exc:
+        log.warning("Redis unreachable (%s); spooling %d events", type(exc).__name__, len(lines))
+        spool_write(lines)
+        return "spool"
+
+
+def spool_write(lines: list[str], app=None) -> None:
+    path = _spool_dir(app) / "events.jsonl"
+    with open(path, "a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _take_spool() -> list[Path]:
+    """Move the live spool aside (atomic rename) and return every file waiting to be drained."""
+    folder = _spool_dir()
+    live = folder / "events.jsonl"
+    if live.exists() and live.stat().st_size:
+        live.rename(folder / f"draining-{utcnow().strftime('%Y%m%d%H%M%S%f')}-{os.getpid()}.jsonl")
+    return sorted(folder.glob("draining-*.jsonl"))
+
+
+# -- drain --------------------------------------------------------------------------
+
+@dataclass
+class DrainResult:
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    matched: int = 0
+    accounts: set[int] = field(default_factory=set)
+    crm: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"read": self.read, "stored": self.stored, "duplicates": self.duplicates,
+                "invalid": self.invalid, "matched": self.matched, "accounts": len(self.accounts)}
+
+
+def drain(batch_size: int = 5000, max_batches: int = 20, now: datetime | None = None) -> DrainResult:
+    """Move queued events into the database, in batches; one drainer at a time."""
+    from abm.redis_conn import get_redis
+
+    total = DrainResult()
+    client = get_redis()
+    try:
+        lock = client.lock(LOCK_KEY, timeout=300, blocking_timeout=0)
+        if not lock.acquire():
+            return total
+    except redis.RedisError:
+        lock = None
+    try:
+        for path in _take_spool():
+            _drain_file(path, batch_size, total, now)
+        if lock is None:
+            return total
+        for _ in range(max_batches):
+            raw = client.lrange(QUEUE_KEY, 0, batch_size - 1)
+            if not raw:
+                break
+            store([r.decode() if isinstance(r, bytes) else r for r in raw], total, now)
+            client.ltrim(QUEUE_KEY, len(raw), -1)
+            if len(raw) < batch_size:
+                break
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except redis.RedisError:
+                pass
+    return total
+
+
+def _drain_file(path: Path, batch_size: int, total: DrainResult, now) -> None:
+    lines: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                lines.append(line)
+            if len(lines) >= batch_size:
+                store(lines, total, now)
+                lines = []
+    if lines:
+        store(lines, total, now)
+    path.unlink()
+
+
+def store(lines: list[str], total: DrainResult | None = None, now: datetime | None = None) -> DrainResult:
+    """Write one batch of queued events (JSON strings) and apply their effects."""
+    from abm.services import scores
+
+    total = total or DrainResult()
+    now = now or utcnow()
+    events, crm = [], []
+    seen: set[str] = set()
+    for line in lines:
+        total.read += 1
+        try:
+            event = json.loads(line)
+            event["occurred_at"] = min(parse_time(event["occurred_at"]), now)
+        except (ValueError, KeyError, TypeError, EventError):
+            total.invalid += 1
+            continue
+        if event.get("type") in CRM_TYPES:
+            crm.append(event)
+            continue
+        key = event.get("dedup_key") or ("~" + uuid.uuid4().hex)
+        if key in seen:
+            total.duplicates += 1
+            continue
+        seen.add(key)
+        event["dedup_key"] = key
+        events.append(event)
+    if events:
+        rows = _match(events)
+        inserted = _insert(rows)
+        total.duplicates += len(rows) - len(inserted)
+        total.stored += len(inserted)
+        total.matched += sum(1 for r in inserted if r["account_id"])
+        _flag_contacts(inserted)
+        touched = scores.add_events(inserted, now)
+        total.accounts |= touched
+        db.session.commit()
+        _after_store(inserted, touched, now)
+    if crm:
+        total.crm.extend(crm)
+        from abm.services import crm_sync
+
+        crm_sync.apply(crm)
+    return total
+
+
+def _match(events: list[dict]) -> list[dict]:
+    """Resolve every event to (account, contact, playbook) with a few bulk lookups."""
+    emails = {e["email"] for e in events if e.get("email")}
+    domains = {e["account_domain"] for e in events if e.get("account_domain")}
+    touch_ids = {e["touch_id"] for e in events if e.get("touch_id")}
+    contact_ids = {e["contact_id"] for e in events if e.get("contact_id")}
+    account_ids = {e["account_id"] for e in events if e.get("account_id")}
+    by_email, by_contact, by_domain, touches, accounts = {}, {}, {}, {}, set()
+    s = db.session
+    for chunk in _chunks(emails):
+        for cid, email, aid in s.execute(select(Contact.id, Contact.email, Contact.account_id)
+                                         .where(Contact.email.in_(chunk))):
+            by_email[email] = (cid, aid)
+    for chunk in _chunks(contact_ids):
+        for cid, aid in s.execute(select(Contact.id, Contact.account_id).where(Contact.id.in_(chunk))):
+            by_contact[cid] = aid
+    for chunk in _chunks(domains):
+        for aid, domain in s.execute(select(Account.id, Account.domain).where(Account.domain.in_(chunk))):
+            by_domain[domain] = aid
+    for chunk in _chunks(touch_ids):
+        for tid, aid, cid, pid in s.execute(select(Touch.id, Touch.account_id, Touch.contact_id, Touch.playbook_id)
+                                            .where(Touch.id.in_(chunk))):
+            touches[tid] = (aid, cid, pid)
+    for chunk in _chunks(account_ids):
+        accounts.update(s.execute(select(Account.id).where(Account.id.in_(chunk))).scalars())
+    rows = []
+    for e in events:
+        account_id = contact_id = playbook_id = None
+        if e.get("touch_id") in touches:
+            account_id, contact_id, playbook_id = touches[e["touch_id"]]
+        if contact_id is None and e.get("contact_id") in by_contact:
+            contact_id, account_id = e["contact_id"], by_contact[e["contact_id"]] or account_id
+        if contact_id is None and e.get("email") in by_email:
+            contact_id, aid = by_email[e["email"]]
+            account_id = account_id or aid
+        if account_id is None and e.get("account_id") in accounts:
+            account_id = e["account_id"]
+        if account_id is None and e.get("account_domain") in by_domain:
+            account_id = by_domain[e["account_domain"]]
+        props = dict(e.get("properties") or {})
+        if e.get("visitor_id"):
+            props["visitor_id"] = e["visitor_id"]
+        rows.append({
+            "type": e["type"], "occurred_at": e["occurred_at"], "account_id": account_id,
+            "contact_id": contact_id, "email": e.get("email"),
+            "domain": e.get("account_domain") or (e["email"].rsplit("@", 1)[-1] if e.get("email") else None),
+            "url": e.get("url"), "source": e.get("source"),
+            "touch_id": e.get("touch_id") if e.get("touch_id") in touches else None,
+            "playbook_id": playbook_id, "properties": props, "dedup_key": e["dedup_key"],
+            "received_at": utcnow(),
+        })
+    return rows
+
+
+def _insert(rows: list[dict]) -> list[dict]:
+    """Bulk insert, skipping known dedup keys; returns the rows actually stored (with ids)."""
+    fresh = rows
+    if db.dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(Event).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(
+            Event.id, Event.dedup_key)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(Event).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(
+            Event.id, Event.dedup_key)
+    ids = {key: eid for eid, key in db.session.execute(stmt, fresh)}
+    stored = []
+    for r in fresh:
+        if r["dedup_key"] in ids:
+            r["id"] = ids[r["dedup_key"]]
+            stored.append(r)
+    return stored
+
+
+def _flag_contacts(rows: list[dict]) -> None:
+    """Bounces and unsubscribes suppress the contact in every playbook at once."""
+    for etype, column in SUPPRESSING.items():
+        ids = {r["contact_id"] for r in rows if r["type"] == etype and r["contact_id"]}
+        if ids:
+            col = getattr(Contact, column)
+            db.session.execute(update(Contact).where(Contact.id.in_(ids), col.is_(None))
+                               .values({column: utcnow()}).execution_options(synchronize_session=False))
+
+
+def _after_store(rows: list[dict], touched: set[int], now: datetime) -> None:
+    """Tell the engine (wake waiting enrollments, activity triggers) and raise alerts."""
+    if not touched:
+        return
+    from abm.services import alerts, engine_hooks
+
+    by_type: dict[str, set[int]] = defaultdict(set)
+    for r in rows:
+        if r["account_id"]:
+            by_type[r["type"]].add(r["account_id"])
+    engine_hooks.engagement_changed(touched, dict(by_type), now)
+    alerts.check(touched, now)
+
+
+def _chunks(items, size: int = 1000):
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def queue_length() -> int:
+    from abm.redis_conn import get_redis
+
+    try:
+        return int(get_redis().llen(QUEUE_KEY))
+    except redis.RedisError:
+        return -1

@@ -1,0 +1,209 @@
+"""Account scores: incremental updates per drain batch, full recompute, breakdowns.
+
+The rules are in :mod:`abm.scoring`. ``add_events`` adds each stored event's term to
+its account's ``score_ref`` (one executemany), then ``refresh`` turns ``score_ref``
+into ``score`` and ``engagement`` at ``now`` with one UPDATE. ``recompute`` rebuilds
+every ``score_ref`` from the events table in one aggregate UPDATE, with the weights
+and half-life in force: the two agree to the cent (a test holds them to it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Float, and_, bindparam, case, cast, func, literal, select, update
+
+from abm.db import db, utcnow
+from abm.models import Account, Contact, Event, Playbook, ScoreSnapshot
+from abm.scoring import DAY, SCORE_EPOCH, decayed, event_weight, level, ref_term, round_score, score_at
+from abm.services import settings as settings_service
+
+_EPOCH_S = SCORE_EPOCH.timestamp()
+
+
+def _epoch_seconds(column):
+    if db.dialect == "postgresql":
+        return func.extract("epoch", column)
+    return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def weight_expr(settings: dict):
+    """SQL for an event's weight: URL rules for web visits, else the type's weight."""
+    whens = [(and_(Event.type == "web_visit", Event.url.contains(rule["pattern"], autoescape=True)),
+              literal(float(rule["weight"]))) for rule in settings.get("url_rules", [])]
+    whens += [(Event.type == etype, literal(float(w))) for etype, w in settings["weights"].items() if w]
+    return case(*whens, else_=literal(0.0)) if whens else literal(0.0)
+
+
+def term_expr(settings: dict):
+    half_life_s = float(settings["half_life_days"]) * DAY
+    exponent = (cast(_epoch_seconds(Event.occurred_at), Float) - _EPOCH_S) / half_life_s
+    return weight_expr(settings) * func.pow(2.0, exponent)
+
+
+def add_events(rows: list[dict], now: datetime | None = None) -> set[int]:
+    """Add stored events (dicts with account_id, type, url, occurred_at) to their accounts' scores."""
+    now = now or utcnow()
+    cfg = settings_service.current()
+    increments: dict[int, float] = defaultdict(float)
+    for r in rows:
+        if r.get("account_id"):
+            w = event_weight(r["type"], r.get("url"), cfg)
+            if w:
+                increments[r["account_id"]] += ref_term(w, r["occurred_at"], cfg["half_life_days"])
+    if increments:
+        db.session.execute(
+            update(Account.__table__).where(Account.__table__.c.id == bindparam("aid"))
+            .values(score_ref=Account.__table__.c.score_ref + bindparam("inc")),
+            [{"aid": aid, "inc": inc} for aid, inc in increments.items()],
+        )
+    touched = {r["account_id"] for r in rows if r.get("account_id")}
+    if touched:
+        refresh(touched, now)
+    return touched
+
+
+def refresh(account_ids: set[int] | None = None, now: datetime | None = None) -> None:
+    """Set ``score`` and ``engagement`` from ``score_ref`` at ``now``, for some or all accounts."""
+    now = now or utcnow()
+    cfg = settings_service.current()
+    factor = score_at(1.0, now, cfg["half_life_days"])
+    current = Account.score_ref * factor
+    values = {
+        "score": current,
+        "engagement": case((current >= cfg["thresholds"]["hot"], "hot"),
+                           (current >= cfg["thresholds"]["warm"], "warm"), else_="cold"),
+        "score_updated_at": now,
+    }
+    if account_ids is None:
+        db.session.execute(update(Account).values(**values).execution_options(synchronize_session=False))
+        return
+    ids = list(account_ids)
+    for i in range(0, len(ids), 1000):
+        db.session.execute(update(Account).where(Account.id.in_(ids[i:i + 1000])).values(**values)
+                           .execution_options(synchronize_session=False))
+
+
+def recompute(now: datetime | None = None) -> int:
+    """Rebuild every account's score from all its events; returns the accounts with a score."""
+    now = now or utcnow()
+    cfg = settings_service.current()
+    agg = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg)).label("total"))
+           .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
+    db.session.execute(update(Account).where(Account.score_ref != 0).values(score_ref=0.0)
+                       .execution_options(synchronize_session=False))
+    result = db.session.execute(update(Account).where(Account.id == agg.c.aid)
+                                .values(score_ref=agg.c.total).execution_options(synchronize_session=False))
+    refresh(None, now)
+    db.session.commit()
+    return result.rowcount
+
+
+def rescore(account_ids: set[int], now: datetime | None = None) -> None:
+    """Recompute the scores of a few accounts from their events (after late matching)."""
+    if not account_ids:
+        return
+    cfg = settings_service.current()
+    ids = list(account_ids)
+    for i in range(0, len(ids), 1000):
+        chunk = ids[i:i + 1000]
+        sub = (select(func.coalesce(func.sum(term_expr(cfg)), 0.0))
+               .where(Event.account_id == Account.id).scalar_subquery())
+        db.session.execute(update(Account).where(Account.id.in_(chunk)).values(score_ref=sub)
+                           .execution_options(synchronize_session=False))
+    refresh(set(ids), now)
+
+
+def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) -> dict:
+    """The score of one account, by event type, by contact and by playbook, with its events."""
+    now = now or utcnow()
+    cfg = settings_service.current()
+    hl = cfg["half_life_days"]
+    rows = db.session.execute(
+        select(Event.id, Event.type, Event.occurred_at, Event.url, Event.contact_id, Event.playbook_id,
+               Event.source).where(Event.account_id == account_id).order_by(Event.occurred_at.desc())
+    ).all()
+    by_type: dict[str, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
+    by_contact: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
+    by_playbook: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
+    events, total = [], 0.0
+    for r in rows:
+        weight = event_weight(r.type, r.url, cfg)
+        points = decayed(weight, r.occurred_at, now, hl)
+        total += points
+        for bucket, key in ((by_type, r.type), (by_contact, r.contact_id), (by_playbook, r.playbook_id)):
+            bucket[key]["events"] += 1
+            bucket[key]["points"] += points
+        if len(events) < recent:
+            events.append({"id": r.id, "type": r.type, "occurred_at": r.occurred_at.isoformat(),
+                           "url": r.url, "contact_id": r.contact_id, "playbook_id": r.playbook_id,
+                           "source": r.source, "weight": weight, "points": round_score(points)})
+    contacts = {c.id: c for c in db.session.execute(
+        select(Contact).where(Contact.id.in_([k for k in by_contact if k]))).scalars()} if by_contact else {}
+    playbooks = {p.id: p for p in db.session.execute(
+        select(Playbook).where(Playbook.id.in_([k for k in by_playbook if k]))).scalars()} if by_playbook else {}
+
+    def _rows(bucket, label):
+        out = [{**label(k), "events": v["events"], "points": round_score(v["points"])} for k, v in bucket.items()]
+        return sorted(out, key=lambda x: -x["points"])
+
+    score = round_score(total)
+    return {
+        "account_id": account_id,
+        "score": score,
+        "engagement": level(total, cfg["thresholds"]),
+        "half_life_days": hl,
+        "at": now.isoformat(),
+        "by_type": _rows(by_type, lambda k: {"type": k}),
+        "by_contact": _rows(by_contact, lambda k: {
+            "contact_id": k,
+            "name": (contacts[k].full_name or contacts[k].email) if k in contacts else "(account-level)",
+            "role": contacts[k].buying_role if k in contacts else None}),
+        "by_playbook": _rows(by_playbook, lambda k: {
+            "playbook": playbooks[k].key if k in playbooks else None,
+            "name": playbooks[k].name if k in playbooks else "(not from a playbook)"}),
+        "events": events,
+    }
+
+
+def scores_at(account_ids: list[int], at: datetime) -> dict[int, float]:
+    """Each account's score as it was at ``at``, computed from the events up to then."""
+    if not account_ids:
+        return {}
+    cfg = settings_service.current()
+    out: dict[int, float] = {}
+    for i in range(0, len(account_ids), 1000):
+        chunk = account_ids[i:i + 1000]
+        q = (select(Event.account_id, func.sum(term_expr(cfg)))
+             .where(Event.account_id.in_(chunk), Event.occurred_at <= at).group_by(Event.account_id))
+        for aid, ref in db.session.execute(q):
+            out[aid] = score_at(float(ref or 0.0), at, cfg["half_life_days"])
+    return {aid: out.get(aid, 0.0) for aid in account_ids}
+
+
+def snapshot(day: date | None = None, now: datetime | None = None) -> int:
+    """Record today's score of every account with a score (for trends); idempotent per day."""
+    now = now or utcnow()
+    day = day or now.date()
+    refresh(None, now)
+    db.session.query(ScoreSnapshot).filter(ScoreSnapshot.day == day).delete(synchronize_session=False)
+    rows = db.session.execute(select(Account.id, Account.score).where(Account.score > 0.005)).all()
+    if rows:
+        db.session.execute(ScoreSnapshot.__table__.insert(),
+                           [{"account_id": a, "day": day, "score": round(s, 4)} for a, s in rows])
+    db.session.commit()
+    return len(rows)
+
+
+def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -> dict[int, list[float]]:
+    """Daily scores over the last ``days`` days from the snapshots (0 where none)."""
+    now = now or utcnow()
+    start = now.date() - timedelta(days=days - 1)
+    out = {aid: [0.0] * days for aid in account_ids}
+    if account_ids:
+        q = select(ScoreSnapshot.account_id, ScoreSnapshot.day, ScoreSnapshot.score).where(
+            ScoreSnapshot.account_id.in_(account_ids), ScoreSnapshot.day >= start)
+        for aid, day, score in db.session.execute(q):
+            out[aid][(day - start).days] = score
+    return out

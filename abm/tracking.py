@@ -1,0 +1,110 @@
+"""Signed tracking links: the open pixel, click redirects, unsubscribe links, visitor ids.
+
+Every token is signed with the app's secret (itsdangerous). A forged or tampered
+token is refused: it records nothing, and a click never redirects anywhere that its
+signed token does not name. Tokens carry ids only, never an email.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as html_lib
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
+
+#: The query parameter a click adds to its destination so the site snippet knows the visitor.
+CONTACT_PARAM = "abm_c"
+
+
+def _signer(salt: str) -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=salt)
+
+
+def open_token(touch_id: int, contact_id: int | None, account_id: int) -> str:
+    return _signer("open").dumps([touch_id, contact_id, account_id])
+
+
+def url_digest(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def links_in(html: str) -> list[str]:
+    """The http(s) links of an email's HTML, as the message builder rewrites them."""
+    from connectors.email_message import _HREF
+
+    return sorted({html_lib.unescape(m.group(3)) for m in _HREF.finditer(html or "")})
+
+
+def click_token(touch_id: int, contact_id: int | None, account_id: int, urls: list[str]) -> str:
+    """A token naming the touch and, by digest, every URL it may redirect to."""
+    return _signer("click").dumps([touch_id, contact_id, account_id, [url_digest(u) for u in urls]])
+
+
+def contact_token(contact_id: int) -> str:
+    return _signer("contact").dumps(contact_id)
+
+
+def read(kind: str, token: str):
+    """The signed value of a token of ``kind`` (open, click, contact), or None if forged."""
+    try:
+        return _signer(kind).loads(token)
+    except BadSignature:
+        return None
+
+
+def unsubscribe_token(contact_id: int) -> str:
+    """The token of ``/u/{token}``; it does not expire (mail stays in inboxes for years)."""
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").dumps(contact_id)
+
+
+def read_unsubscribe(token: str) -> int | None:
+    try:
+        value = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def unsubscribe_url(contact_id: int) -> str:
+    return f"{current_app.config['BASE_URL']}/u/{unsubscribe_token(contact_id)}"
+
+
+def tracking_for_email(touch_id: int, contact_id: int | None, account_id: int, html: str) -> dict:
+    """The ``tracking`` entry of an email touch's payload, for the message builder.
+
+    ``open_url`` is the pixel. ``click_url_template`` has a ``{url}`` placeholder that
+    the builder fills with each original link, URL-quoted; the token's signature covers
+    the digests of exactly the links this email holds, so ``/t/c/`` redirects to those
+    and to nothing else.
+    """
+    base = current_app.config["BASE_URL"]
+    token = click_token(touch_id, contact_id, account_id, links_in(html))
+    return {"open_url": f"{base}/t/o/{open_token(touch_id, contact_id, account_id)}.gif",
+            "click_url_template": f"{base}/t/c/{token}?u={{url}}"}
+
+
+def click_destination(token: str, url: str | None) -> tuple[list, str] | None:
+    """(the signed [touch, contact, account], url) when the token is genuine and names ``url``."""
+    value = read("click", token)
+    if not (isinstance(value, list) and len(value) == 4 and url and is_safe_destination(url)):
+        return None
+    if url_digest(url) not in value[3]:
+        return None
+    return value[:3], url
+
+
+def with_contact_param(url: str, contact_id: int | None) -> str:
+    """The destination of a click, with the signed contact id the site snippet picks up."""
+    if contact_id is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != CONTACT_PARAM]
+    query.append((CONTACT_PARAM, contact_token(contact_id)))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def is_safe_destination(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -1,0 +1,56 @@
+"""Fixtures for engagement tests: accounts, contacts and touches made directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from abm.db import db, utcnow
+
+
+@pytest.fixture
+def notified(monkeypatch):
+    """Records what the drain tells the engine (the engine's own tests cover what it does)."""
+    calls = []
+    from abm.services import engine_hooks
+
+    monkeypatch.setattr(engine_hooks, "engagement_changed",
+                        lambda ids, by_type, now: calls.append((set(ids), {k: set(v) for k, v in by_type.items()})))
+    return calls
+
+
+@pytest.fixture
+def world(app, notified):
+    """Two accounts with contacts and one sent email touch."""
+    from abm.models import Account, Contact, Enrollment, Playbook, PlaybookVersion, Touch
+
+    acme = Account(name="Acme", domain="acme.com", stage="aware")
+    globex = Account(name="Globex", domain="globex.com", stage="target")
+    db.session.add_all([acme, globex])
+    db.session.flush()
+    jane = Contact(account_id=acme.id, email="jane@acme.com", first_name="Jane", buying_role="champion")
+    bob = Contact(account_id=acme.id, email="bob@acme.com", first_name="Bob", buying_role="user")
+    db.session.add_all([jane, bob])
+    pb = Playbook(key="intro", name="Intro", status="active")
+    db.session.add(pb)
+    db.session.flush()
+    ver = PlaybookVersion(playbook_id=pb.id, version=1, source="", compiled={})
+    db.session.add(ver)
+    db.session.flush()
+    enr = Enrollment(playbook_id=pb.id, version_id=ver.id, account_id=acme.id)
+    db.session.add(enr)
+    db.session.flush()
+    touch = Touch(enrollment_id=enr.id, playbook_id=pb.id, account_id=acme.id, contact_id=jane.id,
+                  contact_key=jane.id, step_id="intro", kind="email", channel="email", status="sent",
+                  sent_at=utcnow())
+    db.session.add(touch)
+    db.session.commit()
+    return {"acme": acme, "globex": globex, "jane": jane, "bob": bob, "playbook": pb, "touch": touch}
+
+
+def queued(app) -> list:
+    import json
+
+    from abm.redis_conn import get_redis
+    from abm.services.events import QUEUE_KEY
+
+    return [json.loads(x) for x in get_redis().lrange(QUEUE_KEY, 0, -1)]

@@ -1,0 +1,119 @@
+"""The ingestion path: the events API, de-duplication, late matching, Redis outages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from abm.db import db, utcnow
+from abm.models import Account, Contact, Event
+from abm.services import events, matching
+
+
+def _iso(delta=timedelta(0)):
+    return (utcnow() - delta).isoformat()
+
+
+def test_events_batch_accepts_good_events_and_rejects_bad_ones_by_index(app, api, world):
+    c = api("manager")
+    batch = [
+        {"type": "web_visit", "occurred_at": _iso(), "email": "jane@acme.com", "url": "https://v.example/pricing"},
+        {"type": "teleport", "occurred_at": _iso(), "email": "jane@acme.com"},
+        {"type": "meeting", "occurred_at": "yesterday", "account_domain": "acme.com"},
+        {"type": "meeting", "occurred_at": _iso(), "account_domain": "https://www.Globex.com/about"},
+        {"type": "email_open", "occurred_at": _iso()},
+        {"type": "form_fill", "occurred_at": _iso(), "email": "x@acme.com", "colour": "red"},
+    ]
+    resp = c.post("/api/v1/events", json=batch)
+    assert resp.status_code == 202
+    assert resp.json["accepted"] == 2
+    assert [r["index"] for r in resp.json["rejected"]] == [1, 2, 4, 5]
+    assert "unknown event type 'teleport'" in resp.json["rejected"][0]["message"]
+    assert "colour" in resp.json["rejected"][3]["message"]
+    events.drain()
+    rows = db.session.execute(select(Event.type, Event.account_id).order_by(Event.id)).all()
+    assert rows == [("web_visit", world["acme"].id), ("meeting", world["globex"].id)]
+
+
+def test_events_api_roles_and_limits(app, api, client):
+    assert client.post("/api/v1/events", json=[]).status_code == 401
+    assert api("ae").post("/api/v1/events", json=[]).status_code == 403
+    too_many = [{"type": "email_open", "occurred_at": _iso(), "account_id": 1}] * 1001
+    resp = api("admin").post("/api/v1/events", json=too_many)
+    assert resp.status_code == 422 and resp.json["error"]["code"] == "validation_error"
+
+
+def test_a_dedup_key_seen_before_is_accepted_and_not_counted_twice(app, api, world):
+    c = api("admin")
+    event = {"type": "meeting", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "cal-123"}
+    assert c.post("/api/v1/events", json=[event, event]).json["accepted"] == 2
+    events.drain()
+    assert c.post("/api/v1/events", json=[event]).json["accepted"] == 1
+    events.drain()
+    assert db.session.execute(select(func.count(Event.id))).scalar_one() == 1
+    db.session.expire_all()
+    meeting_weight = 25
+    assert db.session.get(Account, world["acme"].id).score == pytest.approx(meeting_weight, rel=1e-3)
+
+
+def test_a_drain_that_runs_again_after_its_commit_stores_nothing_twice(app, world):
+    line = events._stamp({"type": "email_click", "occurred_at": _iso(), "email": "jane@acme.com"})
+    events.store([line])
+    events.store([line])  # as if the drain died after commit and before trimming the list
+    assert db.session.execute(select(func.count(Event.id))).scalar_one() == 1
+
+
+def test_events_for_unknown_people_are_kept_and_matched_when_they_appear(app, api, world):
+    c = api("admin")
+    c.post("/api/v1/events", json=[
+        {"type": "form_fill", "occurred_at": _iso(timedelta(days=1)), "email": "new.person@initech.com"},
+        {"type": "ad_click", "occurred_at": _iso(), "account_domain": "initech.com"},
+        {"type": "form_fill", "occurred_at": _iso(), "email": "someone@gmail.com"},
+    ])
+    events.drain()
+    assert db.session.execute(select(func.count(Event.id)).where(Event.account_id.is_(None))).scalar_one() == 3
+    initech = Account(name="Initech", domain="initech.com")
+    db.session.add(initech)
+    db.session.flush()
+    db.session.add(Contact(account_id=initech.id, email="new.person@initech.com"))
+    db.session.commit()
+    assert matching.match_pending() == 2
+    matched = db.session.execute(select(Event.type, Event.contact_id.is_not(None))
+                                 .where(Event.account_id == initech.id).order_by(Event.type)).all()
+    assert matched == [("ad_click", False), ("form_fill", True)]
+    db.session.expire_all()
+    assert db.session.get(Account, initech.id).score > 15  # form fill (15, a day old) + ad click (3)
+    # a free-mail address never makes an account
+    assert db.session.execute(select(Event.account_id).where(Event.email == "someone@gmail.com")).scalar_one() is None
+
+
+def test_nothing_is_lost_while_redis_is_down(backend, instance_dir, redis_url, notified):
+    """The endpoints answer and spool while Redis is unreachable; the drain stores every event."""
+    from abm import tracking
+    from tests.conftest import empty_database, make_app
+
+    dead = make_app(backend, instance_dir, "redis://127.0.0.1:1/0")
+    with dead.app_context():
+        empty_database(db.engine)
+        acme = Account(name="Acme", domain="acme.com")
+        db.session.add(acme)
+        db.session.commit()
+        token = tracking.open_token(1, None, acme.id)
+        client = dead.test_client()
+        for _ in range(25):
+            assert client.get(f"/t/o/{token}.gif").status_code == 200
+        assert client.post("/t/v", data='{"type":"web_visit","url":"https://a.example/","visitor_id":"z"}',
+                           content_type="text/plain").status_code == 204
+        account_id = acme.id
+        db.session.remove()
+    alive = make_app(backend, instance_dir, redis_url)
+    with alive.app_context():
+        result = events.drain()
+        assert result.stored == 26
+        opens = db.session.execute(select(func.count(Event.id)).where(
+            Event.type == "email_open", Event.account_id == account_id)).scalar_one()
+        assert opens == 25
+        assert events.drain().stored == 0  # the spool was consumed exactly once
+        db.session.remove()

@@ -1,0 +1,99 @@
+"""Scores: weights, URL rules, decay, levels; incremental updates agree with a full recompute."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from abm.db import db, utcnow
+from abm.models import Account, Alert
+from abm.services import events, scores
+from abm.services import settings as settings_service
+
+
+def _line(etype, email=None, days_ago=0.0, url=None, domain=None, now=None):
+    now = now or utcnow()
+    e = {"type": etype, "occurred_at": (now - timedelta(days=days_ago)).isoformat()}
+    if email:
+        e["email"] = email
+    if domain:
+        e["account_domain"] = domain
+    if url:
+        e["url"] = url
+    return events._stamp(e)
+
+
+def test_weights_url_rules_and_half_life_decay(app, world):
+    now = utcnow()
+    events.store([
+        _line("form_fill", "jane@acme.com", days_ago=0, now=now),                      # 15
+        _line("meeting", "bob@acme.com", days_ago=30, now=now),                        # 25 / 2
+        _line("web_visit", "jane@acme.com", url="https://v.example/pricing", now=now),  # rule: 8
+        _line("web_visit", "jane@acme.com", url="https://v.example/blog", now=now),     # type: 2
+    ], now=now)
+    db.session.expire_all()
+    acme = db.session.get(Account, world["acme"].id)
+    assert acme.score == pytest.approx(15 + 12.5 + 8 + 2, rel=1e-6)
+    assert acme.engagement == "warm"  # warm at 20, hot at 50
+
+    b = scores.breakdown(acme.id, now=now)
+    assert b["score"] == pytest.approx(37.5, abs=0.01)
+    assert {r["type"]: r["points"] for r in b["by_type"]} == {
+        "form_fill": 15.0, "meeting": 12.5, "web_visit": 10.0}
+    by_contact = {r["name"]: r["points"] for r in b["by_contact"]}
+    assert by_contact == {"Jane": 25.0, "Bob": 12.5}
+    assert sum(e["points"] for e in b["events"]) == pytest.approx(37.5, abs=0.01)
+
+
+def test_incremental_updates_agree_with_a_full_recompute(app, world):
+    rng = random.Random(7)
+    now = utcnow()
+    emails = ["jane@acme.com", "bob@acme.com"]
+    types = ["email_open", "email_click", "web_visit", "form_fill", "meeting", "ad_click"]
+    for _batch in range(5):
+        lines = [_line(rng.choice(types), email=rng.choice(emails) if rng.random() < .7 else None,
+                       domain=None if rng.random() < .7 else rng.choice(["acme.com", "globex.com"]),
+                       days_ago=rng.uniform(0, 120), url=rng.choice([None, "https://v.example/pricing"]), now=now)
+                 for _ in range(40)]
+        lines = [ln for ln in lines if '"email"' in ln or '"account_domain"' in ln]
+        events.store(lines, now=now)
+    db.session.expire_all()
+    incremental = {a.id: a.score for a in db.session.execute(select(Account)).scalars()}
+    scores.recompute(now)
+    db.session.expire_all()
+    full = {a.id: a.score for a in db.session.execute(select(Account)).scalars()}
+    assert incremental.keys() == full.keys()
+    for aid in full:
+        assert incremental[aid] == pytest.approx(full[aid], rel=1e-9, abs=1e-9)
+    assert full[world["acme"].id] > 0
+
+
+def test_a_change_of_weights_rescores_history(app, world, make_user):
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", now=now)], now=now)
+    db.session.expire_all()
+    assert db.session.get(Account, world["acme"].id).score == pytest.approx(25)
+    weights = dict(settings_service.current()["weights"], meeting=40)
+    settings_service.update({"weights": weights, "half_life_days": 10}, make_user("admin").id)
+    scores.recompute(now)
+    db.session.expire_all()
+    acme = db.session.get(Account, world["acme"].id)
+    assert acme.score == pytest.approx(40) and acme.engagement == "warm"
+
+
+def test_crossing_a_level_raises_one_alert_per_period(app, world, monkeypatch):
+    sent = []
+    from workers import alert_jobs
+
+    monkeypatch.setattr(alert_jobs, "send_alert", lambda alert_id: sent.append(alert_id))
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", now=now)], now=now)   # 25: warm
+    alerts_made = db.session.execute(select(Alert)).scalars().all()
+    assert [(a.account_id, a.kind, a.level) for a in alerts_made] == [(world["acme"].id, "level_up", "warm")]
+    assert "Acme is now warm" in alerts_made[0].message
+    events.store([_line("meeting", "bob@acme.com", now=now),
+                  _line("meeting", "bob@acme.com", days_ago=0.01, now=now)], now=now)  # 75: hot, same period
+    assert len(db.session.execute(select(Alert)).scalars().all()) == 1

@@ -1,0 +1,118 @@
+"""Tracking links as a recipient's mail program and browser use them."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import select
+
+from abm import tracking
+from abm.db import db
+from abm.models import Contact, Event
+from abm.services import events
+from tests.engagement.conftest import queued
+
+
+def test_open_pixel_records_one_open_matched_to_the_touch(app, client, world):
+    t = world["touch"]
+    token = tracking.open_token(t.id, world["jane"].id, world["acme"].id)
+    resp = client.get(f"/t/o/{token}.gif")
+    assert resp.status_code == 200 and resp.mimetype == "image/gif"
+    assert "no-store" in resp.headers["Cache-Control"]
+    assert [e["type"] for e in queued(app)] == ["email_open"]
+    events.drain()
+    stored = db.session.execute(select(Event)).scalar_one()
+    assert (stored.type, stored.account_id, stored.contact_id, stored.touch_id, stored.playbook_id) == (
+        "email_open", world["acme"].id, world["jane"].id, t.id, world["playbook"].id)
+
+
+def test_forged_pixel_still_answers_but_records_nothing(app, client, world):
+    token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
+    resp = client.get(f"/t/o/{token[:-2]}xx.gif")
+    assert resp.status_code == 200 and resp.mimetype == "image/gif"
+    assert queued(app) == []
+
+
+def test_tracked_links_redirect_only_to_the_links_of_that_email(app, client, world):
+    from connectors.email_message import add_tracking
+
+    html = ('<p><a href="https://acme-vendor.example/pricing?utm=1">Pricing</a> '
+            '<a href="https://acme-vendor.example/case-study">Read</a></p>')
+    t = world["touch"]
+    info = tracking.tracking_for_email(t.id, world["jane"].id, world["acme"].id, html)
+    tracked_html = add_tracking(html, info["open_url"], info["click_url_template"])
+    hrefs = [m.replace("&amp;", "&") for m in re.findall(r'href="([^"]+)"', tracked_html)]
+    assert len(hrefs) == 2 and all(h.startswith("http://abm.test/t/c/") for h in hrefs)
+    assert 'src="http://abm.test/t/o/' in tracked_html
+
+    resp = client.get(hrefs[0].replace("http://abm.test", ""))
+    assert resp.status_code == 302
+    dest = urlsplit(resp.headers["Location"])
+    assert (dest.scheme, dest.netloc, dest.path) == ("https", "acme-vendor.example", "/pricing")
+    query = parse_qs(dest.query)
+    assert query["utm"] == ["1"]
+    assert tracking.read("contact", query["abm_c"][0]) == world["jane"].id
+
+    # the same genuine token cannot be pointed anywhere else: no open redirect
+    token = hrefs[0].split("/t/c/")[1].split("?")[0]
+    for evil in ("https://evil.example/phish", "javascript:alert(1)", "//evil.example"):
+        bad = client.get(f"/t/c/{token}", query_string={"u": evil})
+        assert bad.status_code == 400 and "Location" not in bad.headers
+    tampered = client.get(f"/t/c/{token[:-3]}abc", query_string={"u": "https://acme-vendor.example/case-study"})
+    assert tampered.status_code == 400
+    assert [e["type"] for e in queued(app)] == ["email_click"]
+
+
+def test_one_click_unsubscribe_suppresses_the_contact_without_cookie_or_redirect(app, world):
+    jane = world["jane"]
+    url = tracking.unsubscribe_url(jane.id)
+    path = urlsplit(url).path
+    fresh = app.test_client(use_cookies=False)
+    resp = fresh.post(path, data="List-Unsubscribe=One-Click",
+                      content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 200 and "Location" not in resp.headers
+    db.session.expire_all()
+    assert db.session.get(Contact, jane.id).unsubscribed_at is not None
+    assert [e["type"] for e in queued(app)] == ["unsubscribe"]
+    assert fresh.post("/u/not-a-token", data="List-Unsubscribe=One-Click",
+                      content_type="application/x-www-form-urlencoded").status_code == 400
+
+
+def test_unsubscribe_page_asks_then_confirms(app, client, world):
+    bob = world["bob"]
+    path = urlsplit(tracking.unsubscribe_url(bob.id)).path
+    page = client.get(path)
+    assert page.status_code == 200 and b"Unsubscribe from these emails?" in page.data
+    done = client.post(path, data={"confirm": "yes"})
+    assert done.status_code == 200 and b"You are unsubscribed" in done.data
+    db.session.expire_all()
+    assert db.session.get(Contact, bob.id).unsubscribed_at is not None
+    assert b"already unsubscribed" in client.get(path).data
+
+
+def test_snippet_is_small_and_first_party(client):
+    resp = client.get("/t/snippet.js")
+    assert resp.status_code == 200 and resp.mimetype == "application/javascript"
+    body = resp.data.decode()
+    assert len(resp.data) < 5000
+    assert not re.search(r"https?://", body), "the snippet must not call any third party"
+
+
+def test_visit_beacon_identifies_a_contact_from_a_tracked_link(app, client, world):
+    token = tracking.contact_token(world["jane"].id)
+    resp = client.post("/t/v", data='{"type":"web_visit","url":"https://acme-vendor.example/pricing",'
+                                     f'"visitor_id":"v1","contact":"{token}","title":"Pricing"}}',
+                       content_type="text/plain")
+    assert resp.status_code == 204
+    client.post("/t/v", data='{"type":"form_fill","url":"https://acme-vendor.example/demo",'
+                             '"visitor_id":"v2","email":"Bob@Acme.com"}', content_type="text/plain")
+    forged = client.post("/t/v", data='{"type":"web_visit","url":"https://x.example/","contact":"forged"}',
+                         content_type="text/plain")
+    assert forged.status_code == 204
+    assert client.post("/t/v", data="not json", content_type="text/plain").status_code == 400
+    events.drain()
+    rows = db.session.execute(select(Event.type, Event.contact_id, Event.account_id).order_by(Event.id)).all()
+    assert rows == [("web_visit", world["jane"].id, world["acme"].id),
+                    ("form_fill", world["bob"].id, world["acme"].id),
+                    ("web_visit", None, None)]

@@ -1,0 +1,29 @@
+"""Periodic engagement jobs: the event drain, late matching, score decay and snapshots."""
+
+from __future__ import annotations
+
+
+def drain_events() -> dict:
+    from abm.services import events
+
+    return events.drain().as_dict()
+
+
+def match_pending() -> int:
+    from abm.services import matching
+
+    return matching.match_pending()
+
+
+def refresh_scores() -> None:
+    from abm.db import db
+    from abm.services import scores
+
+    scores.refresh(None)
+    db.session.commit()
+
+
+def snapshot_scores() -> int:
+    from abm.services import scores
+
+    return scores.snapshot()
