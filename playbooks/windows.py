@@ -10,7 +10,7 @@ exists after the gap (the transition itself).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
 from zoneinfo import ZoneInfo
 
@@ -35,7 +35,9 @@ def in_window(window: SendWindow, at: datetime) -> bool:
 
 def next_window_opening(window: SendWindow, at: datetime) -> datetime:
     """When a touch due at ``at`` may go out: ``at`` itself if it is inside the window,
-    else the next instant the window opens. The result is aware, in the window's zone.
+    else the next instant the window opens. The computation is in the window's zone;
+    the result is aware and in UTC (a ZoneInfo datetime inside a repeated autumn hour
+    never compares equal to another zone's, PEP 495, so UTC is the safe currency).
 
     The engine calls it for every touch a step makes (``send_at =
     next_window_opening(window, now)``) with the playbook's window, or the workspace's
@@ -44,7 +46,7 @@ def next_window_opening(window: SendWindow, at: datetime) -> datetime:
     zone = ZoneInfo(window.timezone)
     local = _local(window, at)
     if in_window(window, at):
-        return local
+        return at.astimezone(UTC)
     if not window.days or window.start >= window.end:
         raise ValueError("this send window never opens")
     hours, minutes = divmod(window.start, 60)
@@ -54,7 +56,7 @@ def next_window_opening(window: SendWindow, at: datetime) -> datetime:
             continue
         candidate = _opening_instant(window, datetime.combine(day, time_of_day(hours, minutes)), zone)
         if candidate > at:
-            return candidate
+            return candidate.astimezone(UTC)
     raise AssertionError("a window with at least one day opens within eight days")
 
 
