@@ -233,13 +233,14 @@ def render_touch(
     - task: ``to``, ``title``, ``due`` (ISO date of ``now + due``, or None).
     - webhook: ``payload`` (every string rendered).
 
+    ``view_in_browser_url`` defaults to ``""`` (the product serves no web view yet).
     ``to`` is returned as the step says (``owner`` or an email): resolving the owner
     to an address is the engine's job. Raises :class:`TemplateError`.
     """
     if isinstance(step, EmailStep):
         if contact is None or unsubscribe_url is None:
             raise ValueError("an email touch needs a contact and an unsubscribe_url")
-        context = build_context(playbook, account, contact, unsubscribe_url, view_in_browser_url or unsubscribe_url)
+        context = build_context(playbook, account, contact, unsubscribe_url, view_in_browser_url or "")
         html = ensure_unsubscribe_link(render(step.body, context, autoescape=True), unsubscribe_url)
         text = render(step.text, context) if step.text else html_to_text(html)
         return {
