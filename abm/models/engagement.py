@@ -40,6 +40,8 @@ class Event(Base):
     touch_id: Mapped[int | None] = mapped_column(BigId)
     playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"))
     properties: Mapped[dict] = mapped_column(JSONType, default=dict)
+    #: How many of this event one row stands for (ad reports give impressions per day).
+    quantity: Mapped[int] = mapped_column(default=1, server_default=text("1"))
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

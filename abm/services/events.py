@@ -13,7 +13,7 @@ The JSON shape of one queued event::
     {"type": "email_click", "occurred_at": "2026-11-23T10:00:00+00:00",
      "email": "...", "account_domain": "...", "account_id": 1, "contact_id": 2,
      "touch_id": 3, "url": "...", "source": "pixel|click|snippet|api|<connector>",
-     "dedup_key": "...", "properties": {...}, "visitor_id": "..."}
+     "dedup_key": "...", "properties": {...}, "visitor_id": "...", "quantity": 1}
 
 Every event carries a ``dedup_key`` (the sender's, or one made at push time), so a
 drain that is interrupted after its commit and runs again stores nothing twice.
@@ -58,7 +58,7 @@ class EventError(ValueError):
 # -- validation ---------------------------------------------------------------------
 
 _FIELDS = {"type", "occurred_at", "email", "account_domain", "account_id", "contact_id", "touch_id",
-           "url", "source", "dedup_key", "properties", "visitor_id", "crm_id"}
+           "url", "source", "dedup_key", "properties", "visitor_id", "crm_id", "quantity"}
 
 
 def parse_time(value) -> datetime:
@@ -110,6 +110,11 @@ def validate(raw, allowed_types: Iterable[str] | None = None) -> dict:
             if not isinstance(raw[key], str) or len(raw[key]) > limit:
                 raise EventError(f"{key} must be a string of at most {limit} characters")
             event[key] = raw[key]
+    if raw.get("quantity") is not None:
+        q = raw["quantity"]
+        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 1_000_000:
+            raise EventError("quantity must be a whole number from 1 to 1,000,000")
+        event["quantity"] = q
     if raw.get("properties") is not None:
         if not isinstance(raw["properties"], dict):
             raise EventError("properties must be an object")
@@ -330,6 +335,7 @@ def _match(events: list[dict]) -> list[dict]:
             "url": e.get("url"), "source": e.get("source"),
             "touch_id": e.get("touch_id") if e.get("touch_id") in touches else None,
             "playbook_id": playbook_id, "properties": props, "dedup_key": e["dedup_key"],
+            "quantity": int(e.get("quantity") or 1),
             "received_at": utcnow(),
         })
     return rows

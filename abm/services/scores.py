@@ -39,7 +39,7 @@ def weight_expr(settings: dict):
 def term_expr(settings: dict):
     half_life_s = float(settings["half_life_days"]) * DAY
     exponent = (cast(_epoch_seconds(Event.occurred_at), Float) - _EPOCH_S) / half_life_s
-    return weight_expr(settings) * func.pow(2.0, exponent)
+    return weight_expr(settings) * Event.quantity * func.pow(2.0, exponent)
 
 
 def add_events(rows: list[dict], now: datetime | None = None) -> set[int]:
@@ -49,7 +49,7 @@ def add_events(rows: list[dict], now: datetime | None = None) -> set[int]:
     increments: dict[int, float] = defaultdict(float)
     for r in rows:
         if r.get("account_id"):
-            w = event_weight(r["type"], r.get("url"), cfg)
+            w = event_weight(r["type"], r.get("url"), cfg) * r.get("quantity", 1)
             if w:
                 increments[r["account_id"]] += ref_term(w, r["occurred_at"], cfg["half_life_days"])
     if increments:
@@ -122,23 +122,23 @@ def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) ->
     hl = cfg["half_life_days"]
     rows = db.session.execute(
         select(Event.id, Event.type, Event.occurred_at, Event.url, Event.contact_id, Event.playbook_id,
-               Event.source).where(Event.account_id == account_id).order_by(Event.occurred_at.desc())
+               Event.source, Event.quantity).where(Event.account_id == account_id).order_by(Event.occurred_at.desc())
     ).all()
     by_type: dict[str, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     by_contact: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     by_playbook: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     events, total = [], 0.0
     for r in rows:
-        weight = event_weight(r.type, r.url, cfg)
+        weight = event_weight(r.type, r.url, cfg) * r.quantity
         points = decayed(weight, r.occurred_at, now, hl)
         total += points
         for bucket, key in ((by_type, r.type), (by_contact, r.contact_id), (by_playbook, r.playbook_id)):
-            bucket[key]["events"] += 1
+            bucket[key]["events"] += r.quantity
             bucket[key]["points"] += points
         if len(events) < recent:
             events.append({"id": r.id, "type": r.type, "occurred_at": r.occurred_at.isoformat(),
                            "url": r.url, "contact_id": r.contact_id, "playbook_id": r.playbook_id,
-                           "source": r.source, "weight": weight, "points": round_score(points)})
+                           "source": r.source, "quantity": r.quantity, "weight": weight, "points": round_score(points)})
     contacts = {c.id: c for c in db.session.execute(
         select(Contact).where(Contact.id.in_([k for k in by_contact if k]))).scalars()} if by_contact else {}
     playbooks = {p.id: p for p in db.session.execute(

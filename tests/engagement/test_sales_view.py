@@ -1,0 +1,52 @@
+"""The account executive's view: my accounts, the stage by engagement matrix, coverage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from abm.db import db, utcnow
+from abm.models import Account
+from abm.services import events, sales_view
+from tests.engagement.test_scores import _line
+
+
+def test_my_accounts_sorts_by_score_and_by_change_this_week(app, world, make_user):
+    ae = make_user("ae")
+    acme, globex = world["acme"], world["globex"]
+    acme.owner_id = globex.owner_id = ae.id
+    db.session.commit()
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", days_ago=10, now=now),
+                  _line("meeting", "jane@acme.com", days_ago=9, now=now),
+                  _line("form_fill", domain="globex.com", days_ago=1, now=now)], now=now)
+    rows = sales_view.my_accounts(ae.id, now=now)
+    assert [r["name"] for r in rows] == ["Acme", "Globex"]  # acme has the higher score
+    by_change = sales_view.my_accounts(ae.id, sort="change", now=now)
+    assert [r["name"] for r in by_change] == ["Globex", "Acme"]  # globex gained this week, acme only decayed
+    assert by_change[0]["change_week"] > 0 > by_change[1]["change_week"]
+    assert len(rows[0]["trend"]) == 30 and rows[0]["trend"][-1] == rows[0]["score"]
+    assert rows[0]["last_touch_at"] is not None  # the sent intro email
+
+
+def test_the_matrix_names_the_cells_sales_acts_on(app, world):
+    db.session.add_all([
+        Account(name="Hot target", domain="hot1.com", stage="target", engagement="hot"),
+        Account(name="Hot mqa", domain="hot2.com", stage="mqa", engagement="hot"),
+        Account(name="Cold opp", domain="cold1.com", stage="opportunity", engagement="cold"),
+        Account(name="Hot opp", domain="hot3.com", stage="opportunity", engagement="hot"),
+    ])
+    db.session.commit()
+    m = sales_view.matrix()
+    assert m["counts"]["target"] == {"cold": 1, "warm": 0, "hot": 1}  # globex is a cold target
+    assert m["hot_not_in_opportunity"]["count"] == 2
+    assert m["opportunities_gone_cold"]["count"] == 1
+    assert m["stages"][:7] == ["target", "aware", "engaged", "mqa", "opportunity", "customer", "lost"]
+
+
+def test_buying_committee_coverage(app, world):
+    now = utcnow()
+    events.store([_line("email_click", "jane@acme.com", now=now)], now=now)
+    cov = {r["role"]: r for r in sales_view.coverage(world["acme"].id, now=now + timedelta(minutes=1))}
+    assert cov["champion"] == {"role": "champion", "contacts": 1, "reached": 1, "engaged": 1}
+    assert cov["user"] == {"role": "user", "contacts": 1, "reached": 0, "engaged": 0}
+    assert cov["decision_maker"]["contacts"] == 0
