@@ -8,6 +8,7 @@ A :class:`Node` is a value of the parsed document with its dotted path and its
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from playbooks.errors import PlaybookError
 from playbooks.workspace import Workspace
 
 MAX_DEPTH = 24
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 
 
@@ -40,8 +42,13 @@ class Node:
         return isinstance(self.value, list)
 
     def child_path(self, key: str | int) -> str:
+        """``a.b``, ``a[0]``; keys that are not plain words are JSON-quoted, spaces escaped (``a["x\\u0020y"]``), so
+        that a path never holds a space."""
         if isinstance(key, int):
             return f"{self.path}[{key}]"
+        if not _PLAIN_KEY.match(key):
+            quoted = json.dumps(key).replace(" ", "\\u0020")
+            return f"{self.path}[{quoted}]"
         return f"{self.path}.{key}" if self.path and self.path != "playbook" else str(key)
 
     def items(self) -> Iterator[tuple[Any, Node, tuple[int, int]]]:

@@ -112,7 +112,6 @@ def _compile(chk: Checker, root: Node) -> Playbook | None:
     entries = chk.mapping(root, TOP_LEVEL_KEYS, required=("version", "key", "name", "steps"))
     if entries is None:
         return None
-    errors_before = len(chk.errors)
     values: dict[str, Any] = {}
 
     version = plain(entries["version"].value) if "version" in entries else 1
@@ -145,7 +144,7 @@ def _compile(chk: Checker, root: Node) -> Playbook | None:
         values["caps"] = _caps(chk, entries["caps"])
     _set_template_contexts(chk, values)
     steps = parse_steps(chk, entries["steps"]) if "steps" in entries else None
-    if len(chk.errors) > errors_before or steps is None:
+    if chk.errors or steps is None:
         return None
     return Playbook(steps=tuple(steps), **values)
 
