@@ -1,0 +1,26 @@
+// Small progressive enhancements; every page works without this file.
+(function () {
+  "use strict";
+  // <button data-confirm="Revoke this token?"> asks before submitting its form.
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    var message = (button && button.getAttribute("data-confirm")) || event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+  // <button data-copy="#token"> copies the text of the element it names.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button || !navigator.clipboard) return;
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+  // Filter forms with data-autosubmit submit when a select changes.
+  document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.requestSubmit ? select.form.requestSubmit() : select.form.submit(); });
+  });
+})();

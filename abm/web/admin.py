@@ -1,0 +1,100 @@
+"""Admin pages: users and their API tokens, and the workspace settings."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from abm.auth import issue_token
+from abm.db import db, utcnow
+from abm.errors import ValidationError
+from abm.models import ROLES, ApiToken, AuditLog, User
+from abm.services import settings as settings_service
+from abm.services.users import UserError, create_user
+from abm.web import _settings_form as settings_form
+from abm.web._access import role_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _users_page(status: int = 200, **context):
+    users = db.session.execute(
+        select(User).options(selectinload(User.tokens)).order_by(User.email)).scalars().all()
+    context.setdefault("form", {"role": "ae"})
+    return render_template("web/admin/users.html", users=users, roles=ROLES, **context), status, {
+        "Cache-Control": "no-store"}
+
+
+@bp.get("/users")
+@role_required("admin")
+def users():
+    return _users_page()
+
+
+@bp.post("/users")
+@role_required("admin")
+def create():
+    form = {k: (request.form.get(k) or "").strip() for k in ("email", "name", "role")}
+    password = request.form.get("password") or None
+    try:
+        user = create_user(form["email"], form["role"], password, name=form["name"], actor_id=current_user.id)
+    except UserError as exc:
+        db.session.rollback()
+        message = str(exc)
+        field = "role" if message.startswith("role") else "password" if "password" in message else "email"
+        return _users_page(422, form=form, errors={field: [message]})
+    flash(f"User {user.email} created ({user.role}).", "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/tokens")
+@role_required("admin")
+def create_token(user_id: int):
+    user = db.session.get(User, user_id) or abort(404, description=f"user {user_id} not found")
+    name = (request.form.get("name") or "").strip()[:200]
+    token = issue_token(user, name)
+    db.session.add(AuditLog(actor_id=current_user.id, action="token.create", target_type="user",
+                            target_id=str(user.id), details={"name": name}))
+    db.session.commit()
+    # Shown in this answer only (no redirect, nothing kept in the session, not cached).
+    return _users_page(201, new_token={"user": user, "name": name, "token": token})
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@role_required("admin")
+def revoke_token(token_id: int):
+    token = db.session.get(ApiToken, token_id) or abort(404, description=f"token {token_id} not found")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        db.session.add(AuditLog(actor_id=current_user.id, action="token.revoke", target_type="user",
+                                target_id=str(token.user_id), details={"token": token.prefix}))
+        db.session.commit()
+        flash(f"Token {token.prefix}… of {token.user.email} revoked; it no longer works.", "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@role_required("admin")
+def settings():
+    current = settings_service.current()
+    errors: dict[str, list[str]] = {}
+    values = settings_form.to_form(current)
+    status = 200
+    if request.method == "POST":
+        values = settings_form.submitted(request.form)
+        changes, errors = settings_form.parse(request.form, current)
+        if not errors:
+            try:
+                settings_service.update(changes, actor_id=current_user.id)
+            except ValidationError as exc:
+                db.session.rollback()
+                errors = settings_form.field_errors(exc.details)
+            else:
+                flash(f"Settings saved as version {settings_service.current_version()}.", "success")
+                return redirect(url_for("admin.settings"))
+        status = 422
+    return render_template("web/admin/settings.html", values=values, errors=errors,
+                           days=settings_service.DAYS, history=settings_form.history(),
+                           weight_keys=settings_form.weight_keys(current)), status
