@@ -309,15 +309,15 @@ def _caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
     ok = True
     for element in node.elements():
         entries = chk.mapping(element, ("per", "max", "within", "channel"), required=("per", "max", "within"))
-        if entries is None or not {"per", "max", "within"} <= set(entries):
+        if entries is None:
             ok = False
             continue
-        per = plain(entries["per"].value)
-        if per not in ("contact", "account"):
+        per = plain(entries["per"].value) if "per" in entries else None
+        if "per" in entries and per not in ("contact", "account"):
             chk.error(entries["per"], f"'per' is contact or account, found {describe(per)}")
             per = None
-        most = chk.integer(entries["max"], low=1)
-        within = chk.duration(entries["within"])
+        most = chk.integer(entries["max"], low=1) if "max" in entries else None
+        within = chk.duration(entries["within"]) if "within" in entries else None
         channel = None
         if "channel" in entries:
             channel = plain(entries["channel"].value)

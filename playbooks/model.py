@@ -10,6 +10,8 @@ into ``body`` (so a stored version does not change when the file does).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Union
@@ -197,6 +199,30 @@ class Recipients:
     roles: tuple[str, ...] = ()
     titles: tuple[str, ...] = ()
     limit: int | None = None
+
+    def matches(self, contact: Mapping[str, Any]) -> bool:
+        """Whether a contact (a dict with ``role`` and ``title``) is a recipient by role and
+        title; ``owner`` recipients match no contact."""
+        if self.owner:
+            return False
+        if self.roles and contact.get("role") not in self.roles:
+            return False
+        if self.titles:
+            title = contact.get("title")
+            if not isinstance(title, str):
+                return False
+            return any(re.search(pattern, title, re.IGNORECASE) for pattern in self.titles)
+        return True
+
+    def select(self, contacts: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The contacts an email goes to: those that :meth:`matches`, ordered by the
+        position of their role in ``roles`` (stable: ties keep the given order), at most
+        ``limit``. The engine passes the account's contacts in its preferred order."""
+        chosen = [contact for contact in contacts if self.matches(contact)]
+        if self.roles:
+            rank = {role: position for position, role in enumerate(self.roles)}
+            chosen.sort(key=lambda contact: rank[contact.get("role")])
+        return chosen[: self.limit] if self.limit is not None else chosen
 
     def to_dict(self) -> dict:
         return {"owner": self.owner, "roles": list(self.roles), "titles": list(self.titles), "limit": self.limit}
