@@ -14,6 +14,7 @@ _loaded = False
 def _load_modules() -> None:
     global _loaded
     if not _loaded:
+        importlib.import_module(f"{__name__}._openapi")  # serves /openapi.json
         for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{__name__}.{info.name}")

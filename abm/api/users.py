@@ -1,0 +1,86 @@
+"""Users and their API tokens (admins only)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from sqlalchemy import select
+
+from abm.api import bp
+from abm.api._openapi import ADMIN, PAGE_QUERY, operation, page_of, register_schema
+from abm.auth import api_user, hash_token, issue_token
+from abm.db import db
+from abm.errors import Conflict, NotFound, ValidationError
+from abm.models import ROLES, ApiToken, AuditLog, User
+from abm.services import paging
+from abm.services.accounts import MAX_ID
+from abm.services.paging import SortKey
+from abm.services.users import UserError, create_user, normalise_email
+from abm.services.validation import iso
+
+USER = register_schema("User", {
+    "type": "object", "required": ["id", "email", "role"],
+    "properties": {"id": {"type": "integer"}, "email": {"type": "string"}, "name": {"type": "string"},
+                   "role": {"enum": list(ROLES)}, "active": {"type": "boolean"},
+                   "timezone": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"}},
+})
+CREATE_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["email", "role"],
+    "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320},
+                   "role": {"enum": list(ROLES)},
+                   "name": {"type": "string", "maxLength": 200},
+                   "password": {"type": "string", "minLength": 8, "maxLength": 200, "writeOnly": True}},
+}
+TOKEN_SCHEMA = {"type": "object", "additionalProperties": False,
+                "properties": {"name": {"type": "string", "maxLength": 200}}}
+TOKEN = {"type": "object", "required": ["id", "token", "prefix"],
+         "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                        "token": {"type": "string", "description": "shown once; only its hash is stored"},
+                        "prefix": {"type": "string"}, "user_id": {"type": "integer"},
+                        "created_at": {"type": "string", "format": "date-time"}}}
+
+
+def serialize_user(user: User) -> dict:
+    return {"id": user.id, "email": user.email, "name": user.name, "role": user.role, "active": user.active,
+            "timezone": user.timezone, "created_at": iso(user.created_at)}
+
+
+@bp.get("/users")
+@operation("List users", roles=ADMIN, query=PAGE_QUERY, responses={200: ("One page of users", page_of(USER))})
+def list_users(query):
+    rows, next_cursor = paging.page(select(User), [SortKey(User.id)], "users", query.get("cursor"),
+                                    query.get("limit", paging.DEFAULT_LIMIT))
+    return jsonify(items=[serialize_user(u) for u in rows], next_cursor=next_cursor)
+
+
+@bp.post("/users")
+@operation("Create a user", roles=ADMIN, body=CREATE_SCHEMA,
+           responses={201: ("The new user", USER), 409: "a user has this email"})
+def create_user_view(body):
+    email = normalise_email(body["email"])
+    existing = db.session.execute(select(User.id).where(User.email == email)).scalar()
+    if existing is not None:
+        raise Conflict(f"a user with email {email} exists already (id {existing})", extra={"id": existing})
+    try:
+        user = create_user(email=email, role=body["role"], password=body.get("password"),
+                           name=body.get("name", ""), actor_id=api_user().id)
+    except UserError as exc:
+        field = "password" if "password" in str(exc) else "role" if "role" in str(exc) else "email"
+        raise ValidationError([{"path": field, "message": str(exc)}]) from None
+    return jsonify(serialize_user(user)), 201
+
+
+@bp.post("/users/<int:user_id>/tokens")
+@operation("Issue an API token for a user; the token is in this answer only", roles=ADMIN, body=TOKEN_SCHEMA,
+           responses={201: ("The token", TOKEN)})
+def issue_user_token(user_id, body):
+    user = db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    if user is None:
+        raise NotFound(f"user {user_id}")
+    token = issue_token(user, body.get("name", ""))
+    db.session.flush()
+    row = db.session.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).scalar_one()
+    db.session.add(AuditLog(actor_id=api_user().id, action="token.issue", target_type="user",
+                            target_id=str(user.id), details={"token_id": row.id, "prefix": row.prefix}))
+    db.session.commit()
+    return jsonify(id=row.id, name=row.name, token=token, prefix=row.prefix, user_id=user.id,
+                   created_at=iso(row.created_at)), 201
