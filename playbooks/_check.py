@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ class Checker:
 
     def number(self, node: Node) -> float | int | None:
         value = plain(node.value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.error(node, f"expected a number, found {describe(node.value)}")
             return None
         return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -46,14 +47,19 @@ _ATTRIBUTE = re.compile(r"^attributes\.[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int = 0) -> Condition | None:
-    """Compile a condition node; ``scope`` is ``account`` or ``contact``."""
+def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int = 0,
+                    allow_empty: bool = False) -> Condition | None:
+    """Compile a condition node; ``scope`` is ``account`` or ``contact``. An empty
+    mapping is an error (it would match everything) unless ``allow_empty``."""
     if depth > MAX_DEPTH:
         chk.error(node, f"conditions nest more than {MAX_DEPTH} levels deep")
         return None
     if not node.is_map:
         chk.error(node, f"expected a condition (a mapping of field to matcher, or any/all/not), "
                         f"found {describe(node.value)}")
+        return None
+    if not node.value and not allow_empty:
+        chk.error(node, "an empty condition matches everything; write at least one field (such as tier: [1])")
         return None
     field_types = ACCOUNT_FIELD_TYPES if scope == "account" else CONTACT_FIELD_TYPES
     known = list(field_types) + list(_COMBINATORS) + (["activity", "contacts"] if scope == "account" else [])
@@ -111,6 +117,9 @@ def _value(chk: Checker, node: Node, field: str, kind: str, op: str) -> Any:
         return None
     if isinstance(value, (dict, list)) or not isinstance(value, (str, int, float, bool)):
         chk.error(node, f"expected a single value for '{field}', found {describe(node.value)}")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        chk.error(node, f"{value} is not a usable number")
         return None
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         chk.error(node, f"'{field}' is a whole number, found {describe(value)}")
@@ -228,7 +237,7 @@ def _contacts(chk: Checker, node: Node, depth: int) -> Condition | None:
     for key, child, _ in node.items():
         if key == "at_least":
             at_least = chk.integer(child, low=1)
-    where = parse_condition(chk, _without(node, "at_least"), "contact", depth + 1)
+    where = parse_condition(chk, _without(node, "at_least"), "contact", depth + 1, allow_empty=True)
     if where is None or at_least is None:
         return None
     return ContactsMatch(where, at_least)
