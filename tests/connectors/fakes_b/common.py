@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, Response, request
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-EMAILISH = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+EMAILISH = re.compile(rb"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,255}\.[A-Za-z]{2,}")
 
 
 @dataclass
@@ -119,4 +120,6 @@ class BadRequest(Exception):
 
 
 def contains_plain_email(body: bytes) -> bool:
-    return EMAILISH.search(body) is not None
+    """True when the raw or URL-decoded body holds something shaped like an email."""
+    decoded = unquote_to_bytes(body.replace(b"+", b" "))
+    return b"@" in decoded and EMAILISH.search(decoded) is not None
