@@ -1,0 +1,241 @@
+"""Engagement at scale, on PostgreSQL: the drain, a full score recompute, the AE views.
+
+    python bench/engagement_bench.py [--accounts 100000] [--events 10000000] [--drain 200000]
+
+Prints, each beside the reference it is compared to, measured in the same run:
+- the drain: events per second from Redis into PostgreSQL (matched, de-duplicated,
+  scored) beside a raw COPY and a raw executemany INSERT of the same rows into a copy of
+  the events table (target: at least 0.5 of the raw rate);
+- a full score recompute over all events beside a bare aggregate scan of the same table
+  (target: at least 0.5 of its speed);
+- "My accounts" and the stage by engagement matrix: p95 latency (target under 150 ms).
+
+Environment: ABM_BENCH_PG_URL (default postgresql://postgres@127.0.0.1/abm_bench_engagement;
+the database is created when missing and its data kept between runs so that the big
+table is built once), ABM_BENCH_REDIS_URL (default redis://127.0.0.1:6379/11, flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG_URL = os.environ.get("ABM_BENCH_PG_URL", "postgresql://postgres@127.0.0.1/abm_bench_engagement")
+REDIS_URL = os.environ.get("ABM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+TYPES = [("email_open", 30), ("email_click", 10), ("web_visit", 35), ("ad_impression", 15),
+         ("ad_click", 4), ("form_fill", 3), ("meeting", 1), ("email_reply", 2)]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    base, name = PG_URL.rsplit("/", 1)
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def make_app():
+    import config
+    from abm import create_app
+
+    os.environ.setdefault("ABM_INSTANCE_PATH", str(ROOT / "bench" / "out" / "instance"))
+    cfg = config.DevelopmentConfig()
+    cfg.DATABASE_URL = PG_URL
+    cfg.REDIS_URL = REDIS_URL
+    return create_app(cfg)
+
+
+def build(app, n_accounts: int, n_events: int) -> None:
+    """Accounts (with 100 AE owners) and events, loaded with COPY; kept between runs."""
+    from sqlalchemy import text
+
+    from abm.db import db
+    from abm.migrate import upgrade
+
+    upgrade(PG_URL)
+    have_accounts = db.session.execute(text("SELECT count(*) FROM accounts")).scalar_one()
+    have_events = db.session.execute(text("SELECT count(*) FROM events")).scalar_one()
+    if have_accounts == n_accounts and have_events >= n_events:
+        log(f"data: {have_accounts:,} accounts and {have_events:,} events already there")
+        return
+    log(f"building {n_accounts:,} accounts and {n_events:,} events (once) ...")
+    db.session.execute(text("TRUNCATE events, score_snapshots, alerts, contacts, accounts, users "
+                            "RESTART IDENTITY CASCADE"))
+    db.session.commit()
+    rng = random.Random(1)
+    raw = db.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        with cur.copy("COPY users (email, name, role, active, created_at) FROM STDIN") as cp:
+            for i in range(100):
+                cp.write_row((f"ae{i}@bench.test", f"AE {i}", "ae", True, datetime.now(UTC)))
+        stages = ["target"] * 5 + ["aware"] * 3 + ["engaged", "mqa", "opportunity", "customer", "lost"]
+        now = datetime.now(UTC)
+        with cur.copy("COPY accounts (name, domain, tier, owner_id, stage, tags, attributes, crm_ids, score, "
+                      "score_ref, engagement, created_at, updated_at) FROM STDIN") as cp:
+            for i in range(n_accounts):
+                cp.write_row((f"Company {i}", f"company{i}.example", rng.randint(1, 3), rng.randint(1, 100),
+                              rng.choice(stages), "[]", "{}", "{}", 0.0, 0.0, "cold", now, now))
+        types = [t for t, w in TYPES for _ in range(w)]
+        t0 = time.perf_counter()
+        chunk = 1_000_000
+        for start in range(0, n_events, chunk):
+            with cur.copy("COPY events (type, occurred_at, account_id, url, source, properties, quantity, "
+                          "received_at) FROM STDIN") as cp:
+                for _ in range(min(chunk, n_events - start)):
+                    etype = rng.choice(types)
+                    url = ("https://vendor.example/pricing" if rng.random() < .2 else
+                           "https://vendor.example/blog") if etype == "web_visit" else None
+                    cp.write_row((etype, now - timedelta(seconds=rng.randint(0, 365 * 86400)),
+                                  rng.randint(1, n_accounts), url, "bench", "{}", 1, now))
+            raw.commit()
+            log(f"  {start + chunk:,} events ({time.perf_counter() - t0:.0f} s)")
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def bench_recompute(app) -> dict:
+    from sqlalchemy import text
+
+    from abm.db import db
+    from abm.services import scores
+
+    db.session.execute(text("SELECT count(*) FROM events")).scalar_one()  # warm the cache
+    t0 = time.perf_counter()
+    db.session.execute(text("SELECT account_id, count(*), sum(quantity) FROM events "
+                            "WHERE account_id IS NOT NULL GROUP BY account_id")).all()
+    bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores.recompute()
+    full = time.perf_counter() - t0
+    return {"bare_s": bare, "recompute_s": full, "ratio": bare / full}
+
+
+def bench_views(app, rounds: int = 40) -> dict:
+    from sqlalchemy import text
+
+    from abm.db import db
+    from abm.services import sales_view
+
+    owners = [r[0] for r in db.session.execute(text("SELECT id FROM users ORDER BY id LIMIT 100"))]
+    rng = random.Random(3)
+    mine, matrix = [], []
+    for _ in range(rounds):
+        owner = rng.choice(owners)
+        t0 = time.perf_counter()
+        sales_view.my_accounts(owner, sort=rng.choice(["score", "change"]))
+        mine.append(time.perf_counter() - t0)
+        db.session.remove()
+        t0 = time.perf_counter()
+        sales_view.matrix()
+        matrix.append(time.perf_counter() - t0)
+        db.session.remove()
+    p95 = lambda xs: statistics.quantiles(xs, n=20)[-1] * 1000  # noqa: E731
+    return {"my_accounts_p95_ms": p95(mine), "matrix_p95_ms": p95(matrix)}
+
+
+def bench_drain(app, n: int) -> dict:
+    """Drain n events from Redis, beside COPY and executemany of the same rows."""
+    import redis
+    from sqlalchemy import text
+
+    from abm.db import db
+    from abm.services import events
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    n_accounts = db.session.execute(text("SELECT max(id) FROM accounts")).scalar_one()
+    rng = random.Random(2)
+    now = datetime.now(UTC)
+    lines = []
+    for i in range(n):
+        lines.append(json.dumps({"type": rng.choice(["email_open", "web_visit", "email_click"]),
+                                 "occurred_at": (now - timedelta(seconds=rng.randint(0, 86400))).isoformat(),
+                                 "account_domain": f"company{rng.randint(1, n_accounts)}.example",
+                                 "source": "bench", "dedup_key": f"bench-{now.timestamp()}-{i}"}))
+    for i in range(0, n, 10_000):
+        client.rpush(events.QUEUE_KEY, *lines[i:i + 10_000])
+    t0 = time.perf_counter()
+    result = events.drain(batch_size=5000, max_batches=10**6)
+    drain_s = time.perf_counter() - t0
+    assert result.stored == n, f"drain stored {result.stored} of {n}"
+
+    rows = db.session.execute(text(
+        "SELECT type, occurred_at, account_id, contact_id, email, domain, url, source, touch_id, playbook_id, "
+        "properties::text, quantity, dedup_key || '-raw', received_at FROM events WHERE source = 'bench' "
+        "AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT :n"), {"n": n}).all()
+    db.session.execute(text("DROP TABLE IF EXISTS bench_events_raw"))
+    db.session.execute(text("CREATE TABLE bench_events_raw (LIKE events INCLUDING ALL)"))
+    db.session.commit()
+    cols = ("type, occurred_at, account_id, contact_id, email, domain, url, source, touch_id, playbook_id, "
+            "properties, quantity, dedup_key, received_at")
+    raw = db.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        t0 = time.perf_counter()
+        with cur.copy(f"COPY bench_events_raw ({cols}) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+        raw.commit()
+        copy_s = time.perf_counter() - t0
+        cur.execute("TRUNCATE bench_events_raw")
+        raw.commit()
+        t0 = time.perf_counter()
+        cur.executemany(f"INSERT INTO bench_events_raw ({cols}) VALUES "
+                        "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s)", rows)
+        raw.commit()
+        many_s = time.perf_counter() - t0
+        cur.execute("DROP TABLE bench_events_raw")
+        cur.execute("DELETE FROM events WHERE source = 'bench' AND dedup_key IS NOT NULL")
+        raw.commit()
+    finally:
+        raw.close()
+    return {"n": n, "drain_rate": n / drain_s, "copy_rate": n / copy_s, "executemany_rate": n / many_s}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--drain", type=int, default=200_000, help="events for the drain benchmark")
+    args = parser.parse_args()
+    ensure_database()
+    app = make_app()
+    with app.app_context():
+        build(app, args.accounts, args.events)
+        log("\n== drain (Redis -> PostgreSQL, matched and scored) ==")
+        d = bench_drain(app, args.drain)
+        log(f"drain        {d['drain_rate']:>10,.0f} events/s")
+        log(f"raw COPY     {d['copy_rate']:>10,.0f} rows/s     ratio {d['drain_rate'] / d['copy_rate']:.2f}")
+        log(f"raw INSERT   {d['executemany_rate']:>10,.0f} rows/s     ratio "
+            f"{d['drain_rate'] / d['executemany_rate']:.2f}   (target >= 0.5)")
+        log(f"\n== full score recompute over {args.events:,} events ==")
+        r = bench_recompute(app)
+        log(f"bare aggregate scan  {r['bare_s']:.2f} s")
+        log(f"recompute            {r['recompute_s']:.2f} s   speed ratio {r['ratio']:.2f} (target >= 0.5)")
+        log(f"\n== AE views at {args.accounts:,} accounts ==")
+        v = bench_views(app)
+        log(f"my accounts  p95 {v['my_accounts_p95_ms']:.1f} ms   (target < 150)")
+        log(f"matrix       p95 {v['matrix_p95_ms']:.1f} ms   (target < 150)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
