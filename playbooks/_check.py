@@ -23,6 +23,9 @@ from playbooks.errors import PlaybookError
 from playbooks.workspace import Workspace
 
 MAX_DEPTH = 24
+#: How many condition and payload values one document may expand to (anchors and
+#: aliases can make a small file describe an exponential tree).
+MAX_VALUES = 5_000
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 
@@ -139,6 +142,10 @@ def unknown(kind: str, word: Any, choices: Iterable[str], listing: str = "allowe
     return f"unknown {kind} '{word}' ({listing}: {', '.join(choices)})"
 
 
+class TooLarge(Exception):
+    """The document expands to more than :data:`MAX_VALUES` values."""
+
+
 class Checker:
     """Collects every error; the validators below share it."""
 
@@ -147,6 +154,13 @@ class Checker:
         self.workspace = workspace
         self.errors: list[PlaybookError] = []
         self.contexts: dict[bool, dict] = {False: {}, True: {}}
+        self.visited = 0
+
+    def visit(self) -> None:
+        """Count one value against :data:`MAX_VALUES`; raises :class:`TooLarge`."""
+        self.visited += 1
+        if self.visited > MAX_VALUES:
+            raise TooLarge
 
     def template_context(self, email: bool) -> dict:
         """The sample context templates are rendered against (``email``: with contact)."""

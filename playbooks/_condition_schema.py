@@ -51,6 +51,7 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
                     allow_empty: bool = False) -> Condition | None:
     """Compile a condition node; ``scope`` is ``account`` or ``contact``. An empty
     mapping is an error (it would match everything) unless ``allow_empty``."""
+    chk.visit()
     if depth > MAX_DEPTH:
         chk.error(node, f"conditions nest more than {MAX_DEPTH} levels deep")
         return None
@@ -156,6 +157,7 @@ def _values(chk: Checker, node: Node, field: str, kind: str, op: str) -> tuple |
 
 
 def _matcher(chk: Checker, node: Node, field: str, kind: str) -> Condition | None:
+    chk.visit()
     allowed = _OPS_BY_TYPE[kind]
     if node.is_seq:
         values = _values(chk, node, field, kind, "in")

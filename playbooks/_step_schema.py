@@ -335,7 +335,8 @@ def _webhook(chk, node, common, index, ids, explicit) -> Step | None:
 
 
 def _json(chk: Checker, node: Node, depth: int) -> Any:
-    """The payload as plain JSON; every string is recorded as a template."""
+    """The payload as plain JSON; every string is rendered as a template."""
+    chk.visit()
     if depth > MAX_DEPTH:
         chk.error(node, f"the payload nests more than {MAX_DEPTH} levels deep")
         return None

@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from playbooks import templates
-from playbooks._check import Checker, Node, describe, plain, root_node, suggest, unknown
+from playbooks._check import MAX_VALUES, Checker, Node, TooLarge, describe, plain, root_node, suggest, unknown
 from playbooks._condition_schema import parse_condition
 from playbooks._step_schema import parse_steps
 from playbooks.errors import LoadResult, PlaybookError
@@ -58,6 +58,9 @@ def load(source: str, filename: str = "playbook.yaml", workspace: Workspace | No
             playbook = _compile(chk, root_node(data))
         except RecursionError:
             chk.error((1, 1, "playbook"), "the document nests too deeply to be a playbook")
+        except TooLarge:
+            chk.error((1, 1, "playbook"), f"the document expands to more than {MAX_VALUES:,} values "
+                                          "(through anchors and aliases?); a playbook is far smaller")
         except Exception as exc:  # noqa: BLE001 - a located error, never a stack trace
             chk.error((1, 1, "playbook"), f"internal error while validating ({type(exc).__name__}: {exc}); "
                                           "please report it with the file")

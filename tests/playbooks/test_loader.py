@@ -176,3 +176,12 @@ def test_titles_are_kept_as_given_and_jumps_resolve():
 def test_non_text_input_is_an_error_not_a_crash():
     result = load(b"version: 1")  # type: ignore[arg-type]
     assert result.playbook is None and result.errors[0].path == "yaml"
+
+
+def test_alias_bombs_are_refused_quickly():
+    items = ["&c0 {tier: 1}"] + [f"&c{i} {{any: [" + ", ".join([f"*c{i - 1}"] * 10) + "]}" for i in range(1, 10)]
+    source = "version: 1\nkey: bomb\nname: Bomb\naudience:\n  where:\n    any:\n" + "\n".join(
+        "      - " + item for item in items) + "\nsteps:\n  - wait: 1d\n"
+    errors = [str(error) for error in load(source, "bomb.yaml").errors]
+    assert errors == ["bomb.yaml:1:1 playbook: the document expands to more than 5,000 values "
+                      "(through anchors and aliases?); a playbook is far smaller"]
