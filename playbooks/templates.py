@@ -244,7 +244,8 @@ def render_touch(
         html = ensure_unsubscribe_link(render(step.body, context, autoescape=True), unsubscribe_url)
         text = render(step.text, context) if step.text else html_to_text(html)
         return {
-            "subject": render(step.subject, context).strip(),
+            # A subject is one header line: rendered newlines would inject headers.
+            "subject": re.sub(r"\s*[\r\n]+\s*", " ", render(step.subject, context)).strip(),
             "html": html,
             "text": text,
             "from": step.sender,

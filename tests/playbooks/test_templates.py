@@ -122,3 +122,10 @@ def test_render_touch_refuses_flow_steps():
     handoff = _example("opportunity-handoff.yaml")
     with pytest.raises(ValueError, match="makes no touches"):
         render_touch(handoff.steps[5], handoff, SAMPLE_ACCOUNT)
+
+
+def test_rendered_subject_is_one_line():
+    playbook = _example("tier1-security-expansion.yaml")
+    account = dict(SAMPLE_ACCOUNT, name="Evil\r\nBcc: victim@example.com")
+    payload = render_touch(playbook.step("intro"), playbook, account, SAMPLE_CONTACT, unsubscribe_url=URL)
+    assert payload["subject"] == "Evil Bcc: victim@example.com and API fraud in 2027"
