@@ -1,0 +1,327 @@
+"""Playbooks in the product: validate against the real workspace, store versions, plan,
+and the life cycle (activate, pause, resume, archive).
+
+- ``workspace()``: stages and roles from the settings, connectors from
+  ``abm.services.connectors``, templates from ``templates/email/``.
+- ``apply(source, filename)``: a known key makes a new version with its source; the
+  newest version is the one new enrollments use, running ones finish on theirs.
+- ``pause``: status ``paused``; touch jobs check the status when they claim and leave
+  the touches of a paused playbook queued, unsent; ``resume`` enqueues them again.
+- ``archive``: running enrollments exit (reason ``archived``), touches not yet sent
+  are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy import func, select, update
+
+from abm.db import db, utcnow
+from abm.errors import ApiError, Conflict, NotFound
+from abm.models import Account, Enrollment, PlaybookVersion, Touch
+from abm.models import Playbook as PlaybookRow
+from abm.services import audience
+from abm.services import settings as settings_service
+from playbooks import Workspace, load
+from playbooks.errors import LoadResult
+from playbooks.model import Playbook
+from playbooks.workspace import directory_loader
+
+
+class PlaybookInvalid(ApiError):
+    """A playbook that does not validate: 422 with one detail per error, located."""
+
+    def __init__(self, result: LoadResult):
+        errors = result.errors
+        n = len(errors)
+        super().__init__(422, f"the playbook has {n} error{'s' if n != 1 else ''}",
+                         [e.to_dict() for e in errors])
+        self.errors = errors
+
+
+def workspace() -> Workspace:
+    from abm.services import connectors
+
+    settings = settings_service.current()
+    channels = {name: tuple(chs) for name, chs in connectors.channels_by_name().items()}
+    return Workspace(
+        stages=list(settings["stages"]), roles=list(settings["roles"]), connectors=channels,
+        default_connectors=connectors.defaults(), template_loader=directory_loader(),
+        default_timezone=settings["send_window"]["timezone"],
+    )
+
+
+def validate(source: str, filename: str = "playbook.yaml") -> LoadResult:
+    return load(source, filename=filename, workspace=workspace())
+
+
+@lru_cache(maxsize=256)
+def _from_json(version_id: int, compiled_json: str) -> Playbook:
+    import json
+
+    return Playbook.from_dict(json.loads(compiled_json))
+
+
+def compiled(version: PlaybookVersion) -> Playbook:
+    """The compiled playbook of a stored version (cached per process by version id)."""
+    import json
+
+    return _from_json(version.id, json.dumps(version.compiled, sort_keys=True))
+
+
+def compiled_by_id(version_id: int) -> Playbook:
+    version = db.session.get(PlaybookVersion, version_id)
+    if version is None:
+        raise NotFound("playbook version")
+    return compiled(version)
+
+
+def current_version(row: PlaybookRow) -> PlaybookVersion:
+    return db.session.execute(select(PlaybookVersion).where(
+        PlaybookVersion.playbook_id == row.id, PlaybookVersion.version == row.current_version)).scalar_one()
+
+
+def get(key: str) -> PlaybookRow:
+    row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == key)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"playbook {key!r}")
+    return row
+
+
+def apply(source: str, filename: str = "playbook.yaml", actor_id: int | None = None) -> tuple[PlaybookRow, int]:
+    """Validate and store ``source`` as a new version; (playbook row, version number).
+
+    Raises :class:`PlaybookInvalid`. Commits.
+    """
+    result = validate(source, filename)
+    if result.errors or result.playbook is None:
+        raise PlaybookInvalid(result)
+    pb = result.playbook
+    row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == pb.key)).scalar_one_or_none()
+    if row is None:
+        row = PlaybookRow(key=pb.key, name=pb.name, product=pb.product, priority=pb.priority, status="draft",
+                          current_version=0)
+        db.session.add(row)
+        db.session.flush()
+    number = (db.session.execute(select(func.max(PlaybookVersion.version)).where(
+        PlaybookVersion.playbook_id == row.id)).scalar_one() or 0) + 1
+    db.session.add(PlaybookVersion(playbook_id=row.id, version=number, source=source, compiled=pb.to_dict(),
+                                   created_by=actor_id))
+    row.name, row.product, row.priority, row.current_version = pb.name, pb.product, pb.priority, number
+    row.updated_at = utcnow()
+    db.session.commit()
+    return row, number
+
+
+# -- life cycle ------------------------------------------------------------------------
+
+
+def activate(key: str, now: datetime | None = None) -> dict:
+    """draft (or paused) -> active; enrolls the audience at once. Commits."""
+    from abm.services import enrollment
+
+    row = get(key)
+    if row.status == "archived":
+        raise Conflict(f"playbook {key!r} is archived; apply it again under a new key to run it")
+    if row.status == "paused":
+        return resume(key)
+    now = now or utcnow()
+    result = enrollment.EnrollResult()
+    if row.status != "active":
+        row.status, row.activated_at = "active", now
+    version = current_version(row)
+    pb = compiled(version)
+    if pb.audience is not None:
+        result = enrollment.enroll_audience(row, version.id, pb, now)
+        row.last_swept_at = now
+    db.session.commit()
+    return {"key": key, "status": row.status, **result.as_dict()}
+
+
+def pause(key: str) -> dict:
+    row = get(key)
+    if row.status != "active":
+        raise Conflict(f"playbook {key!r} is {row.status}; only an active playbook can be paused")
+    row.status = "paused"
+    db.session.commit()
+    return {"key": key, "status": row.status}
+
+
+def resume(key: str) -> dict:
+    """paused -> active, and the touches left queued are enqueued again (after commit)."""
+    from abm.services import touches
+
+    row = get(key)
+    if row.status != "paused":
+        raise Conflict(f"playbook {key!r} is {row.status}; only a paused playbook can be resumed")
+    row.status = "active"
+    db.session.commit()
+    queued = db.session.execute(select(Touch.id, Touch.connector).where(
+        Touch.playbook_id == row.id, Touch.status == "queued")).all()
+    jobs = touches.enqueue([(tid, connector) for tid, connector in queued])
+    return {"key": key, "status": row.status, "requeued": len(queued), "jobs": jobs}
+
+
+def archive(key: str, now: datetime | None = None) -> dict:
+    row = get(key)
+    now = now or utcnow()
+    row.status = "archived"
+    ended = db.session.execute(
+        update(Enrollment).where(Enrollment.playbook_id == row.id, Enrollment.state.in_(("active", "waiting")))
+        .values(state="exited", exit_reason="archived", left_at=now, next_run_at=None)
+        .execution_options(synchronize_session=False)).rowcount
+    skipped = db.session.execute(
+        update(Touch).where(Touch.playbook_id == row.id, Touch.status.in_(("scheduled", "queued")),
+                            Touch.claimed_at.is_(None))
+        .values(status="skipped", error="the playbook was archived", updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return {"key": key, "status": "archived", "exited": ended, "skipped_touches": skipped}
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def serialize(row: PlaybookRow, with_versions: bool = False) -> dict:
+    counts = dict(db.session.execute(select(Enrollment.state, func.count()).where(
+        Enrollment.playbook_id == row.id).group_by(Enrollment.state)).all())
+    out = {"key": row.key, "name": row.name, "status": row.status, "product": row.product,
+           "priority": row.priority, "version": row.current_version,
+           "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
+           "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+           "enrollments": {state: counts.get(state, 0) for state in
+                           ("active", "waiting", "held_out", "completed", "exited")}}
+    if with_versions:
+        out["versions"] = [{"version": v.version, "created_at": v.created_at.isoformat(),
+                            "created_by": v.created_by}
+                           for v in db.session.execute(select(PlaybookVersion).where(
+                               PlaybookVersion.playbook_id == row.id).order_by(PlaybookVersion.version)).scalars()]
+        out["steps"] = [{"id": s.id, "kind": s.kind, "channel": s.channel} for s in compiled(current_version(row)).steps]
+    return out
+
+
+def source_of(key: str, version: int | None = None) -> PlaybookVersion:
+    row = get(key)
+    number = version or row.current_version
+    found = db.session.execute(select(PlaybookVersion).where(
+        PlaybookVersion.playbook_id == row.id, PlaybookVersion.version == number)).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"version {number} of playbook {key!r}")
+    return found
+
+
+# -- plan (dry run) --------------------------------------------------------------------
+
+
+def plan(source: str, filename: str = "playbook.yaml", now: datetime | None = None, sample: int = 5) -> dict:
+    """What applying and activating ``source`` would do, without writing anything.
+
+    Raises :class:`PlaybookInvalid`. The touch counts assume every enrolled account
+    walks the steps in order (branches: both sides counted as possible).
+    """
+    from abm.services import touches
+    from playbooks.holdout import is_held_out
+
+    result = validate(source, filename)
+    if result.errors or result.playbook is None:
+        raise PlaybookInvalid(result)
+    pb = result.playbook
+    now = now or utcnow()
+    warnings: list[str] = []
+    if pb.audience is not None:
+        ids = audience.matching_ids(pb.audience.where, now, pb.audience.limit)
+    else:
+        ids = []
+        warnings.append(f"entry by trigger ({pb.trigger.on}): accounts enter when it fires, none now")
+    held = [i for i in ids if is_held_out(pb.key, i, pb.holdout)]
+    entering = [i for i in ids if not is_held_out(pb.key, i, pb.holdout)]
+    facts = audience.load_facts(entering, now, timedelta(0))
+    steps, offset = [], timedelta(0)
+    reachable_accounts: set[int] = set()
+    suppressed_contacts = 0
+    for step in pb.steps:
+        item = {"id": step.id, "kind": step.kind, "channel": step.channel,
+                "after": _human(offset)}
+        if step.makes_touches:
+            total = 0
+            for account_id in entering:
+                chosen, suppressed = touches.recipients_for(step, facts[account_id])
+                total += len(chosen)
+                suppressed_contacts += len(suppressed)
+                if chosen:
+                    reachable_accounts.add(account_id)
+            item["touches"] = total
+        elif step.kind == "wait":
+            offset += step.duration
+        elif step.kind == "wait_until":
+            item["timeout"] = _human(step.timeout)
+        steps.append(item)
+    emails = [s for s in pb.steps if s.kind == "email"]
+    if emails:
+        unreachable = len([i for i in entering if i not in reachable_accounts])
+        if unreachable:
+            warnings.append(f"{unreachable} account(s) have no reachable contact for any email step")
+    if suppressed_contacts:
+        warnings.append(f"{suppressed_contacts} contact touch(es) would be suppressed "
+                        "(unsubscribed, bounced or erased)")
+    busy = db.session.execute(select(func.count(func.distinct(Enrollment.account_id))).where(
+        Enrollment.account_id.in_(entering or [0]), Enrollment.state.in_(("active", "waiting")))).scalar_one()
+    if busy:
+        warnings.append(f"{busy} account(s) are already in another active playbook; frequency caps may bite")
+    sample_rows = db.session.execute(select(Account.id, Account.name, Account.domain).where(
+        Account.id.in_(entering[:sample] or [0]))).all()
+    return {
+        "key": pb.key, "name": pb.name, "entering": len(entering), "held_out": len(held),
+        "sample": [{"id": r.id, "name": r.name, "domain": r.domain} for r in sample_rows],
+        "steps": steps, "rendered": _render_samples(pb, entering, facts, now), "warnings": warnings,
+    }
+
+
+def _human(delta: timedelta) -> str:
+    from playbooks import duration
+
+    return "at once" if not delta else f"after {duration.format(delta)}"
+
+
+def _render_samples(pb: Playbook, entering: list[int], facts, now: datetime) -> list[dict]:
+    """Each touch step rendered for one real account (and contact, for emails)."""
+    from abm.services import touches
+    from playbooks.templates import TemplateError, render_touch
+
+    out = []
+    for step in pb.steps:
+        if not step.makes_touches:
+            continue
+        chosen_account, chosen_contact = None, None
+        for account_id in entering:
+            recipients, _ = touches.recipients_for(step, facts[account_id])
+            if recipients:
+                chosen_account, chosen_contact = facts[account_id].fields, recipients[0]
+                break
+        if chosen_account is None:
+            out.append({"step": step.id, "rendered": None, "note": "no account in the audience to render for"})
+            continue
+        try:
+            payload = render_touch(step, pb, chosen_account, chosen_contact if step.kind == "email" else None,
+                                   unsubscribe_url=touches.unsubscribe_url(chosen_contact.get("id") or 0)
+                                   if step.kind == "email" else None, now=now)
+            out.append({"step": step.id, "account": chosen_account["domain"],
+                        "contact": chosen_contact.get("email") if step.kind == "email" else None,
+                        "rendered": payload})
+        except TemplateError as exc:
+            out.append({"step": step.id, "rendered": None, "error": exc.message})
+    return out
+
+
+def touch_counts(key: str) -> dict:
+    row = get(key)
+    counts = Counter(dict(db.session.execute(select(Touch.status, func.count()).where(
+        Touch.playbook_id == row.id).group_by(Touch.status)).all()))
+    return dict(counts)
+
+
+__all__ = ["PlaybookInvalid", "workspace", "validate", "apply", "activate", "pause", "resume", "archive",
+           "plan", "get", "serialize", "source_of", "compiled", "compiled_by_id", "current_version"]

@@ -1,0 +1,451 @@
+"""Touches: from a step's action to rows, and from rows to a connector, exactly once.
+
+Making touches (the dispatcher calls :func:`build` for a whole batch):
+
+- Recipients: an email goes to the account's contacts whose role is in ``roles`` and
+  whose title matches one of ``titles`` (case-insensitive regular expressions), at
+  most ``limit`` reachable ones, ordered by the order of ``roles`` then contact id; or
+  to the account owner. Alerts and tasks to ``owner`` resolve to the owner's email.
+- Suppression: contacts that are unsubscribed, bounced, erased, on the suppression
+  list or without an email get a touch row with status ``suppressed`` and the reason
+  in ``error`` (never silently dropped).
+- Frequency caps: the workspace caps (emails per contact and per account) and the
+  playbook's own caps, counted across all playbooks from touches that are
+  ``scheduled``, ``queued`` or ``sent`` in the window before the touch's due time. In
+  a batch, touches are capped in playbook priority order, so the higher-priority
+  playbook gets the slot. A capped touch is recorded ``suppressed`` (``capped: ...``):
+  the enrollment has moved on by then.
+- Send windows: the playbook's window, else the workspace's in the account's time zone
+  (the workspace's zone when the account has none). A touch due outside it is
+  ``scheduled`` at the next opening; the dispatcher queues it then.
+- Payloads are rendered with ``playbooks.templates.render_touch`` (sandboxed); emails
+  get ``unsubscribe_url`` (a signed token of the contact id) and List-Unsubscribe
+  headers. A template that fails at run time makes a ``failed`` touch with the reason.
+
+Sending (the touch job): :func:`claim` atomically takes ``queued`` touches whose
+playbook is active and that nobody holds (or whose lease expired), :func:`mark` records
+results. See ``docs/engine.md`` for the exactly-once argument.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import and_, func, or_, select, update
+
+from abm.db import db
+from abm.models import Playbook as PlaybookRow
+from abm.models import Suppression, Touch
+from abm.services import settings as settings_service
+from playbooks import duration
+from playbooks.model import AlertStep, Cap, EmailStep, Playbook, SendWindow, TaskStep
+from playbooks.templates import TemplateError, render_touch
+from playbooks.windows import next_window_opening
+
+#: A claim older than this is presumed dead (its worker was killed): recovery re-enqueues.
+DEFAULT_LEASE_SECONDS = 300
+#: After this many claims a touch whose connector keeps failing retryably is failed.
+MAX_ATTEMPTS = 5
+COUNTED = ("scheduled", "queued", "sent")
+JOB_FUNC = "workers.jobs.send_touches"
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=int(current_app.config.get("ABM_TOUCH_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)))
+
+
+# -- links and hooks -------------------------------------------------------------------
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe")
+
+
+def unsubscribe_url(contact_id: int | str) -> str:
+    base = current_app.config.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    return f"{base}/u/{_serializer().dumps(contact_id)}"
+
+
+def unsubscribe_contact_id(token: str, max_age: int | None = None):
+    """The contact id a token names (raises itsdangerous.BadSignature when forged)."""
+    return _serializer().loads(token, max_age=max_age)
+
+
+def tracking_for_touch(touch: Touch) -> dict | None:
+    """Tracking additions for an email touch (open pixel, click rewriting); the
+    engagement side replaces this hook. None: no tracking."""
+    return None
+
+
+# -- recipients ------------------------------------------------------------------------
+
+
+def suppression_reason(contact: dict, suppressed_hashes: set[str] | None = None) -> str | None:
+    if contact.get("erased_at"):
+        return "erased"
+    if not contact.get("email"):
+        return "no email address"
+    if contact.get("unsubscribed_at"):
+        return "unsubscribed"
+    if contact.get("bounced_at"):
+        return "bounced"
+    if suppressed_hashes and _email_hash(contact["email"]) in suppressed_hashes:
+        return "on the suppression list"
+    return None
+
+
+def _email_hash(email: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def recipients_for(step, facts, suppressed_hashes: set[str] | None = None) -> tuple[list[dict], list[tuple]]:
+    """(contacts to touch, [(contact, reason) suppressed]) of an email step for one account.
+
+    Non-email steps: one account-level recipient ``{}`` (or none when ``to: owner`` and
+    the account has no owner)."""
+    fields = facts.fields
+    if not isinstance(step, EmailStep):
+        if isinstance(step, (AlertStep, TaskStep)) and step.to == "owner" and not fields.get("owner"):
+            return [], [({}, "the account has no owner")]
+        return [{}], []
+    to = step.to
+    if to.owner:
+        if not fields.get("owner"):
+            return [], [({}, "the account has no owner")]
+        return [{"id": None, "email": fields["owner"], "first_name": None, "last_name": None, "name": None,
+                 "role": "owner", "title": None, "owner": True}], []
+    patterns = [re.compile(t, re.IGNORECASE) for t in to.titles]
+    order = {role: i for i, role in enumerate(to.roles)}
+    matching = [c for c in facts.contacts
+                if (not to.roles or c.get("role") in order)
+                and (not patterns or any(p.search(c.get("title") or "") for p in patterns))]
+    matching.sort(key=lambda c: (order.get(c.get("role"), 0), c["id"]))
+    chosen, suppressed = [], []
+    for contact in matching:
+        reason = suppression_reason(contact, suppressed_hashes)
+        if reason:
+            suppressed.append((contact, reason))
+        elif to.limit is None or len(chosen) < to.limit:
+            chosen.append(contact)
+    return chosen, suppressed
+
+
+def suppressed_hashes_for(emails: Iterable[str]) -> set[str]:
+    hashes = {_email_hash(e) for e in emails if e}
+    if not hashes:
+        return set()
+    return set(db.session.execute(select(Suppression.email_hash).where(
+        Suppression.email_hash.in_(sorted(hashes)))).scalars())
+
+
+# -- windows and caps ------------------------------------------------------------------
+
+
+def workspace_window(account_tz: str | None = None) -> SendWindow:
+    data = settings_service.current()["send_window"]
+    window = SendWindow.from_dict(data)
+    if account_tz:
+        try:
+            ZoneInfo(account_tz)
+            window = SendWindow(account_tz, window.days, window.start, window.end)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return window
+
+
+def window_for(pb: Playbook, account_fields: dict) -> SendWindow:
+    return pb.send_window or workspace_window(account_fields.get("timezone"))
+
+
+def workspace_caps() -> list[Cap]:
+    """The workspace caps, as ``Cap``s: they apply to marketing emails."""
+    caps = []
+    for per, spec in (settings_service.current().get("caps") or {}).items():
+        caps.append(Cap(per, int(spec["max"]), duration.parse(spec["per"]), "email"))
+    return caps
+
+
+@dataclass
+class _CapBook:
+    """Counts of touches per (cap, contact|account), loaded once per batch, updated as
+    the batch assigns slots."""
+
+    counts: dict = field(default_factory=lambda: defaultdict(int))
+    loaded: set = field(default_factory=set)
+
+    def load(self, cap: Cap, ids: set[int], due: datetime) -> None:
+        key = (cap, due.date())
+        todo = sorted(i for i in ids if (key, i) not in self.loaded)
+        if not todo:
+            return
+        column = Touch.contact_id if cap.per == "contact" else Touch.account_id
+        where = [column.in_(todo), Touch.status.in_(COUNTED), Touch.due_at > due - cap.within,
+                 Touch.due_at <= due + cap.within]
+        if cap.channel:
+            where.append(Touch.channel == cap.channel)
+        for owner, count in db.session.execute(select(column, func.count()).where(*where).group_by(column)):
+            self.counts[(cap, owner)] = count
+        self.loaded.update((key, i) for i in todo)
+
+
+# -- building touch rows for a batch ---------------------------------------------------
+
+
+@dataclass
+class PendingTouch:
+    """What the dispatcher hands :func:`build`: one touch action of one enrollment."""
+
+    enrollment_id: int
+    playbook_id: int
+    priority: int
+    playbook: Playbook
+    step: object
+    account_id: int
+    facts: object
+    now: datetime
+
+
+def build(pending: list[PendingTouch], now: datetime) -> list[dict]:
+    """Touch rows (dicts for a bulk insert) for a batch of touch actions."""
+    rows: list[dict] = []
+    emails = [c.get("email") for p in pending if isinstance(p.step, EmailStep) for c in p.facts.contacts]
+    hashes = suppressed_hashes_for(e for e in emails if e)
+    ws_caps = workspace_caps()
+    book = _CapBook()
+    planned = []
+    for p in pending:
+        chosen, suppressed = recipients_for(p.step, p.facts, hashes)
+        window = window_for(p.playbook, p.facts.fields)
+        due = next_window_opening(window, now)
+        for contact, reason in suppressed:
+            rows.append(_row(p, contact, "suppressed", now, now, error=reason))
+        for contact in chosen:
+            planned.append((p, contact, due))
+    # Higher priority first: it takes the capped slots.
+    planned.sort(key=lambda item: (-item[0].priority, item[0].enrollment_id))
+    for p, contact, due in planned:
+        caps = list(p.playbook.caps) + (ws_caps if p.step.channel == "email" else [])
+        capped = _take_slot(book, caps, p, contact, due)
+        if capped:
+            rows.append(_row(p, contact, "suppressed", now, due, error=f"capped: {capped}"))
+            continue
+        status = "queued" if due <= now else "scheduled"
+        try:
+            payload = _render(p, contact, now)
+        except TemplateError as exc:
+            rows.append(_row(p, contact, "failed", now, due, error=f"template error: {exc.message}"))
+            continue
+        rows.append(_row(p, contact, status, now, due, payload=payload))
+    return rows
+
+
+def _take_slot(book: _CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> str | None:
+    applicable = []
+    for cap in caps:
+        if cap.channel and cap.channel != p.step.channel:
+            continue
+        owner = contact.get("id") if cap.per == "contact" else p.account_id
+        if owner is None:
+            continue
+        book.load(cap, {owner}, due)
+        if book.counts[(cap, owner)] >= cap.max:
+            return f"at most {cap.max} per {cap.per} within {duration.format(cap.within)}"
+        applicable.append((cap, owner))
+    for cap, owner in applicable:
+        book.counts[(cap, owner)] += 1
+    return None
+
+
+def _render(p: PendingTouch, contact: dict, now: datetime) -> dict:
+    fields = p.facts.fields
+    if isinstance(p.step, EmailStep):
+        url = unsubscribe_url(contact["id"] if contact.get("id") is not None else f"owner:{p.account_id}")
+        return render_touch(p.step, p.playbook, fields, contact, unsubscribe_url=url, now=now)
+    payload = render_touch(p.step, p.playbook, fields, None, now=now)
+    if payload.get("to") == "owner":
+        payload["to"] = fields.get("owner")
+    return payload
+
+
+def _row(p: PendingTouch, contact: dict, status: str, now: datetime, due: datetime,
+         payload: dict | None = None, error: str | None = None) -> dict:
+    contact_id = contact.get("id") if contact else None
+    return {
+        "enrollment_id": p.enrollment_id, "playbook_id": p.playbook_id, "account_id": p.account_id,
+        "contact_id": contact_id, "contact_key": contact_id or 0, "step_id": p.step.id,
+        "step_index": p.step.index, "kind": p.step.kind, "channel": p.step.channel,
+        "connector": getattr(p.step, "connector", None), "status": status, "payload": payload or {},
+        "error": error, "due_at": due, "queued_at": now if status == "queued" else None, "claimed_at": None,
+        "sent_at": None, "attempts": 0, "created_at": now, "updated_at": now,
+    }
+
+
+# -- enqueueing ------------------------------------------------------------------------
+
+
+def _max_batch(connector: str) -> tuple[int, tuple[int, int]]:
+    from abm.services import connectors
+
+    try:
+        config = connectors.get_config(connector)
+    except Exception:  # noqa: BLE001 - an unknown connector fails at send time, with its reason
+        return 100, (10, 1)
+    cls = connectors.type_of(config)
+    return (cls.max_batch if cls else 100), connectors.rate_limit_of(config)
+
+
+def enqueue(touches: list[tuple[int, str | None]], connection=None) -> int:
+    """Enqueue jobs for (touch id, connector) pairs: one job per connector and
+    ``max_batch`` touches. Connectors slower than 100 calls/s get RQ's ``RateLimit``
+    (one job at a time; the job keeps the pace); the others go in one ``enqueue_many``.
+    Call after the commit that made them queued. Returns the number of jobs."""
+    from rq import Queue, RateLimit, Retry
+
+    from abm.redis_conn import get_redis
+
+    if not touches:
+        return 0
+    connection = connection or get_redis()
+    queue = Queue("touches", connection=connection)
+    by_connector: dict[str | None, list[int]] = defaultdict(list)
+    for touch_id, connector in touches:
+        by_connector[connector].append(touch_id)
+    retry = Retry(max=3, interval=[5, 30, 120])
+    bulk, jobs = [], 0
+    for connector, ids in by_connector.items():
+        size, (calls, per) = _max_batch(connector or "")
+        ids.sort()
+        for start in range(0, len(ids), size):
+            chunk = ids[start:start + size]
+            if calls / max(per, 1) < 100:
+                queue.enqueue(JOB_FUNC, chunk, connector, job_timeout=600, retry=retry,
+                              rate_limit=RateLimit(f"abm:connector:{connector}", 1), result_ttl=300,
+                              failure_ttl=86400)
+            else:
+                bulk.append(Queue.prepare_data(JOB_FUNC, args=(chunk, connector), timeout=600, retry=retry,
+                                               result_ttl=300, failure_ttl=86400))
+            jobs += 1
+    if bulk:
+        queue.enqueue_many(bulk)
+    return jobs
+
+
+# -- claiming and marking --------------------------------------------------------------
+
+
+def claim(touch_ids: list[int], now: datetime) -> list[int]:
+    """Atomically take the touches that may be sent now: queued, not held by a live
+    claim, of an active playbook. Commits. Returns the ids taken."""
+    active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
+    stale = now - lease()
+    stmt = (update(Touch).where(
+        Touch.id.in_(touch_ids), Touch.status == "queued",
+        or_(Touch.claimed_at.is_(None), Touch.claimed_at < stale), Touch.playbook_id.in_(active))
+        .values(claimed_at=now, attempts=Touch.attempts + 1, updated_at=now)
+        .returning(Touch.id).execution_options(synchronize_session=False))
+    taken = list(db.session.execute(stmt).scalars())
+    db.session.commit()
+    return sorted(taken)
+
+
+def release(touch_ids: list[int], now: datetime, error: str | None = None) -> None:
+    """Give claimed touches back (retryable failure): queued, unclaimed."""
+    if touch_ids:
+        db.session.execute(update(Touch).where(Touch.id.in_(touch_ids), Touch.status == "queued")
+                           .values(claimed_at=None, error=error, updated_at=now)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def mark(results: list, now: datetime) -> dict[str, int]:
+    """Record connector results (``TouchResult``s) for claimed touches. Commits."""
+    sent = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok and r.permanent]
+    retry = [r for r in results if not r.ok and not r.permanent]
+    if sent:
+        table = Touch.__table__
+        db.session.execute(update(table).where(table.c.id == _bind("tid"), table.c.status == "queued").values(
+            status="sent", sent_at=now, provider_id=_bind("pid"), error=None, updated_at=now),
+            [{"tid": r.touch_id, "pid": r.provider_id} for r in sent])
+    for group, status in ((failed, "failed"), (retry, "queued")):
+        if group:
+            values = {"status": status, "error": _bind("err"), "updated_at": now}
+            if status == "queued":
+                values["claimed_at"] = None
+            table = Touch.__table__
+            db.session.execute(update(table).where(table.c.id == _bind("tid"), table.c.status == "queued")
+                               .values(**values),
+                               [{"tid": r.touch_id, "err": (r.error or "failed")[:2000]} for r in group])
+    db.session.commit()
+    return {"sent": len(sent), "failed": len(failed), "retry": len(retry)}
+
+
+def fail(touch_ids: list[int], error: str, now: datetime) -> None:
+    if touch_ids:
+        db.session.execute(update(Touch).where(Touch.id.in_(touch_ids), Touch.status == "queued")
+                           .values(status="failed", error=error[:2000], updated_at=now)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _bind(name: str):
+    from sqlalchemy import bindparam
+
+    return bindparam(name)
+
+
+def promote_due(now: datetime, limit: int = 5000) -> list[tuple[int, str | None]]:
+    """Scheduled touches whose time came (a send window opened): queued now. Commits."""
+    active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
+    ids = list(db.session.execute(select(Touch.id).where(
+        Touch.status == "scheduled", Touch.due_at <= now, Touch.playbook_id.in_(active))
+        .order_by(Touch.due_at).limit(limit)).scalars())
+    if not ids:
+        return []
+    rows = db.session.execute(update(Touch).where(Touch.id.in_(ids), Touch.status == "scheduled")
+                              .values(status="queued", queued_at=now, updated_at=now)
+                              .returning(Touch.id, Touch.connector)
+                              .execution_options(synchronize_session=False)).all()
+    db.session.commit()
+    return [(r[0], r[1]) for r in rows]
+
+
+def lost(now: datetime, limit: int = 20000) -> list[tuple[int, str | None]]:
+    """Touches whose job was lost: queued for longer than a lease and never claimed, or
+    claimed with an expired lease and not marked; only of active playbooks. Their
+    ``queued_at`` is refreshed so the next recovery waits a lease again."""
+    stale = now - lease()
+    active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
+    rows = db.session.execute(select(Touch.id, Touch.connector).where(
+        Touch.status == "queued", Touch.playbook_id.in_(active),
+        or_(and_(Touch.claimed_at.is_(None), Touch.queued_at < stale), Touch.claimed_at < stale))
+        .order_by(Touch.id).limit(limit)).all()
+    if rows:
+        ids = [r[0] for r in rows]
+        for start in range(0, len(ids), 5000):
+            db.session.execute(update(Touch).where(Touch.id.in_(ids[start:start + 5000]))
+                               .values(queued_at=now).execution_options(synchronize_session=False))
+    db.session.commit()
+    return [(r[0], r[1]) for r in rows]
+
+
+def serialize(touch: Touch, playbook_key: str | None = None) -> dict:
+    payload = touch.payload or {}
+    return {
+        "id": touch.id, "playbook": playbook_key, "playbook_id": touch.playbook_id,
+        "enrollment_id": touch.enrollment_id, "account_id": touch.account_id, "contact_id": touch.contact_id,
+        "step": touch.step_id, "kind": touch.kind, "channel": touch.channel, "connector": touch.connector,
+        "status": touch.status, "error": touch.error, "attempts": touch.attempts,
+        "due_at": touch.due_at.isoformat() if touch.due_at else None,
+        "sent_at": touch.sent_at.isoformat() if touch.sent_at else None,
+        "provider_id": touch.provider_id, "subject": payload.get("subject"),
+    }

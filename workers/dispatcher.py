@@ -1,0 +1,230 @@
+"""The dispatcher: a short periodic job that moves due enrollments through their playbook.
+
+One pass (:func:`dispatch`):
+
+1. Scheduled touches whose send window opened become ``queued`` and are enqueued.
+2. Due enrollments (``active``/``waiting`` with ``next_run_at <= now``, of an active
+   playbook) are claimed in batches: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+   several dispatchers never take the same row; on SQLite one dispatcher at a time
+   holds a Redis lock.
+3. For a batch, the facts (accounts with owners, contacts, recent events) are loaded
+   in three queries; each enrollment is advanced through ``playbooks.machine.advance``
+   (again and again while it stays due now: a playbook's consecutive touch steps go out
+   in one pass); the touches are built (recipients, suppression, caps, windows,
+   rendering) and written in one ``INSERT ... ON CONFLICT DO NOTHING`` on their unique
+   key; the enrollments are updated in one executemany; one commit.
+4. After the commit: stage changes made by ``set_stage`` steps are handled (exits and
+   trigger entries of the account's other enrollments), and the queued touches are
+   enqueued as jobs of many touches per connector.
+
+A dispatcher that dies between commit and enqueue leaves touches ``queued`` with no
+job: :func:`recover` finds them after a lease. Time comes from :func:`clock`, which
+tests replace (``app.config["ABM_CLOCK"]``, a function returning an aware datetime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from abm.db import db, utcnow
+from abm.models import Account, Enrollment, Touch
+from abm.models import Playbook as PlaybookRow
+from abm.services import audience, enrollment, touches
+from abm.services import playbooks as playbook_service
+from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction, advance
+
+BATCH_SIZE = 500
+#: How many steps one pass may take for one enrollment (touch steps end a call).
+MAX_CALLS = 20
+LOCK_KEY = "abm:dispatcher:lock"
+
+
+def clock() -> datetime:
+    override = current_app.config.get("ABM_CLOCK")
+    return override() if override else utcnow()
+
+
+@contextlib.contextmanager
+def _single_dispatcher(timeout: int = 120):
+    """On SQLite only one dispatcher runs at a time (a Redis lock); PostgreSQL needs none."""
+    if db.dialect == "postgresql":
+        yield True
+        return
+    from abm.redis_conn import get_redis
+
+    lock = get_redis().lock(LOCK_KEY, timeout=timeout, blocking=False)
+    acquired = lock.acquire(blocking=False)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with contextlib.suppress(Exception):
+                lock.release()
+
+
+def dispatch(now: datetime | None = None, batch_size: int = BATCH_SIZE, max_batches: int | None = None,
+             enqueue: bool = True) -> dict:
+    """One dispatcher pass; returns counts (batches, enrollments, touches, jobs)."""
+    now = now or clock()
+    stats = defaultdict(int)
+    with _single_dispatcher() as mine:
+        if not mine:
+            stats["skipped_locked"] = 1
+            return dict(stats)
+        promoted = touches.promote_due(now)
+        stats["promoted"] = len(promoted)
+        if enqueue:
+            stats["jobs"] += touches.enqueue(promoted)
+        while max_batches is None or stats["batches"] < max_batches:
+            claimed, queued = _run_batch(now, batch_size, stats)
+            if enqueue and queued:
+                stats["jobs"] += touches.enqueue(queued)
+            if claimed < batch_size:
+                break
+    return dict(stats)
+
+
+def _claim(now: datetime, batch_size: int):
+    active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
+    query = (select(Enrollment.id, Enrollment.playbook_id, Enrollment.version_id, Enrollment.account_id,
+                    Enrollment.state, Enrollment.step_index, Enrollment.next_run_at, Enrollment.wait_started_at)
+             .where(Enrollment.state.in_(("active", "waiting")), Enrollment.next_run_at <= now,
+                    Enrollment.playbook_id.in_(active))
+             .order_by(Enrollment.next_run_at, Enrollment.id).limit(batch_size))
+    if db.dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Enrollment)
+    return db.session.execute(query).all()
+
+
+def _conditions(pb):
+    yield pb.exit_when
+    for step in pb.steps:
+        yield step.when
+        yield getattr(step, "condition", None)
+
+
+def _run_batch(now: datetime, batch_size: int, stats) -> tuple[int, list]:
+    rows = _claim(now, batch_size)
+    if not rows:
+        db.session.commit()
+        return 0, []
+    stats["batches"] += 1
+    stats["enrollments"] += len(rows)
+    compiled = {vid: playbook_service.compiled_by_id(vid) for vid in {r.version_id for r in rows}}
+    meta = {p.id: p for p in db.session.execute(select(PlaybookRow).where(
+        PlaybookRow.id.in_({r.playbook_id for r in rows}))).scalars()}
+    since = audience.longest_window(c for pb in compiled.values() for c in _conditions(pb))
+    facts = audience.load_facts([r.account_id for r in rows], now, since)
+    pending, skipped_rows, updates, stage_moves = [], [], [], []
+    for r in rows:
+        pb = compiled[r.version_id]
+        account_facts = facts.get(r.account_id)
+        if account_facts is None:
+            continue
+        state = EnrollmentState(r.step_index, r.state, r.next_run_at, r.wait_started_at)
+        for _ in range(MAX_CALLS):
+            result = advance(pb, state, account_facts, now)
+            state = result.state
+            for action in result.actions:
+                if isinstance(action, TouchAction):
+                    pending.append(touches.PendingTouch(r.id, r.playbook_id, meta[r.playbook_id].priority, pb,
+                                                        action.step, r.account_id, account_facts, now))
+                elif isinstance(action, SetStageAction):
+                    stage_moves.append((r.account_id, action.stage, meta[r.playbook_id].key))
+                    account_facts.fields["stage"] = action.stage
+                elif isinstance(action, SkippedAction):
+                    skipped_rows.append(_skipped_row(r, pb.steps[action.step_index], now))
+            if state.finished or state.status != "active" or (state.next_run_at and state.next_run_at > now):
+                break
+        updates.append({
+            "eid": r.id, "state": state.status, "step_index": state.step_index,
+            "next_run_at": None if state.finished else (state.next_run_at or now),
+            "wait_started_at": state.wait_started_at, "exit_reason": state.exit_reason,
+            "left_at": now if state.finished else None, "updated_at": now,
+        })
+    with enrollment.deferring_stage_changes() as changes:
+        _apply_stages(stage_moves, now)
+    built = touches.build(pending, now) + skipped_rows
+    queued = _insert_touches(built)
+    _update_enrollments(updates)
+    db.session.commit()
+    stats["touches"] += len(built)
+    stats["queued"] += len(queued)
+    if changes:
+        enrollment.handle_stage_changes(changes)
+        db.session.commit()
+    return len(rows), queued
+
+
+def _skipped_row(r, step, now: datetime) -> dict:
+    return {
+        "enrollment_id": r.id, "playbook_id": r.playbook_id, "account_id": r.account_id, "contact_id": None,
+        "contact_key": 0, "step_id": step.id, "step_index": step.index, "kind": step.kind,
+        "channel": step.channel or "", "connector": getattr(step, "connector", None), "status": "skipped",
+        "payload": {}, "error": "its when condition was false", "due_at": now, "queued_at": None,
+        "claimed_at": None, "sent_at": None, "attempts": 0, "created_at": now, "updated_at": now,
+    }
+
+
+def _apply_stages(moves, now: datetime) -> None:
+    from abm.services import accounts
+
+    for account_id, stage, key in moves:
+        account = db.session.get(Account, account_id)
+        if account is not None:
+            accounts.change_stage(account, stage, source=f"playbook:{key}", actor_id=None, at=now)
+
+
+def _insert_touches(rows: list[dict]) -> list[tuple[int, str | None]]:
+    """Bulk insert on the unique key; returns (id, connector) of the queued ones written."""
+    if not rows:
+        return []
+    insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+    stmt = insert(Touch).on_conflict_do_nothing().returning(Touch.id, Touch.status, Touch.connector)
+    written = db.session.execute(stmt, rows).all()
+    return [(w[0], w[2]) for w in written if w[1] == "queued"]
+
+
+def _update_enrollments(updates: list[dict]) -> None:
+    if not updates:
+        return
+    table = Enrollment.__table__
+    stmt = update(table).where(table.c.id == bindparam("eid")).values(
+        state=bindparam("state"), step_index=bindparam("step_index"), next_run_at=bindparam("next_run_at"),
+        wait_started_at=bindparam("wait_started_at"), exit_reason=bindparam("exit_reason"),
+        left_at=bindparam("left_at"), updated_at=bindparam("updated_at"))
+    db.session.execute(stmt, updates)
+
+
+# -- periodic entry points (RQ jobs) --------------------------------------------------------
+
+
+def run_dispatch(max_seconds: float = 20.0) -> dict:
+    """The periodic dispatcher job: passes until nothing is due or time is up."""
+    started = time.monotonic()
+    total = defaultdict(int)
+    while True:
+        stats = dispatch(max_batches=20)
+        for k, v in stats.items():
+            total[k] += v
+        if stats.get("batches", 0) < 20 or time.monotonic() - started > max_seconds:
+            return dict(total)
+
+
+def run_sweep() -> dict:
+    return enrollment.sweep(clock())
+
+
+def recover(now: datetime | None = None) -> int:
+    """Re-enqueue touches whose job was lost (Redis emptied, a worker killed)."""
+    lost = touches.lost(now or clock())
+    if lost:
+        touches.enqueue(lost)
+    return len(lost)
