@@ -12,3 +12,11 @@ def engagement_changed(account_ids: set[int], by_type: dict[str, set[int]], now:
     enrollment.wake(account_ids, now=now)
     enrollment.on_activity(by_type, now=now)
     enrollment.on_score_changed(account_ids, now=now)
+
+
+def stage_changed(account, from_stage: str | None, to_stage: str, at: datetime) -> None:
+    """Called by ``accounts.change_stage``: exits of the account's running enrollments,
+    waking its waits, and entries of playbooks triggered by the change."""
+    from abm.services import enrollment
+
+    enrollment.on_stage_changed(account.id, from_stage, to_stage, now=at)
