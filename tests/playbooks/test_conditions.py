@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playbooks import load
@@ -181,6 +181,7 @@ records = st.fixed_dictionaries({
 })
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(conditions, records)
 def test_to_dict_round_trip_and_negation_laws(condition, record):
     assert condition_from_dict(condition.to_dict()) == condition
@@ -188,6 +189,7 @@ def test_to_dict_round_trip_and_negation_laws(condition, record):
     assert evaluate(Not(condition), facts, NOW) is (not evaluate(condition, facts, NOW))
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["tier", "industry", "tags", "attributes.x"]), scalars, records)
 def test_ne_is_exactly_not_eq_and_not_in_is_not_in(field, value, record):
     facts = AccountFacts(fields=record)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playbooks import duration
@@ -24,6 +24,7 @@ def test_parse_rejects_with_a_hint(text):
         duration.parse(text)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 99999), st.sampled_from("mhdw"))
 def test_format_round_trips(amount, unit):
     value = duration.parse(f"{amount}{unit}")
