@@ -1,0 +1,138 @@
+"""Google Ads Customer Match against a local fake Google Ads REST API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectors.base import ConnectorContext, PermanentError, RetryableError, hash_identifier
+from connectors.google_ads import GoogleAdsConnector
+from tests.connectors.fakes_b.google_ads import FakeGoogleAds
+from tests.connectors.fakes_b.touches import assert_schema_shape, audience_touch, closed_port_url
+from tests.connectors.harness import serve
+
+TOKEN, DEV = "ga-token", "dev-token"
+
+
+def make(server, state=None, **settings):
+    base = {"access_token": TOKEN, "developer_token": DEV, "customer_id": "123-456-7890",
+            "base_url": server.base_url, "read_timeout": 2, **settings}
+    return GoogleAdsConnector("ga", base, ConnectorContext(state=state if state is not None else {}))
+
+
+def people(n, start=0):
+    return [{"email": f"User{i}@Example.org"} for i in range(start, start + n)]
+
+
+@pytest.fixture
+def fake():
+    return FakeGoogleAds(token=TOKEN, developer_token=DEV)
+
+
+def test_settings_schema():
+    assert_schema_shape(GoogleAdsConnector, {"access_token": "a", "developer_token": "d",
+                                             "customer_id": "1234567890"}, {"access_token", "developer_token"})
+
+
+def test_job_created_filled_and_run(fake):
+    with serve(fake.app) as server:
+        connector = make(server)
+        results = connector.send([audience_touch(1, contacts=people(2)), audience_touch(2, contacts=people(1, 2))])
+        assert all(r.ok for r in results)
+        resource = connector.context.state["google_ads"]["user_lists"]["Target accounts"]
+        assert fake.members[resource] == {hash_identifier(f"user{i}@example.org") for i in range(3)}
+        paths = [r.path.rsplit("/", 1)[-1] for r in server.requests]
+        assert paths[-3:] == ["offlineUserDataJobs:create", "701:addOperations", "701:run"]
+        sent = json.loads(next(r.body for r in server.requests if r.path.endswith(":addOperations")))
+        assert sent["enablePartialFailure"] is True
+        assert all(list(op["create"]["userIdentifiers"][0]) == ["hashedEmail"] for op in sent["operations"])
+        assert "login-customer-id" not in {k.lower() for k in server.requests[-1].headers}
+        # remove goes through a second job, the stored list is reused
+        make(server, state=connector.context.state).send([audience_touch(3, action="remove", contacts=people(1))])
+        assert hash_identifier("user0@example.org") not in fake.members[resource]
+        assert len(fake.user_lists) == 1
+
+
+def test_existing_list_found_and_manager_header_sent():
+    fake = FakeGoogleAds(token=TOKEN, developer_token=DEV, manager_id="9998887777")
+    fake.user_lists["customers/1234567890/userLists/42"] = {"name": "Target accounts"}
+    fake.members["customers/1234567890/userLists/42"] = set()
+    with serve(fake.app) as server:
+        connector = make(server, login_customer_id="999-888-7777")
+        assert connector.send([audience_touch(1, contacts=people(1))])[0].ok
+        assert fake.members["customers/1234567890/userLists/42"] == {hash_identifier("user0@example.org")}
+        assert all(r.headers.get("Login-Customer-Id") == "9998887777" for r in server.requests)
+        with pytest.raises(PermanentError, match="no access to customer"):
+            make(server).test()
+
+
+def test_partial_failure_maps_to_touches(fake):
+    fake.rejected_hashes.add(hash_identifier("user1@example.org"))
+    with serve(fake.app) as server:
+        results = make(server).send([audience_touch(1, contacts=people(1)), audience_touch(2, contacts=people(1, 1)),
+                                     audience_touch(3, contacts=[{"email": "nope"}])])
+        assert [r.ok for r in results] == [True, False, False]
+        assert "malformed" in results[1].error
+        assert "usable email" in results[2].error
+        assert sum(len(m) for m in fake.members.values()) == 1
+
+
+def test_operations_split_at_10000(fake):
+    with serve(fake.app) as server:
+        results = make(server).send([audience_touch(i, contacts=people(1, i)) for i in range(10_001)])
+        assert all(r.ok for r in results)
+        assert fake.operation_counts == [10_000, 1]
+        assert len(fake.jobs) == 1
+
+
+def test_resource_exhausted_is_retryable_with_its_delay(fake):
+    quota = {"error": {"code": 429, "message": "Resource has been exhausted", "status": "RESOURCE_EXHAUSTED",
+                       "details": [{"@type": "type.googleapis.com/google.ads.googleads.v20.errors.GoogleAdsFailure",
+                                    "errors": [{"errorCode": {"quotaError": "RESOURCE_EXHAUSTED"},
+                                                "message": "Too many requests.",
+                                                "details": {"quotaErrorDetails": {"retryDelay": "30s"}}}]}]}}
+    with serve(fake.app) as server:
+        fake.fail(":addOperations", 429, quota)
+        with pytest.raises(RetryableError) as caught:
+            make(server).send([audience_touch(1, contacts=people(1))])
+        assert caught.value.retry_after == 30
+        no_delay = {"error": {"code": 429, "message": "exhausted", "status": "RESOURCE_EXHAUSTED"}}
+        fake.fail(":addOperations", 429, no_delay)
+        with pytest.raises(RetryableError) as caught:
+            make(server).send([audience_touch(1, contacts=people(1))])
+        assert caught.value.retry_after is None
+        fake.fail(":create", 503, {"error": {"code": 503, "message": "down", "status": "UNAVAILABLE"}})
+        with pytest.raises(RetryableError):
+            make(server).send([audience_touch(1, contacts=people(1))])
+
+
+def test_400_and_401_are_permanent_without_secrets(fake):
+    with serve(fake.app) as server:
+        fake.fail(":addOperations", 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                                    "message": "Request contains an invalid argument."}})
+        with pytest.raises(PermanentError, match="invalid argument"):
+            make(server).send([audience_touch(1, contacts=people(1))])
+        with pytest.raises(PermanentError, match="refused the credentials") as caught:
+            make(server, developer_token="secret-dev").send([audience_touch(1, contacts=people(1))])
+        assert "secret-dev" not in str(caught.value)
+
+
+def test_timeout_is_retryable(fake):
+    with serve(fake.app) as server:
+        fake.slow("googleAds:search", 1.0)
+        with pytest.raises(RetryableError, match="timed out"):
+            make(server, read_timeout=0.2).send([audience_touch(1, contacts=people(1))])
+
+
+def test_connection_test(fake):
+    with serve(fake.app) as server:
+        assert "Fake Advertiser" in make(server).test()
+        with pytest.raises(PermanentError, match="access_token"):
+            make(server, access_token="bad").test()
+        with pytest.raises(PermanentError, match="customer_id"):
+            make(server, customer_id="111-111-1111").test()
+    connector = GoogleAdsConnector("ga", {"access_token": "a", "developer_token": "d", "customer_id": "1234567890",
+                                          "base_url": closed_port_url()})
+    with pytest.raises(RetryableError, match="could not connect"):
+        connector.test()
