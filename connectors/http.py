@@ -19,7 +19,8 @@ What ``request`` does (and ``get``/``post``/``put``/``patch``/``delete``, which 
   (:data:`connectors.base.USER_AGENT`), ``Accept: application/json`` and the
   caller's headers; a (connect, read) timeout on every call (:data:`DEFAULT_TIMEOUT`,
   overridable per client and per call).
-- ``path`` is joined to ``base_url`` unless it is already an absolute URL (paging
+- ``path`` is joined to ``base_url`` (``""`` means ``base_url`` exactly as given, for
+  connectors whose whole URL is the endpoint) unless it is already an absolute URL (paging
   links such as Salesforce's ``nextRecordsUrl`` are relative to the host: pass them
   as they come, a path that starts with ``/`` is joined to the host of ``base_url``
   when ``join="host"``).
@@ -204,6 +205,7 @@ class HttpClient:
     ):
         self.provider = provider
         self.base_url = base_url.rstrip("/")
+        self.endpoint = base_url
         self.timeout = timeout
         self.secrets = [s for s in secrets if s]
         self.reset_header = reset_header
@@ -218,7 +220,7 @@ class HttpClient:
         if path.startswith(("http://", "https://")):
             return path
         if not path:
-            return self.base_url
+            return self.endpoint
         if join == "host":
             return urljoin(self.base_url + "/", path)
         return f"{self.base_url}/{path.lstrip('/')}"
