@@ -29,11 +29,10 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from abm.db import db, utcnow
+from abm.db import db
 from abm.models import Account, Enrollment, Touch
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, enrollment, touches
@@ -47,8 +46,9 @@ LOCK_KEY = "abm:dispatcher:lock"
 
 
 def clock() -> datetime:
-    override = current_app.config.get("ABM_CLOCK")
-    return override() if override else utcnow()
+    from abm.services import clock as engine_clock
+
+    return engine_clock.now()
 
 
 @contextlib.contextmanager

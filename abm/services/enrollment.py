@@ -26,10 +26,10 @@ from sqlalchemy import String as SAString
 from sqlalchemy import and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from abm.db import db, utcnow
+from abm.db import db
 from abm.models import Account, Enrollment, Event
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience
+from abm.services import audience, clock
 from playbooks.conditions import evaluate
 from playbooks.holdout import is_held_out
 from playbooks.model import ActivityTrigger, Playbook, ScoreCrossedTrigger, StageChangedTrigger
@@ -104,7 +104,7 @@ def enroll_audience(pb_row: PlaybookRow, version_id: int, compiled: Playbook, no
     """Enroll every eligible account of the playbook's audience (flushes, no commit)."""
     if compiled.audience is None:
         return EnrollResult()
-    now = now or utcnow()
+    now = now or clock.now()
     where = [audience.account_filter(compiled.audience.where, now), _eligible(pb_row.id, compiled.reenroll, now)]
     limit = None
     if compiled.audience.limit is not None:
@@ -158,7 +158,7 @@ def enroll_accounts(pb_row: PlaybookRow, version_id: int, compiled: Playbook, ac
     ids = sorted(set(account_ids))
     if not ids:
         return EnrollResult()
-    now = now or utcnow()
+    now = now or clock.now()
     query = select(Account.id, _next_cycle(pb_row.id)).where(
         Account.id.in_(ids), _eligible(pb_row.id, compiled.reenroll, now))
     return _insert_rows(pb_row, version_id, compiled, db.session.execute(query).all(), source, now)
@@ -177,7 +177,7 @@ def _active_playbooks() -> list[tuple[PlaybookRow, int, Playbook]]:
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """Enroll the accounts that started to match the audience of every active playbook."""
-    now = now or utcnow()
+    now = now or clock.now()
     entered: dict[str, int] = {}
     for row, version_id, compiled in _active_playbooks():
         if compiled.audience is None:
@@ -197,7 +197,7 @@ def wake(account_ids, now: datetime | None = None) -> int:
     ids = sorted(set(account_ids))
     if not ids:
         return 0
-    now = now or utcnow()
+    now = now or clock.now()
     result = db.session.execute(
         update(Enrollment).where(Enrollment.account_id.in_(ids), Enrollment.state == "waiting",
                                  or_(Enrollment.next_run_at.is_(None), Enrollment.next_run_at > now))
@@ -220,7 +220,7 @@ def deferring_stage_changes():
 def on_stage_changed(account_id: int, from_stage: str | None, to_stage: str, now: datetime | None = None) -> None:
     """An account's stage changed: check the exits of its running enrollments (and wake
     the rest), and enroll it in playbooks triggered by this change."""
-    now = now or utcnow()
+    now = now or clock.now()
     pending = _deferred.get()
     if pending is not None:
         pending.append((account_id, from_stage, to_stage, now))
@@ -271,7 +271,7 @@ def on_score_changed(account_ids, now: datetime | None = None, previous: dict[in
     ids = sorted(set(account_ids))
     if not ids:
         return 0
-    now = now or utcnow()
+    now = now or clock.now()
     entered = 0
     for row, version_id, pb in _active_playbooks():
         if not isinstance(pb.trigger, ScoreCrossedTrigger):
@@ -288,7 +288,7 @@ def on_activity(by_type: dict[str, set[int]], now: datetime | None = None) -> in
     ``activity`` playbooks whose types match, when the event is recent enough."""
     if not by_type:
         return 0
-    now = now or utcnow()
+    now = now or clock.now()
     entered = 0
     for row, version_id, pb in _active_playbooks():
         trigger = pb.trigger

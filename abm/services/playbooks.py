@@ -23,7 +23,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Account, Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience
+from abm.services import audience, clock
 from abm.services import settings as settings_service
 from playbooks import Workspace, load
 from playbooks.errors import LoadResult
@@ -128,7 +128,7 @@ def activate(key: str, now: datetime | None = None) -> dict:
         raise Conflict(f"playbook {key!r} is archived; apply it again under a new key to run it")
     if row.status == "paused":
         return resume(key)
-    now = now or utcnow()
+    now = now or clock.now()
     result = enrollment.EnrollResult()
     if row.status != "active":
         row.status, row.activated_at = "active", now
@@ -167,7 +167,7 @@ def resume(key: str) -> dict:
 
 def archive(key: str, now: datetime | None = None) -> dict:
     row = get(key)
-    now = now or utcnow()
+    now = now or clock.now()
     row.status = "archived"
     ended = db.session.execute(
         update(Enrollment).where(Enrollment.playbook_id == row.id, Enrollment.state.in_(("active", "waiting")))
@@ -229,7 +229,7 @@ def plan(source: str, filename: str = "playbook.yaml", now: datetime | None = No
     if result.errors or result.playbook is None:
         raise PlaybookInvalid(result)
     pb = result.playbook
-    now = now or utcnow()
+    now = now or clock.now()
     warnings: list[str] = []
     if pb.audience is not None:
         ids = audience.matching_ids(pb.audience.where, now, pb.audience.limit)

@@ -1,0 +1,200 @@
+"""Playbooks over the API: apply (YAML body), read, validate, plan, the life cycle,
+enrollments and touches. AEs may read and plan; applying and the life cycle need a
+manager or an admin."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+from sqlalchemy import select
+
+from abm.api import bp
+from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, operation, page_of, register_schema
+from abm.auth import api_user
+from abm.db import db
+from abm.errors import ApiError
+from abm.models import Account, Enrollment, PlaybookVersion, Touch
+from abm.models import Playbook as PlaybookRow
+from abm.services import paging
+from abm.services import playbooks as service
+from abm.services import touches as touch_service
+
+YAML_BODY = {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "string"}}, "text/yaml": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}}}}
+MAX_SOURCE = 512 * 1024
+
+PLAYBOOK = register_schema("Playbook", {
+    "type": "object", "required": ["key", "name", "status", "version"],
+    "properties": {"key": {"type": "string"}, "name": {"type": "string"},
+                   "status": {"enum": ["draft", "active", "paused", "archived"]},
+                   "product": {"type": ["string", "null"]}, "priority": {"type": "integer"},
+                   "version": {"type": "integer"}, "enrollments": {"type": "object"},
+                   "versions": {"type": "array"}, "steps": {"type": "array"}},
+})
+APPLIED = register_schema("PlaybookApplied", {
+    "type": "object", "required": ["key", "version", "status"],
+    "properties": {"key": {"type": "string"}, "version": {"type": "integer"}, "status": {"type": "string"}}})
+LIFE_CYCLE = register_schema("PlaybookLifeCycle", {
+    "type": "object", "required": ["key", "status"],
+    "properties": {"key": {"type": "string"}, "status": {"type": "string"}}, "additionalProperties": True})
+PLAN = register_schema("PlaybookPlan", {"type": "object", "additionalProperties": True, "properties": {
+    "entering": {"type": "integer"}, "held_out": {"type": "integer"}, "sample": {"type": "array"},
+    "steps": {"type": "array"}, "rendered": {"type": "array"}, "warnings": {"type": "array"}}})
+ENROLLMENT = register_schema("Enrollment", {"type": "object", "properties": {
+    "id": {"type": "integer"}, "account_id": {"type": "integer"}, "state": {"type": "string"},
+    "step": {"type": ["string", "null"]}, "step_index": {"type": "integer"}, "version": {"type": "integer"},
+    "next_run_at": {"type": ["string", "null"]}, "exit_reason": {"type": ["string", "null"]}}})
+TOUCH = register_schema("Touch", {"type": "object", "properties": {
+    "id": {"type": "integer"}, "status": {"type": "string"}, "channel": {"type": "string"},
+    "error": {"type": ["string", "null"]}}, "additionalProperties": True})
+STATES = ["active", "waiting", "held_out", "completed", "exited"]
+STATUSES = ["scheduled", "queued", "sent", "failed", "suppressed", "skipped"]
+
+
+def _source() -> tuple[str, str]:
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_SOURCE:
+        raise ApiError(413, f"a playbook may be at most {MAX_SOURCE // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, "the body is not UTF-8 text", [{"path": "(body)", "message": "not UTF-8"}]) from None
+    if not text.strip():
+        raise ApiError(422, "send the playbook's YAML as the body (Content-Type: application/yaml)",
+                       [{"path": "(body)", "message": "empty"}])
+    return text, request.args.get("filename") or "playbook.yaml"
+
+
+@bp.post("/playbooks")
+@operation("Apply a playbook (YAML body): validates and stores a new version", roles=MANAGERS,
+           request_body=YAML_BODY, query={"filename": {"type": "string", "maxLength": 200}},
+           responses={201: ("The stored version", APPLIED)})
+def apply_playbook():
+    source, filename = _source()
+    row, version = service.apply(source, filename, actor_id=api_user().id)
+    return jsonify(key=row.key, version=version, status=row.status), 201
+
+
+@bp.get("/playbooks")
+@operation("List playbooks", roles=ANY, query={**PAGE_QUERY, "status": {"type": "string",
+                                                                      "enum": ["draft", "active", "paused",
+                                                                               "archived"]}},
+           responses={200: ("One page of playbooks", page_of(PLAYBOOK))})
+def list_playbooks(query):
+    stmt = select(PlaybookRow)
+    if query.get("status"):
+        stmt = stmt.where(PlaybookRow.status == query["status"])
+    rows, cursor = paging.page(stmt, [paging.SortKey(PlaybookRow.key)], "key", query.get("cursor"),
+                               query.get("limit", 50))
+    return jsonify(items=[service.serialize(r) for r in rows], next_cursor=cursor)
+
+
+@bp.get("/playbooks/<key>")
+@operation("A playbook with its versions and steps", roles=ANY, responses={200: ("The playbook", PLAYBOOK)})
+def get_playbook(key):
+    return jsonify(service.serialize(service.get(key), with_versions=True))
+
+
+@bp.get("/playbooks/<key>/source")
+@operation("The YAML source of a version (the newest by default)", roles=ANY,
+           query={"version": {"type": "integer", "minimum": 1}},
+           responses={200: ("The YAML source", {"type": "string"})})
+def playbook_source(key, query):
+    version = service.source_of(key, query.get("version"))
+    return Response(version.source, mimetype="application/yaml",
+                    headers={"X-Playbook-Version": str(version.version)})
+
+
+@bp.post("/playbooks/validate")
+@operation("Validate a playbook (YAML body); stores nothing", roles=ANY, request_body=YAML_BODY,
+           idempotent=False, query={"filename": {"type": "string", "maxLength": 200}},
+           responses={200: ("The playbook is valid", {"type": "object"})})
+def validate_playbook():
+    source, filename = _source()
+    result = service.validate(source, filename)
+    if result.errors:
+        raise service.PlaybookInvalid(result)
+    pb = result.playbook
+    return jsonify(valid=True, key=pb.key, steps=len(pb.steps))
+
+
+@bp.post("/playbooks/plan")
+@operation("The dry run of a playbook (YAML body); stores and sends nothing", roles=ANY, request_body=YAML_BODY,
+           idempotent=False, query={"filename": {"type": "string", "maxLength": 200}},
+           responses={200: ("The plan", PLAN)})
+def plan_playbook():
+    source, filename = _source()
+    return jsonify(service.plan(source, filename))
+
+
+def _life_cycle(name: str, summary: str):
+    def view(key):
+        return jsonify(getattr(service, name)(key))
+
+    view.__name__ = f"{name}_playbook"
+    bp.post(f"/playbooks/<key>/{name}")(
+        operation(summary, roles=MANAGERS, responses={200: ("The new status", LIFE_CYCLE),
+                                                      409: "not possible from the current status"})(view))
+
+
+_life_cycle("activate", "Activate: enrolls the audience now")
+_life_cycle("pause", "Pause: nothing queued for the playbook is sent")
+_life_cycle("resume", "Resume where each enrollment was")
+_life_cycle("archive", "Archive: running enrollments exit, unsent touches are skipped")
+
+
+@bp.get("/playbooks/<key>/enrollments")
+@operation("The playbook's enrollments", roles=ANY,
+           query={**PAGE_QUERY, "state": {"type": "string", "enum": STATES}},
+           responses={200: ("One page of enrollments", page_of(ENROLLMENT))})
+def playbook_enrollments(key, query):
+    row = service.get(key)
+    stmt = select(Enrollment).where(Enrollment.playbook_id == row.id)
+    if query.get("state"):
+        stmt = stmt.where(Enrollment.state == query["state"])
+    rows, cursor = paging.page(stmt, [paging.SortKey(Enrollment.id)], "id", query.get("cursor"),
+                               query.get("limit", 50))
+    versions = {v.id: v for v in db.session.execute(select(PlaybookVersion).where(
+        PlaybookVersion.playbook_id == row.id)).scalars()}
+    names = dict(db.session.execute(select(Account.id, Account.name).where(
+        Account.id.in_({e.account_id for e in rows} or {0}))).all())
+    items = []
+    for e in rows:
+        version = versions.get(e.version_id)
+        steps = service.compiled(version).steps if version else ()
+        items.append({
+            "id": e.id, "account_id": e.account_id, "account": names.get(e.account_id), "state": e.state,
+            "cycle": e.cycle, "version": version.version if version else None, "step_index": e.step_index,
+            "step": steps[e.step_index].id if e.step_index < len(steps) else None,
+            "next_run_at": e.next_run_at.isoformat() if e.next_run_at else None,
+            "entered_at": e.entered_at.isoformat(), "left_at": e.left_at.isoformat() if e.left_at else None,
+            "exit_reason": e.exit_reason, "entry_source": e.entry_source})
+    return jsonify(items=items, next_cursor=cursor)
+
+
+@bp.get("/touches")
+@operation("Touches, newest first, with the error where one failed", roles=ANY,
+           query={**PAGE_QUERY, "playbook": {"type": "string", "maxLength": 64},
+                  "account_id": {"type": "integer", "minimum": 1},
+                  "status": {"type": "string", "enum": STATUSES},
+                  "channel": {"type": "string", "enum": ["email", "ads", "alert", "task", "webhook"]}},
+           responses={200: ("One page of touches", page_of(TOUCH))})
+def list_touches(query):
+    stmt = select(Touch)
+    keys = {}
+    if query.get("playbook"):
+        row = service.get(query["playbook"])
+        stmt = stmt.where(Touch.playbook_id == row.id)
+    if query.get("account_id"):
+        stmt = stmt.where(Touch.account_id == query["account_id"])
+    if query.get("status"):
+        stmt = stmt.where(Touch.status == query["status"])
+    if query.get("channel"):
+        stmt = stmt.where(Touch.channel == query["channel"])
+    rows, cursor = paging.page(stmt, [paging.SortKey(Touch.id, descending=True)], "-id", query.get("cursor"),
+                               query.get("limit", 50))
+    ids = {t.playbook_id for t in rows}
+    if ids:
+        keys = dict(db.session.execute(select(PlaybookRow.id, PlaybookRow.key).where(
+            PlaybookRow.id.in_(ids))).all())
+    return jsonify(items=[touch_service.serialize(t, keys.get(t.playbook_id)) for t in rows], next_cursor=cursor)

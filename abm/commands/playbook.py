@@ -1,0 +1,143 @@
+"""``abm playbook validate|plan|apply|activate|pause|resume|archive`` and ``abm scheduler``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from abm.errors import ApiError
+
+
+@click.group("playbook", help="Playbooks: validate, plan (dry run), apply a new version, and the life cycle.")
+def playbook_group():
+    pass
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path}: not a UTF-8 text file; save the playbook as UTF-8") from None
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot read the file ({exc.strerror})") from None
+
+
+def _print_errors(errors) -> None:
+    for error in errors:
+        click.echo(str(error))
+
+
+@playbook_group.command("validate", help="Check playbook files; errors as FILE:LINE:COL PATH: MESSAGE.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@with_appcontext
+def validate(files):
+    from abm.services import playbooks
+
+    failed = False
+    for path in files:
+        result = playbooks.validate(_read(path), filename=path)
+        if result.errors:
+            failed = True
+            _print_errors(result.errors)
+        else:
+            click.echo(f"{path}: ok ({result.playbook.key}, {len(result.playbook.steps)} steps)", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@playbook_group.command("plan", help="The dry run: who would enter, what each step would send, and warnings.")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@with_appcontext
+def plan(file, as_json):
+    from abm.services import playbooks
+
+    try:
+        result = playbooks.plan(_read(file), filename=file)
+    except playbooks.PlaybookInvalid as exc:
+        _print_errors(exc.errors)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    click.echo(f"{result['key']}: {result['name']}")
+    click.echo(f"  accounts entering: {result['entering']}, held out: {result['held_out']}")
+    for account in result["sample"]:
+        click.echo(f"    e.g. {account['name']} ({account['domain']})")
+    click.echo("  steps:")
+    for step in result["steps"]:
+        line = f"    {step['id']:<20} {step['kind']:<11} {step['after']}"
+        if "touches" in step:
+            line += f", {step['touches']} touch(es)"
+        if "timeout" in step:
+            line += f", times out {step['timeout']} later"
+        click.echo(line)
+    for sample in result["rendered"]:
+        click.echo(f"  rendered {sample['step']}:")
+        if sample.get("error"):
+            click.echo(f"    error: {sample['error']}")
+        elif sample.get("rendered") is None:
+            click.echo(f"    ({sample.get('note')})")
+        else:
+            who = sample.get("contact") or sample.get("account")
+            click.echo(f"    for {who}:")
+            for key, value in sample["rendered"].items():
+                if key in ("headers", "html"):
+                    continue
+                text = value if isinstance(value, str) else json.dumps(value, default=str)
+                click.echo(f"      {key}: {text.strip()[:300]}")
+    for warning in result["warnings"]:
+        click.echo(f"  warning: {warning}")
+
+
+@playbook_group.command("apply", help="Validate and store a new version of the playbook.")
+@click.argument("file", type=click.Path(dir_okay=False))
+@with_appcontext
+def apply(file):
+    from abm.services import playbooks
+
+    try:
+        row, version = playbooks.apply(_read(file), filename=file)
+    except playbooks.PlaybookInvalid as exc:
+        _print_errors(exc.errors)
+        sys.exit(1)
+    click.echo(f"{row.key}: version {version} stored (status {row.status})")
+
+
+def _life_cycle(name: str):
+    @click.argument("key")
+    @with_appcontext
+    def command(key):
+        from abm.services import playbooks
+
+        try:
+            result = getattr(playbooks, name)(key)
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from None
+        details = ", ".join(f"{k} {v}" for k, v in result.items() if k not in ("key", "status"))
+        click.echo(f"{key}: {result['status']}" + (f" ({details})" if details else ""))
+
+    command.__name__ = name
+    return command
+
+
+for _name, _help in (("activate", "Start the playbook: enrolls its audience now."),
+                     ("pause", "Stop every touch of the playbook at once (nothing queued is sent)."),
+                     ("resume", "Go on where each enrollment was."),
+                     ("archive", "End the playbook: running enrollments exit, unsent touches are skipped.")):
+    playbook_group.command(_name, help=_help)(_life_cycle(_name))
+
+
+@click.command("scheduler", help="Run the periodic jobs: dispatcher, sweeps, recovery, event drain.")
+@with_appcontext
+def scheduler():
+    from workers.scheduler import run
+
+    run(current_app._get_current_object())
+
+
+commands = [playbook_group, scheduler]

@@ -1,0 +1,15 @@
+"""The engine's clock: real UTC time, or ``app.config["ABM_CLOCK"]`` (a function that
+returns an aware datetime) so that tests move time instead of sleeping."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app, has_app_context
+
+from abm.db import utcnow
+
+
+def now() -> datetime:
+    override = current_app.config.get("ABM_CLOCK") if has_app_context() else None
+    return override() if override else utcnow()

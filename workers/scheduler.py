@@ -1,0 +1,75 @@
+"""The periodic jobs, on RQ's cron: the dispatcher, the audience sweep, lost-touch
+recovery (and the engagement jobs when their module is installed).
+
+``abm scheduler`` runs :func:`run` (an RQ ``CronScheduler`` that enqueues the jobs on
+the ``dispatch`` and ``events`` queues; ordinary workers run them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+#: (function path, queue, every N seconds)
+PERIODIC = (
+    ("workers.dispatcher.run_dispatch", "dispatch", 5),
+    ("workers.dispatcher.recover", "dispatch", 60),
+    ("workers.dispatcher.run_sweep", "dispatch", 300),
+)
+ENGAGEMENT = (
+    ("workers.engagement_jobs.drain_events", "events", 5),
+    ("workers.engagement_jobs.match_pending", "events", 60),
+    ("workers.engagement_jobs.refresh_scores", "events", 900),
+)
+
+
+def _resolve(path: str):
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def build(connection, include_engagement: bool = True):
+    """A CronScheduler with every periodic job registered (not started)."""
+    from rq.cron import CronScheduler
+
+    cron = CronScheduler(connection=connection, logging_level=logging.WARNING, name="")
+    jobs = PERIODIC + (ENGAGEMENT if include_engagement else ())
+    for path, queue, every in jobs:
+        try:
+            func = _resolve(path)
+        except (ImportError, AttributeError):
+            continue
+        # A periodic job that outlives its period would pile up; let it expire instead.
+        cron.register(func, queue_name=queue, interval=every, job_timeout=max(every * 12, 60),
+                      ttl=max(every * 2, 10), result_ttl=60, failure_ttl=3600)
+    return cron
+
+
+def run(app) -> None:
+    from abm.redis_conn import get_redis
+
+    build(get_redis(app)).start()
+
+
+def start_in_thread(app):
+    """Run the cron loop in a daemon thread of this process (``abm worker --with-scheduler``)."""
+    import threading
+
+    from abm.redis_conn import get_redis
+
+    cron = build(get_redis(app))
+    thread = threading.Thread(target=_loop, args=(cron,), name="abm-cron", daemon=True)
+    thread.start()
+    return thread
+
+
+def _loop(cron) -> None:
+    import time
+
+    cron.register_birth()
+    while True:
+        if cron.enqueue_jobs():
+            cron.save()
+        cron.heartbeat()
+        time.sleep(max(cron.calculate_sleep_interval(), 0.5))
