@@ -304,9 +304,15 @@ def _hours(chk: Checker, node: Node) -> tuple[int, int] | None:
 
 
 def _caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
+    """Two forms. The workspace's: ``{contact: {max: 2, per: 7d}, account: {max: 4,
+    per: 7d}}`` (caps on marketing emails). The list form, for other channels:
+    ``[{per: contact|account, max: N, within: DURATION, channel?: CHANNEL}]`` (no
+    channel: every touch channel)."""
+    if node.is_map:
+        return _workspace_form_caps(chk, node)
     if not node.is_seq:
-        chk.error(node, f"'caps' is a list such as [{{per: contact, max: 2, within: 7d}}], found "
-                        f"{describe(node.value)}")
+        chk.error(node, f"'caps' is a mapping such as {{contact: {{max: 2, per: 7d}}}} or a list such as "
+                        f"[{{per: account, max: 4, within: 7d, channel: ads}}], found {describe(node.value)}")
         return None
     caps = []
     ok = True
@@ -331,6 +337,26 @@ def _caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
             ok = False
             continue
         caps.append(Cap(per, most, within, channel))
+    return tuple(caps) if ok else None
+
+
+def _workspace_form_caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
+    entries = chk.mapping(node, ("contact", "account"))
+    if entries is None:
+        return None
+    caps = []
+    ok = True
+    for per, child in entries.items():
+        fields = chk.mapping(child, ("max", "per"), required=("max", "per"))
+        if fields is None:
+            ok = False
+            continue
+        most = chk.integer(fields["max"], low=1) if "max" in fields else None
+        within = chk.duration(fields["per"]) if "per" in fields else None
+        if most is None or within is None:
+            ok = False
+            continue
+        caps.append(Cap(per, most, within, "email"))
     return tuple(caps) if ok else None
 
 

@@ -72,6 +72,9 @@ def test_recipients_filter_by_role_and_title_order_by_role_and_limit():
 def test_settings_caps_and_window_use_the_playbook_rules():
     assert parse_caps([{"per": "contact", "max": 2, "within": "7d", "channel": "email"}]) == (
         Cap("contact", 2, timedelta(days=7), "email"),)
+    # the workspace settings form: caps on marketing emails
+    assert parse_caps({"contact": {"max": 2, "per": "7d"}, "account": {"max": 4, "per": "7d"}}) == (
+        Cap("contact", 2, timedelta(days=7), "email"), Cap("account", 4, timedelta(days=7), "email"))
     with pytest.raises(SettingsError) as caught:
         parse_caps([{"per": "person", "max": 0, "within": "7 days"}])
     assert caught.value.messages == [

@@ -10,6 +10,7 @@ from pathlib import Path
 from playbooks import (
     AlertStep,
     BranchStep,
+    Cap,
     EmailStep,
     Playbook,
     PlaybookError,
@@ -100,6 +101,14 @@ def test_send_window_defaults_to_workspace_timezone_all_days_whole_day():
     source = MINIMAL + "send_window: {hours: \"08:00-24:00\"}\n"
     playbook = load(source, workspace=Workspace.default(default_timezone="Asia/Tokyo")).playbook
     assert playbook.send_window == SendWindow("Asia/Tokyo", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), 480, 1440)
+
+
+def test_caps_take_the_workspace_form_and_the_list_form():
+    workspace_form = load(MINIMAL + "caps: {contact: {max: 1, per: 5d}}\n").playbook
+    assert workspace_form.caps == (Cap("contact", 1, timedelta(days=5), "email"),)
+    list_form = load(MINIMAL + "caps: [{per: account, max: 3, within: 2w, channel: ads}, "
+                               "{per: contact, max: 5, within: 30d}]\n").playbook
+    assert list_form.caps == (Cap("account", 3, timedelta(weeks=2), "ads"), Cap("contact", 5, timedelta(days=30)))
 
 
 def test_percent_and_reenroll_forms():
