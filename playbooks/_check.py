@@ -93,7 +93,10 @@ def root_node(data: Any) -> Node:
 
 
 def plain(value: Any) -> Any:
-    """A ruamel scalar as a plain Python value (anchored bools are int subclasses)."""
+    """A ruamel scalar as a plain Python value (anchored bools are int subclasses;
+    ``!!str 1`` is the text "1")."""
+    if isinstance(value, TaggedScalar) and str(value.tag) == "tag:yaml.org,2002:str":
+        return str(value.value)
     if type(value).__name__ == "ScalarBoolean":
         return bool(value)
     if isinstance(value, bool) or value is None:
@@ -120,7 +123,7 @@ def describe(value: Any) -> str:
         return f"'{value}'"
     if isinstance(value, dict):
         return "a mapping"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "a list" if value else "an empty list"
     if isinstance(value, (date, datetime)):
         return f"the date {value} (quote it to make it text)"
