@@ -90,7 +90,7 @@ class _TextExtractor(HTMLParser):
                 self._emit(f"{text} ({href})" if text else href)
             else:
                 self._emit(text)
-        elif tag in _BLOCK:
+        elif tag in _BLOCK and tag != "li":
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:

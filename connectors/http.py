@@ -211,7 +211,7 @@ class HttpClient:
         self.reset_header = reset_header
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.headers.setdefault("Accept", "application/json")
+        self.session.headers["Accept"] = "application/json"
         if headers:
             self.session.headers.update(headers)
 

@@ -71,6 +71,9 @@ EVENT_TYPES = {
     "group_unsubscribe": "unsubscribe",
     "spamreport": "spam_report",
 }
+#: Headers SendGrid or this module set; a payload's ``headers`` cannot replace them.
+_OWN_HEADERS = {"list-unsubscribe", "list-unsubscribe-post", "from", "to", "subject", "reply-to", "cc", "bcc",
+                "date", "message-id", "content-type", "content-transfer-encoding", "mime-version"}
 _KEPT_PROPERTIES = ("sg_message_id", "reason", "status", "type", "bounce_classification",
                     "useragent", "ip", "asm_group_id", "abm_touch_key")
 
@@ -151,8 +154,11 @@ class SendGridConnector(Connector):
         subject = str(payload.get("subject") or "").strip()
         if not subject:
             raise MessageError(f"touch {touch.key}: the email has no subject")
+        given = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
         unsubscribe_url = payload.get("unsubscribe_url")
-        if not unsubscribe_url:
+        list_unsubscribe = f"<{unsubscribe_url}>" if unsubscribe_url else next(
+            (v for k, v in given.items() if k.lower() == "list-unsubscribe"), None)
+        if not list_unsubscribe:
             raise MessageError(f"touch {touch.key}: the email has no unsubscribe URL; it is not sent")
         html = str(payload.get("html") or "")
         text = str(payload.get("text") or (html_to_text(html) if html else ""))
@@ -161,10 +167,9 @@ class SendGridConnector(Connector):
         tracking = payload.get("tracking") or {}
         if html and tracking and self.settings.get("tracking", True):
             html = add_tracking(html, tracking.get("open_url"), tracking.get("click_url_template"),
-                                keep=(unsubscribe_url,))
-        headers = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()
-                   if str(k).lower() not in ("list-unsubscribe", "list-unsubscribe-post")}
-        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+                                keep=(unsubscribe_url,) if unsubscribe_url else ())
+        headers = {k: v for k, v in given.items() if k.lower() not in _OWN_HEADERS}
+        headers["List-Unsubscribe"] = list_unsubscribe
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         to = {"email": email, "name": name} if name else {"email": email}
         personalization = {

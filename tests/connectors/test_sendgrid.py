@@ -88,6 +88,17 @@ def test_a_touch_without_unsubscribe_url_is_never_sent(fake):
     assert sent_bodies(fake) == []
 
 
+def test_a_list_unsubscribe_header_from_the_engine_is_enough(fake):
+    touch = email_touch(unsubscribe_url=None, headers={"List-Unsubscribe": "<mailto:u@vendor.example>",
+                                                       "X-Campaign": "tier1", "From": "spoof@evil.example"})
+    [result] = connector(fake).send([touch])
+    assert result.ok
+    [body] = sent_bodies(fake)
+    assert body["personalizations"][0]["headers"] == {
+        "X-Campaign": "tier1", "List-Unsubscribe": "<mailto:u@vendor.example>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
 def test_401_is_permanent(fake):
     with pytest.raises(PermanentError, match="credentials.*authorization grant is invalid"):
         connector(fake, api_key="SG.wrong").send([email_touch()])

@@ -190,3 +190,37 @@ def test_unknown_host_is_permanent(monkeypatch):
                                   "from_email": "a@b.example"})
     with pytest.raises(PermanentError, match="not known"):
         conn.test()
+
+
+# -- the message builder's edges ------------------------------------------------------------
+
+def test_tracking_rewrites_every_http_link_but_not_mailto_or_unsubscribe():
+    from connectors.email_message import add_tracking
+
+    html = ("<p><A HREF='https://a.example/x?q=1&amp;r=2'>A</A> <a class=\"b\" href=\"http://b.example\">B</a> "
+            '<a href="mailto:hi@vendor.example">mail</a> <a href="https://abm.example/u/T">unsub</a></p>')
+    out = add_tracking(html, "https://t.example/o.gif", "https://t.example/c?u={url}",
+                       keep=("https://abm.example/u/T",))
+    assert "HREF='https://t.example/c?u=https%3A%2F%2Fa.example%2Fx%3Fq%3D1%26r%3D2'" in out
+    assert 'href="https://t.example/c?u=http%3A%2F%2Fb.example"' in out
+    assert 'href="mailto:hi@vendor.example"' in out and 'href="https://abm.example/u/T"' in out
+    assert out.endswith('style="display:block;border:0;width:1px;height:1px" />')
+
+
+def test_text_part_skips_styles_and_keeps_paragraphs_and_list_items():
+    from connectors.email_message import html_to_text
+
+    html = ("<html><head><style>p{color:red}</style><title>T</title></head><body><h1>News</h1>"
+            "<p>First   line</p><ul><li>one</li><li>two</li></ul><script>x()</script>"
+            '<p><a href="https://v.example">https://v.example</a></p></body></html>')
+    assert html_to_text(html) == "News\n\nFirst line\n\n- one\n- two\n\nhttps://v.example\n"
+
+
+def test_message_id_is_stable_per_touch_key():
+    from connectors.email_message import build_email
+
+    touch = email_touch()
+    first = build_email(touch, from_email="n@vendor.example")
+    again = build_email(touch, from_email="n@vendor.example")
+    other = build_email(email_touch(), from_email="n@vendor.example")
+    assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
