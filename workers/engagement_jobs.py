@@ -27,3 +27,9 @@ def snapshot_scores() -> int:
     from abm.services import scores
 
     return scores.snapshot()
+
+
+def surge_alerts() -> int:
+    from abm.services import alerts
+
+    return len(alerts.surges())

@@ -1,4 +1,5 @@
-"""Surge alerts to an account's owner when it crosses a level or jumps week over week.
+"""Alerts to an account's owner when it crosses a level (checked in each drain batch) or
+jumps week over week (a periodic job against the daily score snapshots).
 
 At most one alert per account per ``alerts.period_days`` (workspace settings). An
 alert is recorded first, then sent after commit through the workspace's default
@@ -12,57 +13,74 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from abm.db import db, utcnow
-from abm.models import Account, Alert, User
-from abm.scoring import level_rank
-from abm.services import scores
+from abm.models import Account, Alert, ScoreSnapshot, User
+from abm.scoring import level, level_rank
 from abm.services import settings as settings_service
 
 
-def check(account_ids: set[int], now: datetime | None = None) -> list[int]:
-    """Raise alerts for the accounts that warmed up or surged; returns the new alert ids."""
+def _recently_alerted(account_ids: list[int], now: datetime, period: timedelta) -> set[int]:
+    found: set[int] = set()
+    for i in range(0, len(account_ids), 1000):
+        found.update(db.session.execute(select(Alert.account_id).where(
+            Alert.account_id.in_(account_ids[i:i + 1000]), Alert.created_at >= now - period)).scalars())
+    return found
+
+
+def level_ups(changes: dict[int, tuple[float, float]], now: datetime | None = None) -> list[int]:
+    """Alert the owners of accounts whose level rose (cold to warm, warm to hot) in this batch.
+
+    ``changes`` maps account ids to (score before, score after). Returns the new alert ids.
+    """
+    now = now or utcnow()
+    cfg = settings_service.current()
+    thresholds = cfg["thresholds"]
+    risen = {aid: (before, after) for aid, (before, after) in changes.items()
+             if level_rank(level(after, thresholds)) > level_rank(level(before, thresholds))}
+    if not risen:
+        return []
+    period = timedelta(days=cfg["alerts"].get("period_days", 7))
+    skip = _recently_alerted(list(risen), now, period)
+    rows = db.session.execute(select(Account.id, Account.name, Account.owner_id).where(
+        Account.id.in_([a for a in risen if a not in skip]))).all() if len(risen) > len(skip) else []
+    made = []
+    for r in rows:
+        before, after = risen[r.id]
+        lvl = level(after, thresholds)
+        made.append(Alert(account_id=r.id, user_id=r.owner_id, kind="level_up", level=lvl, created_at=now,
+                          message=f"{r.name} is now {lvl} (score {after:.0f}, up from {before:.0f})"))
+    return _record(made)
+
+
+def surges(now: datetime | None = None) -> list[int]:
+    """Alert on accounts whose score jumped week over week (a periodic job, against snapshots)."""
     now = now or utcnow()
     cfg = settings_service.current()
     rules = cfg["alerts"]
-    period = timedelta(days=rules.get("period_days", 7))
-    ids = list(account_ids)
-    if not ids:
-        return []
-    recent = set(db.session.execute(select(Alert.account_id).where(
-        Alert.account_id.in_(ids), Alert.created_at >= now - period)).scalars())
-    candidates = db.session.execute(
-        select(Account.id, Account.name, Account.score, Account.engagement, Account.owner_id)
-        .where(Account.id.in_([i for i in ids if i not in recent]), Account.engagement != "cold")).all()
-    if not candidates:
-        return []
-    last_level = dict(db.session.execute(
-        select(Alert.account_id, Alert.level).where(Alert.account_id.in_([c.id for c in candidates]))
-        .order_by(Alert.created_at)).all())
-    week_ago = scores.scores_at([c.id for c in candidates], now - timedelta(days=7))
-    made = []
-    for c in candidates:
-        before = week_ago.get(c.id, 0.0)
-        previous_level = last_level.get(c.id) or ("hot" if before >= cfg["thresholds"]["hot"] else
-                                                   "warm" if before >= cfg["thresholds"]["warm"] else "cold")
-        if level_rank(c.engagement) > level_rank(previous_level):
-            kind = "level_up"
-            message = (f"{c.name} is now {c.engagement} (score {c.score:.0f}, "
-                       f"{c.score - before:+.0f} this week)")
-        elif c.score >= before * rules.get("surge_ratio", 2.0) and c.score - before >= rules.get("surge_min_points", 10):
-            kind = "surge"
-            message = f"{c.name} is surging: score {c.score:.0f}, up from {before:.0f} a week ago"
-        else:
-            continue
-        alert = Alert(account_id=c.id, user_id=c.owner_id, kind=kind, level=c.engagement, message=message,
-                      created_at=now)
-        db.session.add(alert)
-        made.append(alert)
-    db.session.commit()
-    if made:
-        from abm.redis_conn import get_redis
-        from workers.queues import get_queue
+    week_ago = (now - timedelta(days=7)).date()
+    snap = select(ScoreSnapshot.account_id, ScoreSnapshot.score).where(ScoreSnapshot.day == week_ago).subquery()
+    rows = db.session.execute(
+        select(Account.id, Account.name, Account.owner_id, Account.score, Account.engagement, snap.c.score)
+        .join(snap, snap.c.account_id == Account.id)
+        .where(Account.score >= snap.c.score * rules.get("surge_ratio", 2.0),
+               Account.score - snap.c.score >= rules.get("surge_min_points", 10))).all()
+    skip = _recently_alerted([r.id for r in rows], now, timedelta(days=rules.get("period_days", 7)))
+    made = [Alert(account_id=r.id, user_id=r.owner_id, kind="surge", level=r.engagement, created_at=now,
+                  message=f"{r.name} is surging: score {r.score:.0f}, up from {r[5]:.0f} a week ago")
+            for r in rows if r.id not in skip]
+    return _record(made)
 
-        queue = get_queue("default", get_redis())
-        queue.enqueue_many([queue.prepare_data("workers.alert_jobs.send_alert", args=(a.id,)) for a in made])
+
+def _record(made: list[Alert]) -> list[int]:
+    """Store alerts, then queue their sending (after the commit)."""
+    if not made:
+        return []
+    db.session.add_all(made)
+    db.session.commit()
+    from abm.redis_conn import get_redis
+    from workers.queues import get_queue
+
+    queue = get_queue("default", get_redis())
+    queue.enqueue_many([queue.prepare_data("workers.alert_jobs.send_alert", args=(a.id,)) for a in made])
     return [a.id for a in made]
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 
 
-def engagement_changed(account_ids: set[int], by_type: dict[str, set[int]], now: datetime) -> None:
+def engagement_changed(account_ids: set[int], by_type: dict[str, set[int]], previous_scores: dict[int, float],
+                       now: datetime) -> None:
+    """``previous_scores``: each account's score before this batch (for score_crossed triggers)."""
     from abm.services import enrollment
 
     enrollment.wake(account_ids, now=now)
     enrollment.on_activity(by_type, now=now)
-    enrollment.on_score_changed(account_ids, now=now)
+    enrollment.on_score_changed(account_ids, now=now, previous=previous_scores)
 
 
 def stage_changed(account, from_stage: str | None, to_stage: str, at: datetime) -> None:

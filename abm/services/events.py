@@ -274,10 +274,10 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
         total.stored += len(inserted)
         total.matched += sum(1 for r in inserted if r["account_id"])
         _flag_contacts(inserted)
-        touched = scores.add_events(inserted, now)
-        total.accounts |= touched
+        changes = scores.add_events(inserted, now)
+        total.accounts |= set(changes)
         db.session.commit()
-        _after_store(inserted, touched, now)
+        _after_store(inserted, changes, now)
     if crm:
         total.crm.extend(crm)
         from abm.services import crm_sync
@@ -341,26 +341,44 @@ def _match(events: list[dict]) -> list[dict]:
     return rows
 
 
+_COLUMNS = ("type", "occurred_at", "account_id", "contact_id", "email", "domain", "url", "source", "touch_id",
+            "playbook_id", "properties", "quantity", "dedup_key", "received_at")
+
+
 def _insert(rows: list[dict]) -> list[dict]:
     """Bulk insert, skipping known dedup keys; returns the rows actually stored (with ids)."""
-    fresh = rows
+    if not rows:
+        return []
     if db.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(Event).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(
-            Event.id, Event.dedup_key)
+        ids = _insert_postgresql(rows)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(Event).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(
             Event.id, Event.dedup_key)
-    ids = {key: eid for eid, key in db.session.execute(stmt, fresh)}
+        ids = {key: eid for eid, key in db.session.execute(stmt, rows)}
     stored = []
-    for r in fresh:
+    for r in rows:
         if r["dedup_key"] in ids:
-            r["id"] = ids[r["dedup_key"]]
+            r["id"] = ids.pop(r["dedup_key"])
             stored.append(r)
     return stored
+
+
+def _insert_postgresql(rows: list[dict]) -> dict[str, int]:
+    """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
+    cols = ", ".join(_COLUMNS)
+    cur = db.session.connection().connection.cursor()
+    cur.execute("SELECT to_regclass('pg_temp.events_incoming')")
+    if cur.fetchone()[0] is None:
+        cur.execute(f"CREATE TEMP TABLE events_incoming AS SELECT {cols} FROM events WITH NO DATA")
+    cur.execute("TRUNCATE events_incoming")
+    with cur.copy(f"COPY events_incoming ({cols}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row(tuple(json.dumps(r[c]) if c == "properties" else r[c] for c in _COLUMNS))
+    cur.execute(f"INSERT INTO events ({cols}) SELECT {cols} FROM events_incoming "
+                "ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key")
+    return {key: eid for eid, key in cur.fetchall()}
 
 
 def _flag_contacts(rows: list[dict]) -> None:
@@ -373,8 +391,9 @@ def _flag_contacts(rows: list[dict]) -> None:
                                .values({column: utcnow()}).execution_options(synchronize_session=False))
 
 
-def _after_store(rows: list[dict], touched: set[int], now: datetime) -> None:
-    """Tell the engine (wake waiting enrollments, activity triggers) and raise alerts."""
+def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now: datetime) -> None:
+    """Tell the engine (wake waiting enrollments, triggers) and raise level alerts."""
+    touched = {r["account_id"] for r in rows if r["account_id"]}
     if not touched:
         return
     from abm.services import alerts, engine_hooks
@@ -383,8 +402,8 @@ def _after_store(rows: list[dict], touched: set[int], now: datetime) -> None:
     for r in rows:
         if r["account_id"]:
             by_type[r["type"]].add(r["account_id"])
-    engine_hooks.engagement_changed(touched, dict(by_type), now)
-    alerts.check(touched, now)
+    engine_hooks.engagement_changed(touched, dict(by_type), {a: before for a, (before, _) in changes.items()}, now)
+    alerts.level_ups(changes, now)
 
 
 def _chunks(items, size: int = 1000):

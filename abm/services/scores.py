@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, and_, bindparam, case, cast, func, literal, select, update
+from sqlalchemy import Float, and_, bindparam, case, cast, func, literal, select, text, update
 
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Event, Playbook, ScoreSnapshot
@@ -42,26 +42,44 @@ def term_expr(settings: dict):
     return weight_expr(settings) * Event.quantity * func.pow(2.0, exponent)
 
 
-def add_events(rows: list[dict], now: datetime | None = None) -> set[int]:
-    """Add stored events (dicts with account_id, type, url, occurred_at) to their accounts' scores."""
+def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple[float, float]]:
+    """Add stored events (dicts with account_id, type, url, quantity, occurred_at) to their
+    accounts' scores, and set their score and level at ``now``, in one statement.
+
+    Returns ``{account_id: (score before, score after)}`` for every account the events touched.
+    """
     now = now or utcnow()
     cfg = settings_service.current()
+    hl = cfg["half_life_days"]
     increments: dict[int, float] = defaultdict(float)
     for r in rows:
         if r.get("account_id"):
             w = event_weight(r["type"], r.get("url"), cfg) * r.get("quantity", 1)
-            if w:
-                increments[r["account_id"]] += ref_term(w, r["occurred_at"], cfg["half_life_days"])
-    if increments:
+            increments[r["account_id"]] += ref_term(w, r["occurred_at"], hl) if w else 0.0
+    if not increments:
+        return {}
+    factor = score_at(1.0, now, hl)
+    warm, hot = cfg["thresholds"]["warm"], cfg["thresholds"]["hot"]
+    if db.dialect == "postgresql":
+        result = db.session.execute(text(
+            "UPDATE accounts SET score_ref = accounts.score_ref + v.inc, "
+            "score = (accounts.score_ref + v.inc) * :f, score_updated_at = :now, "
+            "engagement = CASE WHEN (accounts.score_ref + v.inc) * :f >= :hot THEN 'hot' "
+            "WHEN (accounts.score_ref + v.inc) * :f >= :warm THEN 'warm' ELSE 'cold' END "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:incs AS double precision[])) AS v(aid, inc) "
+            "WHERE accounts.id = v.aid RETURNING accounts.id, accounts.score_ref"),
+            {"ids": list(increments), "incs": list(increments.values()), "f": factor, "now": now,
+             "warm": warm, "hot": hot})
+        after_ref = dict(result.all())
+    else:
         db.session.execute(
             update(Account.__table__).where(Account.__table__.c.id == bindparam("aid"))
             .values(score_ref=Account.__table__.c.score_ref + bindparam("inc")),
-            [{"aid": aid, "inc": inc} for aid, inc in increments.items()],
-        )
-    touched = {r["account_id"] for r in rows if r.get("account_id")}
-    if touched:
-        refresh(touched, now)
-    return touched
+            [{"aid": aid, "inc": inc} for aid, inc in increments.items()])
+        refresh(set(increments), now)
+        after_ref = dict(db.session.execute(select(Account.id, Account.score_ref)
+                                            .where(Account.id.in_(list(increments)))).all())
+    return {aid: ((ref - increments[aid]) * factor, ref * factor) for aid, ref in after_ref.items()}
 
 
 def refresh(account_ids: set[int] | None = None, now: datetime | None = None) -> None:

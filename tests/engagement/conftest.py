@@ -14,7 +14,8 @@ def notified(monkeypatch):
     from abm.services import engine_hooks
 
     monkeypatch.setattr(engine_hooks, "engagement_changed",
-                        lambda ids, by_type, now: calls.append((set(ids), {k: set(v) for k, v in by_type.items()})))
+                        lambda ids, by_type, previous, now: calls.append(
+                            (set(ids), {k: set(v) for k, v in by_type.items()}, dict(previous))))
     return calls
 
 

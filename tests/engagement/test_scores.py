@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from abm.db import db, utcnow
 from abm.models import Account, Alert
-from abm.services import events, scores
+from abm.services import alerts, events, scores
 from abm.services import settings as settings_service
 
 
@@ -97,3 +97,33 @@ def test_crossing_a_level_raises_one_alert_per_period(app, world, monkeypatch):
     events.store([_line("meeting", "bob@acme.com", now=now),
                   _line("meeting", "bob@acme.com", days_ago=0.01, now=now)], now=now)  # 75: hot, same period
     assert len(db.session.execute(select(Alert)).scalars().all()) == 1
+
+
+def test_a_week_over_week_jump_raises_a_surge_alert(app, world, monkeypatch):
+    from datetime import timedelta
+
+    from abm.models import ScoreSnapshot
+    from workers import alert_jobs
+
+    monkeypatch.setattr(alert_jobs, "send_alert", lambda alert_id: None)
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", now=now), _line("meeting", "bob@acme.com", now=now),
+                  _line("meeting", "bob@acme.com", now=now)], now=now)   # 75
+    db.session.query(Alert).delete()
+    db.session.add(ScoreSnapshot(account_id=world["acme"].id, day=(now - timedelta(days=7)).date(), score=20.0))
+    db.session.commit()
+    made = alerts.surges(now)
+    alert = db.session.get(Alert, made[0])
+    assert (alert.kind, alert.account_id) == ("surge", world["acme"].id)
+    assert "up from 20 a week ago" in alert.message
+    assert alerts.surges(now) == []  # at most one per account per period
+
+
+def test_the_engine_is_told_which_accounts_changed_and_their_scores_before(app, world, notified):
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", now=now), _line("ad_click", domain="globex.com", now=now)],
+                 now=now)
+    ids, by_type, previous = notified[-1]
+    assert ids == {world["acme"].id, world["globex"].id}
+    assert by_type == {"meeting": {world["acme"].id}, "ad_click": {world["globex"].id}}
+    assert previous == {world["acme"].id: 0.0, world["globex"].id: 0.0}
