@@ -2,7 +2,8 @@
 
 For the demo and for tests. Each email (or alert) touch becomes the complete MIME
 message that ``smtp`` would send (same builder, :mod:`connectors.email_message`),
-written to ``<directory>/<touch key>.eml``; the web UI lists that directory. The
+written to ``<directory>/<eml_name(touch key)>.eml``; the web UI lists the ``*.eml``
+files of that directory (temporary files start with a dot and end in ``.part``). The
 directory is the ``directory`` setting, else the product's ``outbox_dir``
 (:class:`connectors.base.ConnectorContext`). Writing is atomic (a temporary file
 renamed into place) and a touch sent twice overwrites its own file, so the outbox
@@ -88,7 +89,7 @@ class OutboxConnector(Connector):
 
     def _write(self, target: Path, data: bytes) -> None:
         try:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".eml")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, target)

@@ -115,6 +115,14 @@ def test_sender_refused_before_anything_went_out_fails_the_batch(tls_server, cer
         SmtpConnector("mail", settings(tls_server, cert)).send([email_touch(), email_touch()])
 
 
+def test_sender_deferred_mid_batch_keeps_what_went_out(tls_server, cert):
+    tls_server.refuse_mail, tls_server.refuse_mail_after = "451 4.3.0 try again later", 1
+    results = SmtpConnector("mail", settings(tls_server, cert)).send([email_touch(), email_touch(), email_touch()])
+    assert [(r.ok, r.permanent) for r in results] == [(True, True), (False, False), (False, False)]
+    assert "451 4.3.0" in results[1].error
+    assert len(tls_server.messages) == 1
+
+
 def test_wrong_password_is_permanent_with_a_plain_message(tls_server, cert):
     conn = SmtpConnector("mail", settings(tls_server, cert, password="nope"))
     with pytest.raises(PermanentError) as err:

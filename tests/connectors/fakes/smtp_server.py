@@ -83,8 +83,9 @@ class FakeSmtp:
     refuse_rcpt: dict[str, str] = field(default_factory=dict)
     #: substring of the raw message -> reply to DATA
     refuse_data: dict[str, str] = field(default_factory=dict)
-    #: reply to MAIL FROM, when set
+    #: reply to MAIL FROM, when set (once ``refuse_mail_after`` messages were accepted)
     refuse_mail: str | None = None
+    refuse_mail_after: int = 0
 
 
 class _Handler:
@@ -92,7 +93,7 @@ class _Handler:
         self.fake = fake
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if self.fake.refuse_mail:
+        if self.fake.refuse_mail and len(self.fake.messages) >= self.fake.refuse_mail_after:
             return self.fake.refuse_mail
         envelope.mail_from = address
         return "250 OK"
