@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from abm.db import db, utcnow
 from abm.models import Account, Alert, ScoreSnapshot, User
@@ -46,8 +46,9 @@ def level_ups(changes: dict[int, tuple[float, float]], now: datetime | None = No
     for r in rows:
         before, after = risen[r.id]
         lvl = level(after, thresholds)
-        made.append(Alert(account_id=r.id, user_id=r.owner_id, kind="level_up", level=lvl, created_at=now,
-                          message=f"{r.name} is now {lvl} (score {after:.0f}, up from {before:.0f})"))
+        made.append({"account_id": r.id, "user_id": r.owner_id, "kind": "level_up", "level": lvl,
+                     "created_at": now, "status": "open",
+                     "message": f"{r.name} is now {lvl} (score {after:.0f}, up from {before:.0f})"})
     return _record(made)
 
 
@@ -64,24 +65,29 @@ def surges(now: datetime | None = None) -> list[int]:
         .where(Account.score >= snap.c.score * rules.get("surge_ratio", 2.0),
                Account.score - snap.c.score >= rules.get("surge_min_points", 10))).all()
     skip = _recently_alerted([r.id for r in rows], now, timedelta(days=rules.get("period_days", 7)))
-    made = [Alert(account_id=r.id, user_id=r.owner_id, kind="surge", level=r.engagement, created_at=now,
-                  message=f"{r.name} is surging: score {r.score:.0f}, up from {r[5]:.0f} a week ago")
+    made = [{"account_id": r.id, "user_id": r.owner_id, "kind": "surge", "level": r.engagement,
+             "created_at": now, "status": "open",
+             "message": f"{r.name} is surging: score {r.score:.0f}, up from {r[5]:.0f} a week ago"}
             for r in rows if r.id not in skip]
     return _record(made)
 
 
-def _record(made: list[Alert]) -> list[int]:
-    """Store alerts, then queue their sending (after the commit)."""
+SEND_BATCH = 100
+
+
+def _record(made: list[dict]) -> list[int]:
+    """Store alerts in bulk, then queue their sending after the commit (jobs of up to 100)."""
     if not made:
         return []
-    db.session.add_all(made)
+    ids = list(db.session.execute(insert(Alert).returning(Alert.id), made).scalars())
     db.session.commit()
     from abm.redis_conn import get_redis
     from workers.queues import get_queue
 
     queue = get_queue("default", get_redis())
-    queue.enqueue_many([queue.prepare_data("workers.alert_jobs.send_alert", args=(a.id,)) for a in made])
-    return [a.id for a in made]
+    queue.enqueue_many([queue.prepare_data("workers.alert_jobs.send_alerts", args=(ids[i:i + SEND_BATCH],))
+                        for i in range(0, len(ids), SEND_BATCH)])
+    return ids
 
 
 def send(alert_id: int) -> Alert:

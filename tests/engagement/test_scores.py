@@ -84,28 +84,28 @@ def test_a_change_of_weights_rescores_history(app, world, make_user):
     assert acme.score == pytest.approx(40) and acme.engagement == "warm"
 
 
-def test_crossing_a_level_raises_one_alert_per_period(app, world, monkeypatch):
-    sent = []
-    from workers import alert_jobs
+def test_crossing_a_level_raises_one_alert_per_period(app, world):
+    from rq import Queue
 
-    monkeypatch.setattr(alert_jobs, "send_alert", lambda alert_id: sent.append(alert_id))
+    from abm.redis_conn import get_redis
+
     now = utcnow()
     events.store([_line("meeting", "jane@acme.com", now=now)], now=now)   # 25: warm
     alerts_made = db.session.execute(select(Alert)).scalars().all()
     assert [(a.account_id, a.kind, a.level) for a in alerts_made] == [(world["acme"].id, "level_up", "warm")]
     assert "Acme is now warm" in alerts_made[0].message
+    jobs = Queue("default", connection=get_redis()).jobs
+    assert [(j.func_name, j.args) for j in jobs] == [("workers.alert_jobs.send_alerts", ([alerts_made[0].id],))]
     events.store([_line("meeting", "bob@acme.com", now=now),
                   _line("meeting", "bob@acme.com", days_ago=0.01, now=now)], now=now)  # 75: hot, same period
     assert len(db.session.execute(select(Alert)).scalars().all()) == 1
 
 
-def test_a_week_over_week_jump_raises_a_surge_alert(app, world, monkeypatch):
+def test_a_week_over_week_jump_raises_a_surge_alert(app, world):
     from datetime import timedelta
 
     from abm.models import ScoreSnapshot
-    from workers import alert_jobs
 
-    monkeypatch.setattr(alert_jobs, "send_alert", lambda alert_id: None)
     now = utcnow()
     events.store([_line("meeting", "jane@acme.com", now=now), _line("meeting", "bob@acme.com", now=now),
                   _line("meeting", "bob@acme.com", now=now)], now=now)   # 75
