@@ -148,7 +148,8 @@ class Watermark:
     are in ``ids_at_since`` were already returned and are skipped. ``since`` only moves
     forward as records are taken, so stopping anywhere and starting again from the
     stored state neither loses nor repeats a record. ``token`` is the provider's
-    paging token, kept only while a run of equal timestamps spans several pages.
+    paging token for the next page (an offset past the records taken at ``since``,
+    for HubSpot; a ``nextRecordsUrl``, for Salesforce).
     """
 
     def __init__(self, state: Mapping[str, Any] | None):

@@ -32,6 +32,7 @@ class Scripted:
     delay: float = 0.0
     times: int = 1
     method: str | None = None
+    skip: int = 0
 
 
 class Fake:
@@ -51,9 +52,9 @@ class Fake:
         return error(400, message)
 
     def fail(self, path_contains: str, status: int, body: Any = None, *, headers: dict | None = None,
-             times: int = 1, delay: float = 0.0, method: str | None = None) -> None:
-        """Answer the next ``times`` matching requests with ``status`` and ``body``."""
-        self.script.append(Scripted(path_contains, status, body, headers or {}, delay, times, method))
+             times: int = 1, delay: float = 0.0, method: str | None = None, skip: int = 0) -> None:
+        """Answer ``times`` matching requests (after letting ``skip`` pass) with ``status`` and ``body``."""
+        self.script.append(Scripted(path_contains, status, body, headers or {}, delay, times, method, skip))
 
     def slow(self, path_contains: str, seconds: float, times: int = 1) -> None:
         """Delay the next matching requests (then answer them normally)."""
@@ -62,6 +63,9 @@ class Fake:
     def _scripted(self) -> Response | None:
         for entry in self.script:
             if entry.path_contains in request.full_path and entry.method in (None, request.method):
+                if entry.skip:
+                    entry.skip -= 1
+                    return None
                 entry.times -= 1
                 if entry.times <= 0:
                     self.script.remove(entry)
