@@ -23,8 +23,11 @@ from abm.web._access import init_layout, safe_next
 bp = Blueprint("web", __name__)
 log = logging.getLogger(__name__)
 
-#: Failures allowed per window, per client address and per email (config can override).
+#: Failures allowed per window for one email, and from one client address (which may be
+#: a whole office behind one NAT, hence more); config LOGIN_MAX_FAILURES,
+#: LOGIN_MAX_FAILURES_PER_IP and LOGIN_FAILURE_WINDOW (seconds) override them.
 MAX_FAILURES = 10
+MAX_FAILURES_PER_IP = 50
 WINDOW_SECONDS = 15 * 60
 BAD_LOGIN = "That email and password do not match an active account. Check both and try again."
 
@@ -35,9 +38,13 @@ def init_app(app) -> None:
     init_layout(app)
 
 
-def _limit_keys(email: str) -> list[str]:
+def _limits(email: str) -> list[tuple[str, int]]:
+    """(Redis key, allowed failures) for the client address and for the email."""
     digest = hashlib.sha256(email.encode()).hexdigest()[:32]
-    return [f"abm:web:login-fail:ip:{request.remote_addr or '-'}", f"abm:web:login-fail:email:{digest}"]
+    cfg = current_app.config
+    return [(f"abm:web:login-fail:ip:{request.remote_addr or '-'}",
+             cfg.get("LOGIN_MAX_FAILURES_PER_IP", MAX_FAILURES_PER_IP)),
+            (f"abm:web:login-fail:email:{digest}", cfg.get("LOGIN_MAX_FAILURES", MAX_FAILURES))]
 
 
 def _redis():
@@ -48,10 +55,9 @@ def _redis():
 
 def _blocked_for(email: str) -> int:
     """Seconds until this client or email may try again; 0 when it may now."""
-    limit = current_app.config.get("LOGIN_MAX_FAILURES", MAX_FAILURES)
     try:
         r = _redis()
-        for key in _limit_keys(email):
+        for key, limit in _limits(email):
             count = int(r.get(key) or 0)
             if count >= limit:
                 return max(int(r.ttl(key)), 1)
@@ -64,7 +70,7 @@ def _record_failure(email: str) -> None:
     window = current_app.config.get("LOGIN_FAILURE_WINDOW", WINDOW_SECONDS)
     try:
         pipe = _redis().pipeline()
-        for key in _limit_keys(email):
+        for key, _limit in _limits(email):
             pipe.incr(key)
             pipe.expire(key, window, nx=True)
         pipe.execute()
@@ -74,7 +80,7 @@ def _record_failure(email: str) -> None:
 
 def _clear_failures(email: str) -> None:
     try:
-        _redis().delete(_limit_keys(email)[1])
+        _redis().delete(_limits(email)[1][0])
     except Exception:  # noqa: BLE001
         pass
 

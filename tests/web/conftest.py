@@ -5,6 +5,8 @@
   reuse its ``g`` (and Flask-Login the user it cached there) across requests; ``pages``
   forgets that per request, as a real server does.
 - ``login(client, user, password="password123")``: logs a test client in through the form.
+- ``quick_user(role, email=None, password="password123", name="")``: like ``make_user``
+  but with a cheap password hash (scrypt costs about half a second a hash here).
 - ``as_role(role)``: a new user of that role and a test client logged in as them
   (``client.user`` is the user).
 - ``browser_page`` (see tests/web/browser.py): a real headless Chromium page against the
@@ -41,9 +43,29 @@ def login(pages):
 
 
 @pytest.fixture
-def as_role(pages, make_user):
+def quick_user(app):
+    from werkzeug.security import generate_password_hash
+
+    from abm.db import db
+    from abm.services.users import create_user
+
+    counter = {"n": 0}
+
+    def _make(role: str = "admin", email: str | None = None, password: str = "password123", name: str = ""):
+        counter["n"] += 1
+        user = create_user(email=email or f"{role}{counter['n']}@example.com", role=role, password=None,
+                           name=name)
+        user.password_hash = generate_password_hash(password, method="pbkdf2:sha256:1000")
+        db.session.commit()
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def as_role(pages, quick_user):
     def _client(role: str = "admin", user=None, **user_fields):
-        user = user or make_user(role, **user_fields)
+        user = user or quick_user(role, **user_fields)
         client = pages.test_client()
         _login(client, user)
         client.user = user
