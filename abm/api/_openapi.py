@@ -23,7 +23,8 @@ How to use it (every module of ``abm/api``)::
 - ``body=<JSON Schema>``: the body must be JSON matching it (unknown fields are a 422
   naming the field: give ``"additionalProperties": False``); the view gets it as
   ``body``. For other media types (YAML, CSV), give ``request_body=<OpenAPI
-  requestBody object>`` instead: documented, not parsed.
+  requestBody object>`` instead: documented, not parsed. (``body`` and ``query`` are
+  passed only to views whose signature names them.)
 - ``query={"name": {JSON Schema, "description"?, "required"?}}``: query parameters;
   unknown ones are a 422, integers and booleans are converted, and the view gets the
   parsed ones as ``query``.
@@ -42,6 +43,7 @@ tests/api/test_openapi.py fails on any.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from functools import wraps
@@ -126,6 +128,7 @@ def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = No
 
     def decorator(view):
         inner_roles = getattr(view, "required_roles", None)
+        accepts = set(inspect.signature(view).parameters)
 
         @wraps(view)
         def wrapped(*args, **kwargs):
@@ -134,13 +137,14 @@ def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = No
                 user = api_user()
                 if roles and user.role not in roles:
                     raise ApiError(403, f"your role ({user.role}) may not do this; it needs: {', '.join(roles)}")
-            if query is not None:
-                kwargs["query"] = parse_query(query)
-            elif request.args:
-                parse_query({})  # undeclared query parameters are a 422
+            parsed = parse_query(query or {})  # undeclared query parameters are a 422
+            if "query" in accepts:
+                kwargs["query"] = parsed
             raw = b""
             if body is not None:
-                kwargs["body"], raw = parse_json(body)
+                data, raw = parse_json(body)
+                if "body" in accepts:
+                    kwargs["body"] = data
             key = request.headers.get("Idempotency-Key")
             if idempotent and user is not None and key is not None and request.method in WRITES:
                 if body is None:
