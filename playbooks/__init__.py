@@ -7,7 +7,7 @@ Pure Python: imports nothing of ``abm``, Flask or a database. See README.md here
 from playbooks import conditions, duration, holdout, machine, templates, windows
 from playbooks.conditions import AccountFacts
 from playbooks.errors import LoadResult, PlaybookError
-from playbooks.loader import load
+from playbooks.loader import load, load_file
 from playbooks.machine import Advance, EnrollmentState, SetStageAction, SkippedAction, TouchAction, advance
 from playbooks.model import (
     ActivityTrigger,
@@ -39,6 +39,6 @@ __all__ = [
     "EmailStep", "EnrollmentState", "ExitStep", "LoadResult", "Playbook", "PlaybookError", "Recipients",
     "ScoreCrossedTrigger", "SendWindow", "SetStageAction", "SetStageStep", "SkippedAction", "StageChangedTrigger",
     "Step", "TaskStep", "TemplateError", "TouchAction", "WaitStep", "WaitUntilStep", "WebhookStep", "Workspace",
-    "advance", "conditions", "duration", "holdout", "in_window", "load", "machine", "next_window_opening",
+    "advance", "conditions", "duration", "holdout", "in_window", "load", "load_file", "machine", "next_window_opening",
     "templates", "windows",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import zoneinfo
 from functools import lru_cache
@@ -68,6 +69,29 @@ def load(source: str, filename: str = "playbook.yaml", workspace: Workspace | No
     if errors:
         return LoadResult(None, errors)
     return LoadResult(playbook, [])
+
+
+def load_file(path: str | os.PathLike, workspace: Workspace | None = None) -> LoadResult:
+    """:func:`load` for a file on disk; errors name the path as given. A file that
+    cannot be read or is not UTF-8 text is a located error too."""
+    filename = os.fspath(path)
+    try:
+        with open(filename, encoding="utf-8-sig") as handle:
+            source = handle.read()
+    except UnicodeDecodeError as exc:
+        before = b""
+        try:
+            with open(filename, "rb") as handle:
+                before = handle.read()[: exc.start]
+        except OSError:
+            pass
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        error = PlaybookError(filename, line, column, "yaml", "the file is not UTF-8 text; save it as UTF-8")
+        return LoadResult(None, [error])
+    except OSError as exc:
+        return LoadResult(None, [PlaybookError(filename, 1, 1, "playbook", f"cannot read the file: {exc.strerror}")])
+    return load(source, filename, workspace)
 
 
 def _parse_yaml(chk: Checker, source: str) -> Any:
@@ -371,4 +395,4 @@ def _set_template_contexts(chk: Checker, values: dict) -> None:
     }
 
 
-__all__ = ["load", "LoadResult", "PlaybookError", "TOP_LEVEL_KEYS"]
+__all__ = ["load", "load_file", "LoadResult", "PlaybookError", "TOP_LEVEL_KEYS"]

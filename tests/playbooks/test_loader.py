@@ -18,6 +18,7 @@ from playbooks import (
     WaitStep,
     Workspace,
     load,
+    load_file,
 )
 from playbooks.conditions import FieldMatch, Or
 from tests.playbooks.conftest import corpus_workspace
@@ -194,3 +195,15 @@ def test_alias_bombs_are_refused_quickly():
     errors = [str(error) for error in load(source, "bomb.yaml").errors]
     assert errors == ["bomb.yaml:1:1 playbook: the document expands to more than 5,000 values "
                       "(through anchors and aliases?); a playbook is far smaller"]
+
+
+def test_load_file_names_the_path_and_locates_encoding_errors(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(MINIMAL, encoding="utf-8")
+    assert load_file(good).ok
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(MINIMAL.replace("Minimal", "Caf\xe9").encode("latin-1"))
+    errors = [str(error) for error in load_file(bad).errors]
+    assert errors == [f"{bad}:3:10 yaml: the file is not UTF-8 text; save it as UTF-8"]
+    missing = load_file(tmp_path / "nope.yaml")
+    assert missing.errors[0].message == "cannot read the file: No such file or directory"
