@@ -1,0 +1,309 @@
+"""Salesforce: Accounts and Opportunities in by SOQL polling, tasks and scores out.
+
+In: :meth:`SalesforceConnector.poll` runs ``SELECT ... WHERE LastModifiedDate >=
+since ORDER BY LastModifiedDate, Id`` on Account and Opportunity, follows
+``nextRecordsUrl`` and returns ``stage_changed`` events (the Account's
+``stage_field``, ``Type`` by default, mapped through ``stage_map``) and
+``opportunity`` events (shapes in :mod:`connectors.crm`) with the cursor to resume
+from, which the caller persists. At most ``max_pages`` pages per object a call;
+``cursor["more"]`` says whether more are waiting. A stored ``nextRecordsUrl`` whose
+query locator expired is replaced by a fresh query from the watermark. If ``poll``
+raises, the caller keeps the old cursor and nothing is lost.
+
+Out: ``task`` touches become Tasks (``POST /sobjects/Task``) on the Account (the
+account dict's ``crm_id``), owned by the active user whose email is the payload's
+``to``, else by the Account's owner. :meth:`SalesforceConnector.write_scores` PATCHes
+score and level onto Accounts (configurable field names) through the sObject
+Collections endpoint, 200 records a request, each record succeeding or failing alone.
+
+Errors are lists of ``{message, errorCode}``: ``INVALID_SESSION_ID`` is a bad or
+expired token (permanent), ``REQUEST_LIMIT_EXCEEDED`` the org's API limit (retryable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from connectors import crm
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    InboundEvent,
+    PermanentError,
+    RetryableError,
+    Touch,
+    TouchResult,
+)
+from connectors.http import HttpClient, provider_message
+from connectors.schema import STAGE_MAP, object_schema, secret, timeout_of
+
+COLLECTION_LIMIT = 200
+FIELD = "^[A-Za-z][A-Za-z0-9_]*$"
+RETRYABLE_CODES = {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
+OPPORTUNITY_FIELDS = ["Id", "Name", "Amount", "StageName", "CloseDate", "IsClosed", "IsWon", "AccountId",
+                      "Account.Website", "LastModifiedDate"]
+
+
+class LocatorExpired(PermanentError):
+    """A stored nextRecordsUrl is no longer valid: query again from the watermark."""
+
+
+def error_codes(response: requests.Response) -> list[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    items = body if isinstance(body, list) else [body]
+    return [str(i.get("errorCode")) for i in items if isinstance(i, Mapping) and i.get("errorCode")]
+
+
+def soql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def soql_datetime(modified: str) -> str:
+    """SOQL literal for a LastModifiedDate as Salesforce returns it (``...000+0000``, UTC)."""
+    return modified[:19] + "Z"
+
+
+class SalesforceConnector(Connector):
+    type = "salesforce"
+    channels = ("crm", "task")
+    max_batch = COLLECTION_LIMIT
+    rate_limit = (25, 1)
+    settings_schema = object_schema(
+        {
+            "access_token": secret("OAuth access token (session id) of the integration user."),
+            "domain": {"type": "string", "pattern": "^[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*$",
+                       "description": "My Domain name: 'acme' for https://acme.my.salesforce.com."},
+            "base_url": {"type": "string", "pattern": "^https?://",
+                         "description": "Instance URL; defaults to https://{domain}.my.salesforce.com."},
+            "api_version": {"type": "string", "pattern": "^[0-9]{2}\\.[0-9]$", "default": "61.0"},
+            "stage_map": STAGE_MAP,
+            "stage_field": {"type": "string", "pattern": FIELD, "default": "Type",
+                            "description": "The Account field that holds its stage."},
+            "score_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Score__c"},
+            "level_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Level__c"},
+            "batch_size": {"type": "integer", "minimum": 200, "maximum": 2000, "default": 2000,
+                           "description": "Records per query page."},
+            "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+        },
+        ["access_token"],
+        anyOf=[{"required": ["domain"]}, {"required": ["base_url"]}],
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._users: dict[str, str | None] = {}
+
+    @property
+    def root(self) -> str:
+        if self.settings.get("base_url"):
+            return str(self.settings["base_url"]).rstrip("/")
+        if self.settings.get("domain"):
+            return f"https://{self.settings['domain']}.my.salesforce.com"
+        raise PermanentError("Salesforce needs 'domain' (or 'base_url') in the connector's settings")
+
+    @property
+    def api(self) -> str:
+        return f"/services/data/v{self.settings.get('api_version') or '61.0'}"
+
+    @property
+    def client(self) -> HttpClient:
+        if not hasattr(self, "_client"):
+            token = self.settings["access_token"]
+            self._client = HttpClient("Salesforce", self.root, headers={"Authorization": f"Bearer {token}"},
+                                      timeout=timeout_of(self.settings), secrets=[token])
+        return self._client
+
+    def _classify(self, response: requests.Response) -> ConnectorError | None:
+        if response.status_code < 400:
+            return None
+        codes = error_codes(response)
+        text = provider_message(response)
+        if "INVALID_SESSION_ID" in codes:
+            return PermanentError(f"Salesforce: bad or expired token (INVALID_SESSION_ID): {text}; "
+                                  "paste a fresh access token in the connector's settings")
+        if set(codes) & RETRYABLE_CODES:
+            return RetryableError(f"Salesforce is over its limits or busy ({', '.join(codes)}): {text}; "
+                                  "retry later")
+        if "INVALID_QUERY_LOCATOR" in codes:
+            return LocatorExpired(text)
+        return None
+
+    def _get(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self.client.get(path, classify=self._classify, join="host", **kwargs).json()
+
+    # -- inbound: polling ---------------------------------------------------------------
+    def poll(self, cursor: dict | None, max_pages: int | None = None) -> tuple[list[InboundEvent], dict]:
+        """Changes since ``cursor`` (None: from the beginning), and the cursor to resume from."""
+        cursor = dict(cursor or {})
+        budget = int(max_pages or self.settings.get("max_pages") or 50)
+        events: list[InboundEvent] = []
+        more = False
+        for obj in ("accounts", "opportunities"):
+            mark = crm.Watermark(cursor.get(obj))
+            finished = self._poll_object(obj, mark, budget, events)
+            cursor[obj] = mark.state()
+            more = more or not finished
+        cursor["more"] = more
+        return events, cursor
+
+    def _soql(self, obj: str, since: str | None) -> str:
+        if obj == "accounts":
+            stage = self.settings.get("stage_field") or "Type"
+            fields = ["Id", "Name", "Website", "OwnerId", stage, "LastModifiedDate"]
+            table = "Account"
+        else:
+            fields, table = OPPORTUNITY_FIELDS, "Opportunity"
+        where = f" WHERE LastModifiedDate >= {soql_datetime(since)}" if since else ""
+        return f"SELECT {', '.join(dict.fromkeys(fields))} FROM {table}{where} ORDER BY LastModifiedDate, Id"
+
+    def _page(self, obj: str, mark: crm.Watermark) -> dict[str, Any]:
+        headers = {"Sforce-Query-Options": f"batchSize={int(self.settings.get('batch_size') or 2000)}"}
+        if mark.token:
+            try:
+                return self._get(mark.token, headers=headers)
+            except LocatorExpired:
+                mark.token = None
+        return self._get(f"{self.api}/query", params={"q": self._soql(obj, mark.since)}, headers=headers)
+
+    def _poll_object(self, obj: str, mark: crm.Watermark, budget: int, events: list[InboundEvent]) -> bool:
+        for _ in range(budget):
+            reply = self._page(obj, mark)
+            for record in reply.get("records") or []:
+                record_id, modified = str(record["Id"]), str(record.get("LastModifiedDate") or "")
+                if mark.is_new(record_id, modified):
+                    event = self._event(obj, record)
+                    if event is not None:
+                        events.append(event)
+                mark.take(record_id, modified)
+            following = reply.get("nextRecordsUrl")
+            if reply.get("done", True) or not following:
+                mark.token = None
+                return True
+            mark.token = following
+        return False
+
+    def _event(self, obj: str, record: Mapping[str, Any]) -> InboundEvent | None:
+        stage_map = self.settings.get("stage_map")
+        when = crm.iso_from_text(record.get("LastModifiedDate"))
+        dedup = f"salesforce:{record['Id']}:{record.get('LastModifiedDate')}"
+        if obj == "accounts":
+            value = record.get(self.settings.get("stage_field") or "Type")
+            if value in (None, ""):
+                return None
+            return crm.stage_changed("salesforce", "account", str(record["Id"]), value, stage_map, when,
+                                     domain=crm.domain_of(record.get("Website")), dedup_key=dedup,
+                                     name=record.get("Name"))
+        account = record.get("Account") or {}
+        return crm.opportunity(
+            "salesforce", str(record["Id"]), when, stage_map, crm_stage=record.get("StageName"),
+            domain=crm.domain_of(account.get("Website")), dedup_key=dedup, name=record.get("Name"),
+            amount=crm.to_number(record.get("Amount")), close_date=record.get("CloseDate"),
+            is_closed=bool(record.get("IsClosed")), is_won=bool(record.get("IsWon")),
+            account_crm_id=record.get("AccountId"))
+
+    # -- outbound: tasks ------------------------------------------------------------------
+    def send(self, batch: list[Touch]) -> list[TouchResult]:
+        results: list[TouchResult] = []
+        created = 0
+        for position, touch in enumerate(batch):
+            if touch.kind != "task":
+                results.append(TouchResult.failure(touch, f"the Salesforce connector cannot send {touch.kind!r} touches"))
+                continue
+            try:
+                results.append(TouchResult.success(touch, self._create_task(touch)))
+                created += 1
+            except RetryableError as exc:
+                if not created:
+                    raise
+                # Tasks are not idempotent: keep what was created, retry the rest alone.
+                results.extend(TouchResult.failure(t, str(exc), permanent=False) for t in batch[position:])
+                break
+            except PermanentError as exc:
+                results.append(TouchResult.failure(touch, str(exc)))
+        return results
+
+    def _create_task(self, touch: Touch) -> str:
+        account = touch.account.get("crm_id")
+        if not account:
+            raise PermanentError("the account has no Salesforce Account id (crm_id); sync it from Salesforce first")
+        payload = touch.payload
+        task: dict[str, Any] = {
+            "Subject": str(payload.get("title") or "Follow up")[:255],
+            "Description": str(payload.get("body") or payload.get("message") or
+                               f"From ABM playbook {touch.playbook.get('name') or ''}".strip()),
+            "WhatId": str(account), "Status": "Not Started", "Priority": "Normal",
+        }
+        if payload.get("due"):
+            task["ActivityDate"] = str(payload["due"])[:10]
+        owner = self._owner(payload.get("to"), touch.account.get("crm_owner_id"), str(account))
+        if owner:
+            task["OwnerId"] = owner
+        reply = self.client.post(f"{self.api}/sobjects/Task", json=task, classify=self._classify).json()
+        return str(reply.get("id"))
+
+    def _owner(self, to: Any, account_owner: Any, account: str) -> str | None:
+        if isinstance(to, str) and "@" in to:
+            email = to.strip().lower()
+            if email not in self._users:
+                soql = f"SELECT Id FROM User WHERE Email = {soql_string(email)} AND IsActive = true LIMIT 1"
+                records = self._get(f"{self.api}/query", params={"q": soql}).get("records") or []
+                self._users[email] = str(records[0]["Id"]) if records else None
+            if self._users[email]:
+                return self._users[email]
+        if account_owner:
+            return str(account_owner)
+
+        def missing(response: requests.Response) -> ConnectorError | None:
+            if response.status_code == 404:
+                return PermanentError(f"Salesforce has no Account {account} (the account's crm_id); "
+                                      "it may have been deleted or merged")
+            return self._classify(response)
+
+        record = self.client.get(f"{self.api}/sobjects/Account/{account}", params={"fields": "OwnerId"},
+                                 classify=missing).json()
+        return record.get("OwnerId")
+
+    # -- outbound: scores -----------------------------------------------------------------
+    def write_scores(self, updates: list[dict]) -> list[crm.WriteResult]:
+        """PATCH score and level onto Accounts, 200 a request; one result per update, in order."""
+        parsed = crm.parse_score_updates(updates)
+        score_field = self.settings.get("score_field") or "ABM_Engagement_Score__c"
+        level_field = self.settings.get("level_field") or "ABM_Engagement_Level__c"
+        results: list[crm.WriteResult] = []
+        for start in range(0, len(parsed), COLLECTION_LIMIT):
+            part = parsed[start:start + COLLECTION_LIMIT]
+            records = [{"attributes": {"type": "Account"}, "id": u.crm_id, score_field: u.score,
+                        level_field: u.level} for u in part]
+            reply = self.client.patch(f"{self.api}/composite/sobjects", json={"allOrNone": False,
+                                                                               "records": records},
+                                      classify=self._classify).json()
+            if not isinstance(reply, list) or len(reply) != len(part):
+                raise RetryableError(f"Salesforce answered {len(reply) if isinstance(reply, list) else 'no'} "
+                                     f"results for {len(part)} Accounts")
+            for update, outcome in zip(part, reply, strict=True):
+                errors = outcome.get("errors") or []
+                message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or None
+                results.append(crm.WriteResult(update.crm_id, bool(outcome.get("success")), message))
+        return results
+
+    # -- checks -----------------------------------------------------------------------------
+    def test(self) -> str:
+        def explain(response: requests.Response) -> ConnectorError | None:
+            special = self._classify(response)
+            if special is not None:
+                return special
+            if response.status_code == 404:
+                return PermanentError(f"Salesforce: no REST API v{self.settings.get('api_version') or '61.0'} "
+                                      f"at this instance (HTTP 404); check domain, base_url and api_version")
+            return None
+
+        limits = self.client.get(f"{self.api}/limits", classify=explain).json()
+        daily = limits.get("DailyApiRequests") or {}
+        left = f"; {daily.get('Remaining')} of {daily.get('Max')} daily API requests left" if daily else ""
+        return f"Salesforce is reachable with this token{left}"

@@ -1,0 +1,167 @@
+"""Salesforce against a local fake REST API: SOQL polling, tasks, score write-back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from connectors.base import PermanentError, RetryableError
+from connectors.salesforce import SalesforceConnector
+from tests.connectors.fakes_b.salesforce import FakeSalesforce
+from tests.connectors.fakes_b.touches import closed_port_url, schema_errors, task_touch
+from tests.connectors.harness import serve
+
+TOKEN = "sf-token"
+STAGES = {"Prospect": "prospect", "Customer - Direct": "customer", "Closed Won": "customer"}
+
+
+def make(server, **settings):
+    base = {"access_token": TOKEN, "base_url": server.base_url, "stage_map": STAGES, "read_timeout": 2,
+            **settings}
+    return SalesforceConnector("sf", base)
+
+
+@pytest.fixture
+def fake():
+    return FakeSalesforce(token=TOKEN)
+
+
+def test_settings_schema():
+    Draft202012Validator.check_schema(SalesforceConnector.settings_schema)
+    assert SalesforceConnector.secret_fields() == ["access_token"]
+    assert schema_errors(SalesforceConnector, {"access_token": "t", "domain": "acme"}) == []
+    assert schema_errors(SalesforceConnector, {"access_token": "t"}), "domain or base_url is required"
+    assert schema_errors(SalesforceConnector, {"access_token": "t", "domain": "acme", "extra": 1})
+    assert schema_errors(SalesforceConnector, {"access_token": "t", "domain": "acme", "stage_field": "Type; DROP"})
+    connector = SalesforceConnector("sf", {"access_token": "t", "domain": "acme"})
+    assert connector.root == "https://acme.my.salesforce.com"
+
+
+def test_poll_accounts_and_opportunities(fake):
+    fake.put("Account", "001A", Name="Acme", Website="https://www.acme.com", Type="Customer - Direct")
+    fake.put("Account", "001B", Name="No type", Website="b.io")
+    fake.put("Opportunity", "006A", Name="Acme expansion", Amount=50000.0, StageName="Closed Won",
+             CloseDate="2026-03-31", IsClosed=True, IsWon=True, AccountId="001A")
+    with serve(fake.app) as server:
+        events, cursor = make(server).poll(None)
+        assert cursor["more"] is False
+        query = server.requests[0].query["q"][0]
+        assert query.startswith("SELECT Id, Name, Website, OwnerId, Type, LastModifiedDate FROM Account")
+    stage, opp = events
+    assert (stage.type, stage.crm_id, stage.account_domain) == ("stage_changed", "001A", "acme.com")
+    assert stage.properties["stage"] == "customer" and stage.properties["crm_stage"] == "Customer - Direct"
+    assert (opp.type, opp.crm_id, opp.account_domain) == ("opportunity", "006A", "acme.com")
+    assert opp.properties["amount"] == 50000.0 and opp.properties["is_won"] is True
+    assert opp.properties["account_crm_id"] == "001A" and opp.properties["stage"] == "customer"
+    assert opp.occurred_at.startswith("2026-01-01T00:00:03")
+
+
+def _drain(connector, cursor, seen, max_pages=1):
+    while True:
+        events, cursor = connector.poll(cursor, max_pages=max_pages)
+        seen.extend((e.crm_id, e.properties["crm_stage"]) for e in events)
+        if not cursor["more"]:
+            return cursor
+
+
+def test_poll_resumes_without_loss_or_doubles(fake):
+    same_second = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
+    for i in range(450):
+        fake.put("Account", f"001{i:04d}", at=same_second if i < 250 else None, Name=f"A{i}", Type="Prospect")
+    with serve(fake.app) as server:
+        connector = make(server, batch_size=200)
+        seen: list = []
+        events, cursor = connector.poll(None, max_pages=1)
+        seen.extend((e.crm_id, "Prospect") for e in events)
+        assert cursor["more"] is True and len(events) == 200 and cursor["accounts"]["token"]
+        # an error half-way: the caller keeps the cursor it had
+        fake.fail("/query/", 503, [{"message": "down", "errorCode": "SERVER_UNAVAILABLE"}])
+        with pytest.raises(RetryableError):
+            connector.poll(cursor, max_pages=1)
+        # a record already read changes, and the stored query locator expires
+        fake.put("Account", "0010000", Type="Customer - Direct")
+        fake.expire_locators()
+        cursor = _drain(connector, cursor, seen)
+        ids = [crm_id for crm_id, _ in seen]
+        assert len(set(ids)) == 450
+        assert ids.count("0010000") == 2 and ("0010000", "Customer - Direct") in seen
+        assert len(ids) == 451
+        assert connector.poll(cursor)[0] == []
+
+
+def test_poll_errors_are_classified(fake):
+    with serve(fake.app) as server:
+        with pytest.raises(PermanentError, match="bad or expired token") as caught:
+            make(server, access_token="old-session-id").poll(None)
+        assert "old-session-id" not in str(caught.value)
+        fake.fail("/query", 403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+        with pytest.raises(RetryableError, match="REQUEST_LIMIT_EXCEEDED"):
+            make(server).poll(None)
+        with pytest.raises(PermanentError, match="No such column 'Tier_X__c'"):
+            make(server, stage_field="Tier_X__c").poll(None)
+        fake.fail("/query", 429, [{"message": "slow", "errorCode": "X"}], headers={"Retry-After": "9"})
+        with pytest.raises(RetryableError) as caught:
+            make(server).poll(None)
+        assert caught.value.retry_after == 9
+        fake.fail("/query", 500, [{"message": "boom", "errorCode": "UNKNOWN_EXCEPTION"}])
+        with pytest.raises(RetryableError):
+            make(server).poll(None)
+        fake.slow("/query", 1.0)
+        with pytest.raises(RetryableError, match="timed out"):
+            make(server, read_timeout=0.2).poll(None)
+
+
+def test_tasks_for_the_right_owner(fake):
+    fake.put("Account", "001A", Name="Acme", OwnerId="005OWNER")
+    with serve(fake.app) as server:
+        results = make(server).send([
+            task_touch(1, "001A", to="ae@vendor.com", title="Call O'Brien"),
+            task_touch(2, "001A", to="owner", due=None),
+            task_touch(3, "001Z"),
+            task_touch(4, ""),
+        ])
+    assert [r.ok for r in results] == [True, True, False, False]
+    assert results[0].provider_id == "00T00001"
+    assert "no Account 001Z" in results[2].error and "crm_id" in results[3].error
+    assert [t["OwnerId"] for t in fake.tasks] == ["005AE", "005OWNER"]
+    assert fake.tasks[0]["ActivityDate"] == "2026-12-01" and "ActivityDate" not in fake.tasks[1]
+    assert fake.tasks[0]["WhatId"] == "001A" and fake.tasks[0]["Subject"] == "Call O'Brien"
+
+
+def test_a_retryable_error_mid_batch_keeps_created_tasks(fake):
+    fake.put("Account", "001A", OwnerId="005OWNER")
+    with serve(fake.app) as server:
+        fake.fail("/sobjects/Task", 503, "", skip=1)
+        results = make(server).send([task_touch(i, "001A") for i in range(1, 4)])
+    assert [r.ok for r in results] == [True, False, False]
+    assert [r.permanent for r in results[1:]] == [False, False]
+    assert len(fake.tasks) == 1
+
+
+def test_write_scores_patches_accounts(fake):
+    for i in range(250):
+        fake.put("Account", f"001{i:04d}")
+    updates = [{"crm_id": f"001{i:04d}", "score": i, "level": "warm"} for i in range(250)]
+    updates.insert(3, {"crm_id": "001GONE", "score": 5, "level": "cold"})
+    with serve(fake.app) as server:
+        results = make(server, score_field="Score__c", level_field="Level__c").write_scores(updates)
+        sizes = [len(json.loads(r.body)["records"]) for r in server.requests if r.method == "PATCH"]
+    assert sizes == [200, 51]
+    assert [r.ok for r in results].count(False) == 1 and not results[3].ok
+    assert "ENTITY_IS_DELETED" in results[3].error
+    assert fake.records["Account"]["0010249"]["Score__c"] == 249
+    assert fake.records["Account"]["0010249"]["Level__c"] == "warm"
+
+
+def test_connection_test(fake):
+    with serve(fake.app) as server:
+        assert "14990 of 15000" in make(server).test()
+        with pytest.raises(PermanentError, match="bad or expired token"):
+            make(server, access_token="nope").test()
+        with pytest.raises(PermanentError, match="api_version"):
+            make(server, api_version="50.0").test()
+    with pytest.raises(RetryableError, match="could not connect"):
+        SalesforceConnector("sf", {"access_token": "t", "base_url": closed_port_url()}).test()
