@@ -122,9 +122,8 @@ def test_unknown_type_unknown_fields_duplicate_and_immutable(api):
     assert answer.status_code == 422
     assert answer.get_json()["error"]["details"][0]["path"] == "type"
     answer = admin.post("/api/v1/connectors", json={**webhook_body(), "colour": "red"})
-    assert answer.get_json()["error"]["details"] == [
-        {"path": "colour", "message": "unknown field; known fields: type, name, settings, default, "
-                                      "unit_cost, rate_limit, enabled"}]
+    assert answer.status_code == 422
+    assert [d["path"] for d in answer.get_json()["error"]["details"]] == ["colour"]
     assert admin.post("/api/v1/connectors", json=webhook_body()).status_code == 201
     dup = admin.post("/api/v1/connectors", json=webhook_body())
     assert dup.status_code == 409 and dup.get_json()["error"]["code"] == "conflict"
@@ -189,7 +188,16 @@ def test_pagination(api):
     for i in range(3):
         admin.post("/api/v1/connectors", json={"type": "log", "name": f"log-{i}", "settings": {}})
     first = admin.get("/api/v1/connectors?limit=2").get_json()
-    assert [c["name"] for c in first["items"]] == ["log-0", "log-1"] and first["next_cursor"] == "log-1"
+    assert [c["name"] for c in first["items"]] == ["log-0", "log-1"] and first["next_cursor"]
     rest = admin.get(f"/api/v1/connectors?limit=2&cursor={first['next_cursor']}").get_json()
     assert [c["name"] for c in rest["items"]] == ["log-2"] and rest["next_cursor"] is None
     assert admin.get("/api/v1/connectors?limit=0").status_code == 422
+
+
+def test_operations_are_in_the_openapi_document(api):
+    document = api("admin").get("/api/v1/openapi.json").get_json()
+    paths = document["paths"]
+    assert set(paths["/connectors"]) == {"get", "post"}
+    assert set(paths["/connectors/{name}"]) == {"get", "patch", "delete"}
+    assert set(paths["/connectors/{name}/test"]) == {"post"} and set(paths["/connector-types"]) == {"get"}
+    assert "Connector" in document["components"]["schemas"]
