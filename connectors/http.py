@@ -171,18 +171,20 @@ def error_for_response(
     """The contract's error for a non-success response (429/5xx retryable, else permanent)."""
     status = response.status_code
     text = redact(provider_message(response), secrets)
+    said = "" if text.startswith(f"HTTP {status}") else f": {text}"
+    label = f"HTTP {status} {response.reason}".strip() if not said else f"HTTP {status}"
     if status == 429 or status >= 500:
         wait = parse_retry_after(response.headers.get("Retry-After"))
         if wait is None and reset_header:
             wait = parse_reset(response.headers.get(reset_header))
         what = "rate limited" if status == 429 else "unavailable"
         hint = f"; retry in {wait:.0f}s" if wait is not None else "; retry later"
-        return RetryableError(f"{provider} {what} (HTTP {status}): {text}{hint}", retry_after=wait)
+        return RetryableError(f"{provider} {what} ({label}){said}{hint}", retry_after=wait)
     if status in (401, 403):
         return PermanentError(
-            f"{provider} refused the credentials (HTTP {status}): {text}; check the connector's settings"
+            f"{provider} refused the credentials ({label}){said}; check the connector's settings"
         )
-    return PermanentError(f"{provider} rejected the request (HTTP {status}): {text}")
+    return PermanentError(f"{provider} rejected the request ({label}){said}")
 
 
 class HttpClient:
