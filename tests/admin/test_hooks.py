@@ -95,3 +95,28 @@ def test_unknown_disabled_or_non_webhook_connectors_are_404(client, sendgrid, si
 def test_webhooks_need_no_csrf_token(app, client, sendgrid, signing_key):
     app.config["WTF_CSRF_ENABLED"] = True
     assert client.post("/hooks/sg", data=EVENTS, headers=signed(signing_key, EVENTS)).status_code == 200
+
+
+def test_hubspot_signatures_cover_the_public_url(app, client):
+    from abm.services import connectors as service
+    from connectors.hubspot import signature_v3
+
+    service.create({"type": "hubspot", "name": "hs", "settings": {
+        "access_token": "pat-secret-0123456789", "client_secret": "hubspot-client-secret-42",
+        "stage_map": {"customer": "closed_won"}}})
+    body = json.dumps([{"eventId": 9, "subscriptionType": "company.propertyChange", "objectId": 123,
+                        "propertyName": "lifecyclestage", "propertyValue": "customer",
+                        "occurredAt": int(time.time() * 1000)}]).encode()
+    stamp = str(int(time.time() * 1000))
+
+    def headers(url, secret="hubspot-client-secret-42"):
+        return {"X-HubSpot-Signature-v3": signature_v3(secret, "POST", url, body, stamp),
+                "X-HubSpot-Request-Timestamp": stamp, "Content-Type": "application/json"}
+
+    public = app.config["BASE_URL"] + "/hooks/hs"
+    assert client.post("/hooks/hs", data=body, headers=headers(public, "a-forged-secret")).status_code == 401
+    answer = client.post("/hooks/hs", data=body, headers=headers(public))
+    assert answer.status_code == 200 and answer.get_json() == {"received": 1}
+    (event,) = queued(redis.Redis.from_url(app.config["REDIS_URL"]))
+    assert event["type"] == "stage_changed" and event["crm_id"] == "123" and event["source"] == "hs"
+    assert event["dedup_key"] == "hs:hubspot:9"
