@@ -12,8 +12,10 @@ applies it. Changes come back as :class:`~connectors.base.InboundEvent`:
   caller compares it with the stage it holds.
 - ``opportunity``: ``crm_id`` (the deal/Opportunity id), ``account_domain`` of the
   associated company when known, ``properties = {"source", "name", "amount",
-  "crm_stage", "stage", "close_date", "pipeline", "is_closed", "is_won",
-  "account_crm_id"}`` (upsert by ``crm_id``).
+  "currency" (HubSpot), "crm_stage", "stage", "created_at", "close_date", "pipeline"
+  (HubSpot), "is_closed", "is_won", "account_crm_id"}`` (upsert by ``crm_id``). A
+  webhook's ``opportunity`` carries only ``crm_stage`` and ``stage``: upsert the keys
+  present, keep the rest.
 
 Scores out: ``write_scores(updates)`` takes ``[{"crm_id": str, "score": number,
 "level": str}]`` and returns one :class:`WriteResult` per update, in order.

@@ -52,8 +52,8 @@ DEFAULT_BASE_URL = "https://api.hubapi.com"
 BATCH_LIMIT = 100
 MAX_SIGNATURE_AGE_MS = 5 * 60 * 1000
 TASK_TO_COMPANY = 192  # HUBSPOT_DEFINED association type: task -> company
-DEAL_PROPERTIES = ["dealname", "amount", "dealstage", "closedate", "pipeline", "hs_is_closed",
-                   "hs_is_closed_won", "hs_lastmodifieddate"]
+DEAL_PROPERTIES = ["dealname", "amount", "deal_currency_code", "dealstage", "closedate", "createdate", "pipeline",
+                   "hs_is_closed", "hs_is_closed_won", "hs_lastmodifieddate"]
 #: Characters HubSpot decodes in the request URI before signing it.
 _URI_DECODE = ["%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A", "%2C", "%3B"]
 _POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0}
@@ -281,7 +281,8 @@ class HubSpotConnector(Connector):
                 "hubspot", record_id, crm.iso_from_ms(ms), self.settings.get("stage_map"),
                 crm_stage=props.get("dealstage"), domain=domains.get(company) if company else None,
                 dedup_key=f"hubspot:deal:{record_id}:{ms}", name=props.get("dealname"),
-                amount=crm.to_number(props.get("amount")), close_date=props.get("closedate"),
+                amount=crm.to_number(props.get("amount")), currency=props.get("deal_currency_code"),
+                created_at=props.get("createdate"), close_date=props.get("closedate"),
                 pipeline=props.get("pipeline"), is_closed=props.get("hs_is_closed") == "true",
                 is_won=props.get("hs_is_closed_won") == "true", account_crm_id=company))
         return events

@@ -43,8 +43,8 @@ from connectors.schema import STAGE_MAP, object_schema, secret, timeout_of
 COLLECTION_LIMIT = 200
 FIELD = "^[A-Za-z][A-Za-z0-9_]*$"
 RETRYABLE_CODES = {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
-OPPORTUNITY_FIELDS = ["Id", "Name", "Amount", "StageName", "CloseDate", "IsClosed", "IsWon", "AccountId",
-                      "Account.Website", "LastModifiedDate"]
+OPPORTUNITY_FIELDS = ["Id", "Name", "Amount", "StageName", "CloseDate", "CreatedDate", "IsClosed", "IsWon",
+                      "AccountId", "Account.Website", "LastModifiedDate"]
 
 
 class LocatorExpired(PermanentError):
@@ -204,6 +204,7 @@ class SalesforceConnector(Connector):
             "salesforce", str(record["Id"]), when, stage_map, crm_stage=record.get("StageName"),
             domain=crm.domain_of(account.get("Website")), dedup_key=dedup, name=record.get("Name"),
             amount=crm.to_number(record.get("Amount")), close_date=record.get("CloseDate"),
+            created_at=crm.iso_from_text(record["CreatedDate"]) if record.get("CreatedDate") else None,
             is_closed=bool(record.get("IsClosed")), is_won=bool(record.get("IsWon")),
             account_crm_id=record.get("AccountId"))
 

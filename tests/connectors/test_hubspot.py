@@ -106,7 +106,7 @@ def test_malformed_webhook_bodies():
 def test_poll_returns_stages_and_opportunities(fake):
     fake.put("companies", "11", name="Acme", domain="https://www.Acme.com/", lifecyclestage="opportunity")
     fake.put("companies", "12", name="No stage", domain="nostage.io")
-    fake.put("deals", "21", dealname="Acme renewal", amount="12500.5", dealstage="closedwon",
+    fake.put("deals", "21", dealname="Acme renewal", amount="12500.5", dealstage="closedwon", deal_currency_code="EUR",
              closedate="2026-12-31T00:00:00Z", pipeline="default", hs_is_closed="true", hs_is_closed_won="true")
     fake.deal_company["21"] = "11"
     with serve(fake.app) as server:
@@ -120,6 +120,7 @@ def test_poll_returns_stages_and_opportunities(fake):
     assert opp.crm_id == "21" and opp.account_domain == "acme.com"
     assert opp.properties["amount"] == 12500.5 and opp.properties["stage"] == "customer"
     assert opp.properties["is_won"] is True and opp.properties["account_crm_id"] == "11"
+    assert opp.properties["currency"] == "EUR" and opp.properties["close_date"] == "2026-12-31T00:00:00Z"
 
 
 def _drain(connector, cursor, seen, max_pages=1):

@@ -44,7 +44,8 @@ def test_poll_accounts_and_opportunities(fake):
     fake.put("Account", "001A", Name="Acme", Website="https://www.acme.com", Type="Customer - Direct")
     fake.put("Account", "001B", Name="No type", Website="b.io")
     fake.put("Opportunity", "006A", Name="Acme expansion", Amount=50000.0, StageName="Closed Won",
-             CloseDate="2026-03-31", IsClosed=True, IsWon=True, AccountId="001A")
+             CloseDate="2026-03-31", CreatedDate="2025-11-02T08:00:00.000+0000", IsClosed=True, IsWon=True,
+             AccountId="001A")
     with serve(fake.app) as server:
         events, cursor = make(server).poll(None)
         assert cursor["more"] is False
@@ -57,6 +58,7 @@ def test_poll_accounts_and_opportunities(fake):
     assert opp.properties["amount"] == 50000.0 and opp.properties["is_won"] is True
     assert opp.properties["account_crm_id"] == "001A" and opp.properties["stage"] == "customer"
     assert opp.occurred_at.startswith("2026-01-01T00:00:03")
+    assert opp.properties["created_at"] == "2025-11-02T08:00:00+00:00"
 
 
 def _drain(connector, cursor, seen, max_pages=1):

@@ -18,7 +18,7 @@ SINCE = re.compile(r"^LastModifiedDate >= (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)
 USER = re.compile(r"^Email = '((?:[^'\\]|\\.)*)' AND IsActive = true$")
 FIELDS = {
     "Account": {"Id", "Name", "Website", "OwnerId", "Type", "Tier__c", "LastModifiedDate"},
-    "Opportunity": {"Id", "Name", "Amount", "StageName", "CloseDate", "IsClosed", "IsWon", "AccountId",
+    "Opportunity": {"Id", "Name", "Amount", "StageName", "CloseDate", "CreatedDate", "IsClosed", "IsWon", "AccountId",
                     "Account.Website", "LastModifiedDate"},
     "User": {"Id"},
 }
