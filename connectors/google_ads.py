@@ -28,7 +28,7 @@ import requests
 
 from connectors.audiences import chunks, group_by_list, in_order, people_of
 from connectors.base import Connector, ConnectorError, PermanentError, RetryableError, Touch, TouchResult
-from connectors.http import HttpClient, redact
+from connectors.http import HttpClient, parse_retry_after, redact
 from connectors.schema import base_url, object_schema, secret, timeout_of
 
 DEFAULT_BASE_URL = "https://googleads.googleapis.com"
@@ -127,6 +127,7 @@ class GoogleAdsConnector(Connector):
         text = redact(text, self.client.secrets)
         status = error.get("status")
         if status in RETRYABLE_STATUS or codes & RETRYABLE_CODES:
+            delay = delay if delay is not None else parse_retry_after(response.headers.get("Retry-After"))
             return RetryableError(f"Google Ads is busy ({status or ', '.join(sorted(codes))}): {text}; "
                                   "retry later", retry_after=delay)
         if response.status_code == 401 or status == "UNAUTHENTICATED":

@@ -45,7 +45,7 @@ from connectors.base import (
     Touch,
     TouchResult,
 )
-from connectors.http import HttpClient, provider_message
+from connectors.http import HttpClient, parse_retry_after, provider_message
 from connectors.schema import STAGE_MAP, base_url, object_schema, secret, timeout_of
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -141,10 +141,8 @@ class HubSpotConnector(Connector):
                 body = response.json()
             except ValueError:
                 body = {}
-            wait = None
-            if response.headers.get("Retry-After"):
-                wait = float(response.headers["Retry-After"])
-            elif isinstance(body, Mapping):
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is None and isinstance(body, Mapping):
                 wait = _POLICY_WAIT.get(str(body.get("policyName")))
             return RetryableError(f"HubSpot rate limit reached (HTTP 429): {provider_message(response)}",
                                   retry_after=wait)

@@ -31,7 +31,7 @@ import requests
 
 from connectors.audiences import chunks, group_by_list, in_order, people_of
 from connectors.base import Connector, ConnectorError, PermanentError, RetryableError, Touch, TouchResult
-from connectors.http import HttpClient, redact
+from connectors.http import HttpClient, parse_retry_after, redact
 from connectors.schema import base_url, object_schema, secret, timeout_of
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ class MetaConnector(Connector):
         message = redact(str(error.get("message") or "no message"), [self.token])
         if code in THROTTLE_CODES:
             wait = regain_seconds(response)
+            if wait is None:
+                wait = parse_retry_after(response.headers.get("Retry-After"))
             return RetryableError(f"Meta is throttling this app (code {code}): {message}; retry later",
                                   retry_after=wait)
         if code in TOKEN_CODES:

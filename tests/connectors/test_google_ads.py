@@ -98,6 +98,10 @@ def test_resource_exhausted_is_retryable_with_its_delay(fake):
             make(server).send([audience_touch(1, contacts=people(1))])
         assert caught.value.retry_after == 30
         no_delay = {"error": {"code": 429, "message": "exhausted", "status": "RESOURCE_EXHAUSTED"}}
+        fake.fail(":addOperations", 429, no_delay, headers={"Retry-After": "12"})
+        with pytest.raises(RetryableError) as caught:
+            make(server).send([audience_touch(1, contacts=people(1))])
+        assert caught.value.retry_after == 12
         fake.fail(":addOperations", 429, no_delay)
         with pytest.raises(RetryableError) as caught:
             make(server).send([audience_touch(1, contacts=people(1))])
