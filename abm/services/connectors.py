@@ -215,6 +215,10 @@ def _plain(error, secret_fields: set[str]) -> str:
     """A message for one schema error; never the value of a secret field."""
     top = str(error.absolute_path[0]) if error.absolute_path else None
     v, expected = error.validator, error.validator_value
+    if v in ("anyOf", "oneOf") and all(isinstance(b, dict) and b.get("required") for b in expected):
+        return "needs " + " or ".join(", ".join(b["required"]) for b in expected)
+    if isinstance(error.instance, dict | list):  # its message would quote every value, secrets too
+        return f"is not valid ({v})"
     if top in secret_fields or v in ("pattern", "format", "enum", "const"):
         if v == "type":
             return f"must be of type {expected}"

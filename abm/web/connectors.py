@@ -52,6 +52,8 @@ def _kind(prop: dict) -> str:
         return "lines"
     if kind in ("array", "object"):
         return "json"
+    if prop.get("x-multiline") or "PEM" in prop.get("description", ""):
+        return "multiline"
     if prop.get("format") == "email":
         return "email"
     if prop.get("format") in ("uri", "url"):
@@ -112,6 +114,8 @@ def settings_from_form(cls: type[Connector], form) -> tuple[dict[str, Any], list
             patch[key] = None
         elif kind in ("integer", "number"):
             patch[key] = _number(raw.strip(), kind)
+        elif kind == "multiline":
+            patch[key] = raw.replace("\r\n", "\n").strip()
         elif kind == "lines":
             patch[key] = [line.strip() for line in raw.splitlines() if line.strip()]
         elif kind == "json":

@@ -116,6 +116,14 @@ def test_schema_errors_come_back_per_field(api):
     assert {d["path"] for d in missing.get_json()["error"]["details"]} == {"settings.url", "settings.secret"}
 
 
+def test_whole_object_errors_never_quote_a_secret(api):
+    answer = api("admin").post("/api/v1/connectors", json={
+        "type": "salesforce", "name": "sf", "settings": {"access_token": SECRET}})
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["details"] == [{"path": "settings", "message": "needs domain or base_url"}]
+    assert SECRET not in answer.get_data(as_text=True)
+
+
 def test_unknown_type_unknown_fields_duplicate_and_immutable(api):
     admin = api("admin")
     answer = admin.post("/api/v1/connectors", json={"type": "fax", "name": "f", "settings": {}})
