@@ -82,8 +82,9 @@ def _form(recorded):
     return parse_qsl(recorded.body.decode())
 
 
-def test_invalid_entries_reported_and_mapped_to_touches(fake):
+def test_invalid_entries_reported_and_mapped_to_touches(fake, caplog):
     fake.invalid_hashes.add(hash_identifier("person1@example.com"))
+    caplog.set_level("INFO", logger="connectors.meta")
     with serve(fake.app) as server:
         connector = make(server)
         results = connector.send([audience_touch(1, contacts=people(1)), audience_touch(2, contacts=people(1, 1)),
@@ -92,6 +93,8 @@ def test_invalid_entries_reported_and_mapped_to_touches(fake):
         assert "invalid" in results[1].error
         assert "usable email" in results[2].error
         assert connector.last_report[0]["num_invalid_entries"] == 1
+    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "connectors.meta")
+    assert "1 invalid" in ours and TOKEN not in ours and "@" not in ours
 
 
 @pytest.mark.parametrize("code", [4, 17, 613])
