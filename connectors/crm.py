@@ -69,6 +69,31 @@ def parse_score_updates(updates: Iterable[Mapping[str, Any]]) -> list[ScoreUpdat
     return parsed
 
 
+def account_crm_id(account: Mapping[str, Any], *names: str) -> str | None:
+    """The account's id in this CRM: ``crm_id``, else ``crm_ids[name]`` for the first name found.
+
+    The product keeps one id per CRM connector in ``Account.crm_ids`` (keyed by the
+    connector's name); a touch's account dict may carry either form.
+    """
+    direct = account.get("crm_id")
+    if direct not in (None, ""):
+        return str(direct)
+    ids = account.get("crm_ids")
+    if isinstance(ids, Mapping):
+        for name in names:
+            if ids.get(name) not in (None, ""):
+                return str(ids[name])
+    return None
+
+
+def owner_email(payload: Mapping[str, Any], account: Mapping[str, Any]) -> str | None:
+    """Who a task is for: the payload's ``to`` when it is an email, else the account's owner."""
+    for candidate in (payload.get("to"), account.get("owner")):
+        if isinstance(candidate, str) and "@" in candidate:
+            return candidate.strip().lower()
+    return None
+
+
 def map_stage(value: Any, stage_map: Mapping[str, str] | None) -> str | None:
     """The workspace stage for a CRM stage value: exact key first, then case-insensitive."""
     if value is None or value == "" or not stage_map:

@@ -16,8 +16,9 @@ call; ``cursor["more"]`` says whether more are waiting. If it raises, the caller
 the old cursor and nothing is lost.
 
 Out: ``task`` touches become HubSpot tasks on the account's company (the account
-dict's ``crm_id``), owned by the HubSpot user whose email is the payload's ``to``, or
-else by the company's owner. :meth:`HubSpotConnector.write_scores` writes engagement
+dict's ``crm_id``, or ``crm_ids[<connector name>]``), owned by the HubSpot user whose
+email is the payload's ``to`` (else the account's ``owner``), or else by the
+company's owner in HubSpot. :meth:`HubSpotConnector.write_scores` writes engagement
 score and level to two company properties in batches of 100.
 """
 
@@ -327,7 +328,7 @@ class HubSpotConnector(Connector):
         return results
 
     def _create_task(self, touch: Touch) -> str:
-        company = touch.account.get("crm_id")
+        company = crm.account_crm_id(touch.account, self.name, self.type)
         if not company:
             raise PermanentError("the account has no HubSpot company id (crm_id); sync it from HubSpot first")
         payload = touch.payload
@@ -339,7 +340,8 @@ class HubSpotConnector(Connector):
                                 f"From ABM playbook {touch.playbook.get('name') or ''}".strip()),
             "hs_timestamp": when, "hs_task_status": "NOT_STARTED", "hs_task_type": "TODO",
         }
-        owner = self._owner(payload.get("to"), touch.account.get("crm_owner_id"), str(company))
+        owner = self._owner(crm.owner_email(payload, touch.account), touch.account.get("crm_owner_id"),
+                            str(company))
         if owner:
             properties["hubspot_owner_id"] = owner
         reply = self._call("POST", "/crm/v3/objects/tasks", json={
@@ -349,9 +351,8 @@ class HubSpotConnector(Connector):
         }).json()
         return str(reply.get("id"))
 
-    def _owner(self, to: Any, account_owner: Any, company: str) -> str | None:
-        if isinstance(to, str) and "@" in to:
-            email = to.strip().lower()
+    def _owner(self, email: str | None, account_owner: Any, company: str) -> str | None:
+        if email:
             if email not in self._owners:
                 found = self._call("GET", "/crm/v3/owners", params={"email": email, "limit": 1}).json()
                 results = found.get("results") or []

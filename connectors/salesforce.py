@@ -11,8 +11,9 @@ query locator expired is replaced by a fresh query from the watermark. If ``poll
 raises, the caller keeps the old cursor and nothing is lost.
 
 Out: ``task`` touches become Tasks (``POST /sobjects/Task``) on the Account (the
-account dict's ``crm_id``), owned by the active user whose email is the payload's
-``to``, else by the Account's owner. :meth:`SalesforceConnector.write_scores` PATCHes
+account dict's ``crm_id``, or ``crm_ids[<connector name>]``), owned by the active
+user whose email is the payload's ``to`` (else the account's ``owner``), else by the
+Account's owner in Salesforce. :meth:`SalesforceConnector.write_scores` PATCHes
 score and level onto Accounts (configurable field names) through the sObject
 Collections endpoint, 200 records a request, each record succeeding or failing alone.
 
@@ -230,7 +231,7 @@ class SalesforceConnector(Connector):
         return results
 
     def _create_task(self, touch: Touch) -> str:
-        account = touch.account.get("crm_id")
+        account = crm.account_crm_id(touch.account, self.name, self.type)
         if not account:
             raise PermanentError("the account has no Salesforce Account id (crm_id); sync it from Salesforce first")
         payload = touch.payload
@@ -242,15 +243,15 @@ class SalesforceConnector(Connector):
         }
         if payload.get("due"):
             task["ActivityDate"] = str(payload["due"])[:10]
-        owner = self._owner(payload.get("to"), touch.account.get("crm_owner_id"), str(account))
+        owner = self._owner(crm.owner_email(payload, touch.account), touch.account.get("crm_owner_id"),
+                            str(account))
         if owner:
             task["OwnerId"] = owner
         reply = self.client.post(f"{self.api}/sobjects/Task", json=task, classify=self._classify).json()
         return str(reply.get("id"))
 
-    def _owner(self, to: Any, account_owner: Any, account: str) -> str | None:
-        if isinstance(to, str) and "@" in to:
-            email = to.strip().lower()
+    def _owner(self, email: str | None, account_owner: Any, account: str) -> str | None:
+        if email:
             if email not in self._users:
                 soql = f"SELECT Id FROM User WHERE Email = {soql_string(email)} AND IsActive = true LIMIT 1"
                 records = self._get(f"{self.api}/query", params={"q": soql}).get("records") or []

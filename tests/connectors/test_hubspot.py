@@ -215,11 +215,12 @@ def test_tasks_are_created_for_the_right_owner(fake):
             task_touch(2, "11", to="owner"),
             task_touch(3, "", title="no id"),
             task_touch(4, "99"),
+            task_touch(5, "", to="owner", crm_ids={"hs": "11"}, owner="AE@vendor.com"),
         ])
-    assert [r.ok for r in results] == [True, True, False, False]
+    assert [r.ok for r in results] == [True, True, False, False, True]
     assert "crm_id" in results[2].error and "no company 99" in results[3].error
     owners = [t["properties"].get("hubspot_owner_id") for t in fake.tasks]
-    assert owners == ["501", "777"]
+    assert owners == ["501", "777", "501"]
     assert fake.tasks[0]["properties"]["hs_task_subject"] == "Call them"
     assert fake.tasks[0]["properties"]["hs_timestamp"] == "2026-12-01T09:00:00Z"
 

@@ -124,11 +124,12 @@ def test_tasks_for_the_right_owner(fake):
             task_touch(2, "001A", to="owner", due=None),
             task_touch(3, "001Z"),
             task_touch(4, ""),
+            task_touch(5, "", to=None, crm_ids={"sf": "001A"}, owner="ae@vendor.com"),
         ])
-    assert [r.ok for r in results] == [True, True, False, False]
+    assert [r.ok for r in results] == [True, True, False, False, True]
     assert results[0].provider_id == "00T00001"
     assert "no Account 001Z" in results[2].error and "crm_id" in results[3].error
-    assert [t["OwnerId"] for t in fake.tasks] == ["005AE", "005OWNER"]
+    assert [t["OwnerId"] for t in fake.tasks] == ["005AE", "005OWNER", "005AE"]
     assert fake.tasks[0]["ActivityDate"] == "2026-12-01" and "ActivityDate" not in fake.tasks[1]
     assert fake.tasks[0]["WhatId"] == "001A" and fake.tasks[0]["Subject"] == "Call O'Brien"
 
