@@ -33,3 +33,9 @@ def surge_alerts() -> int:
     from abm.services import alerts
 
     return len(alerts.surges())
+
+
+def refresh_kpi_rollups() -> int:
+    from abm.services import rollups
+
+    return rollups.refresh()

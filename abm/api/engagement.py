@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 from sqlalchemy import select
 
 from abm.api import bp
-from abm.auth import require_role
+from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.db import db
-from abm.errors import ApiError, NotFound
+from abm.errors import NotFound
 from abm.models import Account, Event, StageChange, Touch
 from abm.services import events as events_service
 from abm.services import scores
@@ -16,18 +16,42 @@ from abm.services import settings as settings_service
 
 MAX_EVENTS = 1000
 
+EVENT = register_schema("Event", {
+    "type": "object",
+    "description": "One engagement event; each is checked on its own and rejected by index.",
+    "properties": {
+        "type": {"type": "string", "examples": ["form_fill"]},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "email": {"type": "string"}, "account_domain": {"type": "string"}, "account_id": {"type": "integer"},
+        "contact_id": {"type": "integer"}, "touch_id": {"type": "integer"}, "url": {"type": "string"},
+        "source": {"type": "string"}, "dedup_key": {"type": "string"}, "visitor_id": {"type": "string"},
+        "quantity": {"type": "integer", "minimum": 1}, "properties": {"type": "object"},
+    },
+})
+EVENTS_BODY = {"oneOf": [
+    {"type": "array", "maxItems": MAX_EVENTS, "items": {}},
+    {"type": "object", "required": ["events"], "additionalProperties": False,
+     "properties": {"events": {"type": "array", "maxItems": MAX_EVENTS, "items": {}}}},
+]}
+ACCEPTED = register_schema("EventsAccepted", {
+    "type": "object", "required": ["accepted", "rejected"],
+    "properties": {"accepted": {"type": "integer"},
+                   "rejected": {"type": "array", "items": {"type": "object", "properties": {
+                       "index": {"type": "integer"}, "message": {"type": "string"}}}}}})
+BREAKDOWN = register_schema("EngagementBreakdown", {"type": "object", "properties": {
+    "score": {"type": "number"}, "engagement": {"enum": ["cold", "warm", "hot"]},
+    "by_type": {"type": "array"}, "by_contact": {"type": "array"}, "by_playbook": {"type": "array"},
+    "events": {"type": "array"}}})
+TIMELINE = register_schema("Timeline", {"type": "object", "properties": {"items": {"type": "array", "items": {
+    "type": "object", "properties": {"kind": {"enum": ["touch", "event", "stage"]},
+                                     "at": {"type": "string", "format": "date-time"}}}}}})
+
 
 @bp.post("/events")
-@require_role("admin", "manager")
-def post_events():
-    body = request.get_json(silent=True)
+@operation("Send a batch of up to 1,000 engagement events", roles=MANAGERS, tags=["engagement"],
+           body=EVENTS_BODY, responses={202: ("Accepted and rejected events, by index", ACCEPTED)})
+def post_events(body):
     items = body.get("events") if isinstance(body, dict) else body
-    if not isinstance(items, list):
-        raise ApiError(422, "the body must be a JSON array of events (or {\"events\": [...]})",
-                       [{"path": "(body)", "message": "expected an array"}])
-    if len(items) > MAX_EVENTS:
-        raise ApiError(422, f"at most {MAX_EVENTS} events per request; this one has {len(items)}",
-                       [{"path": "(body)", "message": f"{len(items)} events"}])
     allowed = set(settings_service.current()["weights"]) | {"email_delivered", "email_bounce", "unsubscribe"}
     accepted, rejected = [], []
     for index, raw in enumerate(items):
@@ -50,21 +74,20 @@ def _account(account_id: int) -> Account:
 
 
 @bp.get("/accounts/<int:account_id>/engagement")
-@require_role()
+@operation("An account's score broken down by event type, by contact and by playbook, with its events",
+           tags=["engagement"], responses={200: ("The breakdown", BREAKDOWN)})
 def account_engagement(account_id: int):
     _account(account_id)
     return jsonify(scores.breakdown(account_id))
 
 
 @bp.get("/accounts/<int:account_id>/timeline")
-@require_role()
-def account_timeline(account_id: int):
+@operation("Touches, events and stage changes of an account, newest first", tags=["engagement"],
+           query={"limit": {"type": "integer", "minimum": 1, "maximum": 500}},
+           responses={200: ("The timeline", TIMELINE)})
+def account_timeline(account_id: int, query):
     _account(account_id)
-    try:
-        limit = min(max(int(request.args.get("limit", 100)), 1), 500)
-    except ValueError:
-        raise ApiError(422, "limit must be a number", [{"path": "limit", "message": "not a number"}]) from None
-    return jsonify(items=timeline(account_id, limit))
+    return jsonify(items=timeline(account_id, query.get("limit", 100)))
 
 
 def timeline(account_id: int, limit: int = 100) -> list[dict]:

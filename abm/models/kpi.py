@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from abm.db import Base, UTCDateTime, utcnow
+from abm.db import Base, JSONType, UTCDateTime, utcnow
 
 
 class Cost(Base):
@@ -24,3 +24,14 @@ class Cost(Base):
     date_to: Mapped[date]
     source: Mapped[str] = mapped_column(String(50), default="api")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KpiRollup(Base):
+    """A KPI answer for one (grouping, period, filters), kept current by the workers."""
+
+    __tablename__ = "kpi_rollups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    data: Mapped[dict] = mapped_column(JSONType)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

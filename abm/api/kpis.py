@@ -1,0 +1,122 @@
+"""The shared KPIs over the API: by playbook, channel or product; lift; spend entries."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Response, jsonify
+
+from abm.api import bp
+from abm.api._openapi import MANAGERS, operation, register_schema
+from abm.errors import ApiError
+from abm.services import kpis, rollups
+
+PERIOD_QUERY = {
+    "from": {"type": "string", "description": "start date (YYYY-MM-DD) or time; default: 90 days before `to`"},
+    "to": {"type": "string", "description": "end date, inclusive (YYYY-MM-DD), or time; default: now"},
+}
+GROUP_QUERY = {
+    "group_by": {"enum": list(kpis.GROUPS), "description": "default: playbook"},
+    "playbook": {"type": "string", "description": "only this playbook (key)"},
+    "product": {"type": "string", "description": "only playbooks of this product"},
+    "format": {"enum": ["json", "csv"]},
+}
+KPI_ROW = register_schema("KpiGroup", {"type": "object", "properties": {
+    "group": {"type": "string"}, "touches": {"type": "integer"}, "accounts_reached": {"type": "integer"},
+    "engaged_accounts": {"type": "integer"}, "leads": {"type": "number"}, "cost": {"type": "number"},
+    "cost_per_lead": {"type": ["number", "null"]}, "opportunities": {"type": "number"},
+    "lead_to_opportunity_rate": {"type": ["number", "null"]}, "opportunity_to_won_rate": {"type": ["number", "null"]},
+    "pipeline_influenced": {"type": "number"}, "revenue_influenced": {"type": "number"},
+    "median_days_first_touch_to_opportunity": {"type": ["number", "null"]}}})
+KPIS = register_schema("Kpis", {"type": "object", "properties": {
+    "group_by": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
+    "groups": {"type": "array", "items": KPI_ROW}, "totals": {"type": "object"}, "funnel": {"type": "array"},
+    "attribution": {"type": "object"}}})
+LIFT = register_schema("Lift", {"type": "object", "properties": {
+    "playbook": {"type": "string"}, "enrolled": {"type": "integer"}, "held_out": {"type": "integer"},
+    "metrics": {"type": "array", "items": {"type": "object", "properties": {
+        "metric": {"type": "string"}, "enrolled_rate": {"type": ["number", "null"]},
+        "held_out_rate": {"type": ["number", "null"]}, "difference": {"type": ["number", "null"]},
+        "ci95": {"type": ["array", "null"]}, "sentence": {"type": "string"}}}}}})
+COST_BODY = {"type": "object", "additionalProperties": False, "required": ["amount"], "properties": {
+    "playbook": {"type": "string"}, "channel": {"type": "string"}, "product": {"type": "string"},
+    "amount": {"type": ["number", "string"]}, "currency": {"type": "string"},
+    "date": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}}}
+COST = register_schema("Cost", {"type": "object", "properties": {
+    "id": {"type": "integer"}, "playbook": {"type": ["string", "null"]}, "channel": {"type": ["string", "null"]},
+    "product": {"type": ["string", "null"]}, "amount": {"type": "string"}, "currency": {"type": "string"},
+    "from": {"type": "string"}, "to": {"type": "string"}}})
+
+
+def _period(query) -> kpis.Period:
+    try:
+        return kpis.Period.parse(query.get("from"), query.get("to"))
+    except kpis.KpiError as exc:
+        raise ApiError(422, str(exc), [{"path": "from" if "from" in str(exc) else "to", "message": str(exc)}]) from None
+
+
+def csv_response(rows: list[dict], name: str) -> Response:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+@bp.get("/kpis")
+@operation("The shared KPIs by playbook, channel or product over a period (JSON or CSV)", tags=["kpis"],
+           query={**PERIOD_QUERY, **GROUP_QUERY}, responses={200: ("The KPIs", KPIS)})
+def get_kpis(query):
+    period = _period(query)
+    try:
+        data = rollups.kpis(query.get("group_by", "playbook"), period, query.get("playbook"), query.get("product"))
+    except kpis.KpiError as exc:
+        raise ApiError(422, str(exc), [{"path": "group_by", "message": str(exc)}]) from None
+    if query.get("format") == "csv":
+        return csv_response(data["groups"], f"kpis-by-{data['group_by']}")
+    return jsonify(data)
+
+
+@bp.get("/kpis/velocity")
+@operation("Median days in each stage before moving on, for moves in the period", tags=["kpis"],
+           query={**PERIOD_QUERY, "format": {"enum": ["json", "csv"]}})
+def get_velocity(query):
+    rows = kpis.stage_velocity(_period(query))
+    return csv_response(rows, "stage-velocity") if query.get("format") == "csv" else jsonify(items=rows)
+
+
+@bp.get("/kpis/coverage")
+@operation("Target accounts reached and engaged, and buying roles reached", tags=["kpis"], query=PERIOD_QUERY)
+def get_coverage(query):
+    return jsonify(kpis.coverage(_period(query)))
+
+
+@bp.get("/kpis/accounts")
+@operation("The accounts behind one figure of the KPIs", tags=["kpis"],
+           query={**PERIOD_QUERY, "metric": {"enum": ["reached", "engaged", "leads", "opportunities", "won"],
+                                             "required": True},
+                  "group_by": {"enum": list(kpis.GROUPS), "required": True},
+                  "group": {"type": "string", "required": True}})
+def get_kpi_accounts(query):
+    ids = kpis.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query))
+    return jsonify(account_ids=ids, count=len(ids))
+
+
+@bp.get("/playbooks/<key>/lift")
+@operation("Enrolled against held-out accounts: engaged, opportunity and won rates with 95% intervals",
+           tags=["kpis"], responses={200: ("The lift", LIFT)})
+def get_lift(key: str):
+    return jsonify(kpis.lift(key))
+
+
+@bp.post("/costs")
+@operation("Record spend for a playbook, channel or product over a date or period", roles=MANAGERS,
+           tags=["kpis"], body=COST_BODY, responses={201: ("The spend entry", COST)})
+def post_cost(body):
+    cost = kpis.record_cost(body)
+    return jsonify(id=cost.id, playbook=cost.playbook_key, channel=cost.channel, product=cost.product,
+                   amount=str(cost.amount), currency=cost.currency, **{"from": cost.date_from.isoformat(),
+                                                                       "to": cost.date_to.isoformat()}), 201
