@@ -156,8 +156,8 @@ class LinkedInConnector(Connector):
         seg_name = self._segment_name(name, seg_type, both)
         found = self._find_segment(seg_name, seg_type)
         if found is not None:
-            segments[key] = {"id": found, "created_at": None}
-            return segments[key]
+            segments[key] = found
+            return found
         response = self.client.post("/dmpSegments", json={
             "name": seg_name, "account": self.account_urn, "accessPolicy": "PRIVATE", "type": seg_type,
             "sourcePlatform": self.settings.get("source_platform") or "LIST_UPLOAD",
@@ -169,7 +169,11 @@ class LinkedInConnector(Connector):
         segments[key] = {"id": segment_id, "created_at": time.time()}
         return segments[key]
 
-    def _find_segment(self, seg_name: str, seg_type: str) -> str | None:
+    def _find_segment(self, seg_name: str, seg_type: str) -> dict[str, Any] | None:
+        """The segment record of an existing list of that name and type, if any.
+
+        Its ``created`` time (ms) is kept, so that a list another run created a moment
+        ago still gets the "not ready yet" treatment."""
         start, count = 0, 100
         for _ in range(20):
             data = self.client.get("/dmpSegments", params={
@@ -177,7 +181,9 @@ class LinkedInConnector(Connector):
             elements = data.get("elements") or []
             for element in elements:
                 if element.get("name") == seg_name and element.get("type") in (seg_type, None):
-                    return str(element.get("id"))
+                    created = element.get("created")
+                    return {"id": str(element.get("id")),
+                            "created_at": created / 1000 if isinstance(created, int | float) else None}
             total = (data.get("paging") or {}).get("total")
             start += count
             if not elements or (isinstance(total, int) and start >= total):

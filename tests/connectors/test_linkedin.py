@@ -112,6 +112,19 @@ def test_not_ready_404_after_creation_is_retryable_then_succeeds():
         assert len(posts_to(server, "/rest/dmpSegments")) == 1
 
 
+def test_a_list_found_by_name_just_after_creation_is_not_ready_not_gone():
+    fake = FakeLinkedIn(token=TOKEN, not_ready_calls=2)
+    with serve(fake.app) as server:
+        with pytest.raises(RetryableError, match="not ready"):
+            make(server).send([audience_touch(1)])
+        lost_state: dict = {}  # the caller did not keep the state of the failed run
+        with pytest.raises(RetryableError, match="not ready"):
+            make(server, state=lost_state).send([audience_touch(1)])
+        assert lost_state["linkedin"]["segments"]["COMPANY:Target accounts"]["id"] == "9001"
+        assert make(server, state=lost_state).send([audience_touch(1)])[0].ok
+        assert len(posts_to(server, "/rest/dmpSegments")) == 1
+
+
 def test_404_on_an_old_segment_forgets_it_and_recreates(fake):
     with serve(fake.app) as server:
         state = {"linkedin": {"segments": {"COMPANY:Target accounts": {"id": "777", "created_at": None}}}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from flask import Response, request
@@ -63,7 +64,8 @@ class FakeLinkedIn(Fake):
                 return Response(json.dumps({"status": 403, "message": "Not enough permissions"}), 403,
                                 content_type="application/json")
             segment_id = str(9000 + len(self.segments) + 1)
-            self.segments[segment_id] = {**body, "id": int(segment_id), "not_ready": self.not_ready_calls}
+            self.segments[segment_id] = {**body, "id": int(segment_id), "not_ready": self.not_ready_calls,
+                                         "created": int(time.time() * 1000)}
             self.members[segment_id] = set()
             return Response("", 201, headers={"x-restli-id": segment_id})
 
