@@ -14,7 +14,8 @@ name, and ``action``, ``add`` or ``remove``). The people it concerns are the tou
     }
 
 Emails are trimmed, lowercased and SHA-256 hashed here, before anything leaves the
-process: no ad connector ever sees, sends or logs an unhashed email.
+process: no ad connector ever sends or logs an unhashed email. Contacts with an
+``erased_at`` are left out.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def people_of(touch: Touch) -> list[Person]:
     people: list[Person] = []
     company = touch.account.get("name")
     for contact in contacts:
+        if contact.get("erased_at"):
+            continue  # erased on request (GDPR): never uploaded again
         digest = hashed_email(contact)
         if digest is None or digest in seen:
             continue

@@ -37,7 +37,8 @@ def test_settings_schema():
 def test_audience_created_and_filled_with_hashes_only(fake):
     with serve(fake.app) as server:
         connector = make(server)
-        results = connector.send([audience_touch(1, contacts=people(2)),
+        erased = {"email": "gone@example.com", "erased_at": "2026-01-01T00:00:00+00:00"}
+        results = connector.send([audience_touch(1, contacts=people(2) + [erased]),
                                   audience_touch(2, contacts=people(1, 5))])
         assert all(r.ok for r in results)
         audience = connector.context.state["meta"]["audiences"]["Target accounts"]
