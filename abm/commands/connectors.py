@@ -25,7 +25,7 @@ def list_command():
         calls, seconds = service.rate_limit_of(row)
         table.append((row.name, row.type, ",".join(service.channels_of(row)) or "-",
                       "yes" if row.enabled else "no", ",".join(row.default_for or []) or "-",
-                      f"{calls}/{seconds}", f"{row.unit_cost or 0:g}"))
+                      f"{calls}/{seconds}", f"{float(row.unit_cost or 0):g}"))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())

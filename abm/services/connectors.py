@@ -132,6 +132,11 @@ def rate_limit_of(config: ConnectorConfig) -> tuple[int, int]:
     return tuple(cls.rate_limit) if cls else (10, 1)
 
 
+def rate_limit(name: str) -> tuple[int, int]:
+    """(calls, seconds) of the connector called ``name``: what the workers pace it at."""
+    return rate_limit_of(get_config(name))
+
+
 # -- serializing -----------------------------------------------------------------------
 
 def masked_settings(config: ConnectorConfig) -> tuple[dict[str, Any], bool]:
