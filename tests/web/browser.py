@@ -3,7 +3,8 @@
 Use it from any test package: import the fixtures into your ``conftest.py`` (or test
 module) and mark the tests ``@pytest.mark.browser``::
 
-    from tests.web.browser import browser_page, chromium, live_app, live_server, new_page  # noqa: F401
+    from tests.web.browser import (  # noqa: F401
+        browser_page, chromium, live_app, live_server, make_live_user, new_page)
 
     @pytest.mark.browser
     def test_my_page(live_server, browser_page, make_live_user):
@@ -14,13 +15,14 @@ module) and mark the tests ``@pytest.mark.browser``::
         browser_page.screenshot(path=live_server.tmp / "playbooks.png", full_page=True)
 
 Fixtures:
-- ``live_app``: the app on an empty, migrated SQLite database (one backend only), its app
-  context pushed, so a test can add rows with ``db.session`` (commit them: the server
+- ``live_app``: the app on an empty, migrated SQLite database (one backend only), CSRF
+  on as in production, its app context pushed, so a test can add rows with ``db.session`` (commit them: the server
   answers from other threads).
 - ``live_server``: ``live_app`` served by werkzeug on 127.0.0.1 (a free port) in a thread;
   ``.url``, ``.app``, ``.tmp`` (the test's tmp dir), ``.login(page, user, password)``,
   ``.requests`` (every URL the browser asked for, to prove nothing came from elsewhere).
-- ``make_live_user(role, ...)``: like ``make_user`` but for ``live_app``.
+- ``make_live_user(role, email=None, password="password123", name="")``: a user of
+  ``live_app`` (committed, with a cheap password hash).
 - ``chromium``: one browser per test session (/usr/bin/chromium, or ``ABM_CHROMIUM``).
   Missing: the tests are skipped, or fail when ``CI=true``.
 - ``new_page(width=1280, height=800, mobile=False)``: a fresh browser context and page;
@@ -49,7 +51,7 @@ def live_app(instance_dir, redis_url):
     from abm.db import db
     from tests.conftest import empty_database, make_app
 
-    application = make_app("sqlite", instance_dir, redis_url)
+    application = make_app("sqlite", instance_dir, redis_url, WTF_CSRF_ENABLED=True)
     empty_database(db.engine)
     redis_lib.Redis.from_url(redis_url).flushdb()
     with application.app_context():
@@ -92,14 +94,20 @@ def live_server(live_app, tmp_path):
 
 @pytest.fixture
 def make_live_user(live_app):
+    from werkzeug.security import generate_password_hash
+
+    from abm.db import db
     from abm.services.users import create_user
 
     counter = {"n": 0}
 
     def _make(role: str = "admin", email: str | None = None, password: str = "password123", name: str = ""):
         counter["n"] += 1
-        return create_user(email=email or f"{role}{counter['n']}@example.com", role=role,
-                           password=password, name=name)
+        user = create_user(email=email or f"{role}{counter['n']}@example.com", role=role, password=None,
+                           name=name)
+        user.password_hash = generate_password_hash(password, method="pbkdf2:sha256:1000")
+        db.session.commit()
+        return user
 
     return _make
 

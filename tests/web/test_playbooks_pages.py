@@ -1,0 +1,272 @@
+"""The playbook pages: the list, a playbook's page (life cycle, versions, enrollments,
+funnel, touches, failures), the editor (located errors, plan, apply) and roles."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from abm.db import db
+from abm.models import Enrollment, PlaybookVersion, Touch
+from abm.models import Playbook as PlaybookRow
+from tests.engine.conftest import make_account
+
+GOOD = """version: 1
+key: web-pb
+name: Web playbook
+audience:
+  where: {tier: [1]}
+holdout: 0%
+steps:
+  - id: hello
+    email:
+      to: {roles: [decision_maker]}
+      subject: "Hello {{ account.name }}"
+      body: "<p>Hi {{ contact.first_name }}</p><script>alert(1)</script>"
+  - wait: 3d
+  - id: tell-ae
+    alert:
+      to: owner
+      message: "{{ account.name }} got the intro"
+"""
+
+# Line 9: a role with a dash; line 10: a template name that does not exist.
+BAD = """version: 1
+key: bad-pb
+name: Bad
+audience:
+  where: {tier: [1]}
+steps:
+  - id: hello
+    email:
+      to: {roles: [decision-maker]}
+      subject: "Hi {{ account.nme }}"
+      body: "x"
+"""
+
+
+@pytest.fixture
+def connectors(app):
+    """The demo connectors (outbox for email, log for the rest), as a fresh install has."""
+    from abm.services import connectors as service
+
+    service.ensure_demo_connectors()
+    db.session.commit()
+
+
+def _apply(client, source=GOOD):
+    return client.post("/playbooks/_apply", data={"source": source})
+
+
+def _playbook(key="web-pb"):
+    return db.session.execute(select(PlaybookRow).where(PlaybookRow.key == key)).scalar_one_or_none()
+
+
+def test_editor_shows_located_errors_and_highlights_their_lines(as_role, connectors):
+    client = as_role("manager")
+    resp = client.post("/playbooks/_check", data={"source": BAD, "action": "validate"})
+    assert resp.status_code == 422
+    html = resp.get_data(as_text=True)
+    items = re.findall(r'<li data-line="(\d+)"><a href="#L(\d+)"[^>]*>(\d+):(\d+)</a> <span class="path">([^<]+)</span>: '
+                       r'([^<]+)</li>', html)
+    assert len(items) == 2, html
+    role_error = next(i for i in items if i[4] == "steps[0].email.to.roles[0]")
+    assert role_error[0] == role_error[1] == role_error[2] == "9"
+    assert "decision_maker" in role_error[5]
+    template_error = next(i for i in items if i[0] == "10")
+    assert "nme" in template_error[5]
+    # The gutter marks lines 9 and 10 and a band sits behind each of them; the source is kept.
+    assert re.findall(r'<li id="L(\d+)" class="err">', html) == ["9", "10"]
+    assert re.findall(r'class="pb-band" data-line="(\d+)"', html) == ["9", "10"]
+    assert "{roles: [decision-maker]}" in html
+    # Applying the broken playbook stores nothing and shows the same errors.
+    resp = _apply(client, BAD)
+    assert resp.status_code == 422 and "2 errors" in resp.get_data(as_text=True)
+    assert _playbook("bad-pb") is None
+
+
+def test_yaml_syntax_errors_and_empty_sources_are_located_too(as_role, connectors):
+    client = as_role("manager")
+    html = client.post("/playbooks/_check", data={"source": "version: 1\nkey: [oops\n"}).get_data(as_text=True)
+    assert re.search(r'<span class="path">yaml</span>: ', html) and 'class="err"' in html
+    resp = client.post("/playbooks/_check", data={"source": "   "})
+    assert resp.status_code == 422 and "the playbook is empty" in resp.get_data(as_text=True)
+
+
+def test_apply_a_valid_playbook_then_a_new_version(as_role, connectors):
+    client = as_role("manager")
+    valid = client.post("/playbooks/_check", data={"source": GOOD, "action": "validate"})
+    assert valid.status_code == 200 and "creates the playbook as a draft" in valid.get_data(as_text=True)
+    assert _playbook() is None  # validating stores nothing
+
+    resp = _apply(client)
+    assert resp.status_code == 302 and resp.location == "/playbooks/web-pb"
+    page = client.get(resp.location).get_data(as_text=True)
+    assert "Stored version 1 of web-pb" in page and 'id="status">draft<' in page
+    assert 'id="version-1"' in page
+
+    edited = GOOD.replace("Hello", "Hi there")
+    html = client.post("/playbooks/_check", data={"source": edited}).get_data(as_text=True)
+    assert "Applying stores version 2 of this playbook" in html
+    resp = _apply(client, edited)
+    page = client.get(resp.location).get_data(as_text=True)
+    assert "Stored version 2 of web-pb" in page
+    assert 'id="version-2"' in page and 'id="version-1"' in page
+    assert _playbook().current_version == 2
+
+    # Each version's source is viewable, and the editor opens the current one.
+    v1 = client.get("/playbooks/web-pb/versions/1").get_data(as_text=True)
+    assert "subject: &#34;Hello {{ account.name }}&#34;" in v1 or 'subject: "Hello' in v1.replace("&#34;", '"')
+    v2 = client.get("/playbooks/web-pb/versions/2").get_data(as_text=True).replace("&#34;", '"')
+    assert 'subject: "Hi there {{ account.name }}"' in v2
+    assert client.get("/playbooks/web-pb/versions/9").status_code == 404
+    editor = client.get("/playbooks/web-pb/edit").get_data(as_text=True).replace("&#34;", '"')
+    assert "Hi there {{ account.name }}" in editor and "Loaded from version 2" in editor
+    assert "Hello {{ account.name }}" in client.get("/playbooks/web-pb/edit?version=1").get_data(
+        as_text=True).replace("&#34;", '"')
+
+    listing = client.get("/playbooks").get_data(as_text=True)
+    assert 'id="playbook-web-pb"' in listing and "Web playbook" in listing
+
+
+def test_plan_shows_the_dry_run(as_role, connectors):
+    make_account("Alpha")
+    make_account("Beta", tier=2)
+    make_account("Gamma", contacts=())
+    client = as_role("ae")  # AEs may plan
+    resp = client.post("/playbooks/_check", data={"source": GOOD, "action": "plan"})
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert re.search(r'id="plan-entering">2<', html) and re.search(r'id="plan-held-out">0<', html)
+    assert re.findall(r'<li><a href="/accounts/\d+">(\w+)</a>', html) == ["Alpha", "Gamma"]
+    steps = re.findall(r'<tr data-step="([^"]+)">.*?<td data-label="When">([^<]+)</td>\s*'
+                       r'<td class="num" data-label="Touches">([^<]+)</td>', html, re.S)
+    assert [(s, w) for s, w, _ in steps] == [("hello", "at once"), ("step-2", "at once"), ("tell-ae", "after 3d")]
+    assert steps[0][2] == "1"  # Gamma has no contact
+    assert "1 account(s) have no reachable contact" in html
+    assert "<strong>Subject:</strong> Hello Alpha" in html
+    # The preview is sandboxed, with its own CSP; the script is only text in the srcdoc.
+    frame = re.search(r'<iframe sandbox="" [^>]*srcdoc="([^"]*)"', html).group(1)
+    assert "Content-Security-Policy" in frame and "default-src &#39;none&#39;" in frame
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in frame and "<script>alert(1)" not in html
+    assert _playbook() is None  # planning stores nothing
+
+
+def test_roles_ae_reads_and_plans_but_may_not_apply_or_change_status(as_role, connectors):
+    manager = as_role("manager")
+    _apply(manager)
+    ae = as_role("ae")
+    assert ae.get("/playbooks").status_code == 200
+    page = ae.get("/playbooks/web-pb")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "/playbooks/web-pb/activate" not in html and "A manager or an admin activates" in html
+    editor = ae.get("/playbooks/_new").get_data(as_text=True)
+    assert "Validate" in editor and "/playbooks/_apply" not in editor
+
+    resp = _apply(ae, GOOD.replace("Hello", "Howdy"))
+    assert resp.status_code == 403 and "role (ae) may not" in resp.get_data(as_text=True)
+    for action in ("activate", "pause", "resume", "archive"):
+        assert ae.post(f"/playbooks/web-pb/{action}").status_code == 403
+    row = _playbook()
+    assert row.current_version == 1 and row.status == "draft"
+    assert db.session.execute(select(func.count()).select_from(PlaybookVersion)).scalar_one() == 1
+
+    admin = as_role("admin")
+    assert "/playbooks/web-pb/activate" in admin.get("/playbooks/web-pb").get_data(as_text=True)
+    assert admin.get("/playbooks/nope").status_code == 404
+    anonymous = manager.application.test_client()
+    assert anonymous.get("/playbooks").status_code == 302
+
+
+def test_activate_pause_resume_archive_through_the_page(as_role, connectors):
+    make_account("Alpha")
+    client = as_role("manager")
+    _apply(client)
+
+    resp = client.post("/playbooks/web-pb/activate")
+    assert resp.status_code == 302
+    html = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert "Playbook web-pb activated. 1 account(s) enrolled." in html and 'id="status">active<' in html
+    assert "/playbooks/web-pb/pause" in html and "/playbooks/web-pb/resume" not in html
+
+    client.post("/playbooks/web-pb/pause")
+    html = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert "Playbook web-pb paused." in html and 'id="status">paused<' in html
+    assert _playbook().status == "paused"
+
+    # Pausing twice is explained, not a crash.
+    client.post("/playbooks/web-pb/pause")
+    html = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert "Could not pause web-pb: playbook &#39;web-pb&#39; is paused; only an active playbook can be paused." in html
+
+    client.post("/playbooks/web-pb/resume")
+    html = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert "Playbook web-pb resumed." in html and 'id="status">active<' in html
+
+    client.post("/playbooks/web-pb/archive")
+    html = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert 'id="status">archived<' in html and "1 running enrollment(s) ended" in html
+    assert "Archived. Apply it again under a new key" in html
+    assert client.post("/playbooks/nope/pause").status_code == 404
+
+
+def _bar(html: str, section: str, label: str) -> str:
+    part = html.split(f'class="{section}"', 1)[1].split("</svg>", 1)[0]
+    return re.search(rf"<title>{re.escape(label)}: ([\d,]+)</title>", part).group(1)
+
+
+def test_page_draws_enrollments_funnel_touches_and_failures(as_role, connectors):
+    client = as_role("manager")
+    _apply(client)
+    row = _playbook()
+    version = db.session.execute(select(PlaybookVersion).where(PlaybookVersion.playbook_id == row.id)).scalar_one()
+    accounts = [make_account(f"Acct{i}") for i in range(5)]
+    # step_index: 0 = at hello, 1 = at the wait, 2 = at tell-ae, 3 = past the end.
+    layout = [("active", 0), ("waiting", 1), ("active", 2), ("completed", 3), ("held_out", 0)]
+    enrollments = []
+    for account, (state, index) in zip(accounts, layout, strict=True):
+        e = Enrollment(playbook_id=row.id, version_id=version.id, account_id=account.id, state=state, step_index=index)
+        db.session.add(e)
+        enrollments.append(e)
+    db.session.flush()
+    for n, (e, status) in enumerate(zip(enrollments[:4], ["sent", "sent", "failed", "queued"], strict=True)):
+        db.session.add(Touch(enrollment_id=e.id, playbook_id=row.id, account_id=e.account_id, contact_key=n,
+                             step_id="hello", kind="email", channel="email", connector="outbox", status=status,
+                             error="smtp said 550: mailbox unavailable" if status == "failed" else None))
+    db.session.commit()
+
+    html = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert _bar(html, "enrollment-states", "active") == "2"
+    assert _bar(html, "enrollment-states", "held out") == "1"
+    assert _bar(html, "enrollment-states", "completed") == "1"
+    assert _bar(html, "funnel", "hello") == "4"
+    assert _bar(html, "funnel", "step-2") == "3"
+    assert _bar(html, "funnel", "tell-ae") == "2"
+    assert _bar(html, "touch-statuses", "sent") == "2"
+    assert _bar(html, "touch-statuses", "failed") == "1"
+    assert _bar(html, "touch-statuses", "suppressed") == "0"
+    failures = html.split('class="cards failures"', 1)[1]
+    assert "smtp said 550: mailbox unavailable" in failures and "Acct2" in failures
+
+
+def test_forms_need_the_csrf_token(app, backend, instance_dir, redis_url, quick_user, connectors):
+    from tests.conftest import make_app
+
+    user = quick_user("manager")
+    csrf_app = make_app(backend, instance_dir, redis_url, WTF_CSRF_ENABLED=True)
+    client = csrf_app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/login", data={"email": user.email, "password": "password123",
+                                       "csrf_token": token}).status_code == 302
+    assert client.post("/playbooks/_apply", data={"source": GOOD}).status_code == 400
+    assert client.post("/playbooks/_check", data={"source": GOOD}).status_code == 400
+    editor = client.get("/playbooks/_new").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', editor).group(1)
+    assert client.post("/playbooks/_apply", data={"source": GOOD, "csrf_token": token}).status_code == 302
+    assert client.post("/playbooks/web-pb/activate").status_code == 400
+    with csrf_app.app_context():
+        assert _playbook().status == "draft"
