@@ -1,0 +1,269 @@
+"""The playbook pages: the list, a playbook's page (life cycle, versions, enrollments,
+funnel, touches, failures) and the editor (validate, plan, apply).
+
+Everything goes through :mod:`abm.services.playbooks`, as the API does; the only
+queries here are the read-only aggregates the pages draw (counts per state, per step,
+per status, the latest failures), which the service does not offer.
+
+URLs: editor pages start with ``_`` (``/playbooks/_new``, ``/playbooks/_check``,
+``/playbooks/_apply``) because a playbook key can never contain one, so no key shadows
+them. AEs may read and plan; applying and the life cycle need a manager or an admin.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from abm.db import db
+from abm.errors import ApiError
+from abm.models import Account, Enrollment, PlaybookVersion, Touch, User
+from abm.models import Playbook as PlaybookRow
+from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STATUSES
+from abm.services import playbooks as service
+from abm.web._access import MANAGERS, role_required
+
+bp = Blueprint("playbooks", __name__)
+
+MAX_SOURCE = 512 * 1024
+FAILURES_SHOWN = 20
+LIFE_CYCLE = {
+    "activate": "activated", "pause": "paused", "resume": "resumed", "archive": "archived",
+}
+#: The life-cycle buttons each status offers, in order.
+ACTIONS_BY_STATUS = {
+    "draft": ("activate", "archive"),
+    "active": ("pause", "archive"),
+    "paused": ("resume", "archive"),
+    "archived": (),
+}
+STARTER = """version: 1
+key: my-playbook
+name: My playbook
+audience:
+  where:
+    tier: [1]
+steps:
+  - id: intro
+    email:
+      to: {roles: [decision_maker]}
+      subject: "{{ account.name }} and you"
+      body: "<p>Hi {{ contact.first_name or 'there' }},</p>"
+"""
+
+
+def may_manage() -> bool:
+    return current_user.role in MANAGERS
+
+
+# -- the list -------------------------------------------------------------------------
+
+
+@bp.get("/playbooks")
+@role_required()
+def index():
+    status = request.args.get("status") or None
+    if status not in (None, *PLAYBOOK_STATUSES):
+        status = None
+    stmt = select(PlaybookRow).order_by(PlaybookRow.name, PlaybookRow.key)
+    if status:
+        stmt = stmt.where(PlaybookRow.status == status)
+    rows = db.session.execute(stmt).scalars().all()
+    counts: dict[int, dict[str, int]] = {}
+    for playbook_id, state, n in db.session.execute(
+            select(Enrollment.playbook_id, Enrollment.state, func.count())
+            .group_by(Enrollment.playbook_id, Enrollment.state)):
+        counts.setdefault(playbook_id, {})[state] = n
+    by_status = dict(db.session.execute(select(PlaybookRow.status, func.count()).group_by(PlaybookRow.status)).all())
+    return render_template("web/playbooks/list.html", rows=rows, counts=counts, status=status,
+                           by_status=by_status, statuses=PLAYBOOK_STATUSES, may_manage=may_manage())
+
+
+# -- one playbook ---------------------------------------------------------------------
+
+
+def _funnel(row: PlaybookRow, steps) -> list[dict]:
+    """How many enrollments (held-out ones aside) reached or passed each step of the
+    current version. An enrollment at step index ``i`` of its own version has reached
+    its steps ``0..i``; steps are matched by id across versions, so an enrollment still
+    on an older version counts for the steps that version shares with the current one."""
+    versions = {v.id: service.compiled(v) for v in db.session.execute(
+        select(PlaybookVersion).where(PlaybookVersion.playbook_id == row.id)).scalars()}
+    reached = {step.id: 0 for step in steps}
+    for version_id, index, n in db.session.execute(
+            select(Enrollment.version_id, Enrollment.step_index, func.count())
+            .where(Enrollment.playbook_id == row.id, Enrollment.state != "held_out")
+            .group_by(Enrollment.version_id, Enrollment.step_index)):
+        pb = versions.get(version_id)
+        if pb is None:
+            continue
+        for step in pb.steps[:index + 1]:
+            if step.id in reached:
+                reached[step.id] += n
+    return [{"label": step.id, "value": reached[step.id]} for step in steps]
+
+
+def _failures(row: PlaybookRow) -> list[dict]:
+    stmt = (select(Touch, Account.name).join(Account, Account.id == Touch.account_id)
+            .where(Touch.playbook_id == row.id, Touch.status == "failed")
+            .order_by(Touch.updated_at.desc(), Touch.id.desc()).limit(FAILURES_SHOWN))
+    return [{"touch": t, "account": name} for t, name in db.session.execute(stmt).all()]
+
+
+def _versions(row: PlaybookRow) -> list[dict]:
+    stmt = (select(PlaybookVersion, User.email).outerjoin(User, User.id == PlaybookVersion.created_by)
+            .where(PlaybookVersion.playbook_id == row.id).order_by(PlaybookVersion.version.desc()))
+    out = []
+    for version, email in db.session.execute(stmt).all():
+        out.append({"version": version.version, "created_at": version.created_at, "by": email,
+                    "lines": version.source.count("\n") + (0 if version.source.endswith("\n") else 1),
+                    "current": version.version == row.current_version})
+    return out
+
+
+@bp.get("/playbooks/<key>")
+@role_required()
+def show(key: str):
+    row = service.get(key)
+    summary = service.serialize(row, with_versions=True)
+    pb = service.compiled(service.current_version(row))
+    enrollments = [{"label": state.replace("_", " "), "value": summary["enrollments"].get(state, 0)}
+                   for state in ENROLLMENT_STATES]
+    touch_counts = service.touch_counts(key)
+    touches = [{"label": status, "value": touch_counts.get(status, 0)} for status in TOUCH_STATUSES]
+    return render_template(
+        "web/playbooks/show.html", row=row, pb=pb, summary=summary, enrollments=enrollments,
+        enrolled_total=sum(e["value"] for e in enrollments), funnel=_funnel(row, pb.steps),
+        touches=touches, touches_total=sum(t["value"] for t in touches), failures=_failures(row),
+        versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage())
+
+
+@bp.get("/playbooks/<key>/versions/<int:number>")
+@role_required()
+def version(key: str, number: int):
+    row = service.get(key)
+    found = service.source_of(key, number)
+    return render_template("web/playbooks/version.html", row=row, version=found,
+                           lines=found.source.splitlines() or [""], may_manage=may_manage())
+
+
+@bp.post("/playbooks/<key>/<any(activate, pause, resume, archive):action>")
+@role_required(*MANAGERS)
+def life_cycle(key: str, action: str):
+    try:
+        result = getattr(service, action)(key)
+    except ApiError as exc:
+        db.session.rollback()
+        if exc.status == 404:
+            raise
+        flash(f"Could not {action} {key}: {exc.message}.", "error")
+        return redirect(url_for("playbooks.show", key=key))
+    message = f"Playbook {key} {LIFE_CYCLE[action]}."
+    if action == "activate" and "enrolled" in result:
+        message += f" {result['enrolled']} account(s) enrolled"
+        if result.get("held_out"):
+            message += f", {result['held_out']} held out"
+        message += "."
+    elif action == "resume":
+        message += f" {result.get('requeued', 0)} queued touch(es) sent on their way again."
+    elif action == "archive":
+        message += (f" {result.get('exited', 0)} running enrollment(s) ended, "
+                    f"{result.get('skipped_touches', 0)} unsent touch(es) skipped.")
+    flash(message, "success")
+    return redirect(url_for("playbooks.show", key=key))
+
+
+# -- the editor -----------------------------------------------------------------------
+
+
+def _editor(source: str, *, status: int = 200, errors=None, checked: bool = False, plan=None,
+            valid=None, existing: PlaybookRow | None = None, based_on: str | None = None):
+    lines = source.split("\n")
+    if lines and lines[-1] == "" and len(lines) > 1:
+        lines.pop()
+    error_lines = sorted({e.line for e in errors or []})
+    return render_template(
+        "web/playbooks/editor.html", source=source, line_count=len(lines), errors=errors or [],
+        error_lines=error_lines, checked=checked, plan=plan, valid=valid, existing=existing, based_on=based_on,
+        may_manage=may_manage(),
+    ), status
+
+
+def _filename(source_key: str | None) -> str:
+    return f"{source_key}.yaml" if source_key else "playbook.yaml"
+
+
+def _posted_source() -> str:
+    source = (request.form.get("source") or "").replace("\r\n", "\n")
+    if len(source.encode("utf-8")) > MAX_SOURCE:
+        abort(413, description=f"a playbook may be at most {MAX_SOURCE // 1024} KiB")
+    return source
+
+
+def _known(key: str | None) -> PlaybookRow | None:
+    if not key:
+        return None
+    return db.session.execute(select(PlaybookRow).where(PlaybookRow.key == key)).scalar_one_or_none()
+
+
+@bp.get("/playbooks/_new")
+@role_required()
+def new():
+    return _editor(STARTER)
+
+
+@bp.get("/playbooks/<key>/edit")
+@role_required()
+def edit(key: str):
+    row = service.get(key)
+    number = request.args.get("version", type=int)
+    found = service.source_of(key, number)
+    return _editor(found.source, existing=row, based_on=f"version {found.version}")
+
+
+@bp.post("/playbooks/_check")
+@role_required()
+def check():
+    """Validate, or plan (the dry run): both store nothing, so every role may."""
+    source = _posted_source()
+    action = request.form.get("action", "validate")
+    if not source.strip():
+        return _editor(source, status=422, checked=True, errors=[_empty_error()])
+    result = service.validate(source, "playbook.yaml")
+    if result.errors:
+        return _editor(source, status=422, checked=True, errors=result.errors)
+    pb = result.playbook
+    existing = _known(pb.key)
+    plan = None
+    if action == "plan":
+        try:
+            plan = service.plan(source, "playbook.yaml")
+        except service.PlaybookInvalid as exc:
+            return _editor(source, status=422, checked=True, errors=exc.errors)
+    valid = {"key": pb.key, "name": pb.name, "steps": len(pb.steps),
+             "next_version": (existing.current_version + 1) if existing else 1}
+    return _editor(source, checked=True, plan=plan, valid=valid, existing=existing)
+
+
+@bp.post("/playbooks/_apply")
+@role_required(*MANAGERS)
+def apply():
+    source = _posted_source()
+    if not source.strip():
+        return _editor(source, status=422, checked=True, errors=[_empty_error()])
+    try:
+        row, number = service.apply(source, "playbook.yaml", actor_id=current_user.id)
+    except service.PlaybookInvalid as exc:
+        db.session.rollback()
+        return _editor(source, status=422, checked=True, errors=exc.errors)
+    flash(f"Stored version {number} of {row.key}." + (
+        " It is a draft: activate it to enroll accounts." if row.status == "draft" else
+        " New enrollments use it; running ones finish on the version they started on."), "success")
+    return redirect(url_for("playbooks.show", key=row.key))
+
+
+def _empty_error():
+    from playbooks.errors import PlaybookError
+
+    return PlaybookError("playbook.yaml", 1, 1, "playbook", "the playbook is empty; paste or write its YAML")
