@@ -12,9 +12,10 @@ class AppWorker(Worker):
 
     flask_app = None
 
-    def perform_job(self, job, queue):
+    def perform_job(self, job, queue, *args, **kwargs):
+        # RQ 3 passes the execution as a third argument.
         with self.flask_app.app_context():
-            return super().perform_job(job, queue)
+            return super().perform_job(job, queue, *args, **kwargs)
 
 
 def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool = False) -> int:
