@@ -209,3 +209,25 @@ def test_operations_are_in_the_openapi_document(api):
     assert set(paths["/connectors/{name}"]) == {"get", "patch", "delete"}
     assert set(paths["/connectors/{name}/test"]) == {"post"} and set(paths["/connector-types"]) == {"get"}
     assert "Connector" in document["components"]["schemas"]
+
+
+def test_instantiate_builds_the_connector_with_the_product_context_and_its_state(app):
+    import pytest
+
+    from abm.services import connectors as service
+    from connectors.base import ConnectorError
+
+    service.ensure_demo_connectors()
+    service.save_state("log", {"cursor": "abc", "lists": {"tier-1": "42"}})
+    connector = service.instantiate("log")
+    assert connector.name == "log" and connector.context.base_url == app.config["BASE_URL"]
+    assert connector.context.outbox_dir == app.config["OUTBOX_DIR"]
+    assert connector.context.state == {"cursor": "abc", "lists": {"tier-1": "42"}}
+    assert service.rate_limit("log") == (10000, 1)
+    service.set_rate_limit("log", "600/60")
+    assert service.rate_limit("log") == (600, 60)
+    service.set_enabled("log", False)
+    with pytest.raises(ConnectorError, match="connector 'log' is disabled"):
+        service.instantiate("log")
+    with pytest.raises(ConnectorError, match="connector 'nope' not found"):
+        service.instantiate("nope")
