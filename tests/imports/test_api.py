@@ -1,0 +1,67 @@
+"""POST /api/v1/imports/accounts and /imports/contacts: CSV body or multipart file."""
+
+from __future__ import annotations
+
+import io
+
+from sqlalchemy import select
+
+from abm.db import db
+from abm.models import Account, AuditLog, Contact
+
+ACCOUNTS = "Company name,Company Domain Name,Number of Employees\nAcme,acme.com,\"1,200\"\nBad,,5\n"
+
+
+def test_csv_body_imports_and_reports_row_errors(api):
+    client = api("manager")
+    resp = client.post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv")
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert (body["created"], body["updated"], body["skipped"]) == (1, 0, 0)
+    assert body["errors"] == [{"row": 3, "column": "domain", "message": "the domain is empty; row not imported"}]
+    assert db.session.execute(select(Account.employees)).scalar_one() == 1200
+    audit = db.session.execute(select(AuditLog).where(AuditLog.action == "import.accounts")).scalar_one()
+    assert audit.actor_id == client.user.id
+
+
+def test_multipart_file_of_contacts(api):
+    client = api("admin")
+    client.post("/api/v1/imports/accounts", data=b"Domain\nacme.com\n", content_type="text/csv")
+    data = {"file": (io.BytesIO("Email;Prénom;Job Title\nzoe@acme.com;Zoë;CTO\n".encode("cp1252")), "c.csv")}
+    resp = client.post("/api/v1/imports/contacts", data=data, content_type="multipart/form-data")
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["created"] == 1 and resp.get_json()["attribute_columns"] == {"Prénom": "prénom"}
+    zoe = db.session.execute(select(Contact)).scalar_one()
+    assert zoe.title == "CTO" and zoe.attributes == {"prénom": "Zoë"} and zoe.account_id is not None
+
+
+def test_no_usable_header_is_422(api):
+    resp = api("admin").post("/api/v1/imports/contacts", data=b"a@b.com,Ann\n", content_type="text/csv")
+    assert resp.status_code == 422
+    error = resp.get_json()["error"]
+    assert error["code"] == "validation_error" and "no usable header" in error["message"]
+    assert error["details"][0]["path"] == "(body)"
+
+
+def test_multipart_without_a_file_is_422(api):
+    resp = api("admin").post("/api/v1/imports/accounts", data={"kind": "x"}, content_type="multipart/form-data")
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["path"] == "file"
+
+
+def test_roles_and_auth(api, app):
+    resp = api("ae").post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv")
+    assert resp.status_code == 403
+    resp = app.test_client().post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv")
+    assert resp.status_code == 401
+    assert db.session.execute(select(Account)).first() is None
+
+
+def test_json_body_is_415(api):
+    resp = api("admin").post("/api/v1/imports/accounts", json={"domain": "acme.com"})
+    assert resp.status_code == 415 and resp.get_json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_body_over_the_limit_is_413(api, app):
+    app.config["MAX_CONTENT_LENGTH"] = 100
+    resp = api("admin").post("/api/v1/imports/accounts", data=ACCOUNTS.encode() * 10, content_type="text/csv")
+    assert resp.status_code == 413 and resp.get_json()["error"]["code"] == "payload_too_large"
