@@ -31,7 +31,8 @@ How to use it (every module of ``abm/api``)::
 - Writes (POST, PUT, PATCH, DELETE) honour ``Idempotency-Key`` (see
   :mod:`abm.services.idempotency`); ``idempotent=False`` turns that off.
 - ``responses={status: "description" | ("description", schema)}``; the common errors
-  (401, 403, 404 with path parameters, 413/422 with a body or query, 409 on key reuse)
+  (401, 403, 404 when the path, query or body names something, 413/422 with a body
+  or query, 409/422 on Idempotency-Key misuse)
   are added with the shared ``Error`` schema.
 
 Path, method and path parameters come from the URL rule itself, so the document
@@ -53,7 +54,7 @@ from flask import current_app, jsonify, make_response, request
 
 from abm.api import bp
 from abm.auth import api_user
-from abm.errors import CODES, ApiError, ValidationError
+from abm.errors import CODES, ApiError, NotFound, ValidationError
 from abm.services import idempotency
 from abm.services.validation import problems
 
@@ -63,6 +64,9 @@ MANAGERS = ("admin", "manager")
 ADMIN = ("admin",)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PREFIX = "/api/v1"
+#: Integer path parameters above this name nothing (ids are 32-bit) and are a 404
+#: before any query (a bigger number would overflow the database's integer).
+MAX_PATH_INT = 2**31 - 1
 
 ERROR_SCHEMA: dict = {
     "type": "object", "required": ["error"],
@@ -137,6 +141,8 @@ def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = No
                 user = api_user()
                 if roles and user.role not in roles:
                     raise ApiError(403, f"your role ({user.role}) may not do this; it needs: {', '.join(roles)}")
+            if any(isinstance(v, int) and v > MAX_PATH_INT for v in kwargs.values()):
+                raise NotFound("no such object (the id is out of range)")
             parsed = parse_query(query or {})  # undeclared query parameters are a 422
             if "query" in accepts:
                 kwargs["query"] = parsed
@@ -267,7 +273,7 @@ def _path_of(rule) -> tuple[str, list[dict]]:
 
     def repl(m):
         kind = m.group("conv") or "default"
-        schema = {"type": "integer", "minimum": 0} if kind == "int" else {"type": "string"}
+        schema = {"type": "integer", "minimum": 0, "maximum": MAX_PATH_INT} if kind == "int" else {"type": "string"}
         params.append({"name": m.group("name"), "in": "path", "required": True, "schema": schema})
         return "{" + m.group("name") + "}"
 
@@ -333,11 +339,13 @@ def _operation_object(app, rule, method: str, spec: dict) -> dict:
         if int(status) >= 400 and schema is None:
             schema = ref("Error")
         responses[str(status)] = _response(desc, schema)
+    if method == "GET" and not any(code.startswith("2") for code in responses):
+        responses["200"] = _response("OK")
     errors = []
     if roles is not None:
         errors += [401, 403]
-    if path_params:
-        errors.append(404)
+    if path_params or spec["query"] or spec["body"] is not None or spec["request_body"] is not None:
+        errors.append(404)  # the object named in the path, the query or the body
     if spec["body"] is not None or spec["request_body"] is not None:
         errors += [413, 422]
     if spec["query"] or (method in WRITES and roles is not None):
