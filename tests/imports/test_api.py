@@ -65,3 +65,21 @@ def test_body_over_the_limit_is_413(api, app):
     app.config["MAX_CONTENT_LENGTH"] = 100
     resp = api("admin").post("/api/v1/imports/accounts", data=ACCOUNTS.encode() * 10, content_type="text/csv")
     assert resp.status_code == 413 and resp.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_idempotency_key_replays_the_first_report(api):
+    client = api("admin")
+    headers = {"Idempotency-Key": "import-1"}
+    first = client.post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv", headers=headers)
+    again = client.post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv", headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.get_json()["created"] == 1 and again.get_json() == first.get_json()
+    assert len(db.session.execute(select(AuditLog).where(AuditLog.action == "import.accounts")).all()) == 1
+
+
+def test_operations_are_in_the_openapi_document(app):
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    for kind in ("accounts", "contacts"):
+        op = doc["paths"][f"/imports/{kind}"]["post"]
+        assert set(op["requestBody"]["content"]) == {"text/csv", "multipart/form-data"}
+        assert {"200", "401", "403", "413", "415", "422"} <= set(op["responses"])
