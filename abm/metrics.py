@@ -95,7 +95,7 @@ def lift_sentence(metric: str, s_t: int, n_t: int, s_c: int, n_c: int, target_li
         return (f"no held-out accounts: set a holdout (for example 10%) to measure the lift on {metric}")
     diff = difference(s_t, n_t, s_c, n_c)
     pt, pc = s_t / n_t, s_c / n_c
-    need = n_per_group(pc if pc > 0 else 0.01, target_lift)
+    need = n_per_group(min(max(pc, 0.01), 1 - target_lift), target_lift)
     if diff.low > 0:
         return (f"{metric}: {pt:.1%} of enrolled accounts against {pc:.1%} held out, a lift of "
                 f"{diff.estimate * 100:+.1f} points (95% interval {diff.low * 100:+.1f} to {diff.high * 100:+.1f}): "

@@ -502,3 +502,34 @@ def _chunks(items, size: int = 1000):
     items = list(items)
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def pipeline_series(period: Period, buckets: int = 12) -> list[dict]:
+    """Pipeline and revenue influenced, per equal slice of the period (oldest first)."""
+    window = timedelta(days=settings_service.current()["attribution"].get("window_days", 90))
+    s = db.session
+    opps = s.execute(select(Opportunity.account_id, Opportunity.amount, Opportunity.created_at, Opportunity.won)
+                     .where(Opportunity.created_at >= period.start, Opportunity.created_at < period.end)).all()
+    touched: dict[int, list[datetime]] = defaultdict(list)
+    for chunk in _chunks({o.account_id for o in opps}):
+        for aid, at in s.execute(select(Touch.account_id, Touch.sent_at).where(
+                Touch.account_id.in_(chunk), Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS),
+                Touch.sent_at >= period.start - window, Touch.sent_at < period.end)):
+            touched[aid].append(at)
+    span = (period.end - period.start) / buckets
+    series = [{"start": (period.start + span * i).date().isoformat(), "pipeline": 0.0, "revenue": 0.0}
+              for i in range(buckets)]
+    for o in opps:
+        if any(o.created_at - window <= at <= o.created_at for at in touched.get(o.account_id, ())):
+            i = min(int((o.created_at - period.start) / span), buckets - 1)
+            series[i]["pipeline"] += float(o.amount or 0)
+            if o.won:
+                series[i]["revenue"] += float(o.amount or 0)
+    return series
+
+
+def lifts() -> list[dict]:
+    """The lift of every playbook that has enrolled accounts."""
+    keys = db.session.execute(select(Playbook.key).join(Enrollment, Enrollment.playbook_id == Playbook.id)
+                              .distinct().order_by(Playbook.key)).scalars()
+    return [lift(k) for k in keys]

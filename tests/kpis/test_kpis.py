@@ -46,6 +46,11 @@ def at(month, day, hour=10):
 
 @pytest.fixture
 def june(app):
+    return build_june()
+
+
+def build_june() -> dict[str, int]:
+    """The dataset above, in the current app context; returns account ids by name."""
     accs = {n: Account(name=n, domain=f"{n.lower()}.com", stage="target") for n in
             ("Acme", "Globex", "Initech", "Umbrella")}
     db.session.add_all(accs.values())
@@ -252,3 +257,10 @@ def test_rollups_equal_a_fresh_computation(june):
             fresh = kpis.compute(group_by, period, now=NOW)
             assert served["computed_at"] == NOW.isoformat()
             assert {k: v for k, v in served.items() if k != "computed_at"} == fresh
+
+
+def test_pipeline_influenced_over_time(june):
+    series = kpis.pipeline_series(PERIOD, buckets=3)  # 1-10, 11-20, 21-30 June
+    assert [(s["start"], s["pipeline"], s["revenue"]) for s in series] == [
+        ("2026-06-01", 0.0, 0.0), ("2026-06-11", 10000.0, 10000.0), ("2026-06-21", 5000.0, 0.0)]
+    assert [x["playbook"] for x in kpis.lifts()] == ["pb-a", "pb-b", "pb-c"]

@@ -70,3 +70,7 @@ def test_the_lift_interval_covers_the_true_effect_in_at_least_93_percent_of_runs
         d = metrics.difference(s_t, n_t, s_c, n_c)
         covered += d.low <= effect <= d.high
     assert covered / runs >= 0.93
+
+
+def test_a_control_group_near_100_percent_still_asks_for_more_accounts():
+    assert metrics.lift_sentence("opportunity", 1, 2, 1, 1).startswith("not enough accounts yet")

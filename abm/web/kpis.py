@@ -1,0 +1,137 @@
+"""The shared KPI dashboard, the accounts behind each figure, and spend entry."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from abm.db import db
+from abm.errors import ValidationError
+from abm.models import Account, Cost, Playbook
+from abm.services import kpis, rollups
+from abm.web._access import MANAGERS, role_required
+
+bp = Blueprint("kpis", __name__)
+
+PRESETS = (30, 90, 365)
+MAX_SPEND_ROWS = 10_000
+
+
+def _period_args() -> tuple[kpis.Period, dict, list[str]]:
+    """The period and filters of the request; problems are shown, never raised."""
+    args = {k: (request.args.get(k) or "").strip() for k in ("from", "to", "days", "product", "playbook", "group_by")}
+    problems = []
+    period = None
+    if args["from"] or args["to"]:
+        try:
+            period = kpis.Period.parse(args["from"] or None, args["to"] or None)
+        except kpis.KpiError as exc:
+            problems.append(str(exc))
+    if period is None:
+        days = int(args["days"]) if args["days"].isdigit() and int(args["days"]) in PRESETS else 90
+        args["days"] = str(days)
+        period = next(p for p in rollups.standard_periods() if round(p.days) == days)
+    if args["group_by"] not in kpis.GROUPS:
+        args["group_by"] = "playbook"
+    return period, args, problems
+
+
+@bp.get("/kpis")
+@role_required()
+def index():
+    period, args, problems = _period_args()
+    playbook, product = args["playbook"] or None, args["product"] or None
+    data = rollups.kpis(args["group_by"], period, playbook, product)
+    by_channel = (data if args["group_by"] == "channel"
+                  else rollups.kpis("channel", period, playbook, product))
+    by_playbook = (data if args["group_by"] == "playbook"
+                   else rollups.kpis("playbook", period, playbook, product))
+    lifts = [lift for lift in kpis.lifts() if playbook is None or lift["playbook"] == playbook]
+    products = sorted({p for p in db.session.execute(select(Playbook.product)).scalars() if p})
+    playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+    query = {k: v for k, v in args.items() if v and k != "group_by"}
+    return render_template(
+        "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
+        velocity=kpis.stage_velocity(period), coverage=kpis.coverage(period),
+        pipeline=kpis.pipeline_series(period), period=period, args=args, problems=problems,
+        products=products, playbooks=playbooks, presets=PRESETS, query=query)
+
+
+@bp.get("/kpis/accounts")
+@role_required()
+def accounts():
+    period, args, problems = _period_args()
+    metric = request.args.get("metric", "reached")
+    group = request.args.get("group", "")
+    try:
+        ids = kpis.accounts_behind(metric, args["group_by"], group, period)
+    except kpis.KpiError as exc:
+        problems.append(str(exc))
+        ids = []
+    rows = []
+    for i in range(0, len(ids), 1000):
+        rows += db.session.execute(select(Account).where(Account.id.in_(ids[i:i + 1000]))).scalars().all()
+    rows.sort(key=lambda a: (-a.score, a.name))
+    return render_template("web/kpis/accounts.html", rows=rows, metric=metric, group=group, args=args,
+                           period=period, problems=problems)
+
+
+@bp.route("/kpis/spend", methods=["GET", "POST"])
+@role_required(*MANAGERS)
+def spend():
+    errors: list[dict] = []
+    form = {}
+    if request.method == "POST":
+        if request.files.get("file") and request.files["file"].filename:
+            created, errors = _import_spend(request.files["file"].stream)
+            if created:
+                flash(f"{created} spend entries recorded", "success")
+            if not errors:
+                return redirect(url_for("kpis.spend"))
+        else:
+            form = {k: (request.form.get(k) or "").strip() for k in
+                    ("playbook", "channel", "product", "amount", "currency", "date", "from", "to")}
+            try:
+                kpis.record_cost({k: v for k, v in form.items() if v})
+                flash("Spend recorded", "success")
+                return redirect(url_for("kpis.spend"))
+            except ValidationError as exc:
+                errors = [{"row": None, **d} for d in exc.details]
+    entries = db.session.execute(select(Cost).order_by(Cost.date_from.desc(), Cost.id.desc()).limit(200)).scalars().all()
+    playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+    return render_template("web/kpis/spend.html", entries=entries, errors=errors, form=form, playbooks=playbooks), (
+        422 if errors else 200)
+
+
+def _import_spend(stream) -> tuple[int, list[dict]]:
+    """A CSV of spend (columns playbook, channel, product, amount, currency, date, from, to).
+
+    Good rows are recorded, bad rows reported by row and column.
+    """
+    text = stream.read().decode("utf-8-sig", errors="replace")
+    reader = csv.DictReader(io.StringIO(text))
+    known = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    unknown = [h for h in header if h not in known]
+    if not header or "amount" not in header or unknown:
+        why = (f"unknown column {unknown[0]!r}" if unknown else "the header needs an amount column")
+        return 0, [{"row": 1, "path": unknown[0] if unknown else "amount",
+                    "message": f"{why} (columns: {', '.join(sorted(known))})"}]
+    created, errors = 0, []
+    for n, raw in enumerate(reader, start=2):
+        if n > MAX_SPEND_ROWS + 1:
+            errors.append({"row": n, "path": None, "message": f"only the first {MAX_SPEND_ROWS:,} rows are read"})
+            break
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        if not any(row.values()):
+            continue
+        try:
+            kpis.record_cost({k: v for k, v in row.items() if v}, source="csv")
+            created += 1
+        except ValidationError as exc:
+            db.session.rollback()
+            errors += [{"row": n, **d} for d in exc.details]
+    return created, errors

@@ -1,0 +1,81 @@
+"""The KPI dashboard and spend pages, with the hand-computed June dataset."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from abm.db import db
+from abm.models import Cost
+from tests.kpis.test_kpis import build_june
+
+JUNE = "from=2026-06-01&to=2026-06-30"
+
+
+def test_the_dashboard_shows_the_figures_for_every_role(june, as_role):
+    for role in ("ae", "manager", "admin"):
+        page = as_role(role).get(f"/kpis?{JUNE}")
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert "From target to won" in html and "Lift over the held-out control group" in html
+        assert "cost per lead 81.00" in html           # 243 of spend over 3 leads
+        assert "15,000.00" in html                      # pipeline influenced, each opportunity once
+        assert "not enough accounts yet: about" in html  # pb-a's lift sentence
+        assert ("Record spend" in html) == (role != "ae")
+
+
+def test_group_tabs_and_the_accounts_behind_a_figure(june, as_role):
+    c = as_role("ae")
+    html = c.get(f"/kpis?group_by=channel&{JUNE}").get_data(as_text=True)
+    assert "<th scope=\"row\">ads</th>" in html and "51.00" in html
+    behind = c.get(f"/kpis/accounts?metric=reached&group_by=playbook&group=pb-a&{JUNE}")
+    text = behind.get_data(as_text=True)
+    assert behind.status_code == 200 and "Acme" in text and "Globex" in text and "Initech" not in text
+    bad = c.get("/kpis?from=2026-07-01&to=2026-06-01")
+    assert bad.status_code == 200 and "from must be before to" in bad.get_data(as_text=True)
+
+
+def test_spend_by_form_and_by_csv(june, as_role):
+    assert as_role("ae").get("/kpis/spend").status_code == 403
+    m = as_role("manager")
+    ok = m.post("/kpis/spend", data={"playbook": "pb-c", "amount": "20", "currency": "usd", "date": "2026-06-03"})
+    assert ok.status_code == 302
+    bad = m.post("/kpis/spend", data={"amount": "x", "date": "2026-06-03"})
+    assert bad.status_code == 422 and "must be a non-negative number" in bad.get_data(as_text=True)
+    csv_body = ("playbook,channel,amount,date\n"
+                "pb-a,,10,2026-06-04\n"
+                ",ads,oops,2026-06-05\n"
+                ",,5,2026-06-06\n"
+                "pb-b,,7.5,2026-06-07\n")
+    resp = m.post("/kpis/spend", data={"file": (io.BytesIO(csv_body.encode()), "spend.csv")},
+                  content_type="multipart/form-data")
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    assert "row 3, amount: must be a non-negative number" in text
+    assert "row 4, playbook: name at least one of playbook, channel or product" in text
+    sources = sorted((c.playbook_key, str(c.amount), c.source) for c in db.session.query(Cost).filter(
+        Cost.source != "api"))
+    assert sources == [("pb-a", "10.00", "csv"), ("pb-b", "7.50", "csv")]
+    unknown = m.post("/kpis/spend", data={"file": (io.BytesIO(b"amount,colour\n1,red\n"), "s.csv")},
+                     content_type="multipart/form-data")
+    assert "unknown column &#39;colour&#39;" in unknown.get_data(as_text=True)
+
+
+@pytest.mark.browser
+def test_the_dashboard_in_a_real_browser(live_server, browser_page, make_live_user, new_page):
+    build_june()
+    user = make_live_user("manager")
+    live_server.login(browser_page, user)
+    browser_page.goto(f"{live_server.url}/kpis?{JUNE}")
+    assert browser_page.get_by_role("heading", name="Shared KPIs").is_visible()
+    assert browser_page.locator("svg.lift").count() == 9  # 3 playbooks x engaged, opportunity, won
+    browser_page.screenshot(path=str(live_server.tmp / "kpis.png"), full_page=True)
+    browser_page.locator("table.kpi-table tr", has_text="pb-a").get_by_role("link", name="2").first.click()
+    browser_page.wait_for_load_state()
+    assert "Acme" in browser_page.content() and "Globex" in browser_page.content()
+    assert all(u.startswith(live_server.url) for u in live_server.requests), "nothing is loaded from elsewhere"
+    phone = new_page(mobile=True)
+    live_server.login(phone, user)
+    phone.goto(f"{live_server.url}/kpis?{JUNE}")
+    phone.screenshot(path=str(live_server.tmp / "kpis-phone.png"), full_page=True)
