@@ -270,3 +270,46 @@ def test_forms_need_the_csrf_token(app, backend, instance_dir, redis_url, quick_
     assert client.post("/playbooks/web-pb/activate").status_code == 400
     with csrf_app.app_context():
         assert _playbook().status == "draft"
+
+
+# -- a real browser -------------------------------------------------------------------
+
+@pytest.mark.browser
+def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_page, make_live_user):
+    from abm.services import connectors as connector_service
+
+    connector_service.ensure_demo_connectors()
+    db.session.commit()
+    page = new_page()
+    live_server.login(page, make_live_user("manager"))
+    page.goto(live_server.url + "/playbooks")
+    page.get_by_role("link", name="New playbook").click()
+    page.wait_for_url("**/playbooks/_new")
+    page.fill("textarea#source", BAD)
+    page.get_by_role("button", name="Validate").click()
+    page.wait_for_selector("#errors")
+
+    assert page.locator(".pb-gutter li.err").all_inner_texts() == ["9", "10"]
+    errors = page.locator(".pb-errors li").all_inner_texts()
+    assert errors[0].startswith("9:20 steps[0].email.to.roles[0]: unknown role 'decision-maker'")
+    # The red band sits exactly on line 9 of the text, beside the gutter's line 9.
+    band = page.locator('.pb-band[data-line="9"]').bounding_box()
+    number = page.locator("#L9").bounding_box()
+    area = page.locator("textarea#source").bounding_box()
+    assert abs(band["y"] - number["y"]) < 1 and abs(band["y"] - (area["y"] + 8 + 8 * 20)) < 1.5
+    page.screenshot(path=live_server.tmp / "editor-errors.png", full_page=True)
+
+    # Clicking an error puts the caret on its line and column.
+    page.locator('.pb-errors a[data-line="9"]').click()
+    caret = page.evaluate("(() => { const a = document.getElementById('source');"
+                          " const before = a.value.slice(0, a.selectionStart).split('\\n');"
+                          " return [before.length, before[before.length - 1].length + 1]; })()")
+    assert caret == [9, 20]
+
+    # Fixed, it applies and the playbook page shows version 1.
+    page.fill("textarea#source", GOOD)
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**/playbooks/web-pb")
+    assert page.locator("#version-1").is_visible() and page.locator("#status").inner_text() == "draft"
+    page.screenshot(path=live_server.tmp / "playbook-page.png", full_page=True)
+    assert all(url.startswith(live_server.url) for url in live_server.requests)
