@@ -37,6 +37,15 @@ _dummy_hash: str | None = None
 def init_app(app) -> None:
     init_layout(app)
 
+    @app.after_request
+    def _page_headers(response):
+        """Headers every HTML page gets (a view may set its own, stricter ones)."""
+        if response.mimetype == "text/html":
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
 
 def _limits(email: str) -> list[tuple[str, int]]:
     """(Redis key, allowed failures) for the client address and for the email."""

@@ -19,6 +19,8 @@ def test_login_page_renders_the_form(pages):
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
     assert 'name="email"' in html and 'name="password"' in html and 'type="password"' in html
+    assert resp.headers["X-Frame-Options"] == "SAMEORIGIN"  # no clickjacking of the login form
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_pages_need_a_login_and_come_back_after_it(pages, quick_user):
