@@ -280,6 +280,7 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
 
     connector_service.ensure_demo_connectors()
     db.session.commit()
+    make_account("Alpha")
     page = new_page()
     live_server.login(page, make_live_user("manager"))
     page.goto(live_server.url + "/playbooks")
@@ -306,8 +307,18 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
                           " return [before.length, before[before.length - 1].length + 1]; })()")
     assert caret == [9, 20]
 
-    # Fixed, it applies and the playbook page shows version 1.
+    # Fixed, the plan shows who enters and the email as rendered, in a sandboxed frame.
     page.fill("textarea#source", GOOD)
+    page.get_by_role("button", name="Plan").click()
+    page.wait_for_selector("#plan")
+    assert page.locator("#plan-entering").inner_text() == "1"
+    preview = page.frame_locator(".rendered iframe").locator("p").first
+    assert preview.inner_text() == "Hi P0"
+    assert page.locator(".pb-gutter li.err").count() == 0
+    page.screenshot(path=live_server.tmp / "editor-plan.png", full_page=True)
+    page.locator(".rendered").first.screenshot(path=live_server.tmp / "preview.png")
+
+    # It applies, and the playbook page shows version 1.
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url("**/playbooks/web-pb")
     assert page.locator("#version-1").is_visible() and page.locator("#status").inner_text() == "draft"
