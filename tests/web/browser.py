@@ -20,7 +20,8 @@ Fixtures:
   answers from other threads).
 - ``live_server``: ``live_app`` served by werkzeug on 127.0.0.1 (a free port) in a thread;
   ``.url``, ``.app``, ``.tmp`` (the test's tmp dir), ``.login(page, user, password)``,
-  ``.requests`` (every URL the browser asked for, to prove nothing came from elsewhere).
+  ``.requests`` (every URL the browser asked for, to prove nothing came from elsewhere),
+  ``.js_errors`` (uncaught script errors and console errors of every page).
 - ``make_live_user(role, email=None, password="password123", name="")``: a user of
   ``live_app`` (committed, with a cheap password hash).
 - ``chromium``: one browser per test session (/usr/bin/chromium, or ``ABM_CHROMIUM``).
@@ -66,6 +67,7 @@ class LiveServer:
     app: object
     tmp: Path
     requests: list[str] = field(default_factory=list)
+    js_errors: list[str] = field(default_factory=list)
 
     def login(self, page, user, password: str = "password123") -> None:
         """Log ``page`` in as ``user`` through the login form."""
@@ -140,6 +142,9 @@ def new_page(chromium, live_server):
         contexts.append(context)
         page = context.new_page()
         page.on("request", lambda request: live_server.requests.append(request.url))
+        page.on("pageerror", lambda error: live_server.js_errors.append(f"{page.url}: {error}"))
+        page.on("console", lambda msg: live_server.js_errors.append(f"{page.url}: {msg.text}")
+                if msg.type == "error" else None)
         return page
 
     yield _new

@@ -83,6 +83,7 @@ def test_ae_logs_in_filters_opens_an_account_and_moves_its_stage(live_server, br
 
     hosts = {urlsplit(u).netloc for u in live_server.requests}
     assert hosts == {urlsplit(live_server.url).netloc}, hosts  # nothing from a CDN or elsewhere
+    assert [e for e in live_server.js_errors if "401" not in e] == []  # the failed login's 401 is logged
 
 
 def test_pages_fit_a_phone(live_server, new_page, make_live_user, world):
@@ -100,3 +101,4 @@ def test_pages_fit_a_phone(live_server, new_page, make_live_user, world):
     page.locator("nav.nav a", has_text="Settings").scroll_into_view_if_needed()
     page.locator("nav.nav a", has_text="Settings").click()
     page.wait_for_url("**/admin/settings")
+    assert live_server.js_errors == []
