@@ -6,6 +6,7 @@ import time. ``flask --app abm`` finds it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import Flask
@@ -19,6 +20,8 @@ def create_app(config=None, **overrides) -> Flask:
     from abm.db import db
     from abm.errors import register_error_handlers
 
+    # urllib3 logs request paths at DEBUG, and some webhook URLs carry their secret.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger("urllib3").level))
     cfg = config if config is not None else config_module.load()
     cfg.validate()
     app = Flask(

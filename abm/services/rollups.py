@@ -32,24 +32,43 @@ def standard_periods(now: datetime | None = None) -> list[kpi_service.Period]:
     return [kpi_service.Period(end - timedelta(days=d), end) for d in STANDARD_DAYS]
 
 
+def extras_of(period: kpi_service.Period) -> dict:
+    """The dashboard's other figures: stage velocity, coverage, pipeline over time, lifts."""
+    return {"velocity": kpi_service.stage_velocity(period), "coverage": kpi_service.coverage(period),
+            "pipeline": kpi_service.pipeline_series(period), "lifts": kpi_service.lifts()}
+
+
+def _store(k: str, data: dict, now: datetime) -> None:
+    row = db.session.execute(select(KpiRollup).where(KpiRollup.key == k)).scalar_one_or_none()
+    if row is None:
+        db.session.add(KpiRollup(key=k, data=data, computed_at=now))
+    else:
+        row.data, row.computed_at = data, now
+
+
 def refresh(now: datetime | None = None) -> int:
     """Recompute and store the standard answers; returns how many were stored."""
     now = now or utcnow()
     stored = 0
     for period in standard_periods(now):
         for group_by in kpi_service.GROUPS:
-            data = kpi_service.compute(group_by, period, now=now)
-            k = key(group_by, period, None, None)
-            row = db.session.execute(select(KpiRollup).where(KpiRollup.key == k)).scalar_one_or_none()
-            if row is None:
-                db.session.add(KpiRollup(key=k, data=data, computed_at=now))
-            else:
-                row.data, row.computed_at = data, now
+            _store(key(group_by, period, None, None), kpi_service.compute(group_by, period, now=now), now)
             stored += 1
+        _store(key("extras", period, None, None), extras_of(period), now)
     cutoff = now - timedelta(days=2)
     db.session.query(KpiRollup).filter(KpiRollup.computed_at < cutoff).delete(synchronize_session=False)
     db.session.commit()
     return stored
+
+
+def extras(period: kpi_service.Period, now: datetime | None = None) -> dict:
+    """Velocity, coverage, pipeline over time and lifts: stored when fresh, else computed."""
+    now = now or utcnow()
+    row = db.session.execute(select(KpiRollup).where(
+        KpiRollup.key == key("extras", period, None, None))).scalar_one_or_none()
+    if row is not None and now - row.computed_at <= MAX_AGE:
+        return row.data
+    return extras_of(period)
 
 
 def kpis(group_by: str, period: kpi_service.Period, playbook: str | None = None, product: str | None = None,

@@ -49,14 +49,14 @@ def index():
                   else rollups.kpis("channel", period, playbook, product))
     by_playbook = (data if args["group_by"] == "playbook"
                    else rollups.kpis("playbook", period, playbook, product))
-    lifts = [lift for lift in kpis.lifts() if playbook is None or lift["playbook"] == playbook]
+    extras = rollups.extras(period)
+    lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
     products = sorted({p for p in db.session.execute(select(Playbook.product)).scalars() if p})
     playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
     query = {k: v for k, v in args.items() if v and k != "group_by"}
     return render_template(
         "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
-        velocity=kpis.stage_velocity(period), coverage=kpis.coverage(period),
-        pipeline=kpis.pipeline_series(period), period=period, args=args, problems=problems,
+        velocity=extras["velocity"], coverage=extras["coverage"], pipeline=extras["pipeline"], period=period, args=args, problems=problems,
         products=products, playbooks=playbooks, presets=PRESETS, query=query)
 
 

@@ -257,6 +257,7 @@ def test_rollups_equal_a_fresh_computation(june):
             fresh = kpis.compute(group_by, period, now=NOW)
             assert served["computed_at"] == NOW.isoformat()
             assert {k: v for k, v in served.items() if k != "computed_at"} == fresh
+        assert rollups.extras(period, now=NOW) == rollups.extras_of(period)
 
 
 def test_pipeline_influenced_over_time(june):
