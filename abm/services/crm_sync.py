@@ -9,14 +9,19 @@ start), and opportunities are upserted by their CRM id.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
 
 from abm.db import db, utcnow
+from abm.errors import ValidationError
 from abm.models import Account, Opportunity
 from abm.normalize import NormalizeError, normalize_domain
+from connectors.crm import map_stage
+
+log = logging.getLogger(__name__)
 
 
 def _time(value) -> datetime:
@@ -52,12 +57,25 @@ def _accounts_for(events: list[dict]) -> tuple[dict[str, Account], dict[tuple[st
     return by_domain, by_crm
 
 
-def apply(events: list[dict]) -> dict:
-    """Apply CRM events in order; returns counts of what changed."""
+def _workspace_stage(props: dict) -> str | None:
+    """The event's mapped stage, else the workspace's ``crm_stage_map`` applied to its CRM value."""
+    if props.get("stage"):
+        return props["stage"]
+    from abm.services import settings as settings_service
+
+    return map_stage(props.get("crm_stage"), settings_service.current().get("crm_stage_map") or {})
+
+
+def apply(events: list[dict], commit: bool = True) -> dict:
+    """Apply CRM events in order; returns counts of what changed.
+
+    ``commit=False`` leaves the transaction open, so that a caller (the CRM poll) can
+    save its cursor in the same commit as the changes it brought.
+    """
     from abm.services import accounts as accounts_service
 
     by_domain, by_crm = _accounts_for(events)
-    counts = {"stages": 0, "opportunities": 0, "unmatched": 0}
+    counts = {"stages": 0, "opportunities": 0, "unmatched": 0, "unknown_stage": 0}
     for e in sorted(events, key=lambda x: str(x.get("occurred_at"))):
         source = e.get("source") or "crm"
         props = e.get("properties") or {}
@@ -74,17 +92,24 @@ def apply(events: list[dict]) -> dict:
             if e.get("crm_id") and account.crm_ids.get(source) != str(e["crm_id"]):
                 account.crm_ids = {**account.crm_ids, source: str(e["crm_id"])}
                 by_crm[(source, str(e["crm_id"]))] = account
-            stage = props.get("stage")
+            stage = _workspace_stage(props)
             if stage and stage != account.stage:
-                accounts_service.change_stage(account, stage, source=f"crm:{source}", actor_id=None,
-                                              at=_time(e.get("occurred_at")))
+                try:
+                    accounts_service.change_stage(account, stage, source=f"crm:{source}", actor_id=None,
+                                                  at=_time(e.get("occurred_at")))
+                except ValidationError:
+                    log.warning("CRM %s: stage %r (from %r) is not a workspace stage; fix the stage map",
+                                source, stage, props.get("crm_stage"))
+                    counts["unknown_stage"] += 1
+                    continue
                 counts["stages"] += 1
         elif e["type"] == "opportunity":
             if _upsert_opportunity(e, source, props, by_crm, by_domain):
                 counts["opportunities"] += 1
             else:
                 counts["unmatched"] += 1
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return counts
 
 
@@ -95,15 +120,21 @@ def _upsert_opportunity(e, source, props, by_crm, by_domain) -> bool:
             account = by_domain.get(normalize_domain(e["account_domain"]))
         except NormalizeError:
             account = None
-    if account is None or not e.get("crm_id"):
+    if not e.get("crm_id"):
         return False
     crm_id = f"{source}:{e['crm_id']}"
     opp = db.session.execute(select(Opportunity).where(Opportunity.crm_id == crm_id)).scalar_one_or_none()
+    if account is None and opp is None:
+        return False
     if opp is None:
         opp = Opportunity(crm_id=crm_id, account_id=account.id, name=props.get("name") or "Opportunity",
-                          created_at=_time(e.get("occurred_at")))
+                          created_at=_time(props.get("created_at") or e.get("occurred_at")))
         db.session.add(opp)
-    opp.account_id = account.id
+    if account is not None:
+        opp.account_id = account.id
+    currency = props.get("currency")
+    if isinstance(currency, str) and len(currency.strip()) == 3:
+        opp.currency = currency.strip().upper()
     opp.name = props.get("name") or opp.name
     try:
         opp.amount = Decimal(str(props["amount"])) if props.get("amount") not in (None, "") else opp.amount

@@ -1,0 +1,27 @@
+"""Periodic CRM jobs: the stage and opportunity poll, and the score write-back.
+
+``PERIODIC`` lists them as ``(function path, queue, every N seconds)``, the form of
+``workers.scheduler.PERIODIC``; the scheduler registers them with RQ's cron.
+"""
+
+from __future__ import annotations
+
+#: (function path, queue, every N seconds)
+PERIODIC = (
+    ("workers.crm_jobs.poll_crms", "default", 300),
+    ("workers.crm_jobs.write_back_scores", "default", 900),
+)
+
+
+def poll_crms() -> dict:
+    """Poll every enabled HubSpot and Salesforce connector (see abm.services.crm_poll)."""
+    from abm.services import crm_poll
+
+    return crm_poll.poll_all()
+
+
+def write_back_scores() -> dict:
+    """Write changed engagement scores to every CRM with write-back configured."""
+    from abm.services import crm_writeback
+
+    return crm_writeback.write_back_all()
