@@ -23,6 +23,12 @@ def refresh_scores() -> None:
     db.session.commit()
 
 
+def recompute_scores() -> int:
+    from abm.services import scores
+
+    return scores.recompute()
+
+
 def snapshot_scores() -> int:
     from abm.services import scores
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.db import db
-from abm.errors import NotFound
+from abm.errors import ApiError, NotFound
 from abm.models import Account, Event, StageChange, Touch
 from abm.services import events as events_service
 from abm.services import scores
@@ -109,3 +109,26 @@ def timeline(account_id: int, limit: int = 100) -> list[dict]:
                       "to": s.to_stage, "source": s.source})
     items.sort(key=lambda x: x["at"], reverse=True)
     return items[:limit]
+
+
+@bp.post("/imports/ad-engagement")
+@operation("Import an ad platform's company engagement report (CSV) as account events", roles=MANAGERS,
+           tags=["engagement"], query={"source": {"type": "string", "description": "default: linkedin"}},
+           request_body={"required": True, "content": {"text/csv": {"schema": {"type": "string"}},
+                                                       "multipart/form-data": {"schema": {"type": "object",
+                                                           "properties": {"file": {"type": "string",
+                                                                                   "format": "binary"}}}}}},
+           responses={200: ("Rows read, events stored, errors by row and column", {"type": "object"})})
+def import_ad_engagement(query):
+    import io
+
+    from flask import request
+
+    from abm.services import ad_reports
+
+    upload = request.files.get("file")
+    stream = upload.stream if upload else io.BytesIO(request.get_data())
+    result = ad_reports.import_report(stream, source=query.get("source") or "linkedin")
+    if result.rows == 0 and result.errors:
+        raise ApiError(422, result.errors[0]["message"], [{"path": "(body)", "message": result.errors[0]["message"]}])
+    return jsonify(result.as_dict())

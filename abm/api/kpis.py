@@ -89,9 +89,19 @@ def get_velocity(query):
 
 
 @bp.get("/kpis/coverage")
-@operation("Target accounts reached and engaged, and buying roles reached", tags=["kpis"], query=PERIOD_QUERY)
+@operation("Target accounts reached and engaged, and buying roles reached", tags=["kpis"],
+           query={**PERIOD_QUERY, "format": {"enum": ["json", "csv"]}})
 def get_coverage(query):
-    return jsonify(kpis.coverage(_period(query)))
+    data = kpis.coverage(_period(query))
+    return csv_response(data["roles"], "coverage-by-role") if query.get("format") == "csv" else jsonify(data)
+
+
+@bp.get("/kpis/funnel")
+@operation("Accounts at each step from target to won", tags=["kpis"],
+           query={**PERIOD_QUERY, "playbook": {"type": "string"}, "format": {"enum": ["json", "csv"]}})
+def get_funnel(query):
+    data = rollups.kpis("playbook", _period(query), query.get("playbook"))["funnel"]
+    return csv_response(data, "funnel") if query.get("format") == "csv" else jsonify(items=data)
 
 
 @bp.get("/kpis/accounts")
@@ -107,9 +117,15 @@ def get_kpi_accounts(query):
 
 @bp.get("/playbooks/<key>/lift")
 @operation("Enrolled against held-out accounts: engaged, opportunity and won rates with 95% intervals",
-           tags=["kpis"], responses={200: ("The lift", LIFT)})
-def get_lift(key: str):
-    return jsonify(kpis.lift(key))
+           tags=["kpis"], query={"format": {"enum": ["json", "csv"]}}, responses={200: ("The lift", LIFT)})
+def get_lift(key: str, query):
+    data = kpis.lift(key)
+    if query.get("format") == "csv":
+        return csv_response([{"playbook": key, **{k: v for k, v in m.items() if k != "ci95"},
+                              "ci95_low": m["ci95"][0] if m["ci95"] else None,
+                              "ci95_high": m["ci95"][1] if m["ci95"] else None} for m in data["metrics"]],
+                            f"lift-{key}")
+    return jsonify(data)
 
 
 @bp.post("/costs")

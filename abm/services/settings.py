@@ -153,7 +153,21 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
                             target_id=str(version), details={"changed": sorted(changes)}))
     db.session.commit()
     g.pop("abm_settings", None) if has_app_context() else None
+    if SCORING_KEYS & set(changes):
+        _queue_rescore()
     return data
+
+
+#: Settings whose change re-scores every account's history.
+SCORING_KEYS = frozenset({"weights", "url_rules", "half_life_days", "thresholds"})
+
+
+def _queue_rescore() -> None:
+    """Re-score history in the background (after the commit that changed the rules)."""
+    from abm.redis_conn import get_redis
+    from workers.queues import get_queue
+
+    get_queue("events", get_redis()).enqueue("workers.engagement_jobs.recompute_scores", job_timeout=3600)
 
 
 def history(limit: int = 50) -> list[WorkspaceSettings]:

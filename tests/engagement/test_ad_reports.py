@@ -59,3 +59,12 @@ def test_the_cli_reports_rows_and_exits_1_on_errors(app, runner, world, tmp_path
     assert "7 rows: 5 events stored" in out.output  # "Globex Corp" is not an account name here
     assert "row 8, column name" in out.output
     assert "row 9, column date" in out.output
+
+
+def test_the_api_takes_a_report_as_csv_or_file(app, api, world):
+    m = api("manager")
+    resp = m.post("/api/v1/imports/ad-engagement?source=linkedin", data=LINKEDIN.encode(), content_type="text/csv")
+    assert resp.status_code == 200 and resp.json["rows"] == 7 and len(resp.json["errors"]) == 4
+    assert api("ae").post("/api/v1/imports/ad-engagement", data=b"x", content_type="text/csv").status_code == 403
+    bad = m.post("/api/v1/imports/ad-engagement", data=b"foo,bar\n1,2\n", content_type="text/csv")
+    assert bad.status_code == 422 and "header" in bad.json["error"]["message"]

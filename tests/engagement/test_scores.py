@@ -78,6 +78,12 @@ def test_a_change_of_weights_rescores_history(app, world, make_user):
     assert db.session.get(Account, world["acme"].id).score == pytest.approx(25)
     weights = dict(settings_service.current()["weights"], meeting=40)
     settings_service.update({"weights": weights, "half_life_days": 10}, make_user("admin").id)
+    from rq import Queue
+
+    from abm.redis_conn import get_redis
+
+    queued = [j.func_name for j in Queue("events", connection=get_redis()).jobs]
+    assert queued == ["workers.engagement_jobs.recompute_scores"]  # the change re-scores history by itself
     scores.recompute(now)
     db.session.expire_all()
     acme = db.session.get(Account, world["acme"].id)
