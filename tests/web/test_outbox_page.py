@@ -160,3 +160,33 @@ def test_an_outbox_connector_with_its_own_folder_is_listed_too(as_role, outbox_d
     assert "From the campaign box" in html and str(other) in html
     assert "The outbox is empty" not in html
     assert db.session.execute(select(Account)).first() is None  # listing writes nothing
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_email_renders_sandboxed_and_fetches_nothing(live_server, new_page, make_live_user):
+    directory = live_server.tmp / "outbox"
+    live_server.app.config["OUTBOX_DIR"] = str(directory)
+    hostile = ('<html><body><h2 style="color:#2450c8">Your fraud report</h2><p>Hi Jane</p>'
+               '<script>document.body.setAttribute("data-ran", "yes")</script>'
+               '<img src="https://tracker.example/pixel.gif" alt="">'
+               '<p><a href="https://vendor.example/guide">Read the guide</a></p></body></html>')
+    _write(directory, _email("5:hello:1", "jane@acme.example", "Your fraud report", html=hostile))
+    page = new_page()
+    failed = []
+    page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
+    live_server.login(page, make_live_user("manager"))
+    page.goto(live_server.url + "/playbooks")
+    page.locator("nav.nav").get_by_role("link", name="Outbox", exact=True).click()
+    page.wait_for_url("**/outbox")
+    page.get_by_role("link", name="Your fraud report").click()
+    page.wait_for_selector("iframe.email-frame")
+    body = page.frame_locator("iframe.email-frame").locator("body")
+    assert "Hi Jane" in body.inner_text()
+    assert body.get_attribute("data-ran") is None  # no script runs in the frame
+    assert "Read the guide (https://vendor.example/guide)" in page.locator("pre.email-text").inner_text()
+    page.screenshot(path=live_server.tmp / "outbox-email.png", full_page=True)
+    page.locator("iframe.email-frame").screenshot(path=live_server.tmp / "outbox-frame.png")
+    # The tracking pixel was tried and refused by the frame's CSP, before any network.
+    outside = [u for u in live_server.requests if not u.startswith(live_server.url)]
+    assert outside == ["https://tracker.example/pixel.gif"]
+    assert [(url, why) for url, why in failed if url in outside] == [(outside[0], "csp")]
