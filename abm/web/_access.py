@@ -83,7 +83,7 @@ class NavEntry:
 #: blueprint registers the endpoint named here; until then the slot is simply hidden.
 NAV: tuple[NavEntry, ...] = (
     NavEntry("accounts", "Accounts", "accounts.index"),
-    NavEntry("my_accounts", "My accounts", "accounts.index", args=(("owner", "me"),)),
+    NavEntry("my_accounts", "My accounts", "engagement.my_accounts"),
     NavEntry("playbooks", "Playbooks", "playbooks.index"),
     NavEntry("outbox", "Outbox", "outbox.index", MANAGERS),
     NavEntry("engagement", "Engagement", "engagement.index"),
@@ -104,10 +104,11 @@ def _active_key() -> str | None:
     if endpoint.startswith("admin."):
         return "users"
     blueprint = endpoint.partition(".")[0]
-    for entry in NAV:
-        if entry.endpoint.partition(".")[0] == blueprint:
-            return entry.key
-    return None
+    # the entry of this very endpoint, else the area's ".index" entry, else any entry of the area
+    same_area = [e for e in NAV if e.endpoint.partition(".")[0] == blueprint]
+    if not same_area:
+        return None
+    return min(same_area, key=lambda e: (e.endpoint != endpoint, not e.endpoint.endswith(".index"))).key
 
 
 def nav_items() -> list[dict]:

@@ -14,6 +14,7 @@ from abm.models import Account, Contact, Opportunity, ScoreSnapshot, User
 from abm.services import accounts as account_service
 from abm.services import settings as settings_service
 from abm.web._access import MANAGERS, role_required
+from abm.web.engagement import account_sections
 
 bp = Blueprint("accounts", __name__)
 
@@ -123,6 +124,7 @@ def _detail(account: Account, status: int = 200, stage_errors: list[str] | None 
         history=history, actors=actors, opportunities=opportunities, stages=current["stages"],
         can_change_stage=may_change_stage(account), stage_errors=stage_errors or [],
         trend=_score_trend(account), counts=account_service.counts(account.id),
+        eng=account_sections(account.id),
     ), status
 
 

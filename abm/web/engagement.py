@@ -1,0 +1,188 @@
+"""The account executive's engagement pages: my accounts, the stage by engagement
+matrix, and the site snippet page for whoever runs the website.
+
+The numbers come from :mod:`abm.services.sales_view`; these views only read the
+request, call it, and shape links (every count links to the accounts list filtered
+to exactly the accounts it counts).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from abm.api.engagement import timeline
+from abm.db import db, utcnow
+from abm.errors import ApiError
+from abm.models import Contact, Playbook, User
+from abm.services import sales_view, scores
+from abm.web._access import MANAGERS, role_required
+
+bp = Blueprint("engagement", __name__)
+
+SORTS = {"score": "Score", "change": "Change this week"}
+LEVELS = ("cold", "warm", "hot")
+MY_ACCOUNTS_LIMIT = 500
+
+
+def ago(when: datetime | None, now: datetime) -> str:
+    """'today', '1 day ago', '3 weeks ago' ... or 'never'."""
+    if when is None:
+        return "never"
+    days = (now - when).days
+    if days < 1:
+        return "today"
+    if days < 14:
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    if days < 60:
+        return f"{days // 7} weeks ago"
+    return f"{days // 30} months ago"
+
+
+def _owner_from_request() -> User:
+    """The owner whose accounts to show: the user, or (managers, admins) the one they picked."""
+    wanted = (request.args.get("owner") or "").strip()
+    if not wanted or wanted == str(current_user.id):
+        return current_user
+    if current_user.role not in MANAGERS:
+        abort(403, description="an account executive sees their own accounts here; "
+                               "managers and admins may pick another owner")
+    user = None
+    if wanted.isdigit():
+        user = db.session.get(User, int(wanted))
+    else:
+        user = db.session.execute(select(User).where(User.email == wanted.lower())).scalar_one_or_none()
+    if user is None:
+        raise ApiError(404, f"no user {wanted!r}: pick an owner from the list on My accounts")
+    return user
+
+
+def _owners() -> list[User]:
+    return list(db.session.execute(select(User).where(User.active.is_(True)).order_by(User.email)).scalars())
+
+
+@bp.get("/engagement/mine")
+@role_required()
+def my_accounts():
+    owner = _owner_from_request()
+    sort = request.args.get("sort", "score")
+    if sort not in SORTS:
+        sort = "score"
+    now = utcnow()
+    rows = sales_view.my_accounts(owner.id, sort=sort, limit=MY_ACCOUNTS_LIMIT, now=now)
+    for row in rows:
+        row["last_touch"] = ago(row["last_touch_at"], now)
+    owner_arg = None if owner.id == current_user.id else owner.id
+    return render_template(
+        "web/engagement/my_accounts.html", rows=rows, owner=owner, sort=sort, sorts=SORTS,
+        own=owner.id == current_user.id, owners=_owners() if current_user.role in MANAGERS else [],
+        sort_url=lambda s: url_for("engagement.my_accounts", sort=s, owner=owner_arg),
+        limit=MY_ACCOUNTS_LIMIT)
+
+
+def accounts_link(stages: list[str] | str | None, level: str | None, mine: bool) -> str:
+    """The accounts list filtered to the accounts a matrix cell counts."""
+    args = {}
+    if stages:
+        args["stage"] = stages if isinstance(stages, str) else ",".join(stages)
+    if level:
+        args["engagement"] = level
+    if mine:
+        args["owner"] = "me"
+    return url_for("accounts.index", **args)
+
+
+@bp.get("/engagement")
+@role_required()
+def index():
+    scope = request.args.get("owner") or ("mine" if current_user.role == "ae" else "all")
+    if scope not in ("mine", "all"):
+        scope = "all"
+    mine = scope == "mine"
+    m = sales_view.matrix(current_user.id if mine else None)
+    hot = m["hot_not_in_opportunity"]
+    cold = m["opportunities_gone_cold"]
+    named = [
+        {"key": "hot_not_in_opportunity", "count": hot["count"],
+         "text": f"hot account{'s' if hot['count'] != 1 else ''} not yet in opportunity",
+         "why": "Engaged now and not in a sales conversation: reach out.",
+         "href": accounts_link(hot["stages"], hot["level"], mine)},
+        {"key": "opportunities_gone_cold", "count": cold["count"],
+         "text": f"opportunit{'ies' if cold['count'] != 1 else 'y'} gone cold",
+         "why": "In opportunity, and nobody there has engaged lately: re-engage them.",
+         "href": accounts_link(cold["stages"], cold["level"], mine)},
+    ]
+    action_cells = {(s, hot["level"]) for s in hot["stages"]} | {(s, cold["level"]) for s in cold["stages"]}
+    rows = []
+    for stage in m["stages"]:
+        counts = m["counts"][stage]
+        rows.append({"stage": stage, "total": sum(counts.values()), "href": accounts_link(stage, None, mine),
+                     "cells": [{"level": lv, "count": counts.get(lv, 0), "href": accounts_link(stage, lv, mine),
+                                "act": (stage, lv) in action_cells and counts.get(lv, 0) > 0} for lv in LEVELS]})
+    totals = {lv: sum(r["cells"][i]["count"] for r in rows) for i, lv in enumerate(LEVELS)}
+    return render_template(
+        "web/engagement/matrix.html", rows=rows, levels=LEVELS, named=named, scope=scope, totals=totals,
+        total=sum(totals.values()), level_links={lv: accounts_link(None, lv, mine) for lv in LEVELS})
+
+
+@bp.get("/engagement/snippet")
+@role_required(*MANAGERS)
+def snippet():
+    base = current_app.config.get("BASE_URL", "").rstrip("/")
+    tag = f'<script src="{base}/t/snippet.js" async></script>'
+    return render_template("web/engagement/snippet.html", tag=tag, base=base)
+
+
+# -- the engagement sections of the account page ------------------------------------
+
+TIMELINE_LIMIT = 60
+RECENT_EVENTS = 30
+
+
+def _names(model, ids: set) -> dict:
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    return {row.id: row for row in db.session.execute(select(model).where(model.id.in_(ids))).scalars()}
+
+
+def account_sections(account_id: int, now: datetime | None = None) -> dict:
+    """What the account page shows about engagement: the score breakdown, one timeline of
+    touches, events and stage changes, buying committee coverage and the playbooks."""
+    now = now or utcnow()
+    breakdown = scores.breakdown(account_id, now=now, recent=RECENT_EVENTS)
+    items = timeline(account_id, TIMELINE_LIMIT)
+    contacts = _names(Contact, {i.get("contact_id") for i in items} | {e["contact_id"] for e in breakdown["events"]})
+    playbooks = _names(Playbook, {i.get("playbook_id") for i in items} | {e["playbook_id"] for e in breakdown["events"]})
+
+    def contact_name(cid):
+        c = contacts.get(cid)
+        return (c.full_name or c.email or f"contact {cid}") if c else None
+
+    def playbook_name(pid):
+        p = playbooks.get(pid)
+        return (p.name or p.key) if p else None
+
+    for item in items:
+        item["contact"] = contact_name(item.get("contact_id"))
+        item["playbook"] = playbook_name(item.get("playbook_id"))
+        item["when"] = item["at"][:16].replace("T", " ")
+    for event in breakdown["events"]:
+        event["contact"] = contact_name(event["contact_id"])
+        event["playbook"] = playbook_name(event["playbook_id"])
+        event["when"] = event["occurred_at"][:16].replace("T", " ")
+    coverage = sales_view.coverage(account_id, now=now)
+    return {
+        "breakdown": breakdown,
+        "type_bars": [{"label": r["type"].replace("_", " "), "value": r["points"]} for r in breakdown["by_type"]],
+        "timeline": items,
+        "timeline_limit": TIMELINE_LIMIT,
+        "coverage": coverage,
+        "roles_reached": sum(1 for r in coverage if r["reached"]),
+        "roles_engaged": sum(1 for r in coverage if r["engaged"]),
+        "roles_with_contacts": sum(1 for r in coverage if r["contacts"]),
+        "playbooks": sales_view.playbooks_of(account_id),
+    }
