@@ -323,4 +323,11 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
     page.wait_for_url("**/playbooks/web-pb")
     assert page.locator("#version-1").is_visible() and page.locator("#status").inner_text() == "draft"
     page.screenshot(path=live_server.tmp / "playbook-page.png", full_page=True)
+
+    phone = new_page(390, 844, mobile=True)
+    live_server.login(phone, make_live_user("ae"))
+    for path, name in (("/playbooks", "list"), ("/playbooks/web-pb", "page"), ("/playbooks/web-pb/edit", "editor")):
+        phone.goto(live_server.url + path)
+        assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+        phone.screenshot(path=live_server.tmp / f"phone-{name}.png", full_page=True)
     assert all(url.startswith(live_server.url) for url in live_server.requests)
