@@ -70,20 +70,30 @@ def endpoint_url(endpoint: str, **values) -> str | None:
 
 @dataclass(frozen=True)
 class NavEntry:
-    """One slot of the navigation: shown when its endpoint exists and the role may see it."""
+    """One slot of the navigation: shown when its endpoint (or a fallback's) exists and
+    the role may see it. ``fallback``: further ``(endpoint, args)`` tried in order."""
 
     key: str
     label: str
     endpoint: str
     roles: tuple[str, ...] = ALL_ROLES
     args: tuple[tuple[str, str], ...] = ()
+    fallback: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def url(self) -> str | None:
+        for endpoint, args in ((self.endpoint, self.args), *self.fallback):
+            url = endpoint_url(endpoint, **dict(args))
+            if url is not None:
+                return url
+        return None
 
 
 #: The product's navigation, in order. Areas built by other modules appear as soon as a
 #: blueprint registers the endpoint named here; until then the slot is simply hidden.
 NAV: tuple[NavEntry, ...] = (
     NavEntry("accounts", "Accounts", "accounts.index"),
-    NavEntry("my_accounts", "My accounts", "engagement.my_accounts"),
+    NavEntry("my_accounts", "My accounts", "engagement.my_accounts",
+             fallback=(("accounts.index", (("owner", "me"),)),)),
     NavEntry("playbooks", "Playbooks", "playbooks.index"),
     NavEntry("outbox", "Outbox", "outbox.index", MANAGERS),
     NavEntry("engagement", "Engagement", "engagement.index"),
@@ -120,7 +130,7 @@ def nav_items() -> list[dict]:
     for entry in NAV:
         if current_user.role not in entry.roles:
             continue
-        url = endpoint_url(entry.endpoint, **dict(entry.args))
+        url = entry.url()
         if url is None:
             continue
         items.append({"key": entry.key, "label": entry.label, "url": url, "active": entry.key == active})

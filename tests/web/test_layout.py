@@ -18,8 +18,8 @@ def _nav_labels(html: str) -> list[str]:
 def test_nav_shows_what_each_role_may_see(pages, as_role):
     for role in ("admin", "manager", "ae"):
         html = as_role(role).get("/").get_data(as_text=True)
-        expected = [e.label for e in _access.NAV
-                    if role in e.roles and e.endpoint in pages.view_functions]
+        expected = [e.label for e in _access.NAV if role in e.roles and any(
+            endpoint in pages.view_functions for endpoint in (e.endpoint, *(f[0] for f in e.fallback)))]
         assert _nav_labels(html) == expected, role
     admin_nav = _nav_labels(as_role("admin").get("/").get_data(as_text=True))
     ae_nav = _nav_labels(as_role("ae").get("/").get_data(as_text=True))
@@ -29,10 +29,15 @@ def test_nav_shows_what_each_role_may_see(pages, as_role):
 
 
 def test_a_nav_slot_whose_page_does_not_exist_is_hidden_not_broken(pages, as_role, monkeypatch):
-    monkeypatch.setattr(_access, "NAV", _access.NAV + (_access.NavEntry("later", "Later area", "later.index"),))
+    monkeypatch.setattr(_access, "NAV", _access.NAV + (
+        _access.NavEntry("later", "Later area", "later.index"),
+        _access.NavEntry("mine", "Fallback area", "later.mine", fallback=(("accounts.index", (("tier", "1"),)),)),
+    ))
     resp = as_role("admin").get("/")
+    html = resp.get_data(as_text=True)
     assert resp.status_code == 200
-    assert "Later area" not in resp.get_data(as_text=True)
+    assert "Later area" not in html
+    assert '<a href="/accounts?tier=1">Fallback area</a>' in html
 
 
 def test_active_nav_entry_is_marked(as_role):
