@@ -1,0 +1,1 @@
+"""``abm demo``: the process supervisor and the demo's own playbooks (``playbooks/``)."""
