@@ -331,3 +331,7 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
         assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
         phone.screenshot(path=live_server.tmp / f"phone-{name}.png", full_page=True)
     assert all(url.startswith(live_server.url) for url in live_server.requests)
+    # Expected: the 422 of the invalid playbook, and the sandbox refusing GOOD's <script>.
+    expected = ("status of 422", "Blocked script execution in 'about:srcdoc' because the document's frame is sandboxed")
+    assert any(expected[1] in e for e in live_server.js_errors)
+    assert [e for e in live_server.js_errors if not any(x in e for x in expected)] == []
