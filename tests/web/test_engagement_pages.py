@@ -173,7 +173,10 @@ def test_matrix_counts_named_cells_and_links_land_on_the_filtered_list(as_role, 
     assert _rows(client.get(href).get_data(as_text=True)) == ["Acme"]
     hot_link = html_lib.unescape(re.search(r'href="([^"]+)" data-cell="hot_not_in_opportunity"', html).group(1))
     assert hot_link == "/accounts?stage=target,aware,engaged,mqa&engagement=hot&owner=me"
-    assert _rows(client.get(hot_link).get_data(as_text=True)) == ["Acme"]
+    landed = client.get(hot_link).get_data(as_text=True)
+    assert _rows(landed) == ["Acme"]
+    assert "1 account matches, in stages target, aware, engaged, mqa, engagement hot." in landed
+    assert '<option value="target,aware,engaged,mqa" selected>' in landed  # the filter form keeps it
     cold_link = html_lib.unescape(re.search(r'href="([^"]+)" data-cell="opportunities_gone_cold"', html).group(1))
     assert _rows(client.get(cold_link).get_data(as_text=True)) == ["Initech"]
 
