@@ -111,7 +111,8 @@ def _score_trend(account: Account) -> list[float]:
     return [*points, account.score or 0.0] if points else []
 
 
-def _detail(account: Account, status: int = 200, stage_errors: list[str] | None = None):
+def _detail(account: Account, status: int = 200, stage_errors: list[str] | None = None,
+            notes_errors: list[str] | None = None):
     current = settings_service.current()
     opportunities = db.session.execute(select(Opportunity).where(Opportunity.account_id == account.id)
                                        .order_by(Opportunity.created_at.desc())).scalars().all()
@@ -123,6 +124,7 @@ def _detail(account: Account, status: int = 200, stage_errors: list[str] | None 
         "web/accounts/detail.html", account=account, groups=_contacts_by_role(account.id, current["roles"]),
         history=history, actors=actors, opportunities=opportunities, stages=current["stages"],
         can_change_stage=may_change_stage(account), stage_errors=stage_errors or [],
+        notes_errors=notes_errors or [],
         trend=_score_trend(account), counts=account_service.counts(account.id),
         eng=account_sections(account.id),
     ), status
@@ -153,3 +155,20 @@ def change_stage(account_id: int):
     else:
         flash(f"{account.name} moved from {change.from_stage} to {change.to_stage}.", "success")
     return redirect(url_for("accounts.show", account_id=account.id))
+
+
+@bp.post("/accounts/<int:account_id>/notes")
+@role_required()
+def save_notes(account_id: int):
+    account = account_service.get(account_id)
+    if not may_change_stage(account):
+        abort(403, description="only a manager, an admin or the account's owner may edit its notes")
+    notes = (request.form.get("notes") or "").replace("\r\n", "\n").strip()
+    try:
+        account_service.update(account, {"notes": notes or None}, source=f"ui:{current_user.email}",
+                               actor=current_user._get_current_object())
+    except ValidationError as exc:
+        db.session.rollback()
+        return _detail(account, 422, notes_errors=[d["message"] for d in exc.details])
+    flash("Notes saved.", "success")
+    return redirect(url_for("accounts.show", account_id=account.id) + "#notes")

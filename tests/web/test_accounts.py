@@ -166,3 +166,17 @@ def test_unknown_stage_is_a_field_error(as_role):
     assert resp.status_code == 422
     assert "unknown stage" in resp.get_data(as_text=True)
     assert db.session.execute(select(StageChange)).first() is None
+
+
+def test_owner_and_managers_edit_notes_others_read_them(as_role):
+    owner = as_role("ae")
+    other = as_role("ae")
+    initech = _world(owner=owner.user)["Initech"]
+    resp = owner.post(f"/accounts/{initech.id}/notes", data={"notes": "Budget <b>frozen</b> until Q3\r\nCall back"})
+    assert resp.status_code == 302
+    assert db.session.get(Account, initech.id).notes == "Budget <b>frozen</b> until Q3\nCall back"
+    page = other.get(f"/accounts/{initech.id}").get_data(as_text=True)
+    assert "Budget &lt;b&gt;frozen&lt;/b&gt; until Q3" in page and 'name="notes"' not in page
+    assert other.post(f"/accounts/{initech.id}/notes", data={"notes": "mine now"}).status_code == 403
+    assert as_role("manager").post(f"/accounts/{initech.id}/notes", data={"notes": ""}).status_code == 302
+    assert db.session.get(Account, initech.id).notes is None
