@@ -29,16 +29,23 @@ from abm.redis_conn import EmbeddedRedis
 TAIL_LINES = 15
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux only, best effort)."""
+def _load_libc():
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        pass
+        return None
 
 
-_PREEXEC = _die_with_parent if sys.platform.startswith("linux") else None
+#: Loaded here, not in the child: a forked child of a threaded process should do little.
+_LIBC = _load_libc() if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    _LIBC.prctl(1, signal.SIGTERM)
+
+
+_PREEXEC = _die_with_parent if _LIBC is not None else None
 
 
 class DemoRedis(EmbeddedRedis):
