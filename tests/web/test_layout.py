@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from jinja2 import Environment, FileSystemLoader
+
+from abm import ROOT
 from abm.db import db
 from abm.models import Account
 from abm.web import _access
@@ -101,13 +104,17 @@ def test_home_page_counts_accounts_by_stage_and_links_to_areas(as_role):
 
 # --------------------------------------------------------------------------- charts
 
-def _render(app, macro: str, *args, **kwargs) -> str:
-    module = app.jinja_env.get_template("web/_charts.html").make_module()
+def _render(macro: str, *args, **kwargs) -> str:
+    module = CHARTS_ENV.get_template("web/_charts.html").make_module()
     return str(getattr(module, macro)(*args, **kwargs))
 
 
-def test_sparkline_scales_points_into_the_box(pages):
-    svg = _render(pages, "sparkline", [0, 5, 10], width=100, height=20, label="Score")
+#: The macros need no app: a plain autoescaping environment, as Flask's, over templates/.
+CHARTS_ENV = Environment(loader=FileSystemLoader(str(ROOT / "templates")), autoescape=True)
+
+
+def test_sparkline_scales_points_into_the_box():
+    svg = _render("sparkline", [0, 5, 10], width=100, height=20, label="Score")
     points = re.search(r'points="([^"]+)"', svg).group(1).split()
     xs = [float(p.split(",")[0]) for p in points]
     ys = [float(p.split(",")[1]) for p in points]
@@ -115,24 +122,24 @@ def test_sparkline_scales_points_into_the_box(pages):
     assert xs == sorted(xs) and xs[0] >= 0 and xs[-1] <= 100
     assert ys[0] > ys[1] > ys[2]  # higher values are drawn higher (smaller y)
     assert 'aria-label="Score: last 10, low 0, high 10"' in svg
-    flat = _render(pages, "sparkline", [4, 4, None], width=100, height=20)
+    flat = _render("sparkline", [4, 4, None], width=100, height=20)
     assert "polyline" in flat
-    empty = _render(pages, "sparkline", [], label="Score")
+    empty = _render("sparkline", [], label="Score")
     assert "polyline" not in empty and "no data" in empty
 
 
-def test_bars_are_proportional_and_escape_labels(pages):
-    svg = _render(pages, "bars", [("aware", 10), {"label": "<b>x</b>", "value": 5, "href": "/accounts?stage=x"}],
+def test_bars_are_proportional_and_escape_labels():
+    svg = _render("bars", [("aware", 10), {"label": "<b>x</b>", "value": 5, "href": "/accounts?stage=x"}],
                   width=400, label="Stages")
     widths = [float(w) for w in re.findall(r'class="bar" x="[^"]+" y="[^"]+" width="([^"]+)"', svg)]
     assert widths[0] == 2 * widths[1] > 0
     assert "<b>x</b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg
     assert '<a href="/accounts?stage=x">' in svg
-    assert "No data yet" in _render(pages, "bars", [], label="Nothing")
+    assert "No data yet" in _render("bars", [], label="Nothing")
 
 
-def test_columns_draw_one_bar_per_value(pages):
-    svg = _render(pages, "columns", [("Mon", 1), ("Tue", 4), ("Wed", 0)], width=300, height=100, label="Touches")
+def test_columns_draw_one_bar_per_value():
+    svg = _render("columns", [("Mon", 1), ("Tue", 4), ("Wed", 0)], width=300, height=100, label="Touches")
     heights = [float(h) for h in re.findall(r'class="column"[^>]* height="([^"]+)"', svg)]
     assert len(heights) == 3 and heights[1] == max(heights) and heights[2] == 0
     assert "Mon" in svg and "Wed" in svg
