@@ -1,0 +1,40 @@
+"""A test connector that sends slowly and records every call, for the fault tests.
+
+Each touch it receives becomes one JSON line in ``path`` (appended and flushed one at
+a time, after ``delay`` seconds), so a worker killed in the middle of a batch leaves
+exactly what a provider would have accepted so far.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, ClassVar
+
+from connectors.base import CHANNELS, Connector, TouchResult
+
+
+class SlowLogConnector(Connector):
+    type = "slowlog"
+    channels = CHANNELS
+    max_batch = 5
+    rate_limit = (10000, 1)
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "type": "object", "additionalProperties": False,
+        "properties": {"path": {"type": "string"}, "delay": {"type": "number"}},
+    }
+
+    def send(self, batch):
+        results = []
+        delay = float(self.settings.get("delay", 0.05))
+        with open(self.settings["path"], "a", encoding="utf-8") as fh:
+            for touch in batch:
+                time.sleep(delay)
+                fh.write(json.dumps({"key": touch.key, "touch_id": touch.id, "pid": os.getpid()}) + "\n")
+                fh.flush()
+                results.append(TouchResult.success(touch, provider_id=f"slow:{touch.key}"))
+        return results
+
+    def test(self) -> str:
+        return "ok"

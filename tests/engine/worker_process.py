@@ -1,0 +1,37 @@
+"""A real RQ worker process for the fault tests: ``python -m tests.engine.worker_process``.
+
+Reads ABM_DATABASE_URL, ABM_REDIS_URL, ABM_INSTANCE_PATH like ``abm worker``, registers
+the slow test connector type, and works the ``touches`` queue (``BURST=1``: until empty).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> int:
+    import config
+    import connectors.registry as registry
+
+    registry.BUILTIN["slowlog"] = "tests.engine.slow_connector:SlowLogConnector"
+    registry.reset_cache()
+    from abm import create_app
+    from abm.redis_conn import get_redis
+    from workers.queues import get_queue
+    from workers.runner import AppWorker
+
+    app = create_app(config.TestingConfig(),
+                     ABM_TOUCH_LEASE_SECONDS=int(os.environ.get("ABM_TOUCH_LEASE_SECONDS", "300")))
+    conn = get_redis(app)
+    import workers.dispatcher  # noqa: F401 - loaded before forking, as run_worker does
+    import workers.jobs  # noqa: F401
+
+    AppWorker.flask_app = app
+    worker = AppWorker([get_queue("touches", conn)], connection=conn)
+    worker.work(burst=os.environ.get("BURST") == "1", logging_level=os.environ.get("LOG", "WARNING"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
