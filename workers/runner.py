@@ -22,6 +22,10 @@ def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool
     from abm.redis_conn import get_redis
 
     conn = get_redis(app)
+    # Import the job modules once here, so a forked work horse does not import them per job.
+    import workers.dispatcher  # noqa: F401
+    import workers.jobs  # noqa: F401
+
     names = queues or list(QUEUE_NAMES)
     AppWorker.flask_app = app
     worker = AppWorker([get_queue(n, conn) for n in names], connection=conn)
