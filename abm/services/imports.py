@@ -28,12 +28,15 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import case, func, select
+from sqlalchemy import String, any_, case, column, func, literal, select, text
+from sqlalchemy import table as sql_table
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -69,6 +72,37 @@ def header_key(text: str) -> str:
 def attribute_key(text: str) -> str:
     """``"Lead Source (HubSpot)"`` -> ``"lead_source_hubspot"``: the attribute an unknown column becomes."""
     return re.sub(r"[\W_]+", "_", (text or "").casefold()).strip("_")
+
+
+_PLAIN_DOMAIN = re.compile(r"(?:www\.)?((?:[a-z0-9-]{1,63}\.)+[a-z0-9-]{1,63})")
+_PLAIN_LABEL = re.compile(r"^(?!-)(?!..--)[a-z0-9-]{1,63}(?<!-)$")
+_PLAIN_EMAIL = re.compile(r"([^@\s]+)@([a-z0-9.-]+)")
+
+
+def _plain_domain(text: str) -> str | None:
+    """The common case, without IDNA: ``acme.com`` or ``www.acme.com`` in lower case."""
+    m = _PLAIN_DOMAIN.fullmatch(text)
+    if m is None or (text.startswith("www.") and m.group(1) == text):
+        return None
+    labels = m.group(1).split(".")
+    if labels[-1].isdigit() or not all(_PLAIN_LABEL.match(label) for label in labels):
+        return None
+    return m.group(1)
+
+
+def domain_of(value: str) -> str:
+    """:func:`abm.normalize.normalize_domain`, fast for the plain ASCII names most cells hold."""
+    return _plain_domain(value.strip().lower()) or normalize_domain(value)
+
+
+def email_of(value: str) -> str:
+    """:func:`abm.normalize.normalize_email`, fast for plain ASCII addresses."""
+    m = _PLAIN_EMAIL.fullmatch(value.strip().lower())
+    if m is not None and ":" not in m.group(1) and not m.group(2).startswith("www."):
+        domain = _plain_domain(m.group(2))
+        if domain is not None:
+            return f"{m.group(1)}@{domain}"
+    return normalize_email(value)
 
 
 def email_hash(email: str) -> str:
@@ -153,17 +187,12 @@ class ImportReport:
         if len(self.skipped_rows) < MAX_LISTED:
             self.skipped_rows.append({"row": row, "column": column, "reason": reason})
 
-    _COUNTERS = ("created", "updated", "skipped", "rejected", "unlinked", "errors_total")
-
-    def snapshot(self) -> tuple:
-        return tuple(getattr(self, n) for n in self._COUNTERS) + (len(self.errors), len(self.skipped_rows))
-
-    def restore(self, snapshot: tuple) -> None:
-        """Undo what a batch that failed had counted."""
-        for name, value in zip(self._COUNTERS, snapshot, strict=False):
-            setattr(self, name, value)
-        del self.errors[snapshot[-2]:]
-        del self.skipped_rows[snapshot[-1]:]
+    def merge(self, other: ImportReport) -> None:
+        """Add what ``other`` (a batch's report) counted and listed."""
+        for name in ("created", "updated", "skipped", "rejected", "unlinked", "errors_total"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors[:MAX_LISTED - len(self.errors)])
+        self.skipped_rows.extend(other.skipped_rows[:MAX_LISTED - len(self.skipped_rows)])
 
     def to_dict(self) -> dict:
         out = {"created": self.created, "updated": self.updated, "skipped": self.skipped,
@@ -433,7 +462,34 @@ class _Importer:
         if self.key not in self.header.fields:
             raise _no_header(self.kind, self.key, self.aliases, header)
         self.prepare()
+        db.session.commit()  # end the lookups' transaction: the writer thread writes
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
+            self._read_rows(rows, source, writer)
+        self.finish()
+        self.report.errors.sort(key=lambda e: e["row"])
+        self.report.skipped_rows.sort(key=lambda s: s["row"])
+        db.session.add(AuditLog(actor_id=self.actor_id, action=f"import.{self.kind}", target_type=self.kind,
+                                details={k: v for k, v in self.report.to_dict().items()
+                                         if k in ("created", "updated", "skipped", "rejected", "rows")}))
+        db.session.commit()
+        return self.report
+
+    def _read_rows(self, rows: Iterator[list[str]], source: _Source, writer: ThreadPoolExecutor) -> None:
+        """Parse rows into batches; each batch is written by ``writer`` while the next is parsed.
+
+        One batch is written at a time, in file order, so a later batch sees what the
+        earlier ones wrote; at most two batches are held in memory.
+        """
         batch: dict[str, _Row] = {}
+        pending: Future | None = None
+
+        def hand_over(batch):
+            nonlocal pending
+            if pending is not None:
+                self.report.merge(pending.result())
+                self._progress(source)
+            pending = writer.submit(self._write_batch, list(batch.values())) if batch else None
+
         try:
             for cells in rows:
                 if not any(c.strip() for c in cells):
@@ -450,21 +506,15 @@ class _Importer:
                                      f"row {row.number} has the same {self.key} ({key}); the last row wins")
                 batch[key] = row
                 if len(batch) >= self.batch_size:
-                    self.flush(batch)
+                    hand_over(batch)
                     batch = {}
-                    self._progress(source)
         except (csv.Error, UnicodeDecodeError) as exc:
             self.report.error(source.row + 1, "(file)",
                               f"the file cannot be read past this row: {exc} (an unbalanced quote?); "
                               "the rows before it were imported")
-        self.flush(batch)
-        self._progress(source)
-        self.finish()
-        db.session.add(AuditLog(actor_id=self.actor_id, action=f"import.{self.kind}", target_type=self.kind,
-                                details={k: v for k, v in self.report.to_dict().items()
-                                         if k in ("created", "updated", "skipped", "rejected", "rows")}))
-        db.session.commit()
-        return self.report
+        finally:
+            hand_over(batch)
+            hand_over({})
 
     def _progress(self, source: _Source) -> None:
         if self.progress is not None:
@@ -520,32 +570,33 @@ class _Importer:
 
     # -- writing
 
-    def flush(self, batch: dict[str, _Row]) -> None:
-        if not batch:
-            return
-        rows = list(batch.values())
-        snapshot = self.report.snapshot()
+    def _write_batch(self, rows: list[_Row]) -> ImportReport:
+        """Write one batch in the writer thread (its own session); returns what it counted."""
+        try:
+            return self._write_or_split(rows)
+        finally:
+            db.session.remove()
+
+    def _write_or_split(self, rows: list[_Row]) -> ImportReport:
+        self.out = ImportReport(self.kind)
         try:
             self.write(rows)
             db.session.commit()
+            return self.out
         except DBAPIError as exc:
             db.session.rollback()
-            self.report.restore(snapshot)
             if len(rows) == 1:
-                row = rows[0]
-                self.report.rejected += 1
-                self.report.error(row.number, "(row)", "the database refused this row: "
-                                  + str(getattr(exc, "orig", exc)).splitlines()[0][:300])
-                return
+                out = ImportReport(self.kind, rejected=1)
+                out.error(rows[0].number, "(row)", "the database refused this row: "
+                          + str(getattr(exc, "orig", exc)).splitlines()[0][:300])
+                return out
             half = len(rows) // 2  # find the bad rows without losing the good ones
-            self.flush({r.values[self.key]: r for r in rows[:half]})
-            self.flush({r.values[self.key]: r for r in rows[half:]})
+            out = self._write_or_split(rows[:half])
+            out.merge(self._write_or_split(rows[half:]))
+            return out
 
     def write(self, rows: list[_Row]) -> None:
         raise NotImplementedError
-
-    def insert(self, table):
-        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
 
     def merged_json(self, table, column: str, excluded):
         """The stored JSON object with the new keys laid over it."""
@@ -553,11 +604,50 @@ class _Importer:
             return table.c[column].op("||")(excluded[column])
         return func.json_patch(table.c[column], excluded[column])
 
+    def among(self, column, keys: list[str]):
+        """``column IN keys``; one array parameter on PostgreSQL (thousands of parameters are slow)."""
+        if self.dialect == "postgresql":
+            return column == any_(literal(keys, ARRAY(String)))
+        return column.in_(keys)
+
     def existing(self, column, keys: list[str]) -> dict[str, tuple]:
         table = self.model.__table__
         q = select(table.c[self.key], table.c.id, table.c.updated_at, *self.extra_columns()).where(
-            column.in_(keys))
+            self.among(column, keys))
         return {r[0]: tuple(r[1:]) for r in db.session.execute(q)}
+
+    def upsert(self, table, params: list[dict], set_of, returning: tuple = ()):
+        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of many rows in one statement.
+
+        On PostgreSQL the rows are first COPYed into a temporary table and inserted from
+        it (``INSERT ... SELECT ... ON CONFLICT``), the fastest upsert there is; on SQLite
+        they go as multi-row VALUES. ``set_of(excluded)`` gives the SET clause.
+        """
+        if self.dialect == "postgresql":
+            names = list(params[0])
+            staging = f"_abm_import_{table.name}"
+            db.session.execute(text(f'CREATE TEMP TABLE "{staging}" ON COMMIT DROP AS '
+                                    f'SELECT {", ".join(names)} FROM "{table.name}" WITH NO DATA'))
+            copy_rows(staging, names, (tuple(p[n] for n in names) for p in params))
+            source = sql_table(staging, *(column(n) for n in names))
+            stmt = pg_insert(table).from_select(names, select(*source.c))
+        else:
+            stmt = sqlite_insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=[self.key], set_=set_of(stmt.excluded))
+        if returning:
+            stmt = stmt.returning(*returning)
+        if self.dialect == "postgresql":
+            return db.session.execute(stmt)
+        return db.session.execute(stmt, params)
+
+    def insert_rows(self, table, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            names = list(rows[0])
+            copy_rows(table.name, names, (tuple(r[n] for n in names) for r in rows))
+        else:
+            db.session.execute(table.insert(), rows)
 
     def extra_columns(self) -> tuple:
         return ()
@@ -566,13 +656,13 @@ class _Importer:
         for row in rows:
             known = found.get(row.values[self.key])
             if known is None:
-                self.report.created += 1
+                self.out.created += 1
             elif known[1] is not None and known[1] >= self.started:
-                self.report.skip(row.number, self.key,
+                self.out.skip(row.number, self.key,
                                  f"an earlier row has the same {self.key} ({row.values[self.key]}); "
                                  "this later row's values replaced it (the last row wins)")
             else:
-                self.report.updated += 1
+                self.out.updated += 1
 
 
 def _coalesce_update(table, excluded, names) -> dict:
@@ -588,6 +678,7 @@ class _AccountImporter(_Importer):
 
     def prepare(self) -> None:
         self._names = _column_names(self.header)
+        self.zones: set[str] = set()
         users = db.session.execute(select(User.id, User.email, User.name)).all()
         self.owner_by_email = {u.email.lower(): u.id for u in users}
         by_name: dict[str, list[int]] = {}
@@ -604,7 +695,7 @@ class _AccountImporter(_Importer):
         got = self.cell(cells, "domain")
         column = got[0] if got else self.column_name(self.header.fields["domain"][0])
         try:
-            domain = normalize_domain(got[1] if got else "")
+            domain = domain_of(got[1] if got else "")
         except NormalizeError as exc:
             self.report.error(row.number, column, f"{exc}; row not imported")
             return False
@@ -643,10 +734,12 @@ class _AccountImporter(_Importer):
             self.report.error(row.number, got[0], f"{exc};{left}")
 
     def parse_timezone(self, text: str) -> str:
-        try:
-            ZoneInfo(text)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {text!r} (use an IANA name such as Europe/Paris)") from None
+        if text not in self.zones:
+            try:
+                ZoneInfo(text)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {text!r} (use an IANA name such as Europe/Paris)") from None
+            self.zones.add(text)
         return text
 
     def parse_stage(self, text: str) -> str:
@@ -681,19 +774,17 @@ class _AccountImporter(_Importer):
                 "attributes": r.attributes, "crm_ids": r.crm_ids,
                 "created_at": self.started, "updated_at": self.started,
             })
-        stmt = self.insert(table)
-        ex = stmt.excluded
-        keep_if_blank = {n: case((ex[n] == "", table.c[n]), else_=ex[n]) for n in ("name", "stage")}
-        empty_tags = (func.jsonb_array_length(ex.tags) if self.dialect == "postgresql"
-                      else func.json_array_length(ex.tags)) == 0
-        stmt = stmt.on_conflict_do_update(index_elements=["domain"], set_={
-            **_coalesce_update(table, ex, self.NULLABLE), **keep_if_blank,
-            "tags": case((empty_tags, table.c.tags), else_=ex.tags),
-            "attributes": self.merged_json(table, "attributes", ex),
-            "crm_ids": self.merged_json(table, "crm_ids", ex),
-            "updated_at": ex.updated_at,
-        }).returning(table.c.id, table.c.domain)
-        ids = dict((d, i) for i, d in db.session.execute(stmt, params))
+        def set_of(ex):
+            keep_if_blank = {n: case((ex[n] == "", table.c[n]), else_=ex[n]) for n in ("name", "stage")}
+            empty_tags = (func.jsonb_array_length(ex.tags) if self.dialect == "postgresql"
+                          else func.json_array_length(ex.tags)) == 0
+            return {**_coalesce_update(table, ex, self.NULLABLE), **keep_if_blank,
+                    "tags": case((empty_tags, table.c.tags), else_=ex.tags),
+                    "attributes": self.merged_json(table, "attributes", ex),
+                    "crm_ids": self.merged_json(table, "crm_ids", ex),
+                    "updated_at": ex.updated_at}
+
+        ids = {d: i for i, d in self.upsert(table, params, set_of, (table.c.id, table.c.domain))}
         changes = []
         for r in rows:
             stage = r.values.get("stage")
@@ -704,8 +795,7 @@ class _AccountImporter(_Importer):
             if old != stage:
                 changes.append({"account_id": ids[r.values["domain"]], "from_stage": old, "to_stage": stage,
                                 "changed_at": self.started, "source": "import", "actor_id": self.actor_id})
-        if changes:
-            db.session.execute(StageChange.__table__.insert(), changes)
+        self.insert_rows(StageChange.__table__, changes)
         self.count(rows, found)
 
     def finish(self) -> None:
@@ -744,7 +834,7 @@ class _ContactImporter(_Importer):
         got = self.cell(cells, "email")
         column = got[0] if got else self.column_name(self.header.fields["email"][0])
         try:
-            email = normalize_email(got[1] if got else "")
+            email = email_of(got[1] if got else "")
             if len(email) > LIMITS["email"]:
                 raise NormalizeError("the email is longer than 320 characters")
         except NormalizeError as exc:
@@ -771,7 +861,7 @@ class _ContactImporter(_Importer):
         got = self.cell(cells, "account_domain")
         if got:
             try:
-                row.values["account_domain"] = normalize_domain(got[1])
+                row.values["account_domain"] = domain_of(got[1])
                 row.values["account_domain_column"] = got[0]
             except NormalizeError as exc:
                 self.report.error(row.number, got[0], f"{exc}; the contact's account was found by its "
@@ -781,11 +871,11 @@ class _ContactImporter(_Importer):
     def write(self, rows: list[_Row]) -> None:
         hashes = {email_hash(r.values["email"]): r for r in rows}
         suppressed = set(db.session.execute(
-            select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))).scalars())
+            select(Suppression.email_hash).where(self.among(Suppression.email_hash, list(hashes)))).scalars())
         kept = []
         for digest, r in hashes.items():
             if digest in suppressed:
-                self.report.skip(r.number, "email", "this address is on the suppression list (erased or "
+                self.out.skip(r.number, "email", "this address is on the suppression list (erased or "
                                                     "asked never to be contacted); row not imported")
             else:
                 kept.append(r)
@@ -797,7 +887,7 @@ class _ContactImporter(_Importer):
             if r.values["link_domain"]:
                 domains.add(r.values["link_domain"])
         accounts = dict(db.session.execute(select(Account.domain, Account.id)
-                                           .where(Account.domain.in_(list(domains)))).all()) if domains else {}
+                                           .where(self.among(Account.domain, list(domains)))).all()) if domains else {}
         table = Contact.__table__
         found = self.existing(table.c.email, [r.values["email"] for r in kept])
         params = []
@@ -805,24 +895,21 @@ class _ContactImporter(_Importer):
             account_id = accounts.get(r.values["link_domain"])
             if account_id is None:
                 if r.values.get("account_domain"):
-                    self.report.error(r.number, r.values["account_domain_column"],
+                    self.out.error(r.number, r.values["account_domain_column"],
                                       f"no account has the domain {r.values['account_domain']}; the contact "
                                       "was imported without an account (import the accounts first)")
                 if r.values["email"] not in found:
-                    self.report.unlinked += 1
+                    self.out.unlinked += 1
             params.append({"email": r.values["email"], "account_id": account_id,
                            **{n: r.values.get(n) for n in self.NULLABLE if n != "account_id"},
                            "attributes": r.attributes, "crm_ids": r.crm_ids,
                            "created_at": self.started, "updated_at": self.started})
-        stmt = self.insert(table)
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(index_elements=["email"], set_={
+        self.upsert(table, params, lambda ex: {
             **_coalesce_update(table, ex, self.NULLABLE),
             "attributes": self.merged_json(table, "attributes", ex),
             "crm_ids": self.merged_json(table, "crm_ids", ex),
             "updated_at": ex.updated_at,
         })
-        db.session.execute(stmt, params)
         self.count(kept, found)
 
 

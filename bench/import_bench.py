@@ -1,0 +1,183 @@
+"""CSV import throughput against a raw COPY of the same rows, and peak memory on a big file.
+
+    python bench/import_bench.py [--accounts 100000 --contacts 300000 --memory-rows 1000000]
+
+On PostgreSQL (ABM_BENCH_PG_URL, default postgresql://postgres@127.0.0.1/abm_imp_bench;
+the database is dropped and re-created). Prints, for accounts and contacts: rows per
+second of ``abm.services.imports`` (into empty tables, then again as updates), rows per
+second of a raw psycopg COPY of the same rows into the same tables, and their ratio
+(target >= 0.3); then the peak resident memory of a separate process importing a
+contacts file of ``--memory-rows`` rows (target < 300 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1/abm_imp_bench"
+
+
+def make_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    from abm.migrate import upgrade
+
+    upgrade(url)
+
+
+def make_app(url: str):
+    import config
+    from abm import create_app
+
+    os.environ.setdefault("ABM_INSTANCE_PATH", tempfile.mkdtemp(prefix="abm-bench-"))
+    cfg = config.DevelopmentConfig()
+    cfg.DATABASE_URL = url
+    cfg.REDIS_URL = "redis://127.0.0.1:6379/6"
+    return create_app(cfg)
+
+
+def truncate(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE accounts, contacts, stage_changes, audit_log RESTART IDENTITY CASCADE")
+        conn.execute("VACUUM ANALYZE accounts")
+        conn.execute("VACUUM ANALYZE contacts")
+
+
+def raw_copy(url: str, path: Path, kind: str) -> float:
+    """COPY the file's rows into the table as they are (no normalising, no upsert); seconds."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    with psycopg.connect(url) as conn, conn.cursor() as cur, open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        next(rows)
+        if kind == "accounts":
+            sql = ("COPY accounts (name, domain, industry, employees, annual_revenue, country, tier, timezone, "
+                   "stage, tags, attributes, crm_ids, score, score_ref, engagement, created_at, updated_at) "
+                   "FROM STDIN")
+            extra = ("target", Jsonb([]), Jsonb({}), Jsonb({}), 0.0, 0.0, "cold", now, now)
+        else:
+            sql = ("COPY contacts (email, first_name, last_name, title, buying_role, country, phone, "
+                   "attributes, crm_ids, created_at, updated_at) FROM STDIN")
+            extra = (Jsonb({}), Jsonb({}), now, now)
+        with cur.copy(sql) as copy:
+            for row in rows:
+                copy.write_row((*row[:7], *extra) if kind == "contacts" else (*row, *extra))
+        conn.commit()
+    return time.perf_counter() - started
+
+
+def run_import(app, path: Path, kind: str) -> tuple[float, dict]:
+    from abm.services import imports
+
+    fn = imports.import_accounts if kind == "accounts" else imports.import_contacts
+    with app.app_context(), open(path, "rb") as f:
+        started = time.perf_counter()
+        report = fn(f).to_dict()
+        return time.perf_counter() - started, report
+
+
+def memory_child(url: str, path: str) -> None:
+    """Import ``path`` as contacts in this process; print peak RSS (MB) and the counts as JSON."""
+    app = make_app(url)
+    seconds, report = run_import(app, Path(path), "contacts")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mb": round(peak_mb, 1), "seconds": round(seconds, 1), "rows": report["rows"],
+                      "created": report["created"], "errors_total": report["errors_total"]}))
+
+
+def baseline_rss_mb(url: str) -> float:
+    """Peak RSS of a process that only loads the app: what the import adds is on top."""
+    code = ("import resource, sys; sys.path.insert(0, %r); sys.argv=['x'];"
+            "from bench.import_bench import make_app; make_app(%r);"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)") % (str(ROOT), url)
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                 .stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--contacts", type=int, default=300_000)
+    parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip the memory run")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    url = os.environ.get("ABM_BENCH_PG_URL", DEFAULT_URL)
+    if args.memory_child:
+        memory_child(url, args.memory_child)
+        return
+
+    from abm.services.seed import write_csv
+
+    per_account = max(1, round(args.contacts / args.accounts))
+    workdir = Path(tempfile.mkdtemp(prefix="abm-bench-"))
+    accounts_csv, contacts_csv = workdir / "accounts.csv", workdir / "contacts.csv"
+    started = time.perf_counter()
+    write_csv(accounts_csv, contacts_csv, args.accounts, per_account)
+    n_contacts = args.accounts * per_account
+    print(f"data: {args.accounts:,} accounts, {n_contacts:,} contacts written in "
+          f"{time.perf_counter() - started:.1f}s ({accounts_csv.stat().st_size / 1e6:.1f} + "
+          f"{contacts_csv.stat().st_size / 1e6:.1f} MB)")
+    make_database(url)
+    app = make_app(url)
+
+    results = {}
+    for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
+        truncate(url) if kind == "accounts" else None
+        copy_s = raw_copy(url, path, kind)
+        results[kind] = {"copy": n / copy_s}
+    truncate(url)
+    for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
+        seconds, report = run_import(app, path, kind)
+        assert report["created"] == n and not report["errors_total"], report
+        results[kind]["import"] = n / seconds
+    for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
+        seconds, report = run_import(app, path, kind)
+        assert report["updated"] == n, report
+        results[kind]["update"] = n / seconds
+
+    print(f"\n{'':10}{'import rows/s':>15}{'re-import (updates)':>22}{'raw COPY rows/s':>18}{'ratio':>8}")
+    for kind, r in results.items():
+        print(f"{kind:10}{r['import']:>15,.0f}{r['update']:>22,.0f}{r['copy']:>18,.0f}"
+              f"{r['import'] / r['copy']:>8.2f}")
+
+    if args.memory_rows:
+        big = workdir / "contacts_big.csv"
+        per = 4
+        write_csv(None, big, max(1, args.memory_rows // per), per, seed=7)
+        base_mb = baseline_rss_mb(url)
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(big)], capture_output=True,
+                             text=True, env={**os.environ, "ABM_BENCH_PG_URL": url})
+        if out.returncode:
+            sys.exit(f"memory run failed:\n{out.stderr[-3000:]}")
+        mem = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"\nmemory: importing {mem['rows']:,} contacts ({big.stat().st_size / 1e6:.0f} MB file) "
+              f"in {mem['seconds']}s: peak RSS {mem['peak_mb']} MB (the app alone: {base_mb:.0f} MB)")
+    for path in workdir.iterdir():
+        path.unlink()
+    workdir.rmdir()
+
+
+if __name__ == "__main__":
+    main()
