@@ -19,6 +19,9 @@ class Account(Base):
         Index("ix_accounts_tier_score", "tier", "score"),
         Index("ix_accounts_engagement_stage", "engagement", "stage"),
         Index("ix_accounts_lower_name", func.lower("name")),
+        # Keyset pages of the account list sorted by score or by last change (id breaks ties).
+        Index("ix_accounts_score_id", "score", "id"),
+        Index("ix_accounts_updated_id", "updated_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

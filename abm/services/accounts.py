@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import func, or_, select
 
 from abm.db import db, utcnow
 from abm.errors import Conflict, NotFound, ValidationError
@@ -326,7 +326,7 @@ def _filter_clauses(filters: dict, me: int | None) -> list:
     return clauses
 
 
-def sort_keys(sort: str, first_owner_id: int | None = None) -> list[SortKey]:
+def sort_keys(sort: str) -> list[SortKey]:
     """The keys of ``sort`` (``name``, ``-score`` ...) ending with the id; a 422 on an unknown sort."""
     name = (sort or "-score").strip()
     descending = name.startswith("-")
@@ -335,11 +335,7 @@ def sort_keys(sort: str, first_owner_id: int | None = None) -> list[SortKey]:
         raise ValidationError([{"path": "sort", "message": f"unknown sort {sort!r}; use one of "
                                                           f"{', '.join(SORTS)}, with - for descending"}])
     expr, kind = SORTS[base]
-    keys = [SortKey(expr, descending, kind), SortKey(Account.id, descending)]
-    if first_owner_id is not None:
-        mine = case((Account.owner_id == first_owner_id, 0), else_=1)
-        keys.insert(0, SortKey(mine, False))
-    return keys
+    return [SortKey(expr, descending, kind), SortKey(Account.id, descending)]
 
 
 def list_accounts(filters: dict | None = None, sort: str = "-score", cursor: str | None = None,
@@ -349,11 +345,15 @@ def list_accounts(filters: dict | None = None, sort: str = "-score", cursor: str
 
     ``first_owner_id`` puts that user's accounts first (an AE's view); ``me`` lets
     ``owner=me`` mean that user. Values may be comma lists (``stage=aware,engaged``).
+    Returns (accounts, next_cursor); next_cursor is None on the last page.
     """
-    keys = sort_keys(sort, first_owner_id)
-    sort_name = f"{sort or '-score'}|{first_owner_id or ''}"
+    keys = sort_keys(sort)
     query = select(Account).where(*_filter_clauses(filters or {}, me))
-    return paging.page(query, keys, sort_name, cursor, limit)
+    if first_owner_id is None:
+        return paging.page(query, keys, sort or "-score", cursor, limit)
+    mine = query.where(Account.owner_id == first_owner_id)
+    others = query.where(or_(Account.owner_id != first_owner_id, Account.owner_id.is_(None)))
+    return paging.page_phased([mine, others], keys, f"{sort or '-score'}|{first_owner_id}", cursor, limit)
 
 
 def counts(account_id: int) -> dict[str, int]:

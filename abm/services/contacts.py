@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import case, false, func, or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
@@ -211,13 +211,6 @@ def erase(contact: Contact, *, actor: User | None = None) -> None:
     db.session.commit()
 
 
-def sort_keys(first_owner_id: int | None = None) -> list[SortKey]:
-    keys = [SortKey(Contact.id)]
-    if first_owner_id is not None:
-        keys.insert(0, SortKey(case((Account.owner_id == first_owner_id, 0), else_=1)))
-    return keys
-
-
 def list_contacts(filters: dict | None = None, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT,
                   *, first_owner_id: int | None = None) -> tuple[list[Contact], str | None]:
     """One page of contacts (erased ones never appear), oldest first; filters account_id, role, q."""
@@ -245,9 +238,13 @@ def list_contacts(filters: dict | None = None, cursor: str | None = None, limit:
                                     func.lower(func.coalesce(Contact.title, "")).contains(text, autoescape=True)))
     if problems:
         raise ValidationError(problems)
-    if first_owner_id is not None:
-        query = query.outerjoin(Account, Contact.account_id == Account.id)
-    return paging.page(query, sort_keys(first_owner_id), f"id|{first_owner_id or ''}", cursor, limit)
+    keys = [SortKey(Contact.id)]
+    if first_owner_id is None:
+        return paging.page(query, keys, "id", cursor, limit)
+    owned = select(Account.id).where(Account.owner_id == first_owner_id)
+    mine = query.where(Contact.account_id.in_(owned))
+    others = query.where(or_(Contact.account_id.is_(None), Contact.account_id.not_in(owned)))
+    return paging.page_phased([mine, others], keys, f"id|{first_owner_id}", cursor, limit)
 
 
 def serialize_contact(contact: Contact) -> dict:

@@ -36,22 +36,31 @@ class SortKey:
     kind: str = "plain"
 
 
-def encode_cursor(sort_name: str, values: list) -> str:
-    raw = json.dumps({"s": sort_name, "v": [v.isoformat() if isinstance(v, datetime) else v for v in values]},
-                     separators=(",", ":"))
+def encode_cursor(sort_name: str, values: list | None, phase: int = 0) -> str:
+    data: dict = {"s": sort_name, "v": None if values is None else
+                  [v.isoformat() if isinstance(v, datetime) else v for v in values]}
+    if phase:
+        data["p"] = phase
+    raw = json.dumps(data, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort_name: str, keys: list[SortKey]) -> list:
-    """The values a cursor carries; a 422 on ``cursor`` when it is not one of ours for this sort."""
+def decode_cursor(cursor: str, sort_name: str, keys: list[SortKey], phases: int = 1) -> tuple[int, list | None]:
+    """(phase, values) of a cursor; a 422 on ``cursor`` when it is not one of ours for this sort."""
     bad = ValidationError([{"path": "cursor", "message": "not a cursor of this list and sort; "
                                                          "use next_cursor from the previous page as is"}])
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad from None
-    if not isinstance(data, dict) or data.get("s") != sort_name or not isinstance(data.get("v"), list) \
-            or len(data["v"]) != len(keys):
+    if not isinstance(data, dict) or data.get("s") != sort_name:
+        raise bad
+    phase = data.get("p", 0)
+    if not isinstance(phase, int) or isinstance(phase, bool) or not 0 <= phase < phases:
+        raise bad
+    if data.get("v") is None and phase > 0:
+        return phase, None
+    if not isinstance(data.get("v"), list) or len(data["v"]) != len(keys):
         raise bad
     values = []
     for key, value in zip(keys, data["v"], strict=True):
@@ -60,10 +69,12 @@ def decode_cursor(cursor: str, sort_name: str, keys: list[SortKey]) -> list:
                 value = datetime.fromisoformat(value)
             except (TypeError, ValueError):
                 raise bad from None
+            if value.tzinfo is None:
+                raise bad
         elif isinstance(value, (dict, list)):
             raise bad
         values.append(value)
-    return values
+    return phase, values
 
 
 def order_by(keys: list[SortKey]) -> list:
@@ -92,23 +103,44 @@ def after(keys: list[SortKey], values: list):
     return or_(*clauses)
 
 
+def _fetch(query, keys: list[SortKey], n: int) -> list:
+    labelled = [k.expr.label(f"_k{i}") for i, k in enumerate(keys)]
+    return db.session.execute(query.add_columns(*labelled).order_by(*order_by(keys)).limit(n)).all()
+
+
 def page(query, keys: list[SortKey], sort_name: str, cursor: str | None, limit: int) -> tuple[list, str | None]:
     """Run ``query`` (a select of one entity, filters applied) for one page.
 
     The key values are selected alongside the entity, so the cursor carries exactly
     what the database compared (no float or time-zone round trip through Python).
     """
-    if cursor:
-        query = query.where(after(keys, decode_cursor(cursor, sort_name, keys)))
-    labelled = [k.expr.label(f"_k{i}") for i, k in enumerate(keys)]
-    query = query.add_columns(*labelled).order_by(*order_by(keys)).limit(limit + 1)
-    result = db.session.execute(query).all()
-    rows = [r[0] for r in result[:limit]]
-    next_cursor = None
-    if len(result) > limit:
-        last = result[limit - 1]
-        next_cursor = encode_cursor(sort_name, list(last[1:]))
-    return rows, next_cursor
+    return page_phased([query], keys, sort_name, cursor, limit)
+
+
+def page_phased(queries: list, keys: list[SortKey], sort_name: str, cursor: str | None,
+                limit: int) -> tuple[list, str | None]:
+    """Pages over several disjoint queries, all of the first before any of the second...
+
+    This is how "an AE's own accounts first" stays a keyset walk that indexes serve:
+    one query for theirs and one for the others, rather than an ORDER BY on a CASE.
+    """
+    phase, values = decode_cursor(cursor, sort_name, keys, len(queries)) if cursor else (0, None)
+    rows: list = []
+    while phase < len(queries):
+        query = queries[phase] if values is None else queries[phase].where(after(keys, values))
+        need = limit - len(rows)
+        got = _fetch(query, keys, need + 1)
+        if len(got) > need:
+            rows += [r[0] for r in got[:need]]
+            return rows, encode_cursor(sort_name, list(got[need - 1][1:]), phase)
+        rows += [r[0] for r in got]
+        phase, values = phase + 1, None
+        if len(rows) == limit:
+            for later in range(phase, len(queries)):
+                if db.session.execute(queries[later].limit(1)).first() is not None:
+                    return rows, encode_cursor(sort_name, None, later)
+            return rows, None
+    return rows, None
 
 
 def parse_limit(value, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
