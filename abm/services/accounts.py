@@ -326,6 +326,10 @@ def _filter_clauses(filters: dict, me: int | None) -> list:
     return clauses
 
 
+#: Public name of the filter clauses (the accounts page counts stages with them).
+filter_clauses = _filter_clauses
+
+
 def sort_keys(sort: str) -> list[SortKey]:
     """The keys of ``sort`` (``name``, ``-score`` ...) ending with the id; a 422 on an unknown sort."""
     name = (sort or "-score").strip()
