@@ -126,7 +126,7 @@ def _versions(row: PlaybookRow) -> list[dict]:
 @role_required()
 def show(key: str):
     row = service.get(key)
-    summary = service.serialize(row, with_versions=True)
+    summary = service.serialize(row)
     pb = service.compiled(service.current_version(row))
     enrollments = [{"label": state.replace("_", " "), "value": summary["enrollments"].get(state, 0)}
                    for state in ENROLLMENT_STATES]

@@ -96,6 +96,23 @@ def test_outbox_lists_emails_newest_first_with_account_and_playbook(as_role, out
     assert 'href="/playbooks/outbox-pb"' in html and f'href="/accounts/{enrollment.account_id}"' in html
 
 
+def test_outbox_pages_go_from_newest_to_oldest(as_role, outbox_dir, monkeypatch):
+    from abm.web import outbox as outbox_page
+
+    client = as_role("manager")
+    assert "The outbox is empty" in client.get("/outbox").get_data(as_text=True)  # no folder yet
+    monkeypatch.setattr(outbox_page, "PAGE_SIZE", 2)
+    for n, when in enumerate((1_700_000_000, 1_900_000_000, 1_800_000_000)):
+        _write(outbox_dir, _email(f"{n}:s:{n}", f"p{n}@acme.example", f"Email {n}"), mtime=when)
+    first = client.get("/outbox").get_data(as_text=True)
+    assert [r[1] for r in _rows(first)] == ["Email 1", "Email 2"]
+    assert 'href="/outbox?page=2">Older</a>' in first and "3 in all" in first
+    second = client.get("/outbox?page=2").get_data(as_text=True)
+    assert [r[1] for r in _rows(second)] == ["Email 0"]
+    assert 'href="/outbox?page=1">Newer</a>' in second and "Older</a>" not in second
+    assert _rows(client.get("/outbox?page=7").get_data(as_text=True)) == []
+
+
 def test_one_email_is_shown_with_headers_sandboxed_html_and_text(as_role, outbox_dir):
     hostile = ('<p>Hi Jane</p><script>parent.document.title="owned"</script>'
                '<img src="https://tracker.example/pixel.gif"><a href="https://vendor.example/guide">guide</a>')
