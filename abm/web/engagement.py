@@ -50,7 +50,6 @@ def _owner_from_request() -> User:
     if current_user.role not in MANAGERS:
         abort(403, description="an account executive sees their own accounts here; "
                                "managers and admins may pick another owner")
-    user = None
     if wanted.isdigit():
         user = db.session.get(User, int(wanted))
     else:
