@@ -298,3 +298,36 @@ def test_list_ids_are_kept_in_the_connector_state_even_when_send_raises(app, clo
         assert db.session.execute(select(Touch.status)).scalars().all() == ["queued"]  # released for a retry
         state = db.session.execute(select(ConnectorConfig.state).where(ConnectorConfig.name == "li")).scalar_one()
         assert state["linkedin"]["segments"]["COMPANY:tier1-list"]["id"] == next(iter(fake.segments))
+
+
+def test_the_configured_rate_limit_paces_the_jobs_of_a_connector(app, clock, worker):
+    """A connector's configured rate limit (here 1 call a second) is what the touch jobs
+    keep: RQ's RateLimit runs them one at a time, and each waits its turn."""
+    import time
+
+    from flask import request
+
+    from tests.connectors.fakes.webhook_receiver import receiver_app
+
+    secret = "shared-secret-0123456789"
+    receiver = receiver_app(secret)
+    arrivals: list[float] = []
+    receiver.before_request(lambda: arrivals.append(time.monotonic()) if request.method == "POST" else None)
+    with serve(receiver) as server:
+        connectors.create({"type": "webhook", "name": "hook", "rate_limit": "1/1", "settings": {
+            "url": server.base_url + "/hooks/abm", "secret": secret, "timeout": 5}})
+        for domain in DOMAINS:
+            make_account(domain.split(".")[0].title(), domain=domain)
+        playbook_service.apply(playbook("hook", """    webhook:
+      connector: hook
+      payload: {domain: "{{ account.domain }}"}
+"""), "hook.yaml")
+        playbook_service.activate("via-hook", now=clock())
+        dispatcher.dispatch(now=clock(), enqueue=False)
+        ids = db.session.execute(select(Touch.id).order_by(Touch.id)).scalars().all()
+        for touch_id in ids:  # one job per touch, all queued at once
+            touch_service.enqueue([(touch_id, "hook")])
+        worker()
+        assert sorted(d["payload"]["domain"] for d in receiver.config["RECEIVED"]) == sorted(DOMAINS)
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        assert len(arrivals) == 3 and min(gaps) >= 0.9, gaps
