@@ -195,6 +195,7 @@ def test_in_a_browser_the_email_renders_sandboxed_and_fetches_nothing(live_serve
     page.goto(live_server.url + "/playbooks")
     page.locator("nav.nav").get_by_role("link", name="Outbox", exact=True).click()
     page.wait_for_url("**/outbox")
+    page.screenshot(path=live_server.tmp / "outbox-list.png", full_page=True)
     page.get_by_role("link", name="Your fraud report").click()
     page.wait_for_selector("iframe.email-frame")
     body = page.frame_locator("iframe.email-frame").locator("body")

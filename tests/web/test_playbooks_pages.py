@@ -282,6 +282,7 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
     db.session.commit()
     make_account("Alpha")
     page = new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
     live_server.login(page, make_live_user("manager"))
     page.goto(live_server.url + "/playbooks")
     page.get_by_role("link", name="New playbook").click()
@@ -323,6 +324,11 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
     page.wait_for_url("**/playbooks/web-pb")
     assert page.locator("#version-1").is_visible() and page.locator("#status").inner_text() == "draft"
     page.screenshot(path=live_server.tmp / "playbook-page.png", full_page=True)
+    page.get_by_role("button", name="Activate").click()  # asks first (data-confirm)
+    page.wait_for_url("**/playbooks/web-pb")
+    assert page.locator("#status").inner_text() == "active"
+    page.goto(live_server.url + "/playbooks")
+    page.screenshot(path=live_server.tmp / "playbook-list.png", full_page=True)
 
     phone = new_page(390, 844, mobile=True)
     live_server.login(phone, make_live_user("ae"))
