@@ -141,6 +141,8 @@ def test_csrf_rejects_forms_without_the_token(app, backend, instance_dir, redis_
     assert client.post("/admin/settings", data={"half_life_days": "10"}).status_code == 400
     assert client.post("/admin/users", data={"email": "x@example.com", "role": "ae"}).status_code == 400
     assert client.post("/logout").status_code == 400
+    assert client.post("/accounts/1/stage", data={"stage": "aware"}).status_code == 400
+    assert client.post("/imports", data={"kind": "accounts"}).status_code == 400
     with csrf_app.app_context():
         from sqlalchemy import select
 

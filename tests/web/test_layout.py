@@ -143,3 +143,19 @@ def test_columns_draw_one_bar_per_value():
     heights = [float(h) for h in re.findall(r'class="column"[^>]* height="([^"]+)"', svg)]
     assert len(heights) == 3 and heights[1] == max(heights) and heights[2] == 0
     assert "Mon" in svg and "Wed" in svg
+
+
+def test_every_page_of_these_areas_needs_a_login(pages):
+    """Anonymous requests to any route of the accounts, import, admin and home pages go to
+    the login page; none answers with data."""
+    client = pages.test_client()
+    checked = 0
+    for rule in pages.url_map.iter_rules():
+        if rule.endpoint.partition(".")[0] not in ("accounts", "imports", "admin", "home"):
+            continue
+        path = rule.build({arg: 1 for arg in rule.arguments})[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            resp = client.open(path, method=method)
+            assert resp.status_code == 302 and resp.location.startswith("/login?next="), (method, path)
+            checked += 1
+    assert checked >= 10
