@@ -152,6 +152,11 @@ CONTACT_ALIASES: dict[str, list[str]] = {
 #: Column widths of the models: a longer cell is an error on that column, not a failed batch.
 LIMITS = {"name": 300, "industry": 100, "country": 100, "notes": 100_000, "first_name": 100,
           "last_name": 100, "title": 200, "phone": 50, "email": 320}
+#: CRM stage names read as the default stages when the settings' crm_stage_map says nothing
+#: (HubSpot lifecycle stages, internal values and labels; Salesforce closed deals).
+CRM_STAGES = {"subscriber": "target", "lead": "aware", "marketingqualifiedlead": "mqa", "mql": "mqa",
+              "salesqualifiedlead": "mqa", "sql": "mqa", "evangelist": "customer", "closedwon": "customer",
+              "closedlost": "lost"}
 #: Buying-role names CRMs use, to the workspace's roles (HubSpot's hs_buying_role values).
 ROLE_SYNONYMS = {"decisionmaker": "decision_maker", "budgetholder": "decision_maker",
                  "economicbuyer": "decision_maker", "executivesponsor": "decision_maker",
@@ -687,7 +692,8 @@ class _AccountImporter(_Importer):
                 by_name.setdefault(u.name.casefold(), []).append(u.id)
         self.owner_by_name = {n: ids[0] for n, ids in by_name.items() if len(ids) == 1}
         self.stages = {header_key(s): s for s in self.settings["stages"]}
-        for crm_name, stage in (self.settings.get("crm_stage_map") or {}).items():
+        mapped = list((self.settings.get("crm_stage_map") or {}).items()) + list(CRM_STAGES.items())
+        for crm_name, stage in mapped:  # the stages' own names first, then the settings' map
             if stage in self.settings["stages"]:
                 self.stages.setdefault(header_key(crm_name), stage)
 

@@ -106,7 +106,7 @@ def test_bad_rows_are_reported_and_good_rows_kept(app, make_user):
             "good.com,Good,known@ourco.com,Tier 2,10k,€1.2B,engaged,Europe/Paris\n"
             "gmail.com,Free,,,,,,\n"
             "http://,Nothing,,,,,,\n"
-            "partial.com,Partial,nobody@ourco.com,gold,lots,-5,closed won,Mars/Olympus\n")
+            "partial.com,Partial,nobody@ourco.com,gold,lots,-5,nirvana,Mars/Olympus\n")
     report = run("accounts", text)
     assert report["created"] == 2 and report["rejected"] == 2
     by_row = {(e["row"], e["column"]) for e in report["errors"]}
@@ -255,3 +255,14 @@ def test_parse_tier(text, tier):
 def test_header_keys_ignore_case_and_punctuation():
     assert imports.header_key("Country/Region") == imports.header_key("country region") == "countryregion"
     assert imports.attribute_key("Lead Source (HubSpot)") == "lead_source_hubspot"
+
+
+def test_crm_stage_names_map_to_stages(app):
+    from abm.services import settings as settings_service
+
+    settings_service.update({"crm_stage_map": {"Lead": "engaged", "Won": "customer"}})
+    report = run("accounts", "Domain,Lifecycle Stage\na.com,Lead\nb.com,marketingqualifiedlead\nc.com,Won\n"
+                             "d.com,Closed Lost\ne.com,MQA\n")
+    assert report["errors"] == []
+    assert [account(d).stage for d in ("a.com", "b.com", "c.com", "d.com", "e.com")] == [
+        "engaged", "mqa", "customer", "lost", "mqa"]
