@@ -165,3 +165,24 @@ def test_disabled_or_non_crm_connectors_are_not_polled(app, hubspot):
     connectors.set_enabled("hs", False)
     assert crm_jobs.poll_crms() == {}
     assert fake.calls == {}
+
+
+def test_the_periodic_jobs_are_declared_and_run_in_a_worker(app, hubspot):
+    from rq import Queue, SimpleWorker
+
+    from abm.redis_conn import get_redis
+    from workers.queues import QUEUE_NAMES
+    from workers.scheduler import _resolve
+
+    for path, queue, every in crm_jobs.PERIODIC:
+        assert callable(_resolve(path)) and queue in QUEUE_NAMES and every >= 60
+    fake, server = hubspot
+    (acme,) = accounts("acme.example")
+    hubspot_connector(server, stage_map={"customer": "customer"})
+    fake.put("companies", "101", domain="acme.example", lifecyclestage="customer")
+    conn = get_redis()
+    job = Queue("default", connection=conn).enqueue("workers.crm_jobs.poll_crms")
+    SimpleWorker([Queue("default", connection=conn)], connection=conn).work(burst=True, logging_level="WARNING")
+    job.refresh()
+    assert job.get_status() == "finished" and job.return_value()["hs"]["stages"] == 1
+    assert crm_moves() == [(acme.id, "target", "customer", "crm:hs")]
