@@ -401,6 +401,7 @@ def _match_header(cells: list[str], aliases: dict[str, list[str]], report: Impor
             report.attribute_columns[cell.strip()] = attr
         else:
             attributes.append((index, f"column_{index + 1}"))
+            report.attribute_columns[f"(column {index + 1}, no header)"] = f"column_{index + 1}"
     fields = {name: [i for _, i in sorted(cols)] for name, cols in found.items()}
     return _Header(fields, attributes, len(cells))
 
