@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from abm.db import db
 from abm.models import Account
+from abm.services import accounts as account_service
 from abm.services import settings as settings_service
 from abm.web._access import endpoint_url, nav_items, role_required
 
@@ -49,4 +50,7 @@ def index():
     counts += [(s, n) for s, n in everyone["by_stage"].items() if s not in stages]
     stage_bars = [{"label": s, "value": n, "href": endpoint_url("accounts.index", stage=s)} for s, n in counts]
     areas = [dict(item, description=DESCRIPTIONS.get(item["key"], "")) for item in nav_items()]
-    return render_template("web/home.html", everyone=everyone, mine=mine, stage_bars=stage_bars, areas=areas)
+    hottest, _ = account_service.list_accounts({"owner": "me"} if mine is not None else {}, "-score", None, 5,
+                                               me=current_user.id)
+    return render_template("web/home.html", everyone=everyone, mine=mine, stage_bars=stage_bars, areas=areas,
+                           hottest=[a for a in hottest if (a.score or 0) > 0])

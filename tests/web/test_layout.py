@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from jinja2 import Environment, FileSystemLoader
+from sqlalchemy import select
 
 from abm import ROOT
 from abm.db import db
@@ -100,6 +101,12 @@ def test_home_page_counts_accounts_by_stage_and_links_to_areas(as_role):
     assert re.search(r"<title>engaged: 1</title>", html)
     assert "Your accounts" in html and "1 hot" in html
     assert 'href="/accounts?stage=aware"' in html
+    assert "Your hottest accounts" not in html  # the AE's one account has no score yet
+    own = db.session.execute(select(Account).where(Account.domain == "own.example")).scalar_one()
+    own.score = 30.0
+    db.session.commit()
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(rf'Your hottest accounts</h2>\s*<ul class="plain">\s*<li><a href="/accounts/{own.id}">Own</a>', html)
 
 
 # --------------------------------------------------------------------------- charts
