@@ -9,6 +9,7 @@ kind of data as HubSpot-style CSV exports, for the import benchmark and tests.
 from __future__ import annotations
 
 import csv
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -84,8 +85,16 @@ class SeedError(RuntimeError):
     pass
 
 
+_CUMULATIVE: dict[int, tuple[list, list]] = {}
+
+
 def _pick(rng: random.Random, weighted: list[tuple]):
-    return rng.choices([w[0] for w in weighted], weights=[w[-1] for w in weighted])[0]
+    """A weighted choice (the weight is each tuple's last item); same draws as ``rng.choices``."""
+    key = id(weighted)
+    if key not in _CUMULATIVE:
+        _CUMULATIVE[key] = ([w[0] for w in weighted], list(itertools.accumulate(w[-1] for w in weighted)))
+    population, cumulative = _CUMULATIVE[key]
+    return rng.choices(population, cum_weights=cumulative)[0]
 
 
 class Generator:
@@ -176,8 +185,11 @@ def _ascii(text: str) -> str:
     return text.translate(_ASCII).lower()
 
 
+_PLACES = [(p, p[-1]) for p in PLACES]
+
+
 def _pick_place(rng: random.Random) -> tuple:
-    return rng.choices(PLACES, weights=[p[-1] for p in PLACES])[0]
+    return _pick(rng, _PLACES)
 
 
 def _owners() -> list[int]:
