@@ -5,8 +5,10 @@ real headless browser at laptop and phone widths, with screenshots."""
 from __future__ import annotations
 
 import html as html_lib
+import os
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -270,6 +272,14 @@ def test_navigation_names_my_accounts_and_engagement(as_role):
 
 # -- a real browser -------------------------------------------------------------------
 
+def _shots_dir(live) -> Path:
+    """Where screenshots go: ``ABM_SCREENSHOTS`` when set (to keep and look at them), else
+    the test's tmp dir."""
+    folder = Path(os.environ.get("ABM_SCREENSHOTS") or live.tmp)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _wider_than_the_screen(page) -> list[str]:
     """The elements that stick out past the right edge of the viewport, outside any box
     that scrolls or clips them (a phone zooms out to show them, so ``innerWidth`` grows
@@ -291,7 +301,7 @@ def test_in_a_browser_an_ae_reads_and_clicks_through(live_server, new_page, make
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
     ae = make_live_user("ae", email="sam@example.com", name="Sam Seller")
     w = seed(ae, make_live_user("ae"))
-    shots = live_server.tmp
+    shots = _shots_dir(live_server)
 
     page = new_page()
     live_server.login(page, ae)
@@ -344,4 +354,4 @@ def test_in_a_browser_the_snippet_page_copies_the_tag(live_server, new_page, mak
     page.goto(live_server.url + "/engagement/snippet")
     tag = page.locator("#snippet-tag").inner_text()
     assert re.fullmatch(r'<script src="https?://[^"]+/t/snippet\.js" async></script>', tag)
-    page.screenshot(path=live_server.tmp / "snippet-desktop.png", full_page=True)
+    page.screenshot(path=_shots_dir(live_server) / "snippet-desktop.png", full_page=True)
