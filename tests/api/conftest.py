@@ -27,9 +27,9 @@ def seed_accounts(app):
     return _seed
 
 
-def walk(client, url: str, limit: int) -> list[list[dict]]:
-    """Every page of a list, following next_cursor; asserts each page's shape."""
-    pages, cursor = [], None
+def walk(client, url: str, limit: int, cursor: str | None = None) -> list[list[dict]]:
+    """Every page of a list (from ``cursor``), following next_cursor; asserts each page's shape."""
+    pages = []
     sep = "&" if "?" in url else "?"
     while True:
         r = client.get(f"{url}{sep}limit={limit}" + (f"&cursor={cursor}" if cursor else ""))

@@ -135,3 +135,33 @@ def test_server_error_releases_the_key(api, monkeypatch):
     monkeypatch.setattr(accounts, "create", real)
     r = c.post("/api/v1/accounts", json={"domain": "acme.com"}, headers={"Idempotency-Key": "retry-me"})
     assert r.status_code == 201 and _count(Account) == 1
+
+
+def test_concurrent_twins_with_one_key_do_the_work_once(app, api):
+    import threading
+
+    c = api("admin")
+    token = c.environ_base["HTTP_AUTHORIZATION"]
+    answers, start = [], threading.Barrier(4)
+
+    def send():
+        with app.app_context():
+            client = app.test_client()
+            start.wait()
+            r = client.post("/api/v1/accounts", json={"domain": "acme.com"},
+                            headers={"Authorization": token, "Idempotency-Key": "twins"})
+            answers.append((r.status_code, r.json))
+            db.session.remove()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.session.expire_all()
+    assert _count(Account) == 1
+    statuses = sorted(s for s, _ in answers)
+    assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}, answers
+    created = [body for s, body in answers if s == 201]
+    assert all(body == created[0] for body in created)
+    assert all(body["error"]["code"] == "conflict" for s, body in answers if s == 409)
