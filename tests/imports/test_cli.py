@@ -25,6 +25,7 @@ def test_import_accounts_reports_rows_and_exits_1_on_rejected_rows(runner, tmp_p
     assert f"{path}:3: domain: 'not a domain' is not a domain name; row not imported" in result.output
     assert "'Segment' -> attributes.segment" in result.output
     assert sorted(db.session.execute(select(Account.domain)).scalars()) == ["acme.com", "beta.io"]
+    assert "importing" not in result.output  # no progress bar outside a terminal
 
 
 def test_import_clean_file_exits_0_and_json_report(runner, tmp_path):
