@@ -77,7 +77,7 @@ def seed_accounts(n: int) -> None:
         SELECT 'Account ' || g, 'account' || g || '.example', 'fintech', 100 + g % 5000, 'US', 1 + g % 3,
                '[]'::jsonb, CASE WHEN g % 2 = 0 THEN 'target' ELSE 'aware' END, '{}'::jsonb, '{}'::jsonb,
                0, 0, 'cold', now(), now()
-        FROM generate_series(1, :n) AS g"""), {"n": n})
+        FROM generate_series(1, CAST(:n AS integer)) AS g"""), {"n": n})
     db.session.commit()
     db.session.execute(text("ANALYZE accounts"))
     db.session.commit()
