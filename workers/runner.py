@@ -28,6 +28,10 @@ def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool
 
     names = queues or list(QUEUE_NAMES)
     AppWorker.flask_app = app
+    if with_scheduler:
+        from workers.scheduler import start_in_thread
+
+        start_in_thread(app)  # the periodic jobs (dispatcher, sweeps, recovery) too
     worker = AppWorker([get_queue(n, conn) for n in names], connection=conn)
     ok = worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
     return 0 if ok or not burst else 0
