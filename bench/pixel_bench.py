@@ -170,6 +170,17 @@ def run_wrk(url: str, threads: int, connections: int, duration: int) -> dict:
     return result
 
 
+def redis_round_trip_ms(client, n: int = 200) -> tuple[float, float]:
+    """Median and p99 of a PING to the Redis the pixel pushes to: the floor of its extra cost."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        client.ping()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(n * 0.99) - 1]
+
+
 def median_run(runs: list[dict]) -> dict:
     """The median of each figure over rounds (one round: itself); request counts are summed."""
     out = {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")}
@@ -230,6 +241,7 @@ def main() -> int:
             raise SystemExit(f"the pixel answered {probe.status_code} {probe.headers.get('Content-Type')}")
         client.delete(QUEUE_KEY)  # the probe's event: not part of the count
         load_before = os.getloadavg()[0]
+        ping_p50, ping_p99 = redis_round_trip_ms(client)
         shape = f"-t{args.threads} -c{args.connections} -d{args.duration}s"
         log(f"wrk {shape} --latency, /healthz then the pixel, {args.rounds} round(s)")
         health_runs, pixel_runs = [], []
@@ -265,6 +277,8 @@ def main() -> int:
         f"   ({pixel['requests']:,} requests, {pixel['non_2xx']} non-2xx, {pixel['socket_errors']} socket errors)")
     log(f"machine: {os.cpu_count()} cores, load average {load_before:.1f} before and {load_after:.1f} after "
         "(anything above the core count is other work competing with the server and wrk)")
+    log(f"Redis round trip (PING, before the runs): p50 {ping_p50:.2f} ms, p99 {ping_p99:.2f} ms "
+        "(the pixel makes one; other people's tests share this Redis server)")
     log(f"at {args.connections} connections a request waits on average connections / rate = "
         f"{args.connections / pixel['rps'] * 1000:.1f} ms (Little's law): the p99 below cannot be less")
     log(f"ratio pixel / healthz: {ratio:.2f} (target >= {TARGET_RATIO})  {verdict(ok_ratio)}")
