@@ -151,6 +151,16 @@ def test_managers_pick_an_owner_and_account_executives_may_not(as_role, quick_us
     assert "<select" not in client.get("/engagement/mine").get_data(as_text=True)
 
 
+def test_last_touch_reads_as_a_person_would_say_it():
+    from abm.web.engagement import ago
+
+    now = utcnow()
+    assert [ago(now - timedelta(days=d, hours=1), now) for d in (0, 1, 6, 13, 20, 59, 75, 400)] == [
+        "today", "1 day ago", "6 days ago", "13 days ago", "2 weeks ago", "8 weeks ago", "2 months ago",
+        "13 months ago"]
+    assert ago(None, now) == "never"
+
+
 # -- the matrix ---------------------------------------------------------------------
 
 def _cell(html: str, stage: str, level: str) -> tuple[str, int]:
