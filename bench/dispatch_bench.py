@@ -82,7 +82,9 @@ class Workers:
     def __init__(self, count: int, instance: str):
         env = dict(os.environ, ABM_DATABASE_URL=PG_URL, ABM_REDIS_URL=REDIS_URL, ABM_INSTANCE_PATH=instance,
                    ABM_ENV="testing")
-        self.procs = [subprocess.Popen([str(ROOT / ".venv" / "bin" / "abm"), "worker", "touches"], cwd=ROOT,
+        # `python -c` with the repository as the working directory, like `abm worker touches`.
+        command = [sys.executable, "-c", "from abm.cli import main; main(prog_name='abm')", "worker", "touches"]
+        self.procs = [subprocess.Popen(command, cwd=ROOT,
                                        env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL) for _ in range(count)]
         self.peak = [0] * count

@@ -38,3 +38,38 @@ class SlowLogConnector(Connector):
 
     def test(self) -> str:
         return "ok"
+
+
+class FlakyConnector(Connector):
+    """Fails as told by ``mode``: ``retryable`` or ``permanent`` (the whole batch), or
+    ``partial`` (every other touch fails permanently); records what it accepted."""
+
+    type = "flaky"
+    channels = CHANNELS
+    max_batch = 100
+    rate_limit = (10000, 1)
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "type": "object", "additionalProperties": False,
+        "properties": {"path": {"type": "string"}, "mode": {"type": "string"}},
+    }
+
+    def send(self, batch):
+        from connectors.base import PermanentError, RetryableError
+
+        mode = self.settings.get("mode", "ok")
+        if mode == "retryable":
+            raise RetryableError("provider busy (503); try later")
+        if mode == "permanent":
+            raise PermanentError("the API key was rejected (401); check the connector's settings")
+        results = []
+        with open(self.settings["path"], "a", encoding="utf-8") as fh:
+            for i, touch in enumerate(batch):
+                if mode == "partial" and i % 2:
+                    results.append(TouchResult.failure(touch, "mailbox does not exist"))
+                    continue
+                fh.write(json.dumps({"key": touch.key}) + "\n")
+                results.append(TouchResult.success(touch))
+        return results
+
+    def test(self) -> str:
+        return "ok"
