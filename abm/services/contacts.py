@@ -4,7 +4,8 @@ Erasing a person (:func:`erase`) keeps the contact row as an anonymous shell: it
 personal fields are blanked and ``erased_at`` set, so touches, events and enrollments
 that point at it keep their counts (aggregates stay) while nothing says who it was.
 Their events lose the email and properties, their touches lose the rendered payload
-(unsent ones are skipped), alerts and errors lose the address and name, and the
+(unsent ones are skipped), alerts and errors lose the address and name, stored
+idempotent answers that hold the address are dropped, and the
 email's SHA-256 goes on the suppression list: :func:`is_suppressed` is what imports,
 the API and event ingestion check before accepting that address again.
 """
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import Text, cast, false, func, or_, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
 from abm.db import db, utcnow
 from abm.errors import Conflict, NotFound, ValidationError
-from abm.models import Account, Alert, AuditLog, Contact, Event, Suppression, Touch, User
+from abm.models import Account, Alert, AuditLog, Contact, Event, IdempotencyRecord, Suppression, Touch, User
 from abm.normalize import NormalizeError, company_domain_of, normalize_email
 from abm.services import paging
 from abm.services import settings as settings_service
@@ -203,6 +205,11 @@ def erase(contact: Contact, *, actor: User | None = None) -> None:
                                execution_options={"synchronize_session": False})
     db.session.execute(sql_update(AuditLog).where(AuditLog.target_type == "contact", AuditLog.target_id == str(cid))
                        .values(details={}), execution_options={"synchronize_session": False})
+    if email:
+        # Stored answers of idempotent writes (a POST /contacts reply holds the address).
+        db.session.execute(sql_delete(IdempotencyRecord).where(
+            cast(IdempotencyRecord.response, Text).contains(email, autoescape=True)),
+            execution_options={"synchronize_session": False})
     for key in ("email", "first_name", "last_name", "title", "phone", "country"):
         setattr(contact, key, None)
     contact.attributes, contact.crm_ids = {}, {}

@@ -14,6 +14,7 @@ from abm.models import (
     Contact,
     Enrollment,
     Event,
+    IdempotencyRecord,
     Playbook,
     PlaybookVersion,
     Suppression,
@@ -139,6 +140,8 @@ def _world():
 def test_gdpr_erase(api):
     c = api("manager")
     acme, jane, bob = _world()
+    r = c.patch(f"/api/v1/contacts/{jane.id}", json={"title": "CTO"}, headers={"Idempotency-Key": "jane-title"})
+    assert r.status_code == 200 and r.json["email"] == "jane@acme.com"
     before = api("admin").get(f"/api/v1/accounts/{acme.id}").json["counts"]
     r = c.delete(f"/api/v1/contacts/{jane.id}")
     assert r.status_code == 204
@@ -159,7 +162,7 @@ def test_gdpr_erase(api):
     assert "jane@acme.com" not in touches[0].error
     alert = db.session.execute(select(Alert)).scalar_one()
     assert "jane" not in alert.message.lower() and "Doe" not in alert.message
-    for table in (Contact, Event, Touch, Alert, AuditLog):
+    for table in (Contact, Event, Touch, Alert, AuditLog, IdempotencyRecord):
         for obj in db.session.execute(select(table)).scalars():
             text = repr({k: v for k, v in vars(obj).items() if not k.startswith("_")})
             assert "jane@acme.com" not in text, (table.__name__, text)

@@ -1,7 +1,7 @@
 """Schemathesis against the live document: generated requests (valid and invalid) for every
 operation; no answer may be a 500, and every answer must be one the document describes.
 
-Runs on SQLite only, with few examples per operation (ABM_FUZZ_EXAMPLES, default 5), to stay fast; the same checks on
+Runs on SQLite only, with few examples per operation (ABM_FUZZ_EXAMPLES, default 3), to stay fast; the same checks on
 hand-picked bad input for both backends are in test_openapi.py.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from abm.auth import issue_token  # noqa: E402
 from abm.db import db  # noqa: E402
 
-EXAMPLES = int(os.environ.get("ABM_FUZZ_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("ABM_FUZZ_EXAMPLES", "3"))
 #: "Schema-valid data is accepted" cannot hold for opaque values (a random string is a
 #: well-formed cursor but not one of ours; a random id names nothing): excluded.
 OPAQUE_VALUES_CHECK = schemathesis.checks.positive_data_acceptance
