@@ -239,6 +239,10 @@ def main() -> int:
         probe = requests.get(pixel_url, timeout=5)
         if probe.status_code != 200 or probe.headers.get("Content-Type") != "image/gif":
             raise SystemExit(f"the pixel answered {probe.status_code} {probe.headers.get('Content-Type')}")
+        # the pixel answers a GIF to any token; only a token it accepts queues an event
+        if client.llen(QUEUE_KEY) != 1:
+            raise SystemExit("the pixel refused the bench's token (no event queued): do the server and "
+                             "this script share ABM_SECRET_KEY?")
         client.delete(QUEUE_KEY)  # the probe's event: not part of the count
         load_before = os.getloadavg()[0]
         ping_p50, ping_p99 = redis_round_trip_ms(client)
@@ -287,6 +291,9 @@ def main() -> int:
     log(f"pixel requests completed (wrk): {pixel['requests']:,}; events queued in Redis: {queued:,} "
         f"(at most {args.connections * args.rounds} more than wrk saw: answered as it stopped)  {verdict(ok_queue)}")
     log(f"events queued: {queued:,}; events stored by the drain: {stored:,}  {verdict(ok_stored)}")
+    if not ok_stored:
+        log(f"  (if the drain read fewer events than were queued, something else used {REDIS_URL} meanwhile: "
+            "a test run flushing it, another drain; run the benchmark alone on its Redis db)")
     return 0 if all((ok_ratio, ok_p99, ok_errors, ok_queue, ok_stored)) else 1
 
 
