@@ -29,7 +29,8 @@ How to use it (every module of ``abm/api``)::
   unknown ones are a 422, integers and booleans are converted, and the view gets the
   parsed ones as ``query``.
 - Writes (POST, PUT, PATCH, DELETE) honour ``Idempotency-Key`` (see
-  :mod:`abm.services.idempotency`); ``idempotent=False`` turns that off.
+  :mod:`abm.services.idempotency`); ``idempotent=False`` turns that off, and
+  ``secret_fields=("token",)`` keeps those answer fields out of the stored replay.
 - ``responses={status: "description" | ("description", schema)}``; the common errors
   (401, 403, 404 when the path, query or body names something, 413/422 with a body
   or query, 409/422 on Idempotency-Key misuse)
@@ -126,8 +127,13 @@ def _spec(summary, roles, body, request_body, query, responses, tags, descriptio
 
 def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = None,
               request_body: dict | None = None, query: dict | None = None, responses: dict | None = None,
-              tags: list[str] | None = None, description: str | None = None, idempotent: bool = True):
-    """Decorate a view of ``bp``: documents it and enforces auth, body, query and idempotency."""
+              tags: list[str] | None = None, description: str | None = None, idempotent: bool = True,
+              secret_fields: tuple[str, ...] = ()):
+    """Decorate a view of ``bp``: documents it and enforces auth, body, query and idempotency.
+
+    ``secret_fields``: top-level fields of the answer that are never stored for an
+    idempotent replay (a replay shows them as null), e.g. a token shown only once.
+    """
     spec = _spec(summary, roles, body, request_body, query, responses, tags, description, idempotent)
 
     def decorator(view):
@@ -155,7 +161,7 @@ def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = No
             if idempotent and user is not None and key is not None and request.method in WRITES:
                 if body is None:
                     raw = request.get_data(cache=True)
-                return _idempotent(user.id, key, raw, lambda: view(*args, **kwargs))
+                return _idempotent(user.id, key, raw, lambda: view(*args, **kwargs), secret_fields)
             return view(*args, **kwargs)
 
         wrapped.openapi = spec
@@ -237,7 +243,7 @@ def _error_body(exc: ApiError) -> dict:
     return {"error": {"code": exc.code, "message": exc.message, "details": exc.details, **exc.extra}}
 
 
-def _idempotent(user_id: int, key: str, raw: bytes, call):
+def _idempotent(user_id: int, key: str, raw: bytes, call, secret_fields: tuple[str, ...] = ()):
     path = request.full_path.rstrip("?")
     outcome = idempotency.begin(user_id, key, request.method, path, idempotency.fingerprint(request.method, path, raw))
     if isinstance(outcome, idempotency.Replay):
@@ -259,7 +265,10 @@ def _idempotent(user_id: int, key: str, raw: bytes, call):
     if resp.status_code >= 500:
         idempotency.abandon(outcome)
     else:
-        idempotency.finish(outcome, resp.status_code, resp.get_json(silent=True))
+        stored = resp.get_json(silent=True)
+        if isinstance(stored, dict) and secret_fields:
+            stored = {k: (None if k in secret_fields else v) for k, v in stored.items()}
+        idempotency.finish(outcome, resp.status_code, stored)
     return resp
 
 

@@ -34,7 +34,8 @@ TOKEN_SCHEMA = {"type": "object", "additionalProperties": False,
                 "properties": {"name": {"type": "string", "maxLength": 200}}}
 TOKEN = {"type": "object", "required": ["id", "token", "prefix"],
          "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                        "token": {"type": "string", "description": "shown once; only its hash is stored"},
+                        "token": {"type": ["string", "null"],
+                                  "description": "shown once; only its hash is stored (null in a replay)"},
                         "prefix": {"type": "string"}, "user_id": {"type": "integer"},
                         "created_at": {"type": "string", "format": "date-time"}}}
 
@@ -71,7 +72,9 @@ def create_user_view(body):
 
 @bp.post("/users/<int:user_id>/tokens")
 @operation("Issue an API token for a user; the token is in this answer only", roles=ADMIN, body=TOKEN_SCHEMA,
-           responses={201: ("The token", TOKEN)})
+           description="Only the token's hash is stored: a replay of this request (same Idempotency-Key) "
+                       "answers with `token` null.",
+           secret_fields=("token",), responses={201: ("The token", TOKEN)})
 def issue_user_token(user_id, body):
     user = db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
     if user is None:

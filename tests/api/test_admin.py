@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, ApiToken, Opportunity, WorkspaceSettings
+from abm.models import Account, ApiToken, IdempotencyRecord, Opportunity, WorkspaceSettings
 
 
 def _account(domain="acme.com") -> Account:
@@ -79,6 +79,14 @@ def test_users_and_tokens(api, client):
     denied = client.get("/api/v1/users", headers={"Authorization": f"Bearer {token}"})
     assert denied.status_code == 403
     assert c.post("/api/v1/users/4242/tokens", json={}).status_code == 404
+    # A replayed token request does not show (nor store) the token again.
+    first = c.post(f"/api/v1/users/{sam}/tokens", json={"name": "ci"}, headers={"Idempotency-Key": "tok"})
+    again = c.post(f"/api/v1/users/{sam}/tokens", json={"name": "ci"}, headers={"Idempotency-Key": "tok"})
+    assert first.json["token"].startswith("abm_") and again.json["token"] is None
+    assert again.json["id"] == first.json["id"] and again.headers["Idempotent-Replayed"] == "true"
+    stored = db.session.execute(select(IdempotencyRecord)).scalar_one()
+    assert first.json["token"] not in repr(stored.response)
+    assert len(db.session.execute(select(ApiToken).where(ApiToken.user_id == sam)).scalars().all()) == 2
 
 
 def test_settings_get_and_put(api):
