@@ -182,10 +182,36 @@ def _apply_stages(moves, now: datetime) -> None:
             accounts.change_stage(account, stage, source=f"playbook:{key}", actor_id=None, at=now)
 
 
+TOUCH_COLUMNS = ("enrollment_id", "playbook_id", "account_id", "contact_id", "contact_key", "step_id", "step_index",
+                 "kind", "channel", "connector", "status", "payload", "error", "due_at", "queued_at", "claimed_at",
+                 "sent_at", "attempts", "created_at", "updated_at")
+
+
+def _copy_touches(rows: list[dict]) -> list[tuple[int, str | None]]:
+    """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON
+    CONFLICT DO NOTHING RETURNING (a huge multi-row VALUES costs more to build than to run)."""
+    from psycopg.types.json import Jsonb
+
+    cols = ", ".join(TOUCH_COLUMNS)
+    cur = db.session.connection().connection.cursor()
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS touches_incoming "
+                "(LIKE touches INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    with cur.copy(f"COPY touches_incoming ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([Jsonb(row["payload"]) if c == "payload" else row[c] for c in TOUCH_COLUMNS])
+    cur.execute(f"INSERT INTO touches ({cols}) SELECT {cols} FROM touches_incoming "
+                "ON CONFLICT (enrollment_id, step_id, contact_key) DO NOTHING RETURNING id, status, connector")
+    written = cur.fetchall()
+    cur.execute("DELETE FROM touches_incoming")
+    return [(w[0], w[2]) for w in written if w[1] == "queued"]
+
+
 def _insert_touches(rows: list[dict]) -> list[tuple[int, str | None]]:
     """Bulk insert on the unique key; returns (id, connector) of the queued ones written."""
     if not rows:
         return []
+    if db.dialect == "postgresql":
+        return _copy_touches(rows)
     insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
     stmt = insert(Touch).on_conflict_do_nothing().returning(Touch.id, Touch.status, Touch.connector)
     written = db.session.execute(stmt, rows).all()

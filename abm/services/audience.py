@@ -327,8 +327,9 @@ def longest_window(conditions) -> timedelta | None:
     return longest
 
 
-def account_fields(account: Account, owner_email: str | None) -> dict:
-    """The fields conditions and templates read, as plain values (numbers as numbers)."""
+def account_fields(account, owner_email: str | None) -> dict:
+    """The fields conditions and templates read, as plain values (numbers as numbers).
+    ``account``: an ``Account`` or a row with the same attribute names."""
     revenue = account.annual_revenue
     return {
         "id": account.id, "name": account.name, "domain": account.domain, "industry": account.industry,
@@ -341,17 +342,25 @@ def account_fields(account: Account, owner_email: str | None) -> dict:
     }
 
 
-def contact_fields(contact: Contact) -> dict:
+def contact_fields(contact) -> dict:
+    """A contact's fields for conditions and templates (``Contact`` or a row like it)."""
     attributes = dict(contact.attributes or {})
+    name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
     return {
         "id": contact.id, "account_id": contact.account_id, "email": contact.email,
-        "first_name": contact.first_name, "last_name": contact.last_name, "name": contact.full_name,
+        "first_name": contact.first_name, "last_name": contact.last_name, "name": name,
         "title": contact.title, "role": contact.buying_role, "country": contact.country,
         "phone": contact.phone, "department": attributes.get("department"),
         "seniority": attributes.get("seniority"), "attributes": attributes,
         "unsubscribed_at": contact.unsubscribed_at, "bounced_at": contact.bounced_at,
         "erased_at": contact.erased_at,
     }
+
+
+_ACCOUNT_COLUMNS = ("id", "name", "domain", "industry", "employees", "annual_revenue", "country", "tier", "tags",
+                    "stage", "score", "engagement", "timezone", "attributes")
+_CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "title", "buying_role", "country",
+                    "phone", "attributes", "unsubscribed_at", "bounced_at", "erased_at")
 
 
 def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0),
@@ -365,15 +374,16 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
     facts: dict[int, AccountFacts] = {}
     if not ids:
         return facts
+    columns = [getattr(Account, c) for c in _ACCOUNT_COLUMNS]
     rows = db.session.execute(
-        select(Account, User.email).outerjoin(User, User.id == Account.owner_id).where(Account.id.in_(ids))
-    ).all()
-    for account, owner_email in rows:
-        facts[account.id] = AccountFacts(fields=account_fields(account, owner_email), events=[], contacts=[])
+        select(*columns, User.email.label("owner_email")).outerjoin(User, User.id == Account.owner_id)
+        .where(Account.id.in_(ids))).all()
+    for row in rows:
+        facts[row.id] = AccountFacts(fields=account_fields(row, row.owner_email), events=[], contacts=[])
     if with_contacts:
-        for contact in db.session.execute(
-                select(Contact).where(Contact.account_id.in_(ids)).order_by(Contact.id)).scalars():
-            facts[contact.account_id].contacts.append(contact_fields(contact))
+        columns = [getattr(Contact, c) for c in _CONTACT_COLUMNS]
+        for row in db.session.execute(select(*columns).where(Contact.account_id.in_(ids)).order_by(Contact.id)):
+            facts[row.account_id].contacts.append(contact_fields(row))
     if since is None or since > timedelta(0):
         query = select(Event.account_id, Event.type, Event.occurred_at).where(
             Event.account_id.in_(ids), Event.occurred_at <= now)

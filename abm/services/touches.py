@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
@@ -65,7 +66,12 @@ def lease() -> timedelta:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe")
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@lru_cache(maxsize=4)
+def _serializer_for(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="unsubscribe")
 
 
 def unsubscribe_url(contact_id: int | str) -> str:
@@ -176,25 +182,21 @@ def workspace_caps() -> list[Cap]:
 
 @dataclass
 class _CapBook:
-    """Counts of touches per (cap, contact|account), loaded once per batch, updated as
-    the batch assigns slots."""
+    """Counts of touches per (cap, contact|account id), loaded for a whole batch in one
+    query per cap, then updated as the batch takes slots."""
 
     counts: dict = field(default_factory=lambda: defaultdict(int))
-    loaded: set = field(default_factory=set)
 
-    def load(self, cap: Cap, ids: set[int], due: datetime) -> None:
-        key = (cap, due.date())
-        todo = sorted(i for i in ids if (key, i) not in self.loaded)
-        if not todo:
+    def load(self, cap: Cap, ids: set[int], earliest: datetime, latest: datetime) -> None:
+        if not ids:
             return
         column = Touch.contact_id if cap.per == "contact" else Touch.account_id
-        where = [column.in_(todo), Touch.status.in_(COUNTED), Touch.due_at > due - cap.within,
-                 Touch.due_at <= due + cap.within]
+        where = [column.in_(sorted(ids)), Touch.status.in_(COUNTED), Touch.due_at > earliest - cap.within,
+                 Touch.due_at <= latest + cap.within]
         if cap.channel:
             where.append(Touch.channel == cap.channel)
         for owner, count in db.session.execute(select(column, func.count()).where(*where).group_by(column)):
             self.counts[(cap, owner)] = count
-        self.loaded.update((key, i) for i in todo)
 
 
 # -- building touch rows for a batch ---------------------------------------------------
@@ -232,8 +234,9 @@ def build(pending: list[PendingTouch], now: datetime) -> list[dict]:
             planned.append((p, contact, due))
     # Higher priority first: it takes the capped slots.
     planned.sort(key=lambda item: (-item[0].priority, item[0].enrollment_id))
+    _preload_caps(book, planned, ws_caps)
     for p, contact, due in planned:
-        caps = list(p.playbook.caps) + (ws_caps if p.step.channel == "email" else [])
+        caps = _caps_of(p, ws_caps)
         capped = _take_slot(book, caps, p, contact, due)
         if capped:
             rows.append(_row(p, contact, "suppressed", now, due, error=f"capped: {capped}"))
@@ -248,15 +251,30 @@ def build(pending: list[PendingTouch], now: datetime) -> list[dict]:
     return rows
 
 
+def _caps_of(p: PendingTouch, ws_caps: list[Cap]) -> list[Cap]:
+    caps = list(p.playbook.caps) + (ws_caps if p.step.channel == "email" else [])
+    return [cap for cap in caps if not cap.channel or cap.channel == p.step.channel]
+
+
+def _preload_caps(book: _CapBook, planned, ws_caps: list[Cap]) -> None:
+    """One count query per distinct cap for every contact/account of the batch."""
+    wanted: dict[Cap, set[int]] = defaultdict(set)
+    dues = [due for _, _, due in planned]
+    for p, contact, _due in planned:
+        for cap in _caps_of(p, ws_caps):
+            owner = contact.get("id") if cap.per == "contact" else p.account_id
+            if owner is not None:
+                wanted[cap].add(owner)
+    for cap, ids in wanted.items():
+        book.load(cap, ids, min(dues), max(dues))
+
+
 def _take_slot(book: _CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> str | None:
     applicable = []
     for cap in caps:
-        if cap.channel and cap.channel != p.step.channel:
-            continue
         owner = contact.get("id") if cap.per == "contact" else p.account_id
         if owner is None:
             continue
-        book.load(cap, {owner}, due)
         if book.counts[(cap, owner)] >= cap.max:
             return f"at most {cap.max} per {cap.per} within {duration.format(cap.within)}"
         applicable.append((cap, owner))
