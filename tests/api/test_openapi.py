@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from jsonschema import Draft202012Validator
 
 from abm.api._openapi import PREFIX, api_rules, undocumented
@@ -42,6 +43,12 @@ def test_every_route_is_documented_and_every_operation_exists(app, client):
     assert doc["openapi"].startswith("3.1") and doc["servers"] == [{"url": PREFIX}]
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     assert "Error" in doc["components"]["schemas"]
+
+
+def test_document_is_valid_openapi_31(client):
+    definitions = pytest.importorskip("schemathesis.specs.openapi.definitions")
+    errors = sorted(Draft202012Validator(definitions.OPENAPI_31).iter_errors(_doc(client)), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:10])
 
 
 def test_document_is_consistent(client):
