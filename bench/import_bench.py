@@ -65,7 +65,6 @@ def truncate(url: str) -> None:
 def raw_copy(url: str, path: Path, kind: str) -> float:
     """COPY the file's rows into the table as they are (no normalising, no upsert); seconds."""
     import psycopg
-    from psycopg.types.json import Jsonb
 
     now = datetime.now(UTC)
     started = time.perf_counter()
@@ -76,11 +75,11 @@ def raw_copy(url: str, path: Path, kind: str) -> float:
             sql = ("COPY accounts (name, domain, industry, employees, annual_revenue, country, tier, timezone, "
                    "stage, tags, attributes, crm_ids, score, score_ref, engagement, created_at, updated_at) "
                    "FROM STDIN")
-            extra = ("target", Jsonb([]), Jsonb({}), Jsonb({}), 0.0, 0.0, "cold", now, now)
+            extra = ("target", "[]", "{}", "{}", 0.0, 0.0, "cold", now, now)
         else:
             sql = ("COPY contacts (email, first_name, last_name, title, buying_role, country, phone, "
                    "attributes, crm_ids, created_at, updated_at) FROM STDIN")
-            extra = (Jsonb({}), Jsonb({}), now, now)
+            extra = ("{}", "{}", now, now)
         with cur.copy(sql) as copy:
             for row in rows:
                 copy.write_row((*row[:7], *extra) if kind == "contacts" else (*row, *extra))
@@ -109,9 +108,9 @@ def memory_child(url: str, path: str) -> None:
 
 def baseline_rss_mb(url: str) -> float:
     """Peak RSS of a process that only loads the app: what the import adds is on top."""
-    code = ("import resource, sys; sys.path.insert(0, %r); sys.argv=['x'];"
-            "from bench.import_bench import make_app; make_app(%r);"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)") % (str(ROOT), url)
+    code = (f"import resource, sys; sys.path.insert(0, {str(ROOT)!r}); sys.argv=['x'];"
+            f"from bench.import_bench import make_app; make_app({url!r});"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
                  .stdout.strip().splitlines()[-1])
 

@@ -26,6 +26,7 @@ import codecs
 import csv
 import hashlib
 import io
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -923,14 +924,19 @@ class _ContactImporter(_Importer):
 def copy_rows(table: str, columns: list[str], rows: Iterable[tuple]) -> None:
     """PostgreSQL ``COPY table (columns) FROM STDIN`` in the session's transaction.
 
-    Dicts and lists are sent as JSONB. Much faster than any INSERT for many rows.
+    Dicts and lists are sent as JSON text (for JSONB columns). Much faster than any
+    INSERT for many rows.
     """
-    from psycopg.types.json import Jsonb
-
     conn = db.session.connection().connection.driver_connection
     with conn.cursor() as cur, cur.copy(f'COPY "{table}" ({", ".join(columns)}) FROM STDIN') as copy:
         for row in rows:
-            copy.write_row([Jsonb(v) if isinstance(v, dict | list) else v for v in row])
+            copy.write_row([_json_text(v) if isinstance(v, dict | list) else v for v in row])
+
+
+def _json_text(value: dict | list) -> str:
+    if not value:
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _column_names(header: _Header) -> dict[int, str]:
