@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from abm.db import db
@@ -71,6 +72,7 @@ def test_hubspot_poll_maps_stages_links_accounts_and_upserts_deals(app, hubspot)
     assert opp.won is True and opp.closed_at is not None and opp.stage == "closedwon"
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_poll_that_fails_half_way_resumes_without_loss_or_duplicates(app, hubspot):
     fake, server = hubspot
     domains = [f"co{i}.example" for i in range(6)]
@@ -97,6 +99,7 @@ def test_a_poll_that_fails_half_way_resumes_without_loss_or_duplicates(app, hubs
     assert {a.stage for a in db.session.execute(select(Account)).scalars()} == {"customer"}
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_crash_before_the_commit_keeps_the_old_cursor(app, hubspot, monkeypatch):
     """Events and cursor are saved in one commit: dying in between loses nothing."""
     fake, server = hubspot
@@ -122,6 +125,7 @@ def test_a_crash_before_the_commit_keeps_the_old_cursor(app, hubspot, monkeypatc
     assert crm_moves() == [(acme.id, "target", "customer", "crm:hs")]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_salesforce_poll_accounts_and_opportunities(app, salesforce):
     fake, server = salesforce
     acme, beta = accounts("acme.example", "beta.example")
@@ -141,6 +145,7 @@ def test_salesforce_poll_accounts_and_opportunities(app, salesforce):
     assert crm_jobs.poll_crms()["sf"]["events"] == 0
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_deal_webhook_with_only_the_deal_id_updates_the_known_opportunity(app):
     (acme,) = accounts("acme.example")
     base = {"occurred_at": "2026-01-01T00:00:00+00:00", "source": "hs"}
@@ -156,6 +161,7 @@ def test_a_deal_webhook_with_only_the_deal_id_updates_the_known_opportunity(app)
     assert db.session.execute(select(func.count()).select_from(Opportunity)).scalar_one() == 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_disabled_or_non_crm_connectors_are_not_polled(app, hubspot):
     from abm.services import connectors
 
@@ -167,6 +173,7 @@ def test_disabled_or_non_crm_connectors_are_not_polled(app, hubspot):
     assert fake.calls == {}
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_periodic_jobs_are_declared_and_run_in_a_worker(app, hubspot):
     from rq import Queue, SimpleWorker
 
