@@ -2,14 +2,15 @@
 with no ABM_REDIS_URL (so its own embedded Redis), the real login form, emails in the
 outbox, sent touches in the API, and nothing left running after SIGTERM.
 
-It runs once (no ``app`` fixture, so not once per database backend): the demo is the
-SQLite-and-embedded-Redis product.
+It runs once per embedded Redis kind (redis-server, fakeredis), not once per database
+backend (no ``app`` fixture): the demo is the SQLite-and-embedded-Redis product.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,16 +70,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def demo(tmp_path):
+@pytest.fixture(params=["redis-server", "fakeredis"])
+def demo(request, tmp_path):
+    """The demo on a real redis-server child when one is on PATH, and on fakeredis as on a
+    machine with nothing but Python (PATH then names an empty folder: the children are
+    started by absolute path and need nothing from it)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABM_")}
+    if request.param == "redis-server" and not shutil.which("redis-server"):
+        pytest.skip("no redis-server on PATH")
+    if request.param == "fakeredis":
+        (tmp_path / "bin").mkdir()
+        env["PATH"] = str(tmp_path / "bin")
     env.update(ABM_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     log = (tmp_path / "demo.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-c", "from abm.cli import main; main(prog_name='abm')", "demo",
                              "--port", str(port), "--accounts", "150", "--no-browser"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    run = {"proc": proc, "port": port, "base": f"http://127.0.0.1:{port}", "instance": tmp_path / "instance",
+    run = {"proc": proc, "port": port, "redis": request.param, "base": f"http://127.0.0.1:{port}", "instance": tmp_path / "instance",
            "log": tmp_path / "demo.log", "family": set()}
     try:
         yield run
@@ -125,6 +134,7 @@ def test_demo_runs_playbooks_and_stops_cleanly(demo):
     out = _output(demo)
     assert f"http://127.0.0.1:{demo['port']}" in out
     assert "manager@ourco.example" in out and "demo credentials" in out
+    assert f"embedded {demo['redis']}" in out
 
     s = requests.Session()
     form = s.get(f"{base}/login", timeout=10)

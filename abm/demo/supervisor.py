@@ -50,20 +50,34 @@ _PREEXEC = _die_with_parent if _LIBC is not None else None
 
 class DemoRedis(EmbeddedRedis):
     """The embedded Redis, with a redis-server child in its own session (so Ctrl-C on
-    the terminal does not stop it before the processes that use it)."""
+    the terminal does not stop it before the processes that use it), or fakeredis's
+    TCP server in a thread (:mod:`abm.demo.fake_server`)."""
 
     def start(self) -> DemoRedis:
         binary = shutil.which("redis-server")
-        if not binary:
-            super().start()
-            return self
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if not binary:
+            from abm.demo.fake_server import DemoFakeServer
+
+            self.server = DemoFakeServer(("127.0.0.1", self.port))
+            threading.Thread(target=self.server.serve_forever, name="demo-redis", daemon=True).start()
+            self.kind = "fakeredis"
+            return self._ready()
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=_PREEXEC)
         self.kind = "redis-server"
+        return self._ready()
+
+    def stop(self) -> None:
+        server = self.server
+        super().stop()
+        if server is not None:
+            server.server_close()
+
+    def _ready(self) -> DemoRedis:
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
         while True:
@@ -71,9 +85,9 @@ class DemoRedis(EmbeddedRedis):
                 client.ping()
                 return self
             except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if (self.process and self.process.poll() is not None) or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"the embedded Redis (redis-server) did not start on port {self.port}") \
+                    raise RuntimeError(f"the embedded Redis ({self.kind}) did not start on port {self.port}") \
                         from None
                 time.sleep(0.05)
 
