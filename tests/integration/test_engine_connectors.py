@@ -333,4 +333,4 @@ def test_the_configured_rate_limit_paces_the_jobs_of_a_connector(app, clock, wor
         worker()
         assert sorted(d["payload"]["domain"] for d in receiver.config["RECEIVED"]) == sorted(DOMAINS)
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-        assert len(arrivals) == 3 and min(gaps) >= 0.9, gaps
+        assert len(arrivals) == 3 and min(gaps) >= 0.7, gaps  # unpaced jobs come ~0.3 s apart
