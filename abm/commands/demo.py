@@ -169,7 +169,10 @@ def demo(port, host, accounts, workers, no_browser, readers):
         base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         os.environ.setdefault("ABM_BASE_URL", base_url)
         try:
+            prepare_started = time.monotonic()
             db_url, outbox, summary = _prepare(accounts)
+            _say(f"database ready in {time.monotonic() - prepare_started:.1f} s; starting the web server, "
+                 f"{workers} worker{'s' if workers != 1 else ''} and the scheduler ...")
         except _Stop:
             raise
         except Exception as exc:  # noqa: BLE001 - said in a sentence, the demo stops
