@@ -58,8 +58,9 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
-    # pow() is built into some SQLite builds only; scores need it everywhere.
+    # pow() and exp() are built into some SQLite builds only; scores need them everywhere.
     dbapi_conn.create_function("pow", 2, math.pow, deterministic=True)
+    dbapi_conn.create_function("exp", 1, math.exp, deterministic=True)
 
 
 def make_engine(url: str) -> Engine:

@@ -9,10 +9,11 @@ and half-life in force: the two agree to the cent (a test holds them to it).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, and_, bindparam, case, cast, func, literal, select, text, update
+from sqlalchemy import bindparam, case, func, literal, select, text, update
 
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Event, Playbook, ScoreSnapshot
@@ -23,23 +24,30 @@ _EPOCH_S = SCORE_EPOCH.timestamp()
 
 
 def _epoch_seconds(column):
+    """Seconds since 1970 as a float (date_part is float8 on PostgreSQL; extract is numeric)."""
     if db.dialect == "postgresql":
-        return func.extract("epoch", column)
+        return func.date_part("epoch", column)
     return (func.julianday(column) - 2440587.5) * 86400.0
 
 
 def weight_expr(settings: dict):
-    """SQL for an event's weight: URL rules for web visits, else the type's weight."""
-    whens = [(and_(Event.type == "web_visit", Event.url.contains(rule["pattern"], autoescape=True)),
-              literal(float(rule["weight"]))) for rule in settings.get("url_rules", [])]
-    whens += [(Event.type == etype, literal(float(w))) for etype, w in settings["weights"].items() if w]
-    return case(*whens, else_=literal(0.0)) if whens else literal(0.0)
+    """SQL for an event's weight: one CASE on the type; URL rules only inside web visits."""
+    weights = settings["weights"]
+    rules = settings.get("url_rules", [])
+    by_type = {etype: literal(float(w)) for etype, w in weights.items() if w and etype != "web_visit"}
+    if rules:
+        by_type["web_visit"] = case(
+            *[(Event.url.contains(rule["pattern"], autoescape=True), literal(float(rule["weight"]))) for rule in rules],
+            else_=literal(float(weights.get("web_visit", 0))))
+    elif weights.get("web_visit"):
+        by_type["web_visit"] = literal(float(weights["web_visit"]))
+    return case(by_type, value=Event.type, else_=literal(0.0)) if by_type else literal(0.0)
 
 
 def term_expr(settings: dict):
-    half_life_s = float(settings["half_life_days"]) * DAY
-    exponent = (cast(_epoch_seconds(Event.occurred_at), Float) - _EPOCH_S) / half_life_s
-    return weight_expr(settings) * Event.quantity * func.pow(2.0, exponent)
+    """weight * quantity * 2 ** ((occurred_at - SCORE_EPOCH) / half_life), as exp() for speed."""
+    rate = math.log(2.0) / (float(settings["half_life_days"]) * DAY)
+    return weight_expr(settings) * Event.quantity * func.exp((_epoch_seconds(Event.occurred_at) - _EPOCH_S) * rate)
 
 
 def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple[float, float]]:
@@ -89,6 +97,7 @@ def refresh(account_ids: set[int] | None = None, now: datetime | None = None) ->
     factor = score_at(1.0, now, cfg["half_life_days"])
     current = Account.score_ref * factor
     values = {
+        "updated_at": Account.updated_at,  # a score is not an edit of the account
         "score": current,
         "engagement": case((current >= cfg["thresholds"]["hot"], "hot"),
                            (current >= cfg["thresholds"]["warm"], "warm"), else_="cold"),
@@ -104,18 +113,34 @@ def refresh(account_ids: set[int] | None = None, now: datetime | None = None) ->
 
 
 def recompute(now: datetime | None = None) -> int:
-    """Rebuild every account's score from all its events; returns the accounts with a score."""
+    """Rebuild every account's score from all its events; returns the accounts with a score.
+
+    One aggregate over the events and one pass over the accounts (score_ref, score, level).
+    """
     now = now or utcnow()
     cfg = settings_service.current()
     agg = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg)).label("total"))
            .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
-    db.session.execute(update(Account).where(Account.score_ref != 0).values(score_ref=0.0)
-                       .execution_options(synchronize_session=False))
-    result = db.session.execute(update(Account).where(Account.id == agg.c.aid)
-                                .values(score_ref=agg.c.total).execution_options(synchronize_session=False))
-    refresh(None, now)
+    if db.dialect == "postgresql":
+        factor = score_at(1.0, now, cfg["half_life_days"])
+        total = func.coalesce(agg.c.total, 0.0)
+        joined = (select(Account.id.label("id"), total.label("ref"))
+                  .select_from(Account.__table__.outerjoin(agg, agg.c.aid == Account.id)).subquery())
+        current = joined.c.ref * factor
+        db.session.execute(
+            update(Account.__table__).where(Account.__table__.c.id == joined.c.id).values(
+                score_ref=joined.c.ref, score=current, score_updated_at=now,
+                updated_at=Account.__table__.c.updated_at,
+                engagement=case((current >= cfg["thresholds"]["hot"], "hot"),
+                                (current >= cfg["thresholds"]["warm"], "warm"), else_="cold")))
+    else:
+        db.session.execute(update(Account.__table__).where(Account.__table__.c.score_ref != 0)
+                           .values(score_ref=0.0, updated_at=Account.__table__.c.updated_at))
+        db.session.execute(update(Account.__table__).where(Account.__table__.c.id == agg.c.aid)
+                           .values(score_ref=agg.c.total, updated_at=Account.__table__.c.updated_at))
+        refresh(None, now)
     db.session.commit()
-    return result.rowcount
+    return db.session.execute(select(func.count()).select_from(agg)).scalar_one()
 
 
 def rescore(account_ids: set[int], now: datetime | None = None) -> None:
