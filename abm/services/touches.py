@@ -55,6 +55,9 @@ DEFAULT_LEASE_SECONDS = 300
 #: After this many claims a touch whose connector keeps failing retryably is failed.
 MAX_ATTEMPTS = 5
 COUNTED = ("scheduled", "queued", "sent")
+#: At most this many touches per job even for connectors that take more per call: a
+#: dispatcher batch then feeds several workers at once, which keeps the due-to-sent lag low.
+JOB_SIZE = 250
 JOB_FUNC = "workers.jobs.send_touches"
 
 
@@ -323,7 +326,7 @@ def _max_batch(connector: str) -> tuple[int, tuple[int, int]]:
 
 def enqueue(touches: list[tuple[int, str | None]], connection=None) -> int:
     """Enqueue jobs for (touch id, connector) pairs: one job per connector and
-    ``max_batch`` touches. Connectors slower than 100 calls/s get RQ's ``RateLimit``
+    ``max_batch`` touches (at most ``JOB_SIZE``). Connectors slower than 100 calls/s get RQ's ``RateLimit``
     (one job at a time; the job keeps the pace); the others go in one ``enqueue_many``.
     Call after the commit that made them queued. Returns the number of jobs."""
     from rq import Queue, RateLimit, Retry
@@ -341,6 +344,7 @@ def enqueue(touches: list[tuple[int, str | None]], connection=None) -> int:
     bulk, jobs = [], 0
     for connector, ids in by_connector.items():
         size, (calls, per) = _max_batch(connector or "")
+        size = max(1, min(size, JOB_SIZE))
         ids.sort()
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
