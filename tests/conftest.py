@@ -93,7 +93,12 @@ def empty_database(engine) -> None:
     tables = [t.name for t in Base.metadata.sorted_tables]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            # DELETE of a test's few rows is several times faster than TRUNCATE of every table
+            for t in reversed(tables):
+                conn.execute(text(f'DELETE FROM "{t}"'))
+            sequences = conn.execute(text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"))
+            for (seq,) in sequences.all():
+                conn.execute(text(f'ALTER SEQUENCE "{seq}" RESTART'))
         else:
             for t in reversed(tables):
                 conn.execute(text(f'DELETE FROM "{t}"'))

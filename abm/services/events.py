@@ -289,6 +289,8 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
 def _match(events: list[dict]) -> list[dict]:
     """Resolve every event to (account, contact, playbook) with a few bulk lookups."""
     emails = {e["email"] for e in events if e.get("email")}
+    _forget_suppressed(events, emails)
+    emails = {e["email"] for e in events if e.get("email")}
     domains = {e["account_domain"] for e in events if e.get("account_domain")}
     touch_ids = {e["touch_id"] for e in events if e.get("touch_id")}
     contact_ids = {e["contact_id"] for e in events if e.get("contact_id")}
@@ -343,6 +345,22 @@ def _match(events: list[dict]) -> list[dict]:
 
 _COLUMNS = ("type", "occurred_at", "account_id", "contact_id", "email", "domain", "url", "source", "touch_id",
             "playbook_id", "properties", "quantity", "dedup_key", "received_at")
+
+
+def _forget_suppressed(events: list[dict], emails: set[str]) -> None:
+    """An erased person's email (on the suppression list, as a hash) is never stored again."""
+    from abm.models import Suppression
+    from abm.services.contacts import email_hash
+
+    hashes = {email_hash(e): e for e in emails}
+    gone = set()
+    for chunk in _chunks(hashes):
+        gone.update(hashes[h] for h in db.session.execute(
+            select(Suppression.email_hash).where(Suppression.email_hash.in_(chunk))).scalars())
+    for e in events:
+        if e.get("email") in gone:
+            e["email"] = None
+            e.pop("contact_id", None)
 
 
 def _insert(rows: list[dict]) -> list[dict]:

@@ -117,3 +117,13 @@ def test_nothing_is_lost_while_redis_is_down(backend, instance_dir, redis_url, n
         assert opens == 25
         assert events.drain().stored == 0  # the spool was consumed exactly once
         db.session.remove()
+
+
+def test_an_erased_persons_email_is_never_stored_again(app, api, world):
+    c = api("admin")
+    assert c.delete(f"/api/v1/contacts/{world['bob'].id}").status_code in (200, 204)
+    c.post("/api/v1/events", json=[{"type": "web_visit", "occurred_at": _iso(), "email": "bob@acme.com",
+                                    "url": "https://v.example/"}])
+    events.drain()
+    row = db.session.execute(select(Event.email, Event.contact_id, Event.domain)).one()
+    assert row == (None, None, None)
