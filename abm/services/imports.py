@@ -335,6 +335,8 @@ def parse_amount(text: str) -> Decimal:
     currency symbol or ISO code is ignored. Raises ValueError with a message.
     """
     raw = text.strip()
+    if raw.isascii() and raw.isdigit():
+        return Decimal(raw)  # the common case, without the regular expressions below
     t = raw.casefold()
     t = re.sub(r"^(usd|eur|gbp|chf|cad|aud|jpy)\s*|\s*(usd|eur|gbp|chf|cad|aud|jpy)$", "", t)
     t = t.replace("$", "").replace("€", "").replace("£", "").replace("¥", "").strip()
