@@ -151,13 +151,18 @@ def test_demo_runs_playbooks_and_stops_cleanly(demo):
     assert b"Subject:" in emails[0].read_bytes()
 
     def sent():
-        resp = s.get(f"{base}/api/v1/touches", params={"status": "sent", "limit": 100}, timeout=10)
+        # The history has sent touches of a past campaign; the live ones are the demo playbook's.
+        resp = s.get(f"{base}/api/v1/touches", params={"status": "sent", "playbook": "demo-first-touch",
+                                                        "channel": "email", "limit": 100}, timeout=10)
         assert resp.status_code == 200, resp.text
         return resp.json()["items"]
 
-    items = _wait_for("sent touches in the API", sent, demo, timeout=30)
-    assert {t["status"] for t in items} == {"sent"}
-    assert any(t["channel"] == "email" and t["playbook"] == "demo-first-touch" for t in items)
+    items = _wait_for("sent touches of the demo playbook in the API", sent, demo, timeout=30)
+    assert {(t["status"], t["playbook"]) for t in items} == {("sent", "demo-first-touch")}
+    assert all(t["channel"] == "email" and t["sent_at"] for t in items)
+    past = s.get(f"{base}/api/v1/touches", params={"status": "sent", "playbook": "webinar-follow-up"},
+                 timeout=10).json()["items"]
+    assert past and all(t["sent_at"] < items[-1]["sent_at"] for t in past)
     outbox_page = s.get(f"{base}/outbox", timeout=10)
     assert outbox_page.status_code == 200
 

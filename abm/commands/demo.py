@@ -116,7 +116,8 @@ def _banner(url: str, summary, outbox: str, redis_kind: str, workers: int, secon
         s = summary.seeded
         lines.append(f"Demo data: {s.get('accounts', 0)} accounts, {s.get('contacts', 0)} contacts, "
                      f"{s.get('opportunities', 0)} opportunities, {summary.events} engagement events "
-                     f"over 60 days, {summary.costs} spend entries.")
+                     f"over 60 days, {summary.past_touches} emails of a past webinar follow-up, "
+                     f"{summary.costs} spend entries.")
     else:
         lines.append("The database had data already: it was not seeded again.")
     lines.append("Playbooks:")

@@ -57,6 +57,7 @@ class Summary:
     events: int = 0
     snapshots: int = 0
     costs: int = 0
+    past_touches: int = 0
     playbooks: list[tuple[str, str, str]] = field(default_factory=list)  # key, status, note
     problems: list[str] = field(default_factory=list)
 
@@ -85,6 +86,7 @@ def prepare(accounts: int = 300, seed: int = 42, now: datetime | None = None,
         out.events = generate_history(now, seed=seed)
     out.playbooks, out.problems = install_playbooks()
     if fresh:
+        out.past_touches = past_campaign(now, seed=seed)
         out.costs = record_spend(now)
         out.snapshots = snapshot_history(now)
     return out
@@ -163,9 +165,11 @@ def install_playbooks() -> tuple[list[tuple[str, str, str]], list[str]]:
 
 
 def _when(rng: random.Random, now: datetime, stage: str) -> datetime:
-    """A time in the last 60 days; accounts further down the funnel engaged more lately."""
+    """A time in the last 60 days, an hour ago at the latest (the demo playbook waits for
+    opens in the last 30 minutes: those are the live ones); accounts further down the
+    funnel engaged more lately."""
     bias = {"engaged": 1.6, "mqa": 2.2, "opportunity": 2.0}.get(stage, 1.0)
-    return now - timedelta(days=HISTORY_DAYS * rng.random() ** bias, seconds=rng.randint(60, 3600))
+    return now - timedelta(days=HISTORY_DAYS * rng.random() ** bias, seconds=rng.randint(3600, 7200))
 
 
 def generate_history(now: datetime, seed: int = 42, batch: int = 250) -> int:
@@ -236,7 +240,7 @@ def snapshot_history(now: datetime, days: int = SNAPSHOT_DAYS) -> int:
 
 
 def record_spend(now: datetime) -> int:
-    """A few spend entries (ads, email, an event, the demo playbook) for cost per lead."""
+    """A few spend entries (ads, email, an event, the demo playbooks) for cost per lead."""
     from abm.models import Playbook as PlaybookRow
     from abm.services import kpis
 
@@ -254,6 +258,56 @@ def record_spend(now: datetime) -> int:
     if db.session.execute(select(PlaybookRow.id).where(PlaybookRow.key == "demo-first-touch")).first():
         entries.append({"playbook": "demo-first-touch", "channel": "email", "amount": "1200",
                         "date": str(today)})
+    if db.session.execute(select(PlaybookRow.id).where(PlaybookRow.key == PAST_CAMPAIGN)).first():
+        entries.append({"playbook": PAST_CAMPAIGN, "channel": "email", "amount": "3500",
+                        "date": str(today - timedelta(days=50))})
     for entry in entries:
         kpis.record_cost(entry, source="demo")
     return len(entries)
+
+
+PAST_CAMPAIGN = "webinar-follow-up"
+
+
+def past_campaign(now: datetime, seed: int = 42, key: str = PAST_CAMPAIGN) -> int:
+    """A webinar follow-up that ran 45 to 59 days ago: completed enrollments and their sent
+    emails, so that leads, opportunities and pipeline of the history are attributed to a
+    playbook on the KPI dashboard. Returns the touches written (0 without that playbook)."""
+    from abm.models import Enrollment, Touch
+    from abm.models import Playbook as PlaybookRow
+    from abm.services import playbooks
+
+    row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == key)).scalar_one_or_none()
+    if row is None or row.status != "active":
+        return 0
+    version_id = playbooks.current_version(row).id
+    rng = random.Random(seed + 1)
+    people: dict[int, list[int]] = {}
+    for cid, aid in db.session.execute(select(Contact.id, Contact.account_id).where(
+            Contact.account_id.is_not(None), Contact.buying_role.in_(("decision_maker", "champion")))
+            .order_by(Contact.id)):
+        people.setdefault(aid, []).append(cid)
+    accounts = [aid for aid, stage in db.session.execute(select(Account.id, Account.stage).order_by(Account.id))
+                if stage in ("aware", "engaged", "mqa", "opportunity", "customer") and aid in people
+                and rng.random() < 0.5]
+    touches = []
+    for aid in accounts:
+        entered = now - timedelta(days=rng.uniform(45, 59))
+        enrollment = Enrollment(playbook_id=row.id, version_id=version_id, account_id=aid, cycle=1,
+                                state="completed", step_index=7, entered_at=entered,
+                                left_at=entered + timedelta(days=9), exit_reason="completed",
+                                entry_source="trigger", updated_at=entered + timedelta(days=9))
+        db.session.add(enrollment)
+        db.session.flush()
+        for cid in people[aid][:2]:
+            sent = entered + timedelta(minutes=rng.randint(1, 30))
+            touches.append({"enrollment_id": enrollment.id, "playbook_id": row.id, "account_id": aid,
+                            "contact_id": cid, "contact_key": cid, "step_id": "thanks", "step_index": 0,
+                            "kind": "email", "channel": "email", "connector": "outbox", "status": "sent",
+                            "payload": {"subject": "Your recording: zero-trust APIs for regulated industries"},
+                            "due_at": sent, "queued_at": sent, "claimed_at": sent, "sent_at": sent,
+                            "attempts": 1, "created_at": entered, "updated_at": sent})
+    if touches:
+        db.session.execute(Touch.__table__.insert(), touches)
+    db.session.commit()
+    return len(touches)
