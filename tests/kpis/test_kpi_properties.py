@@ -1,0 +1,81 @@
+"""Properties of the KPIs on random data: attributed conversions add up to the totals,
+and the workers' rollups equal a computation from the raw rows."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from abm.db import db
+from abm.models import Account, Contact, Enrollment, Event, Opportunity, Playbook, PlaybookVersion, Touch
+from abm.services import kpis, rollups
+from abm.services import settings as settings_service
+from tests.conftest import empty_database
+
+NOW = datetime(2026, 9, 30, 12, tzinfo=UTC)
+
+
+def random_world(seed: int) -> None:
+    rng = random.Random(seed)
+    db.session.rollback()  # the previous example's transaction would hold SQLite's lock
+    empty_database(db.engine)
+    accounts = [Account(name=f"A{i}", domain=f"a{i}.example") for i in range(rng.randint(3, 8))]
+    pbs = [Playbook(key=f"p{i}", name=f"P{i}", status="active", product=rng.choice(["x", "y", None]))
+           for i in range(rng.randint(1, 3))]
+    db.session.add_all(accounts + pbs)
+    db.session.flush()
+    vers = [PlaybookVersion(playbook_id=p.id, version=1, source="", compiled={}) for p in pbs]
+    contacts = [Contact(account_id=rng.choice(accounts).id, email=f"c{i}@x{i}.example") for i in range(rng.randint(2, 10))]
+    db.session.add_all(vers + contacts)
+    db.session.flush()
+    enrollments = {}
+    for a in accounts:
+        p = rng.randrange(len(pbs))
+        e = Enrollment(playbook_id=pbs[p].id, version_id=vers[p].id, account_id=a.id,
+                       state=rng.choice(["active", "completed", "held_out"]), entered_at=NOW - timedelta(days=200))
+        db.session.add(e)
+        db.session.flush()
+        enrollments[a.id] = (e, pbs[p])
+    day = lambda: NOW - timedelta(days=rng.uniform(0, 180))  # noqa: E731
+    for i in range(rng.randint(0, 40)):
+        a = rng.choice(accounts)
+        e, p = enrollments[a.id]
+        c = rng.choice([x for x in contacts if x.account_id == a.id] or [None])
+        db.session.add(Touch(enrollment_id=e.id, playbook_id=p.id, account_id=a.id, contact_id=c.id if c else None,
+                             contact_key=i + 1, step_id="s", kind="email", channel=rng.choice(["email", "ads", "alert"]),
+                             connector=None, status=rng.choice(["sent", "sent", "failed"]), sent_at=day()))
+    for _ in range(rng.randint(0, 30)):
+        c = rng.choice(contacts)
+        db.session.add(Event(type=rng.choice(["form_fill", "meeting", "email_open", "web_visit"]), contact_id=c.id,
+                             account_id=c.account_id, occurred_at=day()))
+    for _ in range(rng.randint(0, 6)):
+        closed = rng.random() < .6
+        db.session.add(Opportunity(account_id=rng.choice(accounts).id, name="o", amount=Decimal(rng.randint(1, 90) * 100),
+                                   created_at=day(), closed_at=NOW if closed else None,
+                                   won=rng.random() < .5 if closed else None))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the arithmetic is the same on both
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), model=st.sampled_from(["last_touch", "first_touch", "even"]))
+def test_attributed_conversions_add_up_and_rollups_equal_raw(app, seed, model):
+    random_world(seed)
+    settings_service.update({"attribution": {"window_days": 60, "model": model}})
+    period = rollups.standard_periods(NOW)[1]
+    for group_by in kpis.GROUPS:
+        data = kpis.compute(group_by, period, now=NOW)
+        groups = data["groups"]
+        assert abs(sum(g["leads"] for g in groups) - data["totals"]["leads"]) < 1e-6
+        assert abs(sum(g["opportunities"] for g in groups) - data["totals"]["opportunities"]) < 1e-6
+        for g in groups:
+            assert g["engaged_accounts"] <= g["accounts_reached"]
+            assert g["revenue_influenced"] <= g["pipeline_influenced"]
+        rollups._store(rollups.key(group_by, period, None, None), data, NOW)
+        served = rollups.kpis(group_by, period, now=NOW)
+        assert {k: v for k, v in served.items() if k != "computed_at"} == data
