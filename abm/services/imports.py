@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -80,6 +81,7 @@ _PLAIN_LABEL = re.compile(r"^(?!-)(?!..--)[a-z0-9-]{1,63}(?<!-)$")
 _PLAIN_EMAIL = re.compile(r"([^@\s]+)@([a-z0-9.-]+)")
 
 
+@functools.lru_cache(maxsize=65536)  # a file's contacts share their companies' domains
 def _plain_domain(text: str) -> str | None:
     """The common case, without IDNA: ``acme.com`` or ``www.acme.com`` in lower case."""
     m = _PLAIN_DOMAIN.fullmatch(text)
@@ -501,7 +503,8 @@ class _Importer:
 
         try:
             for cells in rows:
-                if not any(c.strip() for c in cells):
+                cells = [c.strip() for c in cells]
+                if not any(cells):
                     continue
                 self.report.rows += 1
                 row = self.parse(cells, source.row)
@@ -538,25 +541,27 @@ class _Importer:
     # -- parsing
 
     def cell(self, cells: list[str], name: str) -> tuple[str, str] | None:
-        """(column name, stripped text) of the first non-empty cell mapped to ``name``."""
-        for index in self.header.fields.get(name, ()):
-            if index < len(cells) and cells[index].strip():
-                return self.column_name(index), cells[index].strip()
+        """(column name, text) of the first non-empty cell mapped to ``name`` (cells are stripped)."""
+        indexes = self.header.fields.get(name)
+        if indexes:
+            for index in indexes:
+                if index < len(cells) and cells[index]:
+                    return self._names[index], cells[index]
         return None
 
     def column_name(self, index: int) -> str:
         return self._names[index]
 
     def parse(self, cells: list[str], number: int) -> _Row | None:
-        if len(cells) > self.header.width and any(c.strip() for c in cells[self.header.width:]):
+        if len(cells) > self.header.width and any(cells[self.header.width:]):
             self.report.error(number, "(row)", f"this row has {len(cells)} cells but the header has "
                                                f"{self.header.width} (a delimiter inside an unquoted cell?); "
                                                "row not imported")
             return None
         row = _Row(number)
         for index, attr in self.header.attributes:
-            if index < len(cells) and cells[index].strip():
-                row.attributes[attr] = cells[index].strip()
+            if index < len(cells) and cells[index]:
+                row.attributes[attr] = cells[index]
         for crm in ("hubspot", "salesforce"):
             got = self.cell(cells, f"crm_{crm}")
             if got:
