@@ -45,3 +45,9 @@ def refresh_kpi_rollups() -> int:
     from abm.services import rollups
 
     return rollups.refresh()
+
+
+def purge_idempotency_keys() -> int:
+    from abm.services import idempotency
+
+    return idempotency.purge()

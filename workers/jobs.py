@@ -22,12 +22,13 @@ as an idempotency key to providers that take one, which closes that window there
 
 from __future__ import annotations
 
+import copy
 import time
 
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Contact, Touch
+from abm.models import Account, Contact, Touch
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, touches
 from connectors.base import PermanentError, RetryableError
@@ -67,6 +68,9 @@ def build_batch(ids: list[int]) -> list[ConnectorTouch]:
         select(Contact).where(Contact.id.in_(contact_ids or [0]))).scalars()}
     playbooks = {p.id: {"key": p.key, "name": p.name, "product": p.product} for p in db.session.execute(
         select(PlaybookRow).where(PlaybookRow.id.in_({t.playbook_id for t in rows}))).scalars()}
+    crm_ids = dict(db.session.execute(select(Account.id, Account.crm_ids).where(
+        Account.id.in_({t.account_id for t in rows}))).all())
+    people = _account_contacts({t.account_id for t in rows if t.kind in ("audience", "task")})
     batch = []
     for t in rows:
         contact = contacts.get(t.contact_id) if t.contact_id else None
@@ -74,7 +78,10 @@ def build_batch(ids: list[int]) -> list[ConnectorTouch]:
             contact = {k: v for k, v in contact.items() if not k.endswith("_at")}
         elif t.kind == "email":
             contact = {"email": facts[t.account_id].fields.get("owner") if t.account_id in facts else None}
-        account = facts[t.account_id].fields if t.account_id in facts else {"id": t.account_id}
+        account = dict(facts[t.account_id].fields) if t.account_id in facts else {"id": t.account_id}
+        account["crm_ids"] = dict(crm_ids.get(t.account_id) or {})
+        if t.kind in ("audience", "task"):
+            account["contacts"] = people.get(t.account_id, [])
         payload = dict(t.payload or {})
         tracking = touches.tracking_for_touch(t)
         if tracking:
@@ -83,6 +90,27 @@ def build_batch(ids: list[int]) -> list[ConnectorTouch]:
                                     payload=payload, key=f"{t.enrollment_id}:{t.step_id}:{t.contact_key}",
                                     playbook=playbooks.get(t.playbook_id, {})))
     return batch
+
+
+def _account_contacts(account_ids: set[int]) -> dict[int, list[dict]]:
+    """account id -> its contacts with an email, not erased (ad platforms match people on them)."""
+    found: dict[int, list[dict]] = {}
+    if not account_ids:
+        return found
+    for c in db.session.execute(select(Contact).where(
+            Contact.account_id.in_(account_ids), Contact.email.is_not(None), Contact.erased_at.is_(None))
+            .order_by(Contact.id)).scalars():
+        found.setdefault(c.account_id, []).append({
+            "email": c.email, "first_name": c.first_name, "last_name": c.last_name, "title": c.title,
+            "country": c.country})
+    return found
+
+
+def _keep_state(connectors, connector, before: dict) -> None:
+    """Persist what the connector learnt (list ids, cursors), also after a failed send."""
+    if connector.context.state != before:
+        db.session.rollback()
+        connectors.save_state(connector.name, connector.context.state)
 
 
 def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
@@ -103,20 +131,25 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
     _pace(connector.name, *connectors.rate_limit_of(config))
     batch = build_batch(taken)
     db.session.commit()
+    before = copy.deepcopy(connector.context.state)
     try:
         results = connector.send(batch)
     except RetryableError as exc:
+        _keep_state(connectors, connector, before)
         attempts = dict(db.session.execute(select(Touch.id, Touch.attempts).where(Touch.id.in_(taken))).all())
         exhausted = [i for i in taken if attempts.get(i, 0) >= touches.MAX_ATTEMPTS]
         touches.fail(exhausted, f"gave up after {touches.MAX_ATTEMPTS} attempts: {exc}", _clock())
         touches.release([i for i in taken if i not in exhausted], _clock(), error=f"will retry: {exc}")
         raise
     except PermanentError as exc:
+        _keep_state(connectors, connector, before)
         touches.fail(taken, str(exc) or type(exc).__name__, _clock())
         return {"claimed": len(taken), "failed": len(taken)}
     except Exception:
+        _keep_state(connectors, connector, before)
         touches.release(taken, _clock(), error="the connector raised an unexpected error; will retry")
         raise
+    _keep_state(connectors, connector, before)
     seen = {r.touch_id for r in results}
     missing = [i for i in taken if i not in seen]
     counts = touches.mark(results, _clock())

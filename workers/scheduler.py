@@ -1,5 +1,5 @@
 """The periodic jobs, on RQ's cron: the dispatcher, the audience sweep, lost-touch
-recovery (and the engagement jobs when their module is installed).
+recovery, the engagement drain and scores, KPI rollups, CRM polls and score write-back.
 
 ``abm scheduler`` runs :func:`run` (an RQ ``CronScheduler`` that enqueues the jobs on
 the ``dispatch`` and ``events`` queues; ordinary workers run them).
@@ -19,6 +19,10 @@ ENGAGEMENT = (
     ("workers.engagement_jobs.drain_events", "events", 5),
     ("workers.engagement_jobs.match_pending", "events", 60),
     ("workers.engagement_jobs.refresh_scores", "events", 900),
+    ("workers.engagement_jobs.snapshot_scores", "events", 3600),
+    ("workers.engagement_jobs.surge_alerts", "events", 3600),
+    ("workers.engagement_jobs.refresh_kpi_rollups", "default", 300),
+    ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),
 )
 
 
@@ -34,12 +38,11 @@ def build(connection, include_engagement: bool = True):
     from rq.cron import CronScheduler
 
     cron = CronScheduler(connection=connection, logging_level=logging.WARNING, name="")
-    jobs = PERIODIC + (ENGAGEMENT if include_engagement else ())
+    from workers.crm_jobs import PERIODIC as CRM
+
+    jobs = PERIODIC + ((ENGAGEMENT + CRM) if include_engagement else ())
     for path, queue, every in jobs:
-        try:
-            func = _resolve(path)
-        except (ImportError, AttributeError):
-            continue
+        func = _resolve(path)
         # A periodic job that outlives its period would pile up; let it expire instead.
         cron.register(func, queue_name=queue, interval=every, job_timeout=max(every * 12, 60),
                       ttl=max(every * 2, 10), result_ttl=60, failure_ttl=3600)

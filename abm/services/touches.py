@@ -88,9 +88,15 @@ def unsubscribe_contact_id(token: str, max_age: int | None = None):
 
 
 def tracking_for_touch(touch: Touch) -> dict | None:
-    """Tracking additions for an email touch (open pixel, click rewriting); the
-    engagement side replaces this hook. None: no tracking."""
-    return None
+    """The ``tracking`` payload entry of an email to a contact: the signed open pixel and the
+    click template whose token names exactly the links of this email (see abm.tracking).
+    Connectors with tracking on add them to the message; others ignore them."""
+    if touch.kind != "email" or not touch.contact_id:
+        return None
+    from abm import tracking
+
+    html = (touch.payload or {}).get("html") or ""
+    return {"tracking": tracking.tracking_for_email(touch.id, touch.contact_id, touch.account_id, html)}
 
 
 # -- recipients ------------------------------------------------------------------------

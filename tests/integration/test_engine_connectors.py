@@ -33,18 +33,6 @@ PG, LITE = "postgresql", "sqlite"
 DOMAINS = ("alpha.example", "bravo.example", "charlie.example")
 OWNER = "ae@vendor.com"
 
-XFAIL_CONTACTS = pytest.mark.xfail(strict=True, reason=(
-    "workers/jobs.py build_batch does not put the account's contacts in the account dict of audience "
-    "touches, so ad platforms that match people (Meta, Google Ads, LinkedIn user lists) get nobody; "
-    "see the integration report for the patch"))
-XFAIL_CRM_IDS = pytest.mark.xfail(strict=True, reason=(
-    "workers/jobs.py build_batch does not put Account.crm_ids in the account dict of task touches, so the "
-    "CRM connectors cannot tell which company or Account the task is for; see the integration report"))
-XFAIL_STATE = pytest.mark.xfail(strict=True, reason=(
-    "workers/jobs.py send_touches does not persist connector.context.state after send (LinkedIn, Meta and "
-    "Google Ads keep their list ids there); see the integration report for the patch"))
-
-
 @dataclass
 class Case:
     settings: dict
@@ -244,14 +232,13 @@ CASES = [
     pytest.param("smtp", smtp_case, PG, id="email-smtp"),
     pytest.param("sendgrid", sendgrid_case, LITE, id="email-sendgrid"),
     pytest.param("linkedin", linkedin_case, PG, id="audience-linkedin-companies"),
-    pytest.param("linkedin", lambda s: linkedin_case(s, "user"), LITE, id="audience-linkedin-users",
-                 marks=XFAIL_CONTACTS),
-    pytest.param("meta", meta_case, PG, id="audience-meta", marks=XFAIL_CONTACTS),
-    pytest.param("google_ads", google_ads_case, LITE, id="audience-google-ads", marks=XFAIL_CONTACTS),
+    pytest.param("linkedin", lambda s: linkedin_case(s, "user"), LITE, id="audience-linkedin-users"),
+    pytest.param("meta", meta_case, PG, id="audience-meta"),
+    pytest.param("google_ads", google_ads_case, LITE, id="audience-google-ads"),
     pytest.param("slack", slack_case, LITE, id="alert-slack"),
     pytest.param("webhook", webhook_case, PG, id="webhook"),
-    pytest.param("hubspot", hubspot_case, PG, id="task-hubspot", marks=XFAIL_CRM_IDS),
-    pytest.param("salesforce", salesforce_case, LITE, id="task-salesforce", marks=XFAIL_CRM_IDS),
+    pytest.param("hubspot", hubspot_case, PG, id="task-hubspot"),
+    pytest.param("salesforce", salesforce_case, LITE, id="task-salesforce"),
 ]
 
 
@@ -281,7 +268,6 @@ def test_each_touch_arrives_exactly_once(app, clock, worker, make_user, type_nam
         assert case.arrived() == case.expected
 
 
-@XFAIL_STATE
 @pytest.mark.parametrize("backend", [LITE])
 def test_list_ids_are_kept_in_the_connector_state_even_when_send_raises(app, clock, worker):
     """LinkedIn answers 404 just after a list is created: the job raises (retryable), and
