@@ -52,9 +52,9 @@ class EmbeddedRedis:
             )
             self.kind = "redis-server"
         else:
-            from fakeredis import TcpFakeServer
+            from abm.demo.fake_server import DemoFakeServer  # fakeredis, made fit for RQ
 
-            self.server = TcpFakeServer(("127.0.0.1", self.port), server_type="redis")
+            self.server = DemoFakeServer(("127.0.0.1", self.port))
             threading.Thread(target=self.server.serve_forever, daemon=True).start()
             self.kind = "fakeredis"
         client = redis.Redis.from_url(self.url)
