@@ -59,12 +59,16 @@ def unsubscribe_token(contact_id: int) -> str:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").dumps(contact_id)
 
 
-def read_unsubscribe(token: str) -> int | None:
+def read_unsubscribe(token: str) -> int | str | None:
+    """The contact id a genuine token names, ``"owner:<account id>"`` for an email sent to an
+    account's owner (a person on the sales side), or None for a forged token."""
     try:
         value = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").loads(token)
     except BadSignature:
         return None
-    return value if isinstance(value, int) else None
+    if isinstance(value, int) or (isinstance(value, str) and value.startswith("owner:")):
+        return value
+    return None
 
 
 def unsubscribe_url(contact_id: int) -> str:

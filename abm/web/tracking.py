@@ -116,6 +116,11 @@ def unsubscribe(token: str):
     from abm.models import Contact
 
     contact_id = tracking.read_unsubscribe(token)
+    if isinstance(contact_id, str):  # an email to the account's owner: an internal notification
+        if request.method == "POST":
+            return Response("This address gets internal sales notifications; ask your admin to change them.\n",
+                            status=200, mimetype="text/plain")
+        return render_template("web/unsubscribe.html", state="owner")
     contact = db.session.get(Contact, contact_id) if contact_id else None
     if contact is None:
         if request.method == "POST":

@@ -116,3 +116,20 @@ def test_visit_beacon_identifies_a_contact_from_a_tracked_link(app, client, worl
     assert rows == [("web_visit", world["jane"].id, world["acme"].id),
                     ("form_fill", world["bob"].id, world["acme"].id),
                     ("web_visit", None, None)]
+
+
+def test_the_engines_unsubscribe_links_work_and_owner_links_explain_themselves(app, world):
+    from abm.services import touches
+
+    jane = world["jane"]
+    path = urlsplit(touches.unsubscribe_url(jane.id)).path
+    fresh = app.test_client(use_cookies=False)
+    resp = fresh.post(path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Contact, jane.id).unsubscribed_at is not None
+    owner_path = urlsplit(touches.unsubscribe_url(f"owner:{world['acme'].id}")).path
+    page = fresh.get(owner_path)
+    assert page.status_code == 200 and b"internal notification" in page.data
+    assert fresh.post(owner_path, data="List-Unsubscribe=One-Click",
+                      content_type="application/x-www-form-urlencoded").status_code == 200
