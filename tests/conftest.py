@@ -20,6 +20,10 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
 
+#: The real-browser fixtures, registered once for the whole suite: one Playwright per
+#: process (a second one started beside it refuses to run).
+pytest_plugins = ["tests.web.browser"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = [b.strip() for b in os.environ.get("ABM_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
 PG_SERVER = os.environ.get("ABM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

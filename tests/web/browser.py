@@ -1,10 +1,8 @@
 """A real headless Chromium against the app served on a local port, for page tests.
 
-Use it from any test package: import the fixtures into your ``conftest.py`` (or test
-module) and mark the tests ``@pytest.mark.browser``::
-
-    from tests.web.browser import (  # noqa: F401
-        browser_page, chromium, live_app, live_server, make_live_user, new_page)
+The root ``tests/conftest.py`` registers this module as a plugin, so every test package
+has these fixtures (import them nowhere else: a second registration would start a second
+Playwright, which refuses to run). Mark the tests ``@pytest.mark.browser``::
 
     @pytest.mark.browser
     def test_my_page(live_server, browser_page, make_live_user):

@@ -18,15 +18,6 @@ from __future__ import annotations
 import pytest
 from flask import g
 
-from tests.web.browser import (  # noqa: F401 - fixtures for pytest
-    browser_page,
-    chromium,
-    live_app,
-    live_server,
-    make_live_user,
-    new_page,
-)
-
 
 @pytest.fixture
 def pages(app):

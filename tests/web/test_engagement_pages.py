@@ -17,9 +17,6 @@ from abm.models import Account, Alert, Contact, Enrollment, Playbook, PlaybookVe
 from abm.services import events
 from tests.web import browser
 
-# The real-browser fixtures, visible here whatever tests/web/conftest.py imports.
-chromium, live_app, live_server = browser.chromium, browser.live_app, browser.live_server
-make_live_user, new_page = browser.make_live_user, browser.new_page
 PHONE = browser.PHONE
 
 
