@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--touches", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    engagement_bench.ensure_database()
+    engagement_bench.ensure_database()  # built by bench/engagement_bench.py
     app = engagement_bench.make_app()
     app.config["WTF_CSRF_ENABLED"] = False
     with app.app_context():
