@@ -196,3 +196,31 @@ class Watermark:
             self.since, self.ids_at_since = modified, [record_id]
         elif modified == self.since and record_id not in self.ids_at_since:
             self.ids_at_since.append(record_id)
+
+
+def send_tasks(batch, create_task, provider: str) -> list:
+    """Create one CRM task per touch with ``create_task(touch) -> provider id``.
+
+    Tasks are not idempotent: when a retryable error comes after some tasks were
+    created, those are kept as sent and the rest come back as retryable failures
+    (raised only when nothing was created yet, so the whole batch is retried).
+    """
+    from connectors.base import RetryableError, TouchResult
+
+    results = []
+    created = 0
+    for position, touch in enumerate(batch):
+        if touch.kind != "task":
+            results.append(TouchResult.failure(touch, f"the {provider} connector cannot send {touch.kind!r} touches"))
+            continue
+        try:
+            results.append(TouchResult.success(touch, create_task(touch)))
+            created += 1
+        except RetryableError as exc:
+            if not created:
+                raise
+            results.extend(TouchResult.failure(t, str(exc), permanent=False) for t in batch[position:])
+            break
+        except PermanentError as exc:
+            results.append(TouchResult.failure(touch, str(exc)))
+    return results

@@ -211,24 +211,7 @@ class SalesforceConnector(Connector):
 
     # -- outbound: tasks ------------------------------------------------------------------
     def send(self, batch: list[Touch]) -> list[TouchResult]:
-        results: list[TouchResult] = []
-        created = 0
-        for position, touch in enumerate(batch):
-            if touch.kind != "task":
-                results.append(TouchResult.failure(touch, f"the Salesforce connector cannot send {touch.kind!r} touches"))
-                continue
-            try:
-                results.append(TouchResult.success(touch, self._create_task(touch)))
-                created += 1
-            except RetryableError as exc:
-                if not created:
-                    raise
-                # Tasks are not idempotent: keep what was created, retry the rest alone.
-                results.extend(TouchResult.failure(t, str(exc), permanent=False) for t in batch[position:])
-                break
-            except PermanentError as exc:
-                results.append(TouchResult.failure(touch, str(exc)))
-        return results
+        return crm.send_tasks(batch, self._create_task, "Salesforce")
 
     def _create_task(self, touch: Touch) -> str:
         account = crm.account_crm_id(touch.account, self.name, self.type)
