@@ -106,12 +106,17 @@ def get_funnel(query):
 
 @bp.get("/kpis/accounts")
 @operation("The accounts behind one figure of the KPIs", tags=["kpis"],
-           query={**PERIOD_QUERY, "metric": {"enum": ["reached", "engaged", "leads", "opportunities", "won"],
-                                             "required": True},
+           query={**PERIOD_QUERY, "metric": {"enum": ["reached", "engaged", "leads", "opportunities", "won",
+                                                      "funnel"], "required": True},
+                  "playbook": {"type": "string"}, "product": {"type": "string"},
                   "group_by": {"enum": list(kpis.GROUPS), "required": True},
                   "group": {"type": "string", "required": True}})
 def get_kpi_accounts(query):
-    ids = kpis.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query))
+    try:
+        ids = kpis.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query),
+                                   query.get("playbook"), query.get("product"))
+    except kpis.KpiError as exc:
+        raise ApiError(422, str(exc), [{"path": "group", "message": str(exc)}]) from None
     return jsonify(account_ids=ids, count=len(ids))
 
 

@@ -311,8 +311,16 @@ def _add_costs(groups, in_period, group_by, playbooks, period, filtered, playboo
             groups[key or "(unassigned)"]["cost"] += amount
 
 
+FUNNEL_STEPS = ("target", "reached", "engaged", "lead", "opportunity", "won")
+
+
 def funnel(period: Period, playbook_ids: set[int] | None = None) -> list[dict]:
     """Target accounts (enrolled in a playbook, not held out) to won, over the period."""
+    return [{"step": step, "accounts": len(ids)} for step, ids in funnel_sets(period, playbook_ids).items()]
+
+
+def funnel_sets(period: Period, playbook_ids: set[int] | None = None) -> dict[str, set[int]]:
+    """The accounts at each step of the funnel (see :func:`funnel`)."""
     s = db.session
     enrolled = select(Enrollment.account_id).where(Enrollment.state != "held_out")
     if playbook_ids is not None:
@@ -332,9 +340,15 @@ def funnel(period: Period, playbook_ids: set[int] | None = None) -> list[dict]:
         Opportunity.created_at >= period.start, Opportunity.created_at < period.end)).all()
     with_opp = {a for a, _ in opp_rows} & targets
     won = {a for a, w in opp_rows if w} & targets
-    steps = [("target", targets), ("reached", reached), ("engaged", engaged), ("lead", with_leads),
-             ("opportunity", with_opp), ("won", won)]
-    return [{"step": name, "accounts": len(ids)} for name, ids in steps]
+    return dict(zip(FUNNEL_STEPS, (targets, reached, engaged, with_leads, with_opp, won), strict=True))
+
+
+def playbook_ids_for(playbook: str | None, product: str | None) -> set[int] | None:
+    """The playbooks a dashboard filter keeps (None: no filter)."""
+    if playbook is None and product is None:
+        return None
+    return {p.id for p in db.session.execute(select(Playbook)).scalars()
+            if (playbook is None or p.key == playbook) and (product is None or p.product == product)}
 
 
 def stage_velocity(period: Period) -> list[dict]:
@@ -468,8 +482,14 @@ def record_cost(data: dict, source: str = "api") -> Cost:
     return cost
 
 
-def accounts_behind(metric: str, group_by: str, group: str, period: Period) -> list[int]:
-    """The accounts behind one figure of the dashboard (reached, engaged, leads, opportunities)."""
+def accounts_behind(metric: str, group_by: str, group: str, period: Period, playbook: str | None = None,
+                    product: str | None = None) -> list[int]:
+    """The accounts behind one figure of the dashboard: ``reached``, ``engaged``, ``leads``,
+    ``opportunities`` or ``won`` of one group, or ``funnel`` with the step as ``group``."""
+    if metric == "funnel":
+        if group not in FUNNEL_STEPS:
+            raise KpiError(f"unknown funnel step {group!r} (steps: {', '.join(FUNNEL_STEPS)})")
+        return sorted(funnel_sets(period, playbook_ids_for(playbook, product))[group])
     if group_by not in GROUPS:
         raise KpiError(f"group_by must be one of {', '.join(GROUPS)}")
     s = db.session

@@ -67,7 +67,8 @@ def accounts():
     metric = request.args.get("metric", "reached")
     group = request.args.get("group", "")
     try:
-        ids = kpis.accounts_behind(metric, args["group_by"], group, period)
+        ids = kpis.accounts_behind(metric, args["group_by"], group, period, args["playbook"] or None,
+                                   args["product"] or None)
     except kpis.KpiError as exc:
         problems.append(str(exc))
         ids = []

@@ -79,3 +79,13 @@ def test_the_dashboard_in_a_real_browser(live_server, browser_page, make_live_us
     live_server.login(phone, user)
     phone.goto(f"{live_server.url}/kpis?{JUNE}")
     phone.screenshot(path=str(live_server.tmp / "kpis-phone.png"), full_page=True)
+
+
+def test_each_funnel_step_links_to_its_accounts(june, as_role):
+    c = as_role("manager")
+    html = c.get(f"/kpis?{JUNE}").get_data(as_text=True)
+    assert "metric=funnel" in html and "group=won" in html
+    won = c.get(f"/kpis/accounts?metric=funnel&group=won&group_by=playbook&{JUNE}").get_data(as_text=True)
+    assert "Acme" in won and "Globex" not in won
+    target = c.get(f"/kpis/accounts?metric=funnel&group=target&group_by=playbook&playbook=pb-c&{JUNE}")
+    assert "Initech" in target.get_data(as_text=True) and "Acme" not in target.get_data(as_text=True)
