@@ -224,3 +224,21 @@ def send_tasks(batch, create_task, provider: str) -> list:
         except PermanentError as exc:
             results.append(TouchResult.failure(touch, str(exc)))
     return results
+
+
+def poll_objects(cursor, objects, budget: int, poll_object) -> tuple[list, dict]:
+    """Poll each CRM object type from its watermark in ``cursor``; returns (events, new cursor).
+
+    ``poll_object(obj, mark, budget, events)`` appends events, moves ``mark`` and returns
+    True when it reached the end; ``cursor["more"]`` says whether pages are left.
+    """
+    cursor = dict(cursor or {})
+    events: list = []
+    more = False
+    for obj in objects:
+        mark = Watermark(cursor.get(obj))
+        finished = poll_object(obj, mark, budget, events)
+        cursor[obj] = mark.state()
+        more = more or not finished
+    cursor["more"] = more
+    return events, cursor

@@ -204,17 +204,8 @@ class HubSpotConnector(Connector):
     # -- inbound: polling ---------------------------------------------------------------
     def poll(self, cursor: dict | None, max_pages: int | None = None) -> tuple[list[InboundEvent], dict]:
         """Changes since ``cursor`` (None: from the beginning), and the cursor to resume from."""
-        cursor = dict(cursor or {})
         budget = int(max_pages or self.settings.get("max_pages") or 50)
-        events: list[InboundEvent] = []
-        more = False
-        for obj in ("companies", "deals"):
-            mark = crm.Watermark(cursor.get(obj))
-            finished = self._poll_object(obj, mark, budget, events)
-            cursor[obj] = mark.state()
-            more = more or not finished
-        cursor["more"] = more
-        return events, cursor
+        return crm.poll_objects(cursor, ("companies", "deals"), budget, self._poll_object)
 
     def _poll_object(self, obj: str, mark: crm.Watermark, budget: int, events: list[InboundEvent]) -> bool:
         stage_property = self.settings.get("stage_property") or "lifecyclestage"

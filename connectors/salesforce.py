@@ -141,17 +141,8 @@ class SalesforceConnector(Connector):
     # -- inbound: polling ---------------------------------------------------------------
     def poll(self, cursor: dict | None, max_pages: int | None = None) -> tuple[list[InboundEvent], dict]:
         """Changes since ``cursor`` (None: from the beginning), and the cursor to resume from."""
-        cursor = dict(cursor or {})
         budget = int(max_pages or self.settings.get("max_pages") or 50)
-        events: list[InboundEvent] = []
-        more = False
-        for obj in ("accounts", "opportunities"):
-            mark = crm.Watermark(cursor.get(obj))
-            finished = self._poll_object(obj, mark, budget, events)
-            cursor[obj] = mark.state()
-            more = more or not finished
-        cursor["more"] = more
-        return events, cursor
+        return crm.poll_objects(cursor, ("accounts", "opportunities"), budget, self._poll_object)
 
     def _soql(self, obj: str, since: str | None) -> str:
         if obj == "accounts":

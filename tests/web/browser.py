@@ -92,8 +92,9 @@ def live_server(live_app, tmp_path):
         server.server_close()
 
 
-@pytest.fixture
-def make_live_user(live_app):
+def cheap_user_factory():
+    """make(role, email=None, password="password123", name="") -> a committed user whose
+    password hash is cheap (scrypt costs about half a second a hash here)."""
     from werkzeug.security import generate_password_hash
 
     from abm.db import db
@@ -110,6 +111,11 @@ def make_live_user(live_app):
         return user
 
     return _make
+
+
+@pytest.fixture
+def make_live_user(live_app):
+    return cheap_user_factory()
 
 
 @pytest.fixture(scope="session")

@@ -42,22 +42,9 @@ def login(pages):
 
 @pytest.fixture
 def quick_user(app):
-    from werkzeug.security import generate_password_hash
+    from tests.web.browser import cheap_user_factory
 
-    from abm.db import db
-    from abm.services.users import create_user
-
-    counter = {"n": 0}
-
-    def _make(role: str = "admin", email: str | None = None, password: str = "password123", name: str = ""):
-        counter["n"] += 1
-        user = create_user(email=email or f"{role}{counter['n']}@example.com", role=role, password=None,
-                           name=name)
-        user.password_hash = generate_password_hash(password, method="pbkdf2:sha256:1000")
-        db.session.commit()
-        return user
-
-    return _make
+    return cheap_user_factory()
 
 
 @pytest.fixture
