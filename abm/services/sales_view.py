@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from abm.db import db, utcnow
-from abm.models import Account, Alert, Contact, Enrollment, Event, Playbook, ScoreSnapshot, Touch
+from abm.models import Account, Alert, Contact, Enrollment, Event, Playbook, Touch
 from abm.services import scores
 from abm.services import settings as settings_service
 
@@ -35,12 +35,7 @@ def my_accounts(owner_id: int, sort: str = "score", limit: int = 200, now: datet
         return []
     ids = [a.id for a in rows]
     cfg = settings_service.current()
-    week_day = (now - timedelta(days=7)).date()
-    week_ago = dict(db.session.execute(select(ScoreSnapshot.account_id, ScoreSnapshot.score).where(
-        ScoreSnapshot.account_id.in_(ids), ScoreSnapshot.day == week_day)).all())
-    has_snapshots = db.session.execute(select(ScoreSnapshot.day).where(ScoreSnapshot.day <= week_day).limit(1)).first()
-    if not has_snapshots:  # a young workspace: compute last week's scores from the events
-        week_ago = scores.scores_at(ids, now - timedelta(days=7))
+    week_ago = scores.scores_week_ago(rows, now)
     last_touch = dict(db.session.execute(select(Touch.account_id, func.max(Touch.sent_at)).where(
         Touch.account_id.in_(ids), Touch.status == "sent").group_by(Touch.account_id)).all())
     open_alerts = dict(db.session.execute(select(Alert.account_id, func.count(Alert.id)).where(

@@ -225,6 +225,26 @@ def scores_at(account_ids: list[int], at: datetime) -> dict[int, float]:
     return {aid: out.get(aid, 0.0) for aid in account_ids}
 
 
+def scores_week_ago(accounts, now: datetime) -> dict[int, float]:
+    """Each account's score seven days before ``now``, for rows with ``id`` and ``score_ref``.
+
+    Exact and cheap: ``score_ref`` holds every stored event's term, so the score then is
+    ``score_ref`` less the terms of the events of the last seven days, decayed to then.
+    Only the week's events are read (the ``(account_id, occurred_at)`` index), whatever
+    the length of the history and whether or not daily snapshots exist.
+    """
+    at = now - timedelta(days=7)
+    refs = {a.id: a.score_ref or 0.0 for a in accounts}
+    cfg = settings_service.current()
+    ids = list(refs)
+    for i in range(0, len(ids), 1000):
+        q = (select(Event.account_id, func.sum(term_expr(cfg)))
+             .where(Event.account_id.in_(ids[i:i + 1000]), Event.occurred_at > at).group_by(Event.account_id))
+        for aid, recent in db.session.execute(q):
+            refs[aid] -= float(recent or 0.0)
+    return {aid: score_at(ref, at, cfg["half_life_days"]) for aid, ref in refs.items()}
+
+
 def snapshot(day: date | None = None, now: datetime | None = None) -> int:
     """Record today's score of every account with a score (for trends); idempotent per day."""
     now = now or utcnow()

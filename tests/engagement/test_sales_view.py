@@ -50,3 +50,31 @@ def test_buying_committee_coverage(app, world):
     assert cov["champion"] == {"role": "champion", "contacts": 1, "reached": 1, "engaged": 1}
     assert cov["user"] == {"role": "user", "contacts": 1, "reached": 0, "engaged": 0}
     assert cov["decision_maker"]["contacts"] == 0
+
+
+def test_change_this_week_is_exact_without_and_with_snapshots(app, world, make_user):
+    """Last week's score comes from score_ref less this week's events: the same figure as
+    one computed from the events up to then, and a stale snapshot does not change it."""
+    from abm.models import ScoreSnapshot
+    from abm.services import scores
+
+    ae = make_user("ae")
+    acme = world["acme"]
+    acme.owner_id = ae.id
+    db.session.commit()
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", days_ago=20, now=now),
+                  _line("email_click", "jane@acme.com", days_ago=8, now=now),
+                  _line("form_fill", "jane@acme.com", days_ago=3, now=now),
+                  _line("web_visit", "jane@acme.com", days_ago=1, url="https://vendor.example/pricing", now=now)],
+                 now=now)
+    expected = scores.scores_at([acme.id], now - timedelta(days=7))[acme.id]
+    assert expected > 0
+    row = next(r for r in sales_view.my_accounts(ae.id, now=now) if r["id"] == acme.id)
+    assert abs(row["change_week"] - (row["score"] - expected)) <= 0.1  # both shown rounded to 0.1
+    assert row["change_week"] > 0  # the form fill and the pricing visit outweigh a week of decay
+
+    db.session.add(ScoreSnapshot(account_id=acme.id, day=(now - timedelta(days=7)).date(), score=999.0))
+    db.session.commit()
+    again = next(r for r in sales_view.my_accounts(ae.id, now=now) if r["id"] == acme.id)
+    assert again["change_week"] == row["change_week"]
