@@ -107,3 +107,26 @@ class Database:
 
 
 db = Database()
+
+
+def in_list(column, values, item_type=None):
+    """``column IN (values)``; on PostgreSQL one array parameter, ``column = ANY(:array)``.
+
+    An ``IN`` of thousands of values is thousands of bound parameters that SQLAlchemy
+    and the driver expand and the server parses on every call; an array is one. Batch
+    lookups (thousands of ids or emails) use this. ``item_type``: the SQL type of the items
+    when the column's own type is not a plain one (defaults to Integer for integer columns,
+    else String).
+    """
+    from sqlalchemy import String, any_, literal
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    values = list(values)
+    if db.dialect != "postgresql":
+        return column.in_(values)
+    if item_type is None:
+        try:
+            item_type = Integer if column.type.python_type is int else String
+        except NotImplementedError:
+            item_type = String
+    return column == any_(literal(values, ARRAY(item_type)))

@@ -26,7 +26,7 @@ from sqlalchemy import String as SAString
 from sqlalchemy import and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from abm.db import db
+from abm.db import db, in_list
 from abm.models import Account, Enrollment, Event
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, clock
@@ -209,7 +209,7 @@ def wake(account_ids, now: datetime | None = None) -> int:
         return 0
     now = now or clock.now()
     result = db.session.execute(
-        update(Enrollment).where(Enrollment.account_id.in_(ids), Enrollment.state == "waiting",
+        update(Enrollment).where(in_list(Enrollment.account_id, ids), Enrollment.state == "waiting",
                                  or_(Enrollment.next_run_at.is_(None), Enrollment.next_run_at > now))
         .values(next_run_at=now).execution_options(synchronize_session=False))
     return result.rowcount or 0
@@ -310,7 +310,7 @@ def on_activity(by_type: dict[str, set[int]], now: datetime | None = None) -> in
             continue
         if trigger.within is not None:
             ids = set(db.session.execute(select(Event.account_id).distinct().where(
-                Event.account_id.in_(sorted(ids)), Event.type.in_(sorted(types)),
+                in_list(Event.account_id, sorted(ids)), Event.type.in_(sorted(types)),
                 and_(Event.occurred_at >= now - trigger.within, Event.occurred_at <= now))).scalars())
         entered += enroll_accounts(row, version_id, pb, ids, "trigger:activity", now).total
     return entered

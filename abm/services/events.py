@@ -38,7 +38,7 @@ import redis
 from flask import current_app
 from sqlalchemy import select, update
 
-from abm.db import db, utcnow
+from abm.db import db, in_list, utcnow
 from abm.models import EVENT_TYPES, Account, Contact, Event, Touch
 from abm.normalize import NormalizeError, normalize_domain, normalize_email
 
@@ -299,20 +299,20 @@ def _match(events: list[dict]) -> list[dict]:
     s = db.session
     for chunk in _chunks(emails):
         for cid, email, aid in s.execute(select(Contact.id, Contact.email, Contact.account_id)
-                                         .where(Contact.email.in_(chunk))):
+                                         .where(in_list(Contact.email, chunk))):
             by_email[email] = (cid, aid)
     for chunk in _chunks(contact_ids):
-        for cid, aid in s.execute(select(Contact.id, Contact.account_id).where(Contact.id.in_(chunk))):
+        for cid, aid in s.execute(select(Contact.id, Contact.account_id).where(in_list(Contact.id, chunk))):
             by_contact[cid] = aid
     for chunk in _chunks(domains):
-        for aid, domain in s.execute(select(Account.id, Account.domain).where(Account.domain.in_(chunk))):
+        for aid, domain in s.execute(select(Account.id, Account.domain).where(in_list(Account.domain, chunk))):
             by_domain[domain] = aid
     for chunk in _chunks(touch_ids):
         for tid, aid, cid, pid in s.execute(select(Touch.id, Touch.account_id, Touch.contact_id, Touch.playbook_id)
-                                            .where(Touch.id.in_(chunk))):
+                                            .where(in_list(Touch.id, chunk))):
             touches[tid] = (aid, cid, pid)
     for chunk in _chunks(account_ids):
-        accounts.update(s.execute(select(Account.id).where(Account.id.in_(chunk))).scalars())
+        accounts.update(s.execute(select(Account.id).where(in_list(Account.id, chunk))).scalars())
     rows = []
     for e in events:
         account_id = contact_id = playbook_id = None
@@ -356,7 +356,7 @@ def _forget_suppressed(events: list[dict], emails: set[str]) -> None:
     gone = set()
     for chunk in _chunks(hashes):
         gone.update(hashes[h] for h in db.session.execute(
-            select(Suppression.email_hash).where(Suppression.email_hash.in_(chunk))).scalars())
+            select(Suppression.email_hash).where(in_list(Suppression.email_hash, chunk))).scalars())
     for e in events:
         if e.get("email") in gone:
             e["email"] = None
@@ -405,7 +405,7 @@ def _flag_contacts(rows: list[dict]) -> None:
         ids = {r["contact_id"] for r in rows if r["type"] == etype and r["contact_id"]}
         if ids:
             col = getattr(Contact, column)
-            db.session.execute(update(Contact).where(Contact.id.in_(ids), col.is_(None))
+            db.session.execute(update(Contact).where(in_list(Contact.id, ids), col.is_(None))
                                .values({column: utcnow()}).execution_options(synchronize_session=False))
 
 
