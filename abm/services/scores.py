@@ -115,30 +115,38 @@ def refresh(account_ids: set[int] | None = None, now: datetime | None = None) ->
 def recompute(now: datetime | None = None) -> int:
     """Rebuild every account's score from all its events; returns the accounts with a score.
 
-    One aggregate over the events and one pass over the accounts (score_ref, score, level).
+    On PostgreSQL: one aggregate SELECT over the events, which the server runs as a
+    parallel scan (an UPDATE never runs in parallel, so the sum is not written inside
+    one), then one UPDATE of all accounts from the sums passed as two arrays. The events
+    table is locked against inserts (SHARE) for the duration, so a drain running at the
+    same time waits instead of adding terms between the sum and the update.
     """
     now = now or utcnow()
     cfg = settings_service.current()
-    agg = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg)).label("total"))
-           .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
+    sums = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg)).label("total"))
+            .where(Event.account_id.is_not(None)).group_by(Event.account_id))
     if db.dialect == "postgresql":
+        db.session.execute(text("LOCK TABLE events IN SHARE MODE"))
+        db.session.execute(text("SET LOCAL work_mem = '64MB'"))  # the per-account sums fit in memory
+        totals = db.session.execute(sums).all()
         factor = score_at(1.0, now, cfg["half_life_days"])
-        total = func.coalesce(agg.c.total, 0.0)
-        joined = (select(Account.id.label("id"), total.label("ref"))
-                  .select_from(Account.__table__.outerjoin(agg, agg.c.aid == Account.id)).subquery())
-        current = joined.c.ref * factor
-        db.session.execute(
-            update(Account.__table__).where(Account.__table__.c.id == joined.c.id).values(
-                score_ref=joined.c.ref, score=current, score_updated_at=now,
-                updated_at=Account.__table__.c.updated_at,
-                engagement=case((current >= cfg["thresholds"]["hot"], "hot"),
-                                (current >= cfg["thresholds"]["warm"], "warm"), else_="cold")))
-    else:
-        db.session.execute(update(Account.__table__).where(Account.__table__.c.score_ref != 0)
-                           .values(score_ref=0.0, updated_at=Account.__table__.c.updated_at))
-        db.session.execute(update(Account.__table__).where(Account.__table__.c.id == agg.c.aid)
-                           .values(score_ref=agg.c.total, updated_at=Account.__table__.c.updated_at))
-        refresh(None, now)
+        db.session.execute(text(
+            "UPDATE accounts SET score_ref = s.ref, score = s.ref * :f, score_updated_at = :now, "
+            "engagement = CASE WHEN s.ref * :f >= :hot THEN 'hot' WHEN s.ref * :f >= :warm THEN 'warm' "
+            "ELSE 'cold' END "
+            "FROM (SELECT a.id, coalesce(v.total, 0.0) AS ref FROM accounts a LEFT JOIN "
+            "unnest(CAST(:ids AS integer[]), CAST(:totals AS double precision[])) AS v(aid, total) "
+            "ON v.aid = a.id) AS s WHERE accounts.id = s.id"),
+            {"ids": [r.aid for r in totals], "totals": [float(r.total or 0.0) for r in totals], "f": factor,
+             "now": now, "hot": cfg["thresholds"]["hot"], "warm": cfg["thresholds"]["warm"]})
+        db.session.commit()
+        return len(totals)
+    agg = sums.subquery()
+    db.session.execute(update(Account.__table__).where(Account.__table__.c.score_ref != 0)
+                       .values(score_ref=0.0, updated_at=Account.__table__.c.updated_at))
+    db.session.execute(update(Account.__table__).where(Account.__table__.c.id == agg.c.aid)
+                       .values(score_ref=agg.c.total, updated_at=Account.__table__.c.updated_at))
+    refresh(None, now)
     db.session.commit()
     return db.session.execute(select(func.count()).select_from(agg)).scalar_one()
 

@@ -6,7 +6,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from abm.db import db, utcnow
 from abm.models import Account, Alert
@@ -69,6 +69,21 @@ def test_incremental_updates_agree_with_a_full_recompute(app, world):
     for aid in full:
         assert incremental[aid] == pytest.approx(full[aid], rel=1e-9, abs=1e-9)
     assert full[world["acme"].id] > 0
+
+
+def test_recompute_zeroes_accounts_without_events_and_leaves_updated_at(app, world):
+    globex = world["globex"]  # no events
+    db.session.execute(update(Account).where(Account.id == globex.id).values(score_ref=1e30, engagement="hot"))
+    db.session.commit()
+    before = db.session.get(Account, globex.id).updated_at
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", now=now)], now=now)
+    assert scores.recompute(now) == 1  # one account has events
+    db.session.expire_all()
+    g = db.session.get(Account, globex.id)
+    assert (g.score_ref, g.score, g.engagement) == (0.0, 0.0, "cold")
+    assert g.updated_at == before  # a score is not an edit of the account
+    assert db.session.get(Account, world["acme"].id).score == pytest.approx(25)
 
 
 def test_a_change_of_weights_rescores_history(app, world, make_user):
