@@ -7,6 +7,7 @@ signed token does not name. Tokens carry ids only, never an email.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html as html_lib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -18,8 +19,14 @@ from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 CONTACT_PARAM = "abm_c"
 
 
-def _signer(salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=salt)
+def _signer(salt: str, secret_key=None) -> URLSafeSerializer:
+    return _serializer(current_app.config["SECRET_KEY"] if secret_key is None else secret_key, salt)
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer(secret_key, salt: str) -> URLSafeSerializer:
+    """One serializer per secret and salt, made once (the open pixel reads one per request)."""
+    return URLSafeSerializer(secret_key, salt=salt)
 
 
 def open_token(touch_id: int, contact_id: int | None, account_id: int) -> str:
@@ -46,12 +53,21 @@ def contact_token(contact_id: int) -> str:
     return _signer("contact").dumps(contact_id)
 
 
-def read(kind: str, token: str):
-    """The signed value of a token of ``kind`` (open, click, contact), or None if forged."""
+def read(kind: str, token: str, secret_key=None):
+    """The signed value of a token of ``kind`` (open, click, contact), or None if forged.
+    ``secret_key``: the app's, for a caller outside an app context."""
     try:
-        return _signer(kind).loads(token)
+        return _signer(kind, secret_key).loads(token)
     except BadSignature:
         return None
+
+
+def read_open(token: str, secret_key=None) -> tuple[int, int | None, int] | None:
+    """(touch, contact, account) of a genuine open-pixel token, or None."""
+    value = read("open", token, secret_key)
+    if isinstance(value, list) and len(value) == 3:
+        return value[0], value[1], value[2]
+    return None
 
 
 def unsubscribe_token(contact_id: int) -> str:

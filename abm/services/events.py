@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -136,10 +137,57 @@ def _stamp(event: dict) -> str:
     return json.dumps(event, separators=(",", ":"), default=str)
 
 
-def push(events: list[dict]) -> str:
+#: Each thread's own connection to Redis for :func:`push` (see :func:`_push_connection`).
+_pushers = threading.local()
+
+
+def _push_connection(client: redis.Redis):
+    """This thread's connection to the Redis of ``client`` and whether a push went through
+    it before; made on first use and kept.
+
+    The tracking endpoints push on every request: taking a connection from redis-py's
+    pool and giving it back (a lock, a liveness poll, bookkeeping) costs about twice the
+    round trip itself, so each thread of a web worker keeps one connection of its own,
+    made with the pool's settings (address, password, TLS, db). A new one is made after
+    a fork and when the client changes.
+    """
+    pool = client.connection_pool
+    held = getattr(_pushers, "held", None)
+    if held is not None and held[0] is pool and held[1] == os.getpid():
+        return held[2], _pushers.used
+    if held is not None and held[1] == os.getpid():
+        held[2].disconnect()
+    conn = pool.connection_class(**pool.connection_kwargs)
+    _pushers.held, _pushers.used = (pool, os.getpid(), conn), False
+    return conn, False
+
+
+def _rpush(client: redis.Redis, lines: list[str]) -> None:
+    """One RPUSH on this thread's connection; once more on a fresh connection when one
+    that worked before fails (Redis restarted, or closed it while idle). A push sent
+    twice is stored once: every line carries its dedup key."""
+    conn, used = _push_connection(client)
+    for attempt in (1, 2):
+        try:
+            conn.send_command("RPUSH", QUEUE_KEY, *lines)
+            conn.read_response()
+            _pushers.used = True
+            return
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            _pushers.used = False
+            if attempt == 2 or not used:
+                raise
+        except redis.RedisError:
+            conn.disconnect()  # an error reply (no memory, read-only replica): start clean next time
+            raise
+
+
+def push(events: list[dict], app=None) -> str:
     """Queue events for the drain: one Redis push; the spool when Redis is down.
 
-    Returns ``"redis"`` or ``"spool"``.
+    Returns ``"redis"`` or ``"spool"``. ``app``: for a caller outside an app context
+    (the open pixel answers before Flask makes one).
     """
     if not events:
         return "redis"
@@ -147,11 +195,11 @@ def push(events: list[dict]) -> str:
     try:
         from abm.redis_conn import get_redis
 
-        get_redis().rpush(QUEUE_KEY, *lines)
+        _rpush(get_redis(app), lines)
         return "redis"
     except (redis.RedisError, OSError) as exc:
         log.warning("Redis unreachable (%s); spooling %d events", type(exc).__name__, len(lines))
-        spool_write(lines)
+        spool_write(lines, app)
         return "spool"
 
 

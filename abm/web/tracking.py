@@ -4,6 +4,10 @@ and unsubscribe (page and RFC 8058 one-click).
 The pixel, the click and the visit beacon do one Redis push and no database query.
 A forged or tampered token records nothing; a click redirects only to a URL that its
 signed token names, never anywhere else (no open redirect).
+
+The open pixel is the busiest of them (every open of every email fetches it), so it is
+answered in front of Flask, by :class:`OpenPixel`, a WSGI middleware: no request context,
+session, user loading, CSRF check or database session, none of which it needs.
 """
 
 from __future__ import annotations
@@ -31,21 +35,43 @@ def init_app(app) -> None:
     from abm.auth import csrf
 
     csrf.exempt(bp)
+    app.wsgi_app = OpenPixel(app, app.wsgi_app)
 
 
 def _now_iso() -> str:
     return utcnow().isoformat()
 
 
-@bp.get("/t/o/<token>.gif")
-def open_pixel(token: str):
-    value = tracking.read("open", token)
-    if isinstance(value, list) and len(value) == 3:
-        touch_id, contact_id, account_id = value
-        events.push([{"type": "email_open", "occurred_at": _now_iso(), "touch_id": touch_id,
-                      "contact_id": contact_id, "account_id": account_id, "source": "pixel",
-                      "properties": {"user_agent": request.user_agent.string[:300]}}])
-    return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
+class OpenPixel:
+    """``GET`` and ``HEAD /t/o/<token>.gif``, answered before Flask; any other request
+    goes on to Flask untouched.
+
+    Every token gets the GIF; a genuine one (its signature checked with the app's secret)
+    also queues one ``email_open`` with one Redis push (the spool when Redis is down).
+    """
+
+    PREFIX, SUFFIX = "/t/o/", ".gif"
+    HEADERS = [("Content-Type", "image/gif"), ("Content-Length", str(len(PIXEL))), *NO_STORE.items()]
+
+    def __init__(self, app, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD")
+        token = path[len(self.PREFIX):-len(self.SUFFIX)]
+        if (not path.startswith(self.PREFIX) or not path.endswith(self.SUFFIX) or method not in ("GET", "HEAD")
+                or not token or "/" in token):
+            return self.wsgi_app(environ, start_response)
+        opened = tracking.read_open(token, self.app.config["SECRET_KEY"])
+        if opened is not None:
+            touch_id, contact_id, account_id = opened
+            events.push([{"type": "email_open", "occurred_at": _now_iso(), "touch_id": touch_id,
+                          "contact_id": contact_id, "account_id": account_id, "source": "pixel",
+                          "properties": {"user_agent": environ.get("HTTP_USER_AGENT", "")[:300]}}], self.app)
+        start_response("200 OK", list(self.HEADERS))
+        return [] if method == "HEAD" else [PIXEL]
 
 
 @bp.get("/t/c/<token>")

@@ -29,9 +29,48 @@ def test_open_pixel_records_one_open_matched_to_the_touch(app, client, world):
 
 def test_forged_pixel_still_answers_but_records_nothing(app, client, world):
     token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
-    resp = client.get(f"/t/o/{token[:-2]}xx.gif")
-    assert resp.status_code == 200 and resp.mimetype == "image/gif"
+    other = tracking.open_token(world["touch"].id, world["bob"].id, world["globex"].id)
+    forged = [f"{token[:-2]}xx",  # a signature altered
+              f"{other.split('.')[0]}.{token.split('.')[1]}",  # a payload swapped under another's signature
+              tracking.contact_token(world["jane"].id),  # genuinely signed, but not as a pixel
+              "WzEsMiwzXQ"]  # [1,2,3] with no signature
+    for bad in forged:
+        resp = client.get(f"/t/o/{bad}.gif")
+        assert resp.status_code == 200 and resp.mimetype == "image/gif"
     assert queued(app) == []
+
+
+def test_the_pixel_queries_no_database_and_sets_no_cookie(app, client, world):
+    from sqlalchemy import event
+
+    token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
+    statements = []
+    record = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        resp = client.get(f"/t/o/{token}.gif", headers={"User-Agent": "Mail/1.0"})
+        head = client.head(f"/t/o/{token}.gif")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert statements == []
+    assert resp.status_code == 200 and resp.data.startswith(b"GIF89a") and len(resp.data) == 42
+    assert "Set-Cookie" not in resp.headers and "no-store" in resp.headers["Cache-Control"]
+    assert head.status_code == 200 and head.data == b"" and head.headers["Content-Type"] == "image/gif"
+    assert queued(app)[0]["properties"] == {"user_agent": "Mail/1.0"}
+
+
+def test_a_pixel_after_redis_dropped_the_kept_connection_still_reaches_redis(app, client, world, instance_dir):
+    from abm.redis_conn import get_redis
+
+    token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
+    assert client.get(f"/t/o/{token}.gif").status_code == 200  # the connection this thread keeps
+    kept = events._pushers.held[2]
+    kept.send_command("CLIENT", "ID")
+    get_redis().client_kill_filter(_id=kept.read_response())  # as a restarted or idle-timing-out Redis
+    assert client.get(f"/t/o/{token}.gif").status_code == 200
+    assert [e["type"] for e in queued(app)] == ["email_open", "email_open"]
+    spool = instance_dir / "spool" / "events.jsonl"
+    assert not spool.exists() or spool.read_text() == ""
 
 
 def test_tracked_links_redirect_only_to_the_links_of_that_email(app, client, world):
