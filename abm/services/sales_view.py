@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from abm.db import db, utcnow
+from abm.db import db, in_list, utcnow
 from abm.models import Account, Alert, Contact, Enrollment, Event, Playbook, Touch
 from abm.services import scores
 from abm.services import settings as settings_service
@@ -26,22 +26,33 @@ def pre_opportunity_stages(stages: list[str]) -> list[str]:
 
 
 def my_accounts(owner_id: int, sort: str = "score", limit: int = 200, now: datetime | None = None) -> list[dict]:
-    """The owner's accounts with score, change this week, trend, last touch and open alerts."""
+    """The owner's accounts with score, change this week, trend, last touch and open alerts.
+
+    Sorted by score, the page is the top ``limit`` by ``score_ref`` (the same order);
+    sorted by change, every account's change is computed first (from the week's events
+    only). Trends, last touches and alerts are read for the page's accounts only.
+    """
     now = now or utcnow()
     rows = db.session.execute(
         select(Account.id, Account.name, Account.domain, Account.stage, Account.tier, Account.score_ref)
         .where(Account.owner_id == owner_id).order_by(Account.score_ref.desc(), Account.id)).all()
     if not rows:
         return []
-    ids = [a.id for a in rows]
     cfg = settings_service.current()
-    week_ago = scores.scores_week_ago(rows, now)
+    factor = scores.score_at(1.0, now, cfg["half_life_days"])
+    if sort == "change":
+        week_ago = scores.scores_week_ago(rows, now)
+        change = {a.id: round(a.score_ref * factor - week_ago[a.id], 1) for a in rows}
+        rows = sorted(rows, key=lambda a: (-change[a.id], a.name))[:limit]
+    else:
+        rows = rows[:limit]
+        week_ago = scores.scores_week_ago(rows, now)
+    ids = [a.id for a in rows]
     last_touch = dict(db.session.execute(select(Touch.account_id, func.max(Touch.sent_at)).where(
-        Touch.account_id.in_(ids), Touch.status == "sent").group_by(Touch.account_id)).all())
+        in_list(Touch.account_id, ids), Touch.status == "sent").group_by(Touch.account_id)).all())
     open_alerts = dict(db.session.execute(select(Alert.account_id, func.count(Alert.id)).where(
-        Alert.account_id.in_(ids), Alert.status.in_(("open", "sent"))).group_by(Alert.account_id)).all())
+        in_list(Alert.account_id, ids), Alert.status.in_(("open", "sent"))).group_by(Alert.account_id)).all())
     trends = scores.trend(ids, days=30, now=now)
-    factor = 2.0 ** (-(now - scores.SCORE_EPOCH).total_seconds() / (cfg["half_life_days"] * 86400))
     out = []
     for a in rows:
         score_now = a.score_ref * factor
@@ -49,11 +60,9 @@ def my_accounts(owner_id: int, sort: str = "score", limit: int = 200, now: datet
         trend[-1] = round(score_now, 1)
         out.append({"id": a.id, "name": a.name, "domain": a.domain, "stage": a.stage, "tier": a.tier,
                     "score": round(score_now, 1), "engagement": _level(score_now, cfg),
-                    "change_week": round(score_now - week_ago.get(a.id, 0.0), 1), "trend": trend,
+                    "change_week": round(score_now - week_ago[a.id], 1), "trend": trend,
                     "last_touch_at": last_touch.get(a.id), "open_alerts": open_alerts.get(a.id, 0)})
-    if sort == "change":
-        out.sort(key=lambda r: (-r["change_week"], r["name"]))
-    return out[:limit]
+    return out
 
 
 def _level(score: float, cfg: dict) -> str:

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import bindparam, case, func, literal, select, text, update
 
-from abm.db import db, utcnow
+from abm.db import db, in_list, utcnow
 from abm.models import Account, Contact, Event, Playbook, ScoreSnapshot
 from abm.scoring import DAY, SCORE_EPOCH, decayed, event_weight, level, ref_term, round_score, score_at
 from abm.services import settings as settings_service
@@ -247,7 +247,7 @@ def scores_week_ago(accounts, now: datetime) -> dict[int, float]:
     ids = list(refs)
     for i in range(0, len(ids), 1000):
         q = (select(Event.account_id, func.sum(term_expr(cfg)))
-             .where(Event.account_id.in_(ids[i:i + 1000]), Event.occurred_at > at).group_by(Event.account_id))
+             .where(in_list(Event.account_id, ids[i:i + 1000]), Event.occurred_at > at).group_by(Event.account_id))
         for aid, recent in db.session.execute(q):
             refs[aid] -= float(recent or 0.0)
     return {aid: score_at(ref, at, cfg["half_life_days"]) for aid, ref in refs.items()}
@@ -274,7 +274,7 @@ def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -
     out = {aid: [0.0] * days for aid in account_ids}
     if account_ids:
         q = select(ScoreSnapshot.account_id, ScoreSnapshot.day, ScoreSnapshot.score).where(
-            ScoreSnapshot.account_id.in_(account_ids), ScoreSnapshot.day >= start)
+            in_list(ScoreSnapshot.account_id, account_ids), ScoreSnapshot.day >= start)
         for aid, day, score in db.session.execute(q):
             out[aid][(day - start).days] = score
     return out

@@ -24,6 +24,9 @@ def test_my_accounts_sorts_by_score_and_by_change_this_week(app, world, make_use
     by_change = sales_view.my_accounts(ae.id, sort="change", now=now)
     assert [r["name"] for r in by_change] == ["Globex", "Acme"]  # globex gained this week, acme only decayed
     assert by_change[0]["change_week"] > 0 > by_change[1]["change_week"]
+    # a page sorted by change is the top by change among all the owner's accounts, not among the top scores
+    assert [r["name"] for r in sales_view.my_accounts(ae.id, sort="change", limit=1, now=now)] == ["Globex"]
+    assert [r["name"] for r in sales_view.my_accounts(ae.id, limit=1, now=now)] == ["Acme"]
     assert len(rows[0]["trend"]) == 30 and rows[0]["trend"][-1] == rows[0]["score"]
     assert rows[0]["last_touch_at"] is not None  # the sent intro email
 
