@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from abm.db import db, utcnow
+from abm.db import db, in_list, utcnow
 from abm.models import Account, Alert, ScoreSnapshot, User
 from abm.scoring import level, level_rank
 from abm.services import settings as settings_service
@@ -22,7 +22,7 @@ def _recently_alerted(account_ids: list[int], now: datetime, period: timedelta) 
     found: set[int] = set()
     for i in range(0, len(account_ids), 1000):
         found.update(db.session.execute(select(Alert.account_id).where(
-            Alert.account_id.in_(account_ids[i:i + 1000]), Alert.created_at >= now - period)).scalars())
+            in_list(Alert.account_id, account_ids[i:i + 1000]), Alert.created_at >= now - period)).scalars())
     return found
 
 
@@ -41,7 +41,7 @@ def level_ups(changes: dict[int, tuple[float, float]], now: datetime | None = No
     period = timedelta(days=cfg["alerts"].get("period_days", 7))
     skip = _recently_alerted(list(risen), now, period)
     rows = db.session.execute(select(Account.id, Account.name, Account.owner_id).where(
-        Account.id.in_([a for a in risen if a not in skip]))).all() if len(risen) > len(skip) else []
+        in_list(Account.id, [a for a in risen if a not in skip]))).all() if len(risen) > len(skip) else []
     made = []
     for r in rows:
         before, after = risen[r.id]

@@ -361,6 +361,7 @@ def _match(events: list[dict]) -> list[dict]:
             touches[tid] = (aid, cid, pid)
     for chunk in _chunks(account_ids):
         accounts.update(s.execute(select(Account.id).where(in_list(Account.id, chunk))).scalars())
+    received = utcnow()
     rows = []
     for e in events:
         account_id = contact_id = playbook_id = None
@@ -386,7 +387,7 @@ def _match(events: list[dict]) -> list[dict]:
             "touch_id": e.get("touch_id") if e.get("touch_id") in touches else None,
             "playbook_id": playbook_id, "properties": props, "dedup_key": e["dedup_key"],
             "quantity": int(e.get("quantity") or 1),
-            "received_at": utcnow(),
+            "received_at": received,
         })
     return rows
 
@@ -412,39 +413,72 @@ def _forget_suppressed(events: list[dict], emails: set[str]) -> None:
 
 
 def _insert(rows: list[dict]) -> list[dict]:
-    """Bulk insert, skipping known dedup keys; returns the rows actually stored (with ids)."""
+    """Bulk insert, skipping known dedup keys; returns the rows actually stored."""
     if not rows:
         return []
     if db.dialect == "postgresql":
-        ids = _insert_postgresql(rows)
+        stored_keys = _insert_postgresql(rows)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(Event).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(
-            Event.id, Event.dedup_key)
-        ids = {key: eid for eid, key in db.session.execute(stmt, rows)}
+        stmt = sqlite_insert(Event).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Event.dedup_key)
+        stored_keys = set(db.session.execute(stmt, rows).scalars())
     stored = []
     for r in rows:
-        if r["dedup_key"] in ids:
-            r["id"] = ids.pop(r["dedup_key"])
+        if r["dedup_key"] in stored_keys:
+            stored_keys.discard(r["dedup_key"])
             stored.append(r)
     return stored
 
 
-def _insert_postgresql(rows: list[dict]) -> dict[str, int]:
-    """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
+def _known_keys(cur, keys: list[str]) -> set[str]:
+    """The dedup keys of this batch that are already stored (one index lookup per key)."""
+    cur.execute("SELECT dedup_key FROM events WHERE dedup_key = ANY(%s)", (keys,))
+    return {k for k, in cur.fetchall()}
+
+
+def _insert_postgresql(rows: list[dict]) -> set[str]:
+    """The batch's new events COPYed straight into ``events``; returns the stored keys.
+
+    The keys already stored are looked up first and left out, so the COPY meets no
+    conflict. Should another writer store one of the keys in between, the COPY fails on
+    the unique index; the batch then goes through a temporary table and one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, which skips whatever is there.
+    """
+    import psycopg
+
     cols = ", ".join(_COLUMNS)
     cur = db.session.connection().connection.cursor()
+    known = _known_keys(cur, [r["dedup_key"] for r in rows])
+    fresh = [r for r in rows if r["dedup_key"] not in known]
+    if not fresh:
+        return set()
+    cur.execute("SAVEPOINT events_copy")
+    try:
+        with cur.copy(f"COPY events ({cols}) FROM STDIN") as copy:
+            for r in fresh:
+                copy.write_row(_copy_row(r))
+        cur.execute("RELEASE SAVEPOINT events_copy")
+        return {r["dedup_key"] for r in fresh}
+    except psycopg.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT events_copy")
     cur.execute("SELECT to_regclass('pg_temp.events_incoming')")
     if cur.fetchone()[0] is None:
         cur.execute(f"CREATE TEMP TABLE events_incoming AS SELECT {cols} FROM events WITH NO DATA")
     cur.execute("TRUNCATE events_incoming")
     with cur.copy(f"COPY events_incoming ({cols}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row(tuple(json.dumps(r[c]) if c == "properties" else r[c] for c in _COLUMNS))
+        for r in fresh:
+            copy.write_row(_copy_row(r))
     cur.execute(f"INSERT INTO events ({cols}) SELECT {cols} FROM events_incoming "
-                "ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key")
-    return {key: eid for eid, key in cur.fetchall()}
+                "ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key")
+    return {k for k, in cur.fetchall()}
+
+
+def _copy_row(r: dict) -> tuple:
+    props = r["properties"]
+    return (r["type"], r["occurred_at"], r["account_id"], r["contact_id"], r["email"], r["domain"], r["url"],
+            r["source"], r["touch_id"], r["playbook_id"], json.dumps(props) if props else "{}", r["quantity"],
+            r["dedup_key"], r["received_at"])
 
 
 def _flag_contacts(rows: list[dict]) -> None:
