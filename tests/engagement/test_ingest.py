@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -134,6 +135,71 @@ def test_nothing_is_lost_while_redis_is_down(backend, instance_dir, redis_url, n
         assert opens == 25
         assert events.drain().stored == 0  # the spool was consumed exactly once
         db.session.remove()
+
+
+def _redis_server(workdir, port):
+    """A private redis-server as production runs it: the append-only file on, fsync every second."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import unavailable
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server on PATH")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                             "--appendfsync", "everysec", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis as redis_lib
+
+    client = redis_lib.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc
+        except redis_lib.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def test_nothing_is_lost_when_redis_crashes_and_restarts(backend, instance_dir, tmp_path, notified):
+    """Opens pushed before a crash (kill -9) survive in the append-only file; opens while
+    Redis is down go to the spool; after the restart the drain stores every one."""
+    import signal
+
+    from abm import tracking
+    from abm.redis_conn import _free_port
+    from tests.conftest import empty_database, make_app
+
+    port = _free_port()
+    server = _redis_server(tmp_path, port)
+    try:
+        app = make_app(backend, instance_dir, f"redis://127.0.0.1:{port}/0")
+        with app.app_context():
+            empty_database(db.engine)
+            acme = Account(name="Acme", domain="acme.com")
+            db.session.add(acme)
+            db.session.commit()
+            token = tracking.open_token(1, None, acme.id)
+            client = app.test_client()
+            for _ in range(10):
+                assert client.get(f"/t/o/{token}.gif").status_code == 200
+            server.send_signal(signal.SIGKILL)  # a crash: nothing drained yet
+            server.wait()
+            for _ in range(5):
+                assert client.get(f"/t/o/{token}.gif").status_code == 200  # spooled
+            server = _redis_server(tmp_path, port)  # the same data directory, as a restarted service
+            for _ in range(10):
+                assert client.get(f"/t/o/{token}.gif").status_code == 200
+            assert events.drain().stored == 25
+            opens = db.session.execute(select(func.count(Event.id)).where(
+                Event.type == "email_open", Event.account_id == acme.id)).scalar_one()
+            assert opens == 25
+            db.session.remove()
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_an_erased_persons_email_is_never_stored_again(app, api, world):
