@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from abm.db import db
@@ -218,8 +218,25 @@ def _insert_touches(rows: list[dict]) -> list[tuple[int, str | None]]:
     return [(w[0], w[2]) for w in written if w[1] == "queued"]
 
 
+_UPDATE_ENROLLMENTS_PG = text(
+    "UPDATE enrollments SET state = u.state, step_index = u.step_index, next_run_at = u.next_run_at, "
+    "wait_started_at = u.wait_started_at, exit_reason = u.exit_reason, left_at = u.left_at, updated_at = :now "
+    "FROM unnest(CAST(:eid AS bigint[]), CAST(:state AS varchar[]), CAST(:step_index AS integer[]), "
+    "CAST(:next_run_at AS timestamptz[]), CAST(:wait_started_at AS timestamptz[]), CAST(:exit_reason AS varchar[]), "
+    "CAST(:left_at AS timestamptz[])) AS u(id, state, step_index, next_run_at, wait_started_at, exit_reason, left_at) "
+    "WHERE enrollments.id = u.id")
+_ENROLLMENT_UPDATE_COLUMNS = ("eid", "state", "step_index", "next_run_at", "wait_started_at", "exit_reason", "left_at")
+
+
 def _update_enrollments(updates: list[dict]) -> None:
+    """The batch's enrollments: on PostgreSQL one UPDATE ... FROM unnest(one array per
+    column), elsewhere one executemany."""
     if not updates:
+        return
+    if db.dialect == "postgresql":
+        params = {c: [u[c] for u in updates] for c in _ENROLLMENT_UPDATE_COLUMNS}
+        params["now"] = updates[0]["updated_at"]
+        db.session.execute(_UPDATE_ENROLLMENTS_PG, params)
         return
     table = Enrollment.__table__
     stmt = update(table).where(table.c.id == bindparam("eid")).values(

@@ -39,9 +39,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 
-from abm.db import db
+from abm.db import db, in_list
 from abm.models import Playbook as PlaybookRow
 from abm.models import Suppression, Touch
 from abm.services import settings as settings_service
@@ -72,9 +72,22 @@ def _serializer() -> URLSafeTimedSerializer:
     return _serializer_for(current_app.config["SECRET_KEY"])
 
 
+class _OneSignerSerializer(URLSafeTimedSerializer):
+    """An itsdangerous serializer that makes its signer once instead of once per token
+    (the same tokens; the dispatcher signs one per email)."""
+
+    def make_signer(self, salt=None):
+        if salt is not None and salt != self.salt:
+            return super().make_signer(salt)
+        signer = self.__dict__.get("_signer")
+        if signer is None:
+            signer = self._signer = super().make_signer(salt)
+        return signer
+
+
 @lru_cache(maxsize=4)
 def _serializer_for(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt="unsubscribe")
+    return _OneSignerSerializer(secret, salt="unsubscribe")
 
 
 def unsubscribe_url(contact_id: int | str) -> str:
@@ -159,7 +172,7 @@ def suppressed_hashes_for(emails: Iterable[str]) -> set[str]:
     if not hashes:
         return set()
     return set(db.session.execute(select(Suppression.email_hash).where(
-        Suppression.email_hash.in_(sorted(hashes)))).scalars())
+        in_list(Suppression.email_hash, sorted(hashes)))).scalars())
 
 
 # -- windows and caps ------------------------------------------------------------------
@@ -200,7 +213,7 @@ class _CapBook:
         if not ids:
             return
         column = Touch.contact_id if cap.per == "contact" else Touch.account_id
-        where = [column.in_(sorted(ids)), Touch.status.in_(COUNTED), Touch.due_at > earliest - cap.within,
+        where = [in_list(column, sorted(ids)), Touch.status.in_(COUNTED), Touch.due_at > earliest - cap.within,
                  Touch.due_at <= latest + cap.within]
         if cap.channel:
             where.append(Touch.channel == cap.channel)
@@ -233,10 +246,13 @@ def build(pending: list[PendingTouch], now: datetime) -> list[dict]:
     ws_caps = workspace_caps()
     book = _CapBook()
     planned = []
+    openings: dict = {}  # send window -> its next opening at ``now``
     for p in pending:
         chosen, suppressed = recipients_for(p.step, p.facts, hashes)
         window = window_for(p.playbook, p.facts.fields)
-        due = next_window_opening(window, now)
+        due = openings.get(window)
+        if due is None:
+            due = openings[window] = next_window_opening(window, now)
         for contact, reason in suppressed:
             rows.append(_row(p, contact, "suppressed", now, now, error=reason))
         for contact in chosen:
@@ -375,11 +391,12 @@ def claim(touch_ids: list[int], now: datetime) -> list[int]:
     claim, of an active playbook. Commits. Returns the ids taken."""
     active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
     stale = now - lease()
-    stmt = (update(Touch).where(
-        Touch.id.in_(touch_ids), Touch.status == "queued",
-        or_(Touch.claimed_at.is_(None), Touch.claimed_at < stale), Touch.playbook_id.in_(active))
-        .values(claimed_at=now, attempts=Touch.attempts + 1, updated_at=now)
-        .returning(Touch.id).execution_options(synchronize_session=False))
+    table = Touch.__table__
+    stmt = (update(table).where(
+        in_list(table.c.id, touch_ids), table.c.status == "queued",
+        or_(table.c.claimed_at.is_(None), table.c.claimed_at < stale), table.c.playbook_id.in_(active))
+        .values(claimed_at=now, attempts=table.c.attempts + 1, updated_at=now)
+        .returning(table.c.id))
     taken = list(db.session.execute(stmt).scalars())
     db.session.commit()
     return sorted(taken)
@@ -388,7 +405,7 @@ def claim(touch_ids: list[int], now: datetime) -> list[int]:
 def release(touch_ids: list[int], now: datetime, error: str | None = None) -> None:
     """Give claimed touches back (retryable failure): queued, unclaimed."""
     if touch_ids:
-        db.session.execute(update(Touch).where(Touch.id.in_(touch_ids), Touch.status == "queued")
+        db.session.execute(update(Touch).where(in_list(Touch.id, touch_ids), Touch.status == "queued")
                            .values(claimed_at=None, error=error, updated_at=now)
                            .execution_options(synchronize_session=False))
     db.session.commit()
@@ -399,7 +416,9 @@ def mark(results: list, now: datetime) -> dict[str, int]:
     sent = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok and r.permanent]
     retry = [r for r in results if not r.ok and not r.permanent]
-    if sent:
+    if sent and db.dialect == "postgresql":
+        _mark_sent_pg(sent, now)
+    elif sent:
         table = Touch.__table__
         db.session.execute(update(table).where(table.c.id == _bind("tid"), table.c.status == "queued").values(
             status="sent", sent_at=now, provider_id=_bind("pid"), error=None, updated_at=now),
@@ -417,9 +436,21 @@ def mark(results: list, now: datetime) -> dict[str, int]:
     return {"sent": len(sent), "failed": len(failed), "retry": len(retry)}
 
 
+_MARK_SENT_PG = text(
+    "UPDATE touches SET status = 'sent', sent_at = :now, provider_id = sent.pid, error = NULL, updated_at = :now "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[])) AS sent(id, pid) "
+    "WHERE touches.id = sent.id AND touches.status = 'queued'")
+
+
+def _mark_sent_pg(sent: list, now: datetime) -> None:
+    """PostgreSQL: every sent touch in one UPDATE ... FROM unnest(arrays)."""
+    db.session.execute(_MARK_SENT_PG, {"now": now, "ids": [r.touch_id for r in sent],
+                                       "pids": [r.provider_id for r in sent]})
+
+
 def fail(touch_ids: list[int], error: str, now: datetime) -> None:
     if touch_ids:
-        db.session.execute(update(Touch).where(Touch.id.in_(touch_ids), Touch.status == "queued")
+        db.session.execute(update(Touch).where(in_list(Touch.id, touch_ids), Touch.status == "queued")
                            .values(status="failed", error=error[:2000], updated_at=now)
                            .execution_options(synchronize_session=False))
     db.session.commit()
