@@ -28,7 +28,9 @@ import functools
 import hashlib
 import io
 import json
+import operator
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,10 +38,7 @@ from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import String, any_, case, column, func, literal, select, text
-from sqlalchemy import table as sql_table
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import case, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
@@ -53,13 +52,28 @@ from abm.normalize import (
     normalize_email,
 )
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 MAX_LISTED = 1000  # errors and skipped rows listed in a report; the rest are counted
 SNIFF_BYTES = 64 * 1024
 MAX_INT = 2_147_483_647
 MAX_REVENUE = Decimal("9999999999999999")
+_CENT = Decimal("0.01")
 
 ProgressFn = Callable[[int], None]
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """What a refused write raises: SQLAlchemy's errors, and psycopg's from its own cursors."""
+    try:
+        import psycopg
+    except ImportError:
+        return (DBAPIError,)
+    return (DBAPIError, psycopg.Error)
+
+
+_DATABASE_ERRORS = _database_errors()
+#: Per kind, the PostgreSQL connections that have the temporary table its batches are staged in.
+_STAGED_ON: dict[str, weakref.WeakSet] = {"accounts": weakref.WeakSet(), "contacts": weakref.WeakSet()}
 
 
 class ImportFileError(ValueError):
@@ -425,13 +439,109 @@ def _no_header(kind: str, key: str, aliases: dict[str, list[str]], cells: list[s
 class _Row:
     """One parsed data row: its number, its values (field -> value) and attributes."""
 
-    __slots__ = ("number", "values", "attributes", "crm_ids")
+    __slots__ = ("number", "values", "attributes", "crm_ids", "line")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.values: dict = {}
         self.attributes: dict = {}
         self.crm_ids: dict = {}
+        self.line = ""  # the row in COPY's text format (PostgreSQL)
+
+
+_NULLABLE_ACCOUNT = ("industry", "employees", "annual_revenue", "country", "tier", "owner_id", "timezone", "notes")
+_NULLABLE_CONTACT = ("account_id", "first_name", "last_name", "title", "buying_role", "country", "phone")
+
+
+def _coalesced(names: Iterable[str]) -> str:
+    return ",\n        ".join(f"{n} = COALESCE(EXCLUDED.{n}, t.{n})" for n in names)
+
+
+def _staging_sql(kind: str, staged: str) -> str:
+    """Make the temporary table ``_abm_import_<kind>`` unless the connection has it (no notice)."""
+    return (f"DO $$ BEGIN IF to_regclass('pg_temp._abm_import_{kind}') IS NULL THEN "
+            f"CREATE TEMP TABLE _abm_import_{kind} ON COMMIT DELETE ROWS AS SELECT 0 AS n, {staged} WITH NO DATA; "
+            "END IF; END $$")
+
+
+def _defaults_sql(table, given: set[str]) -> tuple[str, str]:
+    """(columns, values): the model's constant defaults of the columns an import does not give."""
+    pairs = [(c.name, c.default.arg) for c in table.columns
+             if c.name not in given and c.default is not None and c.default.is_scalar]
+    literals = {float: lambda v: f"{v!r}::float8", int: str, str: lambda v: "'" + v.replace("'", "''") + "'"}
+    return "".join(f", {n}" for n, _ in pairs), "".join(f", {literals[type(v)](v)}" for _, v in pairs)
+
+
+# The rows of a batch are staged in _abm_import_<kind> (n = the row number); keys are unique in a batch.
+# `old` is what was stored before this statement (one snapshot for the whole statement).
+_ACCOUNT_STAGED = ("domain, name, industry, employees, annual_revenue, country, tier, owner_id, stage, timezone, "
+                   "tags, notes, attributes, crm_ids FROM accounts")
+_ACCOUNT_DEFAULTS = _defaults_sql(Account.__table__, {"stage"})
+_ACCOUNT_UPSERT = f"""
+WITH old AS MATERIALIZED (
+    SELECT a.id, a.domain, a.updated_at, a.stage FROM accounts a
+    WHERE a.domain = ANY(ARRAY(SELECT domain FROM _abm_import_accounts))
+), up AS (
+    INSERT INTO accounts AS t (domain, name, stage, tags, {", ".join(_NULLABLE_ACCOUNT)}, attributes, crm_ids,
+                               created_at, updated_at{_ACCOUNT_DEFAULTS[0]})
+    SELECT s.domain, COALESCE(s.name, CASE WHEN o.id IS NULL THEN s.domain ELSE '' END),
+           COALESCE(s.stage, CASE WHEN o.id IS NULL THEN 'target' ELSE '' END), COALESCE(s.tags, '[]'),
+           {", ".join("s." + n for n in _NULLABLE_ACCOUNT)},
+           COALESCE(s.attributes, '{{}}'), COALESCE(s.crm_ids, '{{}}'),
+           %(now)s::timestamptz, %(now)s::timestamptz{_ACCOUNT_DEFAULTS[1]}
+    FROM _abm_import_accounts s LEFT JOIN old o ON o.domain = s.domain
+    ON CONFLICT (domain) DO UPDATE SET
+        {_coalesced(_NULLABLE_ACCOUNT)},
+        name = CASE WHEN EXCLUDED.name = '' THEN t.name ELSE EXCLUDED.name END,
+        stage = CASE WHEN EXCLUDED.stage = '' THEN t.stage ELSE EXCLUDED.stage END,
+        tags = CASE WHEN jsonb_array_length(EXCLUDED.tags) = 0 THEN t.tags ELSE EXCLUDED.tags END,
+        attributes = t.attributes || EXCLUDED.attributes,
+        crm_ids = t.crm_ids || EXCLUDED.crm_ids,
+        updated_at = EXCLUDED.updated_at
+    RETURNING t.id, t.domain
+), changes AS (
+    INSERT INTO stage_changes (account_id, from_stage, to_stage, changed_at, source, actor_id)
+    SELECT up.id, o.stage, s.stage, %(now)s::timestamptz, 'import', %(actor)s::integer
+    FROM _abm_import_accounts s JOIN up ON up.domain = s.domain LEFT JOIN old o ON o.domain = s.domain
+    WHERE s.stage IS NOT NULL AND o.stage IS DISTINCT FROM s.stage
+)
+SELECT s.n, o.updated_at >= %(now)s::timestamptz
+FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain ORDER BY s.n
+"""
+# account_domain: the account-domain cell; link_domain: it, or the email's domain unless free mail.
+_CONTACT_STAGED = ("email, first_name, last_name, title, buying_role, country, phone, attributes, crm_ids, "
+                   "NULL::text AS account_domain, NULL::text AS link_domain FROM contacts")
+_CONTACT_DEFAULTS = _defaults_sql(Contact.__table__, set())
+_CONTACT_UPSERT = f"""
+WITH sup AS MATERIALIZED (
+    SELECT s.n FROM _abm_import_contacts s WHERE EXISTS (
+        SELECT 1 FROM suppressions p WHERE p.email_hash = encode(sha256(convert_to(s.email, 'UTF8')), 'hex'))
+), kept AS MATERIALIZED (
+    SELECT s.* FROM _abm_import_contacts s WHERE s.n NOT IN (SELECT n FROM sup)
+), old AS MATERIALIZED (
+    SELECT c.email, c.updated_at FROM contacts c WHERE c.email = ANY(ARRAY(SELECT email FROM kept))
+), acc AS MATERIALIZED (
+    SELECT a.domain, a.id FROM accounts a
+    WHERE a.domain = ANY(ARRAY(SELECT DISTINCT link_domain FROM kept WHERE link_domain IS NOT NULL))
+), up AS (
+    INSERT INTO contacts AS t (email, {", ".join(_NULLABLE_CONTACT)}, attributes, crm_ids, created_at,
+                               updated_at{_CONTACT_DEFAULTS[0]})
+    SELECT k.email, acc.id, {", ".join("k." + n for n in _NULLABLE_CONTACT[1:])},
+           COALESCE(k.attributes, '{{}}'), COALESCE(k.crm_ids, '{{}}'),
+           %(now)s::timestamptz, %(now)s::timestamptz{_CONTACT_DEFAULTS[1]}
+    FROM kept k LEFT JOIN acc ON acc.domain = k.link_domain
+    ON CONFLICT (email) DO UPDATE SET
+        {_coalesced(_NULLABLE_CONTACT)},
+        attributes = t.attributes || EXCLUDED.attributes,
+        crm_ids = t.crm_ids || EXCLUDED.crm_ids,
+        updated_at = EXCLUDED.updated_at
+)
+SELECT s.n, sup.n IS NOT NULL, o.email IS NOT NULL, o.updated_at >= %(now)s::timestamptz, acc.id IS NULL
+FROM _abm_import_contacts s LEFT JOIN sup ON sup.n = s.n LEFT JOIN old o ON o.email = s.email
+    LEFT JOIN acc ON acc.domain = s.link_domain
+WHERE sup.n IS NOT NULL OR o.email IS NOT NULL OR acc.id IS NULL
+ORDER BY s.n
+"""
 
 
 class _Importer:
@@ -472,6 +582,8 @@ class _Importer:
         self.header = _match_header(header, self.aliases, self.report)
         if self.key not in self.header.fields:
             raise _no_header(self.kind, self.key, self.aliases, header)
+        self._pick = self._make_picker()
+        self._padding = [""] * (self.header.width + 1)
         self.prepare()
         db.session.commit()  # end the lookups' transaction: the writer thread writes
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
@@ -499,7 +611,11 @@ class _Importer:
             if pending is not None:
                 self.report.merge(pending.result())
                 self._progress(source)
-            pending = writer.submit(self._write_batch, list(batch.values())) if batch else None
+            rows = list(batch.values())
+            if rows and self.dialect == "postgresql":
+                for row in rows:  # here, while the writer waits on the database
+                    row.line = self.copy_line(row)
+            pending = writer.submit(self._write_batch, rows) if rows else None
 
         try:
             for cells in rows:
@@ -540,46 +656,65 @@ class _Importer:
 
     # -- parsing
 
-    def cell(self, cells: list[str], name: str) -> tuple[str, str] | None:
-        """(column name, text) of the first non-empty cell mapped to ``name`` (cells are stripped)."""
-        indexes = self.header.fields.get(name)
-        if indexes:
-            for index in indexes:
-                if index < len(cells) and cells[index]:
-                    return self._names[index], cells[index]
-        return None
+    def _make_picker(self) -> Callable[[list[str]], tuple]:
+        """``cells`` -> the text of each field of ``aliases``, in its order: "" when it has no cell.
 
-    def column_name(self, index: int) -> str:
-        return self._names[index]
+        A field fed by several columns takes the first non-empty one. ``cells`` are stripped
+        and padded with empty cells past the header's width (a missing field reads there).
+        """
+        empty = self.header.width
+        plan = [self.header.fields.get(name) or [empty] for name in self.aliases]
+        if all(len(indexes) == 1 for indexes in plan):
+            return operator.itemgetter(*(indexes[0] for indexes in plan))  # one C call per row
+
+        def pick(cells: list[str]) -> tuple:
+            return tuple(next((cells[i] for i in indexes if cells[i]), "") for indexes in plan)
+
+        return pick
 
     def parse(self, cells: list[str], number: int) -> _Row | None:
-        if len(cells) > self.header.width and any(cells[self.header.width:]):
-            self.report.error(number, "(row)", f"this row has {len(cells)} cells but the header has "
-                                               f"{self.header.width} (a delimiter inside an unquoted cell?); "
-                                               "row not imported")
-            return None
+        width = self.header.width
+        if len(cells) > width:
+            if any(cells[width:]):
+                self.report.error(number, "(row)", f"this row has {len(cells)} cells but the header has "
+                                                   f"{width} (a delimiter inside an unquoted cell?); "
+                                                   "row not imported")
+                return None
+            del cells[width:]
+        cells += self._padding[len(cells):]
         row = _Row(number)
         for index, attr in self.header.attributes:
-            if index < len(cells) and cells[index]:
+            if cells[index]:
                 row.attributes[attr] = cells[index]
-        for crm in ("hubspot", "salesforce"):
-            got = self.cell(cells, f"crm_{crm}")
-            if got:
-                row.crm_ids[crm] = got[1]
-        return row if self.parse_fields(cells, row) else None
+        return row if self.parse_fields(self._pick(cells), row) else None
 
-    def text(self, cells, row: _Row, name: str) -> None:
-        got = self.cell(cells, name)
-        if got is None:
-            return
-        column, value = got
-        limit = LIMITS.get(name)
-        if limit and len(value) > limit:
-            self.report.error(row.number, column, f"longer than {limit} characters; this cell was not imported")
-            return
-        row.values[name] = value
+    def crm(self, row: _Row, hubspot: str, salesforce: str) -> None:
+        if hubspot:
+            row.crm_ids["hubspot"] = hubspot
+        if salesforce:
+            row.crm_ids["salesforce"] = salesforce
 
-    def parse_fields(self, cells, row: _Row) -> bool:
+    def texts(self, row: _Row, cells: Iterable[tuple[str, str]]) -> None:
+        """Text fields as they are; one longer than its column is a cell error."""
+        for name, value in cells:
+            if value:
+                if len(value) > LIMITS[name]:
+                    self.report.error(row.number, name, f"longer than {LIMITS[name]} characters; "
+                                                        "this cell was not imported")
+                else:
+                    row.values[name] = value
+
+    def convert(self, row: _Row, name: str, text: str, parse, left=" this cell was not imported",
+                target=None) -> None:
+        """``row.values[target or name] = parse(text)`` for a non-empty cell; a ValueError is a cell error."""
+        if not text:
+            return
+        try:
+            row.values[target or name] = parse(text)
+        except ValueError as exc:
+            self.report.error(row.number, name, f"{exc};{left}")
+
+    def parse_fields(self, picked: tuple, row: _Row) -> bool:
         raise NotImplementedError
 
     # -- writing
@@ -593,11 +728,18 @@ class _Importer:
 
     def _write_or_split(self, rows: list[_Row]) -> ImportReport:
         self.out = ImportReport(self.kind)
+        conn = None
         try:
+            if self.dialect == "postgresql":
+                conn = db.session.connection().connection.driver_connection
             self.write(rows)
             db.session.commit()
+            if conn is not None:
+                _STAGED_ON[self.kind].add(conn)  # committed: the connection keeps its temporary table
             return self.out
-        except DBAPIError as exc:
+        except _DATABASE_ERRORS as exc:
+            if conn is not None:  # make sure of the temporary table on the next try
+                _STAGED_ON[self.kind].discard(conn)
             db.session.rollback()
             if len(rows) == 1:
                 out = ImportReport(self.kind, rejected=1)
@@ -610,57 +752,63 @@ class _Importer:
             return out
 
     def write(self, rows: list[_Row]) -> None:
+        """Write one batch in the session's transaction."""
+        if self.dialect == "postgresql":
+            self.write_pg(rows)
+        else:
+            self.write_rows(rows)
+
+    def write_pg(self, rows: list[_Row]) -> None:
+        """PostgreSQL: COPY the batch into a temporary table, then one statement does the rest."""
         raise NotImplementedError
+
+    def write_rows(self, rows: list[_Row]) -> None:
+        """Other databases: lookups, then a multi-row upsert."""
+        raise NotImplementedError
+
+    def copy_line(self, row: _Row) -> str:
+        """The row as a line of the temporary table's COPY (PostgreSQL)."""
+        raise NotImplementedError
+
+    def stage_and_run(self, rows: list[_Row], statement: str) -> list[tuple]:
+        """COPY the rows into the temporary table ``_abm_import_<kind>``, run ``statement``, return its rows.
+
+        The table is made once per connection and emptied at each commit.
+        """
+        conn = db.session.connection().connection.driver_connection
+        with conn.cursor() as cur:
+            if conn not in _STAGED_ON[self.kind]:  # the first batch on this connection
+                cur.execute(self.STAGING)
+            with cur.copy(f"COPY _abm_import_{self.kind} FROM STDIN") as copy:
+                copy.write("".join([r.line or self.copy_line(r) for r in rows]))
+            cur.execute(statement, {"now": self.started, "actor": self.actor_id})
+            return cur.fetchall()
+
+    # -- writing elsewhere than PostgreSQL (SQLite)
 
     def merged_json(self, table, column: str, excluded):
         """The stored JSON object with the new keys laid over it."""
-        if self.dialect == "postgresql":
-            return table.c[column].op("||")(excluded[column])
         return func.json_patch(table.c[column], excluded[column])
-
-    def among(self, column, keys: list[str]):
-        """``column IN keys``; one array parameter on PostgreSQL (thousands of parameters are slow)."""
-        if self.dialect == "postgresql":
-            return column == any_(literal(keys, ARRAY(String)))
-        return column.in_(keys)
 
     def existing(self, column, keys: list[str]) -> dict[str, tuple]:
         table = self.model.__table__
         q = select(table.c[self.key], table.c.id, table.c.updated_at, *self.extra_columns()).where(
-            self.among(column, keys))
+            column.in_(keys))
         return {r[0]: tuple(r[1:]) for r in db.session.execute(q)}
 
     def upsert(self, table, params: list[dict], set_of, returning: tuple = ()):
-        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of many rows in one statement.
+        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of many rows as multi-row VALUES.
 
-        On PostgreSQL the rows are first COPYed into a temporary table and inserted from
-        it (``INSERT ... SELECT ... ON CONFLICT``), the fastest upsert there is; on SQLite
-        they go as multi-row VALUES. ``set_of(excluded)`` gives the SET clause.
+        ``set_of(excluded)`` gives the SET clause.
         """
-        if self.dialect == "postgresql":
-            names = list(params[0])
-            staging = f"_abm_import_{table.name}"
-            db.session.execute(text(f'CREATE TEMP TABLE "{staging}" ON COMMIT DROP AS '
-                                    f'SELECT {", ".join(names)} FROM "{table.name}" WITH NO DATA'))
-            copy_rows(staging, names, (tuple(p[n] for n in names) for p in params))
-            source = sql_table(staging, *(column(n) for n in names))
-            stmt = pg_insert(table).from_select(names, select(*source.c))
-        else:
-            stmt = sqlite_insert(table)
+        stmt = sqlite_insert(table)
         stmt = stmt.on_conflict_do_update(index_elements=[self.key], set_=set_of(stmt.excluded))
         if returning:
             stmt = stmt.returning(*returning)
-        if self.dialect == "postgresql":
-            return db.session.execute(stmt)
         return db.session.execute(stmt, params)
 
     def insert_rows(self, table, rows: list[dict]) -> None:
-        if not rows:
-            return
-        if self.dialect == "postgresql":
-            names = list(rows[0])
-            copy_rows(table.name, names, (tuple(r[n] for n in names) for r in rows))
-        else:
+        if rows:
             db.session.execute(table.insert(), rows)
 
     def extra_columns(self) -> tuple:
@@ -691,7 +839,6 @@ class _AccountImporter(_Importer):
     NULLABLE = ("industry", "employees", "annual_revenue", "country", "tier", "owner_id", "timezone", "notes")
 
     def prepare(self) -> None:
-        self._names = _column_names(self.header)
         self.zones: set[str] = set()
         users = db.session.execute(select(User.id, User.email, User.name)).all()
         self.owner_by_email = {u.email.lower(): u.id for u in users}
@@ -706,47 +853,57 @@ class _AccountImporter(_Importer):
             if stage in self.settings["stages"]:
                 self.stages.setdefault(header_key(crm_name), stage)
 
-    def parse_fields(self, cells, row: _Row) -> bool:
-        got = self.cell(cells, "domain")
-        column = got[0] if got else self.column_name(self.header.fields["domain"][0])
+    def parse_fields(self, picked: tuple, row: _Row) -> bool:
+        (domain_text, name, industry, employees, revenue, country, tier, owner, stage, timezone, tags, notes,
+         hubspot, salesforce) = picked
+        self.crm(row, hubspot, salesforce)
         try:
-            domain = domain_of(got[1] if got else "")
+            domain = domain_of(domain_text)
         except NormalizeError as exc:
-            self.report.error(row.number, column, f"{exc}; row not imported")
+            self.report.error(row.number, "domain", f"{exc}; row not imported")
             return False
         if domain in FREE_MAIL_DOMAINS:
-            self.report.error(row.number, column, f"{domain} is a free-mail provider, not a company's "
-                                                  "domain; row not imported")
+            self.report.error(row.number, "domain", f"{domain} is a free-mail provider, not a company's "
+                                                    "domain; row not imported")
             return False
-        row.values["domain"] = domain
-        for name in ("name", "industry", "country", "notes"):
-            self.text(cells, row, name)
-        self.number(cells, row, "employees", lambda v: int(v.to_integral_value()), MAX_INT)
-        self.number(cells, row, "annual_revenue", lambda v: v.quantize(Decimal("0.01")), MAX_REVENUE)
-        self.convert(cells, row, "tier", parse_tier)
-        self.convert(cells, row, "tags", split_tags)
-        self.convert(cells, row, "timezone", self.parse_timezone)
-        self.convert(cells, row, "stage", self.parse_stage, " its stage was left unchanged")
-        self.convert(cells, row, "owner", self.parse_owner, " its owner was left unchanged", "owner_id")
+        values = row.values
+        values["domain"] = domain
+        self.texts(row, (("name", name), ("industry", industry), ("country", country), ("notes", notes)))
+        # Plain digits, the common case, skip parse_amount (same values).
+        if employees.isdigit() and employees.isascii() and len(employees) <= 9:
+            values["employees"] = int(employees)
+        else:
+            self.convert(row, "employees", employees, self.parse_employees)
+        if revenue.isdigit() and revenue.isascii() and len(revenue) <= 16:
+            values["annual_revenue"] = Decimal(revenue).quantize(_CENT)
+        else:
+            self.convert(row, "annual_revenue", revenue, self.parse_revenue)
+        if len(tier) == 1 and "1" <= tier <= "9":
+            values["tier"] = int(tier)
+        else:
+            self.convert(row, "tier", tier, parse_tier)
+        self.convert(row, "tags", tags, split_tags)
+        if timezone in self.zones:
+            values["timezone"] = timezone
+        else:
+            self.convert(row, "timezone", timezone, self.parse_timezone)
+        self.convert(row, "stage", stage, self.parse_stage, " its stage was left unchanged")
+        self.convert(row, "owner", owner, self.parse_owner, " its owner was left unchanged", "owner_id")
         return True
 
-    def number(self, cells, row, name, shape, limit) -> None:
-        def parse(text):
-            value = shape(parse_amount(text))
-            if value > limit:
-                raise ValueError(f"{text!r} is too large")
-            return value
+    @staticmethod
+    def parse_employees(text: str) -> int:
+        value = int(parse_amount(text).to_integral_value())
+        if value > MAX_INT:
+            raise ValueError(f"{text!r} is too large")
+        return value
 
-        self.convert(cells, row, name, parse)
-
-    def convert(self, cells, row, name, parse, left=" this cell was not imported", target=None) -> None:
-        got = self.cell(cells, name)
-        if got is None:
-            return
-        try:
-            row.values[target or name] = parse(got[1])
-        except ValueError as exc:
-            self.report.error(row.number, got[0], f"{exc};{left}")
+    @staticmethod
+    def parse_revenue(text: str) -> Decimal:
+        value = parse_amount(text).quantize(_CENT)
+        if value > MAX_REVENUE:
+            raise ValueError(f"{text!r} is too large")
+        return value
 
     def parse_timezone(self, text: str) -> str:
         if text not in self.zones:
@@ -774,7 +931,28 @@ class _AccountImporter(_Importer):
     def extra_columns(self) -> tuple:
         return (Account.stage,)
 
-    def write(self, rows: list[_Row]) -> None:
+    STAGING = _staging_sql("accounts", _ACCOUNT_STAGED)
+
+    def copy_line(self, row: _Row) -> str:
+        get = row.values.get
+        return _copy_line((row.number, row.values["domain"], get("name"), get("industry"), get("employees"),
+                           get("annual_revenue"), get("country"), get("tier"), get("owner_id"), get("stage"),
+                           get("timezone"), _json_or_none(get("tags")), get("notes"), _json_or_none(row.attributes),
+                           _json_or_none(row.crm_ids)))
+
+    def write_pg(self, rows: list[_Row]) -> None:
+        old = self.stage_and_run(rows, _ACCOUNT_UPSERT)
+        by_number = {r.number: r for r in rows}
+        for number, again in old:  # the rows whose domain was already stored
+            if again:
+                self.out.skip(number, "domain", f"an earlier row has the same domain "
+                              f"({by_number[number].values['domain']}); this later row's values replaced it "
+                              "(the last row wins)")
+            else:
+                self.out.updated += 1
+        self.out.created += len(rows) - len(old)
+
+    def write_rows(self, rows: list[_Row]) -> None:
         table = Account.__table__
         found = self.existing(table.c.domain, [r.values["domain"] for r in rows])
         params = []
@@ -791,8 +969,7 @@ class _AccountImporter(_Importer):
             })
         def set_of(ex):
             keep_if_blank = {n: case((ex[n] == "", table.c[n]), else_=ex[n]) for n in ("name", "stage")}
-            empty_tags = (func.jsonb_array_length(ex.tags) if self.dialect == "postgresql"
-                          else func.json_array_length(ex.tags)) == 0
+            empty_tags = func.json_array_length(ex.tags) == 0
             return {**_coalesce_update(table, ex, self.NULLABLE), **keep_if_blank,
                     "tags": case((empty_tags, table.c.tags), else_=ex.tags),
                     "attributes": self.merged_json(table, "attributes", ex),
@@ -838,55 +1015,96 @@ class _ContactImporter(_Importer):
     NULLABLE = ("first_name", "last_name", "title", "buying_role", "country", "phone", "account_id")
 
     def prepare(self) -> None:
-        self._names = _column_names(self.header)
         roles = self.settings["roles"]
         self.roles = {header_key(r): r for r in roles}
+        self._role_cache: dict[str, str | None] = {}
         for alias, role in ROLE_SYNONYMS.items():
             if role in roles:
                 self.roles.setdefault(alias, role)
 
-    def parse_fields(self, cells, row: _Row) -> bool:
-        got = self.cell(cells, "email")
-        column = got[0] if got else self.column_name(self.header.fields["email"][0])
+    def parse_fields(self, picked: tuple, row: _Row) -> bool:
+        (email_text, first, last, full, title, role, country, phone, account_domain, hubspot, salesforce) = picked
+        self.crm(row, hubspot, salesforce)
         try:
-            email = email_of(got[1] if got else "")
+            email = email_of(email_text)
             if len(email) > LIMITS["email"]:
                 raise NormalizeError("the email is longer than 320 characters")
         except NormalizeError as exc:
-            self.report.error(row.number, column, f"{exc}; row not imported")
+            self.report.error(row.number, "email", f"{exc}; row not imported")
             return False
-        row.values["email"] = email
-        for name in ("first_name", "last_name", "title", "country", "phone"):
-            self.text(cells, row, name)
-        full = self.cell(cells, "full_name")
-        if full and "first_name" not in row.values and "last_name" not in row.values:
-            first, _, last = full[1].partition(" ")
-            row.values["first_name"] = first[:100]
+        values = row.values
+        values["email"] = email
+        self.texts(row, (("first_name", first), ("last_name", last), ("title", title), ("country", country),
+                         ("phone", phone)))
+        if full and "first_name" not in values and "last_name" not in values:
+            first, _, last = full.partition(" ")
+            values["first_name"] = first[:100]
             if last.strip():
-                row.values["last_name"] = last.strip()[:100]
-        got = self.cell(cells, "buying_role")
-        if got:
-            first = re.split(r"[;|,]", got[1])[0]
-            role = self.roles.get(header_key(first))
-            if role is None:
-                self.report.error(row.number, got[0], f"unknown buying role {got[1]!r} (known: "
+                values["last_name"] = last.strip()[:100]
+        if role:
+            found = self.role_of(role)
+            if found is None:
+                self.report.error(row.number, "buying_role", f"unknown buying role {role!r} (known: "
                                   f"{', '.join(self.settings['roles'])}); the contact was imported without it")
             else:
-                row.values["buying_role"] = role
-        got = self.cell(cells, "account_domain")
-        if got:
+                values["buying_role"] = found
+        if account_domain:
             try:
-                row.values["account_domain"] = domain_of(got[1])
-                row.values["account_domain_column"] = got[0]
+                values["account_domain"] = domain_of(account_domain)
+                values["account_domain_column"] = "account_domain"
             except NormalizeError as exc:
-                self.report.error(row.number, got[0], f"{exc}; the contact's account was found by its "
-                                                      "email's domain instead")
+                self.report.error(row.number, "account_domain", f"{exc}; the contact's account was found by "
+                                                                "its email's domain instead")
         return True
 
-    def write(self, rows: list[_Row]) -> None:
+    def role_of(self, text: str) -> str | None:
+        """The workspace role a buying-role cell names (the first of a list), or None."""
+        if text in self._role_cache:
+            return self._role_cache[text]
+        role = self.roles.get(header_key(re.split(r"[;|,]", text)[0]))
+        if len(self._role_cache) < 1000:  # a file holds a handful of distinct values
+            self._role_cache[text] = role
+        return role
+
+    STAGING = _staging_sql("contacts", _CONTACT_STAGED)
+
+    def copy_line(self, row: _Row) -> str:
+        get = row.values.get
+        email, domain = row.values["email"], get("account_domain")
+        return _copy_line((row.number, email, get("first_name"), get("last_name"), get("title"), get("buying_role"),
+                           get("country"), get("phone"), _json_or_none(row.attributes), _json_or_none(row.crm_ids),
+                           domain, domain or company_domain_of(email)))
+
+    def write_pg(self, rows: list[_Row]) -> None:
+        result = self.stage_and_run(rows, _CONTACT_UPSERT)
+        by_number = {r.number: r for r in rows}
+        out, written, existed = self.out, len(rows), 0
+        for number, suppressed, stored, again, no_account in result:  # the rows that are not plain creations
+            values = by_number[number].values
+            if suppressed:
+                written -= 1
+                out.skip(number, "email", "this address is on the suppression list (erased or asked never to be "
+                                          "contacted); row not imported")
+                continue
+            if no_account:
+                if values.get("account_domain"):
+                    out.error(number, "account_domain", f"no account has the domain {values['account_domain']}; "
+                              "the contact was imported without an account (import the accounts first)")
+                if not stored:
+                    out.unlinked += 1
+            if stored:
+                existed += 1
+                if again:
+                    out.skip(number, "email", f"an earlier row has the same email ({values['email']}); this later "
+                                              "row's values replaced it (the last row wins)")
+                else:
+                    out.updated += 1
+        out.created += written - existed
+
+    def write_rows(self, rows: list[_Row]) -> None:
         hashes = {email_hash(r.values["email"]): r for r in rows}
         suppressed = set(db.session.execute(
-            select(Suppression.email_hash).where(self.among(Suppression.email_hash, list(hashes)))).scalars())
+            select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))).scalars())
         kept = []
         for digest, r in hashes.items():
             if digest in suppressed:
@@ -902,7 +1120,7 @@ class _ContactImporter(_Importer):
             if r.values["link_domain"]:
                 domains.add(r.values["link_domain"])
         accounts = dict(db.session.execute(select(Account.domain, Account.id)
-                                           .where(self.among(Account.domain, list(domains)))).all()) if domains else {}
+                                           .where(Account.domain.in_(list(domains)))).all()) if domains else {}
         table = Contact.__table__
         found = self.existing(table.c.email, [r.values["email"] for r in kept])
         params = []
@@ -940,19 +1158,30 @@ def copy_rows(table: str, columns: list[str], rows: Iterable[tuple]) -> None:
             copy.write_row([_json_text(v) if isinstance(v, dict | list) else v for v in row])
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_line(values: tuple) -> str:
+    """One row in COPY's text format: None is NULL, strings escaped, other values as ``str()`` writes them."""
+    parts = ["\\N" if v is None else v if v.__class__ is str else str(v) for v in values]
+    line = "\t".join(parts)
+    # The common case needs no escaping: no tab, newline or backslash of its own.
+    if line.count("\t") == len(parts) - 1 and line.count("\\") == values.count(None) and "\n" not in line \
+            and "\r" not in line:
+        return line + "\n"
+    return "\t".join(["\\N" if v is None else (v if v.__class__ is str else str(v)).translate(_COPY_ESCAPES)
+                      for v in values]) + "\n"
+
+
+def _json_or_none(value: dict | list | None) -> str | None:
+    """JSON text for COPY; None for an empty value (the statement puts the empty JSON in)."""
+    return json.dumps(value, ensure_ascii=False, default=str) if value else None
+
+
 def _json_text(value: dict | list) -> str:
     if not value:
         return "{}" if isinstance(value, dict) else "[]"
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _column_names(header: _Header) -> dict[int, str]:
-    """Column index -> the name errors use: the field the column feeds."""
-    names = {}
-    for name, indexes in header.fields.items():
-        for index in indexes:
-            names[index] = name
-    return names
 
 
 def import_accounts(stream: BinaryIO, actor_id: int | None = None, progress: ProgressFn | None = None,

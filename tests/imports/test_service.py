@@ -266,3 +266,40 @@ def test_crm_stage_names_map_to_stages(app):
     assert report["errors"] == []
     assert [account(d).stage for d in ("a.com", "b.com", "c.com", "d.com", "e.com")] == [
         "engaged", "mqa", "customer", "lost", "mqa"]
+
+
+def test_cells_with_backslashes_quotes_and_line_ends_are_stored_as_written(app):
+    text = ('Domain,Name,Notes,Source\r\n'
+            'slash.com,"A\\B",\\N,"say ""hi"" \\o/"\r\n'
+            'crlf.com,"C\r\nD",x\\ty,\r\n')
+    report = run("accounts", text)
+    assert report["created"] == 2 and report["errors"] == []
+    slash = account("slash.com")
+    assert (slash.name, slash.notes, slash.attributes) == ("A\\B", "\\N", {"source": 'say "hi" \\o/'})
+    assert account("crlf.com").name == "C\r\nD" and account("crlf.com").notes == "x\\ty"
+
+
+def test_a_row_the_database_refuses_is_reported_and_the_others_kept(app, backend):
+    if backend != "postgresql":
+        pytest.skip("SQLite does not hold text to its column's length")
+    too_long = ".".join(["a" * 60] * 5) + ".com"  # a valid name, longer than the column
+    report = run("accounts", f"Domain,Name\nok1.com,A\n{too_long},B\nok2.com,C\n")
+    assert report["created"] == 2 and report["rejected"] == 1
+    assert report["errors"][0]["row"] == 3 and "database refused" in report["errors"][0]["message"]
+    report = run("accounts", "Domain,Name\nok3.com,D\n")  # the next import on the same connection
+    assert report["created"] == 1 and account("ok3.com").name == "D"
+
+
+def test_contacts_repeated_across_batches_suppressed_and_linked(app):
+    db.session.add(Suppression(email_hash=email_hash("no@acme.com"), reason="unsubscribed"))
+    db.session.commit()
+    run("accounts", "Domain\nacme.com\n")
+    run("contacts", "Email,First Name\nold@acme.com,Old\n")
+    report = run("contacts", "Email,Title,Company Domain\nold@acme.com,CEO,\nnew@acme.com,CTO,\n"
+                             "no@acme.com,CFO,\nNEW@acme.com,VP,\nx@elsewhere.org,,nowhere.org\n", batch_size=2)
+    assert (report["created"], report["updated"], report["skipped"], report["unlinked"]) == (2, 1, 2, 1)
+    assert sorted(s["row"] for s in report["skipped_rows"]) == [4, 5]
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(6, "account_domain")]
+    assert (contact("old@acme.com").first_name, contact("old@acme.com").title) == ("Old", "CEO")
+    assert contact("new@acme.com").title == "VP" and contact("new@acme.com").account_id == account("acme.com").id
+    assert contact("x@elsewhere.org").account_id is None
