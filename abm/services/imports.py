@@ -476,7 +476,7 @@ def _defaults_sql(table, given: set[str]) -> tuple[str, str]:
 # `old` is what was stored before this statement (one snapshot for the whole statement).
 _ACCOUNT_STAGED = ("domain, name, industry, employees, annual_revenue, country, tier, owner_id, stage, timezone, "
                    "tags, notes, attributes, crm_ids FROM accounts")
-_ACCOUNT_DEFAULTS = _defaults_sql(Account.__table__, {"stage"})
+_ACCOUNT_DEFAULTS = _defaults_sql(Account.__table__, {"domain", "name", "stage", "tags", *_NULLABLE_ACCOUNT})
 _ACCOUNT_UPSERT = f"""
 WITH old AS MATERIALIZED (
     SELECT a.id, a.domain, a.updated_at, a.stage FROM accounts a
@@ -498,38 +498,42 @@ WITH old AS MATERIALIZED (
         attributes = t.attributes || EXCLUDED.attributes,
         crm_ids = t.crm_ids || EXCLUDED.crm_ids,
         updated_at = EXCLUDED.updated_at
-    RETURNING t.id, t.domain
-), changes AS (
+    @RETURNING@
+)@CHANGES@
+SELECT s.n, o.updated_at >= %(now)s::timestamptz
+FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain ORDER BY s.n
+"""
+_ACCOUNT_CHANGES = """, changes AS (
     INSERT INTO stage_changes (account_id, from_stage, to_stage, changed_at, source, actor_id)
     SELECT up.id, o.stage, s.stage, %(now)s::timestamptz, 'import', %(actor)s::integer
     FROM _abm_import_accounts s JOIN up ON up.domain = s.domain LEFT JOIN old o ON o.domain = s.domain
     WHERE s.stage IS NOT NULL AND o.stage IS DISTINCT FROM s.stage
-)
-SELECT s.n, o.updated_at >= %(now)s::timestamptz
-FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain ORDER BY s.n
-"""
+)"""
+#: (batch without stages, batch with stages)
+_ACCOUNT_UPSERTS = (_ACCOUNT_UPSERT.replace("@RETURNING@", "").replace("@CHANGES@", ""),
+                    _ACCOUNT_UPSERT.replace("@RETURNING@", "RETURNING t.id, t.domain").replace("@CHANGES@",
+                                                                                           _ACCOUNT_CHANGES))
 # account_domain: the account-domain cell; link_domain: it, or the email's domain unless free mail.
 _CONTACT_STAGED = ("email, first_name, last_name, title, buying_role, country, phone, attributes, crm_ids, "
                    "NULL::text AS account_domain, NULL::text AS link_domain FROM contacts")
-_CONTACT_DEFAULTS = _defaults_sql(Contact.__table__, set())
+_CONTACT_DEFAULTS = _defaults_sql(Contact.__table__, {"email", *_NULLABLE_CONTACT})
 _CONTACT_UPSERT = f"""
 WITH sup AS MATERIALIZED (
     SELECT s.n FROM _abm_import_contacts s WHERE EXISTS (
         SELECT 1 FROM suppressions p WHERE p.email_hash = encode(sha256(convert_to(s.email, 'UTF8')), 'hex'))
-), kept AS MATERIALIZED (
-    SELECT s.* FROM _abm_import_contacts s WHERE s.n NOT IN (SELECT n FROM sup)
 ), old AS MATERIALIZED (
-    SELECT c.email, c.updated_at FROM contacts c WHERE c.email = ANY(ARRAY(SELECT email FROM kept))
+    SELECT c.email, c.updated_at FROM contacts c WHERE c.email = ANY(ARRAY(SELECT email FROM _abm_import_contacts))
 ), acc AS MATERIALIZED (
-    SELECT a.domain, a.id FROM accounts a
-    WHERE a.domain = ANY(ARRAY(SELECT DISTINCT link_domain FROM kept WHERE link_domain IS NOT NULL))
+    SELECT a.domain, a.id FROM accounts a WHERE a.domain = ANY(ARRAY(
+        SELECT DISTINCT link_domain FROM _abm_import_contacts WHERE link_domain IS NOT NULL))
 ), up AS (
     INSERT INTO contacts AS t (email, {", ".join(_NULLABLE_CONTACT)}, attributes, crm_ids, created_at,
                                updated_at{_CONTACT_DEFAULTS[0]})
     SELECT k.email, acc.id, {", ".join("k." + n for n in _NULLABLE_CONTACT[1:])},
            COALESCE(k.attributes, '{{}}'), COALESCE(k.crm_ids, '{{}}'),
            %(now)s::timestamptz, %(now)s::timestamptz{_CONTACT_DEFAULTS[1]}
-    FROM kept k LEFT JOIN acc ON acc.domain = k.link_domain
+    FROM _abm_import_contacts k LEFT JOIN acc ON acc.domain = k.link_domain
+    WHERE NOT EXISTS (SELECT FROM sup WHERE sup.n = k.n)
     ON CONFLICT (email) DO UPDATE SET
         {_coalesced(_NULLABLE_CONTACT)},
         attributes = t.attributes || EXCLUDED.attributes,
@@ -608,14 +612,14 @@ class _Importer:
 
         def hand_over(batch):
             nonlocal pending
+            batch_rows = list(batch.values())
+            if self.dialect == "postgresql":
+                for row in batch_rows:  # while the writer still waits on the database for the previous batch
+                    row.line = self.copy_line(row)
             if pending is not None:
                 self.report.merge(pending.result())
                 self._progress(source)
-            rows = list(batch.values())
-            if rows and self.dialect == "postgresql":
-                for row in rows:  # here, while the writer waits on the database
-                    row.line = self.copy_line(row)
-            pending = writer.submit(self._write_batch, rows) if rows else None
+            pending = writer.submit(self._write_batch, batch_rows) if batch_rows else None
 
         try:
             for cells in rows:
@@ -941,7 +945,7 @@ class _AccountImporter(_Importer):
                            _json_or_none(row.crm_ids)))
 
     def write_pg(self, rows: list[_Row]) -> None:
-        old = self.stage_and_run(rows, _ACCOUNT_UPSERT)
+        old = self.stage_and_run(rows, _ACCOUNT_UPSERTS[any("stage" in r.values for r in rows)])
         by_number = {r.number: r for r in rows}
         for number, again in old:  # the rows whose domain was already stored
             if again:
