@@ -10,6 +10,9 @@ to a file, then marked sent. Printed:
 
 - touches/s from the first dispatch to the last touch marked sent, and the due-to-sent
   lag (p50, p95) computed from the touches' ``due_at`` and ``sent_at``;
+- the CPU time per touch of the dispatcher (this process's main thread) and of the
+  workers (their work horses included), and the rate that makes on 2 idle cores: a
+  figure other processes on the machine do not move (the wall-clock rate they do);
 - the peak memory (RSS) of each worker process, work horses included;
 - beside it, in the same run and with the same workers, the rate of one RQ job per
   touch (``send_touches([id])`` enqueued once per touch) over ``--single`` touches.
@@ -127,6 +130,17 @@ class Workers:
                 self.peak[i] = max(self.peak[i], parent, horse)
             time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the workers and of their finished work horses, from /proc."""
+        total = 0
+        for p in self.procs:
+            try:
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self._stop = True
         for p in self.procs:
@@ -189,13 +203,16 @@ def main() -> int:
         workers = Workers(args.workers, instance)
         try:
             time.sleep(3)  # let the workers start before the clock runs
-            started = time.perf_counter()
+            workers_cpu = workers.cpu_seconds()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             while True:
                 stats = dispatcher.dispatch(now=utcnow(), max_batches=1)
                 if not stats.get("batches"):
                     break
-            dispatched = time.perf_counter()
+            dispatched, dispatcher_cpu = time.perf_counter(), time.thread_time() - started_cpu
             finished = wait_sent(args.touches, timeout=600)
+            time.sleep(0.5)  # the last work horse is reaped
+            workers_cpu = workers.cpu_seconds() - workers_cpu
             lags = sorted((t.sent_at - t.due_at).total_seconds() for t in db.session.execute(
                 select(Touch.due_at, Touch.sent_at).where(Touch.status == "sent")))
             rate = args.touches / (finished - started)
@@ -222,6 +239,10 @@ def main() -> int:
         print(f"touches: {args.touches} (email, rendered), workers: {args.workers}, cores: {os.cpu_count()}")
         print(f"end to end: {rate:8,.0f} touches/s  ({finished - started:.1f} s; dispatching took "
               f"{dispatched - started:.1f} s)")
+        per_touch = (dispatcher_cpu + workers_cpu) / args.touches
+        print(f"CPU per touch: dispatcher {dispatcher_cpu / args.touches * 1000:.2f} ms, workers "
+              f"{workers_cpu / args.touches * 1000:.2f} ms (PostgreSQL not counted) -> "
+              f"{2 / per_touch:,.0f} touches/s on 2 idle cores")
         print(f"due-to-sent lag: p50 {statistics.median(lags):.2f} s, "
               f"p95 {lags[int(len(lags) * 0.95) - 1]:.2f} s, max {lags[-1]:.2f} s")
         print(f"one RQ job per touch: {single_rate:8,.0f} touches/s over {args.single} touches "

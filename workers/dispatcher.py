@@ -39,7 +39,7 @@ from abm.services import audience, enrollment, touches
 from abm.services import playbooks as playbook_service
 from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction, advance
 
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 #: How many steps one pass may take for one enrollment (touch steps end a call).
 MAX_CALLS = 20
 LOCK_KEY = "abm:dispatcher:lock"

@@ -57,7 +57,7 @@ MAX_ATTEMPTS = 5
 COUNTED = ("scheduled", "queued", "sent")
 #: At most this many touches per job even for connectors that take more per call: a
 #: dispatcher batch then feeds several workers at once, which keeps the due-to-sent lag low.
-JOB_SIZE = 250
+JOB_SIZE = 500
 JOB_FUNC = "workers.jobs.send_touches"
 
 
