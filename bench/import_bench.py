@@ -140,6 +140,7 @@ def main() -> None:
           f"{contacts_csv.stat().st_size / 1e6:.1f} MB)")
     make_database(url)
     app = make_app(url)
+    load_start = os.getloadavg()[0]  # the machine may be shared: the figures mean little under load
 
     results = {}
     for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
@@ -156,6 +157,8 @@ def main() -> None:
         assert report["updated"] == n, report
         results[kind]["update"] = n / seconds
 
+    print(f"\nload average (1 min) at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} "
+          f"({os.cpu_count()} CPUs)")
     print(f"\n{'':10}{'import rows/s':>15}{'re-import (updates)':>22}{'raw COPY rows/s':>18}{'ratio':>8}")
     for kind, r in results.items():
         print(f"{kind:10}{r['import']:>15,.0f}{r['update']:>22,.0f}{r['copy']:>18,.0f}"
