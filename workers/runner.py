@@ -22,9 +22,17 @@ def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool
     from abm.redis_conn import get_redis
 
     conn = get_redis(app)
-    # Import the job modules once here, so a forked work horse does not import them per job.
+    # Import the job modules, the connector types (requests and the providers' modules) and
+    # set up the ORM mappers once here: every forked work horse inherits them instead of
+    # paying for them per job.
+    from sqlalchemy.orm import configure_mappers
+
     import workers.dispatcher  # noqa: F401
     import workers.jobs  # noqa: F401
+    from connectors import registry
+
+    registry.all_types()
+    configure_mappers()
 
     names = queues or list(QUEUE_NAMES)
     AppWorker.flask_app = app

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from abm.db import db
+from abm.db import db, in_list
 from abm.models import Account, Contact, Event, User
 from playbooks.conditions import (
     AccountFacts,
@@ -377,16 +377,16 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
     columns = [getattr(Account, c) for c in _ACCOUNT_COLUMNS]
     rows = db.session.execute(
         select(*columns, User.email.label("owner_email")).outerjoin(User, User.id == Account.owner_id)
-        .where(Account.id.in_(ids))).all()
+        .where(in_list(Account.id, ids))).all()
     for row in rows:
         facts[row.id] = AccountFacts(fields=account_fields(row, row.owner_email), events=[], contacts=[])
     if with_contacts:
         columns = [getattr(Contact, c) for c in _CONTACT_COLUMNS]
-        for row in db.session.execute(select(*columns).where(Contact.account_id.in_(ids)).order_by(Contact.id)):
+        for row in db.session.execute(select(*columns).where(in_list(Contact.account_id, ids)).order_by(Contact.id)):
             facts[row.account_id].contacts.append(contact_fields(row))
     if since is None or since > timedelta(0):
         query = select(Event.account_id, Event.type, Event.occurred_at).where(
-            Event.account_id.in_(ids), Event.occurred_at <= now)
+            in_list(Event.account_id, ids), Event.occurred_at <= now)
         if since is not None:
             query = query.where(Event.occurred_at >= now - since)
         events: dict[int, list] = defaultdict(list)

@@ -63,7 +63,7 @@ def slow(app, tmp_path):
     registry.reset_cache()
     app.config["ABM_TOUCH_LEASE_SECONDS"] = LEASE
     calls = tmp_path / "calls.jsonl"
-    connectors.create({"type": "slowlog", "name": "slow", "settings": {"path": str(calls), "delay": 0.03},
+    connectors.create({"type": "slowlog", "name": "slow", "settings": {"path": str(calls), "delay": 0.1},
                        "default": ["email", "ads", "alert", "task", "webhook"]})
     yield calls
     registry.BUILTIN.pop("slowlog", None)
