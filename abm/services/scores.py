@@ -268,13 +268,27 @@ def snapshot(day: date | None = None, now: datetime | None = None) -> int:
 
 
 def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -> dict[int, list[float]]:
-    """Daily scores over the last ``days`` days from the snapshots (0 where none)."""
+    """Daily scores over the last ``days`` days from the snapshots (0 where none).
+
+    On PostgreSQL each account's days come back as two arrays in one row (a page of 200
+    accounts is 200 rows, not 6,000)."""
     now = now or utcnow()
     start = now.date() - timedelta(days=days - 1)
     out = {aid: [0.0] * days for aid in account_ids}
-    if account_ids:
-        q = select(ScoreSnapshot.account_id, ScoreSnapshot.day, ScoreSnapshot.score).where(
-            in_list(ScoreSnapshot.account_id, account_ids), ScoreSnapshot.day >= start)
-        for aid, day, score in db.session.execute(q):
-            out[aid][(day - start).days] = score
+    if not account_ids:
+        return out
+    if db.dialect == "postgresql":
+        rows = db.session.execute(text(
+            "SELECT account_id, array_agg(day - CAST(:start AS date)), array_agg(score) FROM score_snapshots "
+            "WHERE account_id = ANY(CAST(:ids AS integer[])) AND day >= :start GROUP BY account_id"),
+            {"ids": list(account_ids), "start": start})
+        for aid, offsets, values in rows:
+            series = out[aid]
+            for i, value in zip(offsets, values, strict=True):
+                series[i] = value
+        return out
+    q = select(ScoreSnapshot.account_id, ScoreSnapshot.day, ScoreSnapshot.score).where(
+        ScoreSnapshot.account_id.in_(account_ids), ScoreSnapshot.day >= start)
+    for aid, day, score in db.session.execute(q):
+        out[aid][(day - start).days] = score
     return out

@@ -81,3 +81,19 @@ def test_change_this_week_is_exact_without_and_with_snapshots(app, world, make_u
     db.session.commit()
     again = next(r for r in sales_view.my_accounts(ae.id, now=now) if r["id"] == acme.id)
     assert again["change_week"] == row["change_week"]
+
+
+def test_the_trend_line_places_each_daily_snapshot_on_its_day(app, world):
+    from abm.models import ScoreSnapshot
+    from abm.services import scores
+
+    acme, globex = world["acme"], world["globex"]
+    now = utcnow()
+    today = now.date()
+    db.session.add_all([ScoreSnapshot(account_id=acme.id, day=today - timedelta(days=d), score=float(d))
+                        for d in (30, 29, 10, 1)] + [ScoreSnapshot(account_id=globex.id, day=today, score=7.5)])
+    db.session.commit()
+    series = scores.trend([acme.id, globex.id], days=30, now=now)
+    assert series[acme.id][0] == 29.0 and series[acme.id][19] == 10.0 and series[acme.id][28] == 1.0
+    assert sum(series[acme.id]) == 40.0  # the day 30 days ago is outside the line
+    assert series[globex.id] == [0.0] * 29 + [7.5]
