@@ -19,14 +19,39 @@ from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 CONTACT_PARAM = "abm_c"
 
 
+class _OneSigner:
+    """Makes its signer once instead of once per token (the same tokens): the dispatcher
+    signs an unsubscribe link for every email and the pixel reads a token per request."""
+
+    def make_signer(self, salt=None):
+        if salt is not None and salt != self.salt:
+            return super().make_signer(salt)
+        signer = self.__dict__.get("_signer")
+        if signer is None:
+            signer = self._signer = super().make_signer(salt)
+        return signer
+
+
+class _Serializer(_OneSigner, URLSafeSerializer):
+    pass
+
+
+class _TimedSerializer(_OneSigner, URLSafeTimedSerializer):
+    pass
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer(secret_key, salt: str, timed: bool = False) -> URLSafeSerializer:
+    """One serializer per secret and salt, made once."""
+    return (_TimedSerializer if timed else _Serializer)(secret_key, salt=salt)
+
+
 def _signer(salt: str, secret_key=None) -> URLSafeSerializer:
     return _serializer(current_app.config["SECRET_KEY"] if secret_key is None else secret_key, salt)
 
 
-@functools.lru_cache(maxsize=32)
-def _serializer(secret_key, salt: str) -> URLSafeSerializer:
-    """One serializer per secret and salt, made once (the open pixel reads one per request)."""
-    return URLSafeSerializer(secret_key, salt=salt)
+def _base_url() -> str:
+    return current_app.config.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
 
 
 def open_token(touch_id: int, contact_id: int | None, account_id: int) -> str:
@@ -70,16 +95,16 @@ def read_open(token: str, secret_key=None) -> tuple[int, int | None, int] | None
     return None
 
 
-def unsubscribe_token(contact_id: int) -> str:
+def unsubscribe_token(contact_id: int | str) -> str:
     """The token of ``/u/{token}``; it does not expire (mail stays in inboxes for years)."""
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").dumps(contact_id)
+    return _serializer(current_app.config["SECRET_KEY"], "unsubscribe", timed=True).dumps(contact_id)
 
 
 def read_unsubscribe(token: str) -> int | str | None:
     """The contact id a genuine token names, ``"owner:<account id>"`` for an email sent to an
     account's owner (a person on the sales side), or None for a forged token."""
     try:
-        value = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").loads(token)
+        value = _serializer(current_app.config["SECRET_KEY"], "unsubscribe", timed=True).loads(token)
     except BadSignature:
         return None
     if isinstance(value, int) or (isinstance(value, str) and value.startswith("owner:")):
@@ -87,8 +112,9 @@ def read_unsubscribe(token: str) -> int | str | None:
     return None
 
 
-def unsubscribe_url(contact_id: int) -> str:
-    return f"{current_app.config['BASE_URL']}/u/{unsubscribe_token(contact_id)}"
+def unsubscribe_url(contact_id: int | str) -> str:
+    """``/u/{token}`` for a contact id, or ``"owner:<account id>"`` for an account's owner."""
+    return f"{_base_url()}/u/{unsubscribe_token(contact_id)}"
 
 
 def tracking_for_email(touch_id: int, contact_id: int | None, account_id: int, html: str) -> dict:
@@ -99,7 +125,7 @@ def tracking_for_email(touch_id: int, contact_id: int | None, account_id: int, h
     the digests of exactly the links this email holds, so ``/t/c/`` redirects to those
     and to nothing else.
     """
-    base = current_app.config["BASE_URL"]
+    base = _base_url()
     token = click_token(touch_id, contact_id, account_id, links_in(html))
     return {"open_url": f"{base}/t/o/{open_token(touch_id, contact_id, account_id)}.gif",
             "click_url_template": f"{base}/t/c/{token}?u={{url}}"}

@@ -50,6 +50,11 @@ def term_expr(settings: dict):
     return weight_expr(settings) * Event.quantity * func.exp((_epoch_seconds(Event.occurred_at) - _EPOCH_S) * rate)
 
 
+def _level_sql(score: str) -> str:
+    """The level of ``score`` (an SQL expression) against the :hot and :warm parameters."""
+    return f"CASE WHEN {score} >= :hot THEN 'hot' WHEN {score} >= :warm THEN 'warm' ELSE 'cold' END"
+
+
 def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple[float, float]]:
     """Add stored events (dicts with account_id, type, url, quantity, occurred_at) to their
     accounts' scores, and set their score and level at ``now``, in one statement.
@@ -72,8 +77,7 @@ def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple
         result = db.session.execute(text(
             "UPDATE accounts SET score_ref = accounts.score_ref + v.inc, "
             "score = (accounts.score_ref + v.inc) * :f, score_updated_at = :now, "
-            "engagement = CASE WHEN (accounts.score_ref + v.inc) * :f >= :hot THEN 'hot' "
-            "WHEN (accounts.score_ref + v.inc) * :f >= :warm THEN 'warm' ELSE 'cold' END "
+            f"engagement = {_level_sql('(accounts.score_ref + v.inc) * :f')} "
             "FROM unnest(CAST(:ids AS integer[]), CAST(:incs AS double precision[])) AS v(aid, inc) "
             "WHERE accounts.id = v.aid RETURNING accounts.id, accounts.score_ref"),
             {"ids": list(increments), "incs": list(increments.values()), "f": factor, "now": now,
@@ -132,8 +136,7 @@ def recompute(now: datetime | None = None) -> int:
         factor = score_at(1.0, now, cfg["half_life_days"])
         db.session.execute(text(
             "UPDATE accounts SET score_ref = s.ref, score = s.ref * :f, score_updated_at = :now, "
-            "engagement = CASE WHEN s.ref * :f >= :hot THEN 'hot' WHEN s.ref * :f >= :warm THEN 'warm' "
-            "ELSE 'cold' END "
+            f"engagement = {_level_sql('s.ref * :f')} "
             "FROM (SELECT a.id, coalesce(v.total, 0.0) AS ref FROM accounts a LEFT JOIN "
             "unnest(CAST(:ids AS integer[]), CAST(:totals AS double precision[])) AS v(aid, total) "
             "ON v.aid = a.id) AS s WHERE accounts.id = s.id"),

@@ -34,13 +34,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import and_, func, or_, select, text, update
 
+from abm import tracking
 from abm.db import db, in_list
 from abm.models import Playbook as PlaybookRow
 from abm.models import Suppression, Touch
@@ -71,36 +70,8 @@ def lease() -> timedelta:
 # -- links and hooks -------------------------------------------------------------------
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return _serializer_for(current_app.config["SECRET_KEY"])
-
-
-class _OneSignerSerializer(URLSafeTimedSerializer):
-    """An itsdangerous serializer that makes its signer once instead of once per token
-    (the same tokens; the dispatcher signs one per email)."""
-
-    def make_signer(self, salt=None):
-        if salt is not None and salt != self.salt:
-            return super().make_signer(salt)
-        signer = self.__dict__.get("_signer")
-        if signer is None:
-            signer = self._signer = super().make_signer(salt)
-        return signer
-
-
-@lru_cache(maxsize=4)
-def _serializer_for(secret: str) -> URLSafeTimedSerializer:
-    return _OneSignerSerializer(secret, salt="unsubscribe")
-
-
 def unsubscribe_url(contact_id: int | str) -> str:
-    base = current_app.config.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
-    return f"{base}/u/{_serializer().dumps(contact_id)}"
-
-
-def unsubscribe_contact_id(token: str, max_age: int | None = None):
-    """The contact id a token names (raises itsdangerous.BadSignature when forged)."""
-    return _serializer().loads(token, max_age=max_age)
+    return tracking.unsubscribe_url(contact_id)
 
 
 def tracking_for_touch(touch: Touch) -> dict | None:
@@ -109,8 +80,6 @@ def tracking_for_touch(touch: Touch) -> dict | None:
     Connectors with tracking on add them to the message; others ignore them."""
     if touch.kind != "email" or not touch.contact_id:
         return None
-    from abm import tracking
-
     html = (touch.payload or {}).get("html") or ""
     return {"tracking": tracking.tracking_for_email(touch.id, touch.contact_id, touch.account_id, html)}
 
