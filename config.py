@@ -8,6 +8,7 @@
 | ABM_ENCRYPTION_KEYS | generated once into instance/ outside production (Fernet keys, newest first) |
 | ABM_BASE_URL | http://127.0.0.1:5000 |
 | ABM_ENV | development |
+| ABM_DISPATCHERS | 2 (dispatcher chains at once on PostgreSQL) |
 
 Production refuses to start with a missing or placeholder secret.
 """
@@ -59,6 +60,7 @@ class Config:
         self.ENCRYPTION_KEYS = [k.strip() for k in keys.split(",") if k.strip()]
         self.OUTBOX_DIR = env.get("ABM_OUTBOX_DIR") or str(inst / "outbox")
         self.MAX_CONTENT_LENGTH = int(env.get("ABM_MAX_BODY_BYTES") or 50 * 1024 * 1024)
+        self.ABM_DISPATCHERS = env.get("ABM_DISPATCHERS") or "2"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None
@@ -71,6 +73,9 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError when the settings cannot be used."""
+        if not (str(self.ABM_DISPATCHERS).isdigit() and 1 <= int(self.ABM_DISPATCHERS) <= 64):
+            raise ConfigError(f"ABM_DISPATCHERS={self.ABM_DISPATCHERS!r} is not a whole number from 1 to 64")
+        self.ABM_DISPATCHERS = int(self.ABM_DISPATCHERS)
         for key in self.ENCRYPTION_KEYS:
             try:
                 Fernet(key.encode())

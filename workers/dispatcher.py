@@ -18,7 +18,18 @@ One pass (:func:`dispatch`):
    enqueued as jobs of many touches per connector.
 
 A dispatcher that dies between commit and enqueue leaves touches ``queued`` with no
-job: :func:`recover` finds them after a lease. Time comes from :func:`clock`, which
+job: :func:`recover` finds them after a lease.
+
+Parallel dispatch on PostgreSQL (:func:`run_dispatch`, :func:`dispatch_chain`): the
+periodic job starts up to ``ABM_DISPATCHERS`` chains (default 2). A chain link runs one
+pass of a few batches; when more is due it enqueues the next link on the ``touches``
+queue, behind the send jobs it has just enqueued, so workers that serve both queues take
+turns dispatching and sending: the send work never starves behind a long dispatch (the
+due-to-sent lag stays at a few batches) and dispatching slows to the pace of sending when
+connectors are slow. A Redis key per chain, refreshed by each link, keeps the chains to
+their number; a chain whose link was lost (Redis emptied, a worker killed) is started
+again by the periodic job once its key expires. SKIP LOCKED keeps the chains' batches
+apart. On SQLite one dispatcher runs at a time. Time comes from :func:`clock`, which
 tests replace (``app.config["ABM_CLOCK"]``, a function returning an aware datetime).
 """
 
@@ -43,6 +54,12 @@ BATCH_SIZE = 1000
 #: How many steps one pass may take for one enrollment (touch steps end a call).
 MAX_CALLS = 20
 LOCK_KEY = "abm:dispatcher:lock"
+#: Dispatcher chains on PostgreSQL: how many by default, their keys, how long a key lives
+#: without a link refreshing it, and how many batches one link runs.
+DEFAULT_DISPATCHERS = 2
+CHAIN_KEY = "abm:dispatcher:chain:{}"
+CHAIN_LEASE_SECONDS = 120
+LINK_BATCHES = 2
 
 
 def clock() -> datetime:
@@ -88,6 +105,8 @@ def dispatch(now: datetime | None = None, batch_size: int = BATCH_SIZE, max_batc
                 stats["jobs"] += touches.enqueue(queued)
             if claimed < batch_size:
                 break
+        else:
+            stats["more"] = 1  # stopped at max_batches after a full batch: more may be due
     return dict(stats)
 
 
@@ -249,8 +268,21 @@ def _update_enrollments(updates: list[dict]) -> None:
 # -- periodic entry points (RQ jobs) --------------------------------------------------------
 
 
+def dispatchers() -> int:
+    """How many dispatcher chains run at once (``ABM_DISPATCHERS``; 1 on SQLite)."""
+    from flask import current_app
+
+    if db.dialect != "postgresql":
+        return 1
+    return max(1, int(current_app.config.get("ABM_DISPATCHERS", DEFAULT_DISPATCHERS)))
+
+
 def run_dispatch(max_seconds: float = 20.0) -> dict:
-    """The periodic dispatcher job: passes until nothing is due or time is up."""
+    """The periodic dispatcher job. On PostgreSQL: start the dispatcher chains that are
+    not running (see the module docstring). On SQLite: passes until nothing is due or
+    time is up."""
+    if db.dialect == "postgresql":
+        return {"chains_started": start_chains()}
     started = time.monotonic()
     total = defaultdict(int)
     while True:
@@ -259,6 +291,42 @@ def run_dispatch(max_seconds: float = 20.0) -> dict:
             total[k] += v
         if stats.get("batches", 0) < 20 or time.monotonic() - started > max_seconds:
             return dict(total)
+
+
+def start_chains() -> int:
+    """Enqueue the first link of every chain whose key is free; returns how many."""
+    from rq import Queue
+
+    from abm.redis_conn import get_redis
+
+    redis = get_redis()
+    started = 0
+    for number in range(dispatchers()):
+        if redis.set(CHAIN_KEY.format(number), "starting", nx=True, ex=CHAIN_LEASE_SECONDS):
+            Queue("dispatch", connection=redis).enqueue(dispatch_chain, number, job_timeout=600, result_ttl=60,
+                                                        failure_ttl=3600)
+            started += 1
+    return started
+
+
+def dispatch_chain(number: int) -> dict:
+    """One link of dispatcher chain ``number``: a pass of up to ``LINK_BATCHES`` batches;
+    if more is due, the next link goes on the ``touches`` queue behind this link's send
+    jobs, else the chain ends (its key is freed)."""
+    from rq import Queue
+
+    from abm.redis_conn import get_redis
+
+    stats = dispatch(batch_size=BATCH_SIZE, max_batches=LINK_BATCHES)
+    redis = get_redis()
+    key = CHAIN_KEY.format(number)
+    if stats.get("more"):
+        redis.set(key, "running", ex=CHAIN_LEASE_SECONDS)
+        Queue("touches", connection=redis).enqueue(dispatch_chain, number, job_timeout=600, result_ttl=60,
+                                                   failure_ttl=3600)
+    else:
+        redis.delete(key)
+    return stats
 
 
 def run_sweep() -> dict:

@@ -1,7 +1,9 @@
 """A real RQ worker process for the fault tests: ``python -m tests.engine.worker_process``.
 
 Reads ABM_DATABASE_URL, ABM_REDIS_URL, ABM_INSTANCE_PATH like ``abm worker``, registers
-the slow test connector type, and works the ``touches`` queue (``BURST=1``: until empty).
+the slow test connector type, and works the ``touches`` queue, or the queues named in
+``QUEUES`` (comma-separated), until stopped (``BURST=1``: until empty).
+``DISPATCH_BATCH_SIZE`` sets the dispatcher chains' batch size.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ def main() -> int:
     app = create_app(config.TestingConfig(),
                      ABM_TOUCH_LEASE_SECONDS=int(os.environ.get("ABM_TOUCH_LEASE_SECONDS", "300")))
     conn = get_redis(app)
-    import workers.dispatcher  # noqa: F401 - loaded before forking, as run_worker does
+    import workers.dispatcher  # loaded before forking, as run_worker does
     import workers.jobs  # noqa: F401
 
+    if os.environ.get("DISPATCH_BATCH_SIZE"):
+        workers.dispatcher.BATCH_SIZE = int(os.environ["DISPATCH_BATCH_SIZE"])
     AppWorker.flask_app = app
-    worker = AppWorker([get_queue("touches", conn)], connection=conn)
+    queues = [get_queue(name, conn) for name in os.environ.get("QUEUES", "touches").split(",")]
+    worker = AppWorker(queues, connection=conn)
     worker.work(burst=os.environ.get("BURST") == "1", logging_level=os.environ.get("LOG", "WARNING"))
     return 0
 
