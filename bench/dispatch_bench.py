@@ -129,11 +129,12 @@ def postgres_cpu(database: str) -> float:
 class Workers:
     """``abm worker`` processes, with their peak memory sampled from /proc."""
 
-    def __init__(self, count: int, instance: str, queues: tuple[str, ...] = ("touches",)):
+    def __init__(self, count: int, instance: str, queues: tuple[str, ...] = ("touches",), fork: bool = True):
         env = dict(os.environ, ABM_DATABASE_URL=PG_URL, ABM_REDIS_URL=REDIS_URL, ABM_INSTANCE_PATH=instance,
                    ABM_ENV="testing")
         # `python -c` with the repository as the working directory, like `abm worker touches`.
-        command = [sys.executable, "-c", "from abm.cli import main; main(prog_name='abm')", "worker", *queues]
+        command = [sys.executable, "-c", "from abm.cli import main; main(prog_name='abm')", "worker", *queues,
+                   *(() if fork else ("--no-fork",))]
         self.procs = [subprocess.Popen(command, cwd=ROOT,
                                        env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL) for _ in range(count)]
@@ -197,6 +198,7 @@ def main() -> int:
     parser.add_argument("--touches", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-fork", action="store_true", help="run the workers with --no-fork (RQ's SimpleWorker)")
     args = parser.parse_args()
 
     fresh_database()
@@ -221,7 +223,7 @@ def main() -> int:
         seed(args.touches)
         service.apply(PLAYBOOK.format(), "bench.yaml")
         service.activate("bench-dispatch")
-        workers = Workers(args.workers, instance, queues=("dispatch", "touches"))
+        workers = Workers(args.workers, instance, queues=("dispatch", "touches"), fork=not args.no_fork)
         try:
             time.sleep(3)  # let the workers start before the clock runs
             workers_cpu, server_cpu = workers.cpu_seconds(), postgres_cpu(database)

@@ -91,12 +91,14 @@ def serve(host, port, workers, threads):
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--with-scheduler/--no-scheduler", default=False,
               help="Also run the periodic jobs in this worker.")
+@click.option("--fork/--no-fork", default=True, show_default=True,
+              help="Run each job in a forked work horse (RQ's Worker) or in this process (RQ's SimpleWorker).")
 @with_appcontext
-def worker(queues, burst, with_scheduler):
+def worker(queues, burst, with_scheduler, fork):
     from workers.runner import run_worker
 
     sys.exit(run_worker(current_app._get_current_object(), list(queues), burst=burst,
-                        with_scheduler=with_scheduler))
+                        with_scheduler=with_scheduler, fork=fork))
 
 
 commands = [db_group, users_group, tokens_group, serve, worker]

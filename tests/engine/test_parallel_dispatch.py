@@ -1,5 +1,6 @@
 """Dispatcher chains on PostgreSQL: two real worker processes serving the ``dispatch`` and
-``touches`` queues dispatch in parallel and send, every touch exactly once."""
+``touches`` queues (one forking a work horse per job, one running jobs in its own
+process: ``abm worker --no-fork``) dispatch in parallel and send, every touch exactly once."""
 
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ N = 300
 BATCH = 25
 
 
-def _workers(app, count: int) -> list[subprocess.Popen]:
+def _workers(app) -> list[subprocess.Popen]:
     env = dict(os.environ, ABM_DATABASE_URL=app.config["DATABASE_URL"], ABM_REDIS_URL=app.config["REDIS_URL"],
                ABM_INSTANCE_PATH=app.instance_path, QUEUES="dispatch,touches", DISPATCH_BATCH_SIZE=str(BATCH))
-    return [subprocess.Popen([sys.executable, "-m", "tests.engine.worker_process"], cwd=ROOT, env=env,
+    return [subprocess.Popen([sys.executable, "-m", "tests.engine.worker_process"], cwd=ROOT, env=dict(env, FORK=fork),
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(count)]
+            for fork in ("1", "0")]
 
 
 def _sent() -> int:
@@ -63,7 +64,7 @@ def test_dispatcher_chains_share_the_work_and_send_each_touch_once(app, backend,
         pytest.skip("parallel dispatch is PostgreSQL's (SKIP LOCKED); SQLite runs one dispatcher")
     log = _playbook(tmp_path)
     redis = redis_lib.Redis.from_url(app.config["REDIS_URL"])
-    procs = _workers(app, 2)
+    procs = _workers(app)
     try:
         assert dispatcher.run_dispatch() == {"chains_started": 2}
         assert dispatcher.run_dispatch() == {"chains_started": 0}  # both chains are running

@@ -3,7 +3,8 @@
 Reads ABM_DATABASE_URL, ABM_REDIS_URL, ABM_INSTANCE_PATH like ``abm worker``, registers
 the slow test connector type, and works the ``touches`` queue, or the queues named in
 ``QUEUES`` (comma-separated), until stopped (``BURST=1``: until empty).
-``DISPATCH_BATCH_SIZE`` sets the dispatcher chains' batch size.
+``DISPATCH_BATCH_SIZE`` sets the dispatcher chains' batch size; ``FORK=0`` runs the jobs in
+this process (``abm worker --no-fork``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def main() -> int:
     from abm import create_app
     from abm.redis_conn import get_redis
     from workers.queues import get_queue
-    from workers.runner import AppWorker
+    from workers.runner import AppSimpleWorker, AppWorker
 
     app = create_app(config.TestingConfig(),
                      ABM_TOUCH_LEASE_SECONDS=int(os.environ.get("ABM_TOUCH_LEASE_SECONDS", "300")))
@@ -31,9 +32,10 @@ def main() -> int:
 
     if os.environ.get("DISPATCH_BATCH_SIZE"):
         workers.dispatcher.BATCH_SIZE = int(os.environ["DISPATCH_BATCH_SIZE"])
-    AppWorker.flask_app = app
+    worker_class = AppSimpleWorker if os.environ.get("FORK") == "0" else AppWorker
+    worker_class.flask_app = app
     queues = [get_queue(name, conn) for name in os.environ.get("QUEUES", "touches").split(",")]
-    worker = AppWorker(queues, connection=conn)
+    worker = worker_class(queues, connection=conn)
     worker.work(burst=os.environ.get("BURST") == "1", logging_level=os.environ.get("LOG", "WARNING"))
     return 0
 
