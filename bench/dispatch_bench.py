@@ -61,6 +61,34 @@ steps:
 """
 
 
+def seed_history(playbook_key: str) -> None:
+    """Every contact was emailed once, three days ago, by an earlier playbook (now archived):
+    the caps' look-ups find a touch per contact, as they do in a workspace in use, and the
+    touches table has statistics as autovacuum would have gathered them."""
+    from sqlalchemy import text
+
+    from abm.db import db
+    from abm.services import playbooks as service
+
+    row = service.get(playbook_key)
+    db.session.execute(text("""
+        UPDATE enrollments SET state = 'completed', next_run_at = NULL, left_at = now() - interval '3 days'
+        WHERE playbook_id = :p"""), {"p": row.id})
+    db.session.execute(text("""
+        INSERT INTO touches (enrollment_id, playbook_id, account_id, contact_id, contact_key, step_id, step_index,
+                             kind, channel, connector, status, payload, due_at, queued_at, claimed_at, sent_at,
+                             attempts, created_at, updated_at)
+        SELECT e.id, e.playbook_id, e.account_id, c.id, c.id, 'hello', 0, 'email', 'email', 'bench-log', 'sent',
+               '{}'::jsonb, now() - interval '3 days', now() - interval '3 days', now() - interval '3 days',
+               now() - interval '3 days', 1, now() - interval '3 days', now() - interval '3 days'
+        FROM enrollments e JOIN contacts c ON c.account_id = e.account_id WHERE e.playbook_id = :p"""),
+                       {"p": row.id})
+    db.session.commit()
+    service.archive(playbook_key)
+    db.session.execute(text("ANALYZE"))
+    db.session.commit()
+
+
 def seed(n: int, start: int = 0) -> None:
     from sqlalchemy import text
 
@@ -176,7 +204,7 @@ class Workers:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
-def wait_sent(expected: int, timeout: float) -> float:
+def wait_sent(expected: int, timeout: float, playbook_id: int) -> float:
     from sqlalchemy import func, select
 
     from abm.db import db
@@ -185,7 +213,8 @@ def wait_sent(expected: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while True:
         db.session.rollback()
-        sent = db.session.execute(select(func.count()).select_from(Touch).where(Touch.status == "sent")).scalar_one()
+        sent = db.session.execute(select(func.count()).select_from(Touch).where(
+            Touch.status == "sent", Touch.playbook_id == playbook_id)).scalar_one()
         if sent >= expected:
             return time.perf_counter()
         if time.monotonic() > deadline:
@@ -221,27 +250,31 @@ def main() -> int:
         connectors.create({"type": "log", "name": "bench-log", "settings": {"path": str(log_path), "keep": 1},
                            "default": ["email", "ads", "alert", "task", "webhook"]})
         seed(args.touches)
+        service.apply(PLAYBOOK.format().replace("bench-dispatch", "bench-history"), "history.yaml")
+        service.activate("bench-history")
+        seed_history("bench-history")
         service.apply(PLAYBOOK.format(), "bench.yaml")
         service.activate("bench-dispatch")
+        playbook_id = service.get("bench-dispatch").id
         workers = Workers(args.workers, instance, queues=("dispatch", "touches"), fork=not args.no_fork)
         try:
             time.sleep(3)  # let the workers start before the clock runs
             workers_cpu, server_cpu = workers.cpu_seconds(), postgres_cpu(database)
             started = time.perf_counter()
             chains = dispatcher.run_dispatch()["chains_started"]
-            finished = wait_sent(args.touches, timeout=600)
+            finished = wait_sent(args.touches, timeout=600, playbook_id=playbook_id)
             time.sleep(0.5)  # the last work horse is reaped
             workers_cpu = workers.cpu_seconds() - workers_cpu
             server_cpu = postgres_cpu(database) - server_cpu
             lags = sorted((t.sent_at - t.due_at).total_seconds() for t in db.session.execute(
-                select(Touch.due_at, Touch.sent_at).where(Touch.status == "sent")))
+                select(Touch.due_at, Touch.sent_at).where(Touch.status == "sent", Touch.playbook_id == playbook_id)))
             rate = args.touches / (finished - started)
 
             # The reference: one RQ job per touch, same workers, same connector.
             from sqlalchemy import update
 
             single_ids = [t for t, in db.session.execute(
-                select(Touch.id).order_by(Touch.id).limit(args.single))]
+                select(Touch.id).where(Touch.playbook_id == playbook_id).order_by(Touch.id).limit(args.single))]
             db.session.execute(update(Touch).where(Touch.id.in_(single_ids)).values(
                 status="queued", claimed_at=None, sent_at=None, queued_at=utcnow()))
             db.session.commit()
@@ -251,7 +284,7 @@ def main() -> int:
             started_single = time.perf_counter()
             queue.enqueue_many([Queue.prepare_data(touches.JOB_FUNC, args=([i], "bench-log"), result_ttl=60)
                                 for i in single_ids])
-            finished_single = wait_sent(args.touches, timeout=900)
+            finished_single = wait_sent(args.touches, timeout=900, playbook_id=playbook_id)
             single_rate = args.single / (finished_single - started_single)
         finally:
             workers.stop()
