@@ -28,7 +28,7 @@ import time
 from sqlalchemy import select
 
 from abm.db import db, in_list
-from abm.models import Account, Contact, Touch
+from abm.models import Contact, Touch
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, touches
 from connectors.base import PermanentError, RetryableError
@@ -72,7 +72,7 @@ def build_batch(ids: list[int]) -> list[ConnectorTouch]:
     rows = db.session.execute(select(*(touch_table.c[c] for c in _TOUCH_COLUMNS))
                               .where(in_list(touch_table.c.id, ids)).order_by(touch_table.c.id)).all()
     account_ids = sorted({t.account_id for t in rows})
-    facts = audience.load_facts(account_ids, _clock(), with_contacts=False)
+    facts = audience.load_facts(account_ids, _clock(), with_contacts=False, with_crm_ids=True)
     contact_ids = sorted({t.contact_id for t in rows if t.contact_id})
     contacts = {c.id: audience.contact_fields(c) for c in db.session.execute(
         select(*(contact_table.c[c] for c in _CONTACT_COLUMNS)).where(
@@ -80,8 +80,6 @@ def build_batch(ids: list[int]) -> list[ConnectorTouch]:
     playbooks = {p.id: {"key": p.key, "name": p.name, "product": p.product} for p in db.session.execute(
         select(PlaybookRow.id, PlaybookRow.key, PlaybookRow.name, PlaybookRow.product).where(
             PlaybookRow.id.in_({t.playbook_id for t in rows})))}
-    crm_ids = dict(db.session.execute(select(Account.id, Account.crm_ids).where(
-        in_list(Account.id, account_ids))).all())
     people = _account_contacts({t.account_id for t in rows if t.kind in ("audience", "task")})
     batch = []
     for t in rows:
@@ -91,7 +89,7 @@ def build_batch(ids: list[int]) -> list[ConnectorTouch]:
         elif t.kind == "email":
             contact = {"email": facts[t.account_id].fields.get("owner") if t.account_id in facts else None}
         account = dict(facts[t.account_id].fields) if t.account_id in facts else {"id": t.account_id}
-        account["crm_ids"] = dict(crm_ids.get(t.account_id) or {})
+        account["crm_ids"] = dict(account.get("crm_ids") or {})  # each touch its own, as connectors may add to it
         if t.kind in ("audience", "task"):
             account["contacts"] = people.get(t.account_id, [])
         payload = dict(t.payload or {})

@@ -364,22 +364,25 @@ _CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "tit
 
 
 def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0),
-               with_contacts: bool = True) -> dict[int, AccountFacts]:
+               with_contacts: bool = True, with_crm_ids: bool = False) -> dict[int, AccountFacts]:
     """``AccountFacts`` for each account id, in three queries whatever their number.
 
     ``since``: how far back events are needed (``longest_window``); None for all of
-    them, ``timedelta(0)`` for none.
+    them, ``timedelta(0)`` for none. ``with_crm_ids``: the fields also hold ``crm_ids``
+    (what a connector's touch carries; conditions and templates do not read them).
     """
     ids = sorted(set(account_ids))
     facts: dict[int, AccountFacts] = {}
     if not ids:
         return facts
-    columns = [getattr(Account, c) for c in _ACCOUNT_COLUMNS]
+    columns = [getattr(Account, c) for c in _ACCOUNT_COLUMNS] + ([Account.crm_ids] if with_crm_ids else [])
     rows = db.session.execute(
         select(*columns, User.email.label("owner_email")).outerjoin(User, User.id == Account.owner_id)
         .where(in_list(Account.id, ids))).all()
     for row in rows:
         facts[row.id] = AccountFacts(fields=account_fields(row, row.owner_email), events=[], contacts=[])
+        if with_crm_ids:
+            facts[row.id].fields["crm_ids"] = dict(row.crm_ids or {})
     if with_contacts:
         columns = [getattr(Contact, c) for c in _CONTACT_COLUMNS]
         for row in db.session.execute(select(*columns).where(in_list(Contact.account_id, ids)).order_by(Contact.id)):
