@@ -66,11 +66,10 @@ _CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "tit
                     "phone", "attributes", "unsubscribed_at", "bounced_at", "erased_at")
 
 
-def build_batch(ids: list[int]) -> list[ConnectorTouch]:
-    """The plain touches a connector gets, loaded in a few queries whatever their number."""
-    touch_table, contact_table = Touch.__table__, Contact.__table__
-    rows = db.session.execute(select(*(touch_table.c[c] for c in _TOUCH_COLUMNS))
-                              .where(in_list(touch_table.c.id, ids)).order_by(touch_table.c.id)).all()
+def build_batch(rows: list) -> list[ConnectorTouch]:
+    """The plain touches a connector gets, from the claimed touches' rows (``_TOUCH_COLUMNS``),
+    in a few queries whatever their number."""
+    contact_table = Contact.__table__
     account_ids = sorted({t.account_id for t in rows})
     facts = audience.load_facts(account_ids, _clock(), with_contacts=False, with_crm_ids=True)
     contact_ids = sorted({t.contact_id for t in rows if t.contact_id})
@@ -128,7 +127,8 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
     from abm.services import connectors
 
     now = _clock()
-    taken = touches.claim(list(touch_ids), now)
+    rows = touches.claim_rows(list(touch_ids), now, _TOUCH_COLUMNS)
+    taken = [row.id for row in rows]
     if not taken:
         return {"claimed": 0}
     try:
@@ -139,7 +139,7 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
         return {"claimed": len(taken), "failed": len(taken)}
     config = connectors.get_config(connector.name)
     _pace(connector.name, *connectors.rate_limit_of(config))
-    batch = build_batch(taken)
+    batch = build_batch(rows)
     db.session.commit()
     before = copy.deepcopy(connector.context.state)
     try:

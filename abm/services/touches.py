@@ -361,6 +361,12 @@ def enqueue(touches: list[tuple[int, str | None]], connection=None) -> int:
 def claim(touch_ids: list[int], now: datetime) -> list[int]:
     """Atomically take the touches that may be sent now: queued, not held by a live
     claim, of an active playbook. Commits. Returns the ids taken."""
+    return [row.id for row in claim_rows(touch_ids, now)]
+
+
+def claim_rows(touch_ids: list[int], now: datetime, columns: tuple[str, ...] = ("id",)) -> list:
+    """:func:`claim`, returning the taken touches' ``columns`` (``id`` first), in id
+    order: a job reads what it sends in the statement that claims it."""
     active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
     stale = now - lease()
     table = Touch.__table__
@@ -368,10 +374,10 @@ def claim(touch_ids: list[int], now: datetime) -> list[int]:
         in_list(table.c.id, touch_ids), table.c.status == "queued",
         or_(table.c.claimed_at.is_(None), table.c.claimed_at < stale), table.c.playbook_id.in_(active))
         .values(claimed_at=now, attempts=table.c.attempts + 1, updated_at=now)
-        .returning(table.c.id))
-    taken = list(db.session.execute(stmt).scalars())
+        .returning(*(table.c[c] for c in columns)))
+    taken = db.session.execute(stmt).all()
     db.session.commit()
-    return sorted(taken)
+    return sorted(taken, key=lambda row: row[0])
 
 
 def release(touch_ids: list[int], now: datetime, error: str | None = None) -> None:
