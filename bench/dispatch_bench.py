@@ -6,7 +6,8 @@ End to end means: enrollments due now are claimed by the dispatcher chains, adva
 their email touches built (recipients, suppression, caps, window, rendering) and
 written, enqueued as jobs of many touches, and sent through a ``log`` connector that
 appends every touch to a file, then marked sent -- all of it by ``abm worker dispatch
-touches`` processes, as in production: the bench starts the chains as the periodic job
+touches`` processes (jobs in the worker's process; ``--fork``: a work horse per job), as
+in production: the bench starts the chains as the periodic job
 does (``run_dispatch``) and waits. Printed:
 
 - touches/s from the start of the chains to the last touch marked sent, and the
@@ -157,12 +158,12 @@ def postgres_cpu(database: str) -> float:
 class Workers:
     """``abm worker`` processes, with their peak memory sampled from /proc."""
 
-    def __init__(self, count: int, instance: str, queues: tuple[str, ...] = ("touches",), fork: bool = True):
+    def __init__(self, count: int, instance: str, queues: tuple[str, ...] = ("touches",), fork: bool = False):
         env = dict(os.environ, ABM_DATABASE_URL=PG_URL, ABM_REDIS_URL=REDIS_URL, ABM_INSTANCE_PATH=instance,
                    ABM_ENV="testing")
         # `python -c` with the repository as the working directory, like `abm worker touches`.
         command = [sys.executable, "-c", "from abm.cli import main; main(prog_name='abm')", "worker", *queues,
-                   *(() if fork else ("--no-fork",))]
+                   *(("--fork",) if fork else ())]
         self.procs = [subprocess.Popen(command, cwd=ROOT,
                                        env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL) for _ in range(count)]
@@ -227,7 +228,7 @@ def main() -> int:
     parser.add_argument("--touches", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-fork", action="store_true", help="run the workers with --no-fork (RQ's SimpleWorker)")
+    parser.add_argument("--fork", action="store_true", help="run the workers with --fork (a work horse per job)")
     args = parser.parse_args()
 
     fresh_database()
@@ -256,7 +257,7 @@ def main() -> int:
         service.apply(PLAYBOOK.format(), "bench.yaml")
         service.activate("bench-dispatch")
         playbook_id = service.get("bench-dispatch").id
-        workers = Workers(args.workers, instance, queues=("dispatch", "touches"), fork=not args.no_fork)
+        workers = Workers(args.workers, instance, queues=("dispatch", "touches"), fork=args.fork)
         try:
             time.sleep(3)  # let the workers start before the clock runs
             workers_cpu, server_cpu = workers.cpu_seconds(), postgres_cpu(database)

@@ -23,18 +23,20 @@ class AppWorker(_InAppContext, Worker):
 
 
 class AppSimpleWorker(_InAppContext, SimpleWorker):
-    """RQ's ``SimpleWorker`` (jobs in the worker's own process) inside a Flask app context.
+    """RQ's ``SimpleWorker`` (jobs in the worker's own process) inside a Flask app context:
+    what ``abm worker`` runs unless told ``--fork``.
 
     A forked work horse starts cold: a new database connection (a new PostgreSQL backend
     with empty catalog caches), SQLAlchemy statements compiled again, playbooks and
     connectors loaded again -- about 40 ms of CPU per job here, several percent of a
-    1,000-touch job. In one process they are made once. The jobs keep no state between
+    1,000-touch job (the dispatch benchmark's workers need a third less CPU per touch
+without forking). In one process they are made once. The jobs keep no state between
     runs but these caches (keyed by immutable things: a playbook version, a template's
     source); RQ's job timeout still applies (SIGALRM in the worker)."""
 
 
 def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool = False,
-               fork: bool = True) -> int:
+               fork: bool = False) -> int:
     from abm.redis_conn import get_redis
 
     conn = get_redis(app)

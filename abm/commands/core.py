@@ -91,8 +91,8 @@ def serve(host, port, workers, threads):
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--with-scheduler/--no-scheduler", default=False,
               help="Also run the periodic jobs in this worker.")
-@click.option("--fork/--no-fork", default=True, show_default=True,
-              help="Run each job in a forked work horse (RQ's Worker) or in this process (RQ's SimpleWorker).")
+@click.option("--fork/--no-fork", default=False, show_default=True,
+              help="Run each job in a forked work horse (RQ's Worker) instead of in this process (RQ's SimpleWorker).")
 @with_appcontext
 def worker(queues, burst, with_scheduler, fork):
     from workers.runner import run_worker

@@ -1,6 +1,7 @@
 """Dispatcher chains on PostgreSQL: two real worker processes serving the ``dispatch`` and
-``touches`` queues (one forking a work horse per job, one running jobs in its own
-process: ``abm worker --no-fork``) dispatch in parallel and send, every touch exactly once."""
+``touches`` queues (one running jobs in its own process, as ``abm worker`` does, one
+forking a work horse per job: ``abm worker --fork``) dispatch in parallel and send, every
+touch exactly once."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Reads ABM_DATABASE_URL, ABM_REDIS_URL, ABM_INSTANCE_PATH like ``abm worker``, re
 the slow test connector type, and works the ``touches`` queue, or the queues named in
 ``QUEUES`` (comma-separated), until stopped (``BURST=1``: until empty).
 ``DISPATCH_BATCH_SIZE`` sets the dispatcher chains' batch size; ``FORK=0`` runs the jobs in
-this process (``abm worker --no-fork``).
+this process (as ``abm worker`` does; by default a work horse per job, ``--fork``).
 """
 
 from __future__ import annotations
