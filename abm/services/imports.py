@@ -547,6 +547,19 @@ WHERE sup.n IS NOT NULL OR o.email IS NOT NULL OR acc.id IS NULL
 ORDER BY s.n
 """
 
+# A batch's look-up (the emails and domains as array literals): (email, NULL) for a suppressed address,
+# (domain, id) for the account of a link domain.
+_CONTACT_LINKS = """
+SELECT e, NULL::integer FROM unnest(%(emails)s::text[]) e
+WHERE EXISTS (SELECT FROM suppressions p WHERE p.email_hash = encode(sha256(convert_to(e, 'UTF8')), 'hex'))
+UNION ALL
+SELECT a.domain, a.id FROM accounts a WHERE a.domain = ANY(%(domains)s::text[])
+"""
+_CONTACT_COPY = (f"COPY contacts (email, {', '.join(_NULLABLE_CONTACT[1:])}, attributes, crm_ids, account_id, "
+                 "created_at, updated_at) FROM STDIN")
+assert not _CONTACT_DEFAULTS[0], "a new contact column with a default: give it in _CONTACT_COPY's lines too"
+_SUPPRESSED = "this address is on the suppression list (erased or asked never to be contacted); row not imported"
+
 
 class _Importer:
     kind = ""
@@ -732,18 +745,16 @@ class _Importer:
 
     def _write_or_split(self, rows: list[_Row]) -> ImportReport:
         self.out = ImportReport(self.kind)
-        conn = None
+        self.staged_on = None
         try:
-            if self.dialect == "postgresql":
-                conn = db.session.connection().connection.driver_connection
             self.write(rows)
             db.session.commit()
-            if conn is not None:
-                _STAGED_ON[self.kind].add(conn)  # committed: the connection keeps its temporary table
+            if self.staged_on is not None:
+                _STAGED_ON[self.kind].add(self.staged_on)  # committed: the connection keeps its temporary table
             return self.out
         except _DATABASE_ERRORS as exc:
-            if conn is not None:  # make sure of the temporary table on the next try
-                _STAGED_ON[self.kind].discard(conn)
+            if self.staged_on is not None:  # make sure of the temporary table on the next try
+                _STAGED_ON[self.kind].discard(self.staged_on)
             db.session.rollback()
             if len(rows) == 1:
                 out = ImportReport(self.kind, rejected=1)
@@ -771,8 +782,15 @@ class _Importer:
         raise NotImplementedError
 
     def copy_line(self, row: _Row) -> str:
-        """The row as a line of the temporary table's COPY (PostgreSQL)."""
+        """The row as a line of the temporary table's COPY (PostgreSQL), or what the line is made of."""
         raise NotImplementedError
+
+    #: The temporary table's columns in the order its COPY lines give them ("" for the table's own order).
+    STAGED_COLUMNS = ""
+
+    def staged_lines(self, rows: list[_Row]) -> str:
+        """The rows as the temporary table's COPY text."""
+        return "".join([r.line or self.copy_line(r) for r in rows])
 
     def stage_and_run(self, rows: list[_Row], statement: str) -> list[tuple]:
         """COPY the rows into the temporary table ``_abm_import_<kind>``, run ``statement``, return its rows.
@@ -780,12 +798,15 @@ class _Importer:
         The table is made once per connection and emptied at each commit.
         """
         conn = db.session.connection().connection.driver_connection
+        self.staged_on = conn
         with conn.cursor() as cur:
             if conn not in _STAGED_ON[self.kind]:  # the first batch on this connection
                 cur.execute(self.STAGING)
-            with cur.copy(f"COPY _abm_import_{self.kind} FROM STDIN") as copy:
-                copy.write("".join([r.line or self.copy_line(r) for r in rows]))
-            cur.execute(statement, {"now": self.started, "actor": self.actor_id})
+            with cur.copy(f"COPY _abm_import_{self.kind} {self.STAGED_COLUMNS} FROM STDIN") as copy:
+                copy.write(self.staged_lines(rows))
+            # Planned afresh for each batch (no prepared statement): a plan made when the table was
+            # small (a scan of the whole table for the stored keys) would be kept as it grows.
+            cur.execute(statement, {"now": self.started, "actor": self.actor_id}, prepare=False)
             return cur.fetchall()
 
     # -- writing elsewhere than PostgreSQL (SQLite)
@@ -1019,6 +1040,7 @@ class _ContactImporter(_Importer):
     NULLABLE = ("first_name", "last_name", "title", "buying_role", "country", "phone", "account_id")
 
     def prepare(self) -> None:
+        self.upserting = False  # whether the last batch written had addresses stored already
         roles = self.settings["roles"]
         self.roles = {header_key(r): r for r in roles}
         self._role_cache: dict[str, str | None] = {}
@@ -1071,15 +1093,96 @@ class _ContactImporter(_Importer):
         return role
 
     STAGING = _staging_sql("contacts", _CONTACT_STAGED)
+    STAGED_COLUMNS = (f"(email, {', '.join(_NULLABLE_CONTACT[1:])}, attributes, crm_ids, account_domain, "
+                      "link_domain, n)")
 
     def copy_line(self, row: _Row) -> str:
-        get = row.values.get
-        email, domain = row.values["email"], get("account_domain")
-        return _copy_line((row.number, email, get("first_name"), get("last_name"), get("title"), get("buying_role"),
-                           get("country"), get("phone"), _json_or_none(row.attributes), _json_or_none(row.crm_ids),
-                           domain, domain or company_domain_of(email)))
+        """The row's fields from its email to its CRM ids in COPY's text format, without the line end.
+
+        Both ways into the database start their lines with it: straight into ``contacts``
+        (a new address) and into the temporary table (an address already stored).
+        """
+        values = row.values
+        email, domain = values["email"], values.get("account_domain")
+        values["link_domain"] = domain or company_domain_of(email)
+        get = values.get
+        return _copy_fields((email, get("first_name"), get("last_name"), get("title"), get("buying_role"),
+                             get("country"), get("phone"), _json_text(row.attributes), _json_text(row.crm_ids)))
+
+    def staged_lines(self, rows: list[_Row]) -> str:
+        # The domains are normalised (letters, digits, dots and hyphens): nothing to escape.
+        return "".join([f"{r.line or self.copy_line(r)}\t{r.values.get('account_domain') or NULL}\t"
+                        f"{r.values['link_domain'] or NULL}\t{r.number}\n" for r in rows])
 
     def write_pg(self, rows: list[_Row]) -> None:
+        """A batch of new addresses is COPYed straight into ``contacts``; any other is upserted.
+
+        While the batches hold only new addresses (a first import), a batch's rows are
+        COPYed into ``contacts`` after one look-up of the suppressed addresses and of the
+        accounts of the batch's domains: no temporary table, no upsert. An address stored
+        already (an update, a repeated row, another writer) fails the COPY on the unique
+        index; the batch then goes through the temporary table and the upsert, and so do
+        the next batches until one holds only new addresses again.
+        """
+        for r in rows:
+            if not r.line:
+                r.line = self.copy_line(r)
+        if self.upserting:
+            self.upsert_pg(rows)
+            return
+        conn = db.session.connection().connection.driver_connection
+        with conn.cursor() as cur:
+            cur.execute(_CONTACT_LINKS, {
+                "emails": _text_array([r.values["email"] for r in rows]),
+                "domains": _text_array({d for r in rows if (d := r.values["link_domain"]) is not None}),
+            }, prepare=False)  # planned for the tables as they are now
+            suppressed, account_ids = set(), {}
+            for key, account_id in cur.fetchall():
+                if account_id is None:
+                    suppressed.add(key)
+                else:
+                    account_ids[key] = account_id
+            new = []
+            for r in rows:
+                if r.values["email"] in suppressed:
+                    self.out.skip(r.number, "email", _SUPPRESSED)
+                else:
+                    new.append(r)
+            if not self.copy_new(cur, new, account_ids):
+                self.upserting = True
+                self.upsert_pg(new)
+                return
+        self.out.created += len(new)
+        for r in new:
+            if r.values["link_domain"] not in account_ids:
+                self.unknown_account(r)
+                self.out.unlinked += 1
+
+    def copy_new(self, cur, rows: list[_Row], account_ids: dict[str, int]) -> bool:
+        """COPY the rows into ``contacts``; False (and nothing written) when an address is stored already."""
+        import psycopg
+
+        tail = f"\t{self.started}\t{self.started}\n"
+        get = account_ids.get
+        cur.execute("SAVEPOINT contacts_copy")
+        try:
+            with cur.copy(_CONTACT_COPY) as copy:
+                copy.write("".join([f"{r.line}\t{NULL if (a := get(r.values['link_domain'])) is None else a}{tail}"
+                                    for r in rows]))
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT contacts_copy")
+            return False
+        cur.execute("RELEASE SAVEPOINT contacts_copy")
+        return True
+
+    def unknown_account(self, row: _Row) -> None:
+        domain = row.values.get("account_domain")
+        if domain:
+            self.out.error(row.number, "account_domain", f"no account has the domain {domain}; the contact was "
+                                                         "imported without an account (import the accounts first)")
+
+    def upsert_pg(self, rows: list[_Row]) -> None:
+        """The rows through the temporary table and one ``INSERT ... ON CONFLICT DO UPDATE``."""
         result = self.stage_and_run(rows, _CONTACT_UPSERT)
         by_number = {r.number: r for r in rows}
         out, written, existed = self.out, len(rows), 0
@@ -1087,13 +1190,10 @@ class _ContactImporter(_Importer):
             values = by_number[number].values
             if suppressed:
                 written -= 1
-                out.skip(number, "email", "this address is on the suppression list (erased or asked never to be "
-                                          "contacted); row not imported")
+                out.skip(number, "email", _SUPPRESSED)
                 continue
             if no_account:
-                if values.get("account_domain"):
-                    out.error(number, "account_domain", f"no account has the domain {values['account_domain']}; "
-                              "the contact was imported without an account (import the accounts first)")
+                self.unknown_account(by_number[number])
                 if not stored:
                     out.unlinked += 1
             if stored:
@@ -1104,6 +1204,7 @@ class _ContactImporter(_Importer):
                 else:
                     out.updated += 1
         out.created += written - existed
+        self.upserting = existed > 0
 
     def write_rows(self, rows: list[_Row]) -> None:
         hashes = {email_hash(r.values["email"]): r for r in rows}
@@ -1112,8 +1213,7 @@ class _ContactImporter(_Importer):
         kept = []
         for digest, r in hashes.items():
             if digest in suppressed:
-                self.out.skip(r.number, "email", "this address is on the suppression list (erased or "
-                                                    "asked never to be contacted); row not imported")
+                self.out.skip(r.number, "email", _SUPPRESSED)
             else:
                 kept.append(r)
         if not kept:
@@ -1165,16 +1265,35 @@ def copy_rows(table: str, columns: list[str], rows: Iterable[tuple]) -> None:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+NULL = "\\N"  # COPY's text format
+
+
 def _copy_line(values: tuple) -> str:
     """One row in COPY's text format: None is NULL, strings escaped, other values as ``str()`` writes them."""
-    parts = ["\\N" if v is None else v if v.__class__ is str else str(v) for v in values]
+    return _copy_fields(values) + "\n"
+
+
+def _copy_fields(values: tuple) -> str:
+    """:func:`_copy_line` without the line end."""
+    parts = [NULL if v is None else v if v.__class__ is str else str(v) for v in values]
     line = "\t".join(parts)
     # The common case needs no escaping: no tab, newline or backslash of its own.
     if line.count("\t") == len(parts) - 1 and line.count("\\") == values.count(None) and "\n" not in line \
             and "\r" not in line:
-        return line + "\n"
-    return "\t".join(["\\N" if v is None else (v if v.__class__ is str else str(v)).translate(_COPY_ESCAPES)
-                      for v in values]) + "\n"
+        return line
+    return "\t".join([NULL if v is None else (v if v.__class__ is str else str(v)).translate(_COPY_ESCAPES)
+                      for v in values])
+
+
+def _text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of the strings, for a ``%s::text[]`` parameter (cheaper to send than a list)."""
+    values = list(values)
+    if not values:
+        return "{}"
+    joined = '","'.join(values)
+    if joined.count('"') != 2 * (len(values) - 1) or "\\" in joined:  # a value with a quote or a backslash
+        joined = '","'.join([v.replace("\\", "\\\\").replace('"', '\\"') for v in values])
+    return '{"' + joined + '"}'
 
 
 def _json_or_none(value: dict | list | None) -> str | None:
