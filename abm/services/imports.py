@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
+import gc
 import hashlib
 import io
 import json
@@ -33,6 +34,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
@@ -74,6 +76,25 @@ def _database_errors() -> tuple[type[Exception], ...]:
 _DATABASE_ERRORS = _database_errors()
 #: Per kind, the PostgreSQL connections that have the temporary table its batches are staged in.
 _STAGED_ON: dict[str, weakref.WeakSet] = {"accounts": weakref.WeakSet(), "contacts": weakref.WeakSet()}
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while the rows are read and written, back on after.
+
+    The batches held make no reference cycles (reference counting frees them), yet the
+    thousands of objects they add each batch trigger collections that walk every object
+    of the process: about 15% of the CPU time of reading a contacts file. Only the
+    caller that turned the collector off turns it back on.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class ImportFileError(ValueError):
@@ -603,7 +624,7 @@ class _Importer:
         self._padding = [""] * (self.header.width + 1)
         self.prepare()
         db.session.commit()  # end the lookups' transaction: the writer thread writes
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
+        with _collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
             self._read_rows(rows, source, writer)
         self.finish()
         self.report.errors.sort(key=lambda e: e["row"])
@@ -1103,11 +1124,20 @@ class _ContactImporter(_Importer):
         (a new address) and into the temporary table (an address already stored).
         """
         values = row.values
-        email, domain = values["email"], values.get("account_domain")
-        values["link_domain"] = domain or company_domain_of(email)
         get = values.get
-        return _copy_fields((email, get("first_name"), get("last_name"), get("title"), get("buying_role"),
-                             get("country"), get("phone"), _json_text(row.attributes), _json_text(row.crm_ids)))
+        email, domain = values["email"], get("account_domain")
+        values["link_domain"] = domain or company_domain_of(email)
+        texts = first, last, title, role, country, phone = (get("first_name"), get("last_name"), get("title"),
+                                                             get("buying_role"), get("country"), get("phone"))
+        attributes, crm_ids = _json_text(row.attributes), _json_text(row.crm_ids)
+        # Text cells are never empty strings (an empty cell is no value): `or` gives NULL for a missing one.
+        line = (f"{email}\t{first or NULL}\t{last or NULL}\t{title or NULL}\t{role or NULL}\t{country or NULL}\t"
+                f"{phone or NULL}\t{attributes}\t{crm_ids}")
+        # The common case needs no escaping: no tab, line end or backslash of its own.
+        if line.count("\t") == 8 and line.count("\\") == texts.count(None) and "\n" not in line \
+                and "\r" not in line:
+            return line
+        return _copy_fields((email, *texts, attributes, crm_ids))
 
     def staged_lines(self, rows: list[_Row]) -> str:
         # The domains are normalised (letters, digits, dots and hyphens): nothing to escape.
