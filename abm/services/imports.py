@@ -650,6 +650,8 @@ class _Importer:
             if self.dialect == "postgresql":
                 for row in batch_rows:  # while the writer still waits on the database for the previous batch
                     row.line = self.copy_line(row)
+                if batch_rows:
+                    self.look_ahead(batch_rows)
             if pending is not None:
                 self.report.merge(pending.result())
                 self._progress(source)
@@ -688,6 +690,9 @@ class _Importer:
 
     def prepare(self) -> None:
         """Lookups made once per import (users, stages)."""
+
+    def look_ahead(self, rows: list[_Row]) -> None:
+        """PostgreSQL: look-ups for a batch, made while the writer still writes the previous one."""
 
     def finish(self) -> None:
         """Work after the last batch."""
@@ -1062,6 +1067,8 @@ class _ContactImporter(_Importer):
 
     def prepare(self) -> None:
         self.upserting = False  # whether the last batch written had addresses stored already
+        self.looked_up: dict[int, tuple] = {}  # first row number -> (rows, suppressed, account ids)
+        self.ahead = None  # the connection of the look-ups made ahead
         roles = self.settings["roles"]
         self.roles = {header_key(r): r for r in roles}
         self._role_cache: dict[str, str | None] = {}
@@ -1157,21 +1164,16 @@ class _ContactImporter(_Importer):
         for r in rows:
             if not r.line:
                 r.line = self.copy_line(r)
+        ahead = self.looked_up.pop(rows[0].number, None)
         if self.upserting:
             self.upsert_pg(rows)
             return
         conn = db.session.connection().connection.driver_connection
         with conn.cursor() as cur:
-            cur.execute(_CONTACT_LINKS, {
-                "emails": _text_array([r.values["email"] for r in rows]),
-                "domains": _text_array({d for r in rows if (d := r.values["link_domain"]) is not None}),
-            }, prepare=False)  # planned for the tables as they are now
-            suppressed, account_ids = set(), {}
-            for key, account_id in cur.fetchall():
-                if account_id is None:
-                    suppressed.add(key)
-                else:
-                    account_ids[key] = account_id
+            if ahead is not None and ahead[0] == len(rows):  # this very batch, not a part of it
+                suppressed, account_ids = ahead[1:]
+            else:
+                suppressed, account_ids = self.links(cur, rows)
             new = []
             for r in rows:
                 if r.values["email"] in suppressed:
@@ -1188,8 +1190,50 @@ class _ContactImporter(_Importer):
                 self.unknown_account(r)
                 self.out.unlinked += 1
 
+    @staticmethod
+    def links(cur, rows: list[_Row]) -> tuple[set[str], dict[str, int]]:
+        """(the suppressed addresses, the account id of each link domain that has an account)."""
+        cur.execute(_CONTACT_LINKS, {
+            "emails": _text_array([r.values["email"] for r in rows]),
+            "domains": _text_array({d for r in rows if (d := r.values["link_domain"]) is not None}),
+        }, prepare=False)  # planned for the tables as they are now
+        suppressed, account_ids = set(), {}
+        for key, account_id in cur.fetchall():
+            if account_id is None:
+                suppressed.add(key)
+            else:
+                account_ids[key] = account_id
+        return suppressed, account_ids
+
+    def look_ahead(self, rows: list[_Row]) -> None:
+        """The batch's suppressed addresses and accounts, looked up on a connection of the reading thread.
+
+        The database answers them while it still takes the previous batch's COPY from the
+        writer. Should an account go in between, the COPY fails on the foreign key and the
+        batch goes through the upsert, which looks its accounts up again.
+        """
+        if self.upserting:
+            return
+        try:
+            if self.ahead is None:
+                self.ahead = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            with self.ahead.connection.driver_connection.cursor() as cur:
+                self.looked_up[rows[0].number] = (len(rows), *self.links(cur, rows))
+        except _DATABASE_ERRORS:  # the writer looks them up itself
+            if self.ahead is not None:
+                self.ahead.invalidate()
+                self.ahead = None
+
+    def _read_rows(self, rows: Iterator[list[str]], source: _Source, writer: ThreadPoolExecutor) -> None:
+        try:
+            super()._read_rows(rows, source, writer)
+        finally:
+            if self.ahead is not None:
+                self.ahead.close()
+
     def copy_new(self, cur, rows: list[_Row], account_ids: dict[str, int]) -> bool:
-        """COPY the rows into ``contacts``; False (and nothing written) when an address is stored already."""
+        """COPY the rows into ``contacts``; False (and nothing written) when an address is stored already
+        or an account is gone."""
         import psycopg
 
         tail = f"\t{self.started}\t{self.started}\n"
@@ -1199,7 +1243,7 @@ class _ContactImporter(_Importer):
             with cur.copy(_CONTACT_COPY) as copy:
                 copy.write("".join([f"{r.line}\t{NULL if (a := get(r.values['link_domain'])) is None else a}{tail}"
                                     for r in rows]))
-        except psycopg.errors.UniqueViolation:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
             cur.execute("ROLLBACK TO SAVEPOINT contacts_copy")
             return False
         cur.execute("RELEASE SAVEPOINT contacts_copy")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from abm.db import db
-from abm.models import Contact, Suppression
+from abm.models import Account, Contact, Suppression
 from abm.services import imports
 from abm.services.imports import email_hash
 from tests.imports.test_service import account, contact, run
@@ -92,3 +92,23 @@ def test_contact_cells_with_backslashes_tabs_and_line_ends_are_stored_as_written
     assert (a.first_name, a.last_name, a.title, a.attributes) == ("A\\B", "\\N", "x\ty", {"source": 'say "hi" \\o/'})
     b = contact("b@acme.com")
     assert (b.first_name, b.last_name, b.title, b.attributes) == ("C\r\nD", None, "plain", {})
+
+
+def test_an_account_deleted_after_the_look_up_leaves_its_contact_unlinked(app, backend, monkeypatch):
+    if backend != "postgresql":
+        pytest.skip("the COPY is PostgreSQL's")
+    run("accounts", "Domain\nacme.com\ngone.io\n")
+    copy_new = imports._ContactImporter.copy_new
+
+    def delete_first(self, cur, rows, account_ids):
+        assert "gone.io" in account_ids  # looked up before it went
+        with db.engine.begin() as conn:
+            conn.execute(Account.__table__.delete().where(Account.domain == "gone.io"))
+        monkeypatch.setattr(imports._ContactImporter, "copy_new", copy_new)
+        return copy_new(self, cur, rows, account_ids)
+
+    monkeypatch.setattr(imports._ContactImporter, "copy_new", delete_first)
+    report = run("contacts", "Email,Company Domain\na@gone.io,gone.io\nb@acme.com,\n")
+    assert (report["created"], report["rejected"], report["unlinked"]) == (2, 0, 1)
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(2, "account_domain")]
+    assert contact("a@gone.io").account_id is None and contact("b@acme.com").account_id == account("acme.com").id
