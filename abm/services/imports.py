@@ -692,7 +692,7 @@ class _Importer:
         """Lookups made once per import (users, stages)."""
 
     def look_ahead(self, rows: list[_Row]) -> None:
-        """PostgreSQL: look-ups for a batch, made while the writer still writes the previous one."""
+        """PostgreSQL: start a batch's look-ups, to be made while the writer still writes the previous one."""
 
     def finish(self) -> None:
         """Work after the last batch."""
@@ -1067,8 +1067,9 @@ class _ContactImporter(_Importer):
 
     def prepare(self) -> None:
         self.upserting = False  # whether the last batch written had addresses stored already
-        self.looked_up: dict[int, tuple] = {}  # first row number -> (rows, suppressed, account ids)
-        self.ahead = None  # the connection of the look-ups made ahead
+        self.looked_up: dict[int, tuple] = {}  # first row number -> (rows, future (suppressed, account ids))
+        self.lookups: ThreadPoolExecutor | None = None  # the thread of the look-ups made ahead
+        self.ahead = None  # its connection
         roles = self.settings["roles"]
         self.roles = {header_key(r): r for r in roles}
         self._role_cache: dict[str, str | None] = {}
@@ -1170,10 +1171,8 @@ class _ContactImporter(_Importer):
             return
         conn = db.session.connection().connection.driver_connection
         with conn.cursor() as cur:
-            if ahead is not None and ahead[0] == len(rows):  # this very batch, not a part of it
-                suppressed, account_ids = ahead[1:]
-            else:
-                suppressed, account_ids = self.links(cur, rows)
+            found = ahead[1].result() if ahead is not None and ahead[0] == len(rows) else None  # not a part
+            suppressed, account_ids = found or self.links(cur, rows)
             new = []
             for r in rows:
                 if r.values["email"] in suppressed:
@@ -1206,30 +1205,42 @@ class _ContactImporter(_Importer):
         return suppressed, account_ids
 
     def look_ahead(self, rows: list[_Row]) -> None:
-        """The batch's suppressed addresses and accounts, looked up on a connection of the reading thread.
+        """The batch's suppressed addresses and accounts, looked up by a thread of their own.
 
-        The database answers them while it still takes the previous batch's COPY from the
-        writer. Should an account go in between, the COPY fails on the foreign key and the
-        batch goes through the upsert, which looks its accounts up again.
+        The database answers them on another connection while it still takes the previous
+        batch's COPY from the writer. Should an account go in between, the COPY fails on
+        the foreign key and the batch goes through the upsert, which looks its accounts up
+        again.
         """
         if self.upserting:
             return
+        if self.lookups is None:
+            self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import-lookup")
+        self.looked_up[rows[0].number] = (len(rows), self.lookups.submit(self.links_ahead, rows))
+
+    def links_ahead(self, rows: list[_Row]) -> tuple[set[str], dict[str, int]] | None:
+        """:meth:`links` on the look-up thread's connection; None when it failed (the writer looks them up)."""
         try:
             if self.ahead is None:
                 self.ahead = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             with self.ahead.connection.driver_connection.cursor() as cur:
-                self.looked_up[rows[0].number] = (len(rows), *self.links(cur, rows))
-        except _DATABASE_ERRORS:  # the writer looks them up itself
-            if self.ahead is not None:
-                self.ahead.invalidate()
-                self.ahead = None
+                return self.links(cur, rows)
+        except _DATABASE_ERRORS:
+            self.close_ahead()
+            return None
+
+    def close_ahead(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
+            self.ahead = None
 
     def _read_rows(self, rows: Iterator[list[str]], source: _Source, writer: ThreadPoolExecutor) -> None:
         try:
             super()._read_rows(rows, source, writer)
         finally:
-            if self.ahead is not None:
-                self.ahead.close()
+            if self.lookups is not None:
+                self.lookups.submit(self.close_ahead).result()
+                self.lookups.shutdown()
 
     def copy_new(self, cur, rows: list[_Row], account_ids: dict[str, int]) -> bool:
         """COPY the rows into ``contacts``; False (and nothing written) when an address is stored already
