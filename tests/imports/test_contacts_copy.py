@@ -82,18 +82,6 @@ def test_a_contact_stored_by_another_writer_before_the_copy_is_upserted(app, bac
     assert contact("a@acme.com").account_id == contact("c@acme.com").account_id == account("acme.com").id
 
 
-def test_contact_cells_with_backslashes_tabs_and_line_ends_are_stored_as_written(app):
-    text = ('Email,First Name,Last Name,Title,Source\r\n'
-            'a@acme.com,"A\\B",\\N,"x\ty","say ""hi"" \\o/"\r\n'
-            'b@acme.com,"C\r\nD",,plain,\r\n')
-    report = run("contacts", text)
-    assert report["created"] == 2 and report["errors"] == []
-    a = contact("a@acme.com")
-    assert (a.first_name, a.last_name, a.title, a.attributes) == ("A\\B", "\\N", "x\ty", {"source": 'say "hi" \\o/'})
-    b = contact("b@acme.com")
-    assert (b.first_name, b.last_name, b.title, b.attributes) == ("C\r\nD", None, "plain", {})
-
-
 def test_an_account_deleted_after_the_look_up_leaves_its_contact_unlinked(app, backend, monkeypatch):
     if backend != "postgresql":
         pytest.skip("the COPY is PostgreSQL's")
