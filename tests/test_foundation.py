@@ -39,6 +39,17 @@ def test_unknown_environment_is_refused(monkeypatch):
         config.load()
 
 
+@pytest.mark.parametrize("value", ["0", "two", "-1", "65"])
+def test_a_bad_number_of_dispatchers_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("ABM_DISPATCHERS", value)
+    with pytest.raises(config.ConfigError, match=f"ABM_DISPATCHERS='{value}' is not a whole number from 1 to 64"):
+        config.load().validate()
+    monkeypatch.setenv("ABM_DISPATCHERS", "3")
+    cfg = config.load()
+    cfg.validate()
+    assert cfg.ABM_DISPATCHERS == 3
+
+
 def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")

@@ -54,9 +54,8 @@ BATCH_SIZE = 1000
 #: How many steps one pass may take for one enrollment (touch steps end a call).
 MAX_CALLS = 20
 LOCK_KEY = "abm:dispatcher:lock"
-#: Dispatcher chains on PostgreSQL: how many by default, their keys, how long a key lives
-#: without a link refreshing it, and how many batches one link runs.
-DEFAULT_DISPATCHERS = 2
+#: Dispatcher chains on PostgreSQL (how many: ``ABM_DISPATCHERS``): their keys, how long a
+#: key lives without a link refreshing it, and how many batches one link runs.
 CHAIN_KEY = "abm:dispatcher:chain:{}"
 CHAIN_LEASE_SECONDS = 120
 LINK_BATCHES = 2
@@ -268,15 +267,6 @@ def _update_enrollments(updates: list[dict]) -> None:
 # -- periodic entry points (RQ jobs) --------------------------------------------------------
 
 
-def dispatchers() -> int:
-    """How many dispatcher chains run at once (``ABM_DISPATCHERS``; 1 on SQLite)."""
-    from flask import current_app
-
-    if db.dialect != "postgresql":
-        return 1
-    return max(1, int(current_app.config.get("ABM_DISPATCHERS", DEFAULT_DISPATCHERS)))
-
-
 def run_dispatch(max_seconds: float = 20.0) -> dict:
     """The periodic dispatcher job. On PostgreSQL: start the dispatcher chains that are
     not running (see the module docstring). On SQLite: passes until nothing is due or
@@ -293,18 +283,25 @@ def run_dispatch(max_seconds: float = 20.0) -> dict:
             return dict(total)
 
 
-def start_chains() -> int:
-    """Enqueue the first link of every chain whose key is free; returns how many."""
+def _enqueue_link(redis, queue: str, number: int) -> None:
     from rq import Queue
+
+    Queue(queue, connection=redis).enqueue(dispatch_chain, number, job_timeout=600, result_ttl=60,
+                                           failure_ttl=3600)
+
+
+def start_chains() -> int:
+    """Enqueue the first link of every chain (``ABM_DISPATCHERS`` of them) whose key is
+    free; returns how many."""
+    from flask import current_app
 
     from abm.redis_conn import get_redis
 
     redis = get_redis()
     started = 0
-    for number in range(dispatchers()):
+    for number in range(int(current_app.config["ABM_DISPATCHERS"])):
         if redis.set(CHAIN_KEY.format(number), "starting", nx=True, ex=CHAIN_LEASE_SECONDS):
-            Queue("dispatch", connection=redis).enqueue(dispatch_chain, number, job_timeout=600, result_ttl=60,
-                                                        failure_ttl=3600)
+            _enqueue_link(redis, "dispatch", number)
             started += 1
     return started
 
@@ -313,8 +310,6 @@ def dispatch_chain(number: int) -> dict:
     """One link of dispatcher chain ``number``: a pass of up to ``LINK_BATCHES`` batches;
     if more is due, the next link goes on the ``touches`` queue behind this link's send
     jobs, else the chain ends (its key is freed)."""
-    from rq import Queue
-
     from abm.redis_conn import get_redis
 
     stats = dispatch(batch_size=BATCH_SIZE, max_batches=LINK_BATCHES)
@@ -322,8 +317,7 @@ def dispatch_chain(number: int) -> dict:
     key = CHAIN_KEY.format(number)
     if stats.get("more"):
         redis.set(key, "running", ex=CHAIN_LEASE_SECONDS)
-        Queue("touches", connection=redis).enqueue(dispatch_chain, number, job_timeout=600, result_ttl=60,
-                                                   failure_ttl=3600)
+        _enqueue_link(redis, "touches", number)
     else:
         redis.delete(key)
     return stats

@@ -62,8 +62,6 @@ def _pace(connector_name: str, calls: int, per: int) -> None:
 #: What a connector's touch is made of (rows, not ORM objects: a job loads hundreds).
 _TOUCH_COLUMNS = ("id", "kind", "channel", "account_id", "contact_id", "contact_key", "enrollment_id", "step_id",
                   "playbook_id", "payload")
-_CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "title", "buying_role", "country",
-                    "phone", "attributes", "unsubscribed_at", "bounced_at", "erased_at")
 
 
 def build_batch(rows: list) -> list[ConnectorTouch]:
@@ -74,7 +72,7 @@ def build_batch(rows: list) -> list[ConnectorTouch]:
     facts = audience.load_facts(account_ids, _clock(), with_contacts=False, with_crm_ids=True)
     contact_ids = sorted({t.contact_id for t in rows if t.contact_id})
     contacts = {c.id: audience.contact_fields(c) for c in db.session.execute(
-        select(*(contact_table.c[c] for c in _CONTACT_COLUMNS)).where(
+        select(*(contact_table.c[c] for c in audience.CONTACT_COLUMNS)).where(
             in_list(contact_table.c.id, contact_ids or [0])))}
     playbooks = {p.id: {"key": p.key, "name": p.name, "product": p.product} for p in db.session.execute(
         select(PlaybookRow.id, PlaybookRow.key, PlaybookRow.name, PlaybookRow.product).where(

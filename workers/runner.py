@@ -30,7 +30,7 @@ class AppSimpleWorker(_InAppContext, SimpleWorker):
     with empty catalog caches), SQLAlchemy statements compiled again, playbooks and
     connectors loaded again -- about 40 ms of CPU per job here, several percent of a
     1,000-touch job (the dispatch benchmark's workers need a third less CPU per touch
-without forking). In one process they are made once. The jobs keep no state between
+    without forking). In one process they are made once. The jobs keep no state between
     runs but these caches (keyed by immutable things: a playbook version, a template's
     source); RQ's job timeout still applies (SIGALRM in the worker)."""
 
@@ -41,8 +41,8 @@ def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool
 
     conn = get_redis(app)
     # Import the job modules, the connector types (requests and the providers' modules) and
-    # set up the ORM mappers once here: every forked work horse inherits them instead of
-    # paying for them per job.
+    # set up the ORM mappers once here, before the first job (with --fork, every work horse
+    # inherits them instead of paying for them per job).
     from sqlalchemy.orm import configure_mappers
 
     import workers.dispatcher  # noqa: F401
@@ -66,5 +66,5 @@ def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool
 
         start_in_thread(app)  # the periodic jobs (dispatcher, sweeps, recovery) too
     worker = worker_class([get_queue(n, conn) for n in names], connection=conn)
-    ok = worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
-    return 0 if ok or not burst else 0
+    worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+    return 0

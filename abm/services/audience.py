@@ -359,8 +359,9 @@ def contact_fields(contact) -> dict:
 
 _ACCOUNT_COLUMNS = ("id", "name", "domain", "industry", "employees", "annual_revenue", "country", "tier", "tags",
                     "stage", "score", "engagement", "timezone", "attributes")
-_CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "title", "buying_role", "country",
-                    "phone", "attributes", "unsubscribed_at", "bounced_at", "erased_at")
+#: The contact columns ``contact_fields`` reads.
+CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "title", "buying_role", "country",
+                   "phone", "attributes", "unsubscribed_at", "bounced_at", "erased_at")
 
 
 def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0),
@@ -384,7 +385,7 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
         if with_crm_ids:
             facts[row.id].fields["crm_ids"] = dict(row.crm_ids or {})
     if with_contacts:
-        columns = [getattr(Contact, c) for c in _CONTACT_COLUMNS]
+        columns = [getattr(Contact, c) for c in CONTACT_COLUMNS]
         for row in db.session.execute(select(*columns).where(in_list(Contact.account_id, ids)).order_by(Contact.id)):
             facts[row.account_id].contacts.append(contact_fields(row))
     if since is None or since > timedelta(0):
@@ -401,4 +402,4 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
 
 
 __all__ = ["account_filter", "matching_ids", "count_matching", "load_facts", "longest_window",
-           "account_fields", "contact_fields"]
+           "account_fields", "contact_fields", "CONTACT_COLUMNS"]

@@ -54,11 +54,10 @@ DEFAULT_LEASE_SECONDS = 300
 #: After this many claims a touch whose connector keeps failing retryably is failed.
 MAX_ATTEMPTS = 5
 COUNTED = ("scheduled", "queued", "sent")
-#: At most this many touches per job even for connectors that take more per call. A job
-#: costs a work horse's start (RQ forks one per job; about 0.3-0.4 s of CPU when the
-#: worker has not loaded the connector types and mappers before forking): paid per 1,000
-#: touches it is a fraction of a millisecond per touch; consecutive dispatcher batches of
-#: 1,000 go to both workers in turn.
+#: At most this many touches per job even for connectors that take more per call: a job's
+#: fixed cost (its claim, look-ups and marks; with ``abm worker --fork`` a work horse's
+#: start too) is then a small part of each touch's, and a dispatcher batch of 1,000 is
+#: one job per connector.
 JOB_SIZE = 1000
 JOB_FUNC = "workers.jobs.send_touches"
 

@@ -107,18 +107,25 @@ def test_events_for_unknown_people_are_kept_and_matched_when_they_appear(app, ap
     assert db.session.execute(select(Event.account_id).where(Event.email == "someone@gmail.com")).scalar_one() is None
 
 
+def _acme_and_its_pixel() -> tuple[Account, str]:
+    """An empty database but for one account, and an open-pixel token for it."""
+    from abm import tracking
+    from tests.conftest import empty_database
+
+    empty_database(db.engine)
+    acme = Account(name="Acme", domain="acme.com")
+    db.session.add(acme)
+    db.session.commit()
+    return acme, tracking.open_token(1, None, acme.id)
+
+
 def test_nothing_is_lost_while_redis_is_down(backend, instance_dir, redis_url, notified):
     """The endpoints answer and spool while Redis is unreachable; the drain stores every event."""
-    from abm import tracking
-    from tests.conftest import empty_database, make_app
+    from tests.conftest import make_app
 
     dead = make_app(backend, instance_dir, "redis://127.0.0.1:1/0")
     with dead.app_context():
-        empty_database(db.engine)
-        acme = Account(name="Acme", domain="acme.com")
-        db.session.add(acme)
-        db.session.commit()
-        token = tracking.open_token(1, None, acme.id)
+        acme, token = _acme_and_its_pixel()
         client = dead.test_client()
         for _ in range(25):
             assert client.get(f"/t/o/{token}.gif").status_code == 200
@@ -168,20 +175,15 @@ def test_nothing_is_lost_when_redis_crashes_and_restarts(backend, instance_dir, 
     Redis is down go to the spool; after the restart the drain stores every one."""
     import signal
 
-    from abm import tracking
     from abm.redis_conn import _free_port
-    from tests.conftest import empty_database, make_app
+    from tests.conftest import make_app
 
     port = _free_port()
     server = _redis_server(tmp_path, port)
     try:
         app = make_app(backend, instance_dir, f"redis://127.0.0.1:{port}/0")
         with app.app_context():
-            empty_database(db.engine)
-            acme = Account(name="Acme", domain="acme.com")
-            db.session.add(acme)
-            db.session.commit()
-            token = tracking.open_token(1, None, acme.id)
+            acme, token = _acme_and_its_pixel()
             client = app.test_client()
             for _ in range(10):
                 assert client.get(f"/t/o/{token}.gif").status_code == 200

@@ -93,3 +93,18 @@ def test_dispatcher_chains_share_the_work_and_send_each_touch_once(app, backend,
     assert sum(stats.get("enrollments", 0) for _, _, stats in links) == N
     assert Counter(origin for origin, _, _ in links)["dispatch"] == 2
     assert len(links) >= N // BATCH // dispatcher.LINK_BATCHES
+
+
+def test_a_chain_whose_link_was_lost_is_started_again_when_its_key_expires(app, backend):
+    if backend != "postgresql":
+        pytest.skip("dispatcher chains are PostgreSQL's")
+    app.config["ABM_DISPATCHERS"] = 3
+    redis = redis_lib.Redis.from_url(app.config["REDIS_URL"])
+    dispatch_queue = Queue("dispatch", connection=redis)
+    assert dispatcher.run_dispatch() == {"chains_started": 3} and dispatch_queue.count == 3
+    assert dispatcher.run_dispatch() == {"chains_started": 0}  # their keys are held
+    assert 0 < redis.ttl(dispatcher.CHAIN_KEY.format(1)) <= dispatcher.CHAIN_LEASE_SECONDS
+    dispatch_queue.empty()  # the links are lost (Redis emptied of its jobs, a worker killed) ...
+    redis.delete(dispatcher.CHAIN_KEY.format(1))  # ... and chain 1's key expired
+    assert dispatcher.run_dispatch() == {"chains_started": 1}
+    assert [job.args for job in dispatch_queue.jobs] == [(1,)]
