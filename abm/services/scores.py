@@ -149,11 +149,13 @@ def recompute(now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     cfg = settings_service.current()
-    if db.dialect == "postgresql":
+    postgresql = db.dialect == "postgresql"
+    sums = (select(Event.account_id.label("aid"),
+                   func.sum(term_expr(cfg, _frequent_types() if postgresql else None)).label("total"))
+            .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
+    if postgresql:
         db.session.execute(text("LOCK TABLE events IN SHARE MODE"))
         db.session.execute(text("SET LOCAL work_mem = '64MB'"))  # the per-account sums fit in memory
-        sums = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg, _frequent_types())).label("total"))
-                .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
         per_account = (select(Account.id, func.coalesce(sums.c.total, 0.0).label("ref"),
                               (sums.c.aid.is_not(None)).label("has_events"))
                        .select_from(Account.__table__.outerjoin(sums, sums.c.aid == Account.id)))
@@ -168,16 +170,13 @@ def recompute(now: datetime | None = None) -> int:
         n = db.session.execute(text("SELECT count(*) FROM recompute_sums WHERE has_events")).scalar_one()
         db.session.commit()
         return n
-    sums = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg)).label("total"))
-            .where(Event.account_id.is_not(None)).group_by(Event.account_id))
-    agg = sums.subquery()
     db.session.execute(update(Account.__table__).where(Account.__table__.c.score_ref != 0)
                        .values(score_ref=0.0, updated_at=Account.__table__.c.updated_at))
-    db.session.execute(update(Account.__table__).where(Account.__table__.c.id == agg.c.aid)
-                       .values(score_ref=agg.c.total, updated_at=Account.__table__.c.updated_at))
+    db.session.execute(update(Account.__table__).where(Account.__table__.c.id == sums.c.aid)
+                       .values(score_ref=sums.c.total, updated_at=Account.__table__.c.updated_at))
     refresh(None, now)
     db.session.commit()
-    return db.session.execute(select(func.count()).select_from(agg)).scalar_one()
+    return db.session.execute(select(func.count()).select_from(sums)).scalar_one()
 
 
 def rescore(account_ids: set[int], now: datetime | None = None) -> None:
