@@ -534,6 +534,11 @@ _ACCOUNT_CHANGES = """, changes AS (
 _ACCOUNT_UPSERTS = (_ACCOUNT_UPSERT.replace("@RETURNING@", "").replace("@CHANGES@", ""),
                     _ACCOUNT_UPSERT.replace("@RETURNING@", "RETURNING t.id, t.domain").replace("@CHANGES@",
                                                                                            _ACCOUNT_CHANGES))
+def _email_hash_sql(email: str) -> str:
+    """:func:`email_hash` of the SQL expression ``email``, in PostgreSQL (a suppression's key)."""
+    return f"encode(sha256(convert_to({email}, 'UTF8')), 'hex')"
+
+
 # account_domain: the account-domain cell; link_domain: it, or the email's domain unless free mail.
 _CONTACT_STAGED = ("email, first_name, last_name, title, buying_role, country, phone, attributes, crm_ids, "
                    "NULL::text AS account_domain, NULL::text AS link_domain FROM contacts")
@@ -541,7 +546,7 @@ _CONTACT_DEFAULTS = _defaults_sql(Contact.__table__, {"email", *_NULLABLE_CONTAC
 _CONTACT_UPSERT = f"""
 WITH sup AS MATERIALIZED (
     SELECT s.n FROM _abm_import_contacts s WHERE EXISTS (
-        SELECT 1 FROM suppressions p WHERE p.email_hash = encode(sha256(convert_to(s.email, 'UTF8')), 'hex'))
+        SELECT 1 FROM suppressions p WHERE p.email_hash = {_email_hash_sql("s.email")})
 ), old AS MATERIALIZED (
     SELECT c.email, c.updated_at FROM contacts c WHERE c.email = ANY(ARRAY(SELECT email FROM _abm_import_contacts))
 ), acc AS MATERIALIZED (
@@ -570,9 +575,9 @@ ORDER BY s.n
 
 # A batch's look-up (the emails and domains as array literals): (email, NULL) for a suppressed address,
 # (domain, id) for the account of a link domain.
-_CONTACT_LINKS = """
+_CONTACT_LINKS = f"""
 SELECT e, NULL::integer FROM unnest(%(emails)s::text[]) e
-WHERE EXISTS (SELECT FROM suppressions p WHERE p.email_hash = encode(sha256(convert_to(e, 'UTF8')), 'hex'))
+WHERE EXISTS (SELECT FROM suppressions p WHERE p.email_hash = {_email_hash_sql("e")})
 UNION ALL
 SELECT a.domain, a.id FROM accounts a WHERE a.domain = ANY(%(domains)s::text[])
 """
