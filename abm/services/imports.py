@@ -31,6 +31,8 @@ import io
 import json
 import operator
 import re
+import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +57,8 @@ from abm.normalize import (
 )
 
 BATCH_SIZE = 5000
+COPY_PARTS = 2  # PostgreSQL: a batch of new contacts is COPYed in this many parts at once ...
+COPY_PART_MIN = 1000  # ... of at least this many rows
 MAX_LISTED = 1000  # errors and skipped rows listed in a report; the rest are counted
 SNIFF_BYTES = 64 * 1024
 MAX_INT = 2_147_483_647
@@ -78,23 +82,45 @@ _DATABASE_ERRORS = _database_errors()
 _STAGED_ON: dict[str, weakref.WeakSet] = {"accounts": weakref.WeakSet(), "contacts": weakref.WeakSet()}
 
 
-@contextmanager
-def _collector_paused():
-    """Python's cyclic garbage collector off while the rows are read and written, back on after.
+#: The interpreter's thread switch interval while an import runs (Python's default: 5 ms).
+IMPORT_SWITCH_INTERVAL = 0.0005
+_tuning = threading.Lock()
+_imports_running = 0
+_untuned: tuple[bool, float] = (True, 0.005)  # the collector's state and the interval before the first import
 
-    The batches held make no reference cycles (reference counting frees them), yet the
-    thousands of objects they add each batch trigger collections that walk every object
-    of the process: about 15% of the CPU time of reading a contacts file. Only the
-    caller that turned the collector off turns it back on.
+
+@contextmanager
+def _interpreter_tuned():
+    """The interpreter set for an import while it runs, as it was once no import runs.
+
+    - Python's cyclic garbage collector is off. The batches held make no reference
+      cycles (reference counting frees them), yet the thousands of objects they add each
+      batch trigger collections that walk every object of the process: about 15% of the
+      CPU time of reading a contacts file.
+    - Threads switch every 0.5 ms instead of 5. The reading thread computes without a
+      pause; the threads that wait on the database (the writer, the look-ups, the COPYs)
+      would otherwise wait up to 5 ms for the interpreter's lock after each answer, and the
+      database with them: about 15% of a contacts import's time.
+
+    Imports running at once in a process (threads of a web server) share the setting: the
+    last to finish puts back what was there before the first.
     """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
+    global _imports_running, _untuned
+    with _tuning:
+        if not _imports_running:
+            _untuned = (gc.isenabled(), sys.getswitchinterval())
+            gc.disable()
+            sys.setswitchinterval(IMPORT_SWITCH_INTERVAL)
+        _imports_running += 1
     try:
         yield
     finally:
-        if paused:
-            gc.enable()
+        with _tuning:
+            _imports_running -= 1
+            if not _imports_running:
+                if _untuned[0]:
+                    gc.enable()
+                sys.setswitchinterval(_untuned[1])
 
 
 class ImportFileError(ValueError):
@@ -135,11 +161,13 @@ def domain_of(value: str) -> str:
 
 def email_of(value: str) -> str:
     """:func:`abm.normalize.normalize_email`, fast for plain ASCII addresses."""
-    m = _PLAIN_EMAIL.fullmatch(value.strip().lower())
-    if m is not None and ":" not in m.group(1) and not m.group(2).startswith("www."):
-        domain = _plain_domain(m.group(2))
-        if domain is not None:
-            return f"{m.group(1)}@{domain}"
+    text = value.strip().lower()
+    m = _PLAIN_EMAIL.fullmatch(text)
+    if m is not None:
+        local, domain = m.groups()
+        # A plain domain is its own normal form (one with "www." in front is not, nor is an IDNA name).
+        if ":" not in local and _plain_domain(domain) == domain:
+            return text
     return normalize_email(value)
 
 
@@ -579,7 +607,7 @@ _CONTACT_LINKS = f"""
 SELECT e, NULL::integer FROM unnest(%(emails)s::text[]) e
 WHERE EXISTS (SELECT FROM suppressions p WHERE p.email_hash = {_email_hash_sql("e")})
 UNION ALL
-SELECT a.domain, a.id FROM accounts a WHERE a.domain = ANY(%(domains)s::text[])
+SELECT a.domain, a.id FROM unnest(%(domains)s::text[]) d JOIN accounts a ON a.domain = d
 """
 _CONTACT_COPY = (f"COPY contacts (email, {', '.join(_NULLABLE_CONTACT[1:])}, attributes, crm_ids, account_id, "
                  "created_at, updated_at) FROM STDIN")
@@ -629,7 +657,7 @@ class _Importer:
         self._padding = [""] * (self.header.width + 1)
         self.prepare()
         db.session.commit()  # end the lookups' transaction: the writer thread writes
-        with _collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
+        with _interpreter_tuned(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
             self._read_rows(rows, source, writer)
         self.finish()
         self.report.errors.sort(key=lambda e: e["row"])
@@ -1075,6 +1103,8 @@ class _ContactImporter(_Importer):
         self.looked_up: dict[int, tuple] = {}  # first row number -> (rows, future (suppressed, account ids))
         self.lookups: ThreadPoolExecutor | None = None  # the thread of the look-ups made ahead
         self.ahead = None  # its connection
+        self.copy_conns = [None] * COPY_PARTS  # the connections of the COPYs (see copier)
+        self.copy_parts: ThreadPoolExecutor | None = None  # the threads that COPY the parts after the first
         roles = self.settings["roles"]
         self.roles = {header_key(r): r for r in roles}
         self._role_cache: dict[str, str | None] = {}
@@ -1162,10 +1192,10 @@ class _ContactImporter(_Importer):
 
         While the batches hold only new addresses (a first import), a batch's rows are
         COPYed into ``contacts`` after one look-up of the suppressed addresses and of the
-        accounts of the batch's domains: no temporary table, no upsert. An address stored
-        already (an update, a repeated row, another writer) fails the COPY on the unique
-        index; the batch then goes through the temporary table and the upsert, and so do
-        the next batches until one holds only new addresses again.
+        accounts of the batch's domains: no temporary table, no upsert (see :meth:`copy_new`).
+        An address stored already (an update, a repeated row, another writer) fails its
+        part's COPY on the unique index; that part then goes through the temporary table
+        and the upsert, and so do the next batches until one holds only new addresses again.
         """
         for r in rows:
             if not r.line:
@@ -1174,25 +1204,26 @@ class _ContactImporter(_Importer):
         if self.upserting:
             self.upsert_pg(rows)
             return
-        conn = db.session.connection().connection.driver_connection
-        with conn.cursor() as cur:
-            found = ahead[1].result() if ahead is not None and ahead[0] == len(rows) else None  # not a part
-            suppressed, account_ids = found or self.links(cur, rows)
-            new = []
-            for r in rows:
-                if r.values["email"] in suppressed:
-                    self.out.skip(r.number, "email", _SUPPRESSED)
-                else:
-                    new.append(r)
-            if not self.copy_new(cur, new, account_ids):
-                self.upserting = True
-                self.upsert_pg(new)
-                return
-        self.out.created += len(new)
-        for r in new:
+        found = ahead[1].result() if ahead is not None and ahead[0] == len(rows) else None  # not a part
+        if found is None:
+            with self.copier(0).cursor() as cur:
+                found = self.links(cur, rows)
+        suppressed, account_ids = found
+        new = []
+        for r in rows:
+            if r.values["email"] in suppressed:
+                self.out.skip(r.number, "email", _SUPPRESSED)
+            else:
+                new.append(r)
+        written, not_written = self.copy_new(new, account_ids)
+        self.out.created += len(written)
+        for r in written:
             if r.values["link_domain"] not in account_ids:
                 self.unknown_account(r)
                 self.out.unlinked += 1
+        if not_written:
+            self.upserting = True
+            self.upsert_pg(not_written)
 
     @staticmethod
     def links(cur, rows: list[_Row]) -> tuple[set[str], dict[str, int]]:
@@ -1246,23 +1277,79 @@ class _ContactImporter(_Importer):
             if self.lookups is not None:
                 self.lookups.submit(self.close_ahead).result()
                 self.lookups.shutdown()
+            self.close_copiers()  # the writer is done: the last batch was waited for
 
-    def copy_new(self, cur, rows: list[_Row], account_ids: dict[str, int]) -> bool:
-        """COPY the rows into ``contacts``; False (and nothing written) when an address is stored already
-        or an account is gone."""
-        import psycopg
+    def copier(self, part: int):
+        """The connection that COPYs part ``part`` of each batch, in autocommit (opened on first use).
 
+        Each COPY is then a transaction of its own: two round trips (start and end) per
+        part, where a transaction of the session's would add BEGIN, a savepoint and COMMIT,
+        each a wait for the server and then for the interpreter's lock while the reading
+        thread holds it.
+        """
+        conn = self.copy_conns[part]
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self.copy_conns[part] = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return conn.connection.driver_connection
+
+    def close_copiers(self) -> None:
+        if self.copy_parts is not None:
+            self.copy_parts.shutdown()
+        for part, conn in enumerate(self.copy_conns):
+            if conn is not None:
+                conn.close()
+                self.copy_conns[part] = None
+
+    def copy_new(self, rows: list[_Row], account_ids: dict[str, int]) -> tuple[list[_Row], list[_Row]]:
+        """COPY the rows into ``contacts``, in up to :data:`COPY_PARTS` parts at once; (written, not written).
+
+        The parts go over connections of their own, so that the server takes them on as
+        many processors. A part is written whole or not at all: not when one of its
+        addresses is stored already or one of its accounts is gone (those rows are
+        returned, for the upsert). Other errors in a part (a value the database refuses)
+        send that part alone through the search for the bad rows, which counts its rows.
+        """
         tail = f"\t{self.started}\t{self.started}\n"
         get = account_ids.get
-        cur.execute("SAVEPOINT contacts_copy")
+        size = max(COPY_PART_MIN, -(-len(rows) // COPY_PARTS))
+        parts = [rows[i:i + size] for i in range(0, len(rows), size)]
+        data = ["".join([f"{r.line}\t{NULL if (a := get(r.values['link_domain'])) is None else a}{tail}"
+                         for r in part]).encode() for part in parts]
+        if len(parts) > 1 and self.copy_parts is None:
+            self.copy_parts = ThreadPoolExecutor(max_workers=COPY_PARTS - 1, thread_name_prefix="abm-import-copy")
+        others = [self.copy_parts.submit(self.copy_part, n, data[n]) for n in range(1, len(parts))]
+        outcomes = [self.copy_part(0, data[0])] if parts else []
+        outcomes += [f.result() for f in others]
+        written, not_written = [], []
+        for part, outcome in zip(parts, outcomes, strict=True):
+            if outcome is True:
+                written += part
+            elif outcome is False:
+                not_written += part
+            elif len(parts) == 1:
+                raise outcome  # the caller's search for the bad rows
+            else:  # refused: find its bad rows alone (its own transactions), the other parts being written
+                out = self.out
+                try:
+                    out.merge(self._write_or_split(part))
+                finally:
+                    self.out = out
+        return written, not_written
+
+    def copy_part(self, part: int, data: bytes) -> bool | Exception:
+        """COPY one part: True when written, False when it met a stored address or a gone account, else
+        the error the database raised."""
+        import psycopg
+
         try:
-            with cur.copy(_CONTACT_COPY) as copy:
-                copy.write("".join([f"{r.line}\t{NULL if (a := get(r.values['link_domain'])) is None else a}{tail}"
-                                    for r in rows]))
+            with self.copier(part).cursor() as cur, cur.copy(_CONTACT_COPY) as copy:
+                copy.write(data)
         except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
-            cur.execute("ROLLBACK TO SAVEPOINT contacts_copy")
             return False
-        cur.execute("RELEASE SAVEPOINT contacts_copy")
+        except _DATABASE_ERRORS as exc:
+            return exc
         return True
 
     def unknown_account(self, row: _Row) -> None:

@@ -62,7 +62,7 @@ def test_a_contact_stored_by_another_writer_before_the_copy_is_upserted(app, bac
     copy_new = imports._ContactImporter.copy_new
     others = []
 
-    def store_one_first(self, cur, rows, account_ids):
+    def store_one_first(self, rows, account_ids):
         if not others:  # another writer commits the address after the look-up, before the COPY
             with db.engine.begin() as conn:
                 then = datetime(2020, 1, 1, tzinfo=UTC)
@@ -70,7 +70,7 @@ def test_a_contact_stored_by_another_writer_before_the_copy_is_upserted(app, bac
                     email="b@acme.com", title="Buyer", attributes={"from": "crm"}, crm_ids={},
                     created_at=then, updated_at=then))
             others.append("b@acme.com")
-        return copy_new(self, cur, rows, account_ids)
+        return copy_new(self, rows, account_ids)
 
     monkeypatch.setattr(imports._ContactImporter, "copy_new", store_one_first)
     report = run("contacts", "Email,First Name,Campaign\na@acme.com,A,Q1\nb@acme.com,B,Q1\nc@acme.com,C,\n")
@@ -88,15 +88,38 @@ def test_an_account_deleted_after_the_look_up_leaves_its_contact_unlinked(app, b
     run("accounts", "Domain\nacme.com\ngone.io\n")
     copy_new = imports._ContactImporter.copy_new
 
-    def delete_first(self, cur, rows, account_ids):
+    def delete_first(self, rows, account_ids):
         assert "gone.io" in account_ids  # looked up before it went
         with db.engine.begin() as conn:
             conn.execute(Account.__table__.delete().where(Account.domain == "gone.io"))
         monkeypatch.setattr(imports._ContactImporter, "copy_new", copy_new)
-        return copy_new(self, cur, rows, account_ids)
+        return copy_new(self, rows, account_ids)
 
     monkeypatch.setattr(imports._ContactImporter, "copy_new", delete_first)
     report = run("contacts", "Email,Company Domain\na@gone.io,gone.io\nb@acme.com,\n")
     assert (report["created"], report["rejected"], report["unlinked"]) == (2, 0, 1)
     assert [(e["row"], e["column"]) for e in report["errors"]] == [(2, "account_domain")]
     assert contact("a@gone.io").account_id is None and contact("b@acme.com").account_id == account("acme.com").id
+
+
+def test_a_batch_is_copied_in_parts_and_each_part_stands_alone(app, backend, monkeypatch):
+    if backend != "postgresql":
+        pytest.skip("the COPY is PostgreSQL's")
+    monkeypatch.setattr(imports, "COPY_PART_MIN", 2)  # a batch of 6 goes in two parts of 3, at once
+    run("accounts", "Domain\nacme.com\n")
+    run("contacts", "Email,First Name\nstored@acme.com,Stored\n")
+    report = run("contacts", "Email,First Name\na@acme.com,A\nb@acme.com,B\nc@acme.com,C\n"
+                             "d@acme.com,D\nstored@acme.com,Again\ne@acme.com,E\n", batch_size=6)
+    # The first part is written by its COPY; the second meets a stored address and is upserted.
+    assert (report["created"], report["updated"], report["skipped"], report["rejected"]) == (5, 1, 0, 0)
+    assert contact("stored@acme.com").first_name == "Again"
+    assert {contact(f"{c}@acme.com").account_id for c in "abcde"} == {account("acme.com").id}
+
+    monkeypatch.setitem(imports.LIMITS, "title", 10_000)  # let the database be the one to refuse a title
+    report = run("contacts", "Email,Title\nf@acme.com,CEO\ng@acme.com," + "x" * 300 + "\nh@acme.com,\n"
+                             "i@acme.com,\nj@acme.com,CFO\nk@acme.com,\n", batch_size=6)
+    # The first part's bad row is found and reported; its other rows and the second part are written.
+    assert (report["created"], report["rejected"], report["skipped"]) == (5, 1, 0)
+    assert [(e["row"], "database refused" in e["message"]) for e in report["errors"]] == [(3, True)]
+    assert contact("f@acme.com").title == "CEO" and contact("j@acme.com").title == "CFO"
+    assert db.session.execute(select(func.count()).select_from(Contact)).scalar() == 11

@@ -317,3 +317,21 @@ def test_contacts_repeated_across_batches_suppressed_and_linked(app):
     assert (contact("old@acme.com").first_name, contact("old@acme.com").title) == ("Old", "CEO")
     assert contact("new@acme.com").title == "VP" and contact("new@acme.com").account_id == account("acme.com").id
     assert contact("x@elsewhere.org").account_id is None
+
+
+def test_imports_running_at_once_leave_the_interpreter_as_the_first_found_it():
+    """An import pauses the garbage collector and shortens the thread switch interval; the last to end
+    puts both back."""
+    import gc
+    import sys
+
+    before = (gc.isenabled(), sys.getswitchinterval())
+    first, second = imports._interpreter_tuned(), imports._interpreter_tuned()
+    first.__enter__()
+    second.__enter__()
+    tuned = (False, imports.IMPORT_SWITCH_INTERVAL)
+    assert (gc.isenabled(), sys.getswitchinterval()) == tuned
+    first.__exit__(None, None, None)  # the first ends while the second still runs
+    assert (gc.isenabled(), sys.getswitchinterval()) == tuned
+    second.__exit__(None, None, None)
+    assert (gc.isenabled(), sys.getswitchinterval()) == before
