@@ -137,9 +137,12 @@ def attribute_key(text: str) -> str:
     return re.sub(r"[\W_]+", "_", (text or "").casefold()).strip("_")
 
 
-_PLAIN_DOMAIN = re.compile(r"(?:www\.)?((?:[a-z0-9-]{1,63}\.)+[a-z0-9-]{1,63})")
-_PLAIN_LABEL = re.compile(r"^(?!-)(?!..--)[a-z0-9-]{1,63}(?<!-)$")
-_PLAIN_EMAIL = re.compile(r"([^@\s]+)@([a-z0-9.-]+)")
+# The common case of a domain, without IDNA: ASCII labels, none starting or ending with a hyphen
+# or having one in its third and fourth places (xn--), a last label not all digits.
+_PLAIN_LABEL = r"(?!-)(?!..--)[a-z0-9-]{1,63}(?<!-)"
+_PLAIN_HOST = rf"(?:{_PLAIN_LABEL}\.)+(?![0-9]+\Z){_PLAIN_LABEL}"
+_PLAIN_DOMAIN = re.compile(rf"(?:www\.)?({_PLAIN_HOST})")
+_PLAIN_EMAIL = re.compile(rf"[^@\s:]+@(?!www\.){_PLAIN_HOST}")  # in its normal form already
 
 
 @functools.lru_cache(maxsize=65536)  # a file's contacts share their companies' domains
@@ -147,9 +150,6 @@ def _plain_domain(text: str) -> str | None:
     """The common case, without IDNA: ``acme.com`` or ``www.acme.com`` in lower case."""
     m = _PLAIN_DOMAIN.fullmatch(text)
     if m is None or (text.startswith("www.") and m.group(1) == text):
-        return None
-    labels = m.group(1).split(".")
-    if labels[-1].isdigit() or not all(_PLAIN_LABEL.match(label) for label in labels):
         return None
     return m.group(1)
 
@@ -162,13 +162,7 @@ def domain_of(value: str) -> str:
 def email_of(value: str) -> str:
     """:func:`abm.normalize.normalize_email`, fast for plain ASCII addresses."""
     text = value.strip().lower()
-    m = _PLAIN_EMAIL.fullmatch(text)
-    if m is not None:
-        local, domain = m.groups()
-        # A plain domain is its own normal form (one with "www." in front is not, nor is an IDNA name).
-        if ":" not in local and _plain_domain(domain) == domain:
-            return text
-    return normalize_email(value)
+    return text if _PLAIN_EMAIL.fullmatch(text) else normalize_email(value)
 
 
 def email_hash(email: str) -> str:
@@ -770,9 +764,9 @@ class _Importer:
         if salesforce:
             row.crm_ids["salesforce"] = salesforce
 
-    def texts(self, row: _Row, cells: Iterable[tuple[str, str]]) -> None:
-        """Text fields as they are; one longer than its column is a cell error."""
-        for name, value in cells:
+    def texts(self, row: _Row, names: tuple[str, ...], cells: tuple[str, ...]) -> None:
+        """Text fields (``names``, their ``cells``) as they are; one longer than its column is a cell error."""
+        for name, value in zip(names, cells, strict=True):
             if value:
                 if len(value) > LIMITS[name]:
                     self.report.error(row.number, name, f"longer than {LIMITS[name]} characters; "
@@ -952,7 +946,7 @@ class _AccountImporter(_Importer):
             return False
         values = row.values
         values["domain"] = domain
-        self.texts(row, (("name", name), ("industry", industry), ("country", country), ("notes", notes)))
+        self.texts(row, ("name", "industry", "country", "notes"), (name, industry, country, notes))
         # Plain digits, the common case, skip parse_amount (same values).
         if employees.isdigit() and employees.isascii() and len(employees) <= 9:
             values["employees"] = int(employees)
@@ -1124,8 +1118,7 @@ class _ContactImporter(_Importer):
             return False
         values = row.values
         values["email"] = email
-        self.texts(row, (("first_name", first), ("last_name", last), ("title", title), ("country", country),
-                         ("phone", phone)))
+        self.texts(row, ("first_name", "last_name", "title", "country", "phone"), (first, last, title, country, phone))
         if full and "first_name" not in values and "last_name" not in values:
             first, _, last = full.partition(" ")
             values["first_name"] = first[:100]
