@@ -6,8 +6,9 @@ On PostgreSQL (ABM_BENCH_PG_URL, default postgresql://postgres@127.0.0.1/abm_imp
 the database is dropped and re-created). Prints, for accounts and contacts: rows per
 second of ``abm.services.imports`` (into empty tables, then again as updates), rows per
 second of a raw psycopg COPY of the same rows into the same tables, and their ratio
-(target >= 0.3); then the peak resident memory of a separate process importing a
-contacts file of ``--memory-rows`` rows (target < 300 MB).
+(target >= 0.3), as medians of ``--rounds`` rounds that each measure everything once;
+then the peak resident memory of a separate process importing a contacts file of
+``--memory-rows`` rows (target < 300 MB).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import csv
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--contacts", type=int, default=300_000)
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip the memory run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement; medians compared")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     url = os.environ.get("ABM_BENCH_PG_URL", DEFAULT_URL)
@@ -142,27 +145,36 @@ def main() -> None:
     app = make_app(url)
     load_start = os.getloadavg()[0]  # the machine may be shared: the figures mean little under load
 
-    results = {}
-    for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
-        truncate(url) if kind == "accounts" else None
-        copy_s = raw_copy(url, path, kind)
-        results[kind] = {"copy": n / copy_s}
-    truncate(url)
-    for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
-        seconds, report = run_import(app, path, kind)
-        assert report["created"] == n and not report["errors_total"], report
-        results[kind]["import"] = n / seconds
-    for kind, path, n in (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts)):
-        seconds, report = run_import(app, path, kind)
-        assert report["updated"] == n, report
-        results[kind]["update"] = n / seconds
+    # Rounds, each measuring everything once in the same order, so that a slow spell of a shared
+    # machine falls on both sides of a ratio; the medians are compared.
+    runs: dict[str, dict[str, list[float]]] = {k: {"copy": [], "import": [], "update": []}
+                                               for k in ("accounts", "contacts")}
+    files = (("accounts", accounts_csv, args.accounts), ("contacts", contacts_csv, n_contacts))
+    for _ in range(args.rounds):
+        truncate(url)
+        for kind, path, n in files:
+            runs[kind]["copy"].append(n / raw_copy(url, path, kind))
+        truncate(url)
+        for kind, path, n in files:
+            seconds, report = run_import(app, path, kind)
+            assert report["created"] == n and not report["errors_total"], report
+            runs[kind]["import"].append(n / seconds)
+        for kind, path, n in files:
+            seconds, report = run_import(app, path, kind)
+            assert report["updated"] == n, report
+            runs[kind]["update"].append(n / seconds)
 
     print(f"\nload average (1 min) at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} CPUs)")
-    print(f"\n{'':10}{'import rows/s':>15}{'re-import (updates)':>22}{'raw COPY rows/s':>18}{'ratio':>8}")
-    for kind, r in results.items():
-        print(f"{kind:10}{r['import']:>15,.0f}{r['update']:>22,.0f}{r['copy']:>18,.0f}"
-              f"{r['import'] / r['copy']:>8.2f}")
+    print(f"\nmedians of {args.rounds} rounds:")
+    print(f"{'':10}{'import rows/s':>15}{'re-import (updates)':>22}{'raw COPY rows/s':>18}{'ratio':>8}")
+    for kind, r in runs.items():
+        imported, updated, copied = (statistics.median(r[m]) for m in ("import", "update", "copy"))
+        print(f"{kind:10}{imported:>15,.0f}{updated:>22,.0f}{copied:>18,.0f}{imported / copied:>8.2f}")
+    for kind, r in runs.items():
+        print(f"{kind} per round: import " + ", ".join(f"{x:,.0f}" for x in r["import"])
+              + "; raw COPY " + ", ".join(f"{x:,.0f}" for x in r["copy"])
+              + "; ratios " + ", ".join(f"{i / c:.2f}" for i, c in zip(r["import"], r["copy"], strict=True)))
 
     if args.memory_rows:
         big = workdir / "contacts_big.csv"
