@@ -1216,7 +1216,20 @@ class _ContactImporter(_Importer):
                 self.out.unlinked += 1
         if not_written:
             self.upserting = True
-            self.upsert_pg(not_written)
+            self.write_alone(not_written)
+
+    def write_alone(self, rows: list[_Row]) -> None:
+        """Write ``rows`` in transactions of their own, counted in this batch's report.
+
+        For the rows of a batch that the COPYs left, once its other rows are committed:
+        should the database refuse one of them, the search for it must not take in the
+        rows written already (they would be written again and counted as repeated).
+        """
+        out = self.out
+        try:
+            out.merge(self._write_or_split(rows))
+        finally:
+            self.out = out
 
     @staticmethod
     def links(cur, rows: list[_Row]) -> tuple[set[str], dict[str, int]]:
@@ -1323,12 +1336,8 @@ class _ContactImporter(_Importer):
                 not_written += part
             elif len(parts) == 1:
                 raise outcome  # the caller's search for the bad rows
-            else:  # refused: find its bad rows alone (its own transactions), the other parts being written
-                out = self.out
-                try:
-                    out.merge(self._write_or_split(part))
-                finally:
-                    self.out = out
+            else:  # refused: its bad rows are searched for apart from the other parts, written already
+                self.write_alone(part)
         return written, not_written
 
     def copy_part(self, part: int, data: bytes) -> bool | Exception:
