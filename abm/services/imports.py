@@ -42,7 +42,7 @@ from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
@@ -609,6 +609,15 @@ assert not _CONTACT_DEFAULTS[0], "a new contact column with a default: give it i
 _SUPPRESSED = "this address is on the suppression list (erased or asked never to be contacted); row not imported"
 
 
+def _autocommit(conn: Connection | None) -> Connection:
+    """``conn`` while it is usable, else a new connection of the engine's in autocommit (a thread's own)."""
+    if conn is not None and not (conn.closed or conn.invalidated):
+        return conn
+    if conn is not None:
+        conn.close()
+    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 class _Importer:
     kind = ""
     key = ""
@@ -835,7 +844,10 @@ class _Importer:
         raise NotImplementedError
 
     def copy_line(self, row: _Row) -> str:
-        """The row as a line of the temporary table's COPY (PostgreSQL), or what the line is made of."""
+        """The row as a line of the temporary table's COPY (PostgreSQL), or what the line is made of.
+
+        Made for every row by the reading thread as it hands a batch over (``row.line``).
+        """
         raise NotImplementedError
 
     #: The temporary table's columns in the order its COPY lines give them ("" for the table's own order).
@@ -843,7 +855,7 @@ class _Importer:
 
     def staged_lines(self, rows: list[_Row]) -> str:
         """The rows as the temporary table's COPY text."""
-        return "".join([r.line or self.copy_line(r) for r in rows])
+        return "".join([r.line for r in rows])
 
     def stage_and_run(self, rows: list[_Row], statement: str) -> list[tuple]:
         """COPY the rows into the temporary table ``_abm_import_<kind>``, run ``statement``, return its rows.
@@ -1177,7 +1189,7 @@ class _ContactImporter(_Importer):
 
     def staged_lines(self, rows: list[_Row]) -> str:
         # The domains are normalised (letters, digits, dots and hyphens): nothing to escape.
-        return "".join([f"{r.line or self.copy_line(r)}\t{r.values.get('account_domain') or NULL}\t"
+        return "".join([f"{r.line}\t{r.values.get('account_domain') or NULL}\t"
                         f"{r.values['link_domain'] or NULL}\t{r.number}\n" for r in rows])
 
     def write_pg(self, rows: list[_Row]) -> None:
@@ -1190,9 +1202,6 @@ class _ContactImporter(_Importer):
         part's COPY on the unique index; that part then goes through the temporary table
         and the upsert, and so do the next batches until one holds only new addresses again.
         """
-        for r in rows:
-            if not r.line:
-                r.line = self.copy_line(r)
         ahead = self.looked_up.pop(rows[0].number, None)
         if self.upserting:
             self.upsert_pg(rows)
@@ -1202,12 +1211,14 @@ class _ContactImporter(_Importer):
             with self.copier(0).cursor() as cur:
                 found = self.links(cur, rows)
         suppressed, account_ids = found
-        new = []
-        for r in rows:
-            if r.values["email"] in suppressed:
-                self.out.skip(r.number, "email", _SUPPRESSED)
-            else:
-                new.append(r)
+        new = rows
+        if suppressed:
+            new = []
+            for r in rows:
+                if r.values["email"] in suppressed:
+                    self.out.skip(r.number, "email", _SUPPRESSED)
+                else:
+                    new.append(r)
         written, not_written = self.copy_new(new, account_ids)
         self.out.created += len(written)
         for r in written:
@@ -1263,8 +1274,7 @@ class _ContactImporter(_Importer):
     def links_ahead(self, rows: list[_Row]) -> tuple[set[str], dict[str, int]] | None:
         """:meth:`links` on the look-up thread's connection; None when it failed (the writer looks them up)."""
         try:
-            if self.ahead is None:
-                self.ahead = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self.ahead = _autocommit(self.ahead)
             with self.ahead.connection.driver_connection.cursor() as cur:
                 return self.links(cur, rows)
         except _DATABASE_ERRORS:
@@ -1293,12 +1303,8 @@ class _ContactImporter(_Importer):
         each a wait for the server and then for the interpreter's lock while the reading
         thread holds it.
         """
-        conn = self.copy_conns[part]
-        if conn is None or conn.closed or conn.invalidated:
-            if conn is not None:
-                conn.close()
-            conn = self.copy_conns[part] = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return conn.connection.driver_connection
+        self.copy_conns[part] = _autocommit(self.copy_conns[part])
+        return self.copy_conns[part].connection.driver_connection
 
     def close_copiers(self) -> None:
         if self.copy_parts is not None:

@@ -319,6 +319,24 @@ def test_contacts_repeated_across_batches_suppressed_and_linked(app):
     assert contact("x@elsewhere.org").account_id is None
 
 
+def test_an_import_reads_and_writes_with_the_interpreter_tuned(app, monkeypatch):
+    import gc
+    import sys
+
+    seen = []
+    parse_fields = imports._ContactImporter.parse_fields
+
+    def spy(self, picked, row):
+        seen.append((gc.isenabled(), sys.getswitchinterval()))
+        return parse_fields(self, picked, row)
+
+    monkeypatch.setattr(imports._ContactImporter, "parse_fields", spy)
+    before = (gc.isenabled(), sys.getswitchinterval())
+    assert run("contacts", "Email\na@acme.com\nb@acme.com\n")["created"] == 2
+    assert seen == [(False, imports.IMPORT_SWITCH_INTERVAL)] * 2
+    assert (gc.isenabled(), sys.getswitchinterval()) == before
+
+
 def test_imports_running_at_once_leave_the_interpreter_as_the_first_found_it():
     """An import pauses the garbage collector and shortens the thread switch interval; the last to end
     puts both back."""
