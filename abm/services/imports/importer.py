@@ -63,6 +63,25 @@ class Importer:
 
     def run(self, stream: BinaryIO) -> ImportReport:
         source = Source(stream)
+        rows = self.read_header(source)
+        self._pick = self._make_picker()
+        self._padding = [""] * (self.header.width + 1)
+        self.prepare()
+        db.session.commit()  # end the lookups' transaction: the writer thread writes
+        with tuned_if_alone(self.tune_interpreter), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
+            self._read_rows(rows, source, writer)
+        self.finish()
+        self.report.errors.sort(key=lambda e: e["row"])
+        self.report.skipped_rows.sort(key=lambda s: s["row"])
+        db.session.add(AuditLog(actor_id=self.actor_id, action=f"import.{self.kind}", target_type=self.kind,
+                                details={k: v for k, v in self.report.to_dict().items()
+                                         if k in ("created", "updated", "skipped", "rejected", "rows")}))
+        db.session.commit()
+        return self.report
+
+    def read_header(self, source: Source) -> Iterator[list[str]]:
+        """Read and match the header row; the rows after it. Raises ImportFileError when it is unusable."""
         self.report.encoding, self.report.delimiter = source.encoding, source.delimiter
         rows = iter(source)
         header = None
@@ -80,20 +99,7 @@ class Importer:
         self.header = match_header(header, self.aliases, self.report)
         if self.key not in self.header.fields:
             raise no_header(self.kind, self.key, self.aliases, header)
-        self._pick = self._make_picker()
-        self._padding = [""] * (self.header.width + 1)
-        self.prepare()
-        db.session.commit()  # end the lookups' transaction: the writer thread writes
-        with tuned_if_alone(self.tune_interpreter), ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-import") as writer:
-            self._read_rows(rows, source, writer)
-        self.finish()
-        self.report.errors.sort(key=lambda e: e["row"])
-        self.report.skipped_rows.sort(key=lambda s: s["row"])
-        db.session.add(AuditLog(actor_id=self.actor_id, action=f"import.{self.kind}", target_type=self.kind,
-                                details={k: v for k, v in self.report.to_dict().items()
-                                         if k in ("created", "updated", "skipped", "rejected", "rows")}))
-        db.session.commit()
-        return self.report
+        return rows
 
     def _read_rows(self, rows: Iterator[list[str]], source: Source, writer: ThreadPoolExecutor) -> None:
         """Parse rows into batches; each batch is written by ``writer`` while the next is parsed.
