@@ -30,8 +30,10 @@ from connectors.audiences import chunks, group_by_list, in_order, people_of
 from connectors.base import Connector, ConnectorError, PermanentError, RetryableError, Touch, TouchResult
 from connectors.http import HttpClient, parse_retry_after, redact
 from connectors.schema import base_url, object_schema, secret, timeout_of
+from connectors.versions import default_version
 
 DEFAULT_BASE_URL = "https://googleads.googleapis.com"
+DEFAULT_VERSION = default_version("google_ads")  # see connectors/versions.py
 OPERATIONS_PER_REQUEST = 10_000
 RETRYABLE_STATUS = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "INTERNAL"}
 RETRYABLE_CODES = {"RESOURCE_EXHAUSTED", "RESOURCE_TEMPORARILY_EXHAUSTED", "CONCURRENT_MODIFICATION",
@@ -84,7 +86,7 @@ class GoogleAdsConnector(Connector):
                             "description": "The advertiser's customer id (123-456-7890)."},
             "login_customer_id": {"type": "string", "pattern": CUSTOMER_ID,
                                   "description": "The manager account's id, when acting through one."},
-            "api_version": {"type": "string", "pattern": "^v[0-9]+$", "default": "v20"},
+            "api_version": {"type": "string", "pattern": "^v[0-9]+$", "default": DEFAULT_VERSION},
             "membership_life_span_days": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 540},
             "base_url": base_url(DEFAULT_BASE_URL),
         },
@@ -109,7 +111,7 @@ class GoogleAdsConnector(Connector):
             if self.settings.get("login_customer_id"):
                 headers["login-customer-id"] = str(self.settings["login_customer_id"]).replace("-", "")
             self._client = HttpClient(
-                "Google Ads", f"{root}/{self.settings.get('api_version') or 'v20'}", headers=headers,
+                "Google Ads", f"{root}/{self.settings.get('api_version') or DEFAULT_VERSION}", headers=headers,
                 timeout=timeout_of(self.settings), secrets=[token, dev],
             )
         return self._client
