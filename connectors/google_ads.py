@@ -91,6 +91,11 @@ class GoogleAdsConnector(Connector):
         ["access_token", "developer_token", "customer_id"],
     )
 
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "ya29.example-token", "developer_token": "example-developer-token",
+                "customer_id": "123-456-7890", "base_url": base_url}
+
     @property
     def customer(self) -> str:
         return str(self.settings["customer_id"]).replace("-", "")
@@ -123,13 +128,17 @@ class GoogleAdsConnector(Connector):
             return None
         items, delay = failure_details(error)
         codes = {c for item in items for c in error_codes(item)}
-        text = "; ".join(str(i.get("message")) for i in items if i.get("message")) or str(error.get("message"))
+        text = ("; ".join(str(i.get("message")) for i in items if i.get("message"))
+                or str(error.get("message") or f"HTTP {response.status_code}"))
         text = redact(text, self.client.secrets)
         status = error.get("status")
-        if status in RETRYABLE_STATUS or codes & RETRYABLE_CODES:
+        # A 429 or 5xx is retryable whatever its body says: a proxy or Google's front end
+        # answers {"error": {"code": 502}} with no status at all.
+        throttled = response.status_code == 429 or response.status_code >= 500
+        if throttled or status in RETRYABLE_STATUS or codes & RETRYABLE_CODES:
             delay = delay if delay is not None else parse_retry_after(response.headers.get("Retry-After"))
-            return RetryableError(f"Google Ads is busy ({status or ', '.join(sorted(codes))}): {text}; "
-                                  "retry later", retry_after=delay)
+            reason = status or ", ".join(sorted(codes)) or f"HTTP {response.status_code}"
+            return RetryableError(f"Google Ads is busy ({reason}): {text}; retry later", retry_after=delay)
         if response.status_code == 401 or status == "UNAUTHENTICATED":
             return PermanentError(f"Google Ads refused the credentials (HTTP {response.status_code}): {text}; "
                                   "check access_token and developer_token")

@@ -66,6 +66,10 @@ class LinkedInConnector(Connector):
         ["access_token", "ad_account_id"],
     )
 
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "li-example-token", "ad_account_id": "507404993", "base_url": base_url}
+
     # -- plumbing -----------------------------------------------------------------
     @property
     def client(self) -> HttpClient:

@@ -89,6 +89,10 @@ class MetaConnector(Connector):
         ["access_token", "ad_account_id"],
     )
 
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "EAAB-example-token", "ad_account_id": "act_1234567890", "base_url": base_url}
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.last_report: list[dict[str, Any]] = []
