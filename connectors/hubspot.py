@@ -119,6 +119,11 @@ class HubSpotConnector(Connector):
         ["access_token"],
     )
 
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "pat-na1-example-token", "client_secret": "example-client-secret",
+                "base_url": base_url}
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._last_search = 0.0

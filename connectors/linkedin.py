@@ -34,8 +34,10 @@ from connectors.audiences import Person, chunks, group_by_list, in_order, people
 from connectors.base import Connector, PermanentError, RetryableError, Touch, TouchResult
 from connectors.http import HttpClient, provider_message
 from connectors.schema import base_url, object_schema, secret, timeout_of
+from connectors.versions import default_version
 
 DEFAULT_BASE_URL = "https://api.linkedin.com/rest"
+DEFAULT_VERSION = default_version("linkedin")  # see connectors/versions.py
 #: Elements per BATCH_CREATE call (LinkedIn's streaming limit; unconfirmed, kept conservative).
 ELEMENTS_PER_CALL = 5000
 #: How long after creation a 404 means "not ready yet" rather than "gone".
@@ -56,7 +58,7 @@ class LinkedInConnector(Connector):
             "ad_account_id": {"type": "string", "pattern": "^[0-9]+$",
                               "description": "The sponsored ad account id (digits)."},
             "linkedin_version": {"type": "string", "pattern": "^20[0-9]{2}(0[1-9]|1[0-2])$",
-                                 "default": "202510", "description": "LinkedIn-Version header, YYYYMM."},
+                                 "default": DEFAULT_VERSION, "description": "LinkedIn-Version header, YYYYMM."},
             "list_type": {"enum": ["company", "user", "both"], "default": "company",
                           "description": "Company lists, contact lists (hashed emails), or both."},
             "source_platform": {"type": "string", "minLength": 1, "default": "LIST_UPLOAD",
@@ -65,6 +67,10 @@ class LinkedInConnector(Connector):
         },
         ["access_token", "ad_account_id"],
     )
+
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "li-example-token", "ad_account_id": "507404993", "base_url": base_url}
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -75,7 +81,7 @@ class LinkedInConnector(Connector):
                 "LinkedIn", self.settings.get("base_url") or DEFAULT_BASE_URL,
                 headers={
                     "Authorization": f"Bearer {token}",
-                    "LinkedIn-Version": str(self.settings.get("linkedin_version") or "202510"),
+                    "LinkedIn-Version": str(self.settings.get("linkedin_version") or DEFAULT_VERSION),
                     "X-Restli-Protocol-Version": "2.0.0",
                 },
                 timeout=timeout_of(self.settings), secrets=[token],

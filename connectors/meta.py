@@ -33,10 +33,12 @@ from connectors.audiences import chunks, group_by_list, in_order, people_of
 from connectors.base import Connector, ConnectorError, PermanentError, RetryableError, Touch, TouchResult
 from connectors.http import HttpClient, parse_retry_after, redact
 from connectors.schema import base_url, object_schema, secret, timeout_of
+from connectors.versions import default_version
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
+DEFAULT_VERSION = default_version("meta")  # see connectors/versions.py
 RECORDS_PER_REQUEST = 10_000
 THROTTLE_CODES = {4, 17, 613, 1, 2, 80003}
 TOKEN_CODES = {190, 102}
@@ -79,7 +81,7 @@ class MetaConnector(Connector):
             "access_token": secret("A system-user access token with ads_management."),
             "ad_account_id": {"type": "string", "pattern": "^(act_)?[0-9]+$",
                               "description": "The ad account id, with or without act_."},
-            "api_version": {"type": "string", "pattern": "^v[0-9]+\\.0$", "default": "v21.0"},
+            "api_version": {"type": "string", "pattern": "^v[0-9]+\\.0$", "default": DEFAULT_VERSION},
             "customer_file_source": {
                 "enum": ["USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED"],
                 "default": "USER_PROVIDED_ONLY",
@@ -88,6 +90,10 @@ class MetaConnector(Connector):
         },
         ["access_token", "ad_account_id"],
     )
+
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "EAAB-example-token", "ad_account_id": "act_1234567890", "base_url": base_url}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -98,7 +104,7 @@ class MetaConnector(Connector):
         if not hasattr(self, "_client"):
             root = (self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
             self._client = HttpClient(
-                "Meta", f"{root}/{self.settings.get('api_version') or 'v21.0'}",
+                "Meta", f"{root}/{self.settings.get('api_version') or DEFAULT_VERSION}",
                 timeout=timeout_of(self.settings), secrets=[self.settings["access_token"]],
             )
         return self._client
