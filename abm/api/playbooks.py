@@ -18,9 +18,10 @@ from abm.services import paging
 from abm.services import playbooks as service
 from abm.services import touches as touch_service
 
+#: YAML, or JSON (which YAML reads as it is); never text/plain, which another site's form can send.
 YAML_BODY = {"required": True, "content": {
     "application/yaml": {"schema": {"type": "string"}}, "text/yaml": {"schema": {"type": "string"}},
-    "text/plain": {"schema": {"type": "string"}}}}
+    "application/json": {"schema": {"type": "object"}}}}
 MAX_SOURCE = 512 * 1024
 
 PLAYBOOK = register_schema("Playbook", {
