@@ -119,11 +119,12 @@ def _template_line(exc: BaseException) -> int | None:
 
 _NO_ATTRIBUTE = re.compile(r"^'(.+)' has no attribute '([^']+)'$")
 _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) -> str:
     """Turn Jinja's "'dict object' has no attribute 'nmae'" into a message that names
-    the object and suggests the closest field."""
+    the value (``account.owner``) and suggests the closest field."""
     match = _UNDEFINED.match(message)
     if match:
         name = match.group(1)
@@ -132,15 +133,59 @@ def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) ->
         return f"'{name}' is undefined{hint}"
     match = _NO_ATTRIBUTE.match(message)
     if match:
-        attribute = match.group(2)
-        owner = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*" + re.escape(attribute) + r"\b", source)
-        if owner and isinstance(context.get(owner.group(1)), Mapping):
-            name = owner.group(1)
-            fields = [str(key) for key in context[name]]
-            close = difflib.get_close_matches(attribute, fields, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f" (fields: {', '.join(sorted(fields))})"
-            return f"{name} has no field '{attribute}'{hint}"
+        return _missing_field(match.group(2), source, context) or message
     return message
+
+
+def _missing_field(attribute: str, source: str, context: Mapping[str, Any]) -> str | None:
+    """The message for the first ``a.b.attribute`` in ``source`` whose ``a.b`` has no
+    ``attribute``: the fields it has (and the closest), or what kind of value it is."""
+    for found in _DOTTED.finditer(source):
+        parts = [part.strip() for part in found.group(0).split(".")]
+        for end in range(1, len(parts)):
+            if parts[end] != attribute:
+                continue
+            owner, value = ".".join(parts[:end]), _lookup(context, parts[:end])
+            if value is _ABSENT:
+                continue
+            if isinstance(value, Mapping):
+                if attribute in value:
+                    continue
+                fields = [str(key) for key in value]
+                close = difflib.get_close_matches(attribute, fields, n=1)
+                if close:
+                    hint = f"; did you mean '{close[0]}'?"
+                else:
+                    hint = f" (fields: {', '.join(sorted(fields))})" if fields else " (it has none)"
+                return f"{owner} has no field '{attribute}'{hint}"
+            return f"{owner} is {_kind(value)}, not a record: it has no field '{attribute}'"
+    return None
+
+
+_ABSENT = object()
+
+
+def _lookup(context: Mapping[str, Any], path: list[str]) -> Any:
+    value: Any = context
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def build_context(

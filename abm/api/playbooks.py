@@ -19,9 +19,10 @@ from abm.services import playbooks as service
 from abm.services import touches as touch_service
 from playbooks.loader import MAX_SOURCE_BYTES
 
+#: YAML, or JSON (which YAML reads as it is); never text/plain, which another site's form can send.
 YAML_BODY = {"required": True, "content": {
     "application/yaml": {"schema": {"type": "string"}}, "text/yaml": {"schema": {"type": "string"}},
-    "text/plain": {"schema": {"type": "string"}}}}
+    "application/json": {"schema": {"type": "object"}}}}
 
 PLAYBOOK = register_schema("Playbook", {
     "type": "object", "required": ["key", "name", "status", "version"],

@@ -111,6 +111,17 @@ def test_resource_exhausted_is_retryable_with_its_delay(fake):
             make(server).send([audience_touch(1, contacts=people(1))])
 
 
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_429_and_5xx_without_a_google_status_are_retryable_after_retry_after(fake, status):
+    """A proxy or Google's front end answers {"error": {"code": 502}}: no status, no details."""
+    with serve(fake.app) as server:
+        fake.fail(":create", status, {"error": {"code": status}}, headers={"Retry-After": "9"})
+        with pytest.raises(RetryableError) as caught:
+            make(server).send([audience_touch(1, contacts=people(1))])
+    assert caught.value.retry_after == 9
+    assert "None" not in str(caught.value)
+
+
 def test_400_and_401_are_permanent_without_secrets(fake):
     with serve(fake.app) as server:
         fake.fail(":addOperations", 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
