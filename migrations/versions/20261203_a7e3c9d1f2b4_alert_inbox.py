@@ -2,7 +2,7 @@
 and not-relevant
 
 Revision ID: a7e3c9d1f2b4
-Revises: 5e7a9c1d2b3f
+Revises: 7d1e0a9c4b21
 Create Date: 2026-12-03 20:00:00
 """
 from alembic import op
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 
 revision = 'a7e3c9d1f2b4'
-down_revision = '5e7a9c1d2b3f'
+down_revision = '7d1e0a9c4b21'
 branch_labels = None
 depends_on = None
 
