@@ -35,3 +35,9 @@ def create_user(email: str, role: str, password: str | None, name: str = "", act
                             target_id=str(user.id), details={"email": email, "role": role}))
     db.session.commit()
     return user
+
+
+def save_preference(user: User, key: str, value) -> None:
+    """Keep one of the user's own choices (``preferences[key]``)."""
+    user.preferences = {**(user.preferences or {}), key: value}
+    db.session.commit()
