@@ -6,7 +6,7 @@ in a LinkedIn list. Depending on ``list_type``:
 - ``company``: one company element per touch, from the account dict's ``name``,
   ``domain``, ``country`` and, when known, ``linkedin_organization_urn``;
 - ``user``: one user element per contact, identified by the SHA-256 of the email
-  (never the email itself), with first/last name, title, company, country when known.
+  and nothing else (never the email, name, title or company in clear).
   The contacts are the touch's ``contact`` plus the account dict's ``contacts`` list
   (shape in :mod:`connectors.audiences`): ``[{"email", "first_name", "last_name",
   "title", "country"}]`` or ``[{"email_sha256"}]``;
@@ -169,9 +169,10 @@ class LinkedInConnector(Connector):
             "sourcePlatform": self.settings.get("source_platform") or "LIST_UPLOAD",
             "destinations": [{"destination": "LINKEDIN"}],
         }, expect=(201,))
-        segment_id = response.headers.get("x-restli-id")
+        segment_id = created_id(response)
         if not segment_id:
-            raise PermanentError(f"LinkedIn created list {seg_name!r} but returned no id (x-restli-id)")
+            raise PermanentError(f"LinkedIn created list {seg_name!r} but returned no id "
+                                 "(no x-restli-id, x-linkedin-id, Location or id in the body)")
         segments[key] = {"id": segment_id, "created_at": time.time()}
         return segments[key]
 
@@ -277,12 +278,25 @@ def company_element(touch: Touch, action: str) -> dict[str, Any] | None:
 
 
 def user_element(person: Person, action: str) -> dict[str, Any]:
-    element: dict[str, Any] = {
-        "action": action.upper(),
-        "userIds": [{"idType": "SHA256_EMAIL", "idValue": person.email_sha256}],
-    }
-    for key, value in (("firstName", person.first_name), ("lastName", person.last_name),
-                       ("title", person.title), ("company", person.company), ("country", person.country)):
-        if value:
-            element[key] = value
-    return element
+    """One user of a contact list: hashed identifiers only. LinkedIn would also take first
+    and last name, title, company and country, but those would leave the product in clear."""
+    return {"action": action.upper(), "userIds": [{"idType": "SHA256_EMAIL", "idValue": person.email_sha256}]}
+
+
+def created_id(response: requests.Response) -> str | None:
+    """The id of the segment a 201 created: LinkedIn documents the ``x-linkedin-id`` header;
+    Rest.li 2.0 answers ``x-restli-id`` and a ``Location`` whose last segment is the id;
+    some versions answer it in the body (``{"id": ...}``)."""
+    for name in ("x-restli-id", "x-linkedin-id"):
+        if response.headers.get(name):
+            return response.headers[name].strip()
+    location = response.headers.get("Location")
+    if location:
+        last = location.rstrip("/").rsplit("/", 1)[-1]
+        return last.rsplit(":", 1)[-1] or None  # a plain id, or urn:li:dmpSegment:ID
+    try:
+        body = response.json() if response.content else None
+    except ValueError:
+        return None
+    found = body.get("id") if isinstance(body, dict) else None
+    return str(found) if found not in (None, "") else None

@@ -44,6 +44,13 @@ THROTTLE_CODES = {4, 17, 613, 1, 2, 80003}
 TOKEN_CODES = {190, 102}
 
 
+def meta_normalized_email(email: str) -> str:
+    """An email as Meta's Business SDK normalises it before hashing (``CustomAudienceMixin.
+    format_params``): spaces, control characters and dots stripped at both ends, lowercased.
+    A trailing dot kept would hash to an identifier Meta never matches."""
+    return email.strip(" \t\r\n\0\x0b.").lower()
+
+
 def meta_error(response: requests.Response) -> dict[str, Any] | None:
     if response.status_code < 400:
         return None
@@ -149,7 +156,7 @@ class MetaConnector(Connector):
         for (name, action), touches in groups.items():
             owners: dict[str, list[int]] = {}
             for touch in touches:
-                for person in people_of(touch):
+                for person in people_of(touch, meta_normalized_email):
                     owners.setdefault(person.email_sha256, []).append(touch.id)
             with_people = {tid for ids in owners.values() for tid in ids}
             for touch in touches:
@@ -211,10 +218,12 @@ class MetaConnector(Connector):
         for seq, part in enumerate(parts, start=1):
             session = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == len(parts),
                        "estimated_num_total": len(digests)}
+            params = {"payload": json.dumps({"schema": "EMAIL_SHA256", "data": part}),
+                      "session": json.dumps(session), "access_token": self.token}
+            # As Meta's SDK does: a POST's parameters in the form body, a DELETE's in the query.
+            where = "data" if action == "add" else "params"
             response = self.client.request(
-                "POST" if action == "add" else "DELETE", f"/{audience}/users",
-                data={"payload": json.dumps({"schema": "EMAIL_SHA256", "data": part}),
-                      "session": json.dumps(session), "access_token": self.token},
+                "POST" if action == "add" else "DELETE", f"/{audience}/users", **{where: params},
                 classify=lambda r: self._classify(r, audience),
             )
             reply = response.json()

@@ -41,3 +41,25 @@
     select.addEventListener("change", function () { select.form.requestSubmit ? select.form.requestSubmit() : select.form.submit(); });
   });
 })();
+// <section data-poll="/imports/7/status"> follows a running import: progress until it ends, then the report.
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-poll]");
+  if (!box || !window.fetch) return;
+  var url = box.getAttribute("data-poll");
+  function poll() {
+    fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"}).then(function (resp) {
+      return resp.ok ? resp.json() : null;
+    }).then(function (run) {
+      if (!run) return setTimeout(poll, 5000);
+      if (run.status === "done" || run.status === "failed") return window.location.reload();
+      var bar = box.querySelector("progress");
+      var text = box.querySelector("[data-poll-text]");
+      var pct = Math.round(run.progress * 100);
+      if (bar) bar.value = run.progress;
+      if (text) text.textContent = pct + "% of " + run.bytes_total + " bytes read";
+      setTimeout(poll, 1000);
+    }).catch(function () { setTimeout(poll, 5000); });
+  }
+  setTimeout(poll, 1000);
+})();
