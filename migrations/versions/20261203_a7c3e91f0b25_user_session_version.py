@@ -1,7 +1,7 @@
 """user session version: logout and a password change end every session
 
 Revision ID: a7c3e91f0b25
-Revises: 5e7a9c1d2b3f
+Revises: a79fdba7e457
 Create Date: 2026-12-03 19:55:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = 'a7c3e91f0b25'
-down_revision = '5e7a9c1d2b3f'
+down_revision = 'a79fdba7e457'
 branch_labels = None
 depends_on = None
 
