@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from abm.db import db, in_list
 from abm.models import Account, Contact, Enrollment
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, enrollment
+from abm.services import audience, enrollment, simulation
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
 from playbooks import duration
@@ -245,7 +245,9 @@ def _warnings(pb: Playbook, steps_funnel: list[dict], entering: list[int], rows:
     if capped:
         warnings.append(f"{capped} touch(es) would be capped by frequency caps")
     if outcome.cut_short:
-        warnings.append("the simulation stopped at its size limit; later steps are undercounted")
+        warnings.append(f"the simulation stopped at its limit ({simulation.MAX_SECONDS:g} s or "
+                        f"{simulation.MAX_ROUNDS:,} instants) at {outcome.stopped_at:%Y-%m-%d %H:%M} UTC; "
+                        "later steps are undercounted")
     return warnings
 
 

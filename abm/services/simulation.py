@@ -28,6 +28,7 @@ engagement take their "no" side, as they would if nobody engaged.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,8 +53,10 @@ from playbooks.model import Cap, Playbook, WaitUntilStep
 #: As the dispatcher: enrollments per batch and machine calls per enrollment and pass.
 BATCH_SIZE = 1000
 MAX_CALLS = 20
-#: Bounded work: at most this many distinct instants are simulated.
+#: Bounded work: at most this many distinct instants are simulated, in at most this
+#: many seconds (each render keeps the sandbox's own limits); a plan cut short says so.
 MAX_ROUNDS = 20_000
+MAX_SECONDS = 20.0
 
 
 @dataclass
@@ -131,15 +134,17 @@ def simulate(runners: list[Runner], facts: dict[int, AccountFacts], ledger: Ledg
     """Run ``runners`` from ``now`` until no foreground one is running or the clock
     passes ``until``."""
     sim = _Simulation(runners, facts, ledger)
-    rounds, at = 0, now
+    rounds, at, stop_by = 0, now, time.monotonic() + MAX_SECONDS
     foreground = [runner for runner in runners if runner.foreground]
-    while sim.queue and rounds < MAX_ROUNDS and any(runner.running for runner in foreground):
+    while sim.queue and any(runner.running for runner in foreground):
+        if rounds >= MAX_ROUNDS or time.monotonic() > stop_by:
+            return Outcome(sim.rows, sim.samples, runners, at, rounds, True)
         at = sim.queue[0][0]
         if at > until:
             break
         sim.round(at, sim.pop_due(at))
         rounds += 1
-    return Outcome(sim.rows, sim.samples, runners, at, rounds, bool(sim.queue) and rounds >= MAX_ROUNDS)
+    return Outcome(sim.rows, sim.samples, runners, at, rounds, False)
 
 
 class _Simulation:
