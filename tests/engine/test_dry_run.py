@@ -179,3 +179,15 @@ def _account_id(domain: str) -> int:
     from abm.models import Account
 
     return db.session.execute(select(Account.id).where(Account.domain == domain)).scalar_one()
+
+
+def test_a_simulation_cut_short_by_its_limit_says_so(app, clock, sent_log, monkeypatch):
+    from abm.services import simulation
+
+    for n in range(3):
+        make_account(f"Cut{n}", tier=1)
+    monkeypatch.setattr(simulation, "MAX_ROUNDS", 1)
+    plan = service.plan(PLANNED, now=clock())
+    assert any("the simulation stopped at its limit" in w and "later steps are undercounted" in w
+               for w in plan["warnings"])
+    assert plan["steps"][0]["reached"] == plan["entering"] and plan["steps"][3]["reached"] == 0
