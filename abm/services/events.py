@@ -502,7 +502,7 @@ def _flag_contacts(rows: list[dict]) -> None:
 
 
 def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now: datetime) -> None:
-    """Tell the engine (wake waiting enrollments, triggers) and raise level alerts."""
+    """Tell the engine (wake waiting enrollments, triggers) and raise level and surge alerts."""
     touched = {r["account_id"] for r in rows if r["account_id"]}
     if not touched:
         return
@@ -513,7 +513,7 @@ def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now:
         if r["account_id"]:
             by_type[r["type"]].add(r["account_id"])
     engine_hooks.engagement_changed(touched, dict(by_type), {a: before for a, (before, _) in changes.items()}, now)
-    alerts.level_ups(changes, now)
+    alerts.on_scores_changed(changes, now)
 
 
 def _chunks(items, size: int = 1000):
