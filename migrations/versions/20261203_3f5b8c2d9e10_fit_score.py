@@ -1,7 +1,7 @@
 """ICP fit: account fit columns and trained fit models
 
 Revision ID: 3f5b8c2d9e10
-Revises: a7e3c9d1f2b4
+Revises: a7c3e91f0b25
 Create Date: 2026-12-03 20:30:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import abm.db
 
 
 revision = '3f5b8c2d9e10'
-down_revision = 'a7e3c9d1f2b4'
+down_revision = 'a7c3e91f0b25'
 branch_labels = None
 depends_on = None
 

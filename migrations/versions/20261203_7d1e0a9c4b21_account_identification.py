@@ -1,7 +1,7 @@
 """account identification: networks, ip2asn, look-ups, visitors, event visitor ids
 
 Revision ID: 7d1e0a9c4b21
-Revises: a7c3e91f0b25
+Revises: a79fdba7e457
 Create Date: 2026-12-03 20:10:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import abm.db
 
 
 revision = '7d1e0a9c4b21'
-down_revision = 'a7c3e91f0b25'
+down_revision = 'a79fdba7e457'
 branch_labels = None
 depends_on = None
 
