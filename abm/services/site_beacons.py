@@ -113,6 +113,8 @@ def record(body: object, origin: str | None, referrer: str | None, address: str 
     event["dedup_key"] = _dedup_key(site["name"], body["type"], event, url)
     if body["type"] == "form_fill" and not settings_service.current().get("browser_leads"):
         event["type"] = BROWSER_FORM_FILL
+    if address:
+        event["ip"] = address  # for account identification in the drain; see docs/identification.md
     events.push([event])
 
 
