@@ -28,6 +28,7 @@ from abm.services.imports.postgres_copy import (
     defaults_sql,
     json_or_none,
     staging_sql,
+    update_if_changed,
 )
 
 _NULLABLE_ACCOUNT = ("industry", "employees", "annual_revenue", "country", "tier", "owner_id", "timezone", "notes")
@@ -47,18 +48,16 @@ WITH old AS MATERIALIZED (
            COALESCE(s.attributes, '{{}}'), COALESCE(s.crm_ids, '{{}}'),
            %(now)s::timestamptz, %(now)s::timestamptz{_ACCOUNT_DEFAULTS[1]}
     FROM _abm_import_accounts s LEFT JOIN old o ON o.domain = s.domain
-    ON CONFLICT (domain) DO UPDATE SET
-        {coalesced(_NULLABLE_ACCOUNT)},
-        name = CASE WHEN EXCLUDED.name = '' THEN t.name ELSE EXCLUDED.name END,
-        stage = CASE WHEN EXCLUDED.stage = '' THEN t.stage ELSE EXCLUDED.stage END,
-        tags = CASE WHEN jsonb_array_length(EXCLUDED.tags) = 0 THEN t.tags ELSE EXCLUDED.tags END,
-        attributes = t.attributes || EXCLUDED.attributes,
-        crm_ids = t.crm_ids || EXCLUDED.crm_ids,
-        updated_at = EXCLUDED.updated_at
-    @RETURNING@
+    ON CONFLICT (domain) DO UPDATE {update_if_changed(coalesced(_NULLABLE_ACCOUNT) + [
+        ("name", "CASE WHEN EXCLUDED.name = '' THEN t.name ELSE EXCLUDED.name END"),
+        ("stage", "CASE WHEN EXCLUDED.stage = '' THEN t.stage ELSE EXCLUDED.stage END"),
+        ("tags", "CASE WHEN jsonb_array_length(EXCLUDED.tags) = 0 THEN t.tags ELSE EXCLUDED.tags END"),
+        ("attributes", "t.attributes || EXCLUDED.attributes"),
+        ("crm_ids", "t.crm_ids || EXCLUDED.crm_ids")])}
+    RETURNING t.id, t.domain
 )@CHANGES@
-SELECT s.n, o.updated_at >= %(now)s::timestamptz
-FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain ORDER BY s.n
+SELECT s.n, o.updated_at >= %(now)s::timestamptz, up.domain IS NOT NULL
+FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain LEFT JOIN up ON up.domain = s.domain ORDER BY s.n
 """
 _ACCOUNT_CHANGES = """, changes AS (
     INSERT INTO stage_changes (account_id, from_stage, to_stage, changed_at, source, actor_id)
@@ -67,9 +66,9 @@ _ACCOUNT_CHANGES = """, changes AS (
     WHERE s.stage IS NOT NULL AND o.stage IS DISTINCT FROM s.stage
 )"""
 #: (batch without stages, batch with stages)
-_ACCOUNT_UPSERTS = (_ACCOUNT_UPSERT.replace("@RETURNING@", "").replace("@CHANGES@", ""),
-                    _ACCOUNT_UPSERT.replace("@RETURNING@", "RETURNING t.id, t.domain").replace("@CHANGES@",
-                                                                                           _ACCOUNT_CHANGES))
+_ACCOUNT_UPSERTS = (_ACCOUNT_UPSERT.replace("@CHANGES@", ""), _ACCOUNT_UPSERT.replace("@CHANGES@", _ACCOUNT_CHANGES))
+
+
 class AccountImporter(Importer):
     kind = "accounts"
     key = "domain"
@@ -182,13 +181,15 @@ class AccountImporter(Importer):
     def write_pg(self, rows: list[Row]) -> None:
         old = self.stage_and_run(rows, _ACCOUNT_UPSERTS[any("stage" in r.values for r in rows)])
         by_number = {r.number: r for r in rows}
-        for number, again in old:  # the rows whose domain was already stored
+        for number, again, changed in old:  # the rows whose domain was already stored
             if again:
                 self.out.skip(number, "domain", f"an earlier row has the same domain "
                               f"({by_number[number].values['domain']}); this later row's values replaced it "
                               "(the last row wins)")
-            else:
+            elif changed:
                 self.out.updated += 1
+            else:
+                self.out.unchanged += 1
         self.out.created += len(rows) - len(old)
 
     def write_rows(self, rows: list[Row]) -> None:
@@ -206,14 +207,14 @@ class AccountImporter(Importer):
                 "attributes": r.attributes, "crm_ids": r.crm_ids,
                 "created_at": self.started, "updated_at": self.started,
             })
+
         def set_of(ex):
             keep_if_blank = {n: case((ex[n] == "", table.c[n]), else_=ex[n]) for n in ("name", "stage")}
             empty_tags = func.json_array_length(ex.tags) == 0
             return {**coalesce_update(table, ex, self.NULLABLE), **keep_if_blank,
                     "tags": case((empty_tags, table.c.tags), else_=ex.tags),
                     "attributes": self.merged_json(table, "attributes", ex),
-                    "crm_ids": self.merged_json(table, "crm_ids", ex),
-                    "updated_at": ex.updated_at}
+                    "crm_ids": self.merged_json(table, "crm_ids", ex)}
 
         ids = {d: i for i, d in self.upsert(table, params, set_of, (table.c.id, table.c.domain))}
         changes = []
@@ -227,7 +228,7 @@ class AccountImporter(Importer):
                 changes.append({"account_id": ids[r.values["domain"]], "from_stage": old, "to_stage": stage,
                                 "changed_at": self.started, "source": "import", "actor_id": self.actor_id})
         self.insert_rows(StageChange.__table__, changes)
-        self.count(rows, found)
+        self.count(rows, found, set(ids))
 
     def finish(self) -> None:
         """Contacts that had no account are linked to a new account of their email's domain."""
