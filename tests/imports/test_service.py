@@ -376,3 +376,32 @@ def test_updated_counts_only_the_rows_whose_values_changed(app):
     changed = run("contacts", contacts.replace("Ann,CEO,q3", "Ann,CEO,q4"))
     assert (changed["updated"], changed["unchanged"]) == (1, 1)
     assert contact("ann@acme.com").attributes == {"campaign": "q4"}
+
+
+def test_an_older_export_never_moves_a_stage_back_behind_a_later_change(app):
+    from datetime import UTC, datetime
+
+    run("accounts", "Domain,Stage\nacme.com,target\nbeta.io,target\ngamma.dev,target\n")
+    crm_moved = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # the CRM moved acme.com to opportunity in June
+    acme = account("acme.com")
+    acme.stage = "opportunity"
+    db.session.add(StageChange(account_id=acme.id, from_stage="target", to_stage="opportunity",
+                               changed_at=crm_moved, source="crm:salesforce"))
+    db.session.commit()
+    report = run("accounts", "Website,Account Stage,Last Modified Date\n"
+                             "acme.com,engaged,2025-05-20\n"    # exported before the CRM's change: refused
+                             "beta.io,mqa,2025-05-20\n"         # nothing recorded since: taken, at its date
+                             "gamma.dev,aware,\n")              # undated, forward: taken
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(2, "stage")]
+    assert "after this row was last modified" in report["errors"][0]["message"]
+    assert (account("acme.com").stage, account("beta.io").stage, account("gamma.dev").stage) == (
+        "opportunity", "mqa", "aware")
+    beta = db.session.execute(select(StageChange).where(StageChange.account_id == account("beta.io").id,
+                                                        StageChange.to_stage == "mqa")).scalar_one()
+    assert beta.changed_at == datetime(2025, 5, 20, tzinfo=UTC)  # recorded when the CRM changed it
+
+    later = run("accounts", "Domain,Stage,Last Modified Date\nacme.com,customer,2025-07-01T09:30:00Z\n"
+                            "gamma.dev,target,\n")  # a dated newer row wins; an undated one never moves back
+    assert [(e["row"], e["column"]) for e in later["errors"]] == [(3, "stage")]
+    assert "would move the account back from aware to target" in later["errors"][0]["message"]
+    assert (account("acme.com").stage, account("gamma.dev").stage) == ("customer", "aware")

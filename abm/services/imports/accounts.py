@@ -10,6 +10,7 @@ from sqlalchemy import case, func, select
 from abm.db import db
 from abm.models import Account, Contact, StageChange, User
 from abm.normalize import FREE_MAIL_DOMAINS, NormalizeError
+from abm.services.imports import stages
 from abm.services.imports.cells import (
     CENT,
     MAX_INT,
@@ -33,7 +34,7 @@ from abm.services.imports.postgres_copy import (
 
 _NULLABLE_ACCOUNT = ("industry", "employees", "annual_revenue", "country", "tier", "owner_id", "timezone", "notes")
 _ACCOUNT_STAGED = ("domain, name, industry, employees, annual_revenue, country, tier, owner_id, stage, timezone, "
-                   "tags, notes, attributes, crm_ids FROM accounts")
+                   "tags, notes, attributes, crm_ids, updated_at AS stage_at FROM accounts")
 _ACCOUNT_DEFAULTS = defaults_sql(Account.__table__, {"domain", "name", "stage", "tags", *_NULLABLE_ACCOUNT})
 _ACCOUNT_UPSERT = f"""
 WITH old AS MATERIALIZED (
@@ -61,7 +62,7 @@ FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain LEFT JOIN up ON up
 """
 _ACCOUNT_CHANGES = """, changes AS (
     INSERT INTO stage_changes (account_id, from_stage, to_stage, changed_at, source, actor_id)
-    SELECT up.id, o.stage, s.stage, %(now)s::timestamptz, 'import', %(actor)s::integer
+    SELECT up.id, o.stage, s.stage, COALESCE(s.stage_at, %(now)s::timestamptz), 'import', %(actor)s::integer
     FROM _abm_import_accounts s JOIN up ON up.domain = s.domain LEFT JOIN old o ON o.domain = s.domain
     WHERE s.stage IS NOT NULL AND o.stage IS DISTINCT FROM s.stage
 )"""
@@ -93,7 +94,7 @@ class AccountImporter(Importer):
 
     def parse_fields(self, picked: tuple, row: Row) -> bool:
         (domain_text, name, industry, employees, revenue, country, tier, owner, stage, timezone, tags, notes,
-         hubspot, salesforce) = picked
+         hubspot, salesforce, modified) = picked
         self.crm(row, hubspot, salesforce)
         try:
             domain = domain_of(domain_text)
@@ -126,6 +127,9 @@ class AccountImporter(Importer):
         else:
             self.convert(row, "timezone", timezone, self.parse_timezone)
         self.convert(row, "stage", stage, self.parse_stage, " its stage was left unchanged")
+        if "stage" in values:
+            self.convert(row, "modified_at", modified, stages.parse_modified,
+                         " its stage was taken as undated (it may move forward only)")
         self.convert(row, "owner", owner, self.parse_owner, " its owner was left unchanged", "owner_id")
         return True
 
@@ -169,6 +173,27 @@ class AccountImporter(Importer):
     def extra_columns(self) -> tuple:
         return (Account.stage,)
 
+    def before_write(self, rows: list[Row]) -> None:
+        """Drop the stages that would move an account back behind a later change (see :mod:`.stages`)."""
+        staged = [r for r in rows if "stage" in r.values]
+        if not staged:
+            return
+        stored = stages.stored_stages([r.values["domain"] for r in staged])
+        db.session.commit()  # end the look-up's transaction (the reading thread's)
+        order = self.settings["stages"]
+        for row in staged:
+            values = row.values
+            modified = values.get("modified_at")
+            if modified is not None:
+                values["stage_at"] = min(modified, self.started)
+            if values["domain"] not in stored:
+                continue
+            why = stages.refusal(*stored[values["domain"]], values["stage"], modified, order)
+            if why is not None:
+                del values["stage"]
+                values.pop("stage_at", None)
+                self.report.error(row.number, "stage", why)
+
     STAGING = staging_sql("accounts", _ACCOUNT_STAGED)
 
     def copy_line(self, row: Row) -> str:
@@ -176,7 +201,7 @@ class AccountImporter(Importer):
         return copy_row_line((row.number, row.values["domain"], get("name"), get("industry"), get("employees"),
                            get("annual_revenue"), get("country"), get("tier"), get("owner_id"), get("stage"),
                            get("timezone"), json_or_none(get("tags")), get("notes"), json_or_none(row.attributes),
-                           json_or_none(row.crm_ids)))
+                           json_or_none(row.crm_ids), get("stage_at")))
 
     def write_pg(self, rows: list[Row]) -> None:
         old = self.stage_and_run(rows, _ACCOUNT_UPSERTS[any("stage" in r.values for r in rows)])
@@ -226,7 +251,8 @@ class AccountImporter(Importer):
             old = before[2] if before else None
             if old != stage:
                 changes.append({"account_id": ids[r.values["domain"]], "from_stage": old, "to_stage": stage,
-                                "changed_at": self.started, "source": "import", "actor_id": self.actor_id})
+                                "changed_at": r.values.get("stage_at") or self.started, "source": "import",
+                                "actor_id": self.actor_id})
         self.insert_rows(StageChange.__table__, changes)
         self.count(rows, found, set(ids))
 

@@ -31,6 +31,9 @@ ACCOUNT_ALIASES: dict[str, list[str]] = {
     "notes": ["notes", "description", "company description", "account description"],
     "crm_hubspot": ["record id", "hubspot id", "hubspot company id", "company id"],
     "crm_salesforce": ["account id", "salesforce id", "salesforce account id", "sfdc id"],
+    # when the CRM last changed the record: a stage from an older export does not undo a later change
+    "modified_at": ["last modified date", "last modified", "last modified date/time", "lastmodifieddate",
+                    "modified date", "date modified", "last modified at", "hs_lastmodifieddate"],
 }
 CONTACT_ALIASES: dict[str, list[str]] = {
     "email": ["email", "email address", "e-mail", "work email", "business email", "primary email"],

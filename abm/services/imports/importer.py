@@ -115,6 +115,8 @@ class Importer:
         def hand_over(batch):
             nonlocal pending
             batch_rows = list(batch.values())
+            if batch_rows:
+                self.before_write(batch_rows)
             if self.dialect == "postgresql":
                 for row in batch_rows:  # while the writer still waits on the database for the previous batch
                     row.line = self.copy_line(row)
@@ -158,6 +160,9 @@ class Importer:
 
     def prepare(self) -> None:
         """Lookups made once per import (users, stages)."""
+
+    def before_write(self, rows: list[Row]) -> None:
+        """Checks of a batch against what is stored, made by the reading thread before it hands the batch over."""
 
     def look_ahead(self, rows: list[Row]) -> None:
         """PostgreSQL: start a batch's look-ups, to be made while the writer still writes the previous one."""
