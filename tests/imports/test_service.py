@@ -405,3 +405,21 @@ def test_an_older_export_never_moves_a_stage_back_behind_a_later_change(app):
     assert [(e["row"], e["column"]) for e in later["errors"]] == [(3, "stage")]
     assert "would move the account back from aware to target" in later["errors"][0]["message"]
     assert (account("acme.com").stage, account("gamma.dev").stage) == ("customer", "aware")
+
+
+def test_contacts_are_linked_to_their_account_by_its_crm_id(app):
+    run("accounts", "Account ID,Account Name,Website\n0015g00000ABCDeAAF,Initech,initech.com\n")
+    run("accounts", "Record ID,Company name,Company Domain Name\n9001,Globex,globex.com\n")
+    # Salesforce: the 15-character form of the account's 18-character id; the email's domain differs
+    report = run("contacts", "Contact ID,Account ID,Email,First Name\n"
+                             "0035g00000XYZ,0015g00000ABCDe,milton@initech-subsidiary.net,Milton\n"
+                             "0035g00000XZZ,0015g00000NOPE1,peter@initech.com,Peter\n")
+    assert (report["created"], report["unlinked"]) == (2, 0)
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(3, "account_salesforce")]
+    assert "no account has the Salesforce id 0015g00000NOPE1" in report["errors"][0]["message"]
+    assert contact("milton@initech-subsidiary.net").account_id == account("initech.com").id
+    assert contact("peter@initech.com").account_id == account("initech.com").id  # by its domain instead
+    assert contact("milton@initech-subsidiary.net").crm_ids == {"salesforce": "0035g00000XYZ"}
+    # HubSpot: the first of the associated companies, before the email's domain
+    report = run("contacts", "Record ID,Email,Associated Company ID\n501,ann@gmail.com,9001;9002\n")
+    assert report["errors"] == [] and contact("ann@gmail.com").account_id == account("globex.com").id

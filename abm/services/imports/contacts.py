@@ -16,6 +16,7 @@ from sqlalchemy import select
 from abm.db import db
 from abm.models import Account, Contact, Suppression
 from abm.normalize import NormalizeError, company_domain_of
+from abm.services.imports import crm_links
 from abm.services.imports.cells import LIMITS, domain_of, email_hash, email_of, header_key
 from abm.services.imports.columns import CONTACT_ALIASES, ROLE_SYNONYMS
 from abm.services.imports.importer import Importer, Row, coalesce_update
@@ -107,7 +108,8 @@ class ContactImporter(Importer):
                 self.roles.setdefault(alias, role)
 
     def parse_fields(self, picked: tuple, row: Row) -> bool:
-        (email_text, first, last, full, title, role, country, phone, account_domain, hubspot, salesforce) = picked
+        (email_text, first, last, full, title, role, country, phone, account_domain, hubspot, salesforce,
+         account_salesforce, account_hubspot) = picked
         self.crm(row, hubspot, salesforce)
         try:
             email = email_of(email_text)
@@ -138,7 +140,17 @@ class ContactImporter(Importer):
             except NormalizeError as exc:
                 self.report.error(row.number, "account_domain", f"{exc}; the contact's account was found by "
                                                                 "its email's domain instead")
+        if account_salesforce:
+            values["account_crm"] = ("salesforce", account_salesforce)
+        elif account_hubspot:  # a list of associations: the first (HubSpot lists the primary first)
+            values["account_crm"] = ("hubspot", re.split(r"[;,|]", account_hubspot)[0].strip())
         return True
+
+    def before_write(self, rows: list[Row]) -> None:
+        """Link the rows that name their account's CRM id to that account (see :mod:`.crm_links`)."""
+        named = [r for r in rows if "account_crm" in r.values]
+        if named:
+            crm_links.link(named, self.report)
 
     def role_of(self, text: str) -> str | None:
         """The workspace role a buying-role cell names (the first of a list), or None."""
