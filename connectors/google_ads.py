@@ -4,7 +4,9 @@ An ``audience`` touch (``payload``: ``list``, ``action`` add|remove) adds or rem
 the account's contacts (the touch's ``contact`` and the account dict's ``contacts``,
 shape in :mod:`connectors.audiences`) to the Customer Match user list named ``list``.
 Only ``hashedEmail`` (SHA-256, 64 lowercase hex) leaves the process, one key per
-identifier object.
+identifier object. Each job carries the uploaded people's consent
+(``consent_ad_user_data``, ``consent_ad_personalization``), which Google requires for
+users in the EEA.
 
 Per list and action: an offline user data job is created, operations are added in
 requests of at most 10,000 (Google's recommendation; the hard limit is 100,000) with
@@ -87,6 +89,13 @@ class GoogleAdsConnector(Connector):
             "login_customer_id": {"type": "string", "pattern": CUSTOMER_ID,
                                   "description": "The manager account's id, when acting through one."},
             "api_version": {"type": "string", "pattern": "^v[0-9]+$", "default": DEFAULT_VERSION},
+            "consent_ad_user_data": {
+                "enum": ["GRANTED", "DENIED"], "default": "GRANTED",
+                "description": "Whether the people you upload agreed to their data being sent to Google "
+                               "for advertising (Customer Match consent, required for users in the EEA)."},
+            "consent_ad_personalization": {
+                "enum": ["GRANTED", "DENIED"], "default": "GRANTED",
+                "description": "Whether they agreed to personalised advertising (Customer Match consent)."},
             "membership_life_span_days": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 540},
             "base_url": base_url(DEFAULT_BASE_URL),
         },
@@ -205,7 +214,9 @@ class GoogleAdsConnector(Connector):
         """Create, fill and run one job; the identifiers Google rejected, with its reason."""
         job = self._post(f"/customers/{self.customer}/offlineUserDataJobs:create", {"job": {
             "type": "CUSTOMER_MATCH_USER_LIST",
-            "customerMatchUserListMetadata": {"userList": user_list},
+            "customerMatchUserListMetadata": {"userList": user_list, "consent": {
+                "adUserData": self.settings.get("consent_ad_user_data") or "GRANTED",
+                "adPersonalization": self.settings.get("consent_ad_personalization") or "GRANTED"}},
         }}).get("resourceName")
         if not job:
             raise RetryableError("Google Ads created an offline user data job but returned no resource name")
