@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -65,6 +66,12 @@ class Config:
         self.TRUSTED_PROXIES = int(env.get("ABM_TRUSTED_PROXIES") or 0)
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
+        # Remember me: two weeks, not Flask-Login's year. Someone who works most days logs
+        # in about twice a month; a copied cookie is useful for two weeks at most, and a
+        # logout or a password change ends it at once (User.session_version).
+        self.REMEMBER_COOKIE_DURATION = timedelta(days=14)
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None
 
     def default_secret_key(self) -> str | None:
@@ -110,7 +117,9 @@ class ProductionConfig(Config):
 
     def __init__(self) -> None:
         super().__init__()
-        self.SESSION_COOKIE_SECURE = self.BASE_URL.startswith("https://")
+        # Production is served over HTTPS (ABM_BASE_URL https://...): cookies never travel in clear.
+        self.SESSION_COOKIE_SECURE = True
+        self.REMEMBER_COOKIE_SECURE = True
 
     def default_secret_key(self) -> str | None:
         return None
