@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -17,7 +17,7 @@ from abm.web.login_throttle import DEVICE_COOKIE, POLICIES, Policy
 
 class Clock:
     def __init__(self):
-        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
     def __call__(self):
         return self.now
