@@ -1,30 +1,29 @@
-"""The shared KPIs, computed from the raw rows (touches, events, opportunities, costs).
+"""The shared KPIs: what each figure counts, computed in the database, shaped here.
 
-Definitions, with worked examples, are in docs/kpis.md; in short:
+Definitions, with worked examples, are in docs/kpis.md (and on the glossary page, from
+:mod:`abm.services.kpi_glossary`); in short:
 
 - A **touch** is a sent touch. Attribution counts only the marketing channels
   (email, ads, webhook): sales alerts and CRM tasks are the sales side's own work.
 - A **lead** is a contact's first lead event (workspace setting ``lead_events``:
   form fill, reply or meeting by default) that a marketing touch at its account
   preceded within the attribution window (``attribution.window_days``, 90 by default).
-- A lead, an opportunity, and a won deal's revenue are **attributed** to the groups
-  (playbooks, channels or products) of the touches at the account within the window
-  before it, by the model (``last_touch`` by default, ``first_touch``, ``even``): the
-  shares of each conversion add up to one.
+- A lead, an opportunity, and a won deal are **attributed** to the groups of the
+  touches at the account within the window before it, by the model (``model=`` on each
+  request, else the workspace's ``attribution.model``): the shares of each conversion
+  add up to one.
 - **Pipeline and revenue influenced**: opportunities created in the period at accounts
   a group touched within the window before the opportunity was created; the full
   amount counts for every group that touched (influence does not add up across groups).
 - **Cost**: spend entries prorated by day to the period, plus each connector's unit
   cost per sent touch.
 
-Every figure is computed by :func:`compute`; the workers keep the answers for the usual
-periods in the ``kpi_rollups`` table (:mod:`abm.services.rollups`) so that the
-dashboard and the API answer fast at scale; the rollups equal a fresh computation.
+The SQL is in :mod:`abm.services.kpi_sql`; :func:`compute` runs its statements and
+shapes their rows into the answer.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -35,7 +34,6 @@ from sqlalchemy import func, select
 from abm import metrics
 from abm.db import db, utcnow
 from abm.models import (
-    ConnectorConfig,
     Contact,
     Cost,
     Enrollment,
@@ -45,12 +43,15 @@ from abm.models import (
     StageChange,
     Touch,
 )
+from abm.services import kpi_sql
 from abm.services import settings as settings_service
+from abm.services.kpi_sql import MARKETING_CHANNELS, PASSIVE_EVENTS
 
-GROUPS = ("playbook", "channel", "product")
-MARKETING_CHANNELS = ("email", "ads", "webhook")
-#: Events that say nothing about interest: they do not make an account "engaged".
-PASSIVE_EVENTS = ("email_delivered", "ad_impression", "email_bounce", "unsubscribe", "spam_report")
+GROUPS = tuple(kpi_sql.GROUP_COLUMNS)
+#: The attribution models, in the order the comparison page shows them.
+MODELS = kpi_sql.POSITION_MODELS
+#: Older names still accepted (settings saved before the models were renamed).
+MODEL_ALIASES = {"even": "linear"}
 
 
 class KpiError(ValueError):
@@ -96,165 +97,110 @@ class Period:
         return (self.end - self.start).total_seconds() / 86400
 
 
-def _group_of(touch, group_by: str, playbooks: dict[int, Playbook]) -> str:
-    if group_by == "channel":
-        return touch.channel
-    pb = playbooks.get(touch.playbook_id)
-    if group_by == "product":
-        return (pb.product if pb else None) or "(no product)"
-    return pb.key if pb else "(deleted playbook)"
+@dataclass(frozen=True)
+class Attribution:
+    """How conversions are credited: the model, the window, the time-decay half-life."""
+
+    model: str
+    window_days: int
+    half_life_days: float
+
+    @classmethod
+    def current(cls, model: str | None = None) -> Attribution:
+        cfg = settings_service.current()["attribution"]
+        chosen = model or cfg.get("model", "last_touch")
+        chosen = MODEL_ALIASES.get(chosen, chosen)
+        if chosen not in MODELS:
+            raise KpiError(f"model must be one of {', '.join(MODELS)}")
+        return cls(chosen, int(cfg.get("window_days", 90)), float(cfg.get("half_life_days", 7)))
+
+    def describe(self) -> dict:
+        return {"model": self.model, "window_days": self.window_days, "half_life_days": self.half_life_days}
 
 
-class _Touches:
-    """Sent marketing touches by account, in time order, with their group."""
-
-    def __init__(self, rows, group_by, playbooks):
-        self.by_account: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-        for t in rows:
-            if t.channel in MARKETING_CHANNELS:
-                self.by_account[t.account_id].append((t.sent_at, _group_of(t, group_by, playbooks)))
-        for lst in self.by_account.values():
-            lst.sort(key=lambda x: x[0])
-        self._times = {a: [t for t, _ in lst] for a, lst in self.by_account.items()}
-
-    def before(self, account_id: int, at: datetime, window: timedelta) -> list[tuple[datetime, str]]:
-        lst = self.by_account.get(account_id)
-        if not lst:
-            return []
-        times = self._times[account_id]
-        lo = bisect.bisect_left(times, at - window)
-        hi = bisect.bisect_right(times, at)
-        return lst[lo:hi]
+def check_group(group_by: str) -> None:
+    if group_by not in GROUPS:
+        raise KpiError(f"group_by must be one of {', '.join(GROUPS)}")
 
 
 def compute(group_by: str = "playbook", period: Period | None = None, playbook: str | None = None,
-            product: str | None = None, now: datetime | None = None) -> dict:
+            product: str | None = None, now: datetime | None = None, model: str | None = None) -> dict:
     """Every KPI for each group over ``period``, plus the totals and the funnel."""
-    if group_by not in GROUPS:
-        raise KpiError(f"group_by must be one of {', '.join(GROUPS)}")
-    now = now or utcnow()
+    check_group(group_by)
     period = period or Period.parse(None, None, now)
-    cfg = settings_service.current()
-    window = timedelta(days=cfg["attribution"].get("window_days", 90))
-    model = cfg["attribution"].get("model", "last_touch")
-    s = db.session
-
-    playbooks = {p.id: p for p in s.execute(select(Playbook)).scalars()}
-    wanted_pb = {pid for pid, p in playbooks.items()
-                 if (playbook is None or p.key == playbook) and (product is None or p.product == product)}
-    filtered = playbook is not None or product is not None
-
-    touch_q = select(Touch.id, Touch.account_id, Touch.contact_id, Touch.playbook_id, Touch.channel,
-                     Touch.connector, Touch.sent_at).where(
-        Touch.status == "sent", Touch.sent_at >= period.start - window, Touch.sent_at < period.end)
-    if filtered:
-        touch_q = touch_q.where(Touch.playbook_id.in_(wanted_pb or {-1}))
-    touch_rows = s.execute(touch_q).all()
-    in_period = [t for t in touch_rows if t.sent_at >= period.start and t.channel in MARKETING_CHANNELS]
-    touches = _Touches(touch_rows, group_by, playbooks)
-
+    attribution = Attribution.current(model)
+    playbook_ids = playbook_ids_for(playbook, product)
+    mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days), period.end,
+                                   playbook_ids)
     groups: dict[str, dict] = defaultdict(_empty_group)
-    reached: dict[str, set[int]] = defaultdict(set)
-    first_touch_at: dict[tuple[str, int], datetime] = {}
-    for t in in_period:
-        g = _group_of(t, group_by, playbooks)
-        groups[g]["touches"] += 1
-        reached[g].add(t.account_id)
-        key = (g, t.account_id)
-        if key not in first_touch_at or t.sent_at < first_touch_at[key]:
-            first_touch_at[key] = t.sent_at
-
-    # engaged: reached accounts with an active engagement event after the group's first touch
-    all_reached = {a for accs in reached.values() for a in accs}
-    last_active: dict[int, list[datetime]] = defaultdict(list)
-    for chunk in _chunks(all_reached):
-        for aid, at in s.execute(select(Event.account_id, Event.occurred_at).where(
-                Event.account_id.in_(chunk), Event.occurred_at >= period.start, Event.occurred_at < period.end,
-                Event.type.not_in(PASSIVE_EVENTS))):
-            last_active[aid].append(at)
-    engaged: dict[str, set[int]] = defaultdict(set)
-    for (g, aid), first in first_touch_at.items():
-        if any(at >= first for at in last_active.get(aid, ())):
-            engaged[g].add(aid)
-
-    # leads: each contact's first lead event, attributed to the touches before it
-    lead_types = cfg.get("lead_events", ["form_fill", "email_reply", "meeting"])
-    firsts = s.execute(select(Event.contact_id, Event.account_id, func.min(Event.occurred_at)).where(
-        Event.type.in_(lead_types), Event.contact_id.is_not(None), Event.account_id.is_not(None))
-        .group_by(Event.contact_id, Event.account_id)).all()
-    leads: list[tuple[int, int, datetime, dict]] = []
-    for contact_id, account_id, at in firsts:
-        if not (period.start <= at < period.end):
-            continue
-        before = touches.before(account_id, at, window)
-        if before:
-            leads.append((contact_id, account_id, at, metrics.attribution_shares([g for _, g in before], model)))
-
-    # opportunities created in the period, attributed and influenced
-    opps = s.execute(select(Opportunity.id, Opportunity.account_id, Opportunity.amount, Opportunity.created_at,
-                            Opportunity.closed_at, Opportunity.won, Opportunity.product).where(
-        Opportunity.created_at >= period.start, Opportunity.created_at < period.end)).all()
-    opp_times: dict[int, list[datetime]] = defaultdict(list)
-    for o in s.execute(select(Opportunity.account_id, Opportunity.created_at)):
-        opp_times[o.account_id].append(o.created_at)
-
-    for _contact, account_id, at, shares in leads:
-        converted = any(at <= created <= at + window for created in opp_times.get(account_id, ()))
-        for g, share in shares.items():
-            groups[g]["leads"] += share
-            if converted:
-                groups[g]["leads_to_opportunity"] += share
-    days_to_opp: dict[str, list[float]] = defaultdict(list)
-    influenced = []
-    for o in opps:
-        before = touches.before(o.account_id, o.created_at, window)
-        if not before:
-            continue
-        influenced.append(o)
-        amount = float(o.amount or 0)
-        for g, share in metrics.attribution_shares([g for _, g in before], model).items():
-            groups[g]["opportunities"] += share
-            if o.closed_at is not None:
-                groups[g]["closed_opportunities"] += share
-                if o.won:
-                    groups[g]["won"] += share
-        first_by_group: dict[str, datetime] = {}
-        for at, g in before:
-            first_by_group.setdefault(g, at)
-        for g, first in first_by_group.items():
-            groups[g]["pipeline_influenced"] += amount
-            if o.won:
-                groups[g]["revenue_influenced"] += amount
-            days_to_opp[g].append((o.created_at - first).total_seconds() / 86400)
-
-    _add_costs(groups, in_period, group_by, playbooks, period, filtered, playbook, product)
-
-    out = []
-    for g, v in groups.items():
-        v["accounts_reached"] = len(reached.get(g, ()))
-        v["engaged_accounts"] = len(engaged.get(g, ()))
-        out.append(_finish(g, v, days_to_opp.get(g, [])))
-    out.sort(key=lambda r: (-r["touches"], r["group"]))
+    totals: dict = defaultdict(float)
+    _add_reach(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end)))
+    _add_attribution(groups, totals, kpi_sql.run(_attribution_statement(mt, period, attribution)))
+    _add_spend(groups, group_by, period, playbook, product)
+    rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
     return {
         "group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
-        "attribution": {"model": model, "window_days": window.days}, "groups": out,
-        "totals": _totals(out, in_period, leads, influenced, all_reached, engaged),
-        "funnel": funnel(period, wanted_pb if filtered else None),
+        "attribution": attribution.describe(), "groups": rows, "totals": _totals(totals, rows),
+        "funnel": funnel(period, playbook_ids),
     }
 
 
+def _attribution_statement(mt, period: Period, attribution: Attribution):
+    return kpi_sql.attribution_statement(_path(mt, period, attribution))
+
+
+def lead_types() -> list[str]:
+    return settings_service.current().get("lead_events", ["form_fill", "email_reply", "meeting"])
+
+
+def _path(mt, period: Period, attribution: Attribution):
+    """The conversions of the period joined to the touches before them, with their weights."""
+    conv = kpi_sql.conversions(lead_types(), period.start, period.end, attribution.window_days,
+                               with_lead_at=attribution.model == "w_shaped")
+    return kpi_sql.paths(conv, mt, attribution.window_days, attribution.model, attribution.half_life_days)
+
+
 def _empty_group() -> dict:
-    return {"touches": 0, "leads": 0.0, "leads_to_opportunity": 0.0, "opportunities": 0.0,
-            "closed_opportunities": 0.0, "won": 0.0, "pipeline_influenced": 0.0, "revenue_influenced": 0.0,
-            "cost": 0.0}
+    return {"touches": 0, "accounts_reached": 0, "engaged_accounts": 0, "leads": 0.0, "leads_to_opportunity": 0.0,
+            "opportunities": 0.0, "closed_opportunities": 0.0, "won": 0.0, "pipeline_influenced": 0.0,
+            "revenue_influenced": 0.0, "cost": 0.0, "median_days": None}
 
 
-def _finish(group: str, v: dict, days: list[float]) -> dict:
+#: Where each part of the SQL answers goes: part -> the fields its values fill, in order.
+_GROUP_FIELDS = {
+    "reach": ("touches", "accounts_reached", "cost"),
+    "engaged": ("engaged_accounts",),
+    "leads": ("leads", "leads_to_opportunity"),
+    "opps": ("opportunities", "closed_opportunities", "won"),
+    "influence": ("pipeline_influenced", "revenue_influenced"),
+    "days_to_opp": ("median_days",),
+}
+_TOTAL_FIELDS = {
+    "reach": ("touches", "accounts_reached", "unit_cost"),
+    "engaged": ("engaged_accounts",),
+    "totals": ("leads", "opportunities", "won", "pipeline_influenced"),
+    "revenue": ("revenue_influenced",),
+}
+
+
+def _shape(groups: dict, totals: dict, rows) -> None:
+    """Put each (part, group, values...) row where it belongs: a group's or the totals'."""
+    for part, g, *values in rows:
+        fields = _GROUP_FIELDS[part] if g is not None else _TOTAL_FIELDS[part]
+        target = groups[g] if g is not None else totals
+        for name, value in zip(fields, values, strict=False):
+            target[name] = value or 0.0 if name != "median_days" else value
+
+
+_add_reach = _add_attribution = _shape
+
+
+def _finish(group: str, v: dict) -> dict:
     return {
         "group": group,
-        "touches": v["touches"],
-        "accounts_reached": v["accounts_reached"],
-        "engaged_accounts": v["engaged_accounts"],
+        "touches": int(v["touches"]),
+        "accounts_reached": int(v["accounts_reached"]),
+        "engaged_accounts": int(v["engaged_accounts"]),
         "leads": round(v["leads"], 4),
         "cost": round(v["cost"], 2),
         "cost_per_lead": round(v["cost"] / v["leads"], 2) if v["leads"] else None,
@@ -263,7 +209,7 @@ def _finish(group: str, v: dict, days: list[float]) -> dict:
         "opportunity_to_won_rate": _r(metrics.rate(v["won"], v["closed_opportunities"])),
         "pipeline_influenced": round(v["pipeline_influenced"], 2),
         "revenue_influenced": round(v["revenue_influenced"], 2),
-        "median_days_first_touch_to_opportunity": _r(metrics.median(days), 2),
+        "median_days_first_touch_to_opportunity": _r(v["median_days"], 2),
     }
 
 
@@ -271,15 +217,16 @@ def _r(value, digits: int = 4):
     return None if value is None else round(value, digits)
 
 
-def _totals(groups, in_period, leads, influenced, reached, engaged) -> dict:
+def _totals(t: dict, groups: list[dict]) -> dict:
     """Totals over all groups; each lead and opportunity counted once."""
     cost = sum(g["cost"] for g in groups)
-    return {"touches": len(in_period), "accounts_reached": len(reached),
-            "engaged_accounts": len({a for s in engaged.values() for a in s}), "leads": len(leads),
-            "cost": round(cost, 2), "cost_per_lead": round(cost / len(leads), 2) if leads else None,
-            "opportunities": len(influenced), "won": sum(1 for o in influenced if o.won),
-            "pipeline_influenced": round(sum(float(o.amount or 0) for o in influenced), 2),
-            "revenue_influenced": round(sum(float(o.amount or 0) for o in influenced if o.won), 2)}
+    leads = int(t["leads"])
+    return {"touches": int(t["touches"]), "accounts_reached": int(t["accounts_reached"]),
+            "engaged_accounts": int(t["engaged_accounts"]), "leads": leads,
+            "cost": round(cost, 2), "cost_per_lead": round(cost / leads, 2) if leads else None,
+            "opportunities": int(t["opportunities"]), "won": int(t["won"]),
+            "pipeline_influenced": round(t["pipeline_influenced"], 2),
+            "revenue_influenced": round(t["revenue_influenced"], 2)}
 
 
 def _prorate(cost: Cost, period: Period) -> float:
@@ -291,25 +238,26 @@ def _prorate(cost: Cost, period: Period) -> float:
     return float(cost.amount) * overlap / (end - start).total_seconds()
 
 
-def _add_costs(groups, in_period, group_by, playbooks, period, filtered, playbook, product) -> None:
-    unit = {c.name: float(c.unit_cost or 0) for c in db.session.execute(select(ConnectorConfig)).scalars()}
-    for t in in_period:
-        if unit.get(t.connector):
-            groups[_group_of(t, group_by, playbooks)]["cost"] += unit[t.connector]
+def _spend_group(cost: Cost, group_by: str, products: dict[str, str | None]) -> str:
+    """The group a spend entry belongs to: the field it names, else ``(unassigned)``."""
+    key = {"playbook": cost.playbook_key, "channel": cost.channel, "product": cost.product}.get(group_by)
+    if key is None and group_by == "product" and cost.playbook_key:
+        key = products.get(cost.playbook_key)
+    return key or "(unassigned)"
+
+
+def _add_spend(groups, group_by, period, playbook, product) -> None:
+    """Spend entries prorated by day to the period (unit costs per touch come with the reach)."""
     q = select(Cost).where(Cost.date_to >= period.start.date(), Cost.date_from <= period.end.date())
+    if playbook is not None:
+        q = q.where(Cost.playbook_key == playbook)
+    if product is not None:
+        q = q.where(Cost.product == product)
+    products = dict(db.session.execute(select(Playbook.key, Playbook.product)).all())
     for c in db.session.execute(q).scalars():
-        if playbook is not None and c.playbook_key != playbook:
-            continue
-        if product is not None and c.product != product:
-            continue
-        key = {"playbook": c.playbook_key, "channel": c.channel, "product": c.product}[group_by]
-        if key is None and group_by == "product" and c.playbook_key:
-            pb = next((p for p in playbooks.values() if p.key == c.playbook_key), None)
-            key = pb.product if pb else None
         amount = _prorate(c, period)
         if amount:
-            groups[key or "(unassigned)"]["cost"] += amount
-
+            groups[_spend_group(c, group_by, products)]["cost"] += amount
 
 FUNNEL_STEPS = ("target", "reached", "engaged", "lead", "opportunity", "won")
 
@@ -482,40 +430,37 @@ def record_cost(data: dict, source: str = "api") -> Cost:
     return cost
 
 
+BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel")
+
+
 def accounts_behind(metric: str, group_by: str, group: str, period: Period, playbook: str | None = None,
-                    product: str | None = None) -> list[int]:
-    """The accounts behind one figure of the dashboard: ``reached``, ``engaged``, ``leads``,
-    ``opportunities`` or ``won`` of one group, or ``funnel`` with the step as ``group``."""
+                    product: str | None = None, model: str | None = None) -> list[int]:
+    """The accounts behind one figure: ``reached``, ``engaged``, ``leads`` (credited to the
+    group), ``opportunities`` or ``won`` (influenced by the group), or ``funnel`` with the
+    step as ``group``."""
+    if metric not in BEHIND:
+        raise KpiError(f"unknown metric {metric!r} (metrics: {', '.join(BEHIND)})")
     if metric == "funnel":
         if group not in FUNNEL_STEPS:
             raise KpiError(f"unknown funnel step {group!r} (steps: {', '.join(FUNNEL_STEPS)})")
         return sorted(funnel_sets(period, playbook_ids_for(playbook, product))[group])
-    if group_by not in GROUPS:
-        raise KpiError(f"group_by must be one of {', '.join(GROUPS)}")
-    s = db.session
-    playbooks = {p.id: p for p in s.execute(select(Playbook)).scalars()}
-    rows = s.execute(select(Touch.account_id, Touch.playbook_id, Touch.channel, Touch.sent_at).where(
-        Touch.status == "sent", Touch.sent_at >= period.start, Touch.sent_at < period.end)).all()
-    accounts = {r.account_id for r in rows if _group_of(r, group_by, playbooks) == group}
+    check_group(group_by)
+    attribution = Attribution.current(model)
+    mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days), period.end,
+                                   playbook_ids_for(playbook, product))
+    inp = kpi_sql.in_period(mt, period.start)
     if metric == "reached":
-        return sorted(accounts)
-    if metric == "engaged":
-        return sorted(set(s.execute(select(Event.account_id).where(
-            Event.account_id.in_(accounts or {-1}), Event.occurred_at >= period.start,
-            Event.occurred_at < period.end, Event.type.not_in(PASSIVE_EVENTS)).distinct()).scalars()))
-    if metric == "leads":
-        lead_types = settings_service.current().get("lead_events", [])
-        return sorted(set(s.execute(select(Event.account_id).where(
-            Event.account_id.in_(accounts or {-1}), Event.type.in_(lead_types),
-            Event.occurred_at >= period.start, Event.occurred_at < period.end).distinct()).scalars()))
-    if metric in ("opportunities", "won"):
-        q = select(Opportunity.account_id).where(Opportunity.account_id.in_(accounts or {-1}),
-                                                 Opportunity.created_at >= period.start,
-                                                 Opportunity.created_at < period.end)
+        q = select(inp.c.account_id).where(inp.c.g == group)
+    elif metric == "engaged":
+        pairs = kpi_sql.engaged_pairs(inp, period.end)
+        q = select(pairs.c.account_id).where(pairs.c.g == group)
+    else:
+        path = _path(mt, period, attribution)
+        q = select(path.c.account_id).where(path.c.g == group)
+        q = q.where(path.c.kind == "lead", path.c.w > 0) if metric == "leads" else q.where(path.c.kind == "opp")
         if metric == "won":
-            q = q.where(Opportunity.won.is_(True))
-        return sorted(set(s.execute(q.distinct()).scalars()))
-    raise KpiError(f"unknown metric {metric!r}")
+            q = q.where(path.c.won == 1)
+    return sorted(db.session.execute(q.distinct()).scalars())
 
 
 def _chunks(items, size: int = 1000):
