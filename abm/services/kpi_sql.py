@@ -23,18 +23,31 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, Interval, String, and_, case, cast, exists, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    Float,
+    Interval,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import aliased
 
 from abm.db import db
+from abm.metrics import CONVERSION, START
+from abm.metrics import NULL as NULL_STATE
 from abm.models import Account, ConnectorConfig, Event, Opportunity, Playbook, Touch, User
 
 MARKETING_CHANNELS = ("email", "ads", "webhook")
 #: Events that say nothing about interest: they do not make an account "engaged".
 PASSIVE_EVENTS = ("email_delivered", "ad_impression", "email_bounce", "unsubscribe", "spam_report")
-#: Attribution models computed touch by touch in SQL; ``markov`` (data-driven) is in
-#: :mod:`abm.services.markov` and reuses their paths.
-POSITION_MODELS = ("first_touch", "last_touch", "linear", "u_shaped", "w_shaped", "time_decay")
 #: Groupings by a field of the touch, of its playbook, or of its account.
 GROUP_COLUMNS = {
     "playbook": lambda: func.coalesce(Playbook.key, "(deleted playbook)"),
@@ -170,26 +183,59 @@ def conversions(lead_types: list[str], start: datetime, end: datetime, window_da
     ).cte("conv")
 
 
-def paths(conv, mt, window_days: float, model: str, half_life_days: float):
+def numbered(conv, mt, window_days: float):
     """Each conversion joined to the touches at its account within the window before it,
-    numbered in time order, with the model's weight ``w`` (a conversion's weights add up to 1)."""
+    numbered in time order (``rn`` of ``n``)."""
     per_conv = [conv.c.kind, conv.c.conv_id, conv.c.account_id]
     order = [mt.c.sent_at, mt.c.touch_id]
-    p0 = (select(conv, mt.c.touch_id, mt.c.sent_at, mt.c.g,
-                 func.row_number().over(partition_by=per_conv, order_by=order).label("rn"),
-                 func.count().over(partition_by=per_conv).label("n"))
-          .select_from(conv.join(mt, and_(mt.c.account_id == conv.c.account_id, mt.c.sent_at <= conv.c.at,
-                                          at_or_after(mt.c.sent_at, conv.c.at, -window_days))))
-          .cte("p0"))
+    return (select(conv, mt.c.touch_id, mt.c.sent_at, mt.c.g,
+                   func.row_number().over(partition_by=per_conv, order_by=order).label("rn"),
+                   func.count().over(partition_by=per_conv).label("n"))
+            .select_from(conv.join(mt, and_(mt.c.account_id == conv.c.account_id, mt.c.sent_at <= conv.c.at,
+                                            at_or_after(mt.c.sent_at, conv.c.at, -window_days))))
+            .cte("p0"))
+
+
+def weighted(p0, model: str, half_life_days: float, removal: dict[str, float] | None = None):
+    """The numbered touches with the model's weight ``w``; a conversion's weights add up to 1.
+
+    ``removal``: the Markov model's removal effect of each group.
+    """
     by_conv = [p0.c.kind, p0.c.conv_id, p0.c.account_id]
     if model == "w_shaped":  # the number of the last touch before the lead: the middle anchor
         aux = func.max(case((p0.c.sent_at <= p0.c.lead_at, p0.c.rn))).over(partition_by=by_conv)
     elif model == "time_decay":  # 2 ** -(age / half-life)
         aux = func.exp(-math.log(2) * days_between(p0.c.at, p0.c.sent_at) / half_life_days)
+    elif model == "markov":  # the group's removal effect, shared among its touches in the path
+        effect = case(removal, value=p0.c.g, else_=0.0) if removal else literal(0.0)
+        aux = effect / func.count().over(partition_by=[*by_conv, p0.c.g])
     else:
         aux = literal(0)
     p1 = select(p0, aux.label("aux")).cte("p1")
     return select(p1, weight(model, p1, by_conv=[p1.c.kind, p1.c.conv_id, p1.c.account_id]).label("w")).cte("path")
+
+
+def transitions_statement(p0, inp, conv):
+    """The journeys as moves between states, for the Markov model: rows (from, to, count).
+
+    A conversion's journey is its numbered touches, ending in ``(conversion)``; an
+    account reached in the period without a conversion has its touches of the period,
+    ending in ``(null)``.
+    """
+    by_conv = [p0.c.kind, p0.c.conv_id, p0.c.account_id]
+    conv_next = select(p0.c.g, p0.c.rn, func.lead(p0.c.g).over(partition_by=by_conv, order_by=p0.c.rn)
+                       .label("nxt")).subquery()
+    lost = inp.c.account_id.not_in(select(conv.c.account_id))
+    by_account = {"partition_by": inp.c.account_id, "order_by": [inp.c.sent_at, inp.c.touch_id]}
+    lost_next = select(inp.c.g, func.row_number().over(**by_account).label("rn"),
+                       func.lead(inp.c.g).over(**by_account).label("nxt")).where(lost).subquery()
+    moves = union_all(
+        select(literal(START).label("a"), conv_next.c.g.label("b")).where(conv_next.c.rn == 1),
+        select(conv_next.c.g, func.coalesce(conv_next.c.nxt, CONVERSION)),
+        select(literal(START), lost_next.c.g).where(lost_next.c.rn == 1),
+        select(lost_next.c.g, func.coalesce(lost_next.c.nxt, NULL_STATE)),
+    ).subquery()
+    return select(moves.c.a, moves.c.b, func.count()).group_by(moves.c.a, moves.c.b)
 
 
 def _u_shaped(rn, n):
@@ -210,8 +256,9 @@ def weight(model: str, p, by_conv):
     if model == "w_shaped":
         return case((and_(aux > 1, aux < n), case((n == 3, 1.0 / 3), (or_(rn == 1, rn == aux, rn == n), 0.3),
                                                   else_=0.1 / (n - 3))), else_=_u_shaped(rn, n))
-    if model == "time_decay":
-        return aux / func.sum(aux).over(partition_by=by_conv)
+    if model in ("time_decay", "markov"):
+        total = func.sum(aux).over(partition_by=by_conv)
+        return case((total > 0, aux / total), else_=1.0 / n)
     raise ValueError(f"no SQL weight for model {model!r}")
 
 

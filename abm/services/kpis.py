@@ -29,29 +29,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from abm import metrics
 from abm.db import db, utcnow
+from abm.errors import NotFound, ValidationError
 from abm.models import (
-    Contact,
     Cost,
-    Enrollment,
-    Event,
-    Opportunity,
     Playbook,
-    StageChange,
-    Touch,
 )
-from abm.services import kpi_sql
+from abm.services import kpi_accounts, kpi_sql
 from abm.services import settings as settings_service
-from abm.services.kpi_sql import MARKETING_CHANNELS, PASSIVE_EVENTS
+from abm.services.kpi_sql import MARKETING_CHANNELS, PASSIVE_EVENTS  # noqa: F401 - part of this module's API
 
 GROUPS = tuple(kpi_sql.GROUP_COLUMNS)
-#: The attribution models, in the order the comparison page shows them.
-MODELS = kpi_sql.POSITION_MODELS
-#: Older names still accepted (settings saved before the models were renamed).
-MODEL_ALIASES = {"even": "linear"}
+MODELS = metrics.MODELS
 
 
 class KpiError(ValueError):
@@ -109,7 +101,7 @@ class Attribution:
     def current(cls, model: str | None = None) -> Attribution:
         cfg = settings_service.current()["attribution"]
         chosen = model or cfg.get("model", "last_touch")
-        chosen = MODEL_ALIASES.get(chosen, chosen)
+        chosen = metrics.MODEL_ALIASES.get(chosen, chosen)
         if chosen not in MODELS:
             raise KpiError(f"model must be one of {', '.join(MODELS)}")
         return cls(chosen, int(cfg.get("window_days", 90)), float(cfg.get("half_life_days", 7)))
@@ -135,7 +127,8 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
     groups: dict[str, dict] = defaultdict(_empty_group)
     totals: dict = defaultdict(float)
     _add_reach(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end)))
-    _add_attribution(groups, totals, kpi_sql.run(_attribution_statement(mt, period, attribution)))
+    path = _path(mt, period, attribution, group_by, playbook_ids)
+    _add_attribution(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path)))
     _add_spend(groups, group_by, period, playbook, product)
     rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
     return {
@@ -145,19 +138,58 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
     }
 
 
-def _attribution_statement(mt, period: Period, attribution: Attribution):
-    return kpi_sql.attribution_statement(_path(mt, period, attribution))
+def markov_removal_effects(group_by: str, period: Period, playbook_ids: set[int] | None = None,
+                           window_days: int | None = None) -> dict[str, float]:
+    """Each group's removal effect in the Markov chain of the period's journeys."""
+    window_days = window_days or Attribution.current().window_days
+    mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=window_days), period.end, playbook_ids)
+    conv = kpi_sql.conversions(lead_types(), period.start, period.end, window_days, with_lead_at=False)
+    statement = kpi_sql.transitions_statement(kpi_sql.numbered(conv, mt, window_days),
+                                              kpi_sql.in_period(mt, period.start), conv)
+    return metrics.removal_effects({(a, b): n for a, b, n in db.session.execute(statement)})
 
 
 def lead_types() -> list[str]:
     return settings_service.current().get("lead_events", ["form_fill", "email_reply", "meeting"])
 
 
-def _path(mt, period: Period, attribution: Attribution):
+def _path(mt, period: Period, attribution: Attribution, group_by: str, playbook_ids: set[int] | None):
     """The conversions of the period joined to the touches before them, with their weights."""
     conv = kpi_sql.conversions(lead_types(), period.start, period.end, attribution.window_days,
                                with_lead_at=attribution.model == "w_shaped")
-    return kpi_sql.paths(conv, mt, attribution.window_days, attribution.model, attribution.half_life_days)
+    removal = (markov_removal_effects(group_by, period, playbook_ids, attribution.window_days)
+               if attribution.model == "markov" else None)
+    return kpi_sql.weighted(kpi_sql.numbered(conv, mt, attribution.window_days), attribution.model,
+                            attribution.half_life_days, removal)
+
+
+COMPARED = {"leads": "leads", "opportunities": "opportunities", "won": "won"}
+
+
+def compare_models(group_by: str, period: Period, metric: str = "leads", playbook: str | None = None,
+                   product: str | None = None) -> dict:
+    """One row per group, one column per attribution model: the conversions credited."""
+    check_group(group_by)
+    if metric not in COMPARED:
+        raise KpiError(f"metric must be one of {', '.join(COMPARED)}")
+    playbook_ids = playbook_ids_for(playbook, product)
+    rows: dict[str, dict[str, float]] = defaultdict(dict)
+    totals: dict[str, float] = {}
+    for model in MODELS:
+        attribution = Attribution.current(model)
+        mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days),
+                                       period.end, playbook_ids)
+        groups: dict[str, dict] = defaultdict(_empty_group)
+        _shape(groups, defaultdict(float), kpi_sql.run(kpi_sql.attribution_statement(
+            _path(mt, period, attribution, group_by, playbook_ids))))
+        for g, v in groups.items():
+            if v[COMPARED[metric]]:
+                rows[g][model] = round(v[COMPARED[metric]], 4)
+        totals[model] = round(sum(rows[g].get(model, 0.0) for g in rows), 4)
+    return {"group_by": group_by, "metric": metric, "from": period.start.isoformat(), "to": period.end.isoformat(),
+            "models": list(MODELS), "totals": totals,
+            "groups": sorted(({"group": g, **{m: v.get(m, 0.0) for m in MODELS}} for g, v in rows.items()),
+                             key=lambda r: (-r["linear"], r["group"]))}
 
 
 def _empty_group() -> dict:
@@ -259,135 +291,85 @@ def _add_spend(groups, group_by, period, playbook, product) -> None:
         if amount:
             groups[_spend_group(c, group_by, products)]["cost"] += amount
 
-FUNNEL_STEPS = ("target", "reached", "engaged", "lead", "opportunity", "won")
+FUNNEL_STEPS = kpi_accounts.FUNNEL_STEPS
 
 
 def funnel(period: Period, playbook_ids: set[int] | None = None) -> list[dict]:
     """Target accounts (enrolled in a playbook, not held out) to won, over the period."""
-    return [{"step": step, "accounts": len(ids)} for step, ids in funnel_sets(period, playbook_ids).items()]
-
-
-def funnel_sets(period: Period, playbook_ids: set[int] | None = None) -> dict[str, set[int]]:
-    """The accounts at each step of the funnel (see :func:`funnel`)."""
-    s = db.session
-    enrolled = select(Enrollment.account_id).where(Enrollment.state != "held_out")
-    if playbook_ids is not None:
-        enrolled = enrolled.where(Enrollment.playbook_id.in_(playbook_ids or {-1}))
-    targets = set(s.execute(enrolled.distinct()).scalars())
-    reached = set(s.execute(select(Touch.account_id).where(
-        Touch.status == "sent", Touch.sent_at >= period.start, Touch.sent_at < period.end,
-        Touch.channel.in_(MARKETING_CHANNELS)).distinct()).scalars()) & targets
-    engaged = set(s.execute(select(Event.account_id).where(
-        Event.occurred_at >= period.start, Event.occurred_at < period.end, Event.type.not_in(PASSIVE_EVENTS),
-        Event.account_id.is_not(None)).distinct()).scalars()) & reached
-    lead_types = settings_service.current().get("lead_events", [])
-    with_leads = set(s.execute(select(Event.account_id).where(
-        Event.occurred_at >= period.start, Event.occurred_at < period.end, Event.type.in_(lead_types),
-        Event.account_id.is_not(None)).distinct()).scalars()) & reached
-    opp_rows = s.execute(select(Opportunity.account_id, Opportunity.won).where(
-        Opportunity.created_at >= period.start, Opportunity.created_at < period.end)).all()
-    with_opp = {a for a, _ in opp_rows} & targets
-    won = {a for a, w in opp_rows if w} & targets
-    return dict(zip(FUNNEL_STEPS, (targets, reached, engaged, with_leads, with_opp, won), strict=True))
+    counts = kpi_accounts.funnel_counts(kpi_accounts.funnel_steps(period.start, period.end, lead_types(),
+                                                                  playbook_ids))
+    return [{"step": step, "accounts": counts.get(step, 0)} for step in FUNNEL_STEPS]
 
 
 def playbook_ids_for(playbook: str | None, product: str | None) -> set[int] | None:
     """The playbooks a dashboard filter keeps (None: no filter)."""
     if playbook is None and product is None:
         return None
-    return {p.id for p in db.session.execute(select(Playbook)).scalars()
-            if (playbook is None or p.key == playbook) and (product is None or p.product == product)}
+    q = select(Playbook.id)
+    if playbook is not None:
+        q = q.where(Playbook.key == playbook)
+    if product is not None:
+        q = q.where(Playbook.product == product)
+    return set(db.session.execute(q).scalars())
 
 
 def stage_velocity(period: Period) -> list[dict]:
     """Median days an account spent in each stage before moving on, for moves in the period."""
-    stages = settings_service.current()["stages"]
-    rows = db.session.execute(select(StageChange.account_id, StageChange.to_stage, StageChange.changed_at)
-                              .order_by(StageChange.account_id, StageChange.changed_at)).all()
     spent: dict[str, list[float]] = defaultdict(list)
-    previous: tuple[int, str, datetime] | None = None
-    for aid, stage, at in rows:
-        if previous and previous[0] == aid and period.start <= at < period.end:
-            spent[previous[1]].append((at - previous[2]).total_seconds() / 86400)
-        previous = (aid, stage, at)
+    for stage, days in db.session.execute(kpi_accounts.velocity_statement(period.start, period.end)):
+        spent[stage].append(days)
     return [{"stage": st, "moves": len(spent.get(st, [])), "median_days": _r(metrics.median(spent.get(st, [])), 2)}
-            for st in stages if st != "lost"]
+            for st in settings_service.current()["stages"] if st != "lost"]
 
 
 def coverage(period: Period) -> dict:
     """Target accounts reached and engaged; per buying role, the share of targets with a contact reached."""
-    cfg = settings_service.current()
-    s = db.session
-    targets = set(s.execute(select(Enrollment.account_id).where(Enrollment.state != "held_out").distinct()).scalars())
-    sent = s.execute(select(Touch.account_id, Touch.contact_id).where(
-        Touch.status == "sent", Touch.sent_at >= period.start, Touch.sent_at < period.end,
-        Touch.channel.in_(MARKETING_CHANNELS))).all()
-    reached = {a for a, _ in sent} & targets
-    contacts_reached = {c for _, c in sent if c}
-    engaged = set()
-    for chunk in _chunks(reached):
-        engaged.update(s.execute(select(Event.account_id).where(
-            Event.occurred_at >= period.start, Event.occurred_at < period.end, Event.type.not_in(PASSIVE_EVENTS),
-            Event.account_id.in_(chunk)).distinct()).scalars())
-    roles: dict[str, set[int]] = defaultdict(set)
-    for chunk in _chunks(contacts_reached):
-        for aid, role in s.execute(select(Contact.account_id, Contact.buying_role).where(Contact.id.in_(chunk))):
-            if aid in targets:
-                roles[role or "other"].add(aid)
-    n = len(targets)
-    return {"target_accounts": n, "reached": len(reached), "engaged": len(engaged),
-            "roles": [{"role": r, "accounts": len(roles.get(r, ())), "share": _r(metrics.rate(len(roles.get(r, ())), n))}
-                      for r in cfg["roles"]]}
+    rows = db.session.execute(kpi_accounts.coverage_statement(period.start, period.end)).all()
+    counts = {part: n for part, _, n in rows if part != "role"}
+    roles = {role: n for part, role, n in rows if part == "role"}
+    n = counts["target"]
+    return {"target_accounts": n, "reached": counts["reached"], "engaged": counts["engaged"],
+            "roles": [{"role": r, "accounts": roles.get(r, 0), "share": _r(metrics.rate(roles.get(r, 0), n))}
+                      for r in settings_service.current()["roles"]]}
 
 
 def lift(playbook_key: str, now: datetime | None = None) -> dict:
     """Enrolled against held-out accounts of one playbook: engaged, opportunity and won rates."""
-    from abm.errors import NotFound
-
-    s = db.session
-    pb = s.execute(select(Playbook).where(Playbook.key == playbook_key)).scalar_one_or_none()
+    pb = db.session.execute(select(Playbook).where(Playbook.key == playbook_key)).scalar_one_or_none()
     if pb is None:
         raise NotFound("playbook")
-    rows = s.execute(select(Enrollment.account_id, Enrollment.state, func.min(Enrollment.entered_at))
-                     .where(Enrollment.playbook_id == pb.id).group_by(Enrollment.account_id, Enrollment.state)).all()
-    entered: dict[int, datetime] = {}
-    held: set[int] = set()
-    for aid, state, at in rows:
-        entered[aid] = min(at, entered.get(aid, at))
-        if state == "held_out":
-            held.add(aid)
-    treated = set(entered) - held
-    outcome = {"engaged": set(), "opportunity": set(), "won": set()}
-    for chunk in _chunks(entered):
-        for aid, at in s.execute(select(Event.account_id, func.max(Event.occurred_at)).where(
-                Event.account_id.in_(chunk), Event.type.not_in(PASSIVE_EVENTS)).group_by(Event.account_id)):
-            if at >= entered[aid]:
-                outcome["engaged"].add(aid)
-        for aid, created, won in s.execute(select(Opportunity.account_id, Opportunity.created_at, Opportunity.won)
-                                           .where(Opportunity.account_id.in_(chunk))):
-            if created >= entered[aid]:
-                outcome["opportunity"].add(aid)
-                if won:
-                    outcome["won"].add(aid)
-    result = {"playbook": pb.key, "name": pb.name, "enrolled": len(treated), "held_out": len(held), "metrics": []}
-    for name, hits in outcome.items():
-        st, sc = len(hits & treated), len(hits & held)
-        diff = metrics.difference(st, len(treated), sc, len(held))
+    return _lift_of(pb.key, pb.name, db.session.execute(kpi_accounts.lift_statement(pb.id)).all())
+
+
+def lifts() -> list[dict]:
+    """The lift of every playbook that has enrolled accounts (one statement for all)."""
+    rows = defaultdict(list)
+    for row in db.session.execute(kpi_accounts.lift_statement()):
+        rows[row[0]].append(row)
+    return [_lift_of(key, name, rows[pid]) for pid, key, name in kpi_accounts.playbooks_with_enrollments()]
+
+
+def _lift_of(key: str, name: str, rows) -> dict:
+    counts = {held: (n, {"engaged": e, "opportunity": o, "won": w}) for _, held, n, e, o, w in rows}
+    treated, t_hits = counts.get(0, (0, {}))
+    held, h_hits = counts.get(1, (0, {}))
+    result = {"playbook": key, "name": name, "enrolled": treated, "held_out": held, "metrics": []}
+    for metric in ("engaged", "opportunity", "won"):
+        st, sc = int(t_hits.get(metric) or 0), int(h_hits.get(metric) or 0)
+        diff = metrics.difference(st, treated, sc, held)
         result["metrics"].append({
-            "metric": name,
-            "enrolled_rate": _r(metrics.rate(st, len(treated))), "held_out_rate": _r(metrics.rate(sc, len(held))),
+            "metric": metric,
+            "enrolled_rate": _r(metrics.rate(st, treated)), "held_out_rate": _r(metrics.rate(sc, held)),
             "enrolled_count": st, "held_out_count": sc,
             "difference": _r(diff.estimate) if diff else None,
             "ci95": [_r(diff.low), _r(diff.high)] if diff else None,
-            "sentence": metrics.lift_sentence(name, st, len(treated), sc, len(held)),
+            "sentence": metrics.lift_sentence(metric, st, treated, sc, held),
         })
     return result
 
 
 def record_cost(data: dict, source: str = "api") -> Cost:
     """Store one spend entry (``{playbook?, channel?, product?, amount, currency, date | from, to}``)."""
-    from abm.errors import ValidationError
-
     allowed = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
     problems = [{"path": k, "message": "unknown field"} for k in data if k not in allowed]
     try:
@@ -443,7 +425,8 @@ def accounts_behind(metric: str, group_by: str, group: str, period: Period, play
     if metric == "funnel":
         if group not in FUNNEL_STEPS:
             raise KpiError(f"unknown funnel step {group!r} (steps: {', '.join(FUNNEL_STEPS)})")
-        return sorted(funnel_sets(period, playbook_ids_for(playbook, product))[group])
+        steps = kpi_accounts.funnel_steps(period.start, period.end, lead_types(), playbook_ids_for(playbook, product))
+        return sorted(db.session.execute(steps[group].distinct()).scalars())
     check_group(group_by)
     attribution = Attribution.current(model)
     mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days), period.end,
@@ -455,7 +438,7 @@ def accounts_behind(metric: str, group_by: str, group: str, period: Period, play
         pairs = kpi_sql.engaged_pairs(inp, period.end)
         q = select(pairs.c.account_id).where(pairs.c.g == group)
     else:
-        path = _path(mt, period, attribution)
+        path = _path(mt, period, attribution, group_by, playbook_ids_for(playbook, product))
         q = select(path.c.account_id).where(path.c.g == group)
         q = q.where(path.c.kind == "lead", path.c.w > 0) if metric == "leads" else q.where(path.c.kind == "opp")
         if metric == "won":
@@ -463,38 +446,15 @@ def accounts_behind(metric: str, group_by: str, group: str, period: Period, play
     return sorted(db.session.execute(q.distinct()).scalars())
 
 
-def _chunks(items, size: int = 1000):
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def pipeline_series(period: Period, buckets: int = 12) -> list[dict]:
     """Pipeline and revenue influenced, per equal slice of the period (oldest first)."""
-    window = timedelta(days=settings_service.current()["attribution"].get("window_days", 90))
-    s = db.session
-    opps = s.execute(select(Opportunity.account_id, Opportunity.amount, Opportunity.created_at, Opportunity.won)
-                     .where(Opportunity.created_at >= period.start, Opportunity.created_at < period.end)).all()
-    touched: dict[int, list[datetime]] = defaultdict(list)
-    for chunk in _chunks({o.account_id for o in opps}):
-        for aid, at in s.execute(select(Touch.account_id, Touch.sent_at).where(
-                Touch.account_id.in_(chunk), Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS),
-                Touch.sent_at >= period.start - window, Touch.sent_at < period.end)):
-            touched[aid].append(at)
     span = (period.end - period.start) / buckets
     series = [{"start": (period.start + span * i).date().isoformat(), "pipeline": 0.0, "revenue": 0.0}
               for i in range(buckets)]
-    for o in opps:
-        if any(o.created_at - window <= at <= o.created_at for at in touched.get(o.account_id, ())):
-            i = min(int((o.created_at - period.start) / span), buckets - 1)
-            series[i]["pipeline"] += float(o.amount or 0)
-            if o.won:
-                series[i]["revenue"] += float(o.amount or 0)
+    window = Attribution.current().window_days
+    for b, pipeline, revenue in db.session.execute(kpi_accounts.pipeline_statement(
+            period.start, period.end, window, span.total_seconds() / 86400)):
+        i = min(int(b), buckets - 1)
+        series[i]["pipeline"] += float(pipeline or 0)
+        series[i]["revenue"] += float(revenue or 0)
     return series
-
-
-def lifts() -> list[dict]:
-    """The lift of every playbook that has enrolled accounts."""
-    keys = db.session.execute(select(Playbook.key).join(Enrollment, Enrollment.playbook_id == Playbook.id)
-                              .distinct().order_by(Playbook.key)).scalars()
-    return [lift(k) for k in keys]
