@@ -9,6 +9,7 @@
 | ABM_BASE_URL | http://127.0.0.1:5000 |
 | ABM_ENV | development |
 | ABM_DISPATCHERS | 2 (dispatcher chains at once on PostgreSQL) |
+| ABM_TRUSTED_PROXIES | 0 (how many reverse proxies in front set X-Forwarded-For; the client address comes from them) |
 
 Production refuses to start with a missing or placeholder secret.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -61,8 +63,15 @@ class Config:
         self.OUTBOX_DIR = env.get("ABM_OUTBOX_DIR") or str(inst / "outbox")
         self.MAX_CONTENT_LENGTH = int(env.get("ABM_MAX_BODY_BYTES") or 50 * 1024 * 1024)
         self.ABM_DISPATCHERS = env.get("ABM_DISPATCHERS") or "2"
+        self.TRUSTED_PROXIES = int(env.get("ABM_TRUSTED_PROXIES") or 0)
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
+        # Remember me: two weeks, not Flask-Login's year. Someone who works most days logs
+        # in about twice a month; a copied cookie is useful for two weeks at most, and a
+        # logout or a password change ends it at once (User.session_version).
+        self.REMEMBER_COOKIE_DURATION = timedelta(days=14)
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None
 
     def default_secret_key(self) -> str | None:
@@ -108,7 +117,9 @@ class ProductionConfig(Config):
 
     def __init__(self) -> None:
         super().__init__()
-        self.SESSION_COOKIE_SECURE = self.BASE_URL.startswith("https://")
+        # Production is served over HTTPS (ABM_BASE_URL https://...): cookies never travel in clear.
+        self.SESSION_COOKIE_SECURE = True
+        self.REMEMBER_COOKIE_SECURE = True
 
     def default_secret_key(self) -> str | None:
         return None

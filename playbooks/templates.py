@@ -22,23 +22,25 @@ from typing import Any
 
 import jinja2
 from jinja2 import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 
+from playbooks import sandbox
 from playbooks.model import AlertStep, AudienceStep, EmailStep, Playbook, Step, TaskStep, WebhookStep
 
 
 class TemplateError(Exception):
     """A template that cannot be rendered. ``message`` says what, ``line`` (1-based,
-    within the template, or None) where."""
+    within the template, or None) where; ``limit`` names the sandbox limit that was hit
+    (``output``, ``loop iterations``, ``time``, ``number size``), None for other errors."""
 
-    def __init__(self, message: str, line: int | None = None):
+    def __init__(self, message: str, line: int | None = None, limit: str | None = None):
         super().__init__(message if line is None else f"{message} (template line {line})")
         self.message = message
         self.line = line
+        self.limit = limit
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
+def _environment(autoescape: bool) -> sandbox.BoundedSandbox:
+    return sandbox.BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
 
 
 _ENVIRONMENTS = {False: _environment(False), True: _environment(True)}
@@ -54,10 +56,17 @@ def _compile(source: str, autoescape: bool) -> jinja2.Template:
 def _run(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     """``template.render(context)`` without its per-call copies: the context is the
     template's globals overlaid with ``context`` (what ``render`` builds), made once
-    here and handed to Jinja as the render's own. Errors propagate unchanged (``render``
-    only rewrites their traceback)."""
+    here and handed to Jinja as the render's own; the output is counted as it comes.
+    Errors propagate unchanged (``render`` only rewrites their traceback)."""
     names = {**template.abm_globals, **context}
-    return template.environment.concat(template.root_render_func(template.new_context(names, shared=True)))
+    parts, size = [], 0
+    for part in template.root_render_func(template.new_context(names, shared=True)):
+        size += len(part)
+        if size > sandbox.MAX_OUTPUT_CHARS:
+            raise sandbox.LimitExceeded("output", f"the template's output is longer than "
+                                                  f"{sandbox.MAX_OUTPUT_CHARS:,} characters")
+        parts.append(part)
+    return template.environment.concat(parts)
 
 
 def check_syntax(template_source: str) -> None:
@@ -80,7 +89,13 @@ def render(template_source: str, context: Mapping[str, Any], autoescape: bool = 
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     try:
-        return _run(template, context)
+        with sandbox.budget():
+            return _run(template, context)
+    except sandbox.LimitExceeded as exc:
+        raise TemplateError(exc.message, _template_line(exc), exc.limit) from None
+    except RecursionError:
+        raise TemplateError("the template calls itself too deeply (a macro that never stops?)",
+                            limit="recursion") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(_explain_undefined(str(exc.message), template_source, context)) from None
     except jinja2.exceptions.SecurityError as exc:
@@ -89,6 +104,17 @@ def render(template_source: str, context: Mapping[str, Any], autoescape: bool = 
         raise TemplateError(str(exc.message or exc)) from None
     except Exception as exc:  # noqa: BLE001 - a template's own expression failed
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line the innermost template frame of ``exc``'s traceback was on."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
 
 
 _NO_ATTRIBUTE = re.compile(r"^'(.+)' has no attribute '([^']+)'$")

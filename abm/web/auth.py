@@ -18,6 +18,7 @@ from sqlalchemy import select
 from abm.auth import hash_password, verify_password
 from abm.db import db
 from abm.models import User
+from abm.services.users import end_sessions
 from abm.web._access import init_layout, safe_next
 
 bp = Blueprint("web", __name__)
@@ -146,6 +147,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        end_sessions(current_user._get_current_object(), "logout", actor_id=current_user.id)
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("web.login"))
