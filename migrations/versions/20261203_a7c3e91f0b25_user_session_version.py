@@ -1,7 +1,7 @@
 """user session version: logout and a password change end every session
 
 Revision ID: a7c3e91f0b25
-Revises: a79fdba7e457
+Revises: a7e3c9d1f2b4
 Create Date: 2026-12-03 19:55:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = 'a7c3e91f0b25'
-down_revision = 'a79fdba7e457'
+down_revision = 'a7e3c9d1f2b4'
 branch_labels = None
 depends_on = None
 
