@@ -8,6 +8,7 @@ app context.
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any
 
 from flask import g, has_app_context
@@ -28,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
         "email_delivered": 0, "email_open": 1, "email_click": 3, "email_reply": 10,
         "email_bounce": 0, "unsubscribe": 0, "spam_report": 0, "web_visit": 2,
         "form_fill": 15, "meeting": 25, "ad_impression": 0.1, "ad_click": 3,
-        "content_download": 8, "webinar": 10, "intent": 5,
+        "content_download": 8, "webinar": 10, "intent": 5, "browser_form_fill": 3,
     },
     "url_rules": [
         {"pattern": "/pricing", "weight": 8},
@@ -47,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "sites": [],
+    "browser_leads": False,
 }
 
 _CAP = {"type": "object", "additionalProperties": False, "required": ["max", "per"],
@@ -96,6 +99,14 @@ SCHEMA: dict[str, Any] = {
                            "raw_ip_days": {"type": "integer", "minimum": 0, "maximum": 90},
                            "lookup_cache_days": {"type": "integer", "minimum": 1, "maximum": 365},
                            "stitch_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
+        "sites": {"type": "array", "maxItems": 50, "items": {
+            "type": "object", "additionalProperties": False, "required": ["name", "origins"],
+            "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,49}$"},
+                           "key": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{20,64}$"},
+                           "origins": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+                               "type": "string", "maxLength": 300,
+                               "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"}}}}},
+        "browser_leads": {"type": "boolean"},
     },
 }
 
@@ -155,6 +166,8 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
     if unknown:
         raise ValidationError([{"path": k, "message": "unknown setting"} for k in unknown])
     data = copy.deepcopy(current())
+    if "sites" in changes:
+        changes = {**changes, "sites": _with_keys(changes["sites"], data.get("sites") or [])}
     data.update(copy.deepcopy(changes))
     problems = validate(data)
     if problems:
@@ -168,6 +181,16 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
     if SCORING_KEYS & set(changes):
         _queue_rescore()
     return data
+
+
+def _with_keys(sites, before: list[dict]):
+    """``sites`` with a key for each site that has none: the one it had (by name), or
+    a new random one. Anything that is not a list of objects is left to the schema."""
+    if not isinstance(sites, list):
+        return sites
+    kept = {s.get("name"): s.get("key") for s in before}
+    return [{**site, "key": site.get("key") or kept.get(site.get("name")) or secrets.token_urlsafe(24)}
+            if isinstance(site, dict) else site for site in sites]
 
 
 #: Settings whose change re-scores every account's history.
