@@ -15,6 +15,7 @@ from flask import g, has_app_context
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
+from abm import metrics
 from abm.db import db
 from abm.errors import ValidationError
 from abm.models import AuditLog, WorkspaceSettings
@@ -43,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "send_window": {"timezone": "UTC", "days": ["mon", "tue", "wed", "thu", "fri"], "hours": "09:00-17:00"},
     "lead_events": ["form_fill", "email_reply", "meeting"],
-    "attribution": {"window_days": 90, "model": "last_touch"},
+    "attribution": {"window_days": 90, "model": "last_touch", "half_life_days": 7},
+    "currency": "USD",
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
@@ -90,9 +92,11 @@ SCHEMA: dict[str, Any] = {
                                        "hours": {"type": "string",
                                                  "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}}},
         "lead_events": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "attribution": {"type": "object", "additionalProperties": False,
                         "properties": {"window_days": {"type": "integer", "minimum": 1},
-                                       "model": {"enum": ["last_touch", "first_touch", "even"]}}},
+                                       "model": {"enum": [*metrics.MODELS, *metrics.MODEL_ALIASES]},
+                                       "half_life_days": {"type": "number", "exclusiveMinimum": 0}}},
         "alerts": {"type": "object", "additionalProperties": False,
                    "properties": {"period_days": {"type": "number", "minimum": 0},
                                   "surge_ratio": {"type": "number", "minimum": 1},
