@@ -150,8 +150,10 @@ def index():
 @role_required(*MANAGERS)
 def snippet():
     base = current_app.config.get("BASE_URL", "").rstrip("/")
-    tag = f'<script src="{base}/t/snippet.js" async></script>'
-    return render_template("web/engagement/snippet.html", tag=tag, base=base)
+    sites = [{"name": site["name"], "origins": site["origins"],
+              "tag": f'<script src="{base}/t/snippet.js" data-site="{site["key"]}" async></script>'}
+             for site in settings_service.current().get("sites") or []]
+    return render_template("web/engagement/snippet.html", sites=sites, base=base)
 
 
 # -- the engagement sections of the account page ------------------------------------

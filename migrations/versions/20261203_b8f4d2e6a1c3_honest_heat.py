@@ -2,7 +2,7 @@
 score, repeated opens looked up by touch
 
 Revision ID: b8f4d2e6a1c3
-Revises: a7e3c9d1f2b4
+Revises: 3f5b8c2d9e10
 Create Date: 2026-12-03 20:15:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = 'b8f4d2e6a1c3'
-down_revision = 'a7e3c9d1f2b4'
+down_revision = '3f5b8c2d9e10'
 branch_labels = None
 depends_on = None
 
