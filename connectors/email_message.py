@@ -37,9 +37,11 @@ import hashlib
 import html as html_lib
 import re
 from collections.abc import Mapping
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from io import BytesIO
 from typing import Any
 from urllib.parse import quote
 
@@ -231,3 +233,25 @@ def build_for_touch(touch: Touch, **settings: Any) -> EmailMessage:
     if touch.kind == "alert" or touch.channel == "alert":
         return build_alert(touch, from_email=settings["from_email"], from_name=settings.get("from_name"))
     return build_email(touch, **settings)
+
+
+# -- on the wire ---------------------------------------------------------------------
+
+def has_8bit(message: EmailMessage) -> bool:
+    """True when a part of ``message`` goes out as raw 8-bit text (non-ASCII, short lines)."""
+    return any(str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit" for part in message.walk())
+
+
+def seven_bit(message: EmailMessage) -> EmailMessage:
+    """``message`` with its 8-bit parts re-encoded quoted-printable, for a server without 8BITMIME."""
+    for part in message.walk():
+        if not part.is_multipart() and str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit":
+            part.set_content(part.get_content(), subtype=part.get_content_subtype(), cte="quoted-printable")
+    return message
+
+
+def wire_bytes(message: EmailMessage) -> bytes:
+    """The message as SMTP carries it: CRLF line ends, headers folded, non-ASCII headers RFC 2047-encoded."""
+    out = BytesIO()
+    BytesGenerator(out, policy=message.policy.clone(linesep="\r\n")).flatten(message)
+    return out.getvalue()
