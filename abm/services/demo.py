@@ -21,9 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
-from abm import ROOT
 from abm.db import db, utcnow
 from abm.models import Account, Contact, ScoreSnapshot, User
+from abm.paths import ROOT
 
 #: (role, email, name, password): fixed demo credentials, printed by ``abm demo``.
 #: The AE is one of the seed's account executives, so it owns some of the accounts.
