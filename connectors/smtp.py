@@ -39,9 +39,9 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+from typing import Any, ClassVar
 
 import dkim
-from typing import Any, ClassVar
 
 from connectors.base import (
     Connector,
@@ -53,7 +53,6 @@ from connectors.base import (
     finish_after_error,
 )
 from connectors.email_message import MessageError, build_for_touch, has_8bit, seven_bit, wire_bytes
-
 
 #: Headers a DKIM signature covers (those present in the message).
 DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
