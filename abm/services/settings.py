@@ -15,9 +15,11 @@ from flask import g, has_app_context
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
+from abm import metrics
 from abm.db import db
 from abm.errors import ValidationError
 from abm.models import AuditLog, WorkspaceSettings
+from playbooks.settings import SettingsError, parse_account_condition
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -42,10 +44,20 @@ DEFAULTS: dict[str, Any] = {
     },
     "send_window": {"timezone": "UTC", "days": ["mon", "tue", "wed", "thu", "fri"], "hours": "09:00-17:00"},
     "lead_events": ["form_fill", "email_reply", "meeting"],
-    "attribution": {"window_days": 90, "model": "last_touch"},
+    "attribution": {"window_days": 90, "model": "last_touch", "half_life_days": 7},
+    "currency": "USD",
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "fit": {
+        "rules": [
+            {"label": "Tier 1", "when": {"tier": 1}, "points": 40},
+            {"label": "Tier 2", "when": {"tier": 2}, "points": 20},
+            {"label": "200 employees or more", "when": {"employees": {"gte": 200}}, "points": 30},
+            {"label": "Revenue of 50 million or more", "when": {"annual_revenue": {"gte": 50_000_000}}, "points": 30},
+        ],
+        "model": {"enabled": True, "min_outcomes": 40, "l2": 1.0},
+    },
     "sites": [],
     "browser_leads": False,
 }
@@ -80,14 +92,29 @@ SCHEMA: dict[str, Any] = {
                                        "hours": {"type": "string",
                                                  "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}}},
         "lead_events": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "attribution": {"type": "object", "additionalProperties": False,
                         "properties": {"window_days": {"type": "integer", "minimum": 1},
-                                       "model": {"enum": ["last_touch", "first_touch", "even"]}}},
+                                       "model": {"enum": [*metrics.MODELS, *metrics.MODEL_ALIASES]},
+                                       "half_life_days": {"type": "number", "exclusiveMinimum": 0}}},
         "alerts": {"type": "object", "additionalProperties": False,
                    "properties": {"period_days": {"type": "number", "minimum": 0},
                                   "surge_ratio": {"type": "number", "minimum": 1},
                                   "surge_min_points": {"type": "number", "minimum": 0}}},
         "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "fit": {
+            "type": "object", "additionalProperties": False, "required": ["rules", "model"],
+            "properties": {
+                "rules": {"type": "array", "maxItems": 50, "items": {
+                    "type": "object", "additionalProperties": False, "required": ["when", "points"],
+                    "properties": {"label": {"type": "string", "maxLength": 100},
+                                   "when": {"type": "object"},
+                                   "points": {"type": "number", "minimum": -100, "maximum": 100}}}},
+                "model": {"type": "object", "additionalProperties": False,
+                          "required": ["enabled", "min_outcomes", "l2"],
+                          "properties": {"enabled": {"type": "boolean"},
+                                         "min_outcomes": {"type": "integer", "minimum": 20},
+                                         "l2": {"type": "number", "exclusiveMinimum": 0}}}}},
         "identification": {
             "type": "object", "additionalProperties": False,
             "required": ["enabled", "raw_ip_days", "lookup_cache_days", "stitch_days"],
@@ -134,6 +161,20 @@ def validate(data: dict) -> list[dict]:
         start, _, end = data["send_window"]["hours"].partition("-")
         if not ("00:00" <= start < end <= "24:00"):
             problems.append({"path": "send_window.hours", "message": "must be HH:MM-HH:MM with start before end"})
+        problems += _fit_rule_problems(data)
+    return problems
+
+
+def _fit_rule_problems(data: dict) -> list[dict]:
+    """Each fit rule's ``when`` is an account condition of the playbook language."""
+    problems = []
+    for i, rule in enumerate(data["fit"]["rules"]):
+        try:
+            parse_account_condition(rule["when"], f"fit.rules[{i}].when", data["stages"], data["roles"])
+        except SettingsError as exc:
+            for message in exc.messages:
+                path, _, text = message.partition(": ")
+                problems.append({"path": path, "message": text})
     return problems
 
 
