@@ -71,7 +71,7 @@ OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "
 
 ACCOUNT_FIELDS = (
     "tier", "stage", "industry", "country", "employees", "annual_revenue", "domain",
-    "name", "owner", "tags", "score", "engagement",
+    "name", "owner", "tags", "score", "engagement", "fit",
 )
 CONTACT_FIELDS = (
     "role", "title", "email", "first_name", "last_name", "country", "phone", "department", "seniority",

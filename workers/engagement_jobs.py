@@ -35,6 +35,12 @@ def refresh_kpi_rollups() -> int:
     return rollups.refresh()
 
 
+def refresh_fit() -> dict:
+    from abm.services import fit
+
+    return fit.refresh()
+
+
 def purge_visit_addresses() -> int:
     n = identification.purge_raw_addresses()
     db.session.commit()

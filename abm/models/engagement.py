@@ -12,7 +12,7 @@ from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
 EVENT_TYPES = (
     "email_delivered", "email_open", "email_click", "email_bounce", "email_reply",
     "unsubscribe", "spam_report", "web_visit", "form_fill", "meeting", "ad_impression",
-    "ad_click", "content_download", "webinar", "intent",
+    "ad_click", "content_download", "webinar", "intent", "browser_form_fill",
 )
 
 
