@@ -26,7 +26,7 @@ from abm.db import db, utcnow
 from abm.models import Account, Contact, Enrollment, ScoreSnapshot, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.paths import ROOT
-from abm.services import connectors, events, kpis, playbooks, scores
+from abm.services import connectors, events, playbooks, scores, spend
 from abm.services import seed as seed_service
 from abm.services.users import create_user
 
@@ -250,7 +250,7 @@ def record_spend(now: datetime) -> int:
         entries.append({"playbook": PAST_CAMPAIGN, "channel": "email", "amount": "3500",
                         "date": str(today - timedelta(days=50))})
     for entry in entries:
-        kpis.record_cost(entry, source="demo")
+        spend.record_cost(entry, source="demo")
     return len(entries)
 
 
