@@ -10,7 +10,7 @@ from flask import Response, jsonify
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.errors import ApiError
-from abm.services import kpis, rollups
+from abm.services import kpis, rollups, spend
 
 PERIOD_QUERY = {
     "from": {"type": "string", "description": "start date (YYYY-MM-DD) or time; default: 90 days before `to`"},
@@ -167,7 +167,7 @@ def get_lift(key: str, query):
 @operation("Record spend for a playbook, channel or product over a date or period", roles=MANAGERS,
            tags=["kpis"], body=COST_BODY, responses={201: ("The spend entry", COST)})
 def post_cost(body):
-    cost = kpis.record_cost(body)
+    cost = spend.record_cost(body)
     return jsonify(id=cost.id, playbook=cost.playbook_key, channel=cost.channel, product=cost.product,
                    amount=str(cost.amount), currency=cost.currency, **{"from": cost.date_from.isoformat(),
                                                                        "to": cost.date_to.isoformat()}), 201

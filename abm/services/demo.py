@@ -242,7 +242,7 @@ def snapshot_history(now: datetime, days: int = SNAPSHOT_DAYS) -> int:
 def record_spend(now: datetime) -> int:
     """A few spend entries (ads, email, an event, the demo playbooks) for cost per lead."""
     from abm.models import Playbook as PlaybookRow
-    from abm.services import kpis
+    from abm.services import spend
 
     today = now.date()
     entries = [
@@ -262,7 +262,7 @@ def record_spend(now: datetime) -> int:
         entries.append({"playbook": PAST_CAMPAIGN, "channel": "email", "amount": "3500",
                         "date": str(today - timedelta(days=50))})
     for entry in entries:
-        kpis.record_cost(entry, source="demo")
+        spend.record_cost(entry, source="demo")
     return len(entries)
 
 

@@ -27,18 +27,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
 from sqlalchemy import select
 
 from abm import metrics
 from abm.db import db, utcnow
-from abm.errors import NotFound, ValidationError
+from abm.errors import NotFound
 from abm.models import (
-    Cost,
     Playbook,
 )
-from abm.services import kpi_accounts, kpi_sql
+from abm.services import kpi_accounts, kpi_sql, spend
 from abm.services import settings as settings_service
 from abm.services.kpi_sql import MARKETING_CHANNELS, PASSIVE_EVENTS  # noqa: F401 - part of this module's API
 
@@ -129,7 +127,7 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
     _add_reach(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end)))
     path = _path(mt, period, attribution, group_by, playbook_ids)
     _add_attribution(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path)))
-    _add_spend(groups, group_by, period, playbook, product)
+    spend.add_to_groups(groups, group_by, period.start, period.end, playbook, product)
     rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
     return {
         "group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
@@ -261,36 +259,6 @@ def _totals(t: dict, groups: list[dict]) -> dict:
             "revenue_influenced": round(t["revenue_influenced"], 2)}
 
 
-def _prorate(cost: Cost, period: Period) -> float:
-    start = datetime(cost.date_from.year, cost.date_from.month, cost.date_from.day, tzinfo=period.start.tzinfo)
-    end = datetime(cost.date_to.year, cost.date_to.month, cost.date_to.day, tzinfo=period.start.tzinfo) + timedelta(days=1)
-    overlap = (min(end, period.end) - max(start, period.start)).total_seconds()
-    if overlap <= 0:
-        return 0.0
-    return float(cost.amount) * overlap / (end - start).total_seconds()
-
-
-def _spend_group(cost: Cost, group_by: str, products: dict[str, str | None]) -> str:
-    """The group a spend entry belongs to: the field it names, else ``(unassigned)``."""
-    key = {"playbook": cost.playbook_key, "channel": cost.channel, "product": cost.product}.get(group_by)
-    if key is None and group_by == "product" and cost.playbook_key:
-        key = products.get(cost.playbook_key)
-    return key or "(unassigned)"
-
-
-def _add_spend(groups, group_by, period, playbook, product) -> None:
-    """Spend entries prorated by day to the period (unit costs per touch come with the reach)."""
-    q = select(Cost).where(Cost.date_to >= period.start.date(), Cost.date_from <= period.end.date())
-    if playbook is not None:
-        q = q.where(Cost.playbook_key == playbook)
-    if product is not None:
-        q = q.where(Cost.product == product)
-    products = dict(db.session.execute(select(Playbook.key, Playbook.product)).all())
-    for c in db.session.execute(q).scalars():
-        amount = _prorate(c, period)
-        if amount:
-            groups[_spend_group(c, group_by, products)]["cost"] += amount
-
 FUNNEL_STEPS = kpi_accounts.FUNNEL_STEPS
 
 
@@ -366,50 +334,6 @@ def _lift_of(key: str, name: str, rows) -> dict:
             "sentence": metrics.lift_sentence(metric, st, treated, sc, held),
         })
     return result
-
-
-def record_cost(data: dict, source: str = "api") -> Cost:
-    """Store one spend entry (``{playbook?, channel?, product?, amount, currency, date | from, to}``)."""
-    allowed = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
-    problems = [{"path": k, "message": "unknown field"} for k in data if k not in allowed]
-    try:
-        amount = Decimal(str(data.get("amount")))
-        if amount < 0 or not amount.is_finite():
-            raise ValueError
-    except (ValueError, ArithmeticError):
-        problems.append({"path": "amount", "message": "must be a non-negative number"})
-        amount = Decimal(0)
-    currency = str(data.get("currency") or "USD").upper()
-    if len(currency) != 3 or not currency.isalpha():
-        problems.append({"path": "currency", "message": "must be a 3-letter ISO code such as USD"})
-    dates = {}
-    for key in ("date", "from", "to"):
-        if data.get(key) is not None:
-            try:
-                dates[key] = date.fromisoformat(str(data[key]))
-            except ValueError:
-                problems.append({"path": key, "message": "must be a date YYYY-MM-DD"})
-    if "date" in dates and ({"from", "to"} & set(data)):
-        problems.append({"path": "date", "message": "give either date or from and to, not both"})
-    elif "date" not in data and not ({"from", "to"} <= set(data)):
-        problems.append({"path": "date", "message": "give a date, or from and to"})
-    start, end = (dates.get("date"), dates.get("date")) if "date" in dates else (dates.get("from"), dates.get("to"))
-    if start and end and end < start:
-        problems.append({"path": "to", "message": "must not be before from"})
-    if not any(data.get(k) for k in ("playbook", "channel", "product")):
-        problems.append({"path": "playbook", "message": "name at least one of playbook, channel or product"})
-    if data.get("channel") and data["channel"] not in ("email", "ads", "alert", "task", "webhook", "events", "other"):
-        problems.append({"path": "channel", "message": "unknown channel"})
-    if data.get("playbook") and not db.session.execute(
-            select(Playbook.id).where(Playbook.key == data["playbook"])).first():
-        problems.append({"path": "playbook", "message": f"no playbook with key {data['playbook']!r}"})
-    if problems:
-        raise ValidationError(problems)
-    cost = Cost(playbook_key=data.get("playbook"), channel=data.get("channel"), product=data.get("product"),
-                amount=amount, currency=currency, date_from=start, date_to=end, source=source)
-    db.session.add(cost)
-    db.session.commit()
-    return cost
 
 
 BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel")

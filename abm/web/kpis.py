@@ -14,6 +14,7 @@ from abm.errors import ValidationError
 from abm.models import Account, Cost, Playbook
 from abm.services import kpi_glossary, kpis, rollups
 from abm.services import settings as settings_service
+from abm.services import spend as spend_service
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("kpis", __name__)
@@ -128,7 +129,7 @@ def spend():
             form = {k: (request.form.get(k) or "").strip() for k in
                     ("playbook", "channel", "product", "amount", "currency", "date", "from", "to")}
             try:
-                kpis.record_cost({k: v for k, v in form.items() if v})
+                spend_service.record_cost({k: v for k, v in form.items() if v})
                 flash("Spend recorded", "success")
                 return redirect(url_for("kpis.spend"))
             except ValidationError as exc:
@@ -162,7 +163,7 @@ def _import_spend(stream) -> tuple[int, list[dict]]:
         if not any(row.values()):
             continue
         try:
-            kpis.record_cost({k: v for k, v in row.items() if v}, source="csv")
+            spend_service.record_cost({k: v for k, v in row.items() if v}, source="csv")
             created += 1
         except ValidationError as exc:
             db.session.rollback()
