@@ -3,16 +3,15 @@ that no network matched: a real local server speaking IPinfo's documented answer
 
 from __future__ import annotations
 
-import json
-
 from flask import Flask, jsonify, request
 from sqlalchemy import select
 
 from abm.db import db
 from abm.models import Event
 from abm.services import connectors as connector_service
-from abm.services import events
 from tests.connectors.harness import serve
+from tests.engagement.conftest import add_site
+from tests.engagement.test_identification import SITE, visit
 from workers import identify_jobs
 
 TOKEN = "ipinfo-test-token-0123"
@@ -35,11 +34,9 @@ def fake_ipinfo() -> Flask:
 
 
 def test_an_unmatched_visit_is_matched_by_the_providers_company_domain_once(app, client, world):
+    add_site([SITE])
     for ip in ("198.51.100.9", "192.0.2.77"):
-        client.post("/t/v", data=json.dumps({"type": "web_visit", "url": "https://www.ourco.example/pricing",
-                                             "visitor_id": f"v-{ip}"}),
-                    content_type="application/json", environ_base={"REMOTE_ADDR": ip})
-    events.drain()
+        visit(client, ip, visitor=f"v-{ip}")
     with serve(fake_ipinfo()) as server:
         connector_service.create({"name": "ipinfo", "type": "ipinfo",
                                   "settings": {"token": TOKEN, "base_url": server.base_url}})
