@@ -8,7 +8,7 @@ from __future__ import annotations
 
 #: (function path, queue, every N seconds)
 PERIODIC = (
-    ("workers.crm_jobs.poll_crms", "default", 300),
+    ("workers.crm_jobs.poll_crms", "default", 60),  # Salesforce changes within about a minute
     ("workers.crm_jobs.write_back_scores", "default", 900),
 )
 
