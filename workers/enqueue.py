@@ -13,6 +13,7 @@ from workers.queues import get_queue
 
 #: The job functions this module enqueues, by what they do.
 JOBS = {
+    "email_to_self": "workers.send_to_self_jobs.send_test_email",
     "import": "workers.import_jobs.run_import",
 }
 #: An import of the largest file the API accepts takes minutes; a stuck one is stopped after this.
@@ -24,4 +25,13 @@ def import_run(run_id: int, connection=None) -> str:
     queue = get_queue("imports", connection or get_redis())
     job = queue.enqueue(JOBS["import"], run_id, job_timeout=IMPORT_TIMEOUT, result_ttl=86400,
                         description=f"import run {run_id}")
+    return job.id
+
+
+def email_to_self(connector: str, payload: dict, to: str, account: dict, contact: dict, playbook: dict,
+               connection=None) -> str:
+    """Queue a test of an email step (``workers.send_to_self_jobs``) on the ``touches`` queue; the job's id."""
+    queue = get_queue("touches", connection or get_redis())
+    job = queue.enqueue(JOBS["email_to_self"], connector, payload, to, account, contact, playbook, job_timeout=120,
+                        result_ttl=3600, failure_ttl=86400, description=f"test of {playbook.get('key')} to {to}")
     return job.id

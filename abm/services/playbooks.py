@@ -23,7 +23,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import clock, dry_run
+from abm.services import clock, dry_run, migration
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
 from playbooks import Workspace, load
@@ -173,6 +173,26 @@ def _refuse_empty(row: PlaybookRow, pb: Playbook, now: datetime) -> None:
         raise EmptyAudience(row.key, funnel(pb, now, eligible, len(entrants), held))
 
 
+def migration_preview(key: str) -> list[dict]:
+    """Where :func:`migrate` would move the running enrollments on older versions."""
+    row = get(key)
+    version = current_version(row)
+    return migration.mapping(row, compiled(version), version.id, compiled_by_id)
+
+
+def migrate(key: str, now: datetime | None = None) -> dict:
+    """Move the running enrollments on older versions to the current one, by step id
+    (see :mod:`abm.services.migration`). Commits. ``{"key", "status", "version", "moved",
+    "mapping"}``."""
+    row = get(key)
+    if row.status == "archived":
+        raise Conflict(f"playbook {key!r} is archived; nothing runs to move")
+    version = current_version(row)
+    result = migration.migrate(row, version.id, compiled(version), compiled_by_id, now or clock.now())
+    db.session.commit()
+    return {"key": key, "status": row.status, "version": row.current_version, **result}
+
+
 def pause(key: str) -> dict:
     row = get(key)
     if row.status != "active":
@@ -249,15 +269,16 @@ def source_of(key: str, version: int | None = None) -> PlaybookVersion:
 
 
 def plan(source: str, filename: str = "playbook.yaml", now: datetime | None = None, sample: int = 5,
-         account: str | None = None, contact: str | None = None) -> dict:
+         account: str | None = None, contact: str | None = None, migrate: bool = False) -> dict:
     """What applying and activating ``source`` would do, simulated without writing or
     sending anything (see :mod:`abm.services.dry_run`). ``account`` (id or domain) or
-    ``contact`` (email): also that one's schedule. Raises :class:`PlaybookInvalid`."""
+    ``contact`` (email): also that one's schedule; ``migrate``: with the running
+    enrollments moved to it, and the mapping. Raises :class:`PlaybookInvalid`."""
     result = validate(source, filename)
     if result.errors or result.playbook is None:
         raise PlaybookInvalid(result)
     return dry_run.report(result.playbook, now or clock.now(), compiled_by_id, account=account, contact=contact,
-                          sample=sample)
+                          sample=sample, migrate=migrate)
 
 
 def touch_counts(key: str) -> dict:
@@ -267,5 +288,5 @@ def touch_counts(key: str) -> dict:
     return dict(counts)
 
 
-__all__ = ["PlaybookInvalid", "EmptyAudience", "workspace", "validate", "apply", "activate", "pause", "resume", "archive",
+__all__ = ["PlaybookInvalid", "EmptyAudience", "workspace", "validate", "apply", "migrate", "migration_preview", "activate", "pause", "resume", "archive",
            "plan", "get", "serialize", "source_of", "compiled", "compiled_by_id", "current_version"]
