@@ -60,6 +60,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/openapi.json": PUBLIC,
     "GET /api/v1/playbooks": ALL,
     "GET /api/v1/playbooks/<key>": ALL,
+    "GET /api/v1/playbooks/<key>/diff": ALL,
     "GET /api/v1/playbooks/<key>/enrollments": ALL,
     "GET /api/v1/playbooks/<key>/lift": ALL,
     "GET /api/v1/playbooks/<key>/source": ALL,
@@ -89,6 +90,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /outbox/<box_id>/<name>/raw": MANAGERS,
     "GET /playbooks": ALL,
     "GET /playbooks/<key>": ALL,
+    "GET /playbooks/<key>/diff": ALL,
     "GET /playbooks/<key>/edit": ALL,
     "GET /playbooks/<key>/plan": ALL,
     "GET /playbooks/<key>/versions/<int:number>": ALL,
@@ -124,8 +126,11 @@ MATRIX: dict[str, tuple | str] = {
     "POST /api/v1/playbooks": MANAGERS,
     "POST /api/v1/playbooks/<key>/activate": MANAGERS,
     "POST /api/v1/playbooks/<key>/archive": MANAGERS,
+    "POST /api/v1/playbooks/<key>/clone": MANAGERS,
+    "POST /api/v1/playbooks/<key>/migrate": MANAGERS,
     "POST /api/v1/playbooks/<key>/pause": MANAGERS,
     "POST /api/v1/playbooks/<key>/resume": MANAGERS,
+    "POST /api/v1/playbooks/<key>/test-send": MANAGERS,
     "POST /api/v1/playbooks/plan": ALL,
     "POST /api/v1/playbooks/validate": ALL,
     "POST /api/v1/users": ADMIN,
@@ -142,6 +147,9 @@ MATRIX: dict[str, tuple | str] = {
     "POST /login": PUBLIC,
     "POST /logout": PUBLIC,
     "POST /playbooks/<key>/<any(activate, pause, resume, archive):action>": MANAGERS,
+    "POST /playbooks/<key>/clone": MANAGERS,
+    "POST /playbooks/<key>/migrate": MANAGERS,
+    "POST /playbooks/<key>/test-send": MANAGERS,
     "POST /playbooks/_apply": MANAGERS,
     "POST /playbooks/_check": ALL,
     "POST /t/v": PUBLIC,
@@ -219,6 +227,8 @@ def _suggest(app, keys) -> str:
     for key in keys:
         view = app.view_functions.get(routes(app)[key].endpoint)
         roles = getattr(view, "required_roles", None)
+        if roles is None and getattr(view, "openapi", None):
+            roles = view.openapi["roles"]  # API: () is any role, None public
         guess = "ALL" if roles == () else {("admin",): "ADMIN", ("admin", "manager"): "MANAGERS"}.get(
             tuple(roles or ()), "PUBLIC  # check" if roles is None else repr(roles))
         lines.append(f'    "{key}": {guess},')
