@@ -142,6 +142,7 @@ MATRIX: dict[str, tuple | str] = {
     "POST /connectors/defaults": ADMIN,
     "POST /connectors/new": ADMIN,
     "POST /hooks/<name>": PUBLIC,
+    "POST /engagement/mine/default": ALL,
     "POST /imports": MANAGERS,
     "POST /kpis/spend": MANAGERS,
     "POST /login": PUBLIC,
