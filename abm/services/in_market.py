@@ -12,8 +12,8 @@ from sqlalchemy import case, func, select
 from abm.db import db, utcnow
 from abm.models import Account, Event
 from abm.services import fit
-from abm.services.accounts import FIT_BANDS
 from abm.services import settings as settings_service
+from abm.services.accounts import FIT_BANDS
 
 INTENT_DAYS = 28
 VISIT_DAYS = 30
