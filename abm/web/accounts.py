@@ -12,6 +12,7 @@ from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.models import Account, Contact, Opportunity, ScoreSnapshot, User
 from abm.services import accounts as account_service
+from abm.services import in_market
 from abm.services import settings as settings_service
 from abm.web._access import MANAGERS, role_required
 from abm.web.engagement import account_sections
@@ -126,7 +127,7 @@ def _detail(account: Account, status: int = 200, stage_errors: list[str] | None 
         can_change_stage=may_change_stage(account), stage_errors=stage_errors or [],
         notes_errors=notes_errors or [],
         trend=_score_trend(account), counts=account_service.counts(account.id),
-        eng=account_sections(account.id),
+        eng=account_sections(account.id), market=in_market.summary(account),
     ), status
 
 

@@ -1,0 +1,36 @@
+"""The account page's "In market" card, as a seller reads it: fit and why, the intent
+topics researched, and the visits identified from the account's network."""
+
+from __future__ import annotations
+
+import io
+
+from abm.db import db, utcnow
+from abm.models import Account
+from abm.services import events, fit, intent, networks
+from tests.engagement.conftest import add_site
+from tests.engagement.test_identification import SITE, beacon
+
+
+def test_a_seller_sees_why_an_account_is_in_market(pages, as_role):
+    acme = Account(name="Acme", domain="acme.com", stage="target", tier=1, employees=900)
+    db.session.add(acme)
+    db.session.commit()
+    networks.add_networks(acme.id, ["203.0.113.0/24"])
+    add_site([SITE])
+    seller = as_role("ae")
+    for i, path in enumerate(["/pricing", "/pricing?plan=pro", "/docs"]):
+        assert beacon(seller, {"type": "web_visit", "url": SITE + path, "visitor_id": f"v{i}"},
+                      f"203.0.113.{i + 1}").status_code == 204
+    events.drain()
+    intent.import_surge(io.BytesIO(f"Domain,Topic,Composite Score,Week\nacme.com,Zero Trust,78,"
+                                   f"{utcnow().date().isoformat()}\n".encode()))
+    fit.refresh()
+    db.session.expire_all()  # the test shares one session with the app; a request starts afresh
+
+    page = seller.get(f"/accounts/{acme.id}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "3 visits from the account&#39;s network, 2 pages on pricing" in text
+    assert "Zero Trust" in text and "score 78" in text
+    assert "Fit 70" in text and "Tier 1" in text and "200 employees or more" in text
