@@ -7,12 +7,13 @@ from collections import Counter
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from abm.db import db, utcnow
 from abm.models import Account, Event
 from abm.services import fit
 from abm.services import settings as settings_service
+from abm.services.accounts import FIT_BANDS
 
 INTENT_DAYS = 28
 VISIT_DAYS = 30
@@ -67,3 +68,17 @@ def visits_text(visits: dict) -> str | None:
     text = f"{visits['count']} visit{'s' if visits['count'] != 1 else ''} from the account's network"
     pages = ", ".join(f"{n} page{'s' if n != 1 else ''} on {name}" for name, n in visits["pages"])
     return f"{text}, {pages}" if pages else text
+
+
+def fit_matrix(owner_id: int | None = None) -> dict:
+    """Accounts counted by ICP fit band and engagement level (one grouped query)."""
+    band = case(*[(Account.fit_score >= floor, name) for name, floor in FIT_BANDS.items()], else_="none")
+    q = select(band, Account.engagement, func.count(Account.id)).group_by(band, Account.engagement)
+    if owner_id is not None:
+        q = q.where(Account.owner_id == owner_id)
+    bands = [*FIT_BANDS, "none"]
+    counts = {b: {"cold": 0, "warm": 0, "hot": 0} for b in bands}
+    for name, level, n in db.session.execute(q):
+        counts[name][level] = n
+    return {"bands": bands, "levels": ["cold", "warm", "hot"], "counts": counts,
+            "high_fit_not_engaged": counts["high"]["cold"], "engaged_low_fit": counts["low"]["hot"]}

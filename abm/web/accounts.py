@@ -22,7 +22,7 @@ bp = Blueprint("accounts", __name__)
 PAGE_SIZE = 50
 SORT_CHOICES = [("-score", "Score, highest first"), ("name", "Name, A to Z"), ("-updated_at", "Recently updated"),
                 ("stage", "Stage"), ("-created_at", "Newest")]
-FILTER_NAMES = ("q", "stage", "tier", "owner", "engagement")
+FILTER_NAMES = ("q", "stage", "tier", "owner", "engagement", "fit")
 SCORE_DAYS = 90
 
 

@@ -34,3 +34,29 @@ def test_a_seller_sees_why_an_account_is_in_market(pages, as_role):
     assert "3 visits from the account&#39;s network, 2 pages on pricing" in text
     assert "Zero Trust" in text and "score 78" in text
     assert "Fit 70" in text and "Tier 1" in text and "200 employees or more" in text
+
+
+def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_role):
+    import re
+
+    from sqlalchemy import insert
+
+    rows = [("a", 85, "cold"), ("b", 72, "cold"), ("c", 70, "hot"), ("d", 55, "warm"), ("e", 12, "hot"),
+            ("f", None, "cold")]
+    db.session.execute(insert(Account), [{"name": n, "domain": f"{n}.example", "stage": "target", "fit_score": f,
+                                          "engagement": lv} for n, f, lv in rows])
+    db.session.commit()
+    manager = as_role("manager")
+    page = manager.get("/engagement?owner=all").get_data(as_text=True)
+    table = page[page.index('id="fit-matrix-title"'):]
+
+    def cell(band, level):
+        found = re.search(rf'<tr data-fit="{band}">.*?data-level="{level}">\s*<a href="([^"]+)"[^>]*>([\d,]+)</a>',
+                          table, re.S)
+        return found.group(1).replace("&amp;", "&"), int(found.group(2))
+
+    assert cell("high", "cold")[1] == 2 and cell("high", "hot")[1] == 1
+    assert cell("medium", "warm")[1] == 1 and cell("low", "hot")[1] == 1 and cell("none", "cold")[1] == 1
+    listed = manager.get(cell("high", "cold")[0]).get_data(as_text=True)
+    assert "a.example" in listed and "b.example" in listed and "c.example" not in listed
+    assert "d.example" not in listed
