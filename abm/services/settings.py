@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
              "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "intent": {"topics": {}, "default_topic_weight": 1.0},
     "fit": {
         "rules": [
             {"label": "Tier 1", "when": {"tier": 1}, "points": 40},
@@ -122,6 +123,11 @@ SCHEMA: dict[str, Any] = {
                                                     "days": {"type": "integer", "minimum": 1, "maximum": 365}}},
                      "open_window_hours": {"type": "number", "minimum": 0, "maximum": 8760}}},
         "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "intent": {
+            "type": "object", "additionalProperties": False, "required": ["topics", "default_topic_weight"],
+            "properties": {"topics": {"type": "object", "maxProperties": 500,
+                                      "additionalProperties": {"type": "number", "minimum": 0, "maximum": 10}},
+                           "default_topic_weight": {"type": "number", "minimum": 0, "maximum": 10}}},
         "fit": {
             "type": "object", "additionalProperties": False, "required": ["rules", "model"],
             "properties": {

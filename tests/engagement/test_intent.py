@@ -74,3 +74,21 @@ def test_g2_buyer_intent_signals_arrive_signed_and_become_intent_events(app, cli
     assert (acme["topic"], acme["score"], acme["provider"], acme["activity"]) == (
         "Zero Trust Networking", 90, "g2", "pricing")
     assert stored[world["globex"].id].properties["score"] == 65
+
+
+def test_intent_counts_by_its_strength_and_its_topics_weight(app, world):
+    from datetime import UTC, datetime
+
+    from abm.models import Account
+    from abm.scoring import decayed, score_at
+    from abm.services import settings as settings_service
+
+    settings_service.update({"intent": {"topics": {"zero trust": 1.5}, "default_topic_weight": 1.0}})
+    intent.import_surge(io.BytesIO(SURGE.encode()))
+    db.session.expire_all()
+    acme = db.session.get(Account, world["acme"].id)
+    week = datetime(2026, 11, 23, tzinfo=UTC)
+    at = datetime(2026, 12, 10, tzinfo=UTC)
+    weight = settings_service.current()["weights"]["intent"]
+    expected = decayed(weight * 0.78 * 1.5 + weight * 0.55 * 1.0, week, at, settings_service.current()["half_life_days"])
+    assert abs(score_at(acme.score_ref, at, settings_service.current()["half_life_days"]) - expected) < 1e-6
