@@ -11,8 +11,8 @@ from abm.auth import issue_token
 from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.models import ROLES, Account, ApiToken, AuditLog, User
+from abm.services import scores, user_admin
 from abm.services import settings as settings_service
-from abm.services import user_admin
 from abm.services.users import UserError, create_user
 from abm.web import _settings_form as settings_form
 from abm.web._access import role_required
@@ -116,23 +116,30 @@ def manage(user_id: int, action: str):
 @bp.route("/settings", methods=["GET", "POST"])
 @role_required("admin")
 def settings():
+    """Edit the settings (a new version on each save); ``action=preview`` shows how many
+    accounts would change level without saving; ``?test_url=`` tries the URL rules."""
     current = settings_service.current()
     errors: dict[str, list[str]] = {}
     values = settings_form.to_form(current)
-    status = 200
+    status, preview = 200, None
     if request.method == "POST":
         values = settings_form.submitted(request.form)
         changes, errors = settings_form.parse(request.form, current)
         if not errors:
             try:
-                settings_service.update(changes, actor_id=current_user.id)
+                if request.form.get("action") == "preview":
+                    preview = scores.level_changes(settings_service.candidate(changes))
+                else:
+                    settings_service.update(changes, actor_id=current_user.id)
             except ValidationError as exc:
                 db.session.rollback()
                 errors = settings_form.field_errors(exc.details)
             else:
-                flash(f"Settings saved as version {settings_service.current_version()}.", "success")
-                return redirect(url_for("admin.settings"))
-        status = 422
+                if preview is None:
+                    flash(f"Settings saved as version {settings_service.current_version()}.", "success")
+                    return redirect(url_for("admin.settings"))
+        status = 422 if errors else 200
+    tested = settings_form.test_url(request.args.get("test_url"), current)
     return render_template("web/admin/settings.html", values=values, errors=errors,
-                           days=settings_service.DAYS, history=settings_form.history(),
-                           weight_keys=settings_form.weight_keys(current)), status
+                           days=settings_service.DAYS, history=settings_form.history(), preview=preview,
+                           tested=tested, weight_keys=settings_form.weight_keys(current)), status
