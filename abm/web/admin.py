@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from abm.auth import issue_token
 from abm.db import db, utcnow
 from abm.errors import ValidationError
-from abm.models import ROLES, ApiToken, AuditLog, User
+from abm.models import ROLES, Account, ApiToken, AuditLog, User
 from abm.services import settings as settings_service
+from abm.services import user_admin
 from abm.services.users import UserError, create_user
 from abm.web import _settings_form as settings_form
 from abm.web._access import role_required
@@ -23,7 +24,9 @@ def _users_page(status: int = 200, **context):
     users = db.session.execute(
         select(User).options(selectinload(User.tokens)).order_by(User.email)).scalars().all()
     context.setdefault("form", {"role": "ae"})
-    return render_template("web/admin/users.html", users=users, roles=ROLES, **context), status, {
+    owned = dict(db.session.execute(select(Account.owner_id, func.count()).where(Account.owner_id.is_not(None))
+                                    .group_by(Account.owner_id)).all())
+    return render_template("web/admin/users.html", users=users, roles=ROLES, owned=owned, **context), status, {
         "Cache-Control": "no-store"}
 
 
@@ -72,6 +75,41 @@ def revoke_token(token_id: int):
                                 target_id=str(token.user_id), details={"token": token.prefix}))
         db.session.commit()
         flash(f"Token {token.prefix}… of {token.user.email} revoked; it no longer works.", "success")
+    return redirect(url_for("admin.users"))
+
+
+DONE = {"role": "now has the role {role}", "deactivate": "is deactivated: their sessions and API tokens have ended",
+        "reactivate": "is active again", "reset": "will get a password-reset link by email",
+        "delete": "is deleted"}
+
+
+@bp.post("/users/<int:user_id>/<action>")
+@role_required("admin")
+def manage(user_id: int, action: str):
+    """Change a role, deactivate, reactivate, email a reset link, delete (accounts reassigned)."""
+    if action not in DONE:
+        abort(404, description=f"no action {action!r}: use one of {', '.join(DONE)}")
+    user = db.session.get(User, user_id) or abort(404, description=f"user {user_id} not found")
+    email = user.email
+    try:
+        if action == "role":
+            user_admin.change_role(user, request.form.get("role", ""), actor_id=current_user.id)
+        elif action == "deactivate":
+            user_admin.deactivate(user, actor_id=current_user.id)
+        elif action == "reactivate":
+            user_admin.reactivate(user, actor_id=current_user.id)
+        elif action == "reset":
+            user_admin.send_reset_link(user, actor_id=current_user.id)
+        else:
+            target = user_admin.find(request.form["reassign_to"]) if request.form.get("reassign_to") else None
+            moved = user_admin.delete(user, target, actor_id=current_user.id)
+            if moved:
+                flash(f"{moved} account(s) of {email} moved to {target.email}.", "info")
+    except UserError as exc:
+        db.session.rollback()
+        flash(f"{email}: {exc}", "error")
+        return redirect(url_for("admin.users"))
+    flash(f"{email} {DONE[action].format(role=request.form.get('role'))}.", "success")
     return redirect(url_for("admin.users"))
 
 

@@ -96,6 +96,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /playbooks/<key>/versions/<int:number>": ALL,
     "GET /playbooks/_new": ALL,
     "GET /readyz": PUBLIC,
+    "GET /reset/<token>": PUBLIC,  # the signed, single-use token is the credential
     "GET /static/<path:filename>": PUBLIC,
     "GET /t/c/<token>": PUBLIC,
     "GET /t/snippet.js": PUBLIC,
@@ -110,6 +111,7 @@ MATRIX: dict[str, tuple | str] = {
     "POST /admin/tokens/<int:token_id>/revoke": ADMIN,
     "POST /admin/users": ADMIN,
     "POST /admin/users/<int:user_id>/tokens": ADMIN,
+    "POST /admin/users/<int:user_id>/<action>": ADMIN,
     "POST /alerts/<int:alert_id>/<action>": ALL,
     "POST /api/v1/accounts": MANAGERS,
     "POST /api/v1/accounts/<int:account_id>/networks": ADMIN,
@@ -153,6 +155,7 @@ MATRIX: dict[str, tuple | str] = {
     "POST /playbooks/<key>/test-send": MANAGERS,
     "POST /playbooks/_apply": MANAGERS,
     "POST /playbooks/_check": ALL,
+    "POST /reset/<token>": PUBLIC,  # the signed, single-use token is the credential
     "POST /t/v": PUBLIC,
     "POST /u/<token>": PUBLIC,
     "PUT /api/v1/accounts/by-domain/<domain>": MANAGERS,
