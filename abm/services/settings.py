@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
              "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
-    "intent": {"topics": {}, "default_topic_weight": 1.0},
+    "intent": {"topics": {}, "default_topic_weight": 1.0, "alert_min_score": 60},
     "fit": {
         "rules": [
             {"label": "Tier 1", "when": {"tier": 1}, "points": 40},
@@ -127,7 +127,9 @@ SCHEMA: dict[str, Any] = {
             "type": "object", "additionalProperties": False, "required": ["topics", "default_topic_weight"],
             "properties": {"topics": {"type": "object", "maxProperties": 500,
                                       "additionalProperties": {"type": "number", "minimum": 0, "maximum": 10}},
-                           "default_topic_weight": {"type": "number", "minimum": 0, "maximum": 10}}},
+                           "default_topic_weight": {"type": "number", "minimum": 0, "maximum": 10},
+                           "alert_min_score": {"type": "integer", "minimum": 0, "maximum": 101,
+                                               "description": "101: no intent alerts"}}},
         "fit": {
             "type": "object", "additionalProperties": False, "required": ["rules", "model"],
             "properties": {
