@@ -82,3 +82,38 @@ def fit_matrix(owner_id: int | None = None) -> dict:
         counts[name][level] = n
     return {"bands": bands, "levels": ["cold", "warm", "hot"], "counts": counts,
             "high_fit_not_engaged": counts["high"]["cold"], "engaged_low_fit": counts["low"]["hot"]}
+
+
+#: The settings blocks the in-market admin page edits, as JSON.
+EDITABLE = ("identification", "intent", "fit")
+
+
+def overview() -> dict:
+    """The admin page: what identification holds, the intent and fit settings, the model."""
+    from abm.models import AccountNetwork, AsnAccount, AsnRange, IpLookup
+
+    count = lambda model: db.session.execute(select(func.count()).select_from(model)).scalar_one()  # noqa: E731
+    current = settings_service.current()
+    return {"networks": count(AccountNetwork), "asn_ranges": count(AsnRange), "asn_accounts": count(AsnAccount),
+            "lookups": count(IpLookup), "settings": {key: current[key] for key in EDITABLE},
+            "model": fit.summary()}
+
+
+def update_settings(texts: dict[str, str], actor_id: int | None) -> None:
+    """Save the edited blocks (JSON texts); ValidationError names each bad path."""
+    import json
+
+    from abm.errors import ValidationError
+
+    changes, problems = {}, []
+    for key in EDITABLE:
+        if key not in texts:
+            continue
+        try:
+            changes[key] = json.loads(texts[key])
+        except ValueError as exc:
+            problems.append({"path": key, "message": f"not JSON: {exc}"})
+    if problems:
+        raise ValidationError(problems)
+    if changes:
+        settings_service.update(changes, actor_id=actor_id)

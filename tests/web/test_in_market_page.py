@@ -60,3 +60,27 @@ def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_ro
     listed = manager.get(cell("high", "cold")[0]).get_data(as_text=True)
     assert "a.example" in listed and "b.example" in listed and "c.example" not in listed
     assert "d.example" not in listed
+
+
+def test_the_admin_reads_the_model_and_edits_fit_rules_with_located_errors(pages, as_role):
+    from tests.fit.test_fit import generate
+
+    generate(400)
+    fit.refresh(retrain=True)
+    admin = as_role("admin")
+    page = admin.get("/admin/in-market").get_data(as_text=True)
+    assert "Cross-validated AUC" in page and "Calibration bins" in page
+    bad = admin.post("/admin/in-market", data={"fit": '{"rules": [{"when": {"industri": "x"}, "points": 5}], '
+                                                      '"model": {"enabled": true, "min_outcomes": 40, "l2": 1.0}}'})
+    assert bad.status_code == 422
+    assert "fit.rules[0].when.industri" in bad.get_data(as_text=True)
+    good = admin.post("/admin/in-market", data={"fit": '{"rules": [{"label": "Banks", "when": {"industry": "banking"}, '
+                                                       '"points": 50}], "model": {"enabled": false, '
+                                                       '"min_outcomes": 40, "l2": 1.0}}'})
+    assert good.status_code == 302
+    from abm.services import settings as settings_service
+
+    assert settings_service.current()["fit"]["rules"][0]["label"] == "Banks"
+    manager = as_role("manager")
+    assert manager.get("/admin/in-market").status_code == 200
+    assert manager.post("/admin/in-market", data={"fit": "{}"}).status_code == 403
