@@ -147,6 +147,7 @@ MATRIX: dict[str, tuple | str] = {
     "POST /connectors/new": ADMIN,
     "POST /hooks/<name>": PUBLIC,
     "POST /engagement/mine/default": ALL,
+    "POST /engagement/mine/digest": ALL,
     "POST /imports": MANAGERS,
     "POST /kpis/spend": MANAGERS,
     "POST /login": PUBLIC,
