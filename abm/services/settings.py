@@ -8,8 +8,8 @@ app context.
 from __future__ import annotations
 
 import copy
-import time
 import secrets
+import time
 from typing import Any
 
 from flask import current_app, g, has_app_context
