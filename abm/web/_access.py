@@ -104,6 +104,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("kpis", "KPIs", "kpis.index"),
     NavEntry("connectors", "Connectors", "connectors.index", MANAGERS),
     NavEntry("imports", "Import", "imports.index", MANAGERS),
+    NavEntry("in_market", "In market", "in_market.page", MANAGERS),
     NavEntry("users", "Users", "admin.users", ("admin",)),
     NavEntry("settings", "Settings", "admin.settings", ("admin",)),
 )
