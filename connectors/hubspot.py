@@ -118,6 +118,10 @@ class HubSpotConnector(Connector):
                                "description": "The company property that holds its stage."},
             "score_property": {"type": "string", "minLength": 1, "default": "abm_engagement_score"},
             "level_property": {"type": "string", "minLength": 1, "default": "abm_engagement_level"},
+            "timeline_cadence": {
+                "enum": ["off", "daily", "weekly"], "default": "off",
+                "description": "How often each account's digest (touches, engagement, score breakdown) is "
+                               "written to its CRM timeline; off writes none."},
             "searches_per_second": {"type": "number", "exclusiveMinimum": 0, "maximum": 100, "default": 4},
             "page_size": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
             "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,

@@ -136,6 +136,10 @@ class SalesforceConnector(Connector):
                             "description": "The Account field that holds its stage."},
             "score_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Score__c"},
             "level_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Level__c"},
+            "timeline_cadence": {
+                "enum": ["off", "daily", "weekly"], "default": "off",
+                "description": "How often each account's digest (touches, engagement, score breakdown) is "
+                               "written to its CRM timeline; off writes none."},
             "batch_size": {"type": "integer", "minimum": 200, "maximum": 2000, "default": 2000,
                            "description": "Records per query page."},
             "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
