@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 from typing import Any
 
-from flask import g, has_app_context
+from flask import current_app, g, has_app_context
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
@@ -225,6 +226,23 @@ def current() -> dict:
     return data
 
 
+#: The few settings the site snippet's beacon reads, kept on the app (per process) and
+#: read again at most every BEACON_TTL seconds: the busiest public endpoint then reads no
+#: database at all. A change made in this process is seen at once; in the others within
+#: the TTL.
+BEACON_TTL = 5.0
+
+
+def beacon_settings() -> dict:
+    """``{"sites", "browser_leads"}`` of the settings in force (see BEACON_TTL)."""
+    cache = current_app.extensions.setdefault("abm_beacon_settings", {})
+    if not cache or time.monotonic() - cache["at"] > BEACON_TTL:
+        data = current()
+        cache.update(at=time.monotonic(), value={"sites": list(data.get("sites") or []),
+                                                 "browser_leads": bool(data.get("browser_leads"))})
+    return cache["value"]
+
+
 def current_version() -> int:
     return db.session.execute(select(func.coalesce(func.max(WorkspaceSettings.version), 0))).scalar_one()
 
@@ -253,7 +271,9 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
     db.session.add(AuditLog(actor_id=actor_id, action="settings.update", target_type="settings",
                             target_id=str(version), details={"changed": sorted(changes)}))
     db.session.commit()
-    g.pop("abm_settings", None) if has_app_context() else None
+    if has_app_context():
+        g.pop("abm_settings", None)
+        current_app.extensions.pop("abm_beacon_settings", None)
     if SCORING_KEYS & set(changes):
         _queue_rescore()
     return data
