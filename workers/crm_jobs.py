@@ -10,7 +10,7 @@ from abm.services import crm_poll, crm_writeback
 
 #: (function path, queue, every N seconds)
 PERIODIC = (
-    ("workers.crm_jobs.poll_crms", "default", 300),
+    ("workers.crm_jobs.poll_crms", "default", 60),  # Salesforce changes within about a minute
     ("workers.crm_jobs.write_back_scores", "default", 900),
 )
 
