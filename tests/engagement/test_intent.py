@@ -74,3 +74,35 @@ def test_g2_buyer_intent_signals_arrive_signed_and_become_intent_events(app, cli
     assert (acme["topic"], acme["score"], acme["provider"], acme["activity"]) == (
         "Zero Trust Networking", 90, "g2", "pricing")
     assert stored[world["globex"].id].properties["score"] == 65
+
+
+def test_intent_counts_by_its_strength_and_its_topics_weight(app, world):
+    from datetime import UTC, datetime
+
+    from abm.models import Account
+    from abm.scoring import decayed, score_at
+    from abm.services import settings as settings_service
+
+    settings_service.update({"intent": {"topics": {"zero trust": 1.5}, "default_topic_weight": 1.0}})
+    intent.import_surge(io.BytesIO(SURGE.encode()))
+    db.session.expire_all()
+    acme = db.session.get(Account, world["acme"].id)
+    week = datetime(2026, 11, 23, tzinfo=UTC)
+    at = datetime(2026, 12, 10, tzinfo=UTC)
+    weight = settings_service.current()["weights"]["intent"]
+    expected = decayed(weight * 0.78 * 1.5 + weight * 0.55 * 1.0, week, at, settings_service.current()["half_life_days"])
+    assert abs(score_at(acme.score_ref, at, settings_service.current()["half_life_days"]) - expected) < 1e-6
+
+
+def test_a_strong_signal_raises_one_alert_per_topic_that_says_what_is_researched(app, world):
+    from abm.models import Alert
+    from abm.services import alert_inbox
+
+    intent.import_surge(io.BytesIO(SURGE.encode()))
+    intent.import_surge(io.BytesIO(SURGE.replace("2026-11-23", "2026-11-30").encode()))  # a week later: same reasons
+    alerts = list(db.session.execute(select(Alert).where(Alert.kind == "intent")).scalars())
+    assert [(a.account_id, a.reason) for a in alerts] == [(world["acme"].id, "intent:zero trust")]  # SASE is 55
+    alert = alerts[0]
+    assert alert.message == "Acme is researching Zero Trust (score 78, bombora)"
+    assert "researching Zero Trust, intent score 78" in alert_inbox.why(alert)
+    assert "open with Zero Trust" in alert.suggestion
