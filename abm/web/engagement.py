@@ -14,12 +14,12 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from sqlalchemy import select
 
-from abm.api.engagement import timeline
 from abm.db import db, utcnow
 from abm.errors import ApiError
 from abm.models import Contact, Playbook, User
 from abm.services import digest, in_market, sales_view, scores
 from abm.services import settings as settings_service
+from abm.services import timeline as timeline_service
 from abm.services import users as users_service
 from abm.web._access import MANAGERS, role_required
 
@@ -205,7 +205,7 @@ def account_sections(account_id: int, now: datetime | None = None) -> dict:
     touches, events and stage changes, buying committee coverage and the playbooks."""
     now = now or utcnow()
     breakdown = scores.breakdown(account_id, now=now, recent=RECENT_EVENTS)
-    items = timeline(account_id, TIMELINE_LIMIT)
+    items = timeline_service.account_timeline(account_id, TIMELINE_LIMIT)
     contacts = _names(Contact, {i.get("contact_id") for i in items} | {e["contact_id"] for e in breakdown["events"]})
     playbooks = _names(Playbook, {i.get("playbook_id") for i in items} | {e["playbook_id"] for e in breakdown["events"]})
 
