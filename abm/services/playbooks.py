@@ -29,6 +29,7 @@ from playbooks import Workspace, load
 from playbooks.errors import LoadResult
 from playbooks.model import Playbook
 from playbooks.workspace import directory_loader
+from workers import enqueue
 
 
 class PlaybookInvalid(ApiError):
@@ -152,8 +153,6 @@ def pause(key: str) -> dict:
 
 def resume(key: str) -> dict:
     """paused -> active, and the touches left queued are enqueued again (after commit)."""
-    from abm.services import touches
-
     row = get(key)
     if row.status != "paused":
         raise Conflict(f"playbook {key!r} is {row.status}; only a paused playbook can be resumed")
@@ -161,7 +160,7 @@ def resume(key: str) -> dict:
     db.session.commit()
     queued = db.session.execute(select(Touch.id, Touch.connector).where(
         Touch.playbook_id == row.id, Touch.status == "queued")).all()
-    jobs = touches.enqueue([(tid, connector) for tid, connector in queued])
+    jobs = enqueue.touches([(tid, connector) for tid, connector in queued])
     return {"key": key, "status": row.status, "requeued": len(queued), "jobs": jobs}
 
 

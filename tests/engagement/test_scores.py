@@ -115,8 +115,9 @@ def test_crossing_a_level_raises_one_alert_per_period(app, world):
     alerts_made = db.session.execute(select(Alert)).scalars().all()
     assert [(a.account_id, a.kind, a.level) for a in alerts_made] == [(world["acme"].id, "level_up", "warm")]
     assert "Acme is now warm" in alerts_made[0].message
-    jobs = Queue("default", connection=get_redis()).jobs
-    assert [(j.func_name, j.args) for j in jobs] == [("workers.alert_jobs.send_alerts", ([alerts_made[0].id],))]
+    # Acme has no owner: the alert is kept, failed with the reason, and nothing is queued.
+    assert (alerts_made[0].status, alerts_made[0].error) == ("failed", "the account has no owner")
+    assert Queue("touches", connection=get_redis()).count == 0
     events.store([_line("meeting", "bob@acme.com", now=now),
                   _line("meeting", "bob@acme.com", days_ago=0.01, now=now)], now=now)  # 75: hot, same period
     assert len(db.session.execute(select(Alert)).scalars().all()) == 1
