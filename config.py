@@ -9,6 +9,7 @@
 | ABM_BASE_URL | http://127.0.0.1:5000 |
 | ABM_ENV | development |
 | ABM_DISPATCHERS | 2 (dispatcher chains at once on PostgreSQL) |
+| ABM_TRUSTED_PROXIES | 0 (how many reverse proxies in front set X-Forwarded-For; the client address comes from them) |
 
 Production refuses to start with a missing or placeholder secret.
 """
@@ -61,6 +62,7 @@ class Config:
         self.OUTBOX_DIR = env.get("ABM_OUTBOX_DIR") or str(inst / "outbox")
         self.MAX_CONTENT_LENGTH = int(env.get("ABM_MAX_BODY_BYTES") or 50 * 1024 * 1024)
         self.ABM_DISPATCHERS = env.get("ABM_DISPATCHERS") or "2"
+        self.TRUSTED_PROXIES = int(env.get("ABM_TRUSTED_PROXIES") or 0)
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None

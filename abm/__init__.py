@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,10 @@ def create_app(config=None, **overrides) -> Flask:
     app.config["ABM_CONFIG"] = cfg
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    if app.config.get("TRUSTED_PROXIES"):
+        # The client's address (login throttling, visit identification) from the proxies' header.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     db.init_app(app)
     redis_conn.init_app(app)
     auth.init_app(app)

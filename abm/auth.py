@@ -1,8 +1,11 @@
 """Who is asking: sessions for pages (Flask-Login), bearer tokens for the API, roles.
 
 Passwords are hashed with werkzeug's scrypt; API tokens are random, shown once, and
-stored as SHA-256 hashes. CSRF protects every form (Flask-WTF); the API (bearer
-tokens, no cookies), the tracking endpoints and the provider webhooks are exempt.
+stored as SHA-256 hashes. CSRF protects every form (Flask-WTF); the tracking endpoints
+and the provider webhooks are exempt. The API takes bearer tokens; it also takes the
+pages' session, for the pages' own scripts, but then a write (POST, PUT, PATCH, DELETE)
+must carry the session's CSRF token in an ``X-CSRFToken`` header (``api_user``), so a
+form on another site cannot use an admin's cookie (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import hashlib
 import secrets
 from functools import wraps
 
-from flask import request
+from flask import current_app, request
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect, validate_csrf
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms.validators import ValidationError as CsrfInvalid
 
 from abm.db import db, utcnow
 from abm.errors import ApiError
@@ -58,13 +62,18 @@ def issue_token(user: User, name: str = "") -> str:
     return token
 
 
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def user_from_bearer() -> User | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token()
+    if token is None:
         return None
     row = db.session.execute(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip()), ApiToken.revoked_at.is_(None))
+        select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
     ).scalar_one_or_none()
     if row is None or not row.user.active:
         return None
@@ -73,17 +82,40 @@ def user_from_bearer() -> User | None:
     return row.user
 
 
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="abm"'})
+
+
+def check_csrf_header() -> None:
+    """A write that rides on the pages' session must carry the session's CSRF token in a
+    header (Flask-WTF's ``WTF_CSRF_HEADERS``: ``X-CSRFToken``). Another site's form can
+    send the cookie but cannot read the token, nor set a header without a CORS preflight.
+    Checked whatever ``WTF_CSRF_ENABLED`` says: that switch is for the pages' forms."""
+    if request.method not in current_app.config["WTF_CSRF_METHODS"]:
+        return
+    token = next((request.headers[h] for h in current_app.config["WTF_CSRF_HEADERS"] if request.headers.get(h)),
+                 None)
+    try:
+        validate_csrf(token)
+    except CsrfInvalid as exc:
+        raise ApiError(403, f"a write with the pages' session needs the page's CSRF token in an X-CSRFToken "
+                            f"header ({exc.args[0]}); programs send 'Authorization: Bearer <token>'") from None
+
+
 def api_user() -> User:
-    """The user behind an API request: a bearer token, or a logged-in page session."""
+    """The user behind an API request: a bearer token, or a logged-in page session whose
+    writes carry the CSRF header. A bad token is a 401 even with a session beside it."""
     cache = request.environ  # per request (an app context may outlive one in tests)
     if "abm.api_user" not in cache:
         user = user_from_bearer()
+        if user is None and bearer_token() is not None:
+            raise _unauthorized("the bearer token is unknown, revoked, or its user is deactivated")
         if user is None and current_user.is_authenticated:
+            check_csrf_header()
             user = current_user._get_current_object()
         cache["abm.api_user"] = user
     if cache["abm.api_user"] is None:
-        raise ApiError(401, "authentication required: send 'Authorization: Bearer <token>'",
-                       headers={"WWW-Authenticate": 'Bearer realm="abm"'})
+        raise _unauthorized("authentication required: send 'Authorization: Bearer <token>'")
     return cache["abm.api_user"]
 
 

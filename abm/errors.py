@@ -89,8 +89,13 @@ def register_error_handlers(app) -> None:
         message = {413: "the request body is too large",
                    404: "not found",
                    405: "method not allowed"}.get(status, exc.description or exc.name)
+        details = None
+        if status == 413:
+            limit = request.max_content_length
+            details = [{"path": "(body)", "message": f"the body may be at most {limit:,} bytes" if limit
+                        else "the body is too large"}]
         if wants_json():
-            resp = error_response(status, message)
+            resp = error_response(status, message, details)
             allowed = getattr(exc, "valid_methods", None)
             if status == 405 and allowed:
                 resp.headers["Allow"] = ", ".join(allowed)

@@ -20,12 +20,13 @@ process: no ad connector ever sends or logs an unhashed email. Contacts with an
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Touch, TouchResult, hash_identifier
+from connectors.base import Touch, TouchResult, normalize_email
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -45,18 +46,24 @@ class Person:
     country: str | None = None
 
 
-def hashed_email(contact: Mapping[str, Any]) -> str | None:
-    """The contact's SHA-256 email (64 lowercase hex), or None when it has no usable one."""
+def hashed_email(contact: Mapping[str, Any], normalize: Callable[[str], str] = normalize_email) -> str | None:
+    """The contact's SHA-256 email (64 lowercase hex), or None when it has no usable one.
+
+    ``normalize`` is the provider's own normalisation before hashing (trim and lowercase
+    by default; Meta also strips dots and control characters at the ends)."""
     pre = contact.get("email_sha256")
     if isinstance(pre, str) and HEX64.match(pre.strip().lower()):
         return pre.strip().lower()
     email = contact.get("email")
-    if isinstance(email, str) and _EMAIL.match(email.strip()):
-        return hash_identifier(email)
-    return None
+    if not isinstance(email, str):
+        return None
+    normalized = normalize(email)
+    if not _EMAIL.match(normalized):
+        return None
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
 
 
-def people_of(touch: Touch) -> list[Person]:
+def people_of(touch: Touch, normalize: Callable[[str], str] = normalize_email) -> list[Person]:
     """The touch's contact and its account's contacts, hashed, each email once."""
     contacts: list[Mapping[str, Any]] = []
     if touch.contact:
@@ -70,7 +77,7 @@ def people_of(touch: Touch) -> list[Person]:
     for contact in contacts:
         if contact.get("erased_at"):
             continue  # erased on request (GDPR): never uploaded again
-        digest = hashed_email(contact)
+        digest = hashed_email(contact, normalize)
         if digest is None or digest in seen:
             continue
         seen.add(digest)

@@ -4,7 +4,9 @@ An ``audience`` touch (``payload``: ``list``, ``action`` add|remove) adds or rem
 the account's contacts (the touch's ``contact`` and the account dict's ``contacts``,
 shape in :mod:`connectors.audiences`) to the Customer Match user list named ``list``.
 Only ``hashedEmail`` (SHA-256, 64 lowercase hex) leaves the process, one key per
-identifier object.
+identifier object. Each job carries the uploaded people's consent
+(``consent_ad_user_data``, ``consent_ad_personalization``), which Google requires for
+users in the EEA.
 
 Per list and action: an offline user data job is created, operations are added in
 requests of at most 10,000 (Google's recommendation; the hard limit is 100,000) with
@@ -30,8 +32,10 @@ from connectors.audiences import chunks, group_by_list, in_order, people_of
 from connectors.base import Connector, ConnectorError, PermanentError, RetryableError, Touch, TouchResult
 from connectors.http import HttpClient, parse_retry_after, redact
 from connectors.schema import base_url, object_schema, secret, timeout_of
+from connectors.versions import default_version
 
 DEFAULT_BASE_URL = "https://googleads.googleapis.com"
+DEFAULT_VERSION = default_version("google_ads")  # see connectors/versions.py
 OPERATIONS_PER_REQUEST = 10_000
 RETRYABLE_STATUS = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "INTERNAL"}
 RETRYABLE_CODES = {"RESOURCE_EXHAUSTED", "RESOURCE_TEMPORARILY_EXHAUSTED", "CONCURRENT_MODIFICATION",
@@ -84,12 +88,24 @@ class GoogleAdsConnector(Connector):
                             "description": "The advertiser's customer id (123-456-7890)."},
             "login_customer_id": {"type": "string", "pattern": CUSTOMER_ID,
                                   "description": "The manager account's id, when acting through one."},
-            "api_version": {"type": "string", "pattern": "^v[0-9]+$", "default": "v20"},
+            "api_version": {"type": "string", "pattern": "^v[0-9]+$", "default": DEFAULT_VERSION},
+            "consent_ad_user_data": {
+                "enum": ["GRANTED", "DENIED"], "default": "GRANTED",
+                "description": "Whether the people you upload agreed to their data being sent to Google "
+                               "for advertising (Customer Match consent, required for users in the EEA)."},
+            "consent_ad_personalization": {
+                "enum": ["GRANTED", "DENIED"], "default": "GRANTED",
+                "description": "Whether they agreed to personalised advertising (Customer Match consent)."},
             "membership_life_span_days": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 540},
             "base_url": base_url(DEFAULT_BASE_URL),
         },
         ["access_token", "developer_token", "customer_id"],
     )
+
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "ya29.example-token", "developer_token": "example-developer-token",
+                "customer_id": "123-456-7890", "base_url": base_url}
 
     @property
     def customer(self) -> str:
@@ -104,7 +120,7 @@ class GoogleAdsConnector(Connector):
             if self.settings.get("login_customer_id"):
                 headers["login-customer-id"] = str(self.settings["login_customer_id"]).replace("-", "")
             self._client = HttpClient(
-                "Google Ads", f"{root}/{self.settings.get('api_version') or 'v20'}", headers=headers,
+                "Google Ads", f"{root}/{self.settings.get('api_version') or DEFAULT_VERSION}", headers=headers,
                 timeout=timeout_of(self.settings), secrets=[token, dev],
             )
         return self._client
@@ -123,13 +139,17 @@ class GoogleAdsConnector(Connector):
             return None
         items, delay = failure_details(error)
         codes = {c for item in items for c in error_codes(item)}
-        text = "; ".join(str(i.get("message")) for i in items if i.get("message")) or str(error.get("message"))
+        text = ("; ".join(str(i.get("message")) for i in items if i.get("message"))
+                or str(error.get("message") or f"HTTP {response.status_code}"))
         text = redact(text, self.client.secrets)
         status = error.get("status")
-        if status in RETRYABLE_STATUS or codes & RETRYABLE_CODES:
+        # A 429 or 5xx is retryable whatever its body says: a proxy or Google's front end
+        # answers {"error": {"code": 502}} with no status at all.
+        throttled = response.status_code == 429 or response.status_code >= 500
+        if throttled or status in RETRYABLE_STATUS or codes & RETRYABLE_CODES:
             delay = delay if delay is not None else parse_retry_after(response.headers.get("Retry-After"))
-            return RetryableError(f"Google Ads is busy ({status or ', '.join(sorted(codes))}): {text}; "
-                                  "retry later", retry_after=delay)
+            reason = status or ", ".join(sorted(codes)) or f"HTTP {response.status_code}"
+            return RetryableError(f"Google Ads is busy ({reason}): {text}; retry later", retry_after=delay)
         if response.status_code == 401 or status == "UNAUTHENTICATED":
             return PermanentError(f"Google Ads refused the credentials (HTTP {response.status_code}): {text}; "
                                   "check access_token and developer_token")
@@ -194,7 +214,9 @@ class GoogleAdsConnector(Connector):
         """Create, fill and run one job; the identifiers Google rejected, with its reason."""
         job = self._post(f"/customers/{self.customer}/offlineUserDataJobs:create", {"job": {
             "type": "CUSTOMER_MATCH_USER_LIST",
-            "customerMatchUserListMetadata": {"userList": user_list},
+            "customerMatchUserListMetadata": {"userList": user_list, "consent": {
+                "adUserData": self.settings.get("consent_ad_user_data") or "GRANTED",
+                "adPersonalization": self.settings.get("consent_ad_personalization") or "GRANTED"}},
         }}).get("resourceName")
         if not job:
             raise RetryableError("Google Ads created an offline user data job but returned no resource name")

@@ -119,6 +119,11 @@ class HubSpotConnector(Connector):
         ["access_token"],
     )
 
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "pat-na1-example-token", "client_secret": "example-client-secret",
+                "base_url": base_url}
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._last_search = 0.0
@@ -212,16 +217,15 @@ class HubSpotConnector(Connector):
         properties = (["name", "domain", stage_property, "hs_lastmodifieddate"] if obj == "companies"
                       else DEAL_PROPERTIES)
         for _ in range(budget):
+            # PublicObjectSearchRequest: sorts are property names (ascending; "-name" would
+            # descend), and after, the offset, is required ("0" for the first page).
             body: dict[str, Any] = {
-                "filterGroups": [], "properties": properties,
-                "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
-                "limit": int(self.settings.get("page_size") or 100),
+                "filterGroups": [], "properties": properties, "sorts": ["hs_lastmodifieddate"],
+                "limit": int(self.settings.get("page_size") or 100), "after": str(mark.token or "0"),
             }
             if mark.since is not None:
                 body["filterGroups"] = [{"filters": [
                     {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(mark.since)}]}]
-            if mark.token:
-                body["after"] = mark.token
             self._pace()
             reply = self._call("POST", f"/crm/v3/objects/{obj}/search", json=body).json()
             rows = [(str(r["id"]), to_ms((r.get("properties") or {}).get("hs_lastmodifieddate")) or 0, r)
@@ -293,7 +297,8 @@ class HubSpotConnector(Connector):
         if not company_ids:
             return {}
         reply = self._call("POST", "/crm/v3/objects/companies/batch/read", expect=(200, 207), json={
-            "properties": ["domain", "name"], "inputs": [{"id": c} for c in company_ids]}).json()
+            "properties": ["domain", "name"], "propertiesWithHistory": [],
+            "inputs": [{"id": c} for c in company_ids]}).json()
         return {str(r["id"]): crm.domain_of((r.get("properties") or {}).get("domain"))
                 for r in reply.get("results") or []}
 

@@ -6,7 +6,7 @@ in a LinkedIn list. Depending on ``list_type``:
 - ``company``: one company element per touch, from the account dict's ``name``,
   ``domain``, ``country`` and, when known, ``linkedin_organization_urn``;
 - ``user``: one user element per contact, identified by the SHA-256 of the email
-  (never the email itself), with first/last name, title, company, country when known.
+  and nothing else (never the email, name, title or company in clear).
   The contacts are the touch's ``contact`` plus the account dict's ``contacts`` list
   (shape in :mod:`connectors.audiences`): ``[{"email", "first_name", "last_name",
   "title", "country"}]`` or ``[{"email_sha256"}]``;
@@ -34,8 +34,10 @@ from connectors.audiences import Person, chunks, group_by_list, in_order, people
 from connectors.base import Connector, PermanentError, RetryableError, Touch, TouchResult
 from connectors.http import HttpClient, provider_message
 from connectors.schema import base_url, object_schema, secret, timeout_of
+from connectors.versions import default_version
 
 DEFAULT_BASE_URL = "https://api.linkedin.com/rest"
+DEFAULT_VERSION = default_version("linkedin")  # see connectors/versions.py
 #: Elements per BATCH_CREATE call (LinkedIn's streaming limit; unconfirmed, kept conservative).
 ELEMENTS_PER_CALL = 5000
 #: How long after creation a 404 means "not ready yet" rather than "gone".
@@ -56,7 +58,7 @@ class LinkedInConnector(Connector):
             "ad_account_id": {"type": "string", "pattern": "^[0-9]+$",
                               "description": "The sponsored ad account id (digits)."},
             "linkedin_version": {"type": "string", "pattern": "^20[0-9]{2}(0[1-9]|1[0-2])$",
-                                 "default": "202510", "description": "LinkedIn-Version header, YYYYMM."},
+                                 "default": DEFAULT_VERSION, "description": "LinkedIn-Version header, YYYYMM."},
             "list_type": {"enum": ["company", "user", "both"], "default": "company",
                           "description": "Company lists, contact lists (hashed emails), or both."},
             "source_platform": {"type": "string", "minLength": 1, "default": "LIST_UPLOAD",
@@ -65,6 +67,10 @@ class LinkedInConnector(Connector):
         },
         ["access_token", "ad_account_id"],
     )
+
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "li-example-token", "ad_account_id": "507404993", "base_url": base_url}
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -75,7 +81,7 @@ class LinkedInConnector(Connector):
                 "LinkedIn", self.settings.get("base_url") or DEFAULT_BASE_URL,
                 headers={
                     "Authorization": f"Bearer {token}",
-                    "LinkedIn-Version": str(self.settings.get("linkedin_version") or "202510"),
+                    "LinkedIn-Version": str(self.settings.get("linkedin_version") or DEFAULT_VERSION),
                     "X-Restli-Protocol-Version": "2.0.0",
                 },
                 timeout=timeout_of(self.settings), secrets=[token],
@@ -163,9 +169,10 @@ class LinkedInConnector(Connector):
             "sourcePlatform": self.settings.get("source_platform") or "LIST_UPLOAD",
             "destinations": [{"destination": "LINKEDIN"}],
         }, expect=(201,))
-        segment_id = response.headers.get("x-restli-id")
+        segment_id = created_id(response)
         if not segment_id:
-            raise PermanentError(f"LinkedIn created list {seg_name!r} but returned no id (x-restli-id)")
+            raise PermanentError(f"LinkedIn created list {seg_name!r} but returned no id "
+                                 "(no x-restli-id, x-linkedin-id, Location or id in the body)")
         segments[key] = {"id": segment_id, "created_at": time.time()}
         return segments[key]
 
@@ -271,12 +278,25 @@ def company_element(touch: Touch, action: str) -> dict[str, Any] | None:
 
 
 def user_element(person: Person, action: str) -> dict[str, Any]:
-    element: dict[str, Any] = {
-        "action": action.upper(),
-        "userIds": [{"idType": "SHA256_EMAIL", "idValue": person.email_sha256}],
-    }
-    for key, value in (("firstName", person.first_name), ("lastName", person.last_name),
-                       ("title", person.title), ("company", person.company), ("country", person.country)):
-        if value:
-            element[key] = value
-    return element
+    """One user of a contact list: hashed identifiers only. LinkedIn would also take first
+    and last name, title, company and country, but those would leave the product in clear."""
+    return {"action": action.upper(), "userIds": [{"idType": "SHA256_EMAIL", "idValue": person.email_sha256}]}
+
+
+def created_id(response: requests.Response) -> str | None:
+    """The id of the segment a 201 created: LinkedIn documents the ``x-linkedin-id`` header;
+    Rest.li 2.0 answers ``x-restli-id`` and a ``Location`` whose last segment is the id;
+    some versions answer it in the body (``{"id": ...}``)."""
+    for name in ("x-restli-id", "x-linkedin-id"):
+        if response.headers.get(name):
+            return response.headers[name].strip()
+    location = response.headers.get("Location")
+    if location:
+        last = location.rstrip("/").rsplit("/", 1)[-1]
+        return last.rsplit(":", 1)[-1] or None  # a plain id, or urn:li:dmpSegment:ID
+    try:
+        body = response.json() if response.content else None
+    except ValueError:
+        return None
+    found = body.get("id") if isinstance(body, dict) else None
+    return str(found) if found not in (None, "") else None

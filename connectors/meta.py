@@ -33,13 +33,22 @@ from connectors.audiences import chunks, group_by_list, in_order, people_of
 from connectors.base import Connector, ConnectorError, PermanentError, RetryableError, Touch, TouchResult
 from connectors.http import HttpClient, parse_retry_after, redact
 from connectors.schema import base_url, object_schema, secret, timeout_of
+from connectors.versions import default_version
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
+DEFAULT_VERSION = default_version("meta")  # see connectors/versions.py
 RECORDS_PER_REQUEST = 10_000
 THROTTLE_CODES = {4, 17, 613, 1, 2, 80003}
 TOKEN_CODES = {190, 102}
+
+
+def meta_normalized_email(email: str) -> str:
+    """An email as Meta's Business SDK normalises it before hashing (``CustomAudienceMixin.
+    format_params``): spaces, control characters and dots stripped at both ends, lowercased.
+    A trailing dot kept would hash to an identifier Meta never matches."""
+    return email.strip(" \t\r\n\0\x0b.").lower()
 
 
 def meta_error(response: requests.Response) -> dict[str, Any] | None:
@@ -79,7 +88,7 @@ class MetaConnector(Connector):
             "access_token": secret("A system-user access token with ads_management."),
             "ad_account_id": {"type": "string", "pattern": "^(act_)?[0-9]+$",
                               "description": "The ad account id, with or without act_."},
-            "api_version": {"type": "string", "pattern": "^v[0-9]+\\.0$", "default": "v21.0"},
+            "api_version": {"type": "string", "pattern": "^v[0-9]+\\.0$", "default": DEFAULT_VERSION},
             "customer_file_source": {
                 "enum": ["USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED"],
                 "default": "USER_PROVIDED_ONLY",
@@ -88,6 +97,10 @@ class MetaConnector(Connector):
         },
         ["access_token", "ad_account_id"],
     )
+
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "EAAB-example-token", "ad_account_id": "act_1234567890", "base_url": base_url}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -98,7 +111,7 @@ class MetaConnector(Connector):
         if not hasattr(self, "_client"):
             root = (self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
             self._client = HttpClient(
-                "Meta", f"{root}/{self.settings.get('api_version') or 'v21.0'}",
+                "Meta", f"{root}/{self.settings.get('api_version') or DEFAULT_VERSION}",
                 timeout=timeout_of(self.settings), secrets=[self.settings["access_token"]],
             )
         return self._client
@@ -143,7 +156,7 @@ class MetaConnector(Connector):
         for (name, action), touches in groups.items():
             owners: dict[str, list[int]] = {}
             for touch in touches:
-                for person in people_of(touch):
+                for person in people_of(touch, meta_normalized_email):
                     owners.setdefault(person.email_sha256, []).append(touch.id)
             with_people = {tid for ids in owners.values() for tid in ids}
             for touch in touches:
@@ -205,10 +218,12 @@ class MetaConnector(Connector):
         for seq, part in enumerate(parts, start=1):
             session = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == len(parts),
                        "estimated_num_total": len(digests)}
+            params = {"payload": json.dumps({"schema": "EMAIL_SHA256", "data": part}),
+                      "session": json.dumps(session), "access_token": self.token}
+            # As Meta's SDK does: a POST's parameters in the form body, a DELETE's in the query.
+            where = "data" if action == "add" else "params"
             response = self.client.request(
-                "POST" if action == "add" else "DELETE", f"/{audience}/users",
-                data={"payload": json.dumps({"schema": "EMAIL_SHA256", "data": part}),
-                      "session": json.dumps(session), "access_token": self.token},
+                "POST" if action == "add" else "DELETE", f"/{audience}/users", **{where: params},
                 classify=lambda r: self._classify(r, audience),
             )
             reply = response.json()

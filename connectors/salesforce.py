@@ -96,6 +96,10 @@ class SalesforceConnector(Connector):
         anyOf=[{"required": ["domain"]}, {"required": ["base_url"]}],
     )
 
+    @classmethod
+    def example_settings(cls, base_url: str) -> dict[str, Any]:
+        return {"access_token": "00D000000000001!example-session", "base_url": base_url}
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._users: dict[str, str | None] = {}

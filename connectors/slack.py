@@ -1,18 +1,32 @@
-"""The ``slack`` connector: sales alerts posted to a Slack incoming webhook.
+"""The ``slack`` connector: sales alerts in Slack, by incoming webhook or by bot token.
 
-``POST`` JSON ``{"text", "blocks"}`` to the webhook URL; ``text`` is the alert message
-(also the notification fallback), the blocks add the account and playbook. The URL
-is the secret (``webhook_url``, writeOnly) and never appears in a message: errors name
-only Slack's host. ``base_url``, when set to something other than Slack's own host,
-replaces the scheme and host of the webhook URL (the path, which carries the token,
-is kept): that is how tests and proxies point the connector elsewhere.
+Two modes, by the settings given:
 
-Slack answers 200 ``ok``. Its errors are plain strings: ``invalid_payload`` (400) fails
-that alert only; ``action_prohibited`` (403), ``channel_not_found`` (404),
-``channel_is_archived`` (410) and a revoked URL (``invalid_token``, ``no_service``)
-fail the batch permanently; 429 is retried after ``Retry-After``; 5xx and timeouts
-are retryable. Slack accepts about one message a second: ``rate_limit`` is (1, 1) and
-a batch of several alerts is paced at one a second.
+- **Incoming webhook** (``webhook_url``, the simple mode): ``POST`` JSON ``{"text",
+  "blocks"}`` to the webhook URL; the owner is named by email in the message's context
+  line. The URL is the secret and never appears in a message: errors name only Slack's
+  host. ``base_url``, when set to something other than Slack's own host, replaces the
+  scheme and host of the webhook URL (the path, which carries the token, is kept).
+  Slack answers 200 ``ok``; its errors are plain strings: ``invalid_payload`` (400)
+  fails that alert only; ``action_prohibited`` (403), ``channel_not_found`` (404),
+  ``channel_is_archived`` (410) and a revoked URL (``invalid_token``, ``no_service``)
+  fail the batch permanently.
+- **Bot token** (``bot_token``, scopes ``chat:write`` and ``users:read.email``; plus
+  ``im:write`` for direct messages): the owner (the alert's ``to``, an email) is looked
+  up with ``users.lookupByEmail``. With ``deliver_to: channel`` the alert is posted to
+  ``channel`` with the owner mentioned (``<@U123>``, a notification for them); with
+  ``deliver_to: direct_message`` it is sent to the owner alone (``conversations.open``,
+  then ``chat.postMessage``), or to ``channel`` when Slack knows no user with that email
+  (and fails that alert when there is no channel). The Web API answers 200 with
+  ``{"ok": false, "error"}`` for its errors: ``invalid_auth``, ``not_authed``,
+  ``account_inactive``, ``token_revoked``, ``missing_scope``, ``channel_not_found``,
+  ``not_in_channel`` and ``is_archived`` fail the batch permanently, others that alert.
+
+Text is escaped as Slack asks ("Formatting text for app surfaces": ``&``, ``<`` and ``>``
+become ``&amp;``, ``&lt;`` and ``&gt;``), so an alert saying ``<!channel>`` or
+``<https://x|y>`` shows those characters instead of pinging or linking. 429 is retried
+after ``Retry-After``; 5xx and timeouts are retryable. Slack accepts about one message
+a second: ``rate_limit`` is (1, 1) and a batch of several alerts is paced at one a second.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from connectors.base import (
 from connectors.http import HttpClient
 
 DEFAULT_BASE_URL = "https://hooks.slack.com"
+DEFAULT_API_URL = "https://slack.com/api"
 SECTION_LIMIT = 3000
 
 #: Slack's plain-string errors that mean the webhook itself can no longer post.
@@ -46,8 +61,22 @@ WEBHOOK_ERRORS = {
     "no_active_hooks": "the webhook was disabled; enable it or create a new one",
 }
 
+#: Web API errors that no alert of the batch can get past.
+BOT_ERRORS = {
+    "invalid_auth": "the bot token is wrong; paste a valid one",
+    "not_authed": "the bot token is missing; paste one",
+    "account_inactive": "the bot's account is deactivated",
+    "token_revoked": "the bot token was revoked; paste a new one",
+    "token_expired": "the bot token expired; paste a new one",
+    "missing_scope": "the bot lacks a scope (chat:write, users:read.email, and im:write for direct messages)",
+    "channel_not_found": "the channel does not exist or the bot cannot see it; check channel",
+    "not_in_channel": "the bot is not in the channel; invite it (/invite @bot)",
+    "is_archived": "the channel is archived",
+}
 
-def _escape(text: str) -> str:
+
+def escape(text: str) -> str:
+    """Slack's control characters escaped, so that text shows as written (no mention, no link)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -61,20 +90,39 @@ class SlackConnector(Connector):
     settings_schema: ClassVar[dict[str, Any]] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
-        "title": "Slack incoming webhook",
+        "title": "Slack (incoming webhook, or a bot token)",
         "properties": {
             "webhook_url": {"type": "string", "format": "uri", "pattern": "^https?://", "writeOnly": True,
-                            "description": "The incoming webhook's URL (https://hooks.slack.com/services/...)."},
+                            "description": "Simple mode: the incoming webhook's URL "
+                                           "(https://hooks.slack.com/services/...)."},
+            "bot_token": {"type": "string", "pattern": "^xoxb-", "writeOnly": True,
+                          "description": "Bot mode: a bot token (xoxb-...) with chat:write and users:read.email "
+                                         "(and im:write for direct messages); the owner is mentioned or messaged."},
+            "channel": {"type": "string", "minLength": 1,
+                        "description": "Bot mode: the channel id (C0123...) alerts go to."},
+            "deliver_to": {"enum": ["channel", "direct_message"], "default": "channel",
+                           "description": "Bot mode: the channel with the owner mentioned, or a direct message "
+                                          "to the owner."},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": 10},
             "base_url": {"type": "string", "format": "uri", "default": DEFAULT_BASE_URL},
+            "api_url": {"type": "string", "format": "uri", "pattern": "^https?://", "default": DEFAULT_API_URL,
+                        "description": "Bot mode: Slack's Web API root; change it only for a test server."},
         },
-        "required": ["webhook_url"],
+        "anyOf": [{"required": ["webhook_url"]}, {"required": ["bot_token"]}],
         "additionalProperties": False,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._users: dict[str, str | None] = {}
 
     @classmethod
     def example_settings(cls, base_url: str) -> dict[str, Any]:
         return {"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXX", "base_url": base_url}
+
+    @property
+    def bot(self) -> bool:
+        return bool(self.settings.get("bot_token"))
 
     def target(self) -> str:
         url = self.settings["webhook_url"]
@@ -86,30 +134,39 @@ class SlackConnector(Connector):
 
     def client(self) -> HttpClient:
         timeout = float(self.settings.get("timeout", 10))
+        if self.bot:
+            token = self.settings["bot_token"]
+            return HttpClient("Slack", self.settings.get("api_url") or DEFAULT_API_URL, secrets=[token],
+                              headers={"Authorization": f"Bearer {token}"}, timeout=(min(5.0, timeout), timeout))
         url = self.settings.get("webhook_url", "")
         return HttpClient("Slack", self.target(), secrets=[url, urlsplit(url).path],
                           timeout=(min(5.0, timeout), timeout))
 
     @staticmethod
-    def message_for(touch: Touch) -> dict[str, Any]:
-        message = str(touch.payload.get("message") or "").strip()
+    def message_for(touch: Touch, owner_id: str | None = None) -> dict[str, Any]:
+        """Text and blocks of an alert; ``owner_id`` mentions the owner instead of naming their email."""
+        message = escape(str(touch.payload.get("message") or "").strip())
         account = touch.account or {}
-        facts = [f"*{_escape(str(account.get('name') or account.get('domain') or 'account'))}*"]
+        facts = [f"*{escape(str(account.get('name') or account.get('domain') or 'account'))}*"]
         if account.get("domain") and account.get("name"):
-            facts.append(_escape(str(account["domain"])))
-        if touch.payload.get("to"):
-            facts.append(f"for {_escape(str(touch.payload['to']))}")
+            facts.append(escape(str(account["domain"])))
+        if owner_id:
+            facts.append(f"for <@{owner_id}>")
+        elif touch.payload.get("to"):
+            facts.append(f"for {escape(str(touch.payload['to']))}")
         if touch.playbook.get("name"):
-            facts.append(f"playbook {_escape(str(touch.playbook['name']))}")
+            facts.append(f"playbook {escape(str(touch.playbook['name']))}")
         section = message if len(message) <= SECTION_LIMIT else message[: SECTION_LIMIT - 1] + "…"
+        text = f"<@{owner_id}> {message}" if owner_id else message
         return {
-            "text": message,
+            "text": text,
             "blocks": [
                 {"type": "section", "text": {"type": "mrkdwn", "text": section}},
                 {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
             ],
         }
 
+    # -- incoming webhook ------------------------------------------------------------
     def _post(self, client: HttpClient, body: dict[str, Any]) -> str | None:
         """Post one message; None on success, Slack's error string for a per-message refusal."""
         response = client.post("", json=body, expect=(200, 400), classify=self._classify)
@@ -125,6 +182,41 @@ class SlackConnector(Connector):
             return PermanentError(f"Slack refused the webhook ({answer}): {WEBHOOK_ERRORS[answer]}")
         return None
 
+    # -- bot token -----------------------------------------------------------------------
+    def _call(self, client: HttpClient, method: str, **fields: Any) -> dict[str, Any]:
+        """One Web API call; its answer when ``ok``, else raise for batch-wide errors or return it."""
+        if method == "users.lookupByEmail":  # a form, as Slack's SDK sends it
+            answer = client.post(f"/{method}", data=fields).json()
+        else:
+            answer = client.post(f"/{method}", json=fields).json()
+        error = answer.get("error") if isinstance(answer, dict) and not answer.get("ok") else None
+        if error in BOT_ERRORS:
+            raise PermanentError(f"Slack refused the bot's {method} ({error}): {BOT_ERRORS[error]}")
+        return answer if isinstance(answer, dict) else {"ok": False, "error": "not JSON"}
+
+    def _owner(self, client: HttpClient, email: Any) -> str | None:
+        if not isinstance(email, str) or "@" not in email:
+            return None
+        key = email.strip().lower()
+        if key not in self._users:
+            found = self._call(client, "users.lookupByEmail", email=key)
+            self._users[key] = (found.get("user") or {}).get("id") if found.get("ok") else None
+        return self._users[key]
+
+    def _post_as_bot(self, client: HttpClient, touch: Touch) -> str | None:
+        owner = self._owner(client, touch.payload.get("to"))
+        channel = self.settings.get("channel")
+        if self.settings.get("deliver_to") == "direct_message" and owner:
+            opened = self._call(client, "conversations.open", users=owner)
+            if not opened.get("ok"):
+                return str(opened.get("error"))
+            channel, owner = opened["channel"]["id"], None  # a direct message needs no mention
+        if not channel:
+            return "no Slack user has the owner's email and no channel is set"
+        answer = self._call(client, "chat.postMessage", channel=channel, **self.message_for(touch, owner))
+        return None if answer.get("ok") else str(answer.get("error"))
+
+    # -- the contract --------------------------------------------------------------------
     def send(self, batch: list[Touch]) -> list[TouchResult]:
         results: list[TouchResult] = []
         with self.client() as client:
@@ -137,7 +229,8 @@ class SlackConnector(Connector):
                 if last and wait > 0:
                     time.sleep(wait)
                 try:
-                    error = self._post(client, self.message_for(touch))
+                    error = (self._post_as_bot(client, touch) if self.bot
+                             else self._post(client, self.message_for(touch)))
                 except ConnectorError as exc:
                     return finish_after_error(results, batch[index:], exc)
                 last = time.monotonic()
@@ -146,9 +239,13 @@ class SlackConnector(Connector):
         return results
 
     def test(self) -> str:
-        body = {"text": f"ABM connector test: '{self.name}' can post alerts here."}
         with self.client() as client:
-            error = self._post(client, body)
+            if self.bot:
+                who = self._call(client, "auth.test")
+                if not who.get("ok"):
+                    raise PermanentError(f"Slack refused the bot token ({who.get('error')})")
+                return f"the bot {who.get('user') or '?'} is signed in to {who.get('team') or 'its workspace'}"
+            error = self._post(client, {"text": f"ABM connector test: '{self.name}' can post alerts here."})
         if error is not None:
             raise PermanentError(f"Slack refused the test message ({error})")
         return "posted a test message to the webhook's channel"

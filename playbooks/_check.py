@@ -158,6 +158,8 @@ class Checker:
         self.errors: list[PlaybookError] = []
         self.contexts: dict[bool, dict] = {False: {}, True: {}}
         self.visited = 0
+        #: Set once the time for rendering templates is spent (reported once).
+        self.out_of_time = False
 
     def visit(self) -> None:
         """Count one value against :data:`MAX_VALUES`; raises :class:`TooLarge`."""

@@ -10,7 +10,7 @@ import re
 from email.utils import parseaddr
 from typing import Any
 
-from playbooks import templates
+from playbooks import sandbox, templates
 from playbooks._check import MAX_DEPTH, Checker, Node, describe, plain, unknown
 from playbooks._condition_schema import parse_condition
 from playbooks.model import (
@@ -29,6 +29,7 @@ from playbooks.model import (
     WaitUntilStep,
     WebhookStep,
 )
+from playbooks.patterns import PatternError, compile_pattern
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RESERVED_IDS = ("exit", "continue")
@@ -159,13 +160,29 @@ def _article(word: str) -> str:
 def _template_text(chk: Checker, node: Node, html: bool = False, email: bool = False) -> str | None:
     """A template string, rendered against the sample account (and contact) now."""
     value = chk.text(node)
-    if value is not None:
-        try:
-            templates.render(value, chk.template_context(email), autoescape=html)
-        except templates.TemplateError as exc:
-            chk.error(node, f"template error: {exc}")
-            return None
+    if value is not None and not _renders(chk, node, value, email, html, "template error"):
+        return None
     return value
+
+
+def _renders(chk: Checker, node: Node, source: str, email: bool, html: bool, what: str) -> bool:
+    """Whether ``source`` renders against the sample context, within the sandbox's
+    limits and the time left for the whole validation (``sandbox.deadline``); reports
+    the error at ``node`` otherwise. Once that time is spent, the first template left
+    unrendered says so and the others are not tried."""
+    if sandbox.deadline_passed():
+        if not chk.out_of_time:
+            chk.out_of_time = True
+            chk.error(node, "validation stopped here: the playbook's templates took longer than the "
+                            "time allowed for them altogether (time limit); make them simpler or fewer")
+        return False
+    try:
+        templates.render(source, chk.template_context(email), autoescape=html)
+    except templates.TemplateError as exc:
+        chk.out_of_time = chk.out_of_time or (exc.limit == "time" and sandbox.deadline_passed())
+        chk.error(node, f"{what}: {exc}")
+        return False
+    return True
 
 
 def _email(chk, node, common, index, ids, explicit) -> Step | None:
@@ -212,10 +229,7 @@ def _template_file(chk: Checker, node: Node, name: str) -> str | None:
     if not isinstance(text, str):
         chk.error(node, f"template file '{name}' could not be read as text")
         return None
-    try:
-        templates.render(text, chk.template_context(True), autoescape=True)
-    except templates.TemplateError as exc:
-        chk.error(node, f"in template file '{name}': {exc}")
+    if not _renders(chk, node, text, True, True, f"in template file '{name}'"):
         return None
     return text
 
@@ -258,8 +272,8 @@ def _recipients(chk: Checker, node: Node) -> Recipients | None:
         ok = ok and listed is not None
         for title, element in listed or ():
             try:
-                re.compile(title, re.IGNORECASE)
-            except re.error as exc:
+                compile_pattern(title)
+            except PatternError as exc:
                 chk.error(element, f"invalid regular expression '{title}': {exc}")
                 ok = False
             titles.append(title)

@@ -11,7 +11,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from playbooks import templates
+from playbooks import sandbox, templates
 from playbooks._check import MAX_VALUES, Checker, Node, TooLarge, describe, plain, root_node, suggest, unknown
 from playbooks._condition_schema import parse_condition
 from playbooks._step_schema import parse_steps
@@ -38,6 +38,11 @@ _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 _HOURS = re.compile(r"^\s*([0-9]{2}):([0-9]{2})\s*-\s*([0-9]{2}):([0-9]{2})\s*$")
 _TRIGGERS = ("stage_changed", "score_crossed", "activity")
 _CAP_CHANNELS = ("email", "ads", "alert", "task", "webhook")
+#: The largest playbook source accepted (UTF-8 bytes): a hundred times a long playbook,
+#: small enough that parsing and checking it answers within a few seconds.
+MAX_SOURCE_BYTES = 256 * 1024
+#: The time all of a playbook's templates may take to render at validation (seconds).
+VALIDATION_SECONDS = 2.0
 SAMPLE_UNSUBSCRIBE_URL = "https://abm.example.com/u/sample-token"
 SAMPLE_BROWSER_URL = "https://abm.example.com/v/sample-token"
 
@@ -56,7 +61,8 @@ def load(source: str, filename: str = "playbook.yaml", workspace: Workspace | No
     playbook = None
     if not chk.errors:
         try:
-            playbook = _compile(chk, root_node(data))
+            with sandbox.deadline(VALIDATION_SECONDS):
+                playbook = _compile(chk, root_node(data))
         except RecursionError:
             chk.error((1, 1, "playbook"), "the document nests too deeply to be a playbook")
         except TooLarge:
@@ -97,6 +103,10 @@ def load_file(path: str | os.PathLike, workspace: Workspace | None = None) -> Lo
 def _parse_yaml(chk: Checker, source: str) -> Any:
     if not isinstance(source, str):
         chk.error((1, 1, "yaml"), f"expected the YAML text of a playbook, got {type(source).__name__}")
+        return None
+    if len(source) > MAX_SOURCE_BYTES or len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        chk.error((1, 1, "yaml"), f"the playbook is larger than {MAX_SOURCE_BYTES // 1024} KiB; "
+                                  "a playbook is far smaller (split it into several)")
         return None
     yaml = YAML(typ="rt")
     try:

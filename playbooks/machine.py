@@ -139,74 +139,99 @@ def advance(playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now
     """Advance one enrollment as far as it goes at ``now`` (see the module docstring)."""
     if state.finished:
         return Advance(state, ())
-    facts = _copy_facts(facts)
-    actions: list[Action] = []
-    index = state.step_index
-    resuming = state.status == WAITING and state.wait_started_at is not None
-    steps = playbook.steps
-    first = True
-
+    walk = _Walk(playbook, state, _copy_facts(facts), now)
+    index, resume = state.step_index, state.status == WAITING and state.wait_started_at is not None
     while True:
-        if playbook.exit_when is not None and evaluate(playbook.exit_when, facts, now):
-            return Advance(EnrollmentState(index, EXITED, None, None, "exit_condition"), tuple(actions))
-        if index >= len(steps):
-            return Advance(EnrollmentState(index, COMPLETED, None, None, "end"), tuple(actions))
-        step = steps[index]
-        resume, first = resuming and first, False
+        outcome = walk.visit(index, resume)
+        if isinstance(outcome, EnrollmentState):
+            return Advance(outcome, tuple(walk.actions))
+        index, resume = outcome, False
 
-        if not resume and step.when is not None and not evaluate(step.when, facts, now):
-            actions.append(SkippedAction(step.id, index, "when_false"))
-            index += 1
-            continue
 
+def run(playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now: datetime,
+        max_calls: int = 20) -> tuple[EnrollmentState, list[Action]]:
+    """What one dispatcher pass does to an enrollment: :func:`advance` again and again
+    while it stays due at ``now`` (so consecutive touch steps go out in one pass), at
+    most ``max_calls`` times. A ``set_stage`` is written into ``facts`` (the caller's:
+    other enrollments of the account see it). Returns the state and the actions."""
+    actions: list[Action] = []
+    for _ in range(max_calls):
+        result = advance(playbook, state, facts, now)
+        state = result.state
+        for action in result.actions:
+            if isinstance(action, SetStageAction):
+                facts.fields["stage"] = action.stage
+        actions.extend(result.actions)
+        if state.status != ACTIVE or (state.next_run_at and state.next_run_at > now):
+            break
+    return state, actions
+
+
+class _Walk:
+    """One :func:`advance` call: ``visit`` runs the step at an index and returns the
+    index to go on with, or the state the call ends in."""
+
+    def __init__(self, playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now: datetime):
+        self.playbook, self.state, self.facts, self.now = playbook, state, facts, now
+        self.actions: list[Action] = []
+
+    def holds(self, condition) -> bool:
+        return evaluate(condition, self.facts, self.now)
+
+    def visit(self, index: int, resume: bool) -> int | EnrollmentState:
+        playbook = self.playbook
+        if playbook.exit_when is not None and self.holds(playbook.exit_when):
+            return EnrollmentState(index, EXITED, None, None, "exit_condition")
+        if index >= len(playbook.steps):
+            return EnrollmentState(index, COMPLETED, None, None, "end")
+        step = playbook.steps[index]
+        if not resume and step.when is not None and not self.holds(step.when):
+            self.actions.append(SkippedAction(step.id, index, "when_false"))
+            return index + 1
         if step.makes_touches:
-            actions.append(TouchAction(step.id, index, step.kind, step))
-            return Advance(EnrollmentState(index + 1, ACTIVE, now), tuple(actions))
+            self.actions.append(TouchAction(step.id, index, step.kind, step))
+            return EnrollmentState(index + 1, ACTIVE, self.now)
+        handler = getattr(self, f"_{step.kind}", None)
+        if handler is None:  # pragma: no cover - the loader knows every kind
+            raise ValueError(f"unknown step kind {step.kind!r}")
+        return handler(step, index, resume)
 
-        if isinstance(step, SetStageStep):
-            actions.append(SetStageAction(step.stage, step.id, index))
-            facts.fields["stage"] = step.stage
-            index += 1
-            continue
+    def _set_stage(self, step: SetStageStep, index: int, resume: bool) -> int:
+        self.actions.append(SetStageAction(step.stage, step.id, index))
+        self.facts.fields["stage"] = step.stage
+        return index + 1
 
-        if isinstance(step, ExitStep):
-            return Advance(EnrollmentState(index, COMPLETED, None, None, "exit_step"), tuple(actions))
+    def _exit(self, step: ExitStep, index: int, resume: bool) -> EnrollmentState:
+        return EnrollmentState(index, COMPLETED, None, None, "exit_step")
 
-        if isinstance(step, BranchStep):
-            if evaluate(step.condition, facts, now):
-                index = playbook.step_index(step.then)
-            elif step.else_ is not None:
-                index = playbook.step_index(step.else_)
-            else:
-                index += 1
-            continue
+    def _branch(self, step: BranchStep, index: int, resume: bool) -> int:
+        if self.holds(step.condition):
+            return self.playbook.step_index(step.then)
+        return self.playbook.step_index(step.else_) if step.else_ is not None else index + 1
 
-        if isinstance(step, WaitStep):
-            started = state.wait_started_at if resume else now
-            due = started + step.duration
-            if now >= due:
-                index += 1
-                continue
-            return Advance(EnrollmentState(index, WAITING, due, started), tuple(actions))
+    def _started(self, resume: bool) -> datetime:
+        return self.state.wait_started_at if resume else self.now
 
-        if isinstance(step, WaitUntilStep):
-            started = state.wait_started_at if resume else now
-            if evaluate(step.condition, facts, now):
-                index += 1
-                continue
-            deadline = started + step.timeout
-            if now >= deadline:
-                if step.on_timeout == "exit":
-                    return Advance(EnrollmentState(index, EXITED, None, None, "timeout"), tuple(actions))
-                index = index + 1 if step.on_timeout == "continue" else playbook.step_index(step.on_timeout)
-                continue
-            next_check = min(now + RECHECK_EVERY, deadline)
-            return Advance(EnrollmentState(index, WAITING, next_check, started), tuple(actions))
+    def _wait(self, step: WaitStep, index: int, resume: bool) -> int | EnrollmentState:
+        started = self._started(resume)
+        due = started + step.duration
+        if self.now >= due:
+            return index + 1
+        return EnrollmentState(index, WAITING, due, started)
 
-        raise ValueError(f"unknown step kind {step.kind!r}")  # pragma: no cover
+    def _wait_until(self, step: WaitUntilStep, index: int, resume: bool) -> int | EnrollmentState:
+        started = self._started(resume)
+        if self.holds(step.condition):
+            return index + 1
+        deadline = started + step.timeout
+        if self.now < deadline:
+            return EnrollmentState(index, WAITING, min(self.now + RECHECK_EVERY, deadline), started)
+        if step.on_timeout == "exit":
+            return EnrollmentState(index, EXITED, None, None, "timeout")
+        return index + 1 if step.on_timeout == "continue" else self.playbook.step_index(step.on_timeout)
 
 
 __all__ = [
     "ACTIVE", "WAITING", "COMPLETED", "EXITED", "RECHECK_EVERY", "EnrollmentState", "TouchAction",
-    "SetStageAction", "SkippedAction", "Advance", "advance", "next_window_opening", "in_window",
+    "SetStageAction", "SkippedAction", "Advance", "advance", "run", "next_window_opening", "in_window",
 ]

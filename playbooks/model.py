@@ -10,7 +10,6 @@ into ``body`` (so a stored version does not change when the file does).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +17,7 @@ from typing import Any, ClassVar, Union
 
 from playbooks import duration
 from playbooks.conditions import Condition, condition_from_dict
+from playbooks.patterns import search_any
 
 #: The channel each touch-making step kind is served on.
 CHANNEL_OF_KIND = {"email": "email", "audience": "ads", "alert": "alert", "task": "task", "webhook": "webhook"}
@@ -192,7 +192,8 @@ class Step:
 class Recipients:
     """Who an email goes to: the account ``owner``, or the account's contacts with one
     of ``roles`` (any role when empty) and whose title matches one of ``titles``
-    (case-insensitive regular expressions, ``re.search``; any title when empty),
+    (case-insensitive regular expressions run by RE2, ``playbooks.patterns``; any
+    title when empty),
     at most ``limit`` of them (None: all)."""
 
     owner: bool = False
@@ -211,7 +212,7 @@ class Recipients:
             title = contact.get("title")
             if not isinstance(title, str):
                 return False
-            return any(re.search(pattern, title, re.IGNORECASE) for pattern in self.titles)
+            return search_any(self.titles, title)
         return True
 
     def select(self, contacts: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -22,23 +22,25 @@ from typing import Any
 
 import jinja2
 from jinja2 import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 
+from playbooks import sandbox
 from playbooks.model import AlertStep, AudienceStep, EmailStep, Playbook, Step, TaskStep, WebhookStep
 
 
 class TemplateError(Exception):
     """A template that cannot be rendered. ``message`` says what, ``line`` (1-based,
-    within the template, or None) where."""
+    within the template, or None) where; ``limit`` names the sandbox limit that was hit
+    (``output``, ``loop iterations``, ``time``, ``number size``), None for other errors."""
 
-    def __init__(self, message: str, line: int | None = None):
+    def __init__(self, message: str, line: int | None = None, limit: str | None = None):
         super().__init__(message if line is None else f"{message} (template line {line})")
         self.message = message
         self.line = line
+        self.limit = limit
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
+def _environment(autoescape: bool) -> sandbox.BoundedSandbox:
+    return sandbox.BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
 
 
 _ENVIRONMENTS = {False: _environment(False), True: _environment(True)}
@@ -54,10 +56,17 @@ def _compile(source: str, autoescape: bool) -> jinja2.Template:
 def _run(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     """``template.render(context)`` without its per-call copies: the context is the
     template's globals overlaid with ``context`` (what ``render`` builds), made once
-    here and handed to Jinja as the render's own. Errors propagate unchanged (``render``
-    only rewrites their traceback)."""
+    here and handed to Jinja as the render's own; the output is counted as it comes.
+    Errors propagate unchanged (``render`` only rewrites their traceback)."""
     names = {**template.abm_globals, **context}
-    return template.environment.concat(template.root_render_func(template.new_context(names, shared=True)))
+    parts, size = [], 0
+    for part in template.root_render_func(template.new_context(names, shared=True)):
+        size += len(part)
+        if size > sandbox.MAX_OUTPUT_CHARS:
+            raise sandbox.LimitExceeded("output", f"the template's output is longer than "
+                                                  f"{sandbox.MAX_OUTPUT_CHARS:,} characters")
+        parts.append(part)
+    return template.environment.concat(parts)
 
 
 def check_syntax(template_source: str) -> None:
@@ -80,7 +89,13 @@ def render(template_source: str, context: Mapping[str, Any], autoescape: bool = 
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     try:
-        return _run(template, context)
+        with sandbox.budget():
+            return _run(template, context)
+    except sandbox.LimitExceeded as exc:
+        raise TemplateError(exc.message, _template_line(exc), exc.limit) from None
+    except RecursionError:
+        raise TemplateError("the template calls itself too deeply (a macro that never stops?)",
+                            limit="recursion") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(_explain_undefined(str(exc.message), template_source, context)) from None
     except jinja2.exceptions.SecurityError as exc:
@@ -91,13 +106,25 @@ def render(template_source: str, context: Mapping[str, Any], autoescape: bool = 
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
 
 
+def _template_line(exc: BaseException) -> int | None:
+    """The template line the innermost template frame of ``exc``'s traceback was on."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
 _NO_ATTRIBUTE = re.compile(r"^'(.+)' has no attribute '([^']+)'$")
 _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) -> str:
     """Turn Jinja's "'dict object' has no attribute 'nmae'" into a message that names
-    the object and suggests the closest field."""
+    the value (``account.owner``) and suggests the closest field."""
     match = _UNDEFINED.match(message)
     if match:
         name = match.group(1)
@@ -106,15 +133,59 @@ def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) ->
         return f"'{name}' is undefined{hint}"
     match = _NO_ATTRIBUTE.match(message)
     if match:
-        attribute = match.group(2)
-        owner = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*" + re.escape(attribute) + r"\b", source)
-        if owner and isinstance(context.get(owner.group(1)), Mapping):
-            name = owner.group(1)
-            fields = [str(key) for key in context[name]]
-            close = difflib.get_close_matches(attribute, fields, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f" (fields: {', '.join(sorted(fields))})"
-            return f"{name} has no field '{attribute}'{hint}"
+        return _missing_field(match.group(2), source, context) or message
     return message
+
+
+def _missing_field(attribute: str, source: str, context: Mapping[str, Any]) -> str | None:
+    """The message for the first ``a.b.attribute`` in ``source`` whose ``a.b`` has no
+    ``attribute``: the fields it has (and the closest), or what kind of value it is."""
+    for found in _DOTTED.finditer(source):
+        parts = [part.strip() for part in found.group(0).split(".")]
+        for end in range(1, len(parts)):
+            if parts[end] != attribute:
+                continue
+            owner, value = ".".join(parts[:end]), _lookup(context, parts[:end])
+            if value is _ABSENT:
+                continue
+            if isinstance(value, Mapping):
+                if attribute in value:
+                    continue
+                fields = [str(key) for key in value]
+                close = difflib.get_close_matches(attribute, fields, n=1)
+                if close:
+                    hint = f"; did you mean '{close[0]}'?"
+                else:
+                    hint = f" (fields: {', '.join(sorted(fields))})" if fields else " (it has none)"
+                return f"{owner} has no field '{attribute}'{hint}"
+            return f"{owner} is {_kind(value)}, not a record: it has no field '{attribute}'"
+    return None
+
+
+_ABSENT = object()
+
+
+def _lookup(context: Mapping[str, Any], path: list[str]) -> Any:
+    value: Any = context
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def build_context(

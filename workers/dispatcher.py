@@ -48,7 +48,8 @@ from abm.models import Account, Enrollment, Touch
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, delivery, enrollment, touches
 from abm.services import playbooks as playbook_service
-from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction, advance
+from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction
+from playbooks.machine import run as run_machine
 from workers import enqueue as enqueue_jobs
 
 BATCH_SIZE = 1000
@@ -150,20 +151,15 @@ def _run_batch(now: datetime, batch_size: int, stats) -> tuple[int, list]:
         if account_facts is None:
             continue
         state = EnrollmentState(r.step_index, r.state, r.next_run_at, r.wait_started_at)
-        for _ in range(MAX_CALLS):
-            result = advance(pb, state, account_facts, now)
-            state = result.state
-            for action in result.actions:
-                if isinstance(action, TouchAction):
-                    pending.append(touches.PendingTouch(r.id, r.playbook_id, meta[r.playbook_id].priority, pb,
-                                                        action.step, r.account_id, account_facts, now))
-                elif isinstance(action, SetStageAction):
-                    stage_moves.append((r.account_id, action.stage, meta[r.playbook_id].key))
-                    account_facts.fields["stage"] = action.stage
-                elif isinstance(action, SkippedAction):
-                    skipped_rows.append(_skipped_row(r, pb.steps[action.step_index], now))
-            if state.finished or state.status != "active" or (state.next_run_at and state.next_run_at > now):
-                break
+        state, actions = run_machine(pb, state, account_facts, now, MAX_CALLS)
+        for action in actions:
+            if isinstance(action, TouchAction):
+                pending.append(touches.PendingTouch(r.id, r.playbook_id, meta[r.playbook_id].priority, pb,
+                                                    action.step, r.account_id, account_facts, now))
+            elif isinstance(action, SetStageAction):
+                stage_moves.append((r.account_id, action.stage, meta[r.playbook_id].key))
+            elif isinstance(action, SkippedAction):
+                skipped_rows.append(_skipped_row(r, pb.steps[action.step_index], now))
         updates.append({
             "eid": r.id, "state": state.status, "step_index": state.step_index,
             "next_run_at": None if state.finished else (state.next_run_at or now),

@@ -47,6 +47,15 @@ def refresh_kpi_rollups() -> int:
     return rollups.refresh()
 
 
+def purge_visit_addresses() -> int:
+    from abm.db import db
+    from abm.services import identification
+
+    n = identification.purge_raw_addresses()
+    db.session.commit()
+    return n
+
+
 def purge_idempotency_keys() -> int:
     from abm.services import idempotency
 

@@ -1,8 +1,11 @@
-"""Putting work on the queues: the one module that makes RQ jobs.
+"""Where services (and the dispatcher) hand work to the queues: the one module that makes
+RQ jobs, and the one module of ``workers/`` that services import.
 
-Services and the dispatcher call these functions after the commit that made the work
-visible. Each job is named by its function, imported here, so a renamed job breaks an
-import rather than a queue. Nothing relies on RQ's retries, rate limits or scheduler:
+A service writes its rows, commits, then calls one function here; it never builds an RQ
+``Queue`` itself. Each job is named by its function, imported here, so a renamed job
+breaks an import rather than a queue (the job modules import services and services
+import this module: services import it as ``from workers import enqueue`` and call it at
+run time, which Python resolves whichever side is imported first). Nothing relies on RQ's retries, rate limits or scheduler:
 a touch that fails retryably is released with a ``not_before`` and the dispatcher
 enqueues it again when that time comes; the pace of each provider is a token bucket
 taken per call (``workers.ratelimit``).
@@ -16,7 +19,7 @@ from rq import Queue
 
 from abm.redis_conn import get_redis
 from abm.services import connectors
-from workers import dispatcher, engagement_jobs, jobs
+from workers import dispatcher, engagement_jobs, import_jobs, jobs
 from workers.queues import get_queue
 
 #: At most this many touches per job: a job's fixed cost (its claim, look-ups; with
@@ -31,6 +34,8 @@ JOB_SECONDS = 10
 EPOCH_KEY = "abm:touches:epoch"
 
 _JOB_OPTIONS = {"timeout": 900, "result_ttl": 300, "failure_ttl": 86400}
+#: An import of the largest file the API accepts takes minutes; a stuck one is stopped after this.
+IMPORT_TIMEOUT = 3600
 
 
 def job_size(connector_name: str) -> int:
@@ -83,3 +88,11 @@ def dispatch_link(number: int, queue_name: str, connection=None) -> None:
 def rescore() -> None:
     """Re-score every account's history in the background (the scoring rules changed)."""
     get_queue("events", get_redis()).enqueue(engagement_jobs.recompute_scores, job_timeout=3600)
+
+
+def import_run(run_id: int, connection=None) -> str:
+    """Queue the import run ``run_id`` (a committed ``ImportRun``) on the ``imports`` queue; the job's id."""
+    queue = get_queue("imports", connection or get_redis())
+    job = queue.enqueue(import_jobs.run_import, run_id, job_timeout=IMPORT_TIMEOUT, result_ttl=86400,
+                        description=f"import run {run_id}")
+    return job.id

@@ -23,6 +23,7 @@ ENGAGEMENT = (
     ("workers.engagement_jobs.surge_alerts", "events", 3600),
     ("workers.engagement_jobs.refresh_kpi_rollups", "default", 300),
     ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),
+    ("workers.engagement_jobs.purge_visit_addresses", "events", 3600),
 )
 
 

@@ -25,6 +25,11 @@ How to use it (every module of ``abm/api``)::
   ``body``. For other media types (YAML, CSV), give ``request_body=<OpenAPI
   requestBody object>`` instead: documented, not parsed. (``body`` and ``query`` are
   passed only to views whose signature names them.)
+- ``Content-Type``: a write's body is read only as what the operation declares
+  (``body``: ``application/json``; ``request_body``: its ``content`` types); any other
+  type is a 415, and so is a non-JSON body sent to a write that takes none. A form on
+  another site can send only ``text/plain``, ``application/x-www-form-urlencoded`` or
+  ``multipart/form-data``; none of them is read as JSON, YAML or CSV.
 - ``query={"name": {JSON Schema, "description"?, "required"?}}``: query parameters;
   unknown ones are a 422, integers and booleans are converted, and the view gets the
   parsed ones as ``query``.
@@ -91,6 +96,7 @@ _registered: dict[tuple[str, str], dict] = {}
 _DEFAULT_ERRORS = {
     401: "no or bad token", 403: "the role may not do this", 404: "not found",
     409: "the Idempotency-Key is in use by a request still running", 413: "the body is too large",
+    415: "the body's Content-Type is not one this operation reads",
     422: "invalid input: details name each field",
 }
 
@@ -138,6 +144,7 @@ def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = No
 
     def decorator(view):
         inner_roles = getattr(view, "required_roles", None)
+        media_types = declared_media_types(spec)
         accepts = set(inspect.signature(view).parameters)
 
         @wraps(view)
@@ -147,6 +154,7 @@ def operation(summary: str, *, roles: tuple | None = ANY, body: dict | None = No
                 user = api_user()
                 if roles and user.role not in roles:
                     raise ApiError(403, f"your role ({user.role}) may not do this; it needs: {', '.join(roles)}")
+            check_media_type(media_types)
             if any(isinstance(v, int) and v > MAX_PATH_INT for v in kwargs.values()):
                 raise NotFound("no such object (the id is out of range)")
             parsed = parse_query(query or {})  # undeclared query parameters are a 422
@@ -182,8 +190,40 @@ def register_operation(endpoint: str, method: str, summary: str, **kwargs) -> No
         raise TypeError(f"register_operation: unknown arguments {sorted(kwargs)}")
 
 
+def declared_media_types(spec: dict) -> frozenset[str]:
+    """The Content-Types an operation reads its body as (empty: it takes no body)."""
+    if spec["body"] is not None:
+        return frozenset({"application/json"})
+    if spec["request_body"] is not None:
+        return frozenset(spec["request_body"]["content"])
+    return frozenset()
+
+
+def check_media_type(media_types: frozenset[str]) -> None:
+    """415 unless a write's body is of a declared type; a write that takes no body
+    ignores an empty or JSON one (clients often send ``{}``) and refuses anything else."""
+    if request.method not in WRITES:
+        return
+    sent = request.mimetype or ""
+    if media_types:
+        has_body = bool(request.content_length or request.headers.get("Transfer-Encoding"))
+        if sent not in media_types and (sent or has_body):  # no body at all: the view's 422 says so
+            raise ApiError(415, f"send the body as {' or '.join(sorted(media_types))}, not {sent or 'no Content-Type'}",
+                           [{"path": "Content-Type", "message": f"must be one of {', '.join(sorted(media_types))}"}])
+    elif sent not in ("", "application/json") and (request.content_length or 0) > 0:
+        raise ApiError(415, f"this operation takes no body (or a JSON one), not {sent}",
+                       [{"path": "Content-Type", "message": "send no body"}])
+
+
+#: The largest JSON body an operation reads (bytes): a batch of 1,000 events with room
+#: to spare. Files (imports) have the app's MAX_CONTENT_LENGTH.
+MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
 def parse_json(schema: dict) -> tuple[Any, bytes]:
-    """The request's JSON body checked against ``schema``; (data, raw bytes)."""
+    """The request's JSON body checked against ``schema``; (data, raw bytes). A body
+    over :data:`MAX_JSON_BYTES` is a 413 before it is read."""
+    request.max_content_length = min(MAX_JSON_BYTES, request.max_content_length or MAX_JSON_BYTES)
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise ValidationError([{"path": "(body)", "message": "a JSON body is required"}])
@@ -357,6 +397,8 @@ def _operation_object(app, rule, method: str, spec: dict) -> dict:
         errors.append(404)  # the object named in the path, the query or the body
     if spec["body"] is not None or spec["request_body"] is not None:
         errors += [413, 422]
+    if method in WRITES:
+        errors.append(415)
     if spec["query"] or (method in WRITES and roles is not None):
         errors.append(422)
     if method in WRITES and spec["idempotent"] and roles is not None:

@@ -1,25 +1,23 @@
-"""CSV imports over the API: ``POST /imports/accounts`` and ``POST /imports/contacts``.
+"""CSV imports over the API: ``POST /imports/accounts`` and ``POST /imports/contacts``, run as jobs.
 
 The file comes as the body (``text/csv``) or as a multipart field (``file``, or the
-only file sent). The answer is the import report (200) whatever rows were rejected; a
-file with no usable header is a 422, a body over the size limit a 413 (the app's).
+only file sent). Its header is checked at once (no usable header: 422; over the size
+limit: 413, the app's); the import itself runs in a worker: the answer is 202 with the
+import run and its ``Location``, ``GET /imports/{id}`` tells its progress and, once
+``done``, its report; ``GET /imports`` lists the latest runs.
 """
 
 from __future__ import annotations
 
-import io
-
-from flask import jsonify, request
+from flask import jsonify, request, url_for
+from werkzeug.exceptions import NotFound
 
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.auth import api_user
 from abm.errors import ApiError
 from abm.services import imports as service
-
-#: Body types read as CSV; spreadsheets and browsers send all of these for a .csv file.
-CSV_TYPES = frozenset({"text/csv", "text/plain", "application/csv", "text/tab-separated-values",
-                       "application/vnd.ms-excel", "application/octet-stream", ""})
+from abm.services.imports import runs
 
 _ROW_ERROR = {"type": "object", "required": ["row", "column", "message"],
               "properties": {"row": {"type": "integer", "description": "the row as a spreadsheet numbers it "
@@ -53,14 +51,32 @@ CSV_BODY = {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
 }}
-RESPONSES = {200: ("The import report: good rows imported, bad rows listed", REPORT),
+RUN = register_schema("ImportRun", {
+    "type": "object",
+    "required": ["id", "kind", "filename", "status", "created_at", "bytes_total", "bytes_read", "progress"],
+    "properties": {
+        "id": {"type": "integer"}, "kind": {"type": "string", "enum": ["accounts", "contacts"]},
+        "filename": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": ["string", "null"], "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "bytes_total": {"type": "integer"}, "bytes_read": {"type": "integer"},
+        "progress": {"type": "number", "description": "share of the file read, 0 to 1"},
+        "report": {"oneOf": [REPORT, {"type": "null"}], "description": "once done"},
+        "error": {"type": ["string", "null"], "description": "why a failed run failed"},
+        "actor": {"type": "string", "description": "the email of who started it (lists only)"},
+    },
+})
+RESPONSES = {202: ("The import run, queued: follow it at its Location (GET /imports/{id})", RUN),
              415: "the body is neither text/csv nor multipart/form-data",
              422: "the file has no usable header (or the multipart request no file)"}
 DESCRIPTION = ("HubSpot and Salesforce exports are read as they are: header aliases, UTF-8 or Windows-1252, "
                "comma, semicolon or tab delimited. Unknown columns are kept as attributes. See docs/imports.md.")
 
 
-def _stream():
+def _data() -> tuple[bytes, str, str]:
+    """(the file's bytes, its name, where it came from: "file" or "(body)")."""
     mimetype = request.mimetype or ""
     if mimetype == "multipart/form-data":
         upload = request.files.get("file")
@@ -69,32 +85,52 @@ def _stream():
         if upload is None:
             raise ApiError(422, "send the CSV file in a multipart field named 'file'",
                            [{"path": "file", "message": "no file in the request"}])
-        return upload.stream, "file"
-    if mimetype not in CSV_TYPES:
-        raise ApiError(415, f"send the file as text/csv or as multipart/form-data, not {mimetype}")
-    if request.headers.get("Idempotency-Key"):
-        return io.BytesIO(request.get_data(cache=True)), "(body)"  # already read to fingerprint it
-    return request.stream, "(body)"
+        return upload.stream.read(), upload.filename or "(file)", "file"
+    # text/csv: @operation refused any other type (415) already
+    return request.get_data(cache=True), "(body)", "(body)"
 
 
-def _import(run):
-    stream, path = _stream()
+def _start(kind: str):
+    data, filename, path = _data()
     try:
-        report = run(stream, actor_id=api_user().id)
+        run = runs.start(kind, data, filename, api_user().id)
     except service.ImportFileError as exc:
         raise ApiError(422, str(exc), [{"path": path, "message": str(exc)}]) from None
-    return jsonify(report.to_dict())
+    return jsonify(runs.serialize(run)), 202, {"Location": url_for("api.get_import", run_id=run.id)}
 
 
 @bp.post("/imports/accounts")
-@operation("Import accounts from a CSV file (upsert by domain)", roles=MANAGERS, request_body=CSV_BODY,
-           responses=RESPONSES, description=DESCRIPTION, tags=["imports"])
+@operation("Import accounts from a CSV file (upsert by domain), as a job", roles=MANAGERS,
+           request_body=CSV_BODY, responses=RESPONSES, description=DESCRIPTION, tags=["imports"])
 def import_accounts():
-    return _import(service.import_accounts)
+    return _start("accounts")
 
 
 @bp.post("/imports/contacts")
-@operation("Import contacts from a CSV file (upsert by email, linked to accounts by domain)", roles=MANAGERS,
-           request_body=CSV_BODY, responses=RESPONSES, description=DESCRIPTION, tags=["imports"])
+@operation("Import contacts from a CSV file (upsert by email, linked to accounts by CRM id or domain), "
+           "as a job", roles=MANAGERS, request_body=CSV_BODY, responses=RESPONSES, description=DESCRIPTION,
+           tags=["imports"])
 def import_contacts():
-    return _import(service.import_contacts)
+    return _start("contacts")
+
+
+@bp.get("/imports/<int:run_id>")
+@operation("An import run: its status, progress and, once done, its report", roles=MANAGERS,
+           responses={200: ("The import run", RUN)}, tags=["imports"])
+def get_import(run_id):
+    run = runs.get(run_id)
+    if run is None:
+        raise NotFound("no such import")
+    return jsonify(runs.serialize(run))
+
+
+@bp.get("/imports")
+@operation("The latest import runs, newest first", roles=MANAGERS,
+           query={"limit": {"type": "integer", "minimum": 1, "maximum": runs.HISTORY_LIMIT,
+                            "default": 20, "description": "how many runs"}},
+           responses={200: ("The latest import runs", {"type": "object", "required": ["items"],
+                                                        "properties": {"items": {"type": "array",
+                                                                                 "items": RUN}}})},
+           tags=["imports"])
+def list_imports(query):
+    return jsonify(items=[runs.serialize(run, actor) for run, actor in runs.history(query.get("limit", 20))])

@@ -17,11 +17,12 @@ from abm.models import Playbook as PlaybookRow
 from abm.services import paging
 from abm.services import playbooks as service
 from abm.services import touches as touch_service
+from playbooks.loader import MAX_SOURCE_BYTES
 
+#: YAML, or JSON (which YAML reads as it is); never text/plain, which another site's form can send.
 YAML_BODY = {"required": True, "content": {
     "application/yaml": {"schema": {"type": "string"}}, "text/yaml": {"schema": {"type": "string"}},
-    "text/plain": {"schema": {"type": "string"}}}}
-MAX_SOURCE = 512 * 1024
+    "application/json": {"schema": {"type": "object"}}}}
 
 PLAYBOOK = register_schema("Playbook", {
     "type": "object", "required": ["key", "name", "status", "version"],
@@ -52,9 +53,8 @@ STATUSES = ["scheduled", "queued", "sent", "failed", "suppressed", "skipped"]
 
 
 def _source() -> tuple[str, str]:
+    request.max_content_length = MAX_SOURCE_BYTES  # read no more than a playbook may be
     raw = request.get_data(cache=False)
-    if len(raw) > MAX_SOURCE:
-        raise ApiError(413, f"a playbook may be at most {MAX_SOURCE // 1024} KiB")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

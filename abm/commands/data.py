@@ -55,7 +55,7 @@ def _run_import(kind: str, file, as_json: bool) -> None:
         size = 0
     with _bar(size, f"importing {kind}") as progress:
         try:
-            report = run(file, progress=progress).to_dict()
+            report = run(file, progress=progress, tune_interpreter=True).to_dict()  # a process of its own
         except imports.ImportFileError as exc:
             raise click.ClickException(f"{file.name}: {exc}") from None
     if as_json:

@@ -4,6 +4,8 @@ from abm.db import Base
 from abm.models.account import Account, Contact, Opportunity, StageChange, Suppression
 from abm.models.connector import ConnectorConfig
 from abm.models.engagement import EVENT_TYPES, Alert, Event, ScoreSnapshot
+from abm.models.identity import AccountNetwork, AsnAccount, AsnRange, DataVersion, IpLookup, Visitor
+from abm.models.imports import IMPORT_STATUSES, ImportFile, ImportRun
 from abm.models.kpi import Cost, KpiRollup
 from abm.models.playbook import (
     ENROLLMENT_STATES,
@@ -19,7 +21,7 @@ from abm.models.user import ROLES, ApiToken, AuditLog, IdempotencyRecord, User
 
 __all__ = [
     "Base", "Account", "Contact", "Opportunity", "StageChange", "Suppression", "ConnectorConfig",
-    "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "Cost", "KpiRollup", "ENROLLMENT_STATES",
+    "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "IMPORT_STATUSES", "ImportFile", "ImportRun", "Cost", "KpiRollup", "ENROLLMENT_STATES",
     "PLAYBOOK_STATUSES", "TOUCH_STATUSES", "Enrollment", "Playbook", "PlaybookVersion", "Touch",
-    "WorkspaceSettings", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
+    "WorkspaceSettings", "AccountNetwork", "AsnAccount", "AsnRange", "DataVersion", "IpLookup", "Visitor", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
 ]

@@ -26,6 +26,10 @@ class Event(Base):
               sqlite_where=text("account_id IS NULL")),
         Index("ix_events_unmatched_domain", "domain", postgresql_where=text("account_id IS NULL"),
               sqlite_where=text("account_id IS NULL")),
+        # Anonymous visits of one visitor, found when the visitor becomes known.
+        Index("ix_events_anonymous_visitor", "visitor_id", "occurred_at",
+              postgresql_where=text("contact_id IS NULL AND visitor_id IS NOT NULL"),
+              sqlite_where=text("contact_id IS NULL AND visitor_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -43,6 +47,8 @@ class Event(Base):
     #: How many of this event one row stands for (ad reports give impressions per day).
     quantity: Mapped[int] = mapped_column(default=1, server_default=text("1"))
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    #: The site snippet's visitor id (a first-party cookie), for stitching once it is known.
+    visitor_id: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

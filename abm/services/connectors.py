@@ -31,7 +31,8 @@ from abm import crypto
 from abm.db import db
 from abm.errors import ApiError, Conflict, NotFound, ValidationError
 from abm.models import AuditLog, ConnectorConfig
-from connectors import registry
+from abm.services import clock
+from connectors import registry, versions
 from connectors.base import CHANNELS, Connector, ConnectorContext, ConnectorError, PermanentError
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ def serialize(config: ConnectorConfig, for_role: str = "admin") -> dict[str, Any
         "rate_limit_is_default": not config.rate_limit,
         "webhook_url": f"{base}/hooks/{config.name}" if cls and cls.accepts_webhooks else None,
         "installed": cls is not None,
+        "version": version_status(config),
         "created_at": config.created_at.isoformat() if config.created_at else None,
         "updated_at": config.updated_at.isoformat() if config.updated_at else None,
     }
@@ -540,8 +542,32 @@ def _redact(message: str, secrets: dict[str, Any]) -> str:
     return message
 
 
+def version_status(config: ConnectorConfig) -> dict[str, str] | None:
+    """``{"level": ok|warn|fail, "message"}`` for the provider API version the connector
+    uses (:mod:`connectors.versions`), None for types without versions."""
+    found = versions.check(config.type, config.settings or {}, clock.now().date())
+    return {"level": found.level, "message": found.message} if found else None
+
+
+def version_problems() -> list[tuple[str, dict[str, str]]]:
+    """(connector name, status) of every enabled connector whose API version warns or fails."""
+    found = []
+    for config in list_configs():
+        status = version_status(config)
+        if config.enabled and status and status["level"] != "ok":
+            found.append((config.name, status))
+    return found
+
+
 def test(name: str) -> tuple[bool, str]:
-    """Call the connector's own ``test()``; (True, what it said) or (False, a plain reason)."""
+    """Call the connector's own ``test()``; (True, what it said) or (False, a plain reason).
+
+    A provider API version past its sunset fails the test without a call; one that
+    sunsets within 60 days passes with the warning in front of what the provider said."""
+    version = version_status(get_config(name))
+    if version and version["level"] == "fail":
+        return False, version["message"]
+    warning = f"warning: {version['message']}. " if version and version["level"] == "warn" else ""
     try:
         connector = instantiate(name, allow_disabled=True)
     except UnreadableSecrets as exc:
@@ -556,7 +582,7 @@ def test(name: str) -> tuple[bool, str]:
         log.error("testing connector %r raised %s", name, type(exc).__name__)
         return False, (f"the test of {name!r} failed unexpectedly ({type(exc).__name__}); "
                        "check its settings, and the server log for details")
-    return True, _redact(str(message or "the connector answered"), secrets)
+    return True, warning + _redact(str(message or "the connector answered"), secrets)
 
 
 def ensure_demo_connectors() -> list[str]:

@@ -23,7 +23,7 @@ from abm.db import db, utcnow
 from abm.errors import Conflict, NotFound, ValidationError
 from abm.models import Account, Alert, AuditLog, Contact, Event, IdempotencyRecord, Suppression, Touch, User
 from abm.normalize import NormalizeError, company_domain_of, normalize_email
-from abm.services import paging
+from abm.services import identification, paging
 from abm.services import settings as settings_service
 from abm.services.accounts import MAX_ID, domain_or_error, find_by_domain
 from abm.services.paging import SortKey
@@ -190,6 +190,7 @@ def erase(contact: Contact, *, actor: User | None = None) -> None:
     who = [Event.contact_id == cid] + ([Event.email == email] if email else [])
     db.session.execute(sql_update(Event).where(or_(*who)).values(email=None, properties={}),
                        execution_options={"synchronize_session": False})
+    identification.forget_contact(cid)
     db.session.execute(sql_update(Touch).where(Touch.contact_id == cid, Touch.status.in_(("scheduled", "queued")))
                        .values(status="skipped", error="the contact was erased (GDPR)"),
                        execution_options={"synchronize_session": False})

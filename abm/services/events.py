@@ -39,9 +39,11 @@ import redis
 from flask import current_app
 from sqlalchemy import select, update
 
+from abm import ipranges
 from abm.db import db, in_list, utcnow
 from abm.models import EVENT_TYPES, Account, Contact, Event, Touch
 from abm.normalize import NormalizeError, normalize_domain, normalize_email
+from abm.services import identification
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class EventError(ValueError):
 # -- validation ---------------------------------------------------------------------
 
 _FIELDS = {"type", "occurred_at", "email", "account_domain", "account_id", "contact_id", "touch_id",
-           "url", "source", "dedup_key", "properties", "visitor_id", "crm_id", "quantity"}
+           "url", "source", "dedup_key", "properties", "visitor_id", "crm_id", "quantity", "ip"}
 
 
 def parse_time(value) -> datetime:
@@ -104,13 +106,17 @@ def validate(raw, allowed_types: Iterable[str] | None = None) -> dict:
             if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1:
                 raise EventError(f"{key} must be a positive integer")
             event[key] = raw[key]
-    if not ({"email", "account_domain", "account_id", "contact_id"} & set(event)):
-        raise EventError("an event needs one of email, account_domain or account_id")
+    if not ({"email", "account_domain", "account_id", "contact_id"} & set(event)) and raw.get("ip") is None:
+        raise EventError("an event needs one of email, account_domain, account_id or ip")
     for key, limit in (("url", 4000), ("source", 100), ("dedup_key", 200), ("visitor_id", 100)):
         if raw.get(key) is not None:
             if not isinstance(raw[key], str) or len(raw[key]) > limit:
                 raise EventError(f"{key} must be a string of at most {limit} characters")
             event[key] = raw[key]
+    if raw.get("ip") is not None:
+        if not isinstance(raw["ip"], str) or ipranges.address_value(raw["ip"]) is None:
+            raise EventError("ip must be an IPv4 or IPv6 address")
+        event["ip"] = raw["ip"]
     if raw.get("quantity") is not None:
         q = raw["quantity"]
         if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 1_000_000:
@@ -316,6 +322,8 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
         event["dedup_key"] = key
         events.append(event)
     if events:
+        identification.known_visitors(events)
+        identification.identify(events, now)
         rows = _match(events)
         inserted = _insert(rows)
         total.duplicates += len(rows) - len(inserted)
@@ -324,6 +332,10 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
         _flag_contacts(inserted)
         changes = scores.add_events(inserted, now)
         total.accounts |= set(changes)
+        stitched = identification.stitch(inserted, now) - set(changes)
+        if stitched:
+            scores.rescore(stitched, now)
+            total.accounts |= stitched
         db.session.commit()
         _after_store(inserted, changes, now)
     if crm:
@@ -377,8 +389,6 @@ def _match(events: list[dict]) -> list[dict]:
         if account_id is None and e.get("account_domain") in by_domain:
             account_id = by_domain[e["account_domain"]]
         props = dict(e.get("properties") or {})
-        if e.get("visitor_id"):
-            props["visitor_id"] = e["visitor_id"]
         rows.append({
             "type": e["type"], "occurred_at": e["occurred_at"], "account_id": account_id,
             "contact_id": contact_id, "email": e.get("email"),
@@ -386,14 +396,14 @@ def _match(events: list[dict]) -> list[dict]:
             "url": e.get("url"), "source": e.get("source"),
             "touch_id": e.get("touch_id") if e.get("touch_id") in touches else None,
             "playbook_id": playbook_id, "properties": props, "dedup_key": e["dedup_key"],
-            "quantity": int(e.get("quantity") or 1),
+            "quantity": int(e.get("quantity") or 1), "visitor_id": e.get("visitor_id"),
             "received_at": received,
         })
     return rows
 
 
 _COLUMNS = ("type", "occurred_at", "account_id", "contact_id", "email", "domain", "url", "source", "touch_id",
-            "playbook_id", "properties", "quantity", "dedup_key", "received_at")
+            "playbook_id", "properties", "quantity", "dedup_key", "visitor_id", "received_at")
 
 
 def _forget_suppressed(events: list[dict], emails: set[str]) -> None:
@@ -478,7 +488,7 @@ def _copy_row(r: dict) -> tuple:
     props = r["properties"]
     return (r["type"], r["occurred_at"], r["account_id"], r["contact_id"], r["email"], r["domain"], r["url"],
             r["source"], r["touch_id"], r["playbook_id"], json.dumps(props) if props else "{}", r["quantity"],
-            r["dedup_key"], r["received_at"])
+            r["dedup_key"], r["visitor_id"], r["received_at"])
 
 
 def _flag_contacts(rows: list[dict]) -> None:

@@ -11,8 +11,14 @@ from abm.normalize import FREE_MAIL_DOMAINS
 
 
 def match_pending() -> int:
-    """Match unmatched events to contacts (by email) and accounts (by domain); rescore those."""
-    from abm.services import scores
+    """Match unmatched events to contacts (by email) and accounts (by domain), and kept
+    anonymous visits to accounts (by address); rescore those."""
+    from abm.services import identification, scores
+
+    by_address = identification.match_pending()
+    if by_address:
+        scores.rescore(by_address)
+        db.session.commit()
 
     by_email = and_(Event.account_id.is_(None), Event.email.is_not(None),
                     exists().where(Contact.email == Event.email, Contact.account_id.is_not(None)))

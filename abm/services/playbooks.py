@@ -25,7 +25,7 @@ from abm.models import Account, Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, clock
 from abm.services import settings as settings_service
-from playbooks import Workspace, load
+from playbooks import Workspace, load, sandbox
 from playbooks.errors import LoadResult
 from playbooks.model import Playbook
 from playbooks.workspace import directory_loader
@@ -285,14 +285,29 @@ def _human(delta: timedelta) -> str:
     return "at once" if not delta else f"after {duration.format(delta)}"
 
 
+#: The time the plan's sample renders may take altogether (seconds).
+PLAN_RENDER_SECONDS = 2.0
+
+
 def _render_samples(pb: Playbook, entering: list[int], facts, now: datetime) -> list[dict]:
-    """Each touch step rendered for one real account (and contact, for emails)."""
+    """Each touch step rendered for one real account (and contact, for emails), within
+    :data:`PLAN_RENDER_SECONDS` altogether: the steps left when it is spent say so."""
+    with sandbox.deadline(PLAN_RENDER_SECONDS):
+        return _render_each(pb, entering, facts, now)
+
+
+def _render_each(pb: Playbook, entering: list[int], facts, now: datetime) -> list[dict]:
     from abm.services import touches
     from playbooks.templates import TemplateError, render_touch
 
     out = []
     for step in pb.steps:
         if not step.makes_touches:
+            continue
+        if sandbox.deadline_passed():
+            out.append({"step": step.id, "rendered": None,
+                        "error": f"not rendered: the plan's samples took longer than {PLAN_RENDER_SECONDS:g} s "
+                                 "altogether (time limit)"})
             continue
         chosen_account, chosen_contact = None, None
         for account_id in entering:
@@ -311,7 +326,7 @@ def _render_samples(pb: Playbook, entering: list[int], facts, now: datetime) -> 
                         "contact": chosen_contact.get("email") if step.kind == "email" else None,
                         "rendered": payload})
         except TemplateError as exc:
-            out.append({"step": step.id, "rendered": None, "error": exc.message})
+            out.append({"step": step.id, "rendered": None, "error": str(exc)})
     return out
 
 

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "attribution": {"window_days": 90, "model": "last_touch"},
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
     "crm_stage_map": {},
+    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
 }
 
 _CAP = {"type": "object", "additionalProperties": False, "required": ["max", "per"],
@@ -85,6 +86,13 @@ SCHEMA: dict[str, Any] = {
                                   "surge_ratio": {"type": "number", "minimum": 1},
                                   "surge_min_points": {"type": "number", "minimum": 0}}},
         "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "identification": {
+            "type": "object", "additionalProperties": False,
+            "required": ["enabled", "raw_ip_days", "lookup_cache_days", "stitch_days"],
+            "properties": {"enabled": {"type": "boolean"},
+                           "raw_ip_days": {"type": "integer", "minimum": 0, "maximum": 90},
+                           "lookup_cache_days": {"type": "integer", "minimum": 1, "maximum": 365},
+                           "stitch_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
     },
 }
 

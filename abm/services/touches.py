@@ -28,7 +28,6 @@ crash can repeat is in ``docs/engine.md``.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from abm.models import Suppression, Touch
 from abm.services import settings as settings_service
 from playbooks import duration
 from playbooks.model import AlertStep, Cap, EmailStep, Playbook, SendWindow, TaskStep
+from playbooks.patterns import search_any
 from playbooks.templates import TemplateError, render_touch
 from playbooks.windows import next_window_opening
 
@@ -106,11 +106,10 @@ def recipients_for(step, facts, suppressed_hashes: set[str] | None = None) -> tu
             return [], [({}, "the account has no owner")]
         return [{"id": None, "email": fields["owner"], "first_name": None, "last_name": None, "name": None,
                  "role": "owner", "title": None, "owner": True}], []
-    patterns = [re.compile(t, re.IGNORECASE) for t in to.titles]
     order = {role: i for i, role in enumerate(to.roles)}
     matching = [c for c in facts.contacts
                 if (not to.roles or c.get("role") in order)
-                and (not patterns or any(p.search(c.get("title") or "") for p in patterns))]
+                and (not to.titles or search_any(to.titles, c.get("title") or ""))]
     matching.sort(key=lambda c: (order.get(c.get("role"), 0), c["id"]))
     chosen, suppressed = [], []
     for contact in matching:
@@ -225,7 +224,7 @@ def build(pending: list[PendingTouch], now: datetime) -> list[dict]:
         try:
             payload = _render(p, contact, now)
         except TemplateError as exc:
-            rows.append(_row(p, contact, "failed", now, due, error=f"template error: {exc.message}"))
+            rows.append(_row(p, contact, "failed", now, due, error=f"template error: {exc}"))
             continue
         rows.append(_row(p, contact, status, now, due, payload=payload))
     return rows

@@ -1,16 +1,22 @@
-"""The import page: upload an accounts or contacts CSV and read the row-level report."""
+"""The import page: upload an accounts or contacts CSV; a worker imports it while the page shows its
+progress, then its row-level report; the history of past imports and a sample file of each kind."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from abm.services import imports as import_service
+from abm.services.imports import ImportFileError, runs
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("imports", __name__)
 
-KINDS = {"accounts": import_service.import_accounts, "contacts": import_service.import_contacts}
+KINDS = tuple(runs.IMPORTERS)
+
+
+def _form(kind: str, errors: dict | None = None, filename: str | None = None, status: int = 200):
+    return render_template("web/imports.html", kind=kind if kind in KINDS else "accounts", errors=errors,
+                           filename=filename, history=runs.history()), status
 
 
 @bp.route("/imports", methods=["GET", "POST"])
@@ -18,7 +24,7 @@ KINDS = {"accounts": import_service.import_accounts, "contacts": import_service.
 def index():
     kind = request.values.get("kind", "accounts")
     if request.method == "GET":
-        return render_template("web/imports.html", kind=kind if kind in KINDS else "accounts")
+        return _form(kind)
     errors: dict[str, list[str]] = {}
     upload = request.files.get("file")
     if kind not in KINDS:
@@ -27,10 +33,33 @@ def index():
     if upload is None or not upload.filename:
         errors["file"] = ["choose a CSV file to upload"]
     if errors:
-        return render_template("web/imports.html", kind=kind, errors=errors), 422
+        return _form(kind, errors, status=422)
     try:
-        report = KINDS[kind](upload.stream, actor_id=current_user.id)
-    except import_service.ImportFileError as exc:
-        errors["file"] = [f"{upload.filename}: {exc}"]
-        return render_template("web/imports.html", kind=kind, errors=errors, filename=upload.filename), 422
-    return render_template("web/imports.html", kind=kind, report=report.to_dict(), filename=upload.filename)
+        run = runs.start(kind, upload.stream.read(), upload.filename, current_user.id)
+    except ImportFileError as exc:
+        return _form(kind, {"file": [f"{upload.filename}: {exc}"]}, upload.filename, 422)
+    return redirect(url_for("imports.show", run_id=run.id), 303)
+
+
+@bp.get("/imports/<int:run_id>")
+@role_required(*MANAGERS)
+def show(run_id: int):
+    run = runs.get(run_id) or abort(404)
+    return render_template("web/import_run.html", run=runs.serialize(run))
+
+
+@bp.get("/imports/<int:run_id>/status")
+@role_required(*MANAGERS)
+def status(run_id: int):
+    """What the run's page polls while the import is queued or running."""
+    run = runs.get(run_id) or abort(404)
+    return jsonify({k: v for k, v in runs.serialize(run).items() if k != "report"})
+
+
+@bp.get("/imports/sample/<kind>.csv")
+@role_required(*MANAGERS)
+def sample(kind: str):
+    if kind not in KINDS:
+        abort(404)
+    return Response(runs.sample(kind), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="sample-{kind}.csv"'})

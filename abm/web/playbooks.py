@@ -23,10 +23,10 @@ from abm.models import Playbook as PlaybookRow
 from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STATUSES
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
+from playbooks.loader import MAX_SOURCE_BYTES
 
 bp = Blueprint("playbooks", __name__)
 
-MAX_SOURCE = 512 * 1024
 FAILURES_SHOWN = 20
 LIFE_CYCLE = {
     "activate": "activated", "pause": "paused", "resume": "resumed", "archive": "archived",
@@ -196,8 +196,8 @@ def _filename(source_key: str | None) -> str:
 
 def _posted_source() -> str:
     source = (request.form.get("source") or "").replace("\r\n", "\n")
-    if len(source.encode("utf-8")) > MAX_SOURCE:
-        abort(413, description=f"a playbook may be at most {MAX_SOURCE // 1024} KiB")
+    if len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
+        abort(413, description=f"a playbook may be at most {MAX_SOURCE_BYTES // 1024} KiB")
     return source
 
 

@@ -109,6 +109,8 @@ def visit():
     event = _visit_event(body)
     if event is None:
         return Response(status=400, headers=headers)
+    if request.remote_addr:
+        event["ip"] = request.remote_addr  # for account identification in the drain; see docs/identification.md
     events.push([event])
     return Response(status=204, headers=headers)
 

@@ -1,7 +1,7 @@
 """touches: alerts as touches (no enrollment or playbook), not_before for retries
 
 Revision ID: d3l1v3ry0001
-Revises: 5e7a9c1d2b3f
+Revises: 7d1e0a9c4b21
 Create Date: 2026-12-03 20:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import abm.db
 
 
 revision = 'd3l1v3ry0001'
-down_revision = '5e7a9c1d2b3f'
+down_revision = '7d1e0a9c4b21'
 branch_labels = None
 depends_on = None
 

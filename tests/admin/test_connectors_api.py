@@ -138,7 +138,7 @@ def test_unknown_type_unknown_fields_duplicate_and_immutable(api):
     renamed = admin.patch("/api/v1/connectors/crm-hook", json={"type": "slack"})
     assert renamed.status_code == 422 and renamed.get_json()["error"]["details"][0]["path"] == "type"
     not_json = admin.post("/api/v1/connectors", data="type=webhook")
-    assert not_json.status_code == 422
+    assert not_json.status_code == 415
 
 
 def test_one_default_per_channel_and_rate_limit_default(api):

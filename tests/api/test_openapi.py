@@ -110,3 +110,21 @@ def test_bad_bodies_and_queries_get_the_error_form(api, client):
             r = c.get(url + "?limit=-1&cursor=%25%25&surely_not_a_param=1")
             assert 400 <= r.status_code < 500, (path, r.status_code)
             assert r.json["error"]["code"] in ("validation_error", "not_found")
+
+
+def test_writes_read_only_the_declared_content_types(api, client):
+    """A write's body is read only as a type its requestBody declares; any other type is
+    the documented 415 (a cross-site form can send text/plain, never application/json)."""
+    doc = _doc(client)
+    c = api("admin")
+    for path, method, op in _operations(doc):
+        if method == "get":
+            continue
+        assert "415" in op["responses"], (method, path)
+        declared = set(op.get("requestBody", {}).get("content", {}))
+        assert "text/plain" not in declared and "application/x-www-form-urlencoded" not in declared, (method, path)
+        r = c.open(_url(path), method=method.upper(), data=b'{"a": 1}', content_type="text/plain")
+        assert r.status_code == 415 and r.json["error"]["code"] == "unsupported_media_type", (method, path)
+        for ctype in declared:
+            r = c.open(_url(path), method=method.upper(), data=b"", content_type=ctype)
+            assert r.status_code != 415, (method, path, ctype)

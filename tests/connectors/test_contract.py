@@ -32,15 +32,21 @@ def schema_of(name: str) -> dict:
     return TYPES[name].settings_schema
 
 
+#: Types that speak no HTTP at all (files, a log, SMTP): every other type must have example_settings().
+NOT_HTTP = {"outbox", "log", "smtp"}
+HTTP_NAMES = sorted(n for n in NAMES if TYPES[n].example_settings("http://127.0.0.1:9") is not None)
+WITH_BASE_URL = sorted(n for n in NAMES if "base_url" in TYPES[n].settings_schema.get("properties", {}))
+
+
 def http_settings(name: str, base_url: str) -> dict:
-    cls = TYPES[name]
-    settings = cls.example_settings(base_url)
-    if settings is None:
-        if "base_url" in schema_of(name).get("properties", {}):
-            pytest.skip(f"{name}: speaks HTTP but has no example_settings(base_url) yet, "
-                        "so the 401/429/503 contract cannot be checked")
-        pytest.skip(f"{name}: does not speak HTTP")
-    return settings
+    return TYPES[name].example_settings(base_url)
+
+
+def test_every_type_that_speaks_http_has_example_settings():
+    """A type left out here would silently escape the 401/429/503 checks below."""
+    builtin_http = set(registry.BUILTIN) - NOT_HTTP
+    assert builtin_http <= set(HTTP_NAMES), sorted(builtin_http - set(HTTP_NAMES))
+    assert set(WITH_BASE_URL) <= set(HTTP_NAMES), sorted(set(WITH_BASE_URL) - set(HTTP_NAMES))
 
 
 def test_every_builtin_that_is_installed_is_registered():
@@ -89,11 +95,9 @@ def test_secrets_are_write_only_strings_without_defaults(name):
         assert "default" not in props[field], f"{name}.{field}: a secret has no default"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", WITH_BASE_URL)
 def test_base_url_defaults_to_the_providers_real_https_url(name):
     props = schema_of(name)["properties"]
-    if "base_url" not in props:
-        pytest.skip(f"{name}: no base_url")
     spec = props["base_url"]
     assert spec.get("type") == "string" and not spec.get("writeOnly")
     if "default" not in spec:
@@ -104,7 +108,7 @@ def test_base_url_defaults_to_the_providers_real_https_url(name):
         f"{name}: base_url must default to the provider's real https URL"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HTTP_NAMES)
 def test_example_settings_are_valid_settings(name):
     settings = http_settings(name, "http://127.0.0.1:9")
     validator = Draft202012Validator(schema_of(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
@@ -122,7 +126,7 @@ def _run_test(name, server, tmp_path):
     return conn, settings
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HTTP_NAMES)
 def test_http_401_is_permanent_and_hides_secrets(name, tmp_path):
     body = '{"error": {"message": "invalid credentials", "code": 401}}'
     with serve(generic_app(401, body)) as server:
@@ -135,7 +139,7 @@ def test_http_401_is_permanent_and_hides_secrets(name, tmp_path):
         assert secret not in str(err.value)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HTTP_NAMES)
 def test_http_503_is_retryable(name, tmp_path):
     with serve(generic_app(503, "<html>down</html>", content_type="text/html")) as server:
         conn, settings = _run_test(name, server, tmp_path)
@@ -145,7 +149,7 @@ def test_http_503_is_retryable(name, tmp_path):
         assert secret not in str(err.value)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HTTP_NAMES)
 def test_http_429_is_retryable_and_honours_retry_after(name, tmp_path):
     with serve(generic_app(429, '{"message": "slow down"}', {"Retry-After": "7"})) as server:
         conn, _ = _run_test(name, server, tmp_path)

@@ -111,6 +111,17 @@ def test_resource_exhausted_is_retryable_with_its_delay(fake):
             make(server).send([audience_touch(1, contacts=people(1))])
 
 
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_429_and_5xx_without_a_google_status_are_retryable_after_retry_after(fake, status):
+    """A proxy or Google's front end answers {"error": {"code": 502}}: no status, no details."""
+    with serve(fake.app) as server:
+        fake.fail(":create", status, {"error": {"code": status}}, headers={"Retry-After": "9"})
+        with pytest.raises(RetryableError) as caught:
+            make(server).send([audience_touch(1, contacts=people(1))])
+    assert caught.value.retry_after == 9
+    assert "None" not in str(caught.value)
+
+
 def test_400_and_401_are_permanent_without_secrets(fake):
     with serve(fake.app) as server:
         fake.fail(":addOperations", 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
@@ -140,3 +151,30 @@ def test_connection_test(fake):
                                           "base_url": closed_port_url()})
     with pytest.raises(RetryableError, match="could not connect"):
         connector.test()
+
+
+# -- the reference: Google's own protos, from the official client (google-ads) -----------------
+
+def test_every_body_parses_strictly_as_googles_request_message_with_consent(fake):
+    """The fake parses each body with json_format (unknown fields refused) into the request
+    message of the google-ads protos for the version in the URL (fakes_b/google_ads.py)."""
+    with serve(fake.app) as server:
+        assert all(r.ok for r in make(server, consent_ad_personalization="DENIED").send(
+            [audience_touch(1, contacts=people(2))]))
+    names = [type(m).__name__ for m in fake.parsed]
+    assert names == ["SearchGoogleAdsRequest", "MutateUserListsRequest", "CreateOfflineUserDataJobRequest",
+                     "AddOfflineUserDataJobOperationsRequest", "RunOfflineUserDataJobRequest"]
+    consent = fake.parsed[2].job.customer_match_user_list_metadata.consent
+    assert (consent.ad_user_data, consent.ad_personalization) == (2, 3)  # ConsentStatus GRANTED, DENIED
+    assert fake.parsed[3].enable_partial_failure is True
+    assert len(fake.parsed[3].operations[0].create.user_identifiers[0].hashed_email) == 64
+
+
+def test_a_body_google_would_refuse_is_refused(fake):
+    from google.protobuf import json_format
+
+    from tests.connectors.fakes_b.google_ads import parse_strictly
+
+    with pytest.raises(json_format.ParseError):
+        parse_strictly("v26", "/v26/customers/1/offlineUserDataJobs:create",
+                       b'{"job": {"type": "CUSTOMER_MATCH_USER_LIST", "consent": {"adUserData": "GRANTED"}}}')

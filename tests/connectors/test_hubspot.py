@@ -271,3 +271,40 @@ def test_connection_test(fake):
             make(server, access_token="bad").test()
     with pytest.raises(RetryableError, match="could not connect"):
         HubSpotConnector("hs", {"access_token": "t", "base_url": closed_port_url()}).test()
+
+
+# -- the reference: HubSpot's published models, from its official SDK (hubspot-api-client) ------
+
+def test_every_request_matches_hubspots_published_models(fake):
+    """Search, association and batch reads, task creation and batch updates, each checked by the
+    fake against the SDK model of that endpoint (tests/connectors/hubspot_spec.py)."""
+    from tests.connectors.hubspot_spec import MODELS
+
+    fake.put("companies", "11", name="Acme", domain="acme.com", lifecyclestage="customer")
+    fake.put("deals", "21", dealname="Renewal", dealstage="closedwon")
+    fake.deal_company["21"] = "11"
+    with serve(fake.app) as server:
+        connector = make(server)
+        events, _ = connector.poll(None)
+        results = connector.send([task_touch(1, "11", to="ae@vendor.com")])
+        written = connector.write_scores([{"crm_id": "11", "score": 42, "level": "hot"}])
+    assert len(events) == 2 and results[0].ok and written[0].ok
+    refused = [r for r in server.requests if r.method == "POST" and r.path not in {c.split(" ", 1)[1]
+                                                                                    for c in fake.checked}]
+    assert not refused, [r.path for r in refused]
+    covered = {pattern.pattern for method, pattern, _, _ in MODELS
+               if any(pattern.match(c.split(" ", 1)[1]) for c in fake.checked)}
+    assert covered == {pattern.pattern for _, pattern, _, _ in MODELS}
+
+
+def test_the_shapes_hubspot_refuses_are_caught():
+    from hubspot.crm.companies.models import BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest
+
+    from tests.connectors.hubspot_spec import SEARCH_REQUIRED, violations
+
+    old_search = {"filterGroups": [], "properties": ["name"], "limit": 100,
+                  "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]}
+    problems = violations(old_search, PublicObjectSearchRequest, SEARCH_REQUIRED)
+    assert any("sorts[0]: expected str" in p for p in problems) and any("after" in p for p in problems)
+    old_read = {"properties": ["domain"], "inputs": [{"id": "11"}]}
+    assert any("properties_with_history" in p for p in violations(old_read, BatchReadInputSimplePublicObjectId))

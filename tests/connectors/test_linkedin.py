@@ -1,4 +1,14 @@
-"""LinkedIn Matched Audiences against a local fake that rejects malformed requests."""
+"""LinkedIn Matched Audiences against a local fake that rejects malformed requests.
+
+LinkedIn publishes no SDK or OpenAPI document for these endpoints, so the reference is its
+documentation (learn.microsoft.com/linkedin/marketing/matched-audiences/create-and-manage-segments
+and .../versioning), whose field names and headers the fake (fakes_b/linkedin.py) enforces:
+``LinkedIn-Version: YYYYMM`` and ``X-Restli-Protocol-Version: 2.0.0`` on every call,
+``X-RestLi-Method: BATCH_CREATE`` on streaming, user elements ``{action, userIds: [{idType:
+SHA256_EMAIL, idValue}]}``, company elements ``companyName``/``companyWebsiteDomain``/...,
+and a created segment's id in the ``x-linkedin-id`` header (Rest.li: ``x-restli-id``,
+``Location``).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +27,7 @@ TOKEN = "li-token"
 
 
 def make(server, state=None, **settings):
-    base = {"access_token": TOKEN, "ad_account_id": "5150", "linkedin_version": "202510",
+    base = {"access_token": TOKEN, "ad_account_id": "5150", "linkedin_version": "202607",
             "base_url": server.base_url + "/rest", "read_timeout": 2, **settings}
     return LinkedInConnector("li", base, ConnectorContext(state=state if state is not None else {}))
 
@@ -74,6 +84,20 @@ def test_contact_list_sends_only_hashed_emails(fake):
         assert fake.members[segment_id] == expected
         body = posts_to(server, "/users")[0].body
         assert b"@" not in body and b"Ada@" not in body
+        elements = json.loads(body)["elements"]
+        assert all(set(e) == {"action", "userIds"} for e in elements), "names and titles never leave in clear"
+        assert b"Ada" not in body and b"CTO" not in body
+
+
+@pytest.mark.parametrize("id_in", ["x-restli-id", "x-linkedin-id", "location", "body"])
+def test_the_new_segment_id_is_read_wherever_linkedin_puts_it(id_in):
+    fake = FakeLinkedIn(token=TOKEN, id_in=id_in)
+    with serve(fake.app) as server:
+        connector = make(server)
+        results = connector.send([audience_touch(1)])
+        assert results[0].ok, results[0].error
+        assert connector.context.state["linkedin"]["segments"]["COMPANY:Target accounts"]["id"] == "9001"
+        assert fake.members["9001"] == {"company1.com"}
 
 
 def test_both_lists_and_contactless_account(fake):

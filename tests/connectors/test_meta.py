@@ -164,3 +164,52 @@ def test_connection_test(fake):
             make(server, ad_account_id="5").test()
     with pytest.raises(RetryableError, match="could not connect"):
         MetaConnector("m", {"access_token": "t", "ad_account_id": "1", "base_url": closed_port_url()}).test()
+
+
+# -- the reference: Meta's own Business SDK (facebook-business) ------------------------------
+
+TRICKY = ["Ada.Lovelace@Example.COM.", " bob@example.org\t", "carol@example.net..", "\x0bdan@example.com "]
+
+
+def sdk_hashes(emails):
+    """What facebook_business.CustomAudience would send for these raw emails."""
+    from facebook_business.adobjects.customaudience import CustomAudience
+
+    return CustomAudience.format_params(CustomAudience.Schema.email_hash, emails)["payload"]["data"]
+
+
+def test_emails_are_normalised_and_hashed_as_the_sdk_does(fake):
+    with serve(fake.app) as server:
+        connector = make(server)
+        results = connector.send([audience_touch(1, contacts=[{"email": e} for e in TRICKY])])
+        assert results[0].ok, results[0].error
+        audience = connector.context.state["meta"]["audiences"]["Target accounts"]
+    assert fake.members[audience] == set(sdk_hashes(TRICKY))
+
+
+def test_removal_is_a_delete_with_the_payload_in_the_query_as_the_sdk_sends_it(fake):
+    from facebook_business.adobjects.customaudience import CustomAudience
+    from facebook_business.api import FacebookAdsApi
+    from facebook_business.session import FacebookSession
+
+    emails = ["person0@example.com", "person1@example.com"]
+    with serve(fake.app) as server:
+        connector = make(server)
+        connector.send([audience_touch(1, contacts=[{"email": e} for e in emails])])
+        audience = connector.context.state["meta"]["audiences"]["Target accounts"]
+        connector.send([audience_touch(2, action="remove", contacts=[{"email": emails[0]}])])
+        ours = server.requests[-1]
+
+        session = FacebookSession(access_token=TOKEN)
+        session.GRAPH = server.base_url
+        api = FacebookAdsApi(session, api_version="v26.0")
+        CustomAudience(audience, api=api).remove_users(
+            CustomAudience.Schema.email_hash, [emails[1]],
+            session={"session_id": 9, "batch_seq": 1, "last_batch_flag": True, "estimated_num_total": 1})
+        sdk = server.requests[-1]  # recorded (the fake then refuses the SDK's own User-Agent)
+    assert fake.members[audience] == set(sdk_hashes([emails[1]]))
+    assert (ours.method, sdk.method) == ("DELETE", "DELETE")
+    assert ours.body == b"" and sdk.body == b""
+    assert set(ours.query) == {"payload", "session", "access_token"} <= set(sdk.query) | {"access_token"}
+    assert json.loads(ours.query["payload"][0])["data"] == sdk_hashes([emails[0]])
+    assert json.loads(ours.query["payload"][0])["schema"] == json.loads(sdk.query["payload"][0])["schema"]

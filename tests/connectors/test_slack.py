@@ -134,3 +134,85 @@ def test_default_base_url_uses_the_webhook_url_as_is():
     assert conn.target() == WEBHOOK
     assert SlackConnector("s", {"webhook_url": WEBHOOK, "base_url": "http://127.0.0.1:9"}).target() == \
         "http://127.0.0.1:9/services/T000/B000/GOODTOKEN"
+
+
+# -- escaping (Slack's "Formatting text for app surfaces": escape &, < and >) --------------------
+
+def test_an_alert_with_slack_control_characters_shows_them_instead_of_pinging(fake):
+    touch = alert_touch(message="Q&A <!channel> read <https://evil.example|this> & > 3", to="ae@vendor.com")
+    assert connector(fake).send([touch])[0].ok
+    posted = fake.app.config["POSTED"][0]
+    assert posted["text"] == "Q&amp;A &lt;!channel&gt; read &lt;https://evil.example|this&gt; &amp; &gt; 3"
+    assert "<" not in posted["blocks"][0]["text"]["text"] and "<!channel>" not in json.dumps(posted)
+
+
+# -- bot token: the owner mentioned, or sent a direct message (reference: slack_sdk) --------------
+
+BOT = "xoxb-good"
+
+
+@pytest.fixture
+def slack_api():
+    from tests.connectors.fakes.slack import slack_api_app
+
+    with serve(slack_api_app(token=BOT)) as server:
+        yield server
+
+
+def bot(server, **extra):
+    conn = SlackConnector("sales", {"bot_token": BOT, "api_url": server.base_url + "/api", "timeout": 2,
+                                    "channel": "C0ALERTS", **extra})
+    conn.min_interval = 0.01
+    return conn
+
+
+def test_with_a_bot_token_the_owner_is_mentioned_in_the_channel(slack_api):
+    from slack_sdk.models.blocks import Block
+
+    results = bot(slack_api).send([alert_touch(message="Acme is hot", to="AE@vendor.com"),
+                                   alert_touch(message="Beta too", to="nobody@vendor.com")])
+    assert [r.ok for r in results] == [True, True]
+    first, second = slack_api.app.config["POSTED"]
+    assert first["channel"] == "C0ALERTS" and first["text"].startswith("<@U0AE> ")
+    assert "for <@U0AE>" in first["blocks"][1]["elements"][0]["text"]
+    assert "nobody@vendor.com" in second["blocks"][1]["elements"][0]["text"] and "<@" not in second["text"]
+    for block in first["blocks"]:
+        Block.parse(block).validate_json()  # Block Kit as the official SDK models it
+    lookups = [r for r in slack_api.requests if r.path == "/api/users.lookupByEmail"]
+    assert [r.body for r in lookups] == [b"email=ae%40vendor.com", b"email=nobody%40vendor.com"]
+    assert all(r.headers["Authorization"] == f"Bearer {BOT}" for r in slack_api.requests)
+
+
+def test_with_a_bot_token_the_owner_can_get_a_direct_message(slack_api):
+    results = bot(slack_api, deliver_to="direct_message").send(
+        [alert_touch(message="Acme is hot", to="ae@vendor.com"),
+         alert_touch(message="Beta too", to="nobody@vendor.com")])
+    assert [r.ok for r in results] == [True, True]
+    direct, fallback = slack_api.app.config["POSTED"]
+    assert direct["channel"] == "DU0AE" and not direct["text"].startswith("<@")
+    assert fallback["channel"] == "C0ALERTS", "an owner Slack does not know: the channel"
+
+
+def test_our_bot_requests_are_the_ones_slack_sdk_makes(slack_api):
+    """The official client, pointed at the same fake, makes the same calls with the same fields."""
+    from slack_sdk import WebClient
+
+    bot(slack_api).send([alert_touch(message="Acme is hot", to="ae@vendor.com")])
+    ours = [r for r in slack_api.requests]
+    sdk = WebClient(token=BOT, base_url=slack_api.base_url + "/api/")
+    user = sdk.users_lookupByEmail(email="ae@vendor.com")["user"]["id"]
+    posted = slack_api.app.config["POSTED"][0]
+    sdk.chat_postMessage(channel="C0ALERTS", text=posted["text"], blocks=posted["blocks"])
+    theirs = slack_api.requests[len(ours):]
+    assert [(r.method, r.path) for r in ours] == [(r.method, r.path) for r in theirs]
+    assert user == "U0AE" and json.loads(ours[-1].body) == json.loads(theirs[-1].body)
+
+
+def test_a_bad_bot_token_fails_the_batch_without_showing_it(slack_api):
+    conn = bot(slack_api, bot_token="xoxb-wrong-secret")
+    with pytest.raises(PermanentError) as caught:
+        conn.send([alert_touch(message="hi", to="ae@vendor.com")])
+    assert "invalid_auth" in str(caught.value) and "xoxb-wrong-secret" not in str(caught.value)
+    with pytest.raises(PermanentError):
+        conn.test()
+    assert "abm-bot" in bot(slack_api).test()

@@ -1,4 +1,5 @@
-"""POST /api/v1/imports/accounts and /imports/contacts: CSV body or multipart file."""
+"""POST /api/v1/imports/accounts and /imports/contacts: CSV body or multipart file, imported by a job;
+GET /api/v1/imports/{id} follows it and GET /api/v1/imports lists the runs."""
 
 from __future__ import annotations
 
@@ -7,16 +8,28 @@ import io
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, AuditLog, Contact
+from abm.models import Account, AuditLog, Contact, ImportFile
+from tests.imports.jobs import run_import_jobs
 
 ACCOUNTS = "Company name,Company Domain Name,Number of Employees\nAcme,acme.com,\"1,200\"\nBad,,5\n"
 
 
-def test_csv_body_imports_and_reports_row_errors(api):
+def finished(client, resp) -> dict:
+    """Run the queued import of ``resp`` (a 202) as a worker would; its report."""
+    assert resp.status_code == 202, resp.get_json()
+    assert resp.get_json()["status"] == "queued"
+    run_import_jobs()
+    run = client.get(resp.headers["Location"]).get_json()
+    assert run["status"] == "done" and run["progress"] == 1.0, run
+    return run["report"]
+
+
+def test_csv_body_is_imported_by_a_job_that_reports_row_errors(api):
     client = api("manager")
     resp = client.post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv")
-    assert resp.status_code == 200, resp.get_json()
-    body = resp.get_json()
+    assert resp.status_code == 202 and resp.headers["Location"].endswith(f"/api/v1/imports/{resp.get_json()['id']}")
+    assert db.session.execute(select(Account)).first() is None  # nothing imported in the request
+    body = finished(client, resp)
     assert (body["created"], body["updated"], body["skipped"]) == (1, 0, 0)
     assert body["errors"] == [{"row": 3, "column": "domain", "message": "the domain is empty; row not imported"}]
     assert db.session.execute(select(Account.employees)).scalar_one() == 1200
@@ -26,11 +39,10 @@ def test_csv_body_imports_and_reports_row_errors(api):
 
 def test_multipart_file_of_contacts(api):
     client = api("admin")
-    client.post("/api/v1/imports/accounts", data=b"Domain\nacme.com\n", content_type="text/csv")
+    finished(client, client.post("/api/v1/imports/accounts", data=b"Domain\nacme.com\n", content_type="text/csv"))
     data = {"file": (io.BytesIO("Email;Prénom;Job Title\nzoe@acme.com;Zoë;CTO\n".encode("cp1252")), "c.csv")}
-    resp = client.post("/api/v1/imports/contacts", data=data, content_type="multipart/form-data")
-    assert resp.status_code == 200, resp.get_json()
-    assert resp.get_json()["created"] == 1 and resp.get_json()["attribute_columns"] == {"Prénom": "prénom"}
+    report = finished(client, client.post("/api/v1/imports/contacts", data=data, content_type="multipart/form-data"))
+    assert report["created"] == 1 and report["attribute_columns"] == {"Prénom": "prénom"}
     zoe = db.session.execute(select(Contact)).scalar_one()
     assert zoe.title == "CTO" and zoe.attributes == {"prénom": "Zoë"} and zoe.account_id is not None
 
@@ -67,14 +79,26 @@ def test_body_over_the_limit_is_413(api, app):
     assert resp.status_code == 413 and resp.get_json()["error"]["code"] == "payload_too_large"
 
 
-def test_idempotency_key_replays_the_first_report(api):
+def test_idempotency_key_replays_the_first_run(api):
     client = api("admin")
     headers = {"Idempotency-Key": "import-1"}
     first = client.post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv", headers=headers)
     again = client.post("/api/v1/imports/accounts", data=ACCOUNTS.encode(), content_type="text/csv", headers=headers)
-    assert first.status_code == again.status_code == 200
-    assert first.get_json()["created"] == 1 and again.get_json() == first.get_json()
+    assert first.status_code == again.status_code == 202 and again.get_json() == first.get_json()
+    assert run_import_jobs() == 1
     assert len(db.session.execute(select(AuditLog).where(AuditLog.action == "import.accounts")).all()) == 1
+
+
+def test_runs_are_listed_newest_first_and_their_files_are_not_kept(api):
+    client = api("manager")
+    finished(client, client.post("/api/v1/imports/accounts", data=b"Domain\na.com\n", content_type="text/csv"))
+    finished(client, client.post("/api/v1/imports/contacts", data=b"Email\nx@a.com\n", content_type="text/csv"))
+    items = client.get("/api/v1/imports").get_json()["items"]
+    assert [(r["kind"], r["status"], r["report"]["created"], r["actor"]) for r in items] == [
+        ("contacts", "done", 1, client.user.email), ("accounts", "done", 1, client.user.email)]
+    assert db.session.execute(select(ImportFile)).first() is None
+    assert client.get("/api/v1/imports/999").status_code == 404
+    assert api("ae").get("/api/v1/imports").status_code == 403
 
 
 def test_operations_are_in_the_openapi_document(app):
@@ -82,4 +106,5 @@ def test_operations_are_in_the_openapi_document(app):
     for kind in ("accounts", "contacts"):
         op = doc["paths"][f"/imports/{kind}"]["post"]
         assert set(op["requestBody"]["content"]) == {"text/csv", "multipart/form-data"}
-        assert {"200", "401", "403", "413", "415", "422"} <= set(op["responses"])
+        assert {"202", "401", "403", "413", "415", "422"} <= set(op["responses"])
+    assert "get" in doc["paths"]["/imports/{run_id}"] and "get" in doc["paths"]["/imports"]

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from abm.db import db
 from abm.models import Account, Contact, Suppression
-from abm.services import imports
-from abm.services.imports import email_hash
+from abm.services.imports import cells, contacts, email_hash
+from abm.services.imports.contacts import ContactImporter
 from tests.imports.test_service import account, contact, run
 
 
@@ -59,7 +59,7 @@ def test_a_contact_stored_by_another_writer_before_the_copy_is_upserted(app, bac
     if backend != "postgresql":
         pytest.skip("the COPY is PostgreSQL's")
     run("accounts", "Domain\nacme.com\n")
-    copy_new = imports._ContactImporter.copy_new
+    copy_new = ContactImporter.copy_new
     others = []
 
     def store_one_first(self, rows, account_ids):
@@ -72,7 +72,7 @@ def test_a_contact_stored_by_another_writer_before_the_copy_is_upserted(app, bac
             others.append("b@acme.com")
         return copy_new(self, rows, account_ids)
 
-    monkeypatch.setattr(imports._ContactImporter, "copy_new", store_one_first)
+    monkeypatch.setattr(ContactImporter, "copy_new", store_one_first)
     report = run("contacts", "Email,First Name,Campaign\na@acme.com,A,Q1\nb@acme.com,B,Q1\nc@acme.com,C,\n")
     assert others and (report["created"], report["updated"], report["skipped"], report["rejected"]) == (2, 1, 0, 0)
     b = contact("b@acme.com")
@@ -86,16 +86,16 @@ def test_an_account_deleted_after_the_look_up_leaves_its_contact_unlinked(app, b
     if backend != "postgresql":
         pytest.skip("the COPY is PostgreSQL's")
     run("accounts", "Domain\nacme.com\ngone.io\n")
-    copy_new = imports._ContactImporter.copy_new
+    copy_new = ContactImporter.copy_new
 
     def delete_first(self, rows, account_ids):
         assert "gone.io" in account_ids  # looked up before it went
         with db.engine.begin() as conn:
             conn.execute(Account.__table__.delete().where(Account.domain == "gone.io"))
-        monkeypatch.setattr(imports._ContactImporter, "copy_new", copy_new)
+        monkeypatch.setattr(ContactImporter, "copy_new", copy_new)
         return copy_new(self, rows, account_ids)
 
-    monkeypatch.setattr(imports._ContactImporter, "copy_new", delete_first)
+    monkeypatch.setattr(ContactImporter, "copy_new", delete_first)
     report = run("contacts", "Email,Company Domain\na@gone.io,gone.io\nb@acme.com,\n")
     assert (report["created"], report["rejected"], report["unlinked"]) == (2, 0, 1)
     assert [(e["row"], e["column"]) for e in report["errors"]] == [(2, "account_domain")]
@@ -105,7 +105,7 @@ def test_an_account_deleted_after_the_look_up_leaves_its_contact_unlinked(app, b
 def test_a_batch_is_copied_in_parts_and_each_part_stands_alone(app, backend, monkeypatch):
     if backend != "postgresql":
         pytest.skip("the COPY is PostgreSQL's")
-    monkeypatch.setattr(imports, "COPY_PART_MIN", 2)  # a batch of 6 goes in two parts of 3, at once
+    monkeypatch.setattr(contacts, "COPY_PART_MIN", 2)  # a batch of 6 goes in two parts of 3, at once
     run("accounts", "Domain\nacme.com\n")
     run("contacts", "Email,First Name\nstored@acme.com,Stored\n")
     report = run("contacts", "Email,First Name\na@acme.com,A\nb@acme.com,B\nc@acme.com,C\n"
@@ -115,7 +115,7 @@ def test_a_batch_is_copied_in_parts_and_each_part_stands_alone(app, backend, mon
     assert contact("stored@acme.com").first_name == "Again"
     assert {contact(f"{c}@acme.com").account_id for c in "abcde"} == {account("acme.com").id}
 
-    monkeypatch.setitem(imports.LIMITS, "title", 10_000)  # let the database be the one to refuse a title
+    monkeypatch.setitem(cells.LIMITS, "title", 10_000)  # let the database be the one to refuse a title
     report = run("contacts", "Email,Title\nf@acme.com,CEO\ng@acme.com," + "x" * 300 + "\nh@acme.com,\n"
                              "i@acme.com,\nj@acme.com,CFO\nk@acme.com,\n", batch_size=6)
     # The first part's bad row is found and reported; its other rows and the second part are written.

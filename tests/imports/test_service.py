@@ -12,6 +12,7 @@ from abm.db import db
 from abm.models import Account, AuditLog, Contact, StageChange, Suppression
 from abm.services import imports
 from abm.services.imports import ImportFileError, email_hash, import_accounts, import_contacts
+from abm.services.imports.contacts import ContactImporter
 
 
 def run(kind: str, text: str | bytes, encoding: str = "utf-8", **kwargs):
@@ -151,7 +152,7 @@ def test_row_with_too_many_cells_is_rejected(app):
 
 
 def test_error_list_is_capped_with_a_count_of_the_rest(app, monkeypatch):
-    monkeypatch.setattr(imports, "MAX_LISTED", 3)
+    monkeypatch.setattr(imports.report, "MAX_LISTED", 3)
     report = run("accounts", "Domain\n" + "bad domain\n" * 5 + "ok.com\n")
     assert len(report["errors"]) == 3 and report["errors_total"] == 5 and report["errors_not_listed"] == 2
     assert report["created"] == 1
@@ -319,37 +320,35 @@ def test_contacts_repeated_across_batches_suppressed_and_linked(app):
     assert contact("x@elsewhere.org").account_id is None
 
 
-def test_an_import_reads_and_writes_with_the_interpreter_tuned(app, monkeypatch):
+def test_an_import_beside_other_threads_leaves_them_the_interpreter_as_it_was(app):
+    """A process that serves other work while an import runs (a web server's threads) keeps its garbage
+    collector and thread switch interval: the interpreter is tuned only in a process that runs nothing
+    else, even when the caller asks for it."""
     import gc
     import sys
+    import threading
 
-    seen = []
-    parse_fields = imports._ContactImporter.parse_fields
+    seen, importing, done = [], threading.Event(), threading.Event()
+    parse_fields = ContactImporter.parse_fields
 
-    def spy(self, picked, row):
+    def slow_parse(self, picked, row):
+        importing.set()
         seen.append((gc.isenabled(), sys.getswitchinterval()))
         return parse_fields(self, picked, row)
 
-    monkeypatch.setattr(imports._ContactImporter, "parse_fields", spy)
-    before = (gc.isenabled(), sys.getswitchinterval())
-    assert run("contacts", "Email\na@acme.com\nb@acme.com\n")["created"] == 2
-    assert seen == [(False, imports.IMPORT_SWITCH_INTERVAL)] * 2
-    assert (gc.isenabled(), sys.getswitchinterval()) == before
-
-
-def test_imports_running_at_once_leave_the_interpreter_as_the_first_found_it():
-    """An import pauses the garbage collector and shortens the thread switch interval; the last to end
-    puts both back."""
-    import gc
-    import sys
+    def other_request():  # another thread of the same process, running while the import parses
+        importing.wait(5)
+        seen.append((gc.isenabled(), sys.getswitchinterval()))
+        done.set()
 
     before = (gc.isenabled(), sys.getswitchinterval())
-    first, second = imports._interpreter_tuned(), imports._interpreter_tuned()
-    first.__enter__()
-    second.__enter__()
-    tuned = (False, imports.IMPORT_SWITCH_INTERVAL)
-    assert (gc.isenabled(), sys.getswitchinterval()) == tuned
-    first.__exit__(None, None, None)  # the first ends while the second still runs
-    assert (gc.isenabled(), sys.getswitchinterval()) == tuned
-    second.__exit__(None, None, None)
-    assert (gc.isenabled(), sys.getswitchinterval()) == before
+    other = threading.Thread(target=other_request)
+    other.start()
+    ContactImporter.parse_fields = slow_parse
+    try:
+        text = "Email\n" + "".join(f"p{i}@acme.com\n" for i in range(50))
+        assert run("contacts", text, tune_interpreter=True)["created"] == 50
+    finally:
+        ContactImporter.parse_fields = parse_fields
+        other.join(5)
+    assert done.is_set() and set(seen) == {before}

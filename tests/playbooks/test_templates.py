@@ -129,3 +129,16 @@ def test_rendered_subject_is_one_line():
     account = dict(SAMPLE_ACCOUNT, name="Evil\r\nBcc: victim@example.com")
     payload = render_touch(playbook.step("intro"), playbook, account, SAMPLE_CONTACT, unsubscribe_url=URL)
     assert payload["subject"] == "Evil Bcc: victim@example.com and API fraud in 2027"
+
+
+def test_a_field_of_a_field_that_is_text_names_the_value_not_its_parent():
+    """``account.owner`` is the owner's email: ``account.owner.name`` used to say
+    "account has no field 'name'; did you mean 'name'?" when the template also read
+    ``account.name``."""
+    context = {"account": {"name": "Acme", "owner": "ae@ourco.example", "attributes": {}}}
+    with pytest.raises(TemplateError) as raised:
+        render("{{ account.name }} is looked after by {{ account.owner.name }}", context)
+    assert raised.value.message == "account.owner is text, not a record: it has no field 'name'"
+    with pytest.raises(TemplateError) as raised:
+        render("{{ account.attributes.plan }}", context)
+    assert raised.value.message == "account.attributes has no field 'plan' (it has none)"

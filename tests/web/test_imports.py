@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from abm.db import db
 from abm.models import Account, Contact
+from tests.imports.jobs import run_import_jobs
 
 ACCOUNTS_CSV = (
     "Company Name,Website,Tier,Employees\n"
@@ -24,6 +25,19 @@ def _upload(client, kind: str, text: str, name: str = "file.csv"):
                        content_type="multipart/form-data")
 
 
+def _imported(client, kind: str, text: str, name: str = "file.csv"):
+    """Upload, see the run's page wait for a worker, run the job as a worker does; the run's page then."""
+    resp = _upload(client, kind, text, name)
+    assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    waiting = client.get(resp.headers["Location"])
+    assert "Waiting for a worker" in waiting.get_data(as_text=True)
+    status = client.get(resp.headers["Location"] + "/status").get_json()
+    assert status["status"] == "queued" and status["progress"] == 0
+    run_import_jobs()
+    assert client.get(resp.headers["Location"] + "/status").get_json()["status"] == "done"
+    return client.get(resp.headers["Location"])
+
+
 def _errors(html: str) -> list[tuple[str, str, str]]:
     return re.findall(r'<td class="num" data-label="Row">(\d+)</td><td data-label="Column"><code>([^<]*)</code>'
                       r'</td><td data-label="Problem">([^<]*)</td>', html)
@@ -32,7 +46,7 @@ def _errors(html: str) -> list[tuple[str, str, str]]:
 def test_manager_imports_accounts_and_reads_the_report(as_role):
     client = as_role("manager")
     assert "Upload a CSV file" in client.get("/imports").get_data(as_text=True)
-    resp = _upload(client, "accounts", ACCOUNTS_CSV, "crm-export.csv")
+    resp = _imported(client, "accounts", ACCOUNTS_CSV, "crm-export.csv")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
     assert "Report for crm-export.csv (accounts)" in html
@@ -43,7 +57,7 @@ def test_manager_imports_accounts_and_reads_the_report(as_role):
     names = set(db.session.execute(select(Account.name)).scalars())
     assert names == {"Acme", "Globex"}
 
-    again = _upload(client, "accounts", "domain,name\nacme.example,Acme Corp\n").get_data(as_text=True)
+    again = _imported(client, "accounts", "domain,name\nacme.example,Acme Corp\n").get_data(as_text=True)
     assert re.search(r'<span class="stat-value">1</span><br><span class="muted">updated</span>', again)
     assert "No problems found" in again
 
@@ -52,8 +66,8 @@ def test_contacts_import(as_role):
     client = as_role("admin")
     db.session.add(Account(name="Acme", domain="acme.example", stage="target"))
     db.session.commit()
-    html = _upload(client, "contacts", "email,first name,buying role\njane@acme.example,Jane,champion\n"
-                                       "broken-email,Bob,user\n").get_data(as_text=True)
+    html = _imported(client, "contacts", "email,first name,buying role\njane@acme.example,Jane,champion\n"
+                                         "broken-email,Bob,user\n").get_data(as_text=True)
     assert "Report for file.csv (contacts)" in html
     assert any(e[0] == "3" and e[1] == "email" for e in _errors(html))
     jane = db.session.execute(select(Contact).where(Contact.email == "jane@acme.example")).scalar_one()
@@ -77,3 +91,41 @@ def test_account_executives_may_not_import(as_role):
     assert client.get("/imports").status_code == 403
     assert _upload(client, "accounts", ACCOUNTS_CSV).status_code == 403
     assert db.session.execute(select(Account)).first() is None
+
+
+def test_the_history_lists_past_imports_with_their_reports(as_role):
+    client = as_role("manager")
+    _imported(client, "accounts", ACCOUNTS_CSV, "first.csv")
+    _imported(client, "accounts", "domain\nnew.example\n", "second.csv")
+    html = client.get("/imports").get_data(as_text=True)
+    rows = re.findall(r'<td data-label="File">([^<]*)</td>.*?<td class="num" data-label="Created">(\d*)</td>', html,
+                      re.S)
+    assert rows == [("second.csv", "1"), ("first.csv", "2")]
+    link = re.search(r'<a href="(/imports/\d+)">', html).group(1)
+    assert "Report for second.csv (accounts)" in client.get(link).get_data(as_text=True)
+
+
+def test_each_sample_file_downloads_and_imports_without_a_problem(as_role):
+    client = as_role("manager")
+    for kind in ("accounts", "contacts"):
+        resp = client.get(f"/imports/sample/{kind}.csv")
+        assert resp.status_code == 200 and resp.mimetype == "text/csv"
+        assert f'filename="sample-{kind}.csv"' in resp.headers["Content-Disposition"]
+        html = _imported(client, kind, resp.get_data(as_text=True), f"sample-{kind}.csv").get_data(as_text=True)
+        assert "No problems found" in html and re.search(r'<span class="stat-value">3</span><br>'
+                                                         r'<span class="muted">created</span>', html)
+    assert client.get("/imports/sample/people.csv").status_code == 404
+    jane = db.session.execute(select(Contact).where(Contact.email == "jane.doe@acme.example")).scalar_one()
+    assert jane.account.domain == "acme.example"
+
+
+def test_a_failed_import_says_why(as_role):
+    from abm.models import ImportFile
+
+    client = as_role("manager")
+    resp = _upload(client, "accounts", "domain\na.example\n")
+    db.session.execute(ImportFile.__table__.delete())  # the file is gone before a worker reads it
+    db.session.commit()
+    run_import_jobs()
+    html = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "The import failed" in html and "the file of this import is gone" in html

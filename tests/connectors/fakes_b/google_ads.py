@@ -1,16 +1,50 @@
-"""A fake Google Ads REST API: search, user lists and offline user data jobs."""
+"""A fake Google Ads REST API: search, user lists and offline user data jobs.
+
+Every request body is first parsed strictly (no unknown field, every enum value known) into
+the request message of Google's own protos, as shipped by the official client ``google-ads``
+(for the API version the connector's URL names): a body Google would refuse is refused here.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from typing import Any
 
 from flask import Response, request
+from google.protobuf import json_format
 
+from connectors.versions import default_version
 from tests.connectors.fakes_b.common import HEX64, Fake, contains_plain_email, json_body
 
 MAX_OPERATIONS = 100_000
+
+#: URL suffix -> (service module, request message) in google.ads.googleads.<version>.services.types.
+REQUESTS = {
+    "googleAds:search": ("google_ads_service", "SearchGoogleAdsRequest"),
+    "userLists:mutate": ("user_list_service", "MutateUserListsRequest"),
+    "offlineUserDataJobs:create": ("offline_user_data_job_service", "CreateOfflineUserDataJobRequest"),
+    ":addOperations": ("offline_user_data_job_service", "AddOfflineUserDataJobOperationsRequest"),
+    ":run": ("offline_user_data_job_service", "RunOfflineUserDataJobRequest"),
+}
+
+
+def load_protos(version: str) -> None:
+    """Import a version's request messages now (seconds, once), not inside a timed request."""
+    for module, _ in REQUESTS.values():
+        importlib.import_module(f"google.ads.googleads.{version}.services.types.{module}")
+
+
+load_protos(default_version("google_ads"))
+
+
+def parse_strictly(version: str, path: str, body: bytes) -> Any:
+    """The body as Google's request message for that call; json_format.ParseError when it is not one."""
+    module, name = next(v for k, v in REQUESTS.items() if path.endswith(k))
+    types = importlib.import_module(f"google.ads.googleads.{version}.services.types.{module}")
+    message = getattr(types, name).pb()()
+    return json_format.Parse(body or b"{}", message, ignore_unknown_fields=False)
 
 
 def ads_error(http: int, status: str, message: str, code: dict | None = None, **detail: Any) -> Response:
@@ -34,7 +68,17 @@ class FakeGoogleAds(Fake):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.rejected_hashes: set[str] = set()
         self.operation_counts: list[int] = []
+        self.parsed: list[Any] = []  # every request body as Google's proto message
         self._routes()
+        self.app.before_request(self._parse_strictly)
+
+    def _parse_strictly(self) -> Response | None:
+        version = request.path.strip("/").split("/", 1)[0]
+        try:
+            self.parsed.append(parse_strictly(version, request.path, request.get_data()))
+        except (json_format.ParseError, ModuleNotFoundError, StopIteration) as exc:
+            return self.bad(f"{version} {request.path}: {exc}")
+        return None
 
     def bad(self, message: str) -> Response:
         return ads_error(400, "INVALID_ARGUMENT", message, {"requestError": "INVALID_INPUT"})
@@ -97,12 +141,19 @@ class FakeGoogleAds(Fake):
             self.require(set(body) == {"job"}, "body must be {job}")
             job = body["job"]
             self.require(job.get("type") == "CUSTOMER_MATCH_USER_LIST", "type CUSTOMER_MATCH_USER_LIST")
-            user_list = (job.get("customerMatchUserListMetadata") or {}).get("userList")
+            metadata = job.get("customerMatchUserListMetadata") or {}
+            consent = metadata.get("consent") or {}
+            # Google requires consent for users in the EEA (Customer Match, "consent" in
+            # CustomerMatchUserListMetadata, v15 onwards): both fields, GRANTED or DENIED.
+            self.require(consent.get("adUserData") in ("GRANTED", "DENIED")
+                         and consent.get("adPersonalization") in ("GRANTED", "DENIED"),
+                         "customerMatchUserListMetadata.consent (adUserData, adPersonalization) is required")
+            user_list = metadata.get("userList")
             if user_list not in self.user_lists:
                 return ads_error(400, "INVALID_ARGUMENT", "User list not found",
                                  {"offlineUserDataJobError": "INVALID_USER_LIST_ID"})
             resource = f"customers/{cid}/offlineUserDataJobs/{700 + len(self.jobs) + 1}"
-            self.jobs[resource] = {"user_list": user_list, "ops": [], "status": "PENDING"}
+            self.jobs[resource] = {"user_list": user_list, "ops": [], "status": "PENDING", "consent": consent}
             return {"resourceName": resource}
 
         @self.route("/<ver>/customers/<cid>/offlineUserDataJobs/<jid>:addOperations", ["POST"])

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, request
 
 from tests.connectors.fakes_b.common import Fake, json_body
+from tests.connectors.hubspot_spec import model_for, violations
 
 SEARCH_KEYS = {"filterGroups", "sorts", "properties", "limit", "after", "query"}
 
@@ -28,6 +29,7 @@ class FakeHubSpot(Fake):
         self.owners = {"ae@vendor.com": "501"}
         self.clock = 1_700_000_000_000
         self.batch_update_refuses_with_400 = False
+        self.checked: list[str] = []  # requests checked against the SDK's models
         self._routes()
 
     def bad(self, message: str) -> Response:
@@ -37,6 +39,15 @@ class FakeHubSpot(Fake):
     def unauthorized(self) -> Response:
         return Response(json.dumps({"status": "error", "message": "Authentication credentials not found.",
                                     "category": "INVALID_AUTHENTICATION"}), 401, content_type="application/json")
+
+    def body(self) -> Any:
+        """The request's JSON, refused unless it matches HubSpot's published model for that call."""
+        data = json_body()
+        model, required = model_for(request.method, request.path)
+        problems = violations(data, model, required)
+        self.require(not problems, "; ".join(problems))
+        self.checked.append(f"{request.method} {request.path}")
+        return data
 
     def put(self, obj: str, record_id: str, at: int | None = None, **properties: Any) -> None:
         """Create or modify a record, stamping hs_lastmodifieddate (``at`` ms, else the next tick)."""
@@ -51,7 +62,7 @@ class FakeHubSpot(Fake):
         @self.route("/crm/v3/objects/<obj>/search", ["POST"])
         def search(obj):
             self.require(obj in self.objects, f"unknown object {obj}")
-            body = json_body()
+            body = self.body()
             self.require(set(body) <= SEARCH_KEYS, f"unknown search keys {sorted(set(body) - SEARCH_KEYS)}")
             limit = body.get("limit", 10)
             self.require(isinstance(limit, int) and 1 <= limit <= 200, "limit must be 1..200")
@@ -63,7 +74,7 @@ class FakeHubSpot(Fake):
                                  "this fake filters on hs_lastmodifieddate GTE only")
                     self.require(str(flt["value"]).isdigit(), "value must be epoch ms")
                     since = int(flt["value"])
-            self.require(body.get("sorts") == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+            self.require(body.get("sorts") == ["hs_lastmodifieddate"],
                          "expected an ascending sort on hs_lastmodifieddate")
             rows = sorted(((r["hs_lastmodifieddate"], rid) for rid, r in self.objects[obj].items()
                            if since is None or r["hs_lastmodifieddate"] >= since), key=lambda x: (x[0], int(x[1])))
@@ -83,7 +94,7 @@ class FakeHubSpot(Fake):
 
         @self.route("/crm/v4/associations/deals/companies/batch/read", ["POST"])
         def associations():
-            inputs = json_body().get("inputs")
+            inputs = self.body().get("inputs")
             self.require(isinstance(inputs, list) and len(inputs) <= 1000, "inputs")
             results = []
             for item in inputs:
@@ -96,7 +107,7 @@ class FakeHubSpot(Fake):
 
         @self.route("/crm/v3/objects/companies/batch/read", ["POST"])
         def batch_read():
-            body = json_body()
+            body = self.body()
             self.require(len(body.get("inputs") or []) <= 100, "at most 100 inputs")
             results = [{"id": i["id"], "properties": {p: self.objects["companies"][i["id"]].get(p)
                                                       for p in body.get("properties") or []}}
@@ -105,7 +116,7 @@ class FakeHubSpot(Fake):
 
         @self.route("/crm/v3/objects/companies/batch/update", ["POST"])
         def batch_update():
-            inputs = json_body().get("inputs")
+            inputs = self.body().get("inputs")
             self.require(isinstance(inputs, list) and 0 < len(inputs) <= 100, "1 to 100 inputs")
             missing = [i["id"] for i in inputs if i["id"] not in self.objects["companies"]]
             for item in inputs:
@@ -128,7 +139,7 @@ class FakeHubSpot(Fake):
 
         @self.route("/crm/v3/objects/tasks", ["POST"])
         def create_task():
-            body = json_body()
+            body = self.body()
             props = body.get("properties") or {}
             self.require({"hs_timestamp", "hs_task_subject"} <= set(props), "hs_timestamp and subject required")
             assoc = body.get("associations") or []

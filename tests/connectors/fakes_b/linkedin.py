@@ -13,15 +13,24 @@ from tests.connectors.fakes_b.common import HEX64, Fake, contains_plain_email, j
 COMPANY_KEYS = {"action", "companyName", "companyWebsiteDomain", "companyEmailDomain", "organizationUrn",
                 "country", "companyPageUrl", "industries", "city", "state", "postalCode"}
 COMPANY_IDS = {"companyName", "companyWebsiteDomain", "companyEmailDomain", "organizationUrn", "companyPageUrl"}
-USER_KEYS = {"action", "userIds", "firstName", "lastName", "title", "company", "country"}
+#: What this product may send for a user: the action and hashed identifiers only ("DMP Segment
+#: Users": ``action``, ``userIds`` of ``{idType: SHA256_EMAIL, idValue}``); LinkedIn also takes
+#: firstName, lastName, title, company and country, but those would leave in clear.
+USER_KEYS = {"action", "userIds"}
+#: Where a created segment's id may come back ("Create a DMP Segment": 201 with the id in the
+#: ``x-linkedin-id`` header; Rest.li 2.0 answers ``x-restli-id`` and ``Location``).
+ID_PLACES = ("x-restli-id", "x-linkedin-id", "location", "body")
 MAX_ELEMENTS = 5000
 
 
 class FakeLinkedIn(Fake):
     provider = "linkedin"
 
-    def __init__(self, token: str = "li-token", account_id: str = "5150", not_ready_calls: int = 0):
+    def __init__(self, token: str = "li-token", account_id: str = "5150", not_ready_calls: int = 0,
+                 id_in: str = "x-restli-id"):
         super().__init__(token)
+        assert id_in in ID_PLACES
+        self.id_in = id_in
         self.account_id = account_id
         self.not_ready_calls = not_ready_calls
         self.segments: dict[str, dict[str, Any]] = {}
@@ -67,7 +76,11 @@ class FakeLinkedIn(Fake):
             self.segments[segment_id] = {**body, "id": int(segment_id), "not_ready": self.not_ready_calls,
                                          "created": int(time.time() * 1000)}
             self.members[segment_id] = set()
-            return Response("", 201, headers={"x-restli-id": segment_id})
+            if self.id_in == "body":
+                return Response(json.dumps({"id": int(segment_id)}), 201, content_type="application/json")
+            if self.id_in == "location":
+                return Response("", 201, headers={"Location": f"/rest/dmpSegments/{segment_id}"})
+            return Response("", 201, headers={self.id_in: segment_id})
 
         @self.route("/rest/dmpSegments", ["GET"])
         def find_segments():
@@ -132,9 +145,6 @@ class FakeLinkedIn(Fake):
                     self.require(uid["idType"] == "SHA256_EMAIL", "idType SHA256_EMAIL")
                     self.require(isinstance(uid["idValue"], str) and HEX64.match(uid["idValue"]) is not None,
                                  "idValue must be 64 lowercase hex")
-                if element.get("firstName") == "Reject":
-                    replies.append({"status": 400, "error": {"message": "invalid firstName"}})
-                    continue
                 member = ids[0]["idValue"]
             if element["action"] == "ADD":
                 self.members[segment_id].add(member)

@@ -97,12 +97,17 @@ class FakeMeta(Fake):
         if audience_id not in self.audiences:
             return graph_error(400, f"Unsupported post request. Object with ID '{audience_id}' does not exist",
                                100, 33)
+        # The SDK (CustomAudienceMixin.remove_users) sends a DELETE's payload as query
+        # parameters, with no body: a body on DELETE is dropped by intermediaries.
+        params = request.args if request.method == "DELETE" else request.form
+        if request.method == "DELETE":
+            self.require(not request.get_data(), "a DELETE carries its parameters in the query string")
         try:
-            payload = json.loads(request.form["payload"])
-            session = json.loads(request.form["session"])
+            payload = json.loads(params["payload"])
+            session = json.loads(params["session"])
         except (KeyError, ValueError):
             raise BadRequest("payload and session are required JSON parameters") from None
-        self.require(set(request.form) <= {"payload", "session", "access_token"}, "unknown parameter")
+        self.require(set(params) <= {"payload", "session", "access_token"}, "unknown parameter")
         self.require(payload.get("schema") == "EMAIL_SHA256", "schema must be EMAIL_SHA256")
         data = payload.get("data")
         self.require(isinstance(data, list) and 0 < len(data) <= MAX_RECORDS,

@@ -1,0 +1,61 @@
+"""What an import did: the report counted and listed row by row, and the file-level error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_LISTED = 1000  # errors and skipped rows listed in a report; the rest are counted
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (no usable header, unreadable)."""
+
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``rows`` = created + updated + skipped + rejected."""
+
+    kind: str
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    rows: int = 0
+    unlinked: int = 0
+    errors: list[dict] = field(default_factory=list)
+    errors_total: int = 0
+    skipped_rows: list[dict] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)
+    attribute_columns: dict[str, str] = field(default_factory=dict)
+    encoding: str = ""
+    delimiter: str = ""
+
+    def error(self, row: int, column: str, message: str) -> None:
+        self.errors_total += 1
+        if len(self.errors) < MAX_LISTED:
+            self.errors.append({"row": row, "column": column, "message": message})
+
+    def skip(self, row: int, column: str, reason: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_rows) < MAX_LISTED:
+            self.skipped_rows.append({"row": row, "column": column, "reason": reason})
+
+    def merge(self, other: ImportReport) -> None:
+        """Add what ``other`` (a batch's report) counted and listed."""
+        for name in ("created", "updated", "skipped", "rejected", "unlinked", "errors_total"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors[:MAX_LISTED - len(self.errors)])
+        self.skipped_rows.extend(other.skipped_rows[:MAX_LISTED - len(self.skipped_rows)])
+
+    def to_dict(self) -> dict:
+        out = {"created": self.created, "updated": self.updated, "skipped": self.skipped,
+               "rejected": self.rejected, "errors": self.errors}
+        if self.errors_total > len(self.errors):
+            out["errors_not_listed"] = self.errors_total - len(self.errors)
+        out.update(rows=self.rows, errors_total=self.errors_total, skipped_rows=self.skipped_rows,
+                   columns=self.columns, attribute_columns=self.attribute_columns,
+                   encoding=self.encoding, delimiter=self.delimiter)
+        if self.kind == "contacts":
+            out["unlinked"] = self.unlinked
+        return out
