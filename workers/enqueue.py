@@ -3,9 +3,9 @@ RQ jobs, and the one module of ``workers/`` that services import.
 
 A service writes its rows, commits, then calls one function here; it never builds an RQ
 ``Queue`` itself. Each job is named by its function, imported here, so a renamed job
-breaks an import rather than a queue (the job modules import services and services
-import this module: services import it as ``from workers import enqueue`` and call it at
-run time, which Python resolves whichever side is imported first). Nothing relies on RQ's retries, rate limits or scheduler:
+breaks an import rather than a queue. The job modules import services and services
+import this module, so the job functions are imported inside the functions that make
+their jobs (:func:`_job_modules`), once the modules on both sides are loaded. Nothing relies on RQ's retries, rate limits or scheduler:
 a touch that fails retryably is released with a ``not_before`` and the dispatcher
 enqueues it again when that time comes; the pace of each provider is a token bucket
 taken per call (``workers.ratelimit``).
@@ -19,7 +19,6 @@ from rq import Queue
 
 from abm.redis_conn import get_redis
 from abm.services import connectors
-from workers import dispatcher, engagement_jobs, import_jobs, jobs
 from workers.queues import get_queue
 
 #: At most this many touches per job: a job's fixed cost (its claim, look-ups; with
@@ -36,6 +35,14 @@ EPOCH_KEY = "abm:touches:epoch"
 _JOB_OPTIONS = {"timeout": 900, "result_ttl": 300, "failure_ttl": 86400}
 #: An import of the largest file the API accepts takes minutes; a stuck one is stopped after this.
 IMPORT_TIMEOUT = 3600
+
+
+def _job_modules():
+    """The modules of the job functions (imported here, not at the top: they import the
+    services that import this module)."""
+    from workers import dispatcher, engagement_jobs, import_jobs, jobs
+
+    return dispatcher, engagement_jobs, import_jobs, jobs
 
 
 def job_size(connector_name: str) -> int:
@@ -59,6 +66,7 @@ def touches(pairs: list[tuple[int, str | None]], connection=None) -> int:
     by_connector: dict[str | None, list[int]] = defaultdict(list)
     for touch_id, connector in pairs:
         by_connector[connector].append(touch_id)
+    jobs = _job_modules()[3]
     prepared = []
     for connector, ids in by_connector.items():
         size = job_size(connector or "")
@@ -81,18 +89,19 @@ def redis_was_emptied(connection=None) -> bool:
 
 def dispatch_link(number: int, queue_name: str, connection=None) -> None:
     """The next link of dispatcher chain ``number`` (see ``workers.dispatcher``)."""
+    dispatcher = _job_modules()[0]
     get_queue(queue_name, connection or get_redis()).enqueue(
         dispatcher.dispatch_chain, number, job_timeout=600, result_ttl=60, failure_ttl=3600)
 
 
 def rescore() -> None:
     """Re-score every account's history in the background (the scoring rules changed)."""
-    get_queue("events", get_redis()).enqueue(engagement_jobs.recompute_scores, job_timeout=3600)
+    get_queue("events", get_redis()).enqueue(_job_modules()[1].recompute_scores, job_timeout=3600)
 
 
 def import_run(run_id: int, connection=None) -> str:
     """Queue the import run ``run_id`` (a committed ``ImportRun``) on the ``imports`` queue; the job's id."""
     queue = get_queue("imports", connection or get_redis())
-    job = queue.enqueue(import_jobs.run_import, run_id, job_timeout=IMPORT_TIMEOUT, result_ttl=86400,
+    job = queue.enqueue(_job_modules()[2].run_import, run_id, job_timeout=IMPORT_TIMEOUT, result_ttl=86400,
                         description=f"import run {run_id}")
     return job.id
