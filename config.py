@@ -15,22 +15,44 @@
 | ABM_TOUCH_REQUEUE_SECONDS | 300 (an unclaimed queued touch is enqueued again after this, even behind a long queue) |
 | ABM_LOG_FORMAT | text (``json``: one JSON object a line) |
 
-Production refuses to start with a missing or placeholder secret.
+Production refuses to start with a missing, placeholder or guessable secret (less than
+128 bits by ``estimated_bits``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 PLACEHOLDERS = {"", "change-me", "changeme", "secret", "dev", "development", "xxx", "todo"}
+#: Estimated bits a production secret must have (see estimated_bits).
+MIN_SECRET_BITS = 128
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class ConfigError(RuntimeError):
     """The configuration cannot be used; the message says which variable and why."""
+
+
+def _shannon(symbols) -> float:
+    counts = Counter(symbols)
+    n = sum(counts.values())
+    return -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+
+
+def estimated_bits(secret: str) -> float:
+    """A pessimistic estimate of a secret's entropy: its length times the Shannon entropy
+    per character of its characters, or of the steps between neighbours if that is less
+    (``aaaa...`` has 0 bits, ``abcdef...`` almost none). A random ``token_urlsafe(48)``
+    scores about 330; a readable phrase of 32 characters about 120."""
+    steps = [ord(b) - ord(a) for a, b in zip(secret, secret[1:], strict=False)]
+    return len(secret) * min(_shannon(secret), _shannon(steps) if steps else 0.0)
 
 
 def instance_path() -> Path:
@@ -73,6 +95,12 @@ class Config:
         self.ABM_LOG_FORMAT = (env.get("ABM_LOG_FORMAT") or "text").lower()
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
+        # Remember me: two weeks, not Flask-Login's year. Someone who works most days logs
+        # in about twice a month; a copied cookie is useful for two weeks at most, and a
+        # logout or a password change ends it at once (User.session_version).
+        self.REMEMBER_COOKIE_DURATION = timedelta(days=14)
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None
 
     def default_secret_key(self) -> str | None:
@@ -125,7 +153,9 @@ class ProductionConfig(Config):
 
     def __init__(self) -> None:
         super().__init__()
-        self.SESSION_COOKIE_SECURE = self.BASE_URL.startswith("https://")
+        # Production is served over HTTPS (ABM_BASE_URL https://...): cookies never travel in clear.
+        self.SESSION_COOKIE_SECURE = True
+        self.REMEMBER_COOKIE_SECURE = True
 
     def default_secret_key(self) -> str | None:
         return None
@@ -136,9 +166,15 @@ class ProductionConfig(Config):
     def validate(self) -> None:
         problems = []
         if not self.SECRET_KEY or self.SECRET_KEY.strip().lower() in PLACEHOLDERS or len(self.SECRET_KEY) < 32:
-            problems.append("ABM_SECRET_KEY is missing or a placeholder (use 32+ random characters)")
+            problems.append(f"ABM_SECRET_KEY is missing or a placeholder (make one with `{MAKE_SECRET}`)")
+        elif estimated_bits(self.SECRET_KEY) < MIN_SECRET_BITS:
+            problems.append(f"ABM_SECRET_KEY is not random enough (about {estimated_bits(self.SECRET_KEY):.0f} bits, "
+                            f"{MIN_SECRET_BITS} needed; make one with `{MAKE_SECRET}`)")
         if not self.ENCRYPTION_KEYS or any(k.lower() in PLACEHOLDERS for k in self.ENCRYPTION_KEYS):
             problems.append("ABM_ENCRYPTION_KEYS is missing or a placeholder (comma-separated Fernet keys)")
+        elif any(estimated_bits(k) < MIN_SECRET_BITS for k in self.ENCRYPTION_KEYS):
+            problems.append("ABM_ENCRYPTION_KEYS holds a key that is not random enough (make each with "
+                            "`python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)")
         if not os.environ.get("ABM_DATABASE_URL"):
             problems.append("ABM_DATABASE_URL is not set (production wants PostgreSQL)")
         if not self.REDIS_URL:

@@ -3,6 +3,7 @@
 
     python3 run.py demo     # virtualenv, install, migrate, demo data, web UI, workers
     python3 run.py test     # virtualenv, install with test extras, the whole test suite
+    python3 run.py check    # the checks a tool makes: ruff, import-linter's layers, radon's grades
 
 Anything after the verb is passed on (``python3 run.py test -k imports``).
 """
@@ -39,7 +40,7 @@ def ensure_venv(extras: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test"):
+    if not argv or argv[0] not in ("demo", "test", "check"):
         print(__doc__)
         return 2
     verb, rest = argv[0], argv[1:]
@@ -48,7 +49,22 @@ def main(argv: list[str]) -> int:
         ensure_venv("")
         return subprocess.call([str(BIN / "abm"), "demo", *rest])
     ensure_venv("test")
+    if verb == "check":
+        return check()
     return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
+
+
+def check() -> int:
+    """ruff on the whole tree, the import contracts of pyproject.toml, the complexity of the busiest modules."""
+    failed = 0
+    for name, command in (("ruff", [str(BIN / "ruff"), "check", "."]),
+                          ("import-linter", [str(BIN / "lint-imports")]),
+                          ("radon", [str(BIN / "python"), "tools/complexity.py"])):
+        print(f"== {name}", flush=True)
+        if subprocess.call(command) != 0:
+            print(f"== {name}: FAILED", flush=True)
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-ROOT = Path(__file__).resolve().parent.parent
+from abm.paths import ROOT
 
 
 def create_app(config=None, **overrides) -> Flask:

@@ -38,9 +38,21 @@ def init_app(app) -> None:
     csrf.init_app(app)
 
     @login_manager.user_loader
-    def _load(user_id: str):
-        user = db.session.get(User, int(user_id))
-        return user if user and user.active else None
+    def _load(session_id: str):
+        return user_for_session(session_id)
+
+
+def user_for_session(session_id: str) -> User | None:
+    """The active user a session or remember-me cookie names (``"<id>:<version>"``, see
+    ``User.get_id``); None when the version is not the user's current one, i.e. the
+    user logged out, changed their password or was deactivated since."""
+    user_id, _, version = str(session_id).partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None  # a cookie from before session versions, or a forged one
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
 
 
 def hash_password(password: str) -> str:

@@ -12,30 +12,100 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 Z95 = 1.959963984540054
-MODELS = ("last_touch", "first_touch", "even")
+#: The attribution models (docs/kpis.md, "Attribution models"), in the order pages show them.
+MODELS = ("first_touch", "last_touch", "linear", "u_shaped", "w_shaped", "time_decay", "markov")
+#: Names still accepted from settings saved before the models were renamed.
+MODEL_ALIASES = {"even": "linear"}
+START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
+
+
+def position_weights(n: int, model: str, lead_at: int | None = None, ages: Sequence[float] = (),
+                     half_life: float = 7.0) -> list[float]:
+    """The weights of the ``n`` touches before one conversion (oldest first); they add up to one.
+
+    The reference for the SQL in :mod:`abm.services.kpi_sql` (tests hold them equal).
+    ``lead_at``: the number (1-based) of the last touch before the lead, the W-shaped
+    model's middle anchor; ``ages``: each touch's age in days at the conversion.
+    """
+    model = MODEL_ALIASES.get(model, model)
+    if n == 0:
+        return []
+    if model == "first_touch":
+        return [1.0] + [0.0] * (n - 1)
+    if model == "last_touch":
+        return [0.0] * (n - 1) + [1.0]
+    if model == "linear":
+        return [1.0 / n] * n
+    if model == "time_decay":
+        raw = [2 ** (-age / half_life) for age in ages]
+        return [r / sum(raw) for r in raw]
+    if model == "w_shaped" and lead_at is not None and 1 < lead_at < n:
+        if n == 3:
+            return [1 / 3] * 3
+        return [0.3 if i in (1, lead_at, n) else 0.1 / (n - 3) for i in range(1, n + 1)]
+    if model in ("u_shaped", "w_shaped"):
+        if n <= 2:
+            return [1.0 / n] * n
+        return [0.4 if i in (1, n) else 0.2 / (n - 2) for i in range(1, n + 1)]
+    raise ValueError(f"unknown attribution model {model!r} (use {', '.join(MODELS)})")
 
 
 def attribution_shares(touch_keys: Sequence, model: str = "last_touch") -> dict:
     """Split one conversion over the touches before it (oldest first); shares add up to one.
 
-    ``touch_keys`` are whatever the caller groups by (playbook, channel, (playbook, channel)...),
-    one per touch, in time order. ``last_touch`` gives everything to the newest,
-    ``first_touch`` to the oldest, ``even`` splits equally among the touches (a key
-    that appears twice gets two shares).
+    ``touch_keys`` are whatever the caller groups by, one per touch, in time order (a
+    key that appears twice gets both touches' shares).
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown attribution model {model!r} (use {', '.join(MODELS)})")
-    if not touch_keys:
-        return {}
-    if model == "last_touch":
-        return {touch_keys[-1]: 1.0}
-    if model == "first_touch":
-        return {touch_keys[0]: 1.0}
-    share = 1.0 / len(touch_keys)
     out: dict = {}
-    for key in touch_keys:
-        out[key] = out.get(key, 0.0) + share
+    for key, w in zip(touch_keys, position_weights(len(touch_keys), model, ages=[0.0] * len(touch_keys)),
+                      strict=True):
+        if w:
+            out[key] = out.get(key, 0.0) + w
     return out
+
+
+def conversion_probability(transitions: dict[tuple[str, str], float], removed: str | None = None) -> float:
+    """The chance that a journey from ``(start)`` ends in ``(conversion)`` in the first-order
+    Markov chain of ``transitions`` (counts of moves between states), with the state
+    ``removed`` taken out (every move into it ends the journey without conversion)."""
+    out: dict[str, dict[str, float]] = {}
+    for (a, b), count in transitions.items():
+        target = NULL if b == removed else b
+        out.setdefault(a, {})[target] = out.get(a, {}).get(target, 0.0) + count
+    states = [s for s in out if s not in (removed, CONVERSION, NULL)]
+    index = {s: i for i, s in enumerate(states)}
+    k = len(states)
+    # p = Q p + r, solved as (I - Q) p = r by Gauss-Jordan elimination (k is the number of groups + 1)
+    m = [[0.0] * (k + 1) for _ in range(k)]
+    for s, i in index.items():
+        total = sum(out[s].values())
+        m[i][i] += 1.0
+        for t, count in out[s].items():
+            if t == CONVERSION:
+                m[i][k] += count / total
+            elif t in index:
+                m[i][index[t]] -= count / total
+    for col in range(k):
+        pivot = max(range(col, k), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-12:
+            continue
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(k):
+            if r != col and m[r][col]:
+                f = m[r][col] / m[col][col]
+                m[r] = [x - f * y for x, y in zip(m[r], m[col], strict=True)]
+    i = index.get(START)
+    return 0.0 if i is None or abs(m[i][i]) < 1e-12 else m[i][k] / m[i][i]
+
+
+def removal_effects(transitions: dict[tuple[str, str], float]) -> dict[str, float]:
+    """Each state's removal effect (Anderl, Becker, von Wangenheim and Schumann, 2016):
+    the share of conversions lost when the state is removed from the chain."""
+    base = conversion_probability(transitions)
+    groups = {s for pair in transitions for s in pair} - {START, CONVERSION, NULL}
+    if base <= 0:
+        return dict.fromkeys(groups, 0.0)
+    return {g: max(0.0, 1 - conversion_probability(transitions, removed=g) / base) for g in groups}
 
 
 def rate(numerator: float, denominator: float) -> float | None:

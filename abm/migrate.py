@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from abm import ROOT
+from abm.paths import ROOT
 
 
 def alembic_config(url: str | None = None) -> AlembicConfig:

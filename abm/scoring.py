@@ -6,13 +6,15 @@ incremental updates, each account stores ``score_ref``, the sum of
 ``w * 2 ** ((t - SCORE_EPOCH) / half_life)``; its score at any time ``now`` is
 ``score_ref * 2 ** (-(now - SCORE_EPOCH) / half_life)``. Adding events adds terms, in
 any order, and ordering accounts by ``score_ref`` orders them by their score now.
-A change of weights or half-life re-scores the whole history (``abm scores recompute``).
+A change of weights or half-life re-scores the whole history (``abm engagement recompute``).
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+
+from sqlalchemy import case, literal, literal_column
 
 SCORE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 DAY = 86400.0
@@ -43,12 +45,29 @@ def decayed(weight: float, occurred_at: datetime, now: datetime, half_life_days:
     return weight * 0.5 ** (age / (half_life_days * DAY))
 
 
+def _floors(thresholds: dict) -> list[tuple[str, float]]:
+    """The level rule: (level, lowest score of it), from the highest level down; below
+    every floor an account is ``cold``. :func:`level` (Python) and :func:`level_case`
+    (SQL) are both written from it, so they cannot disagree."""
+    return [(name, float(thresholds[name])) for name in reversed(LEVELS[1:])]
+
+
 def level(score: float, thresholds: dict) -> str:
-    if score >= thresholds["hot"]:
-        return "hot"
-    if score >= thresholds["warm"]:
-        return "warm"
-    return "cold"
+    for name, floor in _floors(thresholds):
+        if score >= floor:
+            return name
+    return LEVELS[0]
+
+
+def level_case(score, thresholds: dict):
+    """The level of ``score`` (an SQL expression) as an SQL ``CASE``."""
+    return case(*[(score >= literal(floor), name) for name, floor in _floors(thresholds)], else_=LEVELS[0])
+
+
+def level_sql(score_sql: str, thresholds: dict, dialect) -> str:
+    """:func:`level_case` as SQL text, for statements written as text (thresholds inlined)."""
+    return str(level_case(literal_column(score_sql), thresholds).compile(
+        dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def level_rank(name: str) -> int:

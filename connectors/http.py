@@ -38,6 +38,15 @@ What ``request`` does (and ``get``/``post``/``put``/``patch``/``delete``, which 
   ``{"message"}``, ``[{"message", "errorCode"}]``, a plain string).
 - ``requests`` timeouts and connection errors -> :class:`RetryableError`.
 
+Targets: unless ``ABM_ALLOW_PRIVATE_URLS`` is set, a client connects only to public
+addresses. :func:`check_url` refuses a URL whose host is, or resolves to, a loopback,
+private, link-local (cloud metadata at 169.254.169.254), shared, reserved or multicast
+address (:func:`unsafe_reason`); the services call it when a connector is saved. At
+request time the address each connection actually reached is checked again (the
+session's adapter, :class:`GuardedAdapter`), so a name that resolves elsewhere later
+(DNS rebinding) or a redirect to an internal host is refused too: a
+:class:`PermanentError` that names the host, never the internal answer.
+
 Secrets: messages never carry a request URL's path or query (a Slack webhook URL and
 Meta's ``access_token`` parameter are secrets), only the scheme, host and port, and
 every string given in ``secrets`` is replaced by ``***`` in every message this
@@ -46,7 +55,11 @@ module produces. Nothing here logs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import re
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
@@ -54,14 +67,111 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from connectors.base import USER_AGENT, ConnectorError, PermanentError, RetryableError
 
 #: (connect, read) seconds.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
 
-#: The longest provider message kept in an error (bodies can be whole HTML pages).
-MAX_MESSAGE = 300
+#: The longest provider message kept in an error (bodies can be whole HTML pages, or
+#: an internal service's answer): a short excerpt, control characters and runs of
+#: white space removed.
+MAX_MESSAGE = 200
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+#: The environment variable that lets connectors reach private addresses (tests, demo,
+#: a provider's sandbox on the local network).
+ALLOW_PRIVATE_ENV = "ABM_ALLOW_PRIVATE_URLS"
+
+
+class UnsafeTarget(PermanentError):
+    """A URL whose host is not a public address."""
+
+
+def private_urls_allowed() -> bool:
+    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unsafe_reason(address: str) -> str | None:
+    """Why ``address`` (an IP address) is no place for a connector to call, or None when
+    it is a public address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped or ip.sixtofour):
+        ip = ip.ipv4_mapped or ip.sixtofour
+    for test, name in ((ip.is_loopback, "loopback"), (ip.is_link_local, "link-local (cloud metadata)"),
+                       (ip.is_private, "private"), (ip.is_multicast, "multicast"),
+                       (ip.is_unspecified, "unspecified"), (ip.is_reserved, "reserved")):
+        if test:
+            return f"a {name} address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`UnsafeTarget` when ``url``'s host is, or resolves to, an address
+    that :func:`unsafe_reason` refuses (nothing when private URLs are allowed). A name
+    that does not resolve now passes: the request-time check still holds."""
+    if private_urls_allowed():
+        return
+    host = urlsplit(url).hostname
+    if not host:
+        raise UnsafeTarget(f"{url!r} has no host")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError, OSError):
+        return
+    for address in sorted(addresses):
+        reason = unsafe_reason(address)
+        if reason:
+            raise UnsafeTarget(f"{host} is {reason} ({address}); connectors may call public addresses only "
+                               f"(set {ALLOW_PRIVATE_ENV}=1 to allow private ones)")
+
+
+def _checked_socket(sock: socket.socket, host: str) -> socket.socket:
+    reason = unsafe_reason(sock.getpeername()[0])
+    if reason and not private_urls_allowed():
+        sock.close()
+        raise UnsafeTarget(f"{host} is {reason}; connectors may call public addresses only "
+                           f"(set {ALLOW_PRIVATE_ENV}=1 to allow private ones)")
+    return sock
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _checked_socket(super()._new_conn(), self.host)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _checked_socket(super()._new_conn(), self.host)
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """requests' adapter whose connections check the address they reached."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+def excerpt(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A short, cleaned excerpt of a remote answer: one line of printable text."""
+    cleaned = " ".join(_UNPRINTABLE.sub(" ", text or "").split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 Classifier = Callable[[requests.Response], ConnectorError | None]
 
@@ -156,9 +266,7 @@ def provider_message(response: requests.Response) -> str:
             message = stripped
     if not message:
         message = f"HTTP {response.status_code} {response.reason or ''}".strip()
-    if len(message) > MAX_MESSAGE:
-        message = message[: MAX_MESSAGE - 1] + "…"
-    return message
+    return excerpt(message)
 
 
 def error_for_response(
@@ -212,6 +320,9 @@ class HttpClient:
         self.secrets = [s for s in secrets if s]
         self.reset_header = reset_header
         self.session = session or requests.Session()
+        guard = GuardedAdapter()
+        self.session.mount("http://", guard)
+        self.session.mount("https://", guard)
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
         if headers:
@@ -243,6 +354,8 @@ class HttpClient:
         where = origin(url)
         try:
             response = self.session.request(method, url, timeout=timeout or self.timeout, **kwargs)
+        except UnsafeTarget:
+            raise
         except requests.Timeout as exc:
             kind = "connecting to" if isinstance(exc, requests.ConnectTimeout) else "waiting for"
             raise RetryableError(f"{self.provider}: timed out {kind} {where}; retry later") from None

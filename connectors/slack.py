@@ -44,7 +44,7 @@ from connectors.base import (
     TouchResult,
     finish_after_error,
 )
-from connectors.http import HttpClient
+from connectors.http import HttpClient, excerpt
 
 DEFAULT_BASE_URL = "https://hooks.slack.com"
 DEFAULT_API_URL = "https://slack.com/api"
@@ -180,7 +180,7 @@ class SlackConnector(Connector):
         answer = response.text.strip()
         if response.status_code == 200 and answer == "ok":
             return None
-        return answer or f"HTTP {response.status_code}"
+        return excerpt(answer, 100) or f"HTTP {response.status_code}"  # never a whole answer of whoever is there
 
     @staticmethod
     def _classify(response: Any) -> ConnectorError | None:

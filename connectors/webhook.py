@@ -2,14 +2,24 @@
 
 The body is the touch as JSON (``id`` = the touch key, stable across retries, so the
 receiver can deduplicate; ``type`` = ``abm.<kind>``, ``account``, ``contact``,
-``playbook`` and ``payload``: the step's rendered mapping). Headers::
+``playbook`` and ``payload``: the step's rendered mapping).
 
-    X-ABM-Timestamp: <unix seconds>
-    X-ABM-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + raw body)>
-    X-ABM-Delivery:  <touch key>
+Signed the Standard Webhooks way (standardwebhooks.com), so that a receiver checks it
+with that project's libraries in any language::
 
-A receiver checks it with :func:`verify_signature` (or the same three lines in its own
-language), refusing timestamps more than five minutes off.
+    webhook-id:        <touch key>              (the same on every retry)
+    webhook-timestamp: <unix seconds>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, id + "." + timestamp + "." + raw body)>
+
+The key is the ``secret`` setting: a ``whsec_<base64>`` secret (as Standard Webhooks
+generates them) is its decoded bytes, and is given to receivers as it is
+(``Webhook("whsec_...")``); any other secret is used as its UTF-8 bytes
+(``Webhook(secret.encode())``). Receivers refuse timestamps more than five minutes off.
+
+``signature_scheme: x-abm-signature`` keeps the product's former scheme for receivers
+written against it: ``X-ABM-Timestamp``, ``X-ABM-Signature: sha256=<hex HMAC-SHA256
+(secret, timestamp + "." + raw body)>`` and ``X-ABM-Delivery`` (checked by
+:func:`verify_signature`).
 
 Answers: 2xx is success. 400, 409, 413 and 422 fail that touch only; 401, 403, 404,
 405 and 410 mean the endpoint itself is wrong and fail the batch permanently; 429,
@@ -18,6 +28,8 @@ Answers: 2xx is success. 400, 409, 413 and 422 fail that touch only; 401, 403, 4
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -29,10 +41,28 @@ from connectors.base import Connector, ConnectorError, PermanentError, Touch, To
 from connectors.http import HttpClient, provider_message
 
 PER_TOUCH_STATUSES = (400, 409, 413, 422)
+STANDARD, LEGACY = "standard-webhooks", "x-abm-signature"
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: a ``whsec_`` secret's base64 bytes, else the text's UTF-8 bytes."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_"):] + "==", validate=False)
+        except (binascii.Error, ValueError):
+            pass
+    return secret.encode("utf-8")
+
+
+def standard_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for ``body``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = base64.b64encode(hmac.new(signing_key(secret), signed, hashlib.sha256).digest()).decode()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{digest}"}
 
 
 def sign(secret: str, timestamp: str | int, body: bytes) -> str:
-    """The ``X-ABM-Signature`` value for ``body`` sent at ``timestamp``."""
+    """The former scheme's ``X-ABM-Signature`` value for ``body`` sent at ``timestamp``."""
     message = str(timestamp).encode("ascii") + b"." + body
     return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
@@ -65,7 +95,12 @@ class WebhookConnector(Connector):
             "url": {"type": "string", "format": "uri", "pattern": "^https?://",
                     "description": "Where to POST each touch."},
             "secret": {"type": "string", "minLength": 16, "writeOnly": True,
-                       "description": "Shared secret of the X-ABM-Signature HMAC (at least 16 characters)."},
+                       "description": "The signing secret (at least 16 characters; a whsec_... secret as "
+                                      "Standard Webhooks makes them is used as its base64 key)."},
+            "signature_scheme": {
+                "enum": [STANDARD, LEGACY], "default": STANDARD,
+                "description": "standard-webhooks (webhook-id, webhook-timestamp, webhook-signature), or the "
+                               "former X-ABM-Signature scheme for receivers written against it."},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": 10},
         },
         "required": ["url", "secret"],
@@ -97,9 +132,13 @@ class WebhookConnector(Connector):
 
     def _post(self, client: HttpClient, document: dict[str, Any], delivery: str) -> Any:
         body = json.dumps(document, default=str, separators=(",", ":")).encode("utf-8")
-        timestamp = str(int(time.time()))
-        headers = {"X-ABM-Timestamp": timestamp, "X-ABM-Signature": sign(self.settings["secret"], timestamp, body),
-                   "X-ABM-Delivery": delivery}
+        timestamp = int(time.time())
+        secret = self.settings["secret"]
+        if self.settings.get("signature_scheme") == LEGACY:
+            headers = {"X-ABM-Timestamp": str(timestamp), "X-ABM-Signature": sign(secret, timestamp, body),
+                       "X-ABM-Delivery": delivery}
+        else:
+            headers = standard_headers(secret, delivery, timestamp, body)
         ok = range(200, 300)
         return client.post("", data=body, headers=headers, expect=(*ok, *PER_TOUCH_STATUSES))
 

@@ -26,8 +26,10 @@ from playbooks.conditions import (
 ACCOUNT_FIELD_TYPES = {
     "tier": "int", "stage": "stage", "industry": "text", "country": "text", "employees": "number",
     "annual_revenue": "number", "domain": "text", "name": "text", "owner": "text", "tags": "list",
-    "score": "number", "engagement": "engagement",
+    "score": "number", "engagement": "engagement", "fit": "number",
 }
+#: Words for numeric comparisons that read naturally in a playbook (``fit: {at_least: 70}``).
+_OP_ALIASES = {"at_least": "gte", "at_most": "lte"}
 CONTACT_FIELD_TYPES = {
     "role": "role", "title": "text", "email": "text", "first_name": "text", "last_name": "text",
     "country": "text", "phone": "text", "department": "text", "seniority": "text",
@@ -173,6 +175,8 @@ def _matcher(chk: Checker, node: Node, field: str, kind: str) -> Condition | Non
     ok = True
     for op, child, (line, col) in node.items():
         op = plain(op)
+        if kind in ("int", "number") and op in _OP_ALIASES:
+            op = _OP_ALIASES[op]
         match: FieldMatch | None = None
         if op not in OPERATORS:
             chk.error((line, col, child.path), unknown("operator", op, OPERATORS, listing="operators"))

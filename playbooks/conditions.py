@@ -71,7 +71,7 @@ OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "
 
 ACCOUNT_FIELDS = (
     "tier", "stage", "industry", "country", "employees", "annual_revenue", "domain",
-    "name", "owner", "tags", "score", "engagement",
+    "name", "owner", "tags", "score", "engagement", "fit",
 )
 CONTACT_FIELDS = (
     "role", "title", "email", "first_name", "last_name", "country", "phone", "department", "seniority",
@@ -304,3 +304,44 @@ def walk(condition: Condition) -> Iterable[Condition]:
         yield from walk(condition.item)
     elif isinstance(condition, ContactsMatch):
         yield from walk(condition.where)
+
+
+_OP_WORDS = {"eq": "is", "ne": "is not", "in": "is one of", "not_in": "is none of", "gt": ">", "gte": ">=",
+             "lt": "<", "lte": "<=", "contains": "contains"}
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_describe_value(v) for v in value)
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def describe(condition: Condition) -> str:
+    """A condition in a line a person reads (``tier is one of 1, 2 and stage is "target"``)."""
+    if isinstance(condition, FieldMatch):
+        if condition.op == "exists":
+            return f"{condition.field} is {'set' if condition.value else 'not set'}"
+        return f"{condition.field} {_OP_WORDS[condition.op]} {_describe_value(condition.value)}"
+    if isinstance(condition, (And, Or)):
+        if not condition.items:
+            return "always" if isinstance(condition, And) else "never"
+        joined = " and " if isinstance(condition, And) else " or "
+        return joined.join(_grouped(item) for item in condition.items)
+    if isinstance(condition, Not):
+        return f"not {_grouped(condition.item)}"
+    if isinstance(condition, Activity):
+        what = " or ".join(condition.types) if condition.types else "any"
+        within = f" within {duration.format(condition.within)}" if condition.within else ""
+        return f"at least {condition.at_least} {what} event(s){within}"
+    if isinstance(condition, ContactsMatch):
+        return f"at least {condition.at_least} contact(s) where {describe(condition.where)}"
+    raise ValueError(f"not a condition: {condition!r}")
+
+
+def _grouped(condition: Condition) -> str:
+    text = describe(condition)
+    return f"({text})" if isinstance(condition, (And, Or)) and len(condition.items) > 1 else text

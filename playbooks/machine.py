@@ -127,8 +127,12 @@ Action = TouchAction | SetStageAction | SkippedAction
 
 @dataclass(frozen=True)
 class Advance:
+    """The state a call ends in, the actions it produced, and the indexes of the steps it
+    visited, in order (a step waited on again counts again)."""
+
     state: EnrollmentState
     actions: tuple[Action, ...] = field(default_factory=tuple)
+    visited: tuple[int, ...] = field(default_factory=tuple)
 
 
 def _copy_facts(facts: AccountFacts) -> AccountFacts:
@@ -144,16 +148,17 @@ def advance(playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now
     while True:
         outcome = walk.visit(index, resume)
         if isinstance(outcome, EnrollmentState):
-            return Advance(outcome, tuple(walk.actions))
+            return Advance(outcome, tuple(walk.actions), tuple(walk.visited))
         index, resume = outcome, False
 
 
 def run(playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now: datetime,
-        max_calls: int = 20) -> tuple[EnrollmentState, list[Action]]:
+        max_calls: int = 20, visited: list[int] | None = None) -> tuple[EnrollmentState, list[Action]]:
     """What one dispatcher pass does to an enrollment: :func:`advance` again and again
     while it stays due at ``now`` (so consecutive touch steps go out in one pass), at
     most ``max_calls`` times. A ``set_stage`` is written into ``facts`` (the caller's:
-    other enrollments of the account see it). Returns the state and the actions."""
+    other enrollments of the account see it). Returns the state and the actions;
+    ``visited``, when given, is extended with the indexes of the steps visited."""
     actions: list[Action] = []
     for _ in range(max_calls):
         result = advance(playbook, state, facts, now)
@@ -162,6 +167,8 @@ def run(playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now: da
             if isinstance(action, SetStageAction):
                 facts.fields["stage"] = action.stage
         actions.extend(result.actions)
+        if visited is not None:
+            visited.extend(result.visited)
         if state.status != ACTIVE or (state.next_run_at and state.next_run_at > now):
             break
     return state, actions
@@ -174,6 +181,7 @@ class _Walk:
     def __init__(self, playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now: datetime):
         self.playbook, self.state, self.facts, self.now = playbook, state, facts, now
         self.actions: list[Action] = []
+        self.visited: list[int] = []
 
     def holds(self, condition) -> bool:
         return evaluate(condition, self.facts, self.now)
@@ -185,6 +193,7 @@ class _Walk:
         if index >= len(playbook.steps):
             return EnrollmentState(index, COMPLETED, None, None, "end")
         step = playbook.steps[index]
+        self.visited.append(index)
         if not resume and step.when is not None and not self.holds(step.when):
             self.actions.append(SkippedAction(step.id, index, "when_false"))
             return index + 1

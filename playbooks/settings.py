@@ -7,6 +7,7 @@ from typing import Any
 
 from playbooks import loader
 from playbooks._check import Checker, Node
+from playbooks._condition_schema import parse_condition
 from playbooks.model import Cap, SendWindow
 from playbooks.workspace import Workspace
 
@@ -36,3 +37,9 @@ def parse_caps(value: Any) -> tuple[Cap, ...]:
 def parse_send_window(value: Any, default_timezone: str = "UTC") -> SendWindow:
     """``{timezone?, days?, hours?}`` -> a send window; raises :class:`SettingsError`."""
     return _run(value, "send_window", loader._send_window, Workspace(default_timezone=default_timezone))
+
+
+def parse_account_condition(value: Any, name: str, stages: list[str], roles: list[str]):
+    """An account condition of the playbook language kept in settings (a fit rule's
+    ``when``) -> a condition; raises :class:`SettingsError` with located messages."""
+    return _run(value, name, parse_condition, Workspace(stages=list(stages), roles=list(roles)))

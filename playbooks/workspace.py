@@ -29,6 +29,7 @@ SAMPLE_ACCOUNT = {
     "tags": ["priority", "q3-push"],
     "score": 31.5,
     "engagement": "warm",
+    "fit": 72.0,
     "attributes": {},
 }
 

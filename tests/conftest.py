@@ -29,6 +29,9 @@ BACKENDS = [b.strip() for b in os.environ.get("ABM_TEST_BACKENDS", "sqlite,postg
 PG_SERVER = os.environ.get("ABM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("ABM_TEST_PG_DB", "abm_test")
 REDIS_URL = os.environ.get("ABM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The tests' provider servers listen on 127.0.0.1; the guard against private connector
+#: targets has tests of its own (tests/connectors/test_targets.py), which unset this.
+os.environ.setdefault("ABM_ALLOW_PRIVATE_URLS", "1")
 
 
 def unavailable(what: str) -> None:

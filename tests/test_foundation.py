@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from sqlalchemy import select
 
@@ -29,7 +31,10 @@ def test_production_refuses_placeholder_secret(monkeypatch):
     monkeypatch.setenv("ABM_REDIS_URL", "redis://x")
     with pytest.raises(config.ConfigError, match="ABM_SECRET_KEY"):
         config.load().validate()
-    monkeypatch.setenv("ABM_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("ABM_SECRET_KEY", "k" * 40)  # long but guessable: tests/security/test_secrets.py
+    with pytest.raises(config.ConfigError, match="not random enough"):
+        config.load().validate()
+    monkeypatch.setenv("ABM_SECRET_KEY", secrets.token_urlsafe(48))
     config.load().validate()  # complete and real: starts
 
 

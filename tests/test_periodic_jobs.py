@@ -26,5 +26,5 @@ def test_periodic_engagement_jobs_run(app):
     engagement_jobs.refresh_scores()
     assert engagement_jobs.snapshot_scores() == 0
     assert engagement_jobs.surge_alerts() == 0
-    assert engagement_jobs.refresh_kpi_rollups() == 9
+    assert engagement_jobs.refresh_kpi_rollups() == 2  # the default view: 90 days by playbook and by channel
     assert engagement_jobs.purge_idempotency_keys() == 0

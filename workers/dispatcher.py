@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from abm.db import db
 from abm.models import Account, Enrollment, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, delivery, enrollment, touches
+from abm.services import alerts, audience, delivery, enrollment, touches
 from abm.services import playbooks as playbook_service
 from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction
 from playbooks.machine import run as run_machine
@@ -172,6 +172,7 @@ def _run_batch(now: datetime, batch_size: int, stats) -> tuple[int, list]:
     queued = _insert_touches(built)
     _update_enrollments(updates)
     db.session.commit()
+    alerts.from_playbook_touches(built, now)  # the sellers' inbox keeps the playbook's alerts
     stats["touches"] += len(built)
     stats["queued"] += len(queued)
     if changes:

@@ -47,6 +47,12 @@ def refresh_kpi_rollups() -> int:
     return rollups.refresh()
 
 
+def refresh_fit() -> dict:
+    from abm.services import fit
+
+    return fit.refresh()
+
+
 def purge_visit_addresses() -> int:
     from abm.db import db
     from abm.services import identification

@@ -21,9 +21,10 @@ ENGAGEMENT = (
     ("workers.engagement_jobs.refresh_scores", "events", 900),
     ("workers.engagement_jobs.snapshot_scores", "events", 3600),
     ("workers.engagement_jobs.surge_alerts", "events", 3600),
-    ("workers.engagement_jobs.refresh_kpi_rollups", "default", 300),
+    ("workers.engagement_jobs.refresh_kpi_rollups", "default", 60),
     ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),
     ("workers.engagement_jobs.purge_visit_addresses", "events", 3600),
+    ("workers.engagement_jobs.refresh_fit", "default", 86400),
 )
 
 

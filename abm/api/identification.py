@@ -1,6 +1,6 @@
-"""Account identification's reference data over the API: the networks attached to an
-account, autonomous systems mapped to accounts, and suggested matches by name.
-(The ip2asn file itself is loaded with ``abm identify load-ip2asn``: it is large.)"""
+"""In-market data over the API: the networks attached to an account, autonomous systems
+mapped to accounts and suggested matches by name (the ip2asn file itself is loaded with
+``abm identify load-ip2asn``: it is large), and each account's ICP fit with its reasons."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from flask import jsonify
 
 from abm.api import bp
 from abm.api._openapi import ADMIN, MANAGERS, operation, register_schema
+from abm.services import accounts as accounts_service
+from abm.services import fit as fit_service
 from abm.services import networks as service
 
 NETWORK = register_schema("AccountNetwork", {
@@ -73,3 +75,17 @@ def map_asn(body):
            responses={200: ("Suggested matches to confirm", {"type": "array", "items": _SUGGESTION})})
 def suggest_asn():
     return jsonify(service.suggest_asn_matches())
+
+
+@bp.get("/accounts/<int:account_id>/fit")
+@operation("Why an account has its ICP fit: the rules it matches and the model's strongest features",
+           tags=["fit"], responses={200: ("The fit and its reasons", {"type": "object"})})
+def account_fit(account_id):
+    return jsonify(fit_service.explain(accounts_service.get(account_id)))
+
+
+@bp.get("/fit/model")
+@operation("The fit model in force: cross-validated AUC, calibration, coefficients (null before one is trained)",
+           roles=MANAGERS, tags=["fit"], responses={200: ("The model", {"type": ["object", "null"]})})
+def fit_model():
+    return jsonify(fit_service.summary())

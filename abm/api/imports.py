@@ -29,7 +29,9 @@ REPORT = register_schema("ImportReport", {
     "type": "object",
     "required": ["created", "updated", "skipped", "rejected", "errors", "rows", "errors_total"],
     "properties": {
-        "created": {"type": "integer"}, "updated": {"type": "integer"},
+        "created": {"type": "integer"},
+        "updated": {"type": "integer", "description": "stored records whose values the file changed"},
+        "unchanged": {"type": "integer", "description": "stored records the file named with the values they had"},
         "skipped": {"type": "integer", "description": "rows not imported: suppressed, or replaced by a later "
                                                       "row with the same key"},
         "rejected": {"type": "integer", "description": "rows not imported because of an error"},

@@ -10,12 +10,19 @@ from flask import Response, jsonify
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.errors import ApiError
-from abm.services import kpis, rollups
+from abm.services import kpis, rollups, spend
 
 PERIOD_QUERY = {
     "from": {"type": "string", "description": "start date (YYYY-MM-DD) or time; default: 90 days before `to`"},
     "to": {"type": "string", "description": "end date, inclusive (YYYY-MM-DD), or time; default: now"},
 }
+MODEL_QUERY = {
+    "model": {"enum": [*kpis.MODELS, *kpis.metrics.MODEL_ALIASES],
+              "description": "attribution model (default: the workspace's); see /kpis/glossary"},
+}
+#: Figures that credit no touch: ``model`` is accepted (every KPI request takes it) and changes nothing.
+UNATTRIBUTED = {"model": {**MODEL_QUERY["model"], "description": "accepted; this figure does not depend on the "
+                                                                 "attribution model"}}
 GROUP_QUERY = {
     "group_by": {"enum": list(kpis.GROUPS), "description": "default: playbook"},
     "playbook": {"type": "string", "description": "only this playbook (key)"},
@@ -66,15 +73,21 @@ def csv_response(rows: list[dict], name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
+def _invalid(exc: kpis.KpiError, path: str) -> ApiError:
+    return ApiError(422, str(exc), [{"path": "model" if "model" in str(exc) else path, "message": str(exc)}])
+
+
 @bp.get("/kpis")
-@operation("The shared KPIs by playbook, channel or product over a period (JSON or CSV)", tags=["kpis"],
-           query={**PERIOD_QUERY, **GROUP_QUERY}, responses={200: ("The KPIs", KPIS)})
+@operation("The shared KPIs by playbook, channel, product, tier, owner, industry or country over a period "
+           "(JSON or CSV)", tags=["kpis"], query={**PERIOD_QUERY, **GROUP_QUERY, **MODEL_QUERY},
+           responses={200: ("The KPIs", KPIS)})
 def get_kpis(query):
     period = _period(query)
     try:
-        data = rollups.kpis(query.get("group_by", "playbook"), period, query.get("playbook"), query.get("product"))
+        data = rollups.kpis(query.get("group_by", "playbook"), period, query.get("playbook"), query.get("product"),
+                            model=query.get("model"))
     except kpis.KpiError as exc:
-        raise ApiError(422, str(exc), [{"path": "group_by", "message": str(exc)}]) from None
+        raise _invalid(exc, "group_by") from None
     if query.get("format") == "csv":
         return csv_response(data["groups"], f"kpis-by-{data['group_by']}")
     return jsonify(data)
@@ -82,7 +95,7 @@ def get_kpis(query):
 
 @bp.get("/kpis/velocity")
 @operation("Median days in each stage before moving on, for moves in the period", tags=["kpis"],
-           query={**PERIOD_QUERY, "format": {"enum": ["json", "csv"]}})
+           query={**PERIOD_QUERY, "format": {"enum": ["json", "csv"]}, **UNATTRIBUTED})
 def get_velocity(query):
     rows = kpis.stage_velocity(_period(query))
     return csv_response(rows, "stage-velocity") if query.get("format") == "csv" else jsonify(items=rows)
@@ -90,7 +103,7 @@ def get_velocity(query):
 
 @bp.get("/kpis/coverage")
 @operation("Target accounts reached and engaged, and buying roles reached", tags=["kpis"],
-           query={**PERIOD_QUERY, "format": {"enum": ["json", "csv"]}})
+           query={**PERIOD_QUERY, "format": {"enum": ["json", "csv"]}, **UNATTRIBUTED})
 def get_coverage(query):
     data = kpis.coverage(_period(query))
     return csv_response(data["roles"], "coverage-by-role") if query.get("format") == "csv" else jsonify(data)
@@ -98,10 +111,26 @@ def get_coverage(query):
 
 @bp.get("/kpis/funnel")
 @operation("Accounts at each step from target to won", tags=["kpis"],
-           query={**PERIOD_QUERY, "playbook": {"type": "string"}, "format": {"enum": ["json", "csv"]}})
+           query={**PERIOD_QUERY, "playbook": {"type": "string"}, "format": {"enum": ["json", "csv"]},
+                  **UNATTRIBUTED})
 def get_funnel(query):
     data = rollups.kpis("playbook", _period(query), query.get("playbook"))["funnel"]
     return csv_response(data, "funnel") if query.get("format") == "csv" else jsonify(items=data)
+
+
+@bp.get("/kpis/models")
+@operation("The attribution models side by side: the leads, opportunities or won deals each credits to each group",
+           tags=["kpis"], query={**PERIOD_QUERY, **GROUP_QUERY,
+                                 "metric": {"enum": list(kpis.COMPARED), "description": "default: leads"}})
+def get_kpi_models(query):
+    try:
+        data = kpis.compare_models(query.get("group_by", "playbook"), _period(query), query.get("metric", "leads"),
+                                   query.get("playbook"), query.get("product"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "group_by") from None
+    if query.get("format") == "csv":
+        return csv_response(data["groups"], f"attribution-models-{data['metric']}-by-{data['group_by']}")
+    return jsonify(data)
 
 
 @bp.get("/kpis/accounts")
@@ -110,19 +139,20 @@ def get_funnel(query):
                                                       "funnel"], "required": True},
                   "playbook": {"type": "string"}, "product": {"type": "string"},
                   "group_by": {"enum": list(kpis.GROUPS), "required": True},
-                  "group": {"type": "string", "required": True}})
+                  "group": {"type": "string", "required": True}, **MODEL_QUERY})
 def get_kpi_accounts(query):
     try:
         ids = kpis.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query),
-                                   query.get("playbook"), query.get("product"))
+                                   query.get("playbook"), query.get("product"), query.get("model"))
     except kpis.KpiError as exc:
-        raise ApiError(422, str(exc), [{"path": "group", "message": str(exc)}]) from None
+        raise _invalid(exc, "group") from None
     return jsonify(account_ids=ids, count=len(ids))
 
 
 @bp.get("/playbooks/<key>/lift")
 @operation("Enrolled against held-out accounts: engaged, opportunity and won rates with 95% intervals",
-           tags=["kpis"], query={"format": {"enum": ["json", "csv"]}}, responses={200: ("The lift", LIFT)})
+           tags=["kpis"], query={"format": {"enum": ["json", "csv"]}, **UNATTRIBUTED},
+           responses={200: ("The lift", LIFT)})
 def get_lift(key: str, query):
     data = kpis.lift(key)
     if query.get("format") == "csv":
@@ -137,7 +167,7 @@ def get_lift(key: str, query):
 @operation("Record spend for a playbook, channel or product over a date or period", roles=MANAGERS,
            tags=["kpis"], body=COST_BODY, responses={201: ("The spend entry", COST)})
 def post_cost(body):
-    cost = kpis.record_cost(body)
+    cost = spend.record_cost(body)
     return jsonify(id=cost.id, playbook=cost.playbook_key, channel=cost.channel, product=cost.product,
                    amount=str(cost.amount), currency=cost.currency, **{"from": cost.date_from.isoformat(),
                                                                        "to": cost.date_to.isoformat()}), 201

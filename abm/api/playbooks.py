@@ -40,7 +40,11 @@ LIFE_CYCLE = register_schema("PlaybookLifeCycle", {
     "properties": {"key": {"type": "string"}, "status": {"type": "string"}}, "additionalProperties": True})
 PLAN = register_schema("PlaybookPlan", {"type": "object", "additionalProperties": True, "properties": {
     "entering": {"type": "integer"}, "held_out": {"type": "integer"}, "sample": {"type": "array"},
-    "steps": {"type": "array"}, "rendered": {"type": "array"}, "warnings": {"type": "array"}}})
+    "funnel": {"type": "array", "items": {"type": "object", "properties": {
+        "label": {"type": "string"}, "kept": {"type": "integer"}}}},
+    "steps": {"type": "array"}, "channels": {"type": "object"}, "outcomes": {"type": "object"},
+    "schedule": {"type": ["object", "null"]}, "rendered": {"type": "array"}, "warnings": {"type": "array"},
+    "assumptions": {"type": "array", "items": {"type": "string"}}}})
 ENROLLMENT = register_schema("Enrollment", {"type": "object", "properties": {
     "id": {"type": "integer"}, "account_id": {"type": "integer"}, "state": {"type": "string"},
     "step": {"type": ["string", "null"]}, "step_index": {"type": "integer"}, "version": {"type": "integer"},
@@ -119,12 +123,27 @@ def validate_playbook():
 
 
 @bp.post("/playbooks/plan")
-@operation("The dry run of a playbook (YAML body); stores and sends nothing", roles=ANY, request_body=YAML_BODY,
-           idempotent=False, query={"filename": {"type": "string", "maxLength": 200}},
+@operation("The dry run of a playbook (YAML body): the engine simulated over the real audience, caps, send "
+           "windows and branches; stores and sends nothing", roles=ANY, request_body=YAML_BODY,
+           idempotent=False, query={"filename": {"type": "string", "maxLength": 200},
+                                    "account": {"type": "string", "maxLength": 255,
+                                                "description": "also this account's schedule (id or domain)"},
+                                    "contact": {"type": "string", "maxLength": 320,
+                                                "description": "also this contact's schedule (email)"}},
            responses={200: ("The plan", PLAN)})
-def plan_playbook():
+def plan_playbook(query):
     source, filename = _source()
-    return jsonify(service.plan(source, filename))
+    return jsonify(service.plan(source, filename, account=query.get("account"), contact=query.get("contact")))
+
+
+@bp.post("/playbooks/<key>/activate")
+@operation("Activate: enrolls the audience now. A draft whose audience would enroll no account is a 409 "
+           "with the audience funnel, unless allow_empty=true", roles=MANAGERS,
+           query={"allow_empty": {"type": "boolean"}},
+           responses={200: ("The new status", LIFE_CYCLE), 409: "not possible from the current status, or "
+                                                               "no account would enter"})
+def activate_playbook(key, query):
+    return jsonify(service.activate(key, allow_empty=bool(query.get("allow_empty"))))
 
 
 def _life_cycle(name: str, summary: str):
@@ -137,7 +156,6 @@ def _life_cycle(name: str, summary: str):
                                                       409: "not possible from the current status"})(view))
 
 
-_life_cycle("activate", "Activate: enrolls the audience now")
 _life_cycle("pause", "Pause: nothing queued for the playbook is sent")
 _life_cycle("resume", "Resume where each enrollment was")
 _life_cycle("archive", "Archive: running enrollments exit, unsent touches are skipped")

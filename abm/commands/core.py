@@ -54,6 +54,32 @@ def users_create(email, role, name, password):
         click.echo(f"password: {password}")
 
 
+@users_group.command("set-password", help="Set a user's password (generated when none is given); "
+                                         "ends every session of theirs.")
+@click.argument("email")
+@click.option("--password", default=None, help="The new password (generated when left out).")
+@with_appcontext
+def users_set_password(email, password):
+    from sqlalchemy import select
+
+    from abm.db import db
+    from abm.models import User
+    from abm.services import users
+
+    user = db.session.scalar(select(User).where(User.email == users.normalise_email(email)))
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    try:
+        users.change_password(user, password)
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"password changed for {user.email}; their sessions have ended")
+    if generated:
+        click.echo(f"password: {password}")
+
+
 @click.group("tokens", help="API bearer tokens.")
 def tokens_group():
     pass

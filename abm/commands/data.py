@@ -30,6 +30,7 @@ def _bar(length: int, label: str):
 
 def _print_report(name: str, kind: str, report: dict) -> None:
     click.echo(f"{name}: {report['rows']} rows: {report['created']} {kind} created, {report['updated']} updated, "
+               f"{report.get('unchanged', 0)} unchanged, "
                f"{report['skipped']} skipped, {report['rejected']} rejected")
     if report.get("unlinked"):
         click.echo(f"{name}: {report['unlinked']} new contacts have no account (free-mail address or no "

@@ -169,6 +169,7 @@ def demo(port, host, accounts, workers, no_browser, readers):
             redis_kind = f"embedded {embedded.kind} on port {embedded.port}"
         base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         os.environ.setdefault("ABM_BASE_URL", base_url)
+        os.environ.setdefault("ABM_ALLOW_PRIVATE_URLS", "1")  # the demo's provider servers are local
         try:
             prepare_started = time.monotonic()
             db_url, outbox, summary = _prepare(accounts)

@@ -49,49 +49,94 @@ def validate(files):
     sys.exit(1 if failed else 0)
 
 
-@playbook_group.command("plan", help="The dry run: who would enter, what each step would send, and warnings.")
+@playbook_group.command("plan", help="The dry run: the engine simulated over the real audience, caps, send windows "
+                        "and branches, without sending: the audience funnel, what each step would send, postpone "
+                        "and suppress, and a rendered sample of each touch.")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--account", help="Also show this account's schedule (id or domain).")
+@click.option("--contact", help="Also show this contact's schedule (email).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @with_appcontext
-def plan(file, as_json):
+def plan(file, account, contact, as_json):
     from abm.services import playbooks
 
     try:
-        result = playbooks.plan(_read(file), filename=file)
+        result = playbooks.plan(_read(file), filename=file, account=account, contact=contact)
     except playbooks.PlaybookInvalid as exc:
         _print_errors(exc.errors)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
-    click.echo(f"{result['key']}: {result['name']}")
+    click.echo(f"{result['key']}: {result['name']} (simulated from {result['now']} to {result['simulated_until']})")
     click.echo(f"  accounts entering: {result['entering']}, held out: {result['held_out']}")
-    for account in result["sample"]:
-        click.echo(f"    e.g. {account['name']} ({account['domain']})")
+    _echo_funnel(result["funnel"])
+    for account_row in result["sample"]:
+        click.echo(f"    e.g. {account_row['name']} ({account_row['domain']})")
     click.echo("  steps:")
     for step in result["steps"]:
-        line = f"    {step['id']:<20} {step['kind']:<11} {step['after']}"
-        if "touches" in step:
-            line += f", {step['touches']} touch(es)"
-        if "timeout" in step:
-            line += f", times out {step['timeout']} later"
-        click.echo(line)
+        _echo_step(step)
+    if result["channels"]:
+        click.echo("  touches by channel: " + ", ".join(f"{k} {v}" for k, v in sorted(result["channels"].items())))
+    click.echo("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(result["outcomes"].items())))
+    if result["schedule"] is not None:
+        _echo_schedule(result["schedule"])
     for sample in result["rendered"]:
-        click.echo(f"  rendered {sample['step']}:")
-        if sample.get("error"):
-            click.echo(f"    error: {sample['error']}")
-        elif sample.get("rendered") is None:
-            click.echo(f"    ({sample.get('note')})")
-        else:
-            who = sample.get("contact") or sample.get("account")
-            click.echo(f"    for {who}:")
-            for key, value in sample["rendered"].items():
-                if key in ("headers", "html"):
-                    continue
-                text = value if isinstance(value, str) else json.dumps(value, default=str)
-                click.echo(f"      {key}: {text.strip()[:300]}")
+        _echo_rendered(sample)
     for warning in result["warnings"]:
         click.echo(f"  warning: {warning}")
+    click.echo("  assuming: " + "; ".join(result["assumptions"]))
+
+
+def _echo_funnel(steps) -> None:
+    if steps:
+        click.echo("  audience funnel:")
+    for step in steps:
+        click.echo(f"    {step['kept']:>8}  {step['label']}")
+
+
+def _echo_step(step) -> None:
+    line = f"    {step['id']:<20} {step['kind']:<11} {step['after']}, reached by {step['reached']}"
+    if "touches" in step:
+        line += f", {step['touches']} touch(es)"
+    if "timeout" in step:
+        line += f", times out {step['timeout']}"
+    if step.get("skipped"):
+        line += f", skipped {step['skipped']} (when false)"
+    if step["depends_on_engagement"]:
+        line += " [depends on engagement]"
+    click.echo(line)
+    for label in ("postponed", "suppressed", "failed"):
+        for reason, n in sorted((step.get(label) or {}).items()):
+            click.echo(f"      {label} {n}: {reason}")
+
+
+def _echo_schedule(schedule) -> None:
+    who = schedule.get("account") or schedule.get("contact")
+    if not schedule["found"]:
+        click.echo(f"  schedule of {who}: not found")
+        return
+    click.echo(f"  schedule of {who}:" + ("" if schedule["touches"] else " no touch"))
+    for touch in schedule["touches"]:
+        reason = f" ({touch['reason']})" if touch["reason"] else ""
+        click.echo(f"    {touch['at']}  {touch['step']:<16} {touch['channel']:<8} {touch['expected']}"
+                   f"{' to ' + touch['contact'] if touch['contact'] else ''}{reason}")
+
+
+def _echo_rendered(sample) -> None:
+    click.echo(f"  rendered {sample['step']}:")
+    if sample.get("error"):
+        click.echo(f"    error: {sample['error']}")
+        return
+    if sample.get("rendered") is None:
+        click.echo(f"    ({sample.get('note')})")
+        return
+    click.echo(f"    for {sample.get('contact') or sample.get('account')}:")
+    for key, value in sample["rendered"].items():
+        if key in ("headers", "html"):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        click.echo(f"      {key}: {text.strip()[:300]}")
 
 
 @playbook_group.command("apply", help="Validate and store a new version of the playbook.")
@@ -118,15 +163,36 @@ def _life_cycle(name: str):
             result = getattr(playbooks, name)(key)
         except ApiError as exc:
             raise click.ClickException(exc.message) from None
-        details = ", ".join(f"{k} {v}" for k, v in result.items() if k not in ("key", "status"))
-        click.echo(f"{key}: {result['status']}" + (f" ({details})" if details else ""))
+        _echo_life_cycle(key, result)
 
     command.__name__ = name
     return command
 
 
-for _name, _help in (("activate", "Start the playbook: enrolls its audience now."),
-                     ("pause", "Stop every touch of the playbook at once (nothing queued is sent)."),
+@playbook_group.command("activate", help="Start the playbook: enrolls its audience now. A playbook whose audience "
+                        "would enroll no account is refused, with the audience funnel, unless --allow-empty.")
+@click.argument("key")
+@click.option("--allow-empty", is_flag=True, help="Activate even when no account would enter now.")
+@with_appcontext
+def activate(key, allow_empty):
+    from abm.services import playbooks
+
+    try:
+        result = playbooks.activate(key, allow_empty=allow_empty)
+    except playbooks.EmptyAudience as exc:
+        _echo_funnel(exc.funnel)
+        raise click.ClickException(exc.message) from None
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    _echo_life_cycle(key, result)
+
+
+def _echo_life_cycle(key: str, result: dict) -> None:
+    details = ", ".join(f"{k} {v}" for k, v in result.items() if k not in ("key", "status"))
+    click.echo(f"{key}: {result['status']}" + (f" ({details})" if details else ""))
+
+
+for _name, _help in (("pause", "Stop every touch of the playbook at once (nothing queued is sent)."),
                      ("resume", "Go on where each enrollment was."),
                      ("archive", "End the playbook: running enrollments exit, unsent touches are skipped.")):
     playbook_group.command(_name, help=_help)(_life_cycle(_name))

@@ -4,7 +4,7 @@ from abm.db import Base
 from abm.models.account import Account, Contact, Opportunity, StageChange, Suppression
 from abm.models.connector import ConnectorConfig
 from abm.models.engagement import EVENT_TYPES, Alert, Event, ScoreSnapshot
-from abm.models.identity import AccountNetwork, AsnAccount, AsnRange, DataVersion, IpLookup, Visitor
+from abm.models.identity import AccountNetwork, AsnAccount, AsnRange, DataVersion, FitModel, IpLookup, Visitor
 from abm.models.imports import IMPORT_STATUSES, ImportFile, ImportRun
 from abm.models.kpi import Cost, KpiRollup
 from abm.models.playbook import (
@@ -23,5 +23,5 @@ __all__ = [
     "Base", "Account", "Contact", "Opportunity", "StageChange", "Suppression", "ConnectorConfig",
     "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "IMPORT_STATUSES", "ImportFile", "ImportRun", "Cost", "KpiRollup", "ENROLLMENT_STATES",
     "PLAYBOOK_STATUSES", "TOUCH_STATUSES", "Enrollment", "Playbook", "PlaybookVersion", "Touch",
-    "WorkspaceSettings", "AccountNetwork", "AsnAccount", "AsnRange", "DataVersion", "IpLookup", "Visitor", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
+    "WorkspaceSettings", "AccountNetwork", "AsnAccount", "AsnRange", "DataVersion", "FitModel", "IpLookup", "Visitor", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
 ]

@@ -49,6 +49,10 @@ class Account(Base):
     score_ref: Mapped[float] = mapped_column(default=0.0)
     engagement: Mapped[str] = mapped_column(String(10), default="cold")
     score_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: ICP fit, 0 to 100 (abm.services.fit): the model's when one is in force, else the rules'.
+    fit_score: Mapped[float | None]
+    fit_rules: Mapped[float | None]
+    fit_model: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -12,7 +12,7 @@ from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
 EVENT_TYPES = (
     "email_delivered", "email_open", "email_click", "email_bounce", "email_reply",
     "unsubscribe", "spam_report", "web_visit", "form_fill", "meeting", "ad_impression",
-    "ad_click", "content_download", "webinar", "intent",
+    "ad_click", "content_download", "webinar", "intent", "browser_form_fill",
 )
 
 
@@ -66,17 +66,43 @@ class ScoreSnapshot(Base):
 
 
 class Alert(Base):
+    """A reason for a seller to act on an account: it rose a level, its engagement surged,
+    or a playbook's alert step named its owner.
+
+    ``reason`` is what de-duplication works on (``level:warm``, ``level:hot``, ``surge``,
+    ``playbook:<id>:<step>``): an account may have one open alert per reason and period,
+    so a warm-to-hot escalation or a second surge is a new alert. ``status`` is about
+    delivery (Slack, email: open until sent, then sent or failed; ``playbook`` when the
+    playbook's own touch delivers it); the inbox state is in ``acknowledged_at``,
+    ``snoozed_until`` and ``dismissed_at`` (not relevant, with the seller's ``feedback``).
+    """
+
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_account_created", "account_id", "created_at"),)
+    __table_args__ = (Index("ix_alerts_account_created", "account_id", "created_at"),
+                      Index("ix_alerts_user_created", "user_id", "created_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(30))  # level_up, surge
+    kind: Mapped[str] = mapped_column(String(30))  # level_up, surge, playbook
     level: Mapped[str | None] = mapped_column(String(10))
     message: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="open")  # open, sent, failed, dismissed
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open, sent, failed, playbook
     connector: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(150))
+    score_before: Mapped[float | None]
+    score_after: Mapped[float | None]
+    #: What was behind it when it was raised: the week's events by type, the contacts and
+    #: playbooks they came from (so the inbox explains it without re-reading history).
+    details: Mapped[dict | None] = mapped_column(JSONType, default=dict)
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"))
+    step_id: Mapped[str | None] = mapped_column(String(100))
+    suggestion: Mapped[str | None] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    feedback: Mapped[str | None] = mapped_column(Text)
+    handled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from abm.db import Base, BigId, UTCDateTime, utcnow
+from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
 
 
 class AccountNetwork(Base):
@@ -93,3 +93,21 @@ class DataVersion(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     version: Mapped[int] = mapped_column(default=0)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FitModel(Base):
+    """A trained ICP fit model (:mod:`abm.fitmodel`); the newest is in force."""
+
+    __tablename__ = "fit_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trained_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    space: Mapped[dict] = mapped_column(JSONType)
+    names: Mapped[list] = mapped_column(JSONType)
+    weights: Mapped[list] = mapped_column(JSONType)
+    intercept: Mapped[float]
+    auc: Mapped[float | None]
+    calibration: Mapped[list] = mapped_column(JSONType, default=list)
+    won: Mapped[int]
+    lost: Mapped[int]
+    train_seconds: Mapped[float]

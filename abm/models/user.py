@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
@@ -24,12 +24,19 @@ class User(UserMixin, Base):
     active: Mapped[bool] = mapped_column(default=True)
     timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Part of the id Flask-Login keeps in the session and the remember-me cookie; bumping
+    #: it (services.users.end_sessions) makes every cookie issued before worthless.
+    session_version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
     def is_active(self) -> bool:  # Flask-Login
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's id for the session and the remember-me cookie: ``"<id>:<version>"``."""
+        return f"{self.id}:{self.session_version}"
 
 
 class ApiToken(Base):

@@ -76,6 +76,7 @@ class _Compiler:
         columns = {
             "tier": (NUM, Account.tier), "employees": (NUM, Account.employees),
             "annual_revenue": (NUM, cast(Account.annual_revenue, Float)), "score": (NUM, Account.score),
+            "fit": (NUM, Account.fit_score),
             "stage": (STR, Account.stage), "industry": (STR, Account.industry),
             "country": (STR, Account.country), "domain": (STR, Account.domain),
             "name": (STR, Account.name), "engagement": (STR, Account.engagement),
@@ -337,6 +338,7 @@ def account_fields(account, owner_email: str | None) -> dict:
         "annual_revenue": float(revenue) if revenue is not None else None,
         "country": account.country, "tier": account.tier, "tags": list(account.tags or []),
         "owner": owner_email, "stage": account.stage, "score": account.score,
+        "fit": account.fit_score,
         "engagement": account.engagement, "timezone": account.timezone,
         "attributes": dict(account.attributes or {}),
     }
@@ -358,7 +360,7 @@ def contact_fields(contact) -> dict:
 
 
 _ACCOUNT_COLUMNS = ("id", "name", "domain", "industry", "employees", "annual_revenue", "country", "tier", "tags",
-                    "stage", "score", "engagement", "timezone", "attributes")
+                    "stage", "score", "engagement", "timezone", "attributes", "fit_score")
 #: The contact columns ``contact_fields`` reads.
 CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "title", "buying_role", "country",
                    "phone", "attributes", "unsubscribed_at", "bounced_at", "erased_at")

@@ -32,7 +32,7 @@ from abm.db import db
 from abm.errors import ApiError, Conflict, NotFound, ValidationError
 from abm.models import AuditLog, ConnectorConfig
 from abm.services import clock
-from connectors import registry, versions
+from connectors import http, registry, versions
 from connectors.base import CHANNELS, Connector, ConnectorContext, ConnectorError, PermanentError
 
 log = logging.getLogger(__name__)
@@ -369,11 +369,17 @@ def _apply(config: ConnectorConfig, cls: type[Connector], data: dict, details: l
     """Validate and apply the mutable fields of ``data``; returns the new secrets (or None on errors)."""
     secrets = stored_secrets
     if "settings" in data or config.id is None:
+        before = _hosts({**(config.settings or {}), **stored_secrets})
         merged = _merge(cls, config.settings or {}, stored_secrets, data.get("settings", {}), details)
         if merged is not None:
             settings, secrets = merged
             if not details:
                 details.extend(validate_settings(cls, {**settings, **secrets}))
+            if not details:
+                details.extend(_target_problems({**settings, **secrets}))
+            if not details and config.id is not None and _hosts({**settings, **secrets}) != before:
+                details.extend(_secrets_to_enter_again(cls, stored_secrets, data.get("settings") or {},
+                                                       _hosts({**settings, **secrets})))
             config.settings = settings
     if "default" in data:
         channels = _parse_default(data["default"], cls, details)
@@ -394,6 +400,37 @@ def _apply(config: ConnectorConfig, cls: type[Connector], data: dict, details: l
         else:
             config.enabled = data["enabled"]
     return None if details else secrets
+
+
+def _urls(values: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in values.items() if isinstance(v, str) and v.startswith(("http://", "https://"))}
+
+
+def _hosts(values: dict[str, Any]) -> set[str]:
+    """The origins (scheme, host, port) the connector's URL settings point at."""
+    return {http.origin(url) for url in _urls(values).values()}
+
+
+def _target_problems(values: dict[str, Any]) -> list[dict]:
+    """URL settings whose host is not a public address (``connectors.http.check_url``)."""
+    problems = []
+    for key, url in sorted(_urls(values).items()):
+        try:
+            http.check_url(url)
+        except http.UnsafeTarget as exc:
+            problems.append({"path": f"settings.{key}", "message": str(exc)})
+    return problems
+
+
+def _secrets_to_enter_again(cls: type[Connector], stored: dict, patch: Any, hosts: set[str]) -> list[dict]:
+    """The stored secrets a patch keeps although the connector now calls other hosts:
+    a stored secret is never sent to a new host, so each must be typed again."""
+    patch = patch if isinstance(patch, dict) else {}
+    kept = [k for k in cls.secret_fields()
+            if k in stored and (k not in patch or crypto.is_masked(patch[k]))]
+    where = ", ".join(sorted(hosts)) or "the provider's default address"
+    return [{"path": f"settings.{k}", "message": f"enter it again: the connector now calls {where}, and a "
+                                                 "stored secret is never sent to a new host"} for k in kept]
 
 
 def create(data: Any, actor_id: int | None = None) -> ConnectorConfig:

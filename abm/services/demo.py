@@ -21,9 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
-from abm import ROOT
 from abm.db import db, utcnow
 from abm.models import Account, Contact, ScoreSnapshot, User
+from abm.paths import ROOT
 
 #: (role, email, name, password): fixed demo credentials, printed by ``abm demo``.
 #: The AE is one of the seed's account executives, so it owns some of the accounts.
@@ -242,7 +242,7 @@ def snapshot_history(now: datetime, days: int = SNAPSHOT_DAYS) -> int:
 def record_spend(now: datetime) -> int:
     """A few spend entries (ads, email, an event, the demo playbooks) for cost per lead."""
     from abm.models import Playbook as PlaybookRow
-    from abm.services import kpis
+    from abm.services import spend
 
     today = now.date()
     entries = [
@@ -262,7 +262,7 @@ def record_spend(now: datetime) -> int:
         entries.append({"playbook": PAST_CAMPAIGN, "channel": "email", "amount": "3500",
                         "date": str(today - timedelta(days=50))})
     for entry in entries:
-        kpis.record_cost(entry, source="demo")
+        spend.record_cost(entry, source="demo")
     return len(entries)
 
 

@@ -105,20 +105,50 @@ def enroll_audience(pb_row: PlaybookRow, version_id: int, compiled: Playbook, no
     if compiled.audience is None:
         return EnrollResult()
     now = now or clock.now()
-    where = [audience.account_filter(compiled.audience.where, now), _eligible(pb_row.id, compiled.reenroll, now)]
-    limit = None
-    if compiled.audience.limit is not None:
-        already = db.session.execute(select(func.count(func.distinct(Enrollment.account_id))).where(
-            Enrollment.playbook_id == pb_row.id)).scalar_one()
-        limit = max(compiled.audience.limit - already, 0)
-        if limit == 0:
-            return EnrollResult()
+    limit = _room_left(pb_row, compiled)
+    if limit == 0:
+        return EnrollResult()
     if db.dialect == "postgresql":
-        return _enroll_in_sql(pb_row, version_id, compiled, where[0], limit, now, source)
-    query = select(Account.id, _next_cycle(pb_row.id)).where(*where).order_by(Account.id)
-    if limit is not None:
-        query = query.limit(limit)
-    return _insert_rows(pb_row, version_id, compiled, db.session.execute(query).all(), source, now)
+        matches = audience.account_filter(compiled.audience.where, now)
+        return _enroll_in_sql(pb_row, version_id, compiled, matches, limit, now, source)
+    return _insert_rows(pb_row, version_id, compiled, db.session.execute(_candidates(pb_row, compiled, now, limit)).all(),
+                        source, now)
+
+
+def _room_left(pb_row: PlaybookRow | None, compiled: Playbook) -> int | None:
+    """How many more accounts the audience's ``limit`` lets in (None: no limit)."""
+    if compiled.audience is None or compiled.audience.limit is None:
+        return None
+    if pb_row is None:
+        return compiled.audience.limit
+    already = db.session.execute(select(func.count(func.distinct(Enrollment.account_id))).where(
+        Enrollment.playbook_id == pb_row.id)).scalar_one()
+    return max(compiled.audience.limit - already, 0)
+
+
+def _candidates(pb_row: PlaybookRow | None, compiled: Playbook, now: datetime, limit: int | None):
+    """(account id, next cycle) of the accounts the audience would enroll now."""
+    where = [audience.account_filter(compiled.audience.where, now)]
+    if pb_row is not None:
+        where.append(_eligible(pb_row.id, compiled.reenroll, now))
+        query = select(Account.id, _next_cycle(pb_row.id))
+    else:
+        query = select(Account.id, literal(1))
+    query = query.where(*where).order_by(Account.id)
+    return query.limit(limit) if limit is not None else query
+
+
+def would_enroll(pb_row: PlaybookRow | None, compiled: Playbook, now: datetime, limited: bool = True) -> list[int]:
+    """The ids of the accounts activating (or the next sweep of) ``compiled`` would
+    enroll now, held-out ones included, in id order (what :func:`enroll_audience`
+    inserts); none for a trigger playbook. ``limited=False``: before the audience's
+    ``limit``."""
+    if compiled.audience is None:
+        return []
+    limit = _room_left(pb_row, compiled) if limited else None
+    if limit == 0:
+        return []
+    return [row[0] for row in db.session.execute(_candidates(pb_row, compiled, now, limit))]
 
 
 def _enroll_in_sql(pb_row, version_id, compiled, matches, limit, now, source) -> EnrollResult:

@@ -83,31 +83,37 @@ def validate(raw, allowed_types: Iterable[str] | None = None) -> dict:
     unknown = sorted(set(raw) - _FIELDS)
     if unknown:
         raise EventError(f"unknown field {unknown[0]!r}")
-    types = set(allowed_types or EVENT_TYPES)
     etype = raw.get("type")
-    if etype not in types:
+    if etype not in set(allowed_types or EVENT_TYPES):
         raise EventError(f"unknown event type {etype!r}")
     at = parse_time(raw.get("occurred_at"))
     if at > utcnow() + MAX_FUTURE:
         raise EventError("occurred_at is in the future")
     event = {"type": etype, "occurred_at": at.isoformat()}
-    if raw.get("email") is not None:
-        try:
-            event["email"] = normalize_email(str(raw["email"]))
-        except NormalizeError as exc:
-            raise EventError(f"email: {exc}") from None
-    if raw.get("account_domain") is not None:
-        try:
-            event["account_domain"] = normalize_domain(str(raw["account_domain"]))
-        except NormalizeError as exc:
-            raise EventError(f"account_domain: {exc}") from None
+    _validate_who(raw, event)
+    _validate_details(raw, event)
+    return event
+
+
+def _validate_who(raw: dict, event: dict) -> None:
+    """The fields that say whose event it is: email, domain, ids or the visitor's address."""
+    for key, normalize in (("email", normalize_email), ("account_domain", normalize_domain)):
+        if raw.get(key) is not None:
+            try:
+                event[key] = normalize(str(raw[key]))
+            except NormalizeError as exc:
+                raise EventError(f"{key}: {exc}") from None
     for key in ("account_id", "contact_id", "touch_id"):
         if raw.get(key) is not None:
-            if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1:
+            if not _positive_int(raw[key]):
                 raise EventError(f"{key} must be a positive integer")
             event[key] = raw[key]
     if not ({"email", "account_domain", "account_id", "contact_id"} & set(event)) and raw.get("ip") is None:
         raise EventError("an event needs one of email, account_domain, account_id or ip")
+
+
+def _validate_details(raw: dict, event: dict) -> None:
+    """The fields that describe the event: texts, the address, the quantity and free properties."""
     for key, limit in (("url", 4000), ("source", 100), ("dedup_key", 200), ("visitor_id", 100)):
         if raw.get(key) is not None:
             if not isinstance(raw[key], str) or len(raw[key]) > limit:
@@ -118,15 +124,17 @@ def validate(raw, allowed_types: Iterable[str] | None = None) -> dict:
             raise EventError("ip must be an IPv4 or IPv6 address")
         event["ip"] = raw["ip"]
     if raw.get("quantity") is not None:
-        q = raw["quantity"]
-        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 1_000_000:
+        if not _positive_int(raw["quantity"]) or raw["quantity"] > 1_000_000:
             raise EventError("quantity must be a whole number from 1 to 1,000,000")
-        event["quantity"] = q
+        event["quantity"] = raw["quantity"]
     if raw.get("properties") is not None:
         if not isinstance(raw["properties"], dict):
             raise EventError("properties must be an object")
         event["properties"] = raw["properties"]
-    return event
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 # -- push ---------------------------------------------------------------------------
@@ -346,60 +354,80 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
     return total
 
 
+@dataclass
+class _Found:
+    """What a batch of events names, looked up in bulk."""
+
+    by_email: dict = field(default_factory=dict)  # email -> (contact id, account id)
+    by_contact: dict = field(default_factory=dict)  # contact id -> account id
+    by_domain: dict = field(default_factory=dict)  # domain -> account id
+    touches: dict = field(default_factory=dict)  # touch id -> (account id, contact id, playbook id)
+    accounts: set = field(default_factory=set)  # account ids that exist
+
+
 def _match(events: list[dict]) -> list[dict]:
     """Resolve every event to (account, contact, playbook) with a few bulk lookups."""
-    emails = {e["email"] for e in events if e.get("email")}
-    _forget_suppressed(events, emails)
-    emails = {e["email"] for e in events if e.get("email")}
-    domains = {e["account_domain"] for e in events if e.get("account_domain")}
-    touch_ids = {e["touch_id"] for e in events if e.get("touch_id")}
-    contact_ids = {e["contact_id"] for e in events if e.get("contact_id")}
-    account_ids = {e["account_id"] for e in events if e.get("account_id")}
-    by_email, by_contact, by_domain, touches, accounts = {}, {}, {}, {}, set()
-    s = db.session
-    for chunk in _chunks(emails):
+    _forget_suppressed(events, {e["email"] for e in events if e.get("email")})
+    found = _look_up(events)
+    received = utcnow()
+    return [_event_row(e, found, received) for e in events]
+
+
+def _look_up(events: list[dict]) -> _Found:
+    """The contacts, accounts and touches the events name, a chunk of keys per query."""
+    def keys(name: str) -> set:
+        return {e[name] for e in events if e.get(name)}
+
+    found, s = _Found(), db.session
+    for chunk in _chunks(keys("email")):
         for cid, email, aid in s.execute(select(Contact.id, Contact.email, Contact.account_id)
                                          .where(in_list(Contact.email, chunk))):
-            by_email[email] = (cid, aid)
-    for chunk in _chunks(contact_ids):
-        for cid, aid in s.execute(select(Contact.id, Contact.account_id).where(in_list(Contact.id, chunk))):
-            by_contact[cid] = aid
-    for chunk in _chunks(domains):
-        for aid, domain in s.execute(select(Account.id, Account.domain).where(in_list(Account.domain, chunk))):
-            by_domain[domain] = aid
-    for chunk in _chunks(touch_ids):
+            found.by_email[email] = (cid, aid)
+    for chunk in _chunks(keys("contact_id")):
+        found.by_contact.update(s.execute(select(Contact.id, Contact.account_id)
+                                          .where(in_list(Contact.id, chunk))).all())
+    for chunk in _chunks(keys("account_domain")):
+        found.by_domain.update(s.execute(select(Account.domain, Account.id)
+                                         .where(in_list(Account.domain, chunk))).all())
+    for chunk in _chunks(keys("touch_id")):
         for tid, aid, cid, pid in s.execute(select(Touch.id, Touch.account_id, Touch.contact_id, Touch.playbook_id)
                                             .where(in_list(Touch.id, chunk))):
-            touches[tid] = (aid, cid, pid)
-    for chunk in _chunks(account_ids):
-        accounts.update(s.execute(select(Account.id).where(in_list(Account.id, chunk))).scalars())
-    received = utcnow()
-    rows = []
-    for e in events:
-        account_id = contact_id = playbook_id = None
-        if e.get("touch_id") in touches:
-            account_id, contact_id, playbook_id = touches[e["touch_id"]]
-        if contact_id is None and e.get("contact_id") in by_contact:
-            contact_id, account_id = e["contact_id"], by_contact[e["contact_id"]] or account_id
-        if contact_id is None and e.get("email") in by_email:
-            contact_id, aid = by_email[e["email"]]
-            account_id = account_id or aid
-        if account_id is None and e.get("account_id") in accounts:
-            account_id = e["account_id"]
-        if account_id is None and e.get("account_domain") in by_domain:
-            account_id = by_domain[e["account_domain"]]
-        props = dict(e.get("properties") or {})
-        rows.append({
-            "type": e["type"], "occurred_at": e["occurred_at"], "account_id": account_id,
-            "contact_id": contact_id, "email": e.get("email"),
-            "domain": e.get("account_domain") or (e["email"].rsplit("@", 1)[-1] if e.get("email") else None),
-            "url": e.get("url"), "source": e.get("source"),
-            "touch_id": e.get("touch_id") if e.get("touch_id") in touches else None,
-            "playbook_id": playbook_id, "properties": props, "dedup_key": e["dedup_key"],
-            "quantity": int(e.get("quantity") or 1), "visitor_id": e.get("visitor_id"),
-            "received_at": received,
-        })
-    return rows
+            found.touches[tid] = (aid, cid, pid)
+    for chunk in _chunks(keys("account_id")):
+        found.accounts.update(s.execute(select(Account.id).where(in_list(Account.id, chunk))).scalars())
+    return found
+
+
+def _resolve(e: dict, found: _Found) -> tuple[int | None, int | None, int | None]:
+    """(account, contact, playbook) of one event: its touch, else its contact, email, account id, domain."""
+    account_id = contact_id = playbook_id = None
+    if e.get("touch_id") in found.touches:
+        account_id, contact_id, playbook_id = found.touches[e["touch_id"]]
+    if contact_id is None and e.get("contact_id") in found.by_contact:
+        contact_id, account_id = e["contact_id"], found.by_contact[e["contact_id"]] or account_id
+    if contact_id is None and e.get("email") in found.by_email:
+        contact_id, aid = found.by_email[e["email"]]
+        account_id = account_id or aid
+    if account_id is None and e.get("account_id") in found.accounts:
+        account_id = e["account_id"]
+    if account_id is None and e.get("account_domain") in found.by_domain:
+        account_id = found.by_domain[e["account_domain"]]
+    return account_id, contact_id, playbook_id
+
+
+def _event_row(e: dict, found: _Found, received) -> dict:
+    account_id, contact_id, playbook_id = _resolve(e, found)
+    email = e.get("email")
+    return {
+        "type": e["type"], "occurred_at": e["occurred_at"], "account_id": account_id,
+        "contact_id": contact_id, "email": email,
+        "domain": e.get("account_domain") or (email.rsplit("@", 1)[-1] if email else None),
+        "url": e.get("url"), "source": e.get("source"),
+        "touch_id": e.get("touch_id") if e.get("touch_id") in found.touches else None,
+        "playbook_id": playbook_id, "properties": dict(e.get("properties") or {}), "dedup_key": e["dedup_key"],
+        "quantity": int(e.get("quantity") or 1), "visitor_id": e.get("visitor_id"),
+        "received_at": received,
+    }
 
 
 _COLUMNS = ("type", "occurred_at", "account_id", "contact_id", "email", "domain", "url", "source", "touch_id",
@@ -502,7 +530,7 @@ def _flag_contacts(rows: list[dict]) -> None:
 
 
 def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now: datetime) -> None:
-    """Tell the engine (wake waiting enrollments, triggers) and raise level alerts."""
+    """Tell the engine (wake waiting enrollments, triggers) and raise level and surge alerts."""
     touched = {r["account_id"] for r in rows if r["account_id"]}
     if not touched:
         return
@@ -513,7 +541,7 @@ def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now:
         if r["account_id"]:
             by_type[r["type"]].add(r["account_id"])
     engine_hooks.engagement_changed(touched, dict(by_type), {a: before for a, (before, _) in changes.items()}, now)
-    alerts.level_ups(changes, now)
+    alerts.on_scores_changed(changes, now)
 
 
 def _chunks(items, size: int = 1000):

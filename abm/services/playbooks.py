@@ -14,19 +14,21 @@ and the life cycle (activate, pause, resume, archive).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import func, select, update
 
 from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
-from abm.models import Account, Enrollment, PlaybookVersion, Touch
+from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, clock
+from abm.services import clock, dry_run
 from abm.services import settings as settings_service
-from playbooks import Workspace, load, sandbox
+from abm.services.audience_funnel import funnel
+from playbooks import Workspace, load
 from playbooks.errors import LoadResult
+from playbooks.holdout import is_held_out
 from playbooks.model import Playbook
 from playbooks.workspace import directory_loader
 from workers import enqueue
@@ -120,8 +122,24 @@ def apply(source: str, filename: str = "playbook.yaml", actor_id: int | None = N
 # -- life cycle ------------------------------------------------------------------------
 
 
-def activate(key: str, now: datetime | None = None) -> dict:
-    """draft (or paused) -> active; enrolls the audience at once. Commits."""
+class EmptyAudience(Conflict):
+    """Activating would enroll no account: 409 with the audience funnel, unless the
+    caller says ``allow_empty``."""
+
+    def __init__(self, key: str, steps: list[dict]):
+        zero = next((step for step in steps if step["kept"] == 0), None)
+        why = f": none is left after \u201c{zero['label']}\u201d" if zero else ""
+        super().__init__(f"activating {key} would enroll no account{why}; activate it with allow_empty "
+                         "to start it anyway (accounts that match later enter at the next sweep)",
+                         extra={"funnel": steps})
+        self.funnel = steps
+
+
+def activate(key: str, now: datetime | None = None, allow_empty: bool = False) -> dict:
+    """draft (or paused) -> active; enrolls the audience at once. Commits.
+
+    Raises :class:`EmptyAudience` when a draft's audience would enroll nobody (every
+    account excluded, or held out) and ``allow_empty`` is not set."""
     from abm.services import enrollment
 
     row = get(key)
@@ -131,15 +149,29 @@ def activate(key: str, now: datetime | None = None) -> dict:
         return resume(key)
     now = now or clock.now()
     result = enrollment.EnrollResult()
-    if row.status != "active":
-        row.status, row.activated_at = "active", now
     version = current_version(row)
     pb = compiled(version)
+    if row.status == "draft" and not allow_empty:
+        _refuse_empty(row, pb, now)
+    if row.status != "active":
+        row.status, row.activated_at = "active", now
     if pb.audience is not None:
         result = enrollment.enroll_audience(row, version.id, pb, now)
         row.last_swept_at = now
     db.session.commit()
     return {"key": key, "status": row.status, **result.as_dict()}
+
+
+def _refuse_empty(row: PlaybookRow, pb: Playbook, now: datetime) -> None:
+    from abm.services import enrollment  # it imports this module
+
+    if pb.audience is None:
+        return
+    entrants = enrollment.would_enroll(row, pb, now)
+    held = sum(1 for account_id in entrants if is_held_out(pb.key, account_id, pb.holdout))
+    if len(entrants) - held == 0:
+        eligible = len(enrollment.would_enroll(row, pb, now, limited=False))
+        raise EmptyAudience(row.key, funnel(pb, now, eligible, len(entrants), held))
 
 
 def pause(key: str) -> dict:
@@ -215,119 +247,16 @@ def source_of(key: str, version: int | None = None) -> PlaybookVersion:
 # -- plan (dry run) --------------------------------------------------------------------
 
 
-def plan(source: str, filename: str = "playbook.yaml", now: datetime | None = None, sample: int = 5) -> dict:
-    """What applying and activating ``source`` would do, without writing anything.
-
-    Raises :class:`PlaybookInvalid`. The touch counts assume every enrolled account
-    walks the steps in order (branches: both sides counted as possible).
-    """
-    from abm.services import touches
-    from playbooks.holdout import is_held_out
-
+def plan(source: str, filename: str = "playbook.yaml", now: datetime | None = None, sample: int = 5,
+         account: str | None = None, contact: str | None = None) -> dict:
+    """What applying and activating ``source`` would do, simulated without writing or
+    sending anything (see :mod:`abm.services.dry_run`). ``account`` (id or domain) or
+    ``contact`` (email): also that one's schedule. Raises :class:`PlaybookInvalid`."""
     result = validate(source, filename)
     if result.errors or result.playbook is None:
         raise PlaybookInvalid(result)
-    pb = result.playbook
-    now = now or clock.now()
-    warnings: list[str] = []
-    if pb.audience is not None:
-        ids = audience.matching_ids(pb.audience.where, now, pb.audience.limit)
-    else:
-        ids = []
-        warnings.append(f"entry by trigger ({pb.trigger.on}): accounts enter when it fires, none now")
-    held = [i for i in ids if is_held_out(pb.key, i, pb.holdout)]
-    entering = [i for i in ids if not is_held_out(pb.key, i, pb.holdout)]
-    facts = audience.load_facts(entering, now, timedelta(0))
-    steps, offset = [], timedelta(0)
-    reachable_accounts: set[int] = set()
-    suppressed_contacts = 0
-    for step in pb.steps:
-        item = {"id": step.id, "kind": step.kind, "channel": step.channel,
-                "after": _human(offset)}
-        if step.makes_touches:
-            total = 0
-            for account_id in entering:
-                chosen, suppressed = touches.recipients_for(step, facts[account_id])
-                total += len(chosen)
-                suppressed_contacts += len(suppressed)
-                if chosen:
-                    reachable_accounts.add(account_id)
-            item["touches"] = total
-        elif step.kind == "wait":
-            offset += step.duration
-        elif step.kind == "wait_until":
-            item["timeout"] = _human(step.timeout)
-        steps.append(item)
-    emails = [s for s in pb.steps if s.kind == "email"]
-    if emails:
-        unreachable = len([i for i in entering if i not in reachable_accounts])
-        if unreachable:
-            warnings.append(f"{unreachable} account(s) have no reachable contact for any email step")
-    if suppressed_contacts:
-        warnings.append(f"{suppressed_contacts} contact touch(es) would be suppressed "
-                        "(unsubscribed, bounced or erased)")
-    busy = db.session.execute(select(func.count(func.distinct(Enrollment.account_id))).where(
-        Enrollment.account_id.in_(entering or [0]), Enrollment.state.in_(("active", "waiting")))).scalar_one()
-    if busy:
-        warnings.append(f"{busy} account(s) are already in another active playbook; frequency caps may bite")
-    sample_rows = db.session.execute(select(Account.id, Account.name, Account.domain).where(
-        Account.id.in_(entering[:sample] or [0]))).all()
-    return {
-        "key": pb.key, "name": pb.name, "entering": len(entering), "held_out": len(held),
-        "sample": [{"id": r.id, "name": r.name, "domain": r.domain} for r in sample_rows],
-        "steps": steps, "rendered": _render_samples(pb, entering, facts, now), "warnings": warnings,
-    }
-
-
-def _human(delta: timedelta) -> str:
-    from playbooks import duration
-
-    return "at once" if not delta else f"after {duration.format(delta)}"
-
-
-#: The time the plan's sample renders may take altogether (seconds).
-PLAN_RENDER_SECONDS = 2.0
-
-
-def _render_samples(pb: Playbook, entering: list[int], facts, now: datetime) -> list[dict]:
-    """Each touch step rendered for one real account (and contact, for emails), within
-    :data:`PLAN_RENDER_SECONDS` altogether: the steps left when it is spent say so."""
-    with sandbox.deadline(PLAN_RENDER_SECONDS):
-        return _render_each(pb, entering, facts, now)
-
-
-def _render_each(pb: Playbook, entering: list[int], facts, now: datetime) -> list[dict]:
-    from abm.services import touches
-    from playbooks.templates import TemplateError, render_touch
-
-    out = []
-    for step in pb.steps:
-        if not step.makes_touches:
-            continue
-        if sandbox.deadline_passed():
-            out.append({"step": step.id, "rendered": None,
-                        "error": f"not rendered: the plan's samples took longer than {PLAN_RENDER_SECONDS:g} s "
-                                 "altogether (time limit)"})
-            continue
-        chosen_account, chosen_contact = None, None
-        for account_id in entering:
-            recipients, _ = touches.recipients_for(step, facts[account_id])
-            if recipients:
-                chosen_account, chosen_contact = facts[account_id].fields, recipients[0]
-                break
-        if chosen_account is None:
-            out.append({"step": step.id, "rendered": None, "note": "no account in the audience to render for"})
-            continue
-        try:
-            payload = render_touch(step, pb, chosen_account, chosen_contact if step.kind == "email" else None,
-                                   unsubscribe_url=touches.unsubscribe_url(chosen_contact.get("id") or 0)
-                                   if step.kind == "email" else None, now=now)
-            out.append({"step": step.id, "account": chosen_account["domain"],
-                        "contact": chosen_contact.get("email") if step.kind == "email" else None,
-                        "rendered": payload})
-        except TemplateError as exc:
-            out.append({"step": step.id, "rendered": None, "error": str(exc)})
-    return out
+    return dry_run.report(result.playbook, now or clock.now(), compiled_by_id, account=account, contact=contact,
+                          sample=sample)
 
 
 def touch_counts(key: str) -> dict:
@@ -337,5 +266,5 @@ def touch_counts(key: str) -> dict:
     return dict(counts)
 
 
-__all__ = ["PlaybookInvalid", "workspace", "validate", "apply", "activate", "pause", "resume", "archive",
+__all__ = ["PlaybookInvalid", "EmptyAudience", "workspace", "validate", "apply", "activate", "pause", "resume", "archive",
            "plan", "get", "serialize", "source_of", "compiled", "compiled_by_id", "current_version"]

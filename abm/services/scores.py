@@ -17,7 +17,18 @@ from sqlalchemy import bindparam, case, func, literal, select, text, update
 
 from abm.db import db, in_list, utcnow
 from abm.models import Account, Contact, Event, Playbook, ScoreSnapshot
-from abm.scoring import DAY, SCORE_EPOCH, decayed, event_weight, level, ref_term, round_score, score_at
+from abm.scoring import (
+    DAY,
+    SCORE_EPOCH,
+    decayed,
+    event_weight,
+    level,
+    level_case,
+    level_sql,
+    ref_term,
+    round_score,
+    score_at,
+)
 from abm.services import settings as settings_service
 
 _EPOCH_S = SCORE_EPOCH.timestamp()
@@ -70,9 +81,8 @@ def _frequent_types() -> list[str]:
     return [t for t, _ in sorted(zip(row[0], row[1], strict=True), key=lambda tf: -tf[1])]
 
 
-def _level_sql(score: str) -> str:
-    """The level of ``score`` (an SQL expression) against the :hot and :warm parameters."""
-    return f"CASE WHEN {score} >= :hot THEN 'hot' WHEN {score} >= :warm THEN 'warm' ELSE 'cold' END"
+def _level_text(score_sql: str, cfg: dict) -> str:
+    return level_sql(score_sql, cfg["thresholds"], db.session.get_bind().dialect)
 
 
 def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple[float, float]]:
@@ -92,16 +102,14 @@ def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple
     if not increments:
         return {}
     factor = score_at(1.0, now, hl)
-    warm, hot = cfg["thresholds"]["warm"], cfg["thresholds"]["hot"]
     if db.dialect == "postgresql":
         result = db.session.execute(text(
             "UPDATE accounts SET score_ref = accounts.score_ref + v.inc, "
             "score = (accounts.score_ref + v.inc) * :f, score_updated_at = :now, "
-            f"engagement = {_level_sql('(accounts.score_ref + v.inc) * :f')} "
+            f"engagement = {_level_text('(accounts.score_ref + v.inc) * :f', cfg)} "
             "FROM unnest(CAST(:ids AS integer[]), CAST(:incs AS double precision[])) AS v(aid, inc) "
             "WHERE accounts.id = v.aid RETURNING accounts.id, accounts.score_ref"),
-            {"ids": list(increments), "incs": list(increments.values()), "f": factor, "now": now,
-             "warm": warm, "hot": hot})
+            {"ids": list(increments), "incs": list(increments.values()), "f": factor, "now": now})
         after_ref = dict(result.all())
     else:
         db.session.execute(
@@ -123,8 +131,7 @@ def refresh(account_ids: set[int] | None = None, now: datetime | None = None) ->
     values = {
         "updated_at": Account.updated_at,  # a score is not an edit of the account
         "score": current,
-        "engagement": case((current >= cfg["thresholds"]["hot"], "hot"),
-                           (current >= cfg["thresholds"]["warm"], "warm"), else_="cold"),
+        "engagement": level_case(current, cfg["thresholds"]),
         "score_updated_at": now,
     }
     if account_ids is None:
@@ -165,8 +172,8 @@ def recompute(now: datetime | None = None) -> int:
         factor = score_at(1.0, now, cfg["half_life_days"])
         db.session.execute(text(
             "UPDATE accounts SET score_ref = s.ref, score = s.ref * :f, score_updated_at = :now, "
-            f"engagement = {_level_sql('s.ref * :f')} FROM recompute_sums AS s WHERE accounts.id = s.id"),
-            {"f": factor, "now": now, "hot": cfg["thresholds"]["hot"], "warm": cfg["thresholds"]["warm"]})
+            f"engagement = {_level_text('s.ref * :f', cfg)} FROM recompute_sums AS s WHERE accounts.id = s.id"),
+            {"f": factor, "now": now})
         n = db.session.execute(text("SELECT count(*) FROM recompute_sums WHERE has_events")).scalar_one()
         db.session.commit()
         return n

@@ -8,15 +8,18 @@ app context.
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any
 
 from flask import g, has_app_context
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
+from abm import metrics
 from abm.db import db
 from abm.errors import ValidationError
 from abm.models import AuditLog, WorkspaceSettings
+from playbooks.settings import SettingsError, parse_account_condition
 from workers import enqueue
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -28,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
         "email_delivered": 0, "email_open": 1, "email_click": 3, "email_reply": 10,
         "email_bounce": 0, "unsubscribe": 0, "spam_report": 0, "web_visit": 2,
         "form_fill": 15, "meeting": 25, "ad_impression": 0.1, "ad_click": 3,
-        "content_download": 8, "webinar": 10, "intent": 5,
+        "content_download": 8, "webinar": 10, "intent": 5, "browser_form_fill": 3,
     },
     "url_rules": [
         {"pattern": "/pricing", "weight": 8},
@@ -42,10 +45,22 @@ DEFAULTS: dict[str, Any] = {
     },
     "send_window": {"timezone": "UTC", "days": ["mon", "tue", "wed", "thu", "fri"], "hours": "09:00-17:00"},
     "lead_events": ["form_fill", "email_reply", "meeting"],
-    "attribution": {"window_days": 90, "model": "last_touch"},
+    "attribution": {"window_days": 90, "model": "last_touch", "half_life_days": 7},
+    "currency": "USD",
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "fit": {
+        "rules": [
+            {"label": "Tier 1", "when": {"tier": 1}, "points": 40},
+            {"label": "Tier 2", "when": {"tier": 2}, "points": 20},
+            {"label": "200 employees or more", "when": {"employees": {"gte": 200}}, "points": 30},
+            {"label": "Revenue of 50 million or more", "when": {"annual_revenue": {"gte": 50_000_000}}, "points": 30},
+        ],
+        "model": {"enabled": True, "min_outcomes": 40, "l2": 1.0},
+    },
+    "sites": [],
+    "browser_leads": False,
 }
 
 _CAP = {"type": "object", "additionalProperties": False, "required": ["max", "per"],
@@ -78,14 +93,29 @@ SCHEMA: dict[str, Any] = {
                                        "hours": {"type": "string",
                                                  "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}}},
         "lead_events": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "attribution": {"type": "object", "additionalProperties": False,
                         "properties": {"window_days": {"type": "integer", "minimum": 1},
-                                       "model": {"enum": ["last_touch", "first_touch", "even"]}}},
+                                       "model": {"enum": [*metrics.MODELS, *metrics.MODEL_ALIASES]},
+                                       "half_life_days": {"type": "number", "exclusiveMinimum": 0}}},
         "alerts": {"type": "object", "additionalProperties": False,
                    "properties": {"period_days": {"type": "number", "minimum": 0},
                                   "surge_ratio": {"type": "number", "minimum": 1},
                                   "surge_min_points": {"type": "number", "minimum": 0}}},
         "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "fit": {
+            "type": "object", "additionalProperties": False, "required": ["rules", "model"],
+            "properties": {
+                "rules": {"type": "array", "maxItems": 50, "items": {
+                    "type": "object", "additionalProperties": False, "required": ["when", "points"],
+                    "properties": {"label": {"type": "string", "maxLength": 100},
+                                   "when": {"type": "object"},
+                                   "points": {"type": "number", "minimum": -100, "maximum": 100}}}},
+                "model": {"type": "object", "additionalProperties": False,
+                          "required": ["enabled", "min_outcomes", "l2"],
+                          "properties": {"enabled": {"type": "boolean"},
+                                         "min_outcomes": {"type": "integer", "minimum": 20},
+                                         "l2": {"type": "number", "exclusiveMinimum": 0}}}}},
         "identification": {
             "type": "object", "additionalProperties": False,
             "required": ["enabled", "raw_ip_days", "lookup_cache_days", "stitch_days"],
@@ -93,6 +123,14 @@ SCHEMA: dict[str, Any] = {
                            "raw_ip_days": {"type": "integer", "minimum": 0, "maximum": 90},
                            "lookup_cache_days": {"type": "integer", "minimum": 1, "maximum": 365},
                            "stitch_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
+        "sites": {"type": "array", "maxItems": 50, "items": {
+            "type": "object", "additionalProperties": False, "required": ["name", "origins"],
+            "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,49}$"},
+                           "key": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{20,64}$"},
+                           "origins": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+                               "type": "string", "maxLength": 300,
+                               "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"}}}}},
+        "browser_leads": {"type": "boolean"},
     },
 }
 
@@ -124,6 +162,20 @@ def validate(data: dict) -> list[dict]:
         start, _, end = data["send_window"]["hours"].partition("-")
         if not ("00:00" <= start < end <= "24:00"):
             problems.append({"path": "send_window.hours", "message": "must be HH:MM-HH:MM with start before end"})
+        problems += _fit_rule_problems(data)
+    return problems
+
+
+def _fit_rule_problems(data: dict) -> list[dict]:
+    """Each fit rule's ``when`` is an account condition of the playbook language."""
+    problems = []
+    for i, rule in enumerate(data["fit"]["rules"]):
+        try:
+            parse_account_condition(rule["when"], f"fit.rules[{i}].when", data["stages"], data["roles"])
+        except SettingsError as exc:
+            for message in exc.messages:
+                path, _, text = message.partition(": ")
+                problems.append({"path": path, "message": text})
     return problems
 
 
@@ -152,6 +204,8 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
     if unknown:
         raise ValidationError([{"path": k, "message": "unknown setting"} for k in unknown])
     data = copy.deepcopy(current())
+    if "sites" in changes:
+        changes = {**changes, "sites": _with_keys(changes["sites"], data.get("sites") or [])}
     data.update(copy.deepcopy(changes))
     problems = validate(data)
     if problems:
@@ -165,6 +219,16 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
     if SCORING_KEYS & set(changes):
         _queue_rescore()
     return data
+
+
+def _with_keys(sites, before: list[dict]):
+    """``sites`` with a key for each site that has none: the one it had (by name), or
+    a new random one. Anything that is not a list of objects is left to the schema."""
+    if not isinstance(sites, list):
+        return sites
+    kept = {s.get("name"): s.get("key") for s in before}
+    return [{**site, "key": site.get("key") or kept.get(site.get("name")) or secrets.token_urlsafe(24)}
+            if isinstance(site, dict) else site for site in sites]
 
 
 #: Settings whose change re-scores every account's history.

@@ -157,7 +157,7 @@ def workspace_caps() -> list[Cap]:
 
 
 @dataclass
-class _CapBook:
+class CapBook:
     """Counts of touches per (cap, contact|account id), loaded for a whole batch in one
     query per cap, then updated as the batch takes slots."""
 
@@ -192,13 +192,16 @@ class PendingTouch:
     now: datetime
 
 
-def build(pending: list[PendingTouch], now: datetime) -> list[dict]:
-    """Touch rows (dicts for a bulk insert) for a batch of touch actions."""
+def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = None) -> list[dict]:
+    """Touch rows (dicts for a bulk insert) for a batch of touch actions.
+
+    ``book``: where cap counts come from (the touches table by default; the dry run
+    passes one that also counts the touches it has simulated)."""
     rows: list[dict] = []
     emails = [c.get("email") for p in pending if isinstance(p.step, EmailStep) for c in p.facts.contacts]
     hashes = suppressed_hashes_for(e for e in emails if e)
     ws_caps = workspace_caps()
-    book = _CapBook()
+    book = book if book is not None else CapBook()
     planned = []
     openings: dict = {}  # send window -> its next opening at ``now``
     for p in pending:
@@ -235,7 +238,7 @@ def _caps_of(p: PendingTouch, ws_caps: list[Cap]) -> list[Cap]:
     return [cap for cap in caps if not cap.channel or cap.channel == p.step.channel]
 
 
-def _preload_caps(book: _CapBook, planned, ws_caps: list[Cap]) -> None:
+def _preload_caps(book: CapBook, planned, ws_caps: list[Cap]) -> None:
     """One count query per distinct cap for every contact/account of the batch."""
     wanted: dict[Cap, set[int]] = defaultdict(set)
     dues = [due for _, _, due in planned]
@@ -248,7 +251,7 @@ def _preload_caps(book: _CapBook, planned, ws_caps: list[Cap]) -> None:
         book.load(cap, ids, min(dues), max(dues))
 
 
-def _take_slot(book: _CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> str | None:
+def _take_slot(book: CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> str | None:
     applicable = []
     for cap in caps:
         owner = contact.get("id") if cap.per == "contact" else p.account_id

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from abm.auth import hash_password
-from abm.db import db
-from abm.models import ROLES, AuditLog, User
+from abm.db import db, utcnow
+from abm.models import ROLES, ApiToken, AuditLog, User
+
+MIN_PASSWORD = 8
 
 
 class UserError(ValueError):
@@ -23,8 +25,8 @@ def create_user(email: str, role: str, password: str | None, name: str = "", act
         raise UserError(f"{email!r} is not an email address")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if password is not None and len(password) < 8:
-        raise UserError("the password must have at least 8 characters")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
     if db.session.execute(select(User.id).where(User.email == email)).first():
         raise UserError(f"a user with email {email} exists already")
     user = User(email=email, role=role, name=name or email.split("@")[0],
@@ -35,3 +37,35 @@ def create_user(email: str, role: str, password: str | None, name: str = "", act
                             target_id=str(user.id), details={"email": email, "role": role}))
     db.session.commit()
     return user
+
+
+def end_sessions(user: User, reason: str, actor_id: int | None = None, revoke_tokens: bool = False) -> None:
+    """End every session of ``user``: each session and remember-me cookie issued before
+    stops working at its next request (they carry ``session_version``; see abm.auth).
+
+    Called on logout, on a password change and on deactivation. API tokens are separate
+    credentials an admin issued to programs, so a logout or a new password leaves them
+    working; ``revoke_tokens=True`` (deactivation, a suspected compromise) revokes them
+    too, for good, so that a reactivated user does not bring old tokens back. Commits.
+    """
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(session_version=User.session_version + 1))  # atomic: no lost bump
+    revoked = 0
+    if revoke_tokens:
+        revoked = db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id,
+                                                            ApiToken.revoked_at.is_(None))
+                                     .values(revoked_at=utcnow())).rowcount
+    db.session.add(AuditLog(actor_id=actor_id, action="user.sessions_ended", target_type="user",
+                            target_id=str(user.id), details={"reason": reason, "tokens_revoked": revoked}))
+    db.session.commit()
+    db.session.refresh(user)
+
+
+def change_password(user: User, password: str, actor_id: int | None = None) -> None:
+    """Set a new password and end every session of the user (commits)."""
+    if len(password or "") < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+    user.password_hash = hash_password(password)
+    db.session.add(AuditLog(actor_id=actor_id, action="user.password", target_type="user", target_id=str(user.id),
+                            details={}))
+    end_sessions(user, "password changed", actor_id=actor_id)

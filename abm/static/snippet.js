@@ -5,6 +5,8 @@
   var script = document.currentScript;
   if (!script) return;
   var endpoint = new URL("/t/v", script.src).href;
+  var site = script.getAttribute("data-site");
+  if (!site) return;
   var store = window.localStorage;
   function get(k) { try { return store.getItem(k); } catch (e) { return null; } }
   function set(k, v) { try { store.setItem(k, v); } catch (e) { /* private mode */ } }
@@ -17,6 +19,7 @@
   var contact = params.get("abm_c");
   if (contact) { set("abm_c", contact); } else { contact = get("abm_c"); }
   function send(body) {
+    body.site = site;
     body.visitor_id = visitor;
     if (contact) body.contact = contact;
     body.url = window.location.href.replace(/([?&])abm_c=[^&#]*&?/, "$1").replace(/[?&]$/, "");

@@ -16,6 +16,8 @@ from flask import abort, current_app, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.routing import BuildError
 
+from abm.services import alert_inbox
+
 ALL_ROLES = ("admin", "manager", "ae")
 MANAGERS = ("admin", "manager")
 
@@ -94,6 +96,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("accounts", "Accounts", "accounts.index"),
     NavEntry("my_accounts", "My accounts", "engagement.my_accounts",
              fallback=(("accounts.index", (("owner", "me"),)),)),
+    NavEntry("alerts", "Alerts", "alerts.index"),
     NavEntry("playbooks", "Playbooks", "playbooks.index"),
     NavEntry("outbox", "Outbox", "outbox.index", MANAGERS),
     NavEntry("engagement", "Engagement", "engagement.index"),
@@ -133,8 +136,19 @@ def nav_items() -> list[dict]:
         url = entry.url()
         if url is None:
             continue
-        items.append({"key": entry.key, "label": entry.label, "url": url, "active": entry.key == active})
+        item = {"key": entry.key, "label": entry.label, "url": url, "active": entry.key == active}
+        if entry.key in NAV_COUNTS:
+            item["count"] = NAV_COUNTS[entry.key](current_user)
+        items.append(item)
     return items
+
+
+def _new_alerts(user) -> int:
+    return alert_inbox.count_new(user.id)
+
+
+#: Numbers shown beside a navigation entry: the user's alerts waiting for them.
+NAV_COUNTS = {"alerts": _new_alerts}
 
 
 def init_layout(app) -> None:

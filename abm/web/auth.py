@@ -1,34 +1,29 @@
 """Logging in and out of the pages.
 
 The login never says which of email or password was wrong, spends the same password
-hashing time on an unknown email as on a known one, slows down guessing with a light
-Redis counter of failures (per client address and per email), and follows ``next``
-only to a path on this site.
+hashing time on an unknown email as on a known one, slows down guessing with growing
+delays per account and per client address (:mod:`abm.web.login_throttle`), and follows
+``next`` only to a path on this site.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
 from abm.auth import hash_password, verify_password
 from abm.db import db
 from abm.models import User
+from abm.services.users import end_sessions
+from abm.web import login_throttle
 from abm.web._access import init_layout, safe_next
 
 bp = Blueprint("web", __name__)
 log = logging.getLogger(__name__)
 
-#: Failures allowed per window for one email, and from one client address (which may be
-#: a whole office behind one NAT, hence more); config LOGIN_MAX_FAILURES,
-#: LOGIN_MAX_FAILURES_PER_IP and LOGIN_FAILURE_WINDOW (seconds) override them.
-MAX_FAILURES = 10
-MAX_FAILURES_PER_IP = 50
-WINDOW_SECONDS = 15 * 60
 BAD_LOGIN = "That email and password do not match an active account. Check both and try again."
 
 _dummy_hash: str | None = None
@@ -47,53 +42,6 @@ def init_app(app) -> None:
         return response
 
 
-def _limits(email: str) -> list[tuple[str, int]]:
-    """(Redis key, allowed failures) for the client address and for the email."""
-    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
-    cfg = current_app.config
-    return [(f"abm:web:login-fail:ip:{request.remote_addr or '-'}",
-             cfg.get("LOGIN_MAX_FAILURES_PER_IP", MAX_FAILURES_PER_IP)),
-            (f"abm:web:login-fail:email:{digest}", cfg.get("LOGIN_MAX_FAILURES", MAX_FAILURES))]
-
-
-def _redis():
-    from abm.redis_conn import get_redis
-
-    return get_redis()
-
-
-def _blocked_for(email: str) -> int:
-    """Seconds until this client or email may try again; 0 when it may now."""
-    try:
-        r = _redis()
-        for key, limit in _limits(email):
-            count = int(r.get(key) or 0)
-            if count >= limit:
-                return max(int(r.ttl(key)), 1)
-    except Exception:  # noqa: BLE001 - a Redis outage must not lock everyone out
-        log.warning("login rate limit unavailable (Redis); allowing the attempt")
-    return 0
-
-
-def _record_failure(email: str) -> None:
-    window = current_app.config.get("LOGIN_FAILURE_WINDOW", WINDOW_SECONDS)
-    try:
-        pipe = _redis().pipeline()
-        for key, _limit in _limits(email):
-            pipe.incr(key)
-            pipe.expire(key, window, nx=True)
-        pipe.execute()
-    except Exception:  # noqa: BLE001
-        log.warning("could not record a failed login (Redis)")
-
-
-def _clear_failures(email: str) -> None:
-    try:
-        _redis().delete(_limits(email)[1][0])
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def _check(email: str, password: str) -> User | None:
     global _dummy_hash
     user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
@@ -106,6 +54,13 @@ def _check(email: str, password: str) -> User | None:
     if not verify_password(user, password) or not user.active:
         return None
     return user
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = round(seconds / 60)
+    return f"about {minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _landing() -> str:
@@ -124,10 +79,9 @@ def login():
     if request.method == "POST":
         email = (request.form.get("email") or "").strip().lower()
         password = request.form.get("password") or ""
-        wait = _blocked_for(email)
+        wait = login_throttle.attempt(email) if email and password else 0
         if wait:
-            minutes = max(1, round(wait / 60))
-            error = f"Too many failed attempts. Wait about {minutes} minute{'s' if minutes > 1 else ''} and try again."
+            error = f"Too many failed attempts. Wait {_duration(wait)} and try again."
             status, headers = 429, {"Retry-After": str(wait)}
         elif not email or not password:
             error = "Enter your email and your password."
@@ -135,17 +89,20 @@ def login():
         else:
             user = _check(email, password)
             if user is None:
-                _record_failure(email)
                 error, status = BAD_LOGIN, 401
             else:
-                _clear_failures(email)
+                login_throttle.succeeded(email)
                 login_user(user, remember=bool(request.form.get("remember")))
-                return redirect(next_url or _landing())
+                response = redirect(next_url or _landing())
+                login_throttle.remember_device(response, email)
+                return response
     return render_template("web/login.html", email=email, error=error, next_url=next_url), status, headers
 
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        end_sessions(current_user._get_current_object(), "logout", actor_id=current_user.id)
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("web.login"))

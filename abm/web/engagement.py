@@ -19,6 +19,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError
 from abm.models import Contact, Playbook, User
 from abm.services import sales_view, scores
+from abm.services import settings as settings_service
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("engagement", __name__)
@@ -131,8 +132,10 @@ def index():
 @role_required(*MANAGERS)
 def snippet():
     base = current_app.config.get("BASE_URL", "").rstrip("/")
-    tag = f'<script src="{base}/t/snippet.js" async></script>'
-    return render_template("web/engagement/snippet.html", tag=tag, base=base)
+    sites = [{"name": site["name"], "origins": site["origins"],
+              "tag": f'<script src="{base}/t/snippet.js" data-site="{site["key"]}" async></script>'}
+             for site in settings_service.current().get("sites") or []]
+    return render_template("web/engagement/snippet.html", sites=sites, base=base)
 
 
 # -- the engagement sections of the account page ------------------------------------

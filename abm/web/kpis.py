@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from abm.db import db
+from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.models import Account, Cost, Playbook
-from abm.services import kpis, rollups
+from abm.services import kpi_glossary, kpis, rollups
+from abm.services import settings as settings_service
+from abm.services import spend as spend_service
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("kpis", __name__)
@@ -22,7 +25,8 @@ MAX_SPEND_ROWS = 10_000
 
 def _period_args() -> tuple[kpis.Period, dict, list[str]]:
     """The period and filters of the request; problems are shown, never raised."""
-    args = {k: (request.args.get(k) or "").strip() for k in ("from", "to", "days", "product", "playbook", "group_by")}
+    args = {k: (request.args.get(k) or "").strip()
+            for k in ("from", "to", "days", "product", "playbook", "group_by", "model")}
     problems = []
     period = None
     if args["from"] or args["to"]:
@@ -36,6 +40,9 @@ def _period_args() -> tuple[kpis.Period, dict, list[str]]:
         period = next(p for p in rollups.standard_periods() if round(p.days) == days)
     if args["group_by"] not in kpis.GROUPS:
         args["group_by"] = "playbook"
+    if args["model"] and kpis.metrics.MODEL_ALIASES.get(args["model"], args["model"]) not in kpis.MODELS:
+        problems.append(f"unknown attribution model {args['model']!r}")
+        args["model"] = ""
     return period, args, problems
 
 
@@ -43,12 +50,13 @@ def _period_args() -> tuple[kpis.Period, dict, list[str]]:
 @role_required()
 def index():
     period, args, problems = _period_args()
-    playbook, product = args["playbook"] or None, args["product"] or None
-    data = rollups.kpis(args["group_by"], period, playbook, product)
+    playbook, product, model = args["playbook"] or None, args["product"] or None, args["model"] or None
+    data = rollups.kpis(args["group_by"], period, playbook, product, model=model)
     by_channel = (data if args["group_by"] == "channel"
-                  else rollups.kpis("channel", period, playbook, product))
+                  else rollups.kpis("channel", period, playbook, product, model=model))
     by_playbook = (data if args["group_by"] == "playbook"
-                   else rollups.kpis("playbook", period, playbook, product))
+                   else rollups.kpis("playbook", period, playbook, product, model=model))
+    age = (utcnow() - datetime.fromisoformat(data["computed_at"])).total_seconds()
     extras = rollups.extras(period)
     lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
     products = sorted({p for p in db.session.execute(select(Playbook.product)).scalars() if p})
@@ -56,8 +64,33 @@ def index():
     query = {k: v for k, v in args.items() if v and k != "group_by"}
     return render_template(
         "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
-        velocity=extras["velocity"], coverage=extras["coverage"], pipeline=extras["pipeline"], period=period, args=args, problems=problems,
-        products=products, playbooks=playbooks, presets=PRESETS, query=query)
+        velocity=extras["velocity"], coverage=extras["coverage"], pipeline=extras["pipeline"], period=period,
+        args=args, problems=problems, products=products, playbooks=playbooks, presets=PRESETS, query=query,
+        groups=kpis.GROUPS, models=kpis.MODELS, age_seconds=max(0, round(age)), label=kpi_glossary.label,
+        funnel_labels={t.key: t.label for t in kpi_glossary.FUNNEL}, format_money=kpi_glossary.money,
+        currency=settings_service.current().get("currency", "USD"))
+
+
+@bp.get("/kpis/glossary")
+@role_required()
+def glossary():
+    """What each figure counts and how each attribution model shares a conversion."""
+    return render_template("web/kpis/glossary.html", sections=kpi_glossary.SECTIONS)
+
+
+@bp.get("/kpis/models")
+@role_required()
+def compare():
+    """The attribution models side by side: one row per group, one column per model."""
+    period, args, problems = _period_args()
+    metric = request.args.get("metric", "leads")
+    if metric not in kpis.COMPARED:
+        problems.append(f"unknown figure {metric!r}")
+        metric = "leads"
+    data = kpis.compare_models(args["group_by"], period, metric, args["playbook"] or None, args["product"] or None)
+    query = {k: v for k, v in args.items() if v and k not in ("group_by", "model")}
+    return render_template("web/kpis/compare.html", data=data, args=args, metric=metric, problems=problems,
+                           groups=kpis.GROUPS, metrics=list(kpis.COMPARED), query=query)
 
 
 @bp.get("/kpis/accounts")
@@ -68,7 +101,7 @@ def accounts():
     group = request.args.get("group", "")
     try:
         ids = kpis.accounts_behind(metric, args["group_by"], group, period, args["playbook"] or None,
-                                   args["product"] or None)
+                                   args["product"] or None, args["model"] or None)
     except kpis.KpiError as exc:
         problems.append(str(exc))
         ids = []
@@ -96,7 +129,7 @@ def spend():
             form = {k: (request.form.get(k) or "").strip() for k in
                     ("playbook", "channel", "product", "amount", "currency", "date", "from", "to")}
             try:
-                kpis.record_cost({k: v for k, v in form.items() if v})
+                spend_service.record_cost({k: v for k, v in form.items() if v})
                 flash("Spend recorded", "success")
                 return redirect(url_for("kpis.spend"))
             except ValidationError as exc:
@@ -130,7 +163,7 @@ def _import_spend(stream) -> tuple[int, list[dict]]:
         if not any(row.values()):
             continue
         try:
-            kpis.record_cost({k: v for k, v in row.items() if v}, source="csv")
+            spend_service.record_cost({k: v for k, v in row.items() if v}, source="csv")
             created += 1
         except ValidationError as exc:
             db.session.rollback()

@@ -148,11 +148,38 @@ def version(key: str, number: int):
                            lines=found.source.splitlines() or [""], may_manage=may_manage())
 
 
+def _schedule_of(text: str | None) -> dict:
+    """The plan's ``account``/``contact`` from one box: an email names a contact."""
+    text = (text or "").strip()[:320]
+    if not text:
+        return {}
+    return {"contact": text} if "@" in text else {"account": text}
+
+
+@bp.get("/playbooks/<key>/plan")
+@role_required()
+def plan(key: str):
+    """The dry run of the current version (or ``?version=N``), from the playbook's page."""
+    row = service.get(key)
+    found = service.source_of(key, request.args.get("version", type=int))
+    schedule_of = request.args.get("schedule_of")
+    result = service.plan(found.source, f"{key}.yaml", **_schedule_of(schedule_of))
+    return render_template("web/playbooks/plan.html", row=row, version=found, plan=result,
+                           schedule_of=schedule_of or "", may_manage=may_manage())
+
+
 @bp.post("/playbooks/<key>/<any(activate, pause, resume, archive):action>")
 @role_required(*MANAGERS)
 def life_cycle(key: str, action: str):
     try:
-        result = getattr(service, action)(key)
+        if action == "activate":
+            result = service.activate(key, allow_empty=request.form.get("allow_empty") == "1")
+        else:
+            result = getattr(service, action)(key)
+    except service.EmptyAudience as exc:
+        db.session.rollback()
+        return render_template("web/playbooks/confirm_empty.html", row=service.get(key), message=exc.message,
+                               funnel=exc.funnel), 409
     except ApiError as exc:
         db.session.rollback()
         if exc.status == 404:
@@ -178,7 +205,8 @@ def life_cycle(key: str, action: str):
 
 
 def _editor(source: str, *, status: int = 200, errors=None, checked: bool = False, plan=None,
-            valid=None, existing: PlaybookRow | None = None, based_on: str | None = None):
+            valid=None, existing: PlaybookRow | None = None, based_on: str | None = None,
+            schedule_of: str | None = None):
     lines = source.split("\n")
     if lines and lines[-1] == "" and len(lines) > 1:
         lines.pop()
@@ -186,7 +214,7 @@ def _editor(source: str, *, status: int = 200, errors=None, checked: bool = Fals
     return render_template(
         "web/playbooks/editor.html", source=source, line_count=len(lines), errors=errors or [],
         error_lines=error_lines, checked=checked, plan=plan, valid=valid, existing=existing, based_on=based_on,
-        may_manage=may_manage(),
+        may_manage=may_manage(), schedule_of=schedule_of,
     ), status
 
 
@@ -236,14 +264,15 @@ def check():
     pb = result.playbook
     existing = _known(pb.key)
     plan = None
+    schedule_of = request.form.get("schedule_of")
     if action == "plan":
         try:
-            plan = service.plan(source, "playbook.yaml")
+            plan = service.plan(source, "playbook.yaml", **_schedule_of(schedule_of))
         except service.PlaybookInvalid as exc:
             return _editor(source, status=422, checked=True, errors=exc.errors)
     valid = {"key": pb.key, "name": pb.name, "steps": len(pb.steps),
              "next_version": (existing.current_version + 1) if existing else 1}
-    return _editor(source, checked=True, plan=plan, valid=valid, existing=existing)
+    return _editor(source, checked=True, plan=plan, valid=valid, existing=existing, schedule_of=schedule_of)
 
 
 @bp.post("/playbooks/_apply")

@@ -15,14 +15,12 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file
 
 from abm import tracking
 from abm.db import db, utcnow
-from abm.normalize import NormalizeError, normalize_email
-from abm.services import events
+from abm.services import events, site_beacons
 
 bp = Blueprint("tracking", __name__)
 
@@ -95,48 +93,24 @@ def snippet():
 
 @bp.route("/t/v", methods=["POST", "OPTIONS"])
 def visit():
-    headers = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type",
-               "Access-Control-Allow-Methods": "POST"}
+    """The site snippet's beacon: checked, limited and marked by ``site_beacons``."""
+    origin = request.headers.get("Origin")
+    headers = {"Access-Control-Allow-Headers": "Content-Type", "Access-Control-Allow-Methods": "POST",
+               "Vary": "Origin"}
+    if site_beacons.allowed_origin(origin):
+        headers["Access-Control-Allow-Origin"] = origin
     if request.method == "OPTIONS":
         return Response(status=204, headers=headers)
-    raw = request.get_data(cache=False)[:MAX_BEACON + 1]
-    if len(raw) > MAX_BEACON:
-        return Response(status=413, headers=headers)
+    request.max_content_length = MAX_BEACON
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(request.get_data(cache=False).decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return Response(status=400, headers=headers)
-    event = _visit_event(body)
-    if event is None:
-        return Response(status=400, headers=headers)
-    if request.remote_addr:
-        event["ip"] = request.remote_addr  # for account identification in the drain; see docs/identification.md
-    events.push([event])
+        return Response("not JSON\n", status=400, headers=headers, mimetype="text/plain")
+    try:
+        site_beacons.record(body, origin, request.headers.get("Referer"), request.remote_addr)
+    except site_beacons.BeaconRefused as exc:
+        return Response(exc.message + "\n", status=exc.status, headers=headers, mimetype="text/plain")
     return Response(status=204, headers=headers)
-
-
-def _visit_event(body) -> dict | None:
-    if not isinstance(body, dict) or body.get("type") not in ("web_visit", "form_fill"):
-        return None
-    url = body.get("url")
-    if not isinstance(url, str) or not tracking.is_safe_destination(url) or len(url) > 4000:
-        return None
-    visitor = str(body.get("visitor_id") or "")[:100] or None
-    event = {"type": body["type"], "occurred_at": _now_iso(), "url": url, "source": "snippet",
-             "visitor_id": visitor,
-             "properties": {k: str(body[k])[:300] for k in ("title", "referrer", "form") if body.get(k)}}
-    contact_id = tracking.read("contact", body["contact"]) if isinstance(body.get("contact"), str) else None
-    if isinstance(contact_id, int):
-        event["contact_id"] = contact_id
-    if isinstance(body.get("email"), str):
-        try:
-            event["email"] = normalize_email(body["email"])
-        except NormalizeError:
-            pass
-    if not ({"contact_id", "email"} & set(event)):
-        # an anonymous visitor: kept (unmatched) with its visitor id until it identifies itself
-        event["properties"]["host"] = urlsplit(url).hostname or ""
-    return event
 
 
 @bp.route("/u/<token>", methods=["GET", "POST"])

@@ -36,7 +36,8 @@ def test_create_read_patch_delete(api):
     assert body["unit_cost"] == 0.25 and body["rate_limit"] == "600/60" and body["enabled"] is True
 
     patched = admin.patch("/api/v1/connectors/crm-hook",
-                          json={"settings": {"url": "https://other.example.com/in"}, "enabled": False})
+                          json={"settings": {"url": "https://other.example.com/in", "secret": SECRET},
+                                "enabled": False})  # a new host: the secret typed again
     assert patched.status_code == 200, patched.get_json()
     got = admin.get("/api/v1/connectors/crm-hook").get_json()
     assert got["settings"]["url"] == "https://other.example.com/in"

@@ -43,9 +43,9 @@ def test_reachable_unreachable_and_bad_key(runner, caplog):
         result = runner.invoke(args=["connectors", "test", "hook"])
         assert result.exit_code == 0, result.output
         assert result.output.startswith("hook: ok: the webhook answered HTTP 200")
-        assert len(receiver.requests) == 1 and receiver.requests[0].headers.get("X-Abm-Signature")
+        assert len(receiver.requests) == 1 and receiver.requests[0].headers.get("Webhook-Signature")
 
-    service.update("hook", {"settings": {"url": f"http://127.0.0.1:{closed_port()}/in"}})
+    service.update("hook", {"settings": {"url": f"http://127.0.0.1:{closed_port()}/in", "secret": HOOK_SECRET}})
     result = runner.invoke(args=["connectors", "test", "hook"])
     assert result.exit_code == 1
     assert "hook: test failed:" in result.output and "could not connect to" in result.output

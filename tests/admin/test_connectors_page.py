@@ -46,12 +46,14 @@ def test_create_and_edit_through_the_form(admin_client):
     assert fields["s.secret"] == MASK + SECRET[-4:]
     assert fields["s.url"] == "https://hooks.example.com/in"
 
-    fields["s.url"] = "https://elsewhere.example.com/in"
+    moved = admin_client.post("/connectors/hook/edit", data={**fields, "s.url": "https://elsewhere.example.com/in"})
+    assert moved.status_code == 422 and "a stored secret is never sent to a new host" in moved.get_data(as_text=True)
+    fields["s.url"] = "https://hooks.example.com/v2/in"
     saved = admin_client.post("/connectors/hook/edit", data=fields)
     assert saved.status_code == 302
     connector = service.instantiate("hook")
-    assert connector.settings["secret"] == SECRET  # the mask posted back kept it
-    assert connector.settings["url"] == "https://elsewhere.example.com/in"
+    assert connector.settings["secret"] == SECRET  # the mask posted back kept it (same host)
+    assert connector.settings["url"] == "https://hooks.example.com/v2/in"
     assert "Connector hook saved." in admin_client.get("/connectors/hook/edit").get_data(as_text=True)
 
 

@@ -80,7 +80,9 @@ def test_partial_failure_maps_to_touches(fake):
 
 def test_operations_split_at_10000(fake):
     with serve(fake.app) as server:
-        results = make(server).send([audience_touch(i, contacts=people(1, i)) for i in range(10_001)])
+        # read_timeout: the fake parses the 10,000 operations strictly with the protos first.
+        results = make(server, read_timeout=30).send([audience_touch(i, contacts=people(1, i))
+                                                      for i in range(10_001)])
         assert all(r.ok for r in results)
         assert fake.operation_counts == [10_000, 1]
         assert len(fake.jobs) == 1

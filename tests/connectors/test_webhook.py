@@ -37,8 +37,8 @@ def test_posts_signed_json_that_the_receiver_verifies(receiver):
     assert first["account"]["domain"] == "acme.example"
     assert second["type"] == "abm.alert" and second["payload"]["message"] == "Acme is hot"
     req = receiver.requests[0]
-    assert req.headers["X-Abm-Delivery"] == touches[0].key
-    assert req.headers["X-Abm-Signature"] == sign(SECRET, req.headers["X-Abm-Timestamp"], req.body)
+    assert req.headers["Webhook-Id"] == touches[0].key
+    assert req.headers["Webhook-Signature"].startswith("v1,") and "X-Abm-Signature" not in req.headers
 
 
 def test_wrong_secret_is_refused_by_the_receiver_and_is_permanent(receiver):
@@ -106,3 +106,40 @@ def test_verify_signature_valid_forged_stale():
     assert not verify_signature(SECRET, old, body, sign(SECRET, old, body))
     assert verify_signature(SECRET, old, body, sign(SECRET, old, body), tolerance=600)
     assert not verify_signature(SECRET, "yesterday", body, good)
+
+
+# -- the reference: the Standard Webhooks library (standardwebhooks) ------------------------------
+
+def test_a_whsec_secret_is_verified_by_the_reference_library_as_generated_by_it():
+    import base64
+    import os
+
+    from standardwebhooks.webhooks import Webhook
+
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    with serve(receiver_app(secret)) as server:
+        touch = webhook_touch({"event": "hot_account"})
+        assert connector(server, secret=secret).send([touch])[0].ok
+        req = server.requests[0]
+    document = Webhook(secret).verify(req.body, req.headers)
+    assert document["id"] == touch.key and req.headers["Webhook-Id"] == touch.key
+    tampered = dict(req.headers, **{"Webhook-Id": "another-id"})
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(secret).verify(req.body, tampered)
+
+
+def test_a_retry_keeps_its_webhook_id_so_receivers_deduplicate(receiver):
+    touch = webhook_touch()
+    connector(receiver).send([touch])
+    connector(receiver).send([touch])
+    assert [r.headers["Webhook-Id"] for r in receiver.requests] == [touch.key, touch.key]
+
+
+def test_the_former_scheme_only_when_asked():
+    with serve(receiver_app(SECRET, scheme="x-abm-signature")) as server:
+        assert connector(server, signature_scheme="x-abm-signature").send([webhook_touch()])[0].ok
+        with pytest.raises(PermanentError, match="HTTP 401"):
+            connector(server).send([webhook_touch()])  # the standard headers: not what it checks
+        req = server.requests[0]
+    assert req.headers["X-Abm-Signature"] == sign(SECRET, req.headers["X-Abm-Timestamp"], req.body)
+    assert "Webhook-Signature" not in req.headers

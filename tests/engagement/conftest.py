@@ -48,6 +48,17 @@ def world(app, notified):
     return {"acme": acme, "globex": globex, "jane": jane, "bob": bob, "playbook": pb, "touch": touch}
 
 
+SITE_ORIGIN = "https://acme-vendor.example"
+
+
+def add_site(origins=(SITE_ORIGIN,), name: str = "www", **settings) -> str:
+    """Set up one website for the snippet (as an admin does in the settings); its key."""
+    from abm.services import settings as settings_service
+
+    data = settings_service.update({"sites": [{"name": name, "origins": list(origins)}], **settings})
+    return data["sites"][0]["key"]
+
+
 def queued(app) -> list:
     import json
 

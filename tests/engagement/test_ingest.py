@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Event
 from abm.services import events, matching
+from tests.engagement.conftest import add_site
 
 
 def _iso(delta=timedelta(0)):
@@ -129,8 +130,10 @@ def test_nothing_is_lost_while_redis_is_down(backend, instance_dir, redis_url, n
         client = dead.test_client()
         for _ in range(25):
             assert client.get(f"/t/o/{token}.gif").status_code == 200
-        assert client.post("/t/v", data='{"type":"web_visit","url":"https://a.example/","visitor_id":"z"}',
-                           content_type="text/plain").status_code == 204
+        key = add_site(["https://a.example"])
+        assert client.post("/t/v", data=f'{{"type":"web_visit","url":"https://a.example/","visitor_id":"z",'
+                                        f'"site":"{key}"}}', content_type="text/plain",
+                           headers={"Origin": "https://a.example"}).status_code == 204
         account_id = acme.id
         db.session.remove()
     alive = make_app(backend, instance_dir, redis_url)

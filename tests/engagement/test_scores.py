@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select, update
 
 from abm.db import db, utcnow
-from abm.models import Account, Alert
-from abm.services import alerts, events, scores
+from abm.models import Account
+from abm.services import events, scores
 from abm.services import settings as settings_service
 
 
@@ -103,42 +103,6 @@ def test_a_change_of_weights_rescores_history(app, world, make_user):
     db.session.expire_all()
     acme = db.session.get(Account, world["acme"].id)
     assert acme.score == pytest.approx(40) and acme.engagement == "warm"
-
-
-def test_crossing_a_level_raises_one_alert_per_period(app, world):
-    from rq import Queue
-
-    from abm.redis_conn import get_redis
-
-    now = utcnow()
-    events.store([_line("meeting", "jane@acme.com", now=now)], now=now)   # 25: warm
-    alerts_made = db.session.execute(select(Alert)).scalars().all()
-    assert [(a.account_id, a.kind, a.level) for a in alerts_made] == [(world["acme"].id, "level_up", "warm")]
-    assert "Acme is now warm" in alerts_made[0].message
-    # Acme has no owner: the alert is kept, failed with the reason, and nothing is queued.
-    assert (alerts_made[0].status, alerts_made[0].error) == ("failed", "the account has no owner")
-    assert Queue("touches", connection=get_redis()).count == 0
-    events.store([_line("meeting", "bob@acme.com", now=now),
-                  _line("meeting", "bob@acme.com", days_ago=0.01, now=now)], now=now)  # 75: hot, same period
-    assert len(db.session.execute(select(Alert)).scalars().all()) == 1
-
-
-def test_a_week_over_week_jump_raises_a_surge_alert(app, world):
-    from datetime import timedelta
-
-    from abm.models import ScoreSnapshot
-
-    now = utcnow()
-    events.store([_line("meeting", "jane@acme.com", now=now), _line("meeting", "bob@acme.com", now=now),
-                  _line("meeting", "bob@acme.com", now=now)], now=now)   # 75
-    db.session.query(Alert).delete()
-    db.session.add(ScoreSnapshot(account_id=world["acme"].id, day=(now - timedelta(days=7)).date(), score=20.0))
-    db.session.commit()
-    made = alerts.surges(now)
-    alert = db.session.get(Alert, made[0])
-    assert (alert.kind, alert.account_id) == ("surge", world["acme"].id)
-    assert "up from 20 a week ago" in alert.message
-    assert alerts.surges(now) == []  # at most one per account per period
 
 
 def test_the_engine_is_told_which_accounts_changed_and_their_scores_before(app, world, notified):

@@ -12,7 +12,7 @@ from abm import tracking
 from abm.db import db
 from abm.models import Contact, Event
 from abm.services import events
-from tests.engagement.conftest import queued
+from tests.engagement.conftest import SITE_ORIGIN, add_site, queued
 
 
 def test_open_pixel_records_one_open_matched_to_the_touch(app, client, world):
@@ -140,21 +140,25 @@ def test_snippet_is_small_and_first_party(client):
 
 
 def test_visit_beacon_identifies_a_contact_from_a_tracked_link(app, client, world):
+    key = add_site()
     token = tracking.contact_token(world["jane"].id)
+    headers = {"Origin": SITE_ORIGIN}
     resp = client.post("/t/v", data='{"type":"web_visit","url":"https://acme-vendor.example/pricing",'
-                                     f'"visitor_id":"v1","contact":"{token}","title":"Pricing"}}',
-                       content_type="text/plain")
-    assert resp.status_code == 204
+                                     f'"site":"{key}","visitor_id":"v1","contact":"{token}","title":"Pricing"}}',
+                       content_type="text/plain", headers=headers)
+    assert resp.status_code == 204 and resp.headers["Access-Control-Allow-Origin"] == SITE_ORIGIN
     client.post("/t/v", data='{"type":"form_fill","url":"https://acme-vendor.example/demo",'
-                             '"visitor_id":"v2","email":"Bob@Acme.com"}', content_type="text/plain")
-    forged = client.post("/t/v", data='{"type":"web_visit","url":"https://x.example/","contact":"forged"}',
-                         content_type="text/plain")
+                             f'"site":"{key}","visitor_id":"v2","email":"Bob@Acme.com"}}', content_type="text/plain",
+                headers=headers)
+    forged = client.post("/t/v", data='{"type":"web_visit","url":"https://acme-vendor.example/",'
+                                      f'"site":"{key}","contact":"forged"}}', content_type="text/plain",
+                         headers=headers)
     assert forged.status_code == 204
-    assert client.post("/t/v", data="not json", content_type="text/plain").status_code == 400
+    assert client.post("/t/v", data="not json", content_type="text/plain", headers=headers).status_code == 400
     events.drain()
     rows = db.session.execute(select(Event.type, Event.contact_id, Event.account_id).order_by(Event.id)).all()
     assert rows == [("web_visit", world["jane"].id, world["acme"].id),
-                    ("form_fill", world["bob"].id, world["acme"].id),
+                    ("browser_form_fill", world["bob"].id, world["acme"].id),
                     ("web_visit", None, None)]
 
 

@@ -37,7 +37,7 @@ def _touch_of(alert_id: int) -> Touch:
 def test_a_level_alert_waits_out_slacks_429_and_then_arrives(app, clock, slack, make_user, worker):
     owner = make_user("ae", email="ae@seller.example")
     account = make_account("Acme", owner=owner)
-    [alert_id] = alerts.level_ups({account.id: (0.0, 80.0)}, clock())
+    [alert_id] = alerts.on_scores_changed({account.id: (0.0, 80.0)}, clock())
     touch = _touch_of(alert_id)
     assert (touch.status, touch.kind, touch.connector) == ("queued", "alert", "sales-slack")
 
@@ -61,7 +61,7 @@ def test_a_level_alert_waits_out_slacks_429_and_then_arrives(app, clock, slack, 
 def test_an_alert_fails_visibly_after_its_last_attempt(app, clock, slack, make_user, worker):
     app.config["ABM_TOUCH_MAX_ATTEMPTS"] = 2
     account = make_account("Acme", owner=make_user("ae"))
-    [alert_id] = alerts.level_ups({account.id: (0.0, 80.0)}, clock())
+    [alert_id] = alerts.on_scores_changed({account.id: (0.0, 80.0)}, clock())
     slack.config["RATE_LIMITED"] = "1"
     worker()
     clock.advance(timedelta(minutes=10))

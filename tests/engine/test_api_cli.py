@@ -126,3 +126,32 @@ def test_cli_validate_plan_apply_life_cycle(app, runner, sent_log, tmp_path):
     assert "active" in runner.invoke(args=["playbook", "resume", "api-pb"]).output
     missing = runner.invoke(args=["playbook", "pause", "nope"])
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+NOBODY = GOOD.replace("key: api-pb", "key: nobody").replace("where: {tier: [1]}",
+                                                            "where: {tier: [1], industry: [mining]}")
+
+
+def test_a_playbook_that_would_enroll_nobody_says_which_condition_left_nobody(app, runner, sent_log, tmp_path):
+    make_account("Alpha")
+    make_account("Beta", tier=2)
+    source = tmp_path / "nobody.yaml"
+    source.write_text(NOBODY)
+    planned = runner.invoke(args=["playbook", "plan", str(source)])
+    assert planned.exit_code == 0, planned.output
+    assert re.search(r"\s2\s+accounts in the workspace\n\s+1\s+tier is one of 1\n\s+0\s+industry is one of "
+                     r'"mining"', planned.output)
+    assert "no account would enter: none is left after \u201cindustry is one of \"mining\"\u201d" in planned.output
+
+    assert runner.invoke(args=["playbook", "apply", str(source)]).exit_code == 0
+    refused = runner.invoke(args=["playbook", "activate", "nobody"])
+    assert refused.exit_code == 1 and "would enroll no account" in refused.output
+    from abm.services import playbooks as service
+
+    assert service.get("nobody").status == "draft"
+    manager, _ = _clients(app)
+    answer = manager.post("/api/v1/playbooks/nobody/activate")
+    assert answer.status_code == 409
+    assert [f["kept"] for f in answer.get_json()["error"]["funnel"]] == [2, 1, 0, 0]
+    started = runner.invoke(args=["playbook", "activate", "nobody", "--allow-empty"])
+    assert started.exit_code == 0 and "nobody: active (enrolled 0, held_out 0)" in started.output

@@ -21,7 +21,7 @@ def test_import_accounts_reports_rows_and_exits_1_on_rejected_rows(runner, tmp_p
                                            "Broken;not a domain;SMB\nBeta;beta.io;\n")
     result = runner.invoke(args=["import", "accounts", path])
     assert result.exit_code == 1
-    assert f"{path}: 3 rows: 2 accounts created, 0 updated, 0 skipped, 1 rejected" in result.output
+    assert f"{path}: 3 rows: 2 accounts created, 0 updated, 0 unchanged, 0 skipped, 1 rejected" in result.output
     assert f"{path}:3: domain: 'not a domain' is not a domain name; row not imported" in result.output
     assert "'Segment' -> attributes.segment" in result.output
     assert sorted(db.session.execute(select(Account.domain)).scalars()) == ["acme.com", "beta.io"]
@@ -44,7 +44,7 @@ def test_import_contacts_reports_skips_and_unlinked(runner, tmp_path, make_user)
                                     "ann@acme.com,Annie,\njo@gmail.com,Jo,\n")
     result = runner.invoke(args=["import", "contacts", path])
     assert result.exit_code == 0, result.output
-    assert "3 rows: 2 contacts created, 0 updated, 1 skipped, 0 rejected" in result.output
+    assert "3 rows: 2 contacts created, 0 updated, 0 unchanged, 1 skipped, 0 rejected" in result.output
     assert f"{path}:2: email: skipped: row 3 has the same email (ann@acme.com); the last row wins" in result.output
     assert "1 new contacts have no account" in result.output
     assert db.session.execute(select(Contact.first_name).where(Contact.email == "ann@acme.com")).scalar_one() == "Annie"

@@ -73,7 +73,8 @@ def test_bom_semicolons_and_windows_1252_accents(app):
     assert report["created"] == 2 and report["delimiter"] == ";"
     assert account("societegenerale.fr").name == "Société Générale"
     report = run("accounts", text.replace("Nom", "Company").replace("zb.ch", "zb2.ch"), "cp1252")
-    assert report["encoding"] == "windows-1252" and report["created"] == 1 and report["updated"] == 1
+    assert report["encoding"] == "windows-1252" and report["created"] == 1
+    assert (report["updated"], report["unchanged"]) == (0, 1)  # Société Générale read the same in both
     assert account("zb2.ch").name == "Zürcher Bäckerei" and account("zb2.ch").country == "Schweiz"
 
 
@@ -352,3 +353,73 @@ def test_an_import_beside_other_threads_leaves_them_the_interpreter_as_it_was(ap
         ContactImporter.parse_fields = parse_fields
         other.join(5)
     assert done.is_set() and set(seen) == {before}
+
+
+def test_updated_counts_only_the_rows_whose_values_changed(app):
+    accounts = ("Domain,Name,Tags,Employees,Lead Source,Record ID\nacme.com,Acme,a;b,120,webinar,11\n"
+                "beta.io,Beta,,5,,12\n")
+    assert run("accounts", accounts)["created"] == 2
+    stamp = account("acme.com").updated_at
+    again = run("accounts", accounts)  # the same export twice: nothing to update
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2)
+    db.session.expire_all()
+    assert account("acme.com").updated_at == stamp
+    changed = run("accounts", accounts.replace("beta.io,Beta,,5", "beta.io,Beta,,6"))
+    assert (changed["updated"], changed["unchanged"]) == (1, 1) and account("beta.io").employees == 6
+    # an empty cell leaves the stored value, so a file with fewer columns changes nothing either
+    assert run("accounts", "Domain,Name\nacme.com,Acme\n")["unchanged"] == 1
+
+    contacts = "Email,First Name,Title,Campaign\nann@acme.com,Ann,CEO,q3\nbob@beta.io,Bob,,\n"
+    assert run("contacts", contacts)["created"] == 2
+    again = run("contacts", contacts)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2)
+    changed = run("contacts", contacts.replace("Ann,CEO,q3", "Ann,CEO,q4"))
+    assert (changed["updated"], changed["unchanged"]) == (1, 1)
+    assert contact("ann@acme.com").attributes == {"campaign": "q4"}
+
+
+def test_an_older_export_never_moves_a_stage_back_behind_a_later_change(app):
+    from datetime import UTC, datetime
+
+    run("accounts", "Domain,Stage\nacme.com,target\nbeta.io,target\ngamma.dev,target\n")
+    crm_moved = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # the CRM moved acme.com to opportunity in June
+    acme = account("acme.com")
+    acme.stage = "opportunity"
+    db.session.add(StageChange(account_id=acme.id, from_stage="target", to_stage="opportunity",
+                               changed_at=crm_moved, source="crm:salesforce"))
+    db.session.commit()
+    report = run("accounts", "Website,Account Stage,Last Modified Date\n"
+                             "acme.com,engaged,2025-05-20\n"    # exported before the CRM's change: refused
+                             "beta.io,mqa,2025-05-20\n"         # nothing recorded since: taken, at its date
+                             "gamma.dev,aware,\n")              # undated, forward: taken
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(2, "stage")]
+    assert "after this row was last modified" in report["errors"][0]["message"]
+    assert (account("acme.com").stage, account("beta.io").stage, account("gamma.dev").stage) == (
+        "opportunity", "mqa", "aware")
+    beta = db.session.execute(select(StageChange).where(StageChange.account_id == account("beta.io").id,
+                                                        StageChange.to_stage == "mqa")).scalar_one()
+    assert beta.changed_at == datetime(2025, 5, 20, tzinfo=UTC)  # recorded when the CRM changed it
+
+    later = run("accounts", "Domain,Stage,Last Modified Date\nacme.com,customer,2025-07-01T09:30:00Z\n"
+                            "gamma.dev,target,\n")  # a dated newer row wins; an undated one never moves back
+    assert [(e["row"], e["column"]) for e in later["errors"]] == [(3, "stage")]
+    assert "would move the account back from aware to target" in later["errors"][0]["message"]
+    assert (account("acme.com").stage, account("gamma.dev").stage) == ("customer", "aware")
+
+
+def test_contacts_are_linked_to_their_account_by_its_crm_id(app):
+    run("accounts", "Account ID,Account Name,Website\n0015g00000ABCDeAAF,Initech,initech.com\n")
+    run("accounts", "Record ID,Company name,Company Domain Name\n9001,Globex,globex.com\n")
+    # Salesforce: the 15-character form of the account's 18-character id; the email's domain differs
+    report = run("contacts", "Contact ID,Account ID,Email,First Name\n"
+                             "0035g00000XYZ,0015g00000ABCDe,milton@initech-subsidiary.net,Milton\n"
+                             "0035g00000XZZ,0015g00000NOPE1,peter@initech.com,Peter\n")
+    assert (report["created"], report["unlinked"]) == (2, 0)
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(3, "account_salesforce")]
+    assert "no account has the Salesforce id 0015g00000NOPE1" in report["errors"][0]["message"]
+    assert contact("milton@initech-subsidiary.net").account_id == account("initech.com").id
+    assert contact("peter@initech.com").account_id == account("initech.com").id  # by its domain instead
+    assert contact("milton@initech-subsidiary.net").crm_ids == {"salesforce": "0035g00000XYZ"}
+    # HubSpot: the first of the associated companies, before the email's domain
+    report = run("contacts", "Record ID,Email,Associated Company ID\n501,ann@gmail.com,9001;9002\n")
+    assert report["errors"] == [] and contact("ann@gmail.com").account_id == account("globex.com").id

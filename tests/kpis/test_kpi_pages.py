@@ -19,8 +19,11 @@ def test_the_dashboard_shows_the_figures_for_every_role(june, as_role):
         assert page.status_code == 200
         html = page.get_data(as_text=True)
         assert "From target to won" in html and "Lift over the held-out control group" in html
-        assert "cost per lead 81.00" in html           # 243 of spend over 3 leads
-        assert "15,000.00" in html                      # pipeline influenced, each opportunity once
+        assert "cost per lead $81.00" in html           # 243 of spend over 3 leads
+        assert "$15,000.00" in html                      # pipeline influenced, each opportunity once
+        # each figure's name says what it counts: the table's engaged and the funnel's are told apart
+        assert "Accounts engaged after a touch" in html and "Reached accounts with any engagement in the period" in html
+        assert "s ago" in html                           # the answer's age
         assert "not enough accounts yet: about" in html  # pb-a's lift sentence
         assert ("Record spend" in html) == (role != "ae")
 
@@ -28,7 +31,7 @@ def test_the_dashboard_shows_the_figures_for_every_role(june, as_role):
 def test_group_tabs_and_the_accounts_behind_a_figure(june, as_role):
     c = as_role("ae")
     html = c.get(f"/kpis?group_by=channel&{JUNE}").get_data(as_text=True)
-    assert "<th scope=\"row\">ads</th>" in html and "51.00" in html
+    assert "<th scope=\"row\">ads</th>" in html and "$51.00" in html
     behind = c.get(f"/kpis/accounts?metric=reached&group_by=playbook&group=pb-a&{JUNE}")
     text = behind.get_data(as_text=True)
     assert behind.status_code == 200 and "Acme" in text and "Globex" in text and "Initech" not in text
@@ -89,3 +92,26 @@ def test_each_funnel_step_links_to_its_accounts(june, as_role):
     assert "Acme" in won and "Globex" not in won
     target = c.get(f"/kpis/accounts?metric=funnel&group=target&group_by=playbook&playbook=pb-c&{JUNE}")
     assert "Initech" in target.get_data(as_text=True) and "Acme" not in target.get_data(as_text=True)
+
+
+def test_the_models_side_by_side_and_the_glossary(june, as_role):
+    c = as_role("ae")
+    page = c.get(f"/kpis/models?group_by=playbook&metric=leads&{JUNE}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Time decay" in html and "Markov" in html
+    # every model's column adds up to the 3 leads
+    assert html.count("<td>3</td>") >= 7
+    glossary = c.get("/kpis/glossary").get_data(as_text=True)
+    assert "Accounts engaged after a touch" in glossary and "Anderl" in glossary
+    dash = c.get(f"/kpis?model=u_shaped&{JUNE}").get_data(as_text=True)
+    assert "attribution: u shaped" in dash
+    assert "unknown attribution model" in c.get(f"/kpis?model=nope&{JUNE}").get_data(as_text=True)
+
+
+def test_the_docs_glossary_is_the_pages_glossary():
+    from abm.services import kpi_glossary
+
+    text = kpi_glossary.DOCS.read_text()
+    assert kpi_glossary.markdown() in text, "run python -m abm.services.kpi_glossary"
+    assert kpi_glossary.money(1234.5) == "$1,234.50" and kpi_glossary.money(-3, "EUR") == "-€3.00"
+    assert kpi_glossary.money(7, "SEK") == "SEK 7.00" and kpi_glossary.money(None) == "–"

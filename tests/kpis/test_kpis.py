@@ -249,7 +249,7 @@ def test_costs_are_recorded_and_validated(june, api):
 
 
 def test_rollups_equal_a_fresh_computation(june):
-    stored = rollups.refresh(NOW)
+    stored = rollups.refresh(NOW, days=rollups.STANDARD_DAYS, groups=kpis.GROUPS)
     assert stored == len(rollups.STANDARD_DAYS) * len(kpis.GROUPS)
     for period in rollups.standard_periods(NOW):
         for group_by in kpis.GROUPS:
@@ -257,7 +257,29 @@ def test_rollups_equal_a_fresh_computation(june):
             fresh = kpis.compute(group_by, period, now=NOW)
             assert served["computed_at"] == NOW.isoformat()
             assert {k: v for k, v in served.items() if k != "computed_at"} == fresh
-        assert rollups.extras(period, now=NOW) == rollups.extras_of(period)
+        served = rollups.extras(period, now=NOW)
+        assert {k: v for k, v in served.items() if k != "computed_at"} == {**rollups.extras_of(period),
+                                                                           "lifts": kpis.lifts()}
+
+
+def test_the_default_view_shows_new_data_within_a_minute(june):
+    from datetime import timedelta
+
+    period = rollups.standard_periods(NOW)[1]
+    assert rollups.refresh(NOW) == 2
+    assert rollups.kpis("playbook", period, now=NOW)["totals"]["leads"] == 3
+    # a new lead at Globex (touched by pb-a on 06-03): c2's first lead event was in April, so a new contact
+    c5 = Contact(account_id=june["Globex"], email="c5@globex.com")
+    db.session.add(c5)
+    db.session.flush()
+    db.session.add(Event(type="form_fill", contact_id=c5.id, account_id=june["Globex"], occurred_at=NOW))
+    db.session.commit()
+    later = NOW + timedelta(seconds=30)
+    assert rollups.kpis("playbook", period, now=later)["computed_at"] == NOW.isoformat()  # under a minute old
+    after = rollups.kpis("playbook", period, now=NOW + timedelta(seconds=61))
+    assert after["totals"]["leads"] == 4 and after["computed_at"] == (NOW + timedelta(seconds=61)).isoformat()
+    # the new answer is kept for the next reader
+    assert rollups.kpis("playbook", period, now=NOW + timedelta(seconds=70))["computed_at"] == after["computed_at"]
 
 
 def test_pipeline_influenced_over_time(june):
@@ -265,3 +287,112 @@ def test_pipeline_influenced_over_time(june):
     assert [(s["start"], s["pipeline"], s["revenue"]) for s in series] == [
         ("2026-06-01", 0.0, 0.0), ("2026-06-11", 10000.0, 10000.0), ("2026-06-21", 5000.0, 0.0)]
     assert [x["playbook"] for x in kpis.lifts()] == ["pb-a", "pb-b", "pb-c"]
+
+
+def test_every_attribution_model_on_the_hand_dataset(june):
+    # c1 and c4 (Acme) each come after T1 (pb-a) and T2 (pb-b), c3 after T4 (pb-c); O1 after T1 and T2, O2 after T4
+    def credit(model):
+        groups = by_group(kpis.compute("playbook", PERIOD, now=NOW, model=model))
+        return {g: (groups[g]["leads"], groups[g]["opportunities"]) for g in ("pb-a", "pb-b", "pb-c")}
+
+    assert credit("first_touch") == {"pb-a": (2.0, 1.0), "pb-b": (0.0, 0.0), "pb-c": (1.0, 1.0)}
+    assert credit("last_touch") == {"pb-a": (0.0, 0.0), "pb-b": (2.0, 1.0), "pb-c": (1.0, 1.0)}
+    halves = {"pb-a": (1.0, 0.5), "pb-b": (1.0, 0.5), "pb-c": (1.0, 1.0)}
+    # two touches: linear, U-shaped (40/20/40 needs three) and W-shaped (the lead's touch is T2, the last) split evenly
+    assert credit("linear") == credit("even") == credit("u_shaped") == credit("w_shaped") == halves
+    # time decay, half-life 7 days: T1 is 3 days older than T2 at every conversion, so it weighs 2 ** (-3/7) of T2
+    older = 1 / (1 + 2 ** (3 / 7))
+    assert credit("time_decay") == {"pb-a": (round(2 * older, 4), round(older, 4)),
+                                    "pb-b": (round(2 * (1 - older), 4), round(1 - older, 4)), "pb-c": (1.0, 1.0)}
+    # Markov: journeys a,b -> conversion (c1, c4, O1), c -> conversion (c3, O2), a -> null (Globex)
+    effects = kpis.markov_removal_effects("playbook", PERIOD)
+    assert effects == pytest.approx({"pb-a": 0.6, "pb-b": 0.6, "pb-c": 0.4})
+    assert credit("markov") == halves
+    with pytest.raises(kpis.KpiError, match="model must be one of"):
+        kpis.compute("playbook", PERIOD, now=NOW, model="shapley")
+
+
+def test_u_and_w_shaped_with_more_touches(june, make_user):
+    # two more touches at Acme: T6 pb-c email on 06-08 and T7 pb-a email on 06-11 (after c1's lead on 06-10)
+    from abm.models import Enrollment
+    acme = june["Acme"]
+    enr = db.session.query(Enrollment).filter_by(account_id=acme).first()
+    pbs = {p.key: p.id for p in db.session.query(Playbook)}
+    for step, pb, day in (("T6", "pb-c", 8), ("T7", "pb-a", 11)):
+        db.session.add(Touch(enrollment_id=enr.id, playbook_id=pbs[pb], account_id=acme, contact_key=0, step_id=step,
+                             kind="email", channel="email", connector="outbox", status="sent", sent_at=at(6, day)))
+    db.session.commit()
+    # O1 (06-20): T1 pb-a, T2 pb-b, T6 pb-c, T7 pb-a; the lead (c1, 06-10) came after T6
+    u = by_group(kpis.compute("playbook", PERIOD, now=NOW, model="u_shaped"))
+    assert (u["pb-a"]["opportunities"], u["pb-b"]["opportunities"], u["pb-c"]["opportunities"]) == (0.8, 0.1, 1.1)
+    w = by_group(kpis.compute("playbook", PERIOD, now=NOW, model="w_shaped"))
+    # first T1 30%, lead's touch T6 30%, last T7 30%, T2 the 10% in the middle
+    assert (w["pb-a"]["opportunities"], w["pb-b"]["opportunities"], w["pb-c"]["opportunities"]) == (0.6, 0.1, 1.3)
+
+
+def test_groupings_by_account_fields(june, make_user):
+    owner = make_user("ae")
+    for name, tier, industry, country in (("Acme", 1, "Software", "FR"), ("Globex", 2, "Retail", "DE"),
+                                          ("Initech", 1, "Software", None)):
+        acc = db.session.get(Account, june[name])
+        acc.tier, acc.industry, acc.country = tier, industry, country
+        acc.owner_id = owner.id if name == "Acme" else None
+    db.session.commit()
+    tiers = by_group(kpis.compute("tier", PERIOD, now=NOW))
+    # tier 1: Acme (T1, T2, c1, c4, O1) and Initech (c3, O2); tier 2: Globex (T3)
+    assert (tiers["tier 1"]["touches"], tiers["tier 1"]["leads"], tiers["tier 1"]["pipeline_influenced"]) == (2, 3.0, 15000.0)
+    assert (tiers["tier 2"]["touches"], tiers["tier 2"]["leads"]) == (1, 0.0)
+    assert tiers["(unassigned)"]["cost"] == 240.0  # spend names a playbook or a channel, never a tier
+    owners = by_group(kpis.compute("owner", PERIOD, now=NOW))
+    assert owners[owner.email]["leads"] == 2.0 and owners["(no owner)"]["leads"] == 1.0
+    countries = by_group(kpis.compute("country", PERIOD, now=NOW))
+    assert countries["FR"]["revenue_influenced"] == 10000.0 and countries["(no country)"]["pipeline_influenced"] == 5000.0
+    assert set(by_group(kpis.compute("industry", PERIOD, now=NOW))) == {"Software", "Retail", "(unassigned)"}
+
+
+def test_velocity_after_a_crm_backfill(app):
+    # Hooli is created today (its creation row: none -> target); the CRM's June history arrives afterwards
+    from abm.services import accounts as account_service
+    acc = account_service.create({"domain": "hooli.com", "name": "Hooli"}, source="api")
+    for to_stage, when in (("engaged", at(6, 2)), ("mqa", at(6, 14)), ("opportunity", at(6, 17))):
+        account_service.change_stage(acc, to_stage, source="crm:hubspot", actor_id=None, at=when)
+    db.session.commit()
+    velocity = {r["stage"]: r for r in kpis.stage_velocity(PERIOD)}
+    # engaged 06-02 -> mqa 06-14: 12 days; mqa -> opportunity: 3 days; the creation row (06-20) is no move out of
+    # opportunity; the time in target before 06-02 is not known (the account was created later): not counted
+    assert velocity["engaged"] == {"stage": "engaged", "moves": 1, "median_days": 12.0}
+    assert velocity["mqa"] == {"stage": "mqa", "moves": 1, "median_days": 3.0}
+    assert velocity["opportunity"]["moves"] == 0 and velocity["target"]["moves"] == 0
+
+
+def test_velocity_counts_the_first_stage_from_the_accounts_creation(app):
+    acc = Account(name="Pied", domain="pied.com", stage="aware", created_at=at(5, 22))
+    db.session.add(acc)
+    db.session.flush()
+    # the first change recorded is a move out of target (an import without the creation row)
+    db.session.add(StageChange(account_id=acc.id, from_stage="target", to_stage="aware", changed_at=at(6, 3),
+                               source="crm:salesforce"))
+    db.session.commit()
+    assert {r["stage"]: r for r in kpis.stage_velocity(PERIOD)}["target"] == {
+        "stage": "target", "moves": 1, "median_days": 12.0}
+
+
+def test_the_api_takes_a_model_on_every_kpi_request(june, api):
+    c = api("ae")
+    first = c.get("/api/v1/kpis?group_by=playbook&from=2026-06-01&to=2026-06-30&model=first_touch")
+    assert first.status_code == 200 and first.json["attribution"]["model"] == "first_touch"
+    assert by_group(first.json)["pb-a"]["leads"] == 2.0
+    bad = c.get("/api/v1/kpis?model=shapley")
+    assert bad.status_code == 422 and bad.json["error"]["details"][0]["path"] == "model"
+    models = c.get("/api/v1/kpis/models?group_by=playbook&metric=opportunities&from=2026-06-01&to=2026-06-30")
+    assert models.status_code == 200 and set(models.json["totals"].values()) == {2.0}
+    rows = {r["group"]: r for r in models.json["groups"]}
+    assert (rows["pb-a"]["first_touch"], rows["pb-b"]["last_touch"], rows["pb-c"]["markov"]) == (1.0, 1.0, 1.0)
+    csv_text = c.get("/api/v1/kpis/models?group_by=channel&from=2026-06-01&to=2026-06-30&format=csv").data.decode()
+    assert csv_text.splitlines()[0] == "group," + ",".join(kpis.MODELS)
+    for path in ("velocity", "coverage", "funnel"):
+        assert c.get(f"/api/v1/kpis/{path}?model=linear").status_code == 200
+    assert c.get("/api/v1/playbooks/pb-a/lift?model=linear").status_code == 200
+    behind = c.get("/api/v1/kpis/accounts?metric=leads&group_by=playbook&group=pb-a&from=2026-06-01&to=2026-06-30"
+                   "&model=first_touch")
+    assert behind.json["account_ids"] == [june["Acme"]]

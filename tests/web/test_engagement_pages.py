@@ -256,10 +256,17 @@ def test_an_account_with_nothing_yet_says_so(as_role):
 # -- the snippet page and the navigation ---------------------------------------------
 
 def test_snippet_page_gives_the_tag_for_managers_only(as_role):
+    from abm.services import settings as settings_service
+
     manager = as_role("manager")
     html = manager.get("/engagement/snippet").get_data(as_text=True)
+    assert 'id="no-sites"' in html and 'id="snippet-tag"' not in html  # no site set up: no tag to paste
+    key = settings_service.update({"sites": [{"name": "www", "origins": ["https://www.example.com"]}]})[
+        "sites"][0]["key"]
+    html = manager.get("/engagement/snippet").get_data(as_text=True)
     tag = html_lib.unescape(re.search(r'<code id="snippet-tag">(.*?)</code>', html).group(1))
-    assert tag == '<script src="http://abm.test/t/snippet.js" async></script>'  # ABM_BASE_URL of the tests
+    # ABM_BASE_URL of the tests, and the site's key
+    assert tag == f'<script src="http://abm.test/t/snippet.js" data-site="{key}" async></script>'
     assert "Visits" in html and "Known visitors" in html and "Form fills" in html
     assert "calls no third-party service" in " ".join(html.split())
     served = manager.get("/t/snippet.js")  # what the tag loads: no address of anyone else in it
@@ -357,8 +364,11 @@ def test_in_a_browser_an_ae_reads_and_clicks_through(live_server, new_page, make
 def test_in_a_browser_the_snippet_page_copies_the_tag(live_server, new_page, make_live_user):
     admin = make_live_user("admin")
     page = new_page()
+    from abm.services import settings as settings_service
+
+    settings_service.update({"sites": [{"name": "www", "origins": ["https://www.example.com"]}]})
     live_server.login(page, admin)
     page.goto(live_server.url + "/engagement/snippet")
     tag = page.locator("#snippet-tag").inner_text()
-    assert re.fullmatch(r'<script src="https?://[^"]+/t/snippet\.js" async></script>', tag)
+    assert re.fullmatch(r'<script src="https?://[^"]+/t/snippet\.js" data-site="[\w-]{20,64}" async></script>', tag)
     page.screenshot(path=_shots_dir(live_server) / "snippet-desktop.png", full_page=True)

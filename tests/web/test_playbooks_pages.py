@@ -142,10 +142,15 @@ def test_plan_shows_the_dry_run(as_role, connectors):
     assert re.search(r'id="plan-entering">2<', html) and re.search(r'id="plan-held-out">0<', html)
     assert re.findall(r'<li><a href="/accounts/\d+">(\w+)</a>', html) == ["Alpha", "Gamma"]
     steps = re.findall(r'<tr data-step="([^"]+)">.*?<td data-label="When">([^<]+)</td>\s*'
+                       r'<td class="num" data-label="Reached">([^<]+)</td>\s*'
                        r'<td class="num" data-label="Touches">([^<]+)</td>', html, re.S)
-    assert [(s, w) for s, w, _ in steps] == [("hello", "at once"), ("step-2", "at once"), ("tell-ae", "after 3d")]
-    assert steps[0][2] == "1"  # Gamma has no contact
-    assert "1 account(s) have no reachable contact" in html
+    assert [(s, w, r) for s, w, r, _ in steps] == [
+        ("hello", "at once", "2"), ("step-2", "at once", "2"), ("tell-ae", "after 3d", "2")]
+    assert steps[0][3] == "1"  # Gamma has no contact
+    assert steps[2][3] == "0" and "suppressed 2: the account has no owner" in html  # nobody owns them
+    assert "1 entering account(s) would get no touch at all" in html
+    funnel = re.findall(r"<tr(?: class=\"zero\")?><td>([^<]+)</td><td class=\"num\">(\d+)</td>", html)
+    assert funnel == [("accounts in the workspace", "3"), ("tier is one of 1", "2")]
     assert "<strong>Subject:</strong> Hello Alpha" in html
     # The preview is sandboxed, with its own CSP; the script is only text in the srcdoc.
     frame = re.search(r'<iframe sandbox="" [^>]*srcdoc="([^"]*)"', html).group(1)
@@ -341,3 +346,34 @@ def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_pag
     expected = ("status of 422", "Blocked script execution in 'about:srcdoc' because the document's frame is sandboxed")
     assert any(expected[1] in e for e in live_server.js_errors)
     assert [e for e in live_server.js_errors if not any(x in e for x in expected)] == []
+
+
+def test_activating_a_playbook_that_would_enroll_nobody_asks_first(as_role, connectors):
+    make_account("Beta", tier=2)
+    client = as_role("manager")
+    _apply(client)
+    asked = client.post("/playbooks/web-pb/activate")
+    assert asked.status_code == 409
+    html = asked.get_data(as_text=True)
+    assert "would enroll no account: none is left after \u201ctier is one of 1\u201d" in html
+    assert re.findall(r'<tr class="zero"><td>([^<]+)</td>', html) == ["tier is one of 1",
+                                                                     "not in this playbook already (or allowed to re-enter)"]
+    assert 'name="allow_empty" value="1"' in html and "Activate anyway" in html
+    assert _playbook().status == "draft"
+    confirmed = client.post("/playbooks/web-pb/activate", data={"allow_empty": "1"})
+    assert confirmed.status_code == 302 and _playbook().status == "active"
+    assert "0 account(s) enrolled" in client.get("/playbooks/web-pb").get_data(as_text=True)
+
+
+def test_the_plan_is_reachable_from_the_playbook_page_with_a_schedule(as_role, connectors):
+    make_account("Alpha")
+    client = as_role("ae")
+    as_role("manager")
+    _apply(as_role("manager"))
+    page = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert 'href="/playbooks/web-pb/plan"' in page
+    html = client.get("/playbooks/web-pb/plan?schedule_of=c0@alpha.example").get_data(as_text=True)
+    assert 'id="plan-entering">1<' in html and "Schedule of c0@alpha.example" in html
+    # Sent now, or at the window's next opening (the page plans on the real clock).
+    assert re.search(r"<td><code>hello</code></td><td>email</td><td>c0@alpha.example</td>"
+                     r"<td>(sends|postponed <span class=\"muted small\">\(outside the send window\))", html)

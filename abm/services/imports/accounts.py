@@ -10,6 +10,7 @@ from sqlalchemy import case, func, select
 from abm.db import db
 from abm.models import Account, Contact, StageChange, User
 from abm.normalize import FREE_MAIL_DOMAINS, NormalizeError
+from abm.services.imports import stages
 from abm.services.imports.cells import (
     CENT,
     MAX_INT,
@@ -28,11 +29,12 @@ from abm.services.imports.postgres_copy import (
     defaults_sql,
     json_or_none,
     staging_sql,
+    update_if_changed,
 )
 
 _NULLABLE_ACCOUNT = ("industry", "employees", "annual_revenue", "country", "tier", "owner_id", "timezone", "notes")
 _ACCOUNT_STAGED = ("domain, name, industry, employees, annual_revenue, country, tier, owner_id, stage, timezone, "
-                   "tags, notes, attributes, crm_ids FROM accounts")
+                   "tags, notes, attributes, crm_ids, updated_at AS stage_at FROM accounts")
 _ACCOUNT_DEFAULTS = defaults_sql(Account.__table__, {"domain", "name", "stage", "tags", *_NULLABLE_ACCOUNT})
 _ACCOUNT_UPSERT = f"""
 WITH old AS MATERIALIZED (
@@ -47,29 +49,27 @@ WITH old AS MATERIALIZED (
            COALESCE(s.attributes, '{{}}'), COALESCE(s.crm_ids, '{{}}'),
            %(now)s::timestamptz, %(now)s::timestamptz{_ACCOUNT_DEFAULTS[1]}
     FROM _abm_import_accounts s LEFT JOIN old o ON o.domain = s.domain
-    ON CONFLICT (domain) DO UPDATE SET
-        {coalesced(_NULLABLE_ACCOUNT)},
-        name = CASE WHEN EXCLUDED.name = '' THEN t.name ELSE EXCLUDED.name END,
-        stage = CASE WHEN EXCLUDED.stage = '' THEN t.stage ELSE EXCLUDED.stage END,
-        tags = CASE WHEN jsonb_array_length(EXCLUDED.tags) = 0 THEN t.tags ELSE EXCLUDED.tags END,
-        attributes = t.attributes || EXCLUDED.attributes,
-        crm_ids = t.crm_ids || EXCLUDED.crm_ids,
-        updated_at = EXCLUDED.updated_at
-    @RETURNING@
+    ON CONFLICT (domain) DO UPDATE {update_if_changed(coalesced(_NULLABLE_ACCOUNT) + [
+        ("name", "CASE WHEN EXCLUDED.name = '' THEN t.name ELSE EXCLUDED.name END"),
+        ("stage", "CASE WHEN EXCLUDED.stage = '' THEN t.stage ELSE EXCLUDED.stage END"),
+        ("tags", "CASE WHEN jsonb_array_length(EXCLUDED.tags) = 0 THEN t.tags ELSE EXCLUDED.tags END"),
+        ("attributes", "t.attributes || EXCLUDED.attributes"),
+        ("crm_ids", "t.crm_ids || EXCLUDED.crm_ids")])}
+    RETURNING t.id, t.domain
 )@CHANGES@
-SELECT s.n, o.updated_at >= %(now)s::timestamptz
-FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain ORDER BY s.n
+SELECT s.n, o.updated_at >= %(now)s::timestamptz, up.domain IS NOT NULL
+FROM _abm_import_accounts s JOIN old o ON o.domain = s.domain LEFT JOIN up ON up.domain = s.domain ORDER BY s.n
 """
 _ACCOUNT_CHANGES = """, changes AS (
     INSERT INTO stage_changes (account_id, from_stage, to_stage, changed_at, source, actor_id)
-    SELECT up.id, o.stage, s.stage, %(now)s::timestamptz, 'import', %(actor)s::integer
+    SELECT up.id, o.stage, s.stage, COALESCE(s.stage_at, %(now)s::timestamptz), 'import', %(actor)s::integer
     FROM _abm_import_accounts s JOIN up ON up.domain = s.domain LEFT JOIN old o ON o.domain = s.domain
     WHERE s.stage IS NOT NULL AND o.stage IS DISTINCT FROM s.stage
 )"""
 #: (batch without stages, batch with stages)
-_ACCOUNT_UPSERTS = (_ACCOUNT_UPSERT.replace("@RETURNING@", "").replace("@CHANGES@", ""),
-                    _ACCOUNT_UPSERT.replace("@RETURNING@", "RETURNING t.id, t.domain").replace("@CHANGES@",
-                                                                                           _ACCOUNT_CHANGES))
+_ACCOUNT_UPSERTS = (_ACCOUNT_UPSERT.replace("@CHANGES@", ""), _ACCOUNT_UPSERT.replace("@CHANGES@", _ACCOUNT_CHANGES))
+
+
 class AccountImporter(Importer):
     kind = "accounts"
     key = "domain"
@@ -94,7 +94,7 @@ class AccountImporter(Importer):
 
     def parse_fields(self, picked: tuple, row: Row) -> bool:
         (domain_text, name, industry, employees, revenue, country, tier, owner, stage, timezone, tags, notes,
-         hubspot, salesforce) = picked
+         hubspot, salesforce, modified) = picked
         self.crm(row, hubspot, salesforce)
         try:
             domain = domain_of(domain_text)
@@ -127,6 +127,9 @@ class AccountImporter(Importer):
         else:
             self.convert(row, "timezone", timezone, self.parse_timezone)
         self.convert(row, "stage", stage, self.parse_stage, " its stage was left unchanged")
+        if "stage" in values:
+            self.convert(row, "modified_at", modified, stages.parse_modified,
+                         " its stage was taken as undated (it may move forward only)")
         self.convert(row, "owner", owner, self.parse_owner, " its owner was left unchanged", "owner_id")
         return True
 
@@ -170,6 +173,27 @@ class AccountImporter(Importer):
     def extra_columns(self) -> tuple:
         return (Account.stage,)
 
+    def before_write(self, rows: list[Row]) -> None:
+        """Drop the stages that would move an account back behind a later change (see :mod:`.stages`)."""
+        staged = [r for r in rows if "stage" in r.values]
+        if not staged:
+            return
+        stored = stages.stored_stages([r.values["domain"] for r in staged])
+        db.session.commit()  # end the look-up's transaction (the reading thread's)
+        order = self.settings["stages"]
+        for row in staged:
+            values = row.values
+            modified = values.get("modified_at")
+            if modified is not None:
+                values["stage_at"] = min(modified, self.started)
+            if values["domain"] not in stored:
+                continue
+            why = stages.refusal(*stored[values["domain"]], values["stage"], modified, order)
+            if why is not None:
+                del values["stage"]
+                values.pop("stage_at", None)
+                self.report.error(row.number, "stage", why)
+
     STAGING = staging_sql("accounts", _ACCOUNT_STAGED)
 
     def copy_line(self, row: Row) -> str:
@@ -177,18 +201,20 @@ class AccountImporter(Importer):
         return copy_row_line((row.number, row.values["domain"], get("name"), get("industry"), get("employees"),
                            get("annual_revenue"), get("country"), get("tier"), get("owner_id"), get("stage"),
                            get("timezone"), json_or_none(get("tags")), get("notes"), json_or_none(row.attributes),
-                           json_or_none(row.crm_ids)))
+                           json_or_none(row.crm_ids), get("stage_at")))
 
     def write_pg(self, rows: list[Row]) -> None:
         old = self.stage_and_run(rows, _ACCOUNT_UPSERTS[any("stage" in r.values for r in rows)])
         by_number = {r.number: r for r in rows}
-        for number, again in old:  # the rows whose domain was already stored
+        for number, again, changed in old:  # the rows whose domain was already stored
             if again:
                 self.out.skip(number, "domain", f"an earlier row has the same domain "
                               f"({by_number[number].values['domain']}); this later row's values replaced it "
                               "(the last row wins)")
-            else:
+            elif changed:
                 self.out.updated += 1
+            else:
+                self.out.unchanged += 1
         self.out.created += len(rows) - len(old)
 
     def write_rows(self, rows: list[Row]) -> None:
@@ -206,14 +232,14 @@ class AccountImporter(Importer):
                 "attributes": r.attributes, "crm_ids": r.crm_ids,
                 "created_at": self.started, "updated_at": self.started,
             })
+
         def set_of(ex):
             keep_if_blank = {n: case((ex[n] == "", table.c[n]), else_=ex[n]) for n in ("name", "stage")}
             empty_tags = func.json_array_length(ex.tags) == 0
             return {**coalesce_update(table, ex, self.NULLABLE), **keep_if_blank,
                     "tags": case((empty_tags, table.c.tags), else_=ex.tags),
                     "attributes": self.merged_json(table, "attributes", ex),
-                    "crm_ids": self.merged_json(table, "crm_ids", ex),
-                    "updated_at": ex.updated_at}
+                    "crm_ids": self.merged_json(table, "crm_ids", ex)}
 
         ids = {d: i for i, d in self.upsert(table, params, set_of, (table.c.id, table.c.domain))}
         changes = []
@@ -225,9 +251,10 @@ class AccountImporter(Importer):
             old = before[2] if before else None
             if old != stage:
                 changes.append({"account_id": ids[r.values["domain"]], "from_stage": old, "to_stage": stage,
-                                "changed_at": self.started, "source": "import", "actor_id": self.actor_id})
+                                "changed_at": r.values.get("stage_at") or self.started, "source": "import",
+                                "actor_id": self.actor_id})
         self.insert_rows(StageChange.__table__, changes)
-        self.count(rows, found)
+        self.count(rows, found, set(ids))
 
     def finish(self) -> None:
         """Contacts that had no account are linked to a new account of their email's domain."""

@@ -31,6 +31,9 @@ ACCOUNT_ALIASES: dict[str, list[str]] = {
     "notes": ["notes", "description", "company description", "account description"],
     "crm_hubspot": ["record id", "hubspot id", "hubspot company id", "company id"],
     "crm_salesforce": ["account id", "salesforce id", "salesforce account id", "sfdc id"],
+    # when the CRM last changed the record: a stage from an older export does not undo a later change
+    "modified_at": ["last modified date", "last modified", "last modified date/time", "lastmodifieddate",
+                    "modified date", "date modified", "last modified at", "hs_lastmodifieddate"],
 }
 CONTACT_ALIASES: dict[str, list[str]] = {
     "email": ["email", "email address", "e-mail", "work email", "business email", "primary email"],
@@ -45,6 +48,10 @@ CONTACT_ALIASES: dict[str, list[str]] = {
                        "account website", "website", "website url", "domain"],
     "crm_hubspot": ["record id", "hubspot id", "hubspot contact id"],
     "crm_salesforce": ["contact id", "salesforce id", "salesforce contact id", "sfdc id"],
+    # the contact's account by its id in the CRM (linked before any domain)
+    "account_salesforce": ["account id", "salesforce account id", "accountid", "sfdc account id"],
+    "account_hubspot": ["associated company id", "associated company ids", "associated company id (primary)",
+                        "primary associated company id", "hubspot company id"],
 }
 #: Column widths of the models: a longer cell is an error on that column, not a failed batch.
 #: (HubSpot lifecycle stages, internal values and labels; Salesforce closed deals).

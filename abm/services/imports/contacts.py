@@ -16,6 +16,7 @@ from sqlalchemy import select
 from abm.db import db
 from abm.models import Account, Contact, Suppression
 from abm.normalize import NormalizeError, company_domain_of
+from abm.services.imports import crm_links
 from abm.services.imports.cells import LIMITS, domain_of, email_hash, email_of, header_key
 from abm.services.imports.columns import CONTACT_ALIASES, ROLE_SYNONYMS
 from abm.services.imports.importer import Importer, Row, coalesce_update
@@ -31,6 +32,7 @@ from abm.services.imports.postgres_copy import (
     json_text,
     staging_sql,
     text_array,
+    update_if_changed,
 )
 from abm.services.imports.reading import Source
 
@@ -59,15 +61,14 @@ WITH sup AS MATERIALIZED (
            %(now)s::timestamptz, %(now)s::timestamptz{_CONTACT_DEFAULTS[1]}
     FROM _abm_import_contacts k LEFT JOIN acc ON acc.domain = k.link_domain
     WHERE NOT EXISTS (SELECT FROM sup WHERE sup.n = k.n)
-    ON CONFLICT (email) DO UPDATE SET
-        {coalesced(_NULLABLE_CONTACT)},
-        attributes = t.attributes || EXCLUDED.attributes,
-        crm_ids = t.crm_ids || EXCLUDED.crm_ids,
-        updated_at = EXCLUDED.updated_at
+    ON CONFLICT (email) DO UPDATE {update_if_changed(coalesced(_NULLABLE_CONTACT) + [
+        ("attributes", "t.attributes || EXCLUDED.attributes"), ("crm_ids", "t.crm_ids || EXCLUDED.crm_ids")])}
+    RETURNING t.email
 )
-SELECT s.n, sup.n IS NOT NULL, o.email IS NOT NULL, o.updated_at >= %(now)s::timestamptz, acc.id IS NULL
+SELECT s.n, sup.n IS NOT NULL, o.email IS NOT NULL, o.updated_at >= %(now)s::timestamptz, acc.id IS NULL,
+       up.email IS NOT NULL
 FROM _abm_import_contacts s LEFT JOIN sup ON sup.n = s.n LEFT JOIN old o ON o.email = s.email
-    LEFT JOIN acc ON acc.domain = s.link_domain
+    LEFT JOIN acc ON acc.domain = s.link_domain LEFT JOIN up ON up.email = s.email
 WHERE sup.n IS NOT NULL OR o.email IS NOT NULL OR acc.id IS NULL
 ORDER BY s.n
 """
@@ -107,7 +108,8 @@ class ContactImporter(Importer):
                 self.roles.setdefault(alias, role)
 
     def parse_fields(self, picked: tuple, row: Row) -> bool:
-        (email_text, first, last, full, title, role, country, phone, account_domain, hubspot, salesforce) = picked
+        (email_text, first, last, full, title, role, country, phone, account_domain, hubspot, salesforce,
+         account_salesforce, account_hubspot) = picked
         self.crm(row, hubspot, salesforce)
         try:
             email = email_of(email_text)
@@ -138,7 +140,17 @@ class ContactImporter(Importer):
             except NormalizeError as exc:
                 self.report.error(row.number, "account_domain", f"{exc}; the contact's account was found by "
                                                                 "its email's domain instead")
+        if account_salesforce:
+            values["account_crm"] = ("salesforce", account_salesforce)
+        elif account_hubspot:  # a list of associations: the first (HubSpot lists the primary first)
+            values["account_crm"] = ("hubspot", re.split(r"[;,|]", account_hubspot)[0].strip())
         return True
+
+    def before_write(self, rows: list[Row]) -> None:
+        """Link the rows that name their account's CRM id to that account (see :mod:`.crm_links`)."""
+        named = [r for r in rows if "account_crm" in r.values]
+        if named:
+            crm_links.link(named, self.report)
 
     def role_of(self, text: str) -> str | None:
         """The workspace role a buying-role cell names (the first of a list), or None."""
@@ -357,7 +369,7 @@ class ContactImporter(Importer):
         result = self.stage_and_run(rows, _CONTACT_UPSERT)
         by_number = {r.number: r for r in rows}
         out, written, existed = self.out, len(rows), 0
-        for number, suppressed, stored, again, no_account in result:  # the rows that are not plain creations
+        for number, suppressed, stored, again, no_account, changed in result:  # not plain creations
             values = by_number[number].values
             if suppressed:
                 written -= 1
@@ -372,8 +384,10 @@ class ContactImporter(Importer):
                 if again:
                     out.skip(number, "email", f"an earlier row has the same email ({values['email']}); this later "
                                               "row's values replaced it (the last row wins)")
-                else:
+                elif changed:
                     out.updated += 1
+                else:
+                    out.unchanged += 1
         out.created += written - existed
         self.upserting = existed > 0
 
@@ -412,11 +426,10 @@ class ContactImporter(Importer):
                            **{n: r.values.get(n) for n in self.NULLABLE if n != "account_id"},
                            "attributes": r.attributes, "crm_ids": r.crm_ids,
                            "created_at": self.started, "updated_at": self.started})
-        self.upsert(table, params, lambda ex: {
+        written = self.upsert(table, params, lambda ex: {
             **coalesce_update(table, ex, self.NULLABLE),
             "attributes": self.merged_json(table, "attributes", ex),
             "crm_ids": self.merged_json(table, "crm_ids", ex),
-            "updated_at": ex.updated_at,
-        })
-        self.count(kept, found)
+        }, (table.c.email,))
+        self.count(kept, found, set(written.scalars()))
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from abm.db import db, utcnow
@@ -26,6 +26,8 @@ from abm.services.imports.report import ImportFileError, ImportReport
 from abm.services.imports.tuning import tuned_if_alone
 
 BATCH_SIZE = 5000
+#: The JSON columns an import writes (compared as JSON text, not as stored text, on SQLite).
+JSON_COLUMNS = frozenset({"tags", "attributes", "crm_ids"})
 ProgressFn = Callable[[int], None]
 
 
@@ -113,6 +115,8 @@ class Importer:
         def hand_over(batch):
             nonlocal pending
             batch_rows = list(batch.values())
+            if batch_rows:
+                self.before_write(batch_rows)
             if self.dialect == "postgresql":
                 for row in batch_rows:  # while the writer still waits on the database for the previous batch
                     row.line = self.copy_line(row)
@@ -156,6 +160,9 @@ class Importer:
 
     def prepare(self) -> None:
         """Lookups made once per import (users, stages)."""
+
+    def before_write(self, rows: list[Row]) -> None:
+        """Checks of a batch against what is stored, made by the reading thread before it hands the batch over."""
 
     def look_ahead(self, rows: list[Row]) -> None:
         """PostgreSQL: start a batch's look-ups, to be made while the writer still writes the previous one."""
@@ -316,16 +323,24 @@ class Importer:
             column.in_(keys))
         return {r[0]: tuple(r[1:]) for r in db.session.execute(q)}
 
-    def upsert(self, table, params: list[dict], set_of, returning: tuple = ()):
-        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of many rows as multi-row VALUES.
+    def upsert(self, table, params: list[dict], set_of, returning: tuple):
+        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of many rows as multi-row VALUES; ``returning`` of the
+        rows written.
 
-        ``set_of(excluded)`` gives the SET clause.
+        ``set_of(excluded)`` gives the new values of a stored row's columns; the row is
+        updated (and its ``updated_at`` moved) only when one of them differs from what is
+        stored, so a row the file leaves as it was is not among those returned.
         """
         stmt = sqlite_insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=[self.key], set_=set_of(stmt.excluded))
-        if returning:
-            stmt = stmt.returning(*returning)
-        return db.session.execute(stmt, params)
+        values = set_of(stmt.excluded)
+
+        def comparable(column: str, value):
+            return func.json(value) if column in JSON_COLUMNS else value  # JSON text in one spelling
+
+        changed = or_(*[comparable(c, table.c[c]).is_distinct_from(comparable(c, v)) for c, v in values.items()])
+        stmt = stmt.on_conflict_do_update(index_elements=[self.key], where=changed,
+                                          set_={**values, "updated_at": stmt.excluded.updated_at})
+        return db.session.execute(stmt.returning(*returning), params)
 
     def insert_rows(self, table, rows: list[dict]) -> None:
         if rows:
@@ -334,17 +349,20 @@ class Importer:
     def extra_columns(self) -> tuple:
         return ()
 
-    def count(self, rows: list[Row], found: dict[str, tuple]) -> None:
+    def count(self, rows: list[Row], found: dict[str, tuple], written: set[str]) -> None:
+        """Count the batch's rows: ``found`` the keys stored before it, ``written`` those it created or changed."""
         for row in rows:
-            known = found.get(row.values[self.key])
+            key = row.values[self.key]
+            known = found.get(key)
             if known is None:
                 self.out.created += 1
             elif known[1] is not None and known[1] >= self.started:
-                self.out.skip(row.number, self.key,
-                                 f"an earlier row has the same {self.key} ({row.values[self.key]}); "
-                                 "this later row's values replaced it (the last row wins)")
-            else:
+                self.out.skip(row.number, self.key, f"an earlier row has the same {self.key} ({key}); "
+                                                    "this later row's values replaced it (the last row wins)")
+            elif key in written:
                 self.out.updated += 1
+            else:
+                self.out.unchanged += 1
 
 
 def coalesce_update(table, excluded, names) -> dict:

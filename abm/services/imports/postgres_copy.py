@@ -25,8 +25,21 @@ KEY_CONFLICTS: tuple[type[Exception], ...] = (
 STAGED_ON: dict[str, weakref.WeakSet] = {"accounts": weakref.WeakSet(), "contacts": weakref.WeakSet()}
 
 
-def coalesced(names: Iterable[str]) -> str:
-    return ",\n        ".join(f"{n} = COALESCE(EXCLUDED.{n}, t.{n})" for n in names)
+def coalesced(names: Iterable[str]) -> list[tuple[str, str]]:
+    """(column, new value) of columns an empty cell leaves as stored."""
+    return [(n, f"COALESCE(EXCLUDED.{n}, t.{n})") for n in names]
+
+
+def update_if_changed(pairs: list[tuple[str, str]]) -> str:
+    """The ``SET ... WHERE`` of an ``ON CONFLICT DO UPDATE`` from (column, new value) pairs.
+
+    A stored row is updated (and its ``updated_at`` moved) only when one of its values
+    changes, so that the statement's ``RETURNING`` lists exactly the rows that changed.
+    """
+    sets = ",\n        ".join(f"{column} = {value}" for column, value in pairs)
+    stored = ", ".join(f"t.{column}" for column, _ in pairs)
+    new = ", ".join(value for _, value in pairs)
+    return f"SET {sets},\n        updated_at = EXCLUDED.updated_at\n    WHERE ({stored}) IS DISTINCT FROM ({new})"
 
 
 def staging_sql(kind: str, staged: str) -> str:

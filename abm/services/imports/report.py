@@ -11,14 +11,18 @@ class ImportFileError(ValueError):
     """The file as a whole cannot be imported (no usable header, unreadable)."""
 
 
-
 @dataclass
 class ImportReport:
-    """What an import did. ``rows`` = created + updated + skipped + rejected."""
+    """What an import did. ``rows`` = created + updated + unchanged + skipped + rejected.
+
+    ``updated`` counts the stored records whose values the file changed; ``unchanged`` the
+    stored records it named with the values they already had (left as they were).
+    """
 
     kind: str
     created: int = 0
     updated: int = 0
+    unchanged: int = 0
     skipped: int = 0
     rejected: int = 0
     rows: int = 0
@@ -43,14 +47,14 @@ class ImportReport:
 
     def merge(self, other: ImportReport) -> None:
         """Add what ``other`` (a batch's report) counted and listed."""
-        for name in ("created", "updated", "skipped", "rejected", "unlinked", "errors_total"):
+        for name in ("created", "updated", "unchanged", "skipped", "rejected", "unlinked", "errors_total"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[:MAX_LISTED - len(self.errors)])
         self.skipped_rows.extend(other.skipped_rows[:MAX_LISTED - len(self.skipped_rows)])
 
     def to_dict(self) -> dict:
-        out = {"created": self.created, "updated": self.updated, "skipped": self.skipped,
-               "rejected": self.rejected, "errors": self.errors}
+        out = {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+               "skipped": self.skipped, "rejected": self.rejected, "errors": self.errors}
         if self.errors_total > len(self.errors):
             out["errors_not_listed"] = self.errors_total - len(self.errors)
         out.update(rows=self.rows, errors_total=self.errors_total, skipped_rows=self.skipped_rows,

@@ -1,0 +1,301 @@
+"""The KPIs as SQL over touches, events and opportunities (PostgreSQL and SQLite).
+
+Each function builds one statement; :mod:`abm.services.kpis` runs them and shapes the
+rows into the answer. The statements read:
+
+- the sent marketing touches of the period and of the attribution window before it
+  (one pass over ``touches``, each row labelled with its group);
+- the events through ``ix_events_account_at`` (is an account engaged after a group's
+  first touch there: one index probe per reached account and group) and
+  ``ix_events_type_at`` / ``ix_events_contact_at`` (the lead events of the period, and
+  whether the contact had one before);
+- the opportunities through ``ix_opportunities_created`` and
+  ``ix_opportunities_account_created``.
+
+Attribution joins each conversion (a lead, an opportunity created in the period) to
+the touches at its account within the window before it (a range join), numbers them
+with window functions and gives each touch its weight under the chosen model
+(:data:`MODELS`), so that the weights of one conversion add up to one.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    Float,
+    Interval,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import aliased
+
+from abm.db import db
+from abm.metrics import CONVERSION, START
+from abm.metrics import NULL as NULL_STATE
+from abm.models import Account, ConnectorConfig, Event, Opportunity, Playbook, Touch, User
+
+MARKETING_CHANNELS = ("email", "ads", "webhook")
+#: Events that say nothing about interest: they do not make an account "engaged".
+PASSIVE_EVENTS = ("email_delivered", "ad_impression", "email_bounce", "unsubscribe", "spam_report")
+#: Groupings by a field of the touch, of its playbook, or of its account.
+GROUP_COLUMNS = {
+    "playbook": lambda: func.coalesce(Playbook.key, "(deleted playbook)"),
+    "channel": lambda: Touch.channel,
+    "product": lambda: func.coalesce(func.nullif(Playbook.product, ""), "(no product)"),
+    "tier": lambda: func.coalesce(literal("tier ") + cast(Account.tier, String), "(no tier)"),
+    "owner": lambda: func.coalesce(User.email, "(no owner)"),
+    "industry": lambda: func.coalesce(func.nullif(Account.industry, ""), "(no industry)"),
+    "country": lambda: func.coalesce(func.nullif(Account.country, ""), "(no country)"),
+}
+ACCOUNT_GROUPS = ("tier", "owner", "industry", "country")
+
+
+def _postgres() -> bool:
+    return db.dialect == "postgresql"
+
+
+def days_between(later, earlier):
+    """``later - earlier`` in days, as a number."""
+    if _postgres():
+        return (func.date_part("epoch", later) - func.date_part("epoch", earlier)) / 86400.0
+    return func.julianday(later) - func.julianday(earlier)
+
+
+def _plus(b, days: float):
+    return b + literal(timedelta(days=days), Interval()) if days else b
+
+
+def at_or_after(a, b, days: float = 0):
+    """``a >= b + days``, exact to the microsecond on PostgreSQL, the millisecond on SQLite."""
+    if _postgres():
+        return a >= _plus(b, days)
+    fmt = "%Y-%m-%d %H:%M:%f"
+    return func.strftime(fmt, a) >= func.strftime(fmt, b, f"{days:+g} days")
+
+
+def at_or_before(a, b, days: float = 0):
+    """``a <= b + days``."""
+    if _postgres():
+        return a <= _plus(b, days)
+    fmt = "%Y-%m-%d %H:%M:%f"
+    return func.strftime(fmt, a) <= func.strftime(fmt, b, f"{days:+g} days")
+
+
+def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_ids: set[int] | None):
+    """Sent marketing touches in [since, until), each with its group ``g``."""
+    q = (select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector,
+                GROUP_COLUMNS[group_by]().label("g"))
+         .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id)
+         .where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= since,
+                Touch.sent_at < until))
+    if group_by in ACCOUNT_GROUPS:
+        q = q.join(Account, Account.id == Touch.account_id)
+    if group_by == "owner":
+        q = q.outerjoin(User, User.id == Account.owner_id)
+    if playbook_ids is not None:
+        q = q.where(Touch.playbook_id.in_(playbook_ids or {-1}))
+    return q.cte("mt")
+
+
+def _row(part: str, g, *values):
+    """One row of a multi-part answer: (part, group, v1..v4), numbers as floats."""
+    values = list(values) + [literal(0.0)] * (4 - len(values))
+    return [literal(part).label("part"), (g if g is not None else cast(null(), String)).label("g"),
+            *(cast(v, Float).label(f"v{i}") for i, v in enumerate(values, 1))]
+
+
+def in_period(mt, start: datetime):
+    return select(mt).where(mt.c.sent_at >= start).cte("inp")
+
+
+def engaged_pairs(inp, end: datetime):
+    """(group, account) pairs where the account had an active event (not in
+    :data:`PASSIVE_EVENTS`) at or after the group's first touch there, before ``end``."""
+    firsts = (select(inp.c.g, inp.c.account_id, func.min(inp.c.sent_at).label("first"))
+              .group_by(inp.c.g, inp.c.account_id).cte("firsts"))
+    return select(firsts.c.g, firsts.c.account_id).where(exists().where(
+        Event.account_id == firsts.c.account_id, Event.occurred_at >= firsts.c.first, Event.occurred_at < end,
+        Event.type.not_in(PASSIVE_EVENTS))).cte("engaged")
+
+
+def reach_statement(mt, start: datetime, end: datetime):
+    """Touches, accounts reached, unit cost and engaged accounts per group, and their totals."""
+    inp = in_period(mt, start)
+    unit = func.coalesce(func.sum(ConnectorConfig.unit_cost), 0)
+    costed = inp.outerjoin(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
+    engaged = engaged_pairs(inp, end)
+    return union_all(
+        select(*_row("reach", inp.c.g, func.count(), func.count(inp.c.account_id.distinct()), unit))
+        .select_from(costed).group_by(inp.c.g),
+        select(*_row("reach", None, func.count(), func.count(inp.c.account_id.distinct()), unit)).select_from(costed),
+        select(*_row("engaged", engaged.c.g, func.count())).group_by(engaged.c.g),
+        select(*_row("engaged", None, func.count(engaged.c.account_id.distinct()))),
+    )
+
+
+def _leads(lead_types: list[str], start: datetime, end: datetime):
+    """Each contact's first ever lead event, when it falls in [start, end)."""
+    earlier = aliased(Event)
+    return (select(Event.contact_id.label("conv_id"), Event.account_id, func.min(Event.occurred_at).label("at"))
+            .where(Event.type.in_(lead_types), Event.contact_id.is_not(None), Event.account_id.is_not(None),
+                   Event.occurred_at >= start, Event.occurred_at < end,
+                   ~exists().where(earlier.contact_id == Event.contact_id, earlier.account_id == Event.account_id,
+                                   earlier.type.in_(lead_types), earlier.occurred_at < start))
+            .group_by(Event.contact_id, Event.account_id).cte("leads"))
+
+
+def conversions(lead_types: list[str], start: datetime, end: datetime, window_days: float, with_lead_at: bool):
+    """Leads and opportunities created in [start, end), one row each, with their outcomes.
+
+    ``to_opp``: a lead whose account had an opportunity created within the window after
+    it; ``lead_at`` (for the W-shaped model): the account's first lead event before
+    the opportunity.
+    """
+    leads = _leads(lead_types, start, end)
+    opp = aliased(Opportunity)
+    to_opp = case((exists().where(opp.account_id == leads.c.account_id, at_or_after(opp.created_at, leads.c.at),
+                                  at_or_before(opp.created_at, leads.c.at, window_days)), 1), else_=0)
+    lead_at = (select(func.min(Event.occurred_at)).where(
+        Event.account_id == Opportunity.account_id, Event.type.in_(lead_types),
+        Event.occurred_at <= Opportunity.created_at).scalar_subquery() if with_lead_at else null())
+    zero = literal(0)
+    return union_all(
+        select(literal("lead").label("kind"), leads.c.conv_id, leads.c.account_id, leads.c.at,
+               to_opp.label("to_opp"), zero.label("closed"), zero.label("won_closed"), zero.label("won"),
+               cast(literal(0), Float).label("amount"), cast(null(), leads.c.at.type).label("lead_at")),
+        select(literal("opp"), Opportunity.id, Opportunity.account_id, Opportunity.created_at, zero,
+               case((Opportunity.closed_at.is_not(None), 1), else_=0),
+               case((and_(Opportunity.closed_at.is_not(None), Opportunity.won.is_(True)), 1), else_=0),
+               case((Opportunity.won.is_(True), 1), else_=0), cast(func.coalesce(Opportunity.amount, 0), Float),
+               lead_at)
+        .where(Opportunity.created_at >= start, Opportunity.created_at < end),
+    ).cte("conv")
+
+
+def numbered(conv, mt, window_days: float):
+    """Each conversion joined to the touches at its account within the window before it,
+    numbered in time order (``rn`` of ``n``)."""
+    per_conv = [conv.c.kind, conv.c.conv_id, conv.c.account_id]
+    order = [mt.c.sent_at, mt.c.touch_id]
+    return (select(conv, mt.c.touch_id, mt.c.sent_at, mt.c.g,
+                   func.row_number().over(partition_by=per_conv, order_by=order).label("rn"),
+                   func.count().over(partition_by=per_conv).label("n"))
+            .select_from(conv.join(mt, and_(mt.c.account_id == conv.c.account_id, mt.c.sent_at <= conv.c.at,
+                                            at_or_after(mt.c.sent_at, conv.c.at, -window_days))))
+            .cte("p0"))
+
+
+def weighted(p0, model: str, half_life_days: float, removal: dict[str, float] | None = None):
+    """The numbered touches with the model's weight ``w``; a conversion's weights add up to 1.
+
+    ``removal``: the Markov model's removal effect of each group.
+    """
+    by_conv = [p0.c.kind, p0.c.conv_id, p0.c.account_id]
+    if model == "w_shaped":  # the number of the last touch before the lead: the middle anchor
+        aux = func.max(case((p0.c.sent_at <= p0.c.lead_at, p0.c.rn))).over(partition_by=by_conv)
+    elif model == "time_decay":  # 2 ** -(age / half-life)
+        aux = func.exp(-math.log(2) * days_between(p0.c.at, p0.c.sent_at) / half_life_days)
+    elif model == "markov":  # the group's removal effect, shared among its touches in the path
+        effect = case(removal, value=p0.c.g, else_=0.0) if removal else literal(0.0)
+        aux = effect / func.count().over(partition_by=[*by_conv, p0.c.g])
+    else:
+        aux = literal(0)
+    p1 = select(p0, aux.label("aux")).cte("p1")
+    return select(p1, weight(model, p1, by_conv=[p1.c.kind, p1.c.conv_id, p1.c.account_id]).label("w")).cte("path")
+
+
+def transitions_statement(p0, inp, conv):
+    """The journeys as moves between states, for the Markov model: rows (from, to, count).
+
+    A conversion's journey is its numbered touches, ending in ``(conversion)``; an
+    account reached in the period without a conversion has its touches of the period,
+    ending in ``(null)``.
+    """
+    by_conv = [p0.c.kind, p0.c.conv_id, p0.c.account_id]
+    conv_next = select(p0.c.g, p0.c.rn, func.lead(p0.c.g).over(partition_by=by_conv, order_by=p0.c.rn)
+                       .label("nxt")).subquery()
+    lost = inp.c.account_id.not_in(select(conv.c.account_id))
+    by_account = {"partition_by": inp.c.account_id, "order_by": [inp.c.sent_at, inp.c.touch_id]}
+    lost_next = select(inp.c.g, func.row_number().over(**by_account).label("rn"),
+                       func.lead(inp.c.g).over(**by_account).label("nxt")).where(lost).subquery()
+    moves = union_all(
+        select(literal(START).label("a"), conv_next.c.g.label("b")).where(conv_next.c.rn == 1),
+        select(conv_next.c.g, func.coalesce(conv_next.c.nxt, CONVERSION)),
+        select(literal(START), lost_next.c.g).where(lost_next.c.rn == 1),
+        select(lost_next.c.g, func.coalesce(lost_next.c.nxt, NULL_STATE)),
+    ).subquery()
+    return select(moves.c.a, moves.c.b, func.count()).group_by(moves.c.a, moves.c.b)
+
+
+def _u_shaped(rn, n):
+    return case((n == 1, 1.0), (n == 2, 0.5), (or_(rn == 1, rn == n), 0.4), else_=0.2 / (n - 2))
+
+
+def weight(model: str, p, by_conv):
+    """The weight of touch number ``rn`` of ``n`` under ``model`` (docs/kpis.md, "Attribution")."""
+    rn, n, aux = p.c.rn, p.c.n, p.c.aux
+    if model == "last_touch":
+        return case((rn == n, 1.0), else_=0.0)
+    if model == "first_touch":
+        return case((rn == 1, 1.0), else_=0.0)
+    if model == "linear":
+        return 1.0 / n
+    if model == "u_shaped":
+        return _u_shaped(rn, n)
+    if model == "w_shaped":
+        return case((and_(aux > 1, aux < n), case((n == 3, 1.0 / 3), (or_(rn == 1, rn == aux, rn == n), 0.3),
+                                                  else_=0.1 / (n - 3))), else_=_u_shaped(rn, n))
+    if model in ("time_decay", "markov"):
+        total = func.sum(aux).over(partition_by=by_conv)
+        return case((total > 0, aux / total), else_=1.0 / n)
+    raise ValueError(f"no SQL weight for model {model!r}")
+
+
+def _median_rows(part: str, values):
+    """(part, g, median of v) per group, by numbering the values of each group."""
+    numbered = select(values.c.g, values.c.v,
+                      func.row_number().over(partition_by=values.c.g, order_by=values.c.v).label("i"),
+                      func.count().over(partition_by=values.c.g).label("k")).subquery()
+    return (select(*_row(part, numbered.c.g, func.avg(numbered.c.v)))
+            .where(or_(numbered.c.i == (numbered.c.k + 1) // 2, numbered.c.i == (numbered.c.k + 2) // 2))
+            .group_by(numbered.c.g))
+
+
+def attribution_statement(path):
+    """Credits per group and kind, influence per group, medians, and the totals."""
+    lead, opp = path.c.kind == "lead", path.c.kind == "opp"
+    w = path.c.w
+    first = (select(path.c.g, path.c.conv_id, path.c.amount, path.c.won,
+                    days_between(path.c.at, func.min(path.c.sent_at)).label("v"))
+             .where(opp).group_by(path.c.g, path.c.conv_id, path.c.amount, path.c.won, path.c.at).cte("influence"))
+    convs = (select(path.c.kind, path.c.conv_id, path.c.account_id, path.c.won, path.c.amount).distinct()
+             .cte("converted"))
+    is_opp = case((convs.c.kind == "opp", 1), else_=0)
+    return union_all(
+        # a touch that gets no share creates no group (first and last touch)
+        select(*_row("leads", path.c.g, func.sum(w), func.sum(w * path.c.to_opp))).where(lead, w > 0)
+        .group_by(path.c.g),
+        select(*_row("opps", path.c.g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed)))
+        .where(opp, w > 0).group_by(path.c.g),
+        select(*_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won)))
+        .group_by(first.c.g),
+        _median_rows("days_to_opp", first),
+        select(*_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
+                     func.sum(is_opp * convs.c.amount))),
+        select(*_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount))),
+    )
+
+
+def run(statement) -> list:
+    return db.session.execute(statement).all()

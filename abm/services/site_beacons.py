@@ -1,0 +1,171 @@
+"""What the site snippet reports (``POST /t/v``), trusted only as far as a browser can be.
+
+Anyone can send this endpoint anything, so what it takes is limited:
+
+- **A known site.** An admin lists the company's sites in the settings (``sites``: a
+  name, the origins its pages are served from, and a key made by the server). The
+  snippet's tag carries the key (``data-site``) and sends it; a beacon without a known
+  key, from a page whose ``Origin`` (or ``Referer``) is not one of that site's
+  origins, or about a URL outside them is refused (403).
+- **Rate limits** per visitor id, per contact (signed link or typed email) and per
+  client address, in Redis fixed windows (:data:`LIMITS`); over one, 429 and nothing
+  is recorded. When Redis is down they are not checked (the event is spooled as any
+  other) and the dedup keys below still hold.
+- **Deduplication**: a form fill counts once per form, person and day; a visit once
+  per page, visitor and ten minutes (a ``dedup_key`` the drain stores once).
+- **Marked as browser-reported** (``source`` ``snippet``, ``properties.reported_by``
+  ``browser``). A form fill from the browser is stored as ``browser_form_fill``, which
+  is not a lead event, starts no playbook waiting for ``form_fill`` and has its own
+  (lower) weight; leads come from the server-side events API and signed provider
+  webhooks. An admin who accepts the risk sets ``browser_leads: true`` and browser
+  form fills are stored as ``form_fill`` again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from urllib.parse import urlsplit
+
+import redis
+
+from abm import tracking
+from abm.db import utcnow
+from abm.normalize import NormalizeError, normalize_email
+from abm.services import events
+from abm.services import settings as settings_service
+
+log = logging.getLogger(__name__)
+
+MAX_URL = 4000
+#: (event type, who) -> (most events, per seconds) accepted.
+LIMITS = {
+    ("web_visit", "visitor"): (30, 60),
+    ("web_visit", "address"): (120, 60),
+    ("form_fill", "visitor"): (3, 3600),
+    ("form_fill", "contact"): (3, 3600),
+    ("form_fill", "address"): (10, 3600),
+}
+#: How long one visit of a page by a visitor counts once (seconds); a form fill: a day.
+DEDUP_SECONDS = {"web_visit": 600, "form_fill": 86400}
+BROWSER_FORM_FILL = "browser_form_fill"
+
+
+class BeaconRefused(Exception):
+    """The beacon is not recorded: ``status`` (400, 403, 429) and why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def origin_of(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of a URL, lower-cased; None when it has none."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.hostname.lower()}" + (f":{port}" if port and port != default_port else "")
+
+
+def site_for(key: object, page_origin: str | None) -> dict:
+    """The configured site whose key is ``key`` and that serves ``page_origin``."""
+    sites = settings_service.current().get("sites") or []
+    site = next((s for s in sites if isinstance(key, str) and s.get("key") == key), None)
+    if site is None:
+        raise BeaconRefused(403, "unknown site key; copy the tag from the Website snippet page")
+    allowed = {origin_of(o) for o in site.get("origins", [])}
+    if page_origin is None or page_origin not in allowed:
+        raise BeaconRefused(403, "this page's origin is not one of the site's origins (Settings, sites)")
+    return site
+
+
+def allowed_origin(origin: str | None) -> bool:
+    """Whether ``origin`` is one of any configured site's origins (for CORS answers)."""
+    origin = origin_of(origin)
+    return origin is not None and any(
+        origin == origin_of(o) for s in settings_service.current().get("sites") or [] for o in s.get("origins", []))
+
+
+def record(body: object, origin: str | None, referrer: str | None, address: str | None) -> None:
+    """Check one beacon and queue its event; raises :class:`BeaconRefused`."""
+    if not isinstance(body, dict) or body.get("type") not in ("web_visit", "form_fill"):
+        raise BeaconRefused(400, "a beacon is a JSON object with type web_visit or form_fill")
+    url = body.get("url")
+    if not isinstance(url, str) or len(url) > MAX_URL or not tracking.is_safe_destination(url):
+        raise BeaconRefused(400, "url must be the page's http(s) address")
+    page_origin = origin_of(origin) or origin_of(referrer)
+    site = site_for(body.get("site"), page_origin)
+    if origin_of(url) != page_origin:
+        raise BeaconRefused(403, "the url is not a page of the site that sent it")
+    event = _event(body, url, site)
+    who = {"visitor": event.get("visitor_id"), "address": address,
+           "contact": event.get("contact_id") or event.get("email")}
+    _within_limits(body["type"], who)
+    event["dedup_key"] = _dedup_key(site["name"], body["type"], event, url)
+    if body["type"] == "form_fill" and not settings_service.current().get("browser_leads"):
+        event["type"] = BROWSER_FORM_FILL
+    if address:
+        event["ip"] = address  # for account identification in the drain; see docs/identification.md
+    events.push([event])
+
+
+def _event(body: dict, url: str, site: dict) -> dict:
+    visitor = str(body.get("visitor_id") or "")[:100] or None
+    properties = {k: str(body[k])[:300] for k in ("title", "referrer", "form") if body.get(k)}
+    properties.update(reported_by="browser", site=site["name"])
+    event = {"type": body["type"], "occurred_at": utcnow().isoformat(), "url": url, "source": "snippet",
+             "visitor_id": visitor, "properties": properties}
+    contact_id = tracking.read("contact", body["contact"]) if isinstance(body.get("contact"), str) else None
+    if isinstance(contact_id, int):
+        event["contact_id"] = contact_id
+    if isinstance(body.get("email"), str):
+        try:
+            event["email"] = normalize_email(body["email"][:320])
+        except NormalizeError:
+            pass
+    if not ({"contact_id", "email"} & set(event)):
+        # an anonymous visitor: kept (unmatched) with its visitor id until it identifies itself
+        properties["host"] = urlsplit(url).hostname or ""
+    return event
+
+
+def _dedup_key(site: str, kind: str, event: dict, url: str) -> str:
+    person = event.get("contact_id") or event.get("email") or event.get("visitor_id") or ""
+    what = event["properties"].get("form", "") if kind == "form_fill" else url
+    window = int(time.time()) // DEDUP_SECONDS[kind]
+    digest = hashlib.sha256(f"{site}\n{kind}\n{person}\n{what}\n{window}".encode()).hexdigest()[:40]
+    return f"snippet:{digest}"
+
+
+def _within_limits(kind: str, who: dict) -> None:
+    """Count the beacon in each of its windows; 429 when one is full."""
+    from abm.redis_conn import get_redis
+
+    checks = [(scope, str(value)) for (k, scope) in LIMITS if k == kind for value in [who.get(scope)] if value]
+    if not checks:
+        return
+    try:
+        client = get_redis()
+        pipe = client.pipeline(transaction=False)
+        now = int(time.time())
+        for scope, value in checks:
+            most, seconds = LIMITS[(kind, scope)]
+            key = f"abm:beacon:{kind}:{scope}:{hashlib.sha256(value.encode()).hexdigest()[:24]}:{now // seconds}"
+            pipe.incr(key)
+            pipe.expire(key, seconds)
+        counts = pipe.execute()[::2]
+    except (redis.RedisError, OSError) as exc:
+        log.warning("rate limits of the site snippet not checked: Redis unreachable (%s)", type(exc).__name__)
+        return
+    for (scope, _), count in zip(checks, counts, strict=True):
+        if count > LIMITS[(kind, scope)][0]:
+            raise BeaconRefused(429, f"too many {kind.replace('_', ' ')}s from this {scope}; try again later")

@@ -1,0 +1,193 @@
+"""The dry run against the engine: on a seeded workspace, what ``plan`` predicts is what
+the engine then does, with a simulated clock that moves from one due instant to the next.
+
+The part that depends on future engagement: the plan assumes nobody engages (no opens,
+clicks, visits) and no stage moved from outside. The engine here runs with no
+engagement either, so every count must match exactly; a ``wait_until`` on engagement
+takes its timeout path in both, and the plan marks the steps it leads to as depending
+on engagement.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from abm.db import db, utcnow
+from abm.models import Contact, Enrollment, Touch, User
+from abm.models import Playbook as PlaybookRow
+from abm.services import playbooks as service
+from tests.engine.conftest import make_account
+from workers import dispatcher
+
+# Another playbook already running on part of the audience: higher priority, it takes
+# cap slots first, and its touches count against the same contacts' caps.
+OTHER = """version: 1
+key: other
+name: Other
+priority: 90
+audience:
+  where: {industry: [fintech]}
+steps:
+  - id: news
+    email:
+      to: {roles: [decision_maker, champion]}
+      subject: "News for {{ account.name }}"
+      body: "<p>News</p>"
+  - wait: 1d
+  - id: more-news
+    email:
+      to: {roles: [decision_maker]}
+      subject: "More news"
+      body: "<p>More</p>"
+"""
+
+PLANNED = """version: 1
+key: planned
+name: Planned
+priority: 40
+audience:
+  where: {tier: [1, 2], stage: {not_in: [customer]}}
+holdout: 10%
+exit_when: {stage: [customer]}
+caps:
+  - {per: account, max: 3, within: 7d}
+steps:
+  - id: intro
+    email:
+      to: {roles: [decision_maker, champion]}
+      subject: "Hello {{ account.name }}"
+      body: "<p>Hi {{ contact.first_name }}</p>"
+  - wait: 2d
+  - id: fork
+    branch:
+      if: {industry: [fintech]}
+      then: fintech-note
+  - id: generic-note
+    email:
+      to: {roles: [decision_maker]}
+      subject: "A note"
+      body: "<p>Note</p>"
+  - id: tell-owner
+    alert:
+      to: owner
+      message: "{{ account.name }} got a note"
+  - id: fintech-note
+    email:
+      to: {roles: [champion]}
+      subject: "For fintech"
+      body: "<p>Fintech</p>"
+  - id: wait-click
+    wait_until:
+      condition: {activity: {type: [email_click], within: 7d}}
+      timeout: 1d
+  - id: last
+    when: {tier: [1]}
+    email:
+      to: {roles: [decision_maker]}
+      subject: "Last one"
+      body: "<p>Last</p>"
+  - id: promote
+    set_stage: engaged
+"""
+
+
+def _seed(owner: User) -> None:
+    zones = [None, "America/New_York", "Asia/Tokyo", "Europe/Berlin"]
+    for n in range(48):
+        contacts = [("decision_maker", "CISO"), ("champion", "Engineer")][: 1 + n % 3 % 2] if n % 7 else []
+        account = make_account(
+            f"Acct{n:02d}", tier=1 + n % 3, industry="fintech" if n % 2 else "retail",
+            stage="customer" if n % 11 == 0 else "target", contacts=contacts,
+            owner=owner if n % 4 else None, timezone=zones[n % 4])
+        if n % 5 == 0:
+            db.session.execute(Contact.__table__.update().where(Contact.account_id == account.id, Contact.email.like("c0@%"))
+                               .values(unsubscribed_at=utcnow()))
+    db.session.commit()
+
+
+def _next_due():
+    running = db.session.execute(select(func.min(Enrollment.next_run_at)).join(
+        PlaybookRow, PlaybookRow.id == Enrollment.playbook_id).where(
+        Enrollment.state.in_(("active", "waiting")), PlaybookRow.status == "active")).scalar_one()
+    scheduled = db.session.execute(select(func.min(Touch.due_at)).where(Touch.status == "scheduled")).scalar_one()
+    found = [t for t in (running, scheduled) if t is not None]
+    return min(found) if found else None
+
+
+def _run_engine(clock, worker, until) -> None:
+    """The dispatcher at every instant something is due, then the workers, until nothing is."""
+    while True:
+        due = _next_due()
+        if due is None or due > until:
+            return
+        clock.at = max(clock.at, due)
+        dispatcher.dispatch(now=clock.at)
+        worker()
+
+
+def test_the_plan_is_what_the_engine_then_does(app, clock, worker, sent_log):
+    owner = User(email="ae@ourco.example", role="ae", name="AE")
+    db.session.add(owner)
+    db.session.commit()
+    _seed(owner)
+    service.apply(OTHER)
+    service.activate("other", now=clock())
+    dispatcher.dispatch(now=clock())  # the other playbook's first emails are out: they count against caps
+    worker()
+    clock.advance(timedelta(hours=3))
+
+    plan = service.plan(PLANNED, now=clock(), account="acct01.example")
+    service.apply(PLANNED)
+    activated = service.activate("planned", now=clock())
+    assert (activated["enrolled"], activated["held_out"]) == (plan["entering"], plan["held_out"])
+    assert plan["entering"] > 20 and plan["held_out"] > 0
+
+    _run_engine(clock, worker, until=clock() + timedelta(days=30))
+    row = service.get("planned")
+    touches = db.session.execute(select(Touch).where(Touch.playbook_id == row.id)).scalars().all()
+    assert touches and not [t for t in touches if t.status in ("queued", "scheduled", "failed")]
+
+    for step in plan["steps"]:
+        mine = [t for t in touches if t.step_id == step["id"]]
+        assert step.get("touches", 0) == sum(1 for t in mine if t.status == "sent"), step["id"]
+        assert step.get("suppressed", {}) == dict(Counter(t.error for t in mine if t.status == "suppressed")), step
+        assert step["skipped"] == sum(1 for t in mine if t.status == "skipped"), step["id"]
+    sent_by_channel = Counter(t.channel for t in touches if t.status == "sent")
+    assert plan["channels"] == dict(sent_by_channel)
+    ended = Counter(f"{e.state}: {e.exit_reason}" for e in db.session.execute(select(Enrollment).where(
+        Enrollment.playbook_id == row.id, Enrollment.state != "held_out")).scalars())
+    assert plan["outcomes"] == dict(ended)
+
+    # What the test is about happened: caps bit, windows postponed, the branch went both ways.
+    reasons = {reason for step in plan["steps"] for reason in step.get("suppressed", {})}
+    assert any(r.startswith("capped") for r in reasons) and "unsubscribed" in reasons
+    assert any(step.get("postponed") for step in plan["steps"])
+    by_id = {step["id"]: step for step in plan["steps"]}
+    assert by_id["generic-note"]["reached"] and by_id["fintech-note"]["reached"]
+    assert not by_id["intro"]["depends_on_engagement"] and by_id["last"]["depends_on_engagement"]
+    # The schedule of one account is the engine's touches of that account, in time order.
+    account_touches = sorted((t for t in touches if t.account_id == _account_id("acct01.example")),
+                             key=lambda t: (t.due_at, t.step_index))
+    assert [(s["step"], s["at"]) for s in plan["schedule"]["touches"]] == [
+        (t.step_id, t.due_at.isoformat()) for t in account_touches]
+
+
+def _account_id(domain: str) -> int:
+    from abm.models import Account
+
+    return db.session.execute(select(Account.id).where(Account.domain == domain)).scalar_one()
+
+
+def test_a_simulation_cut_short_by_its_limit_says_so(app, clock, sent_log, monkeypatch):
+    from abm.services import simulation
+
+    for n in range(3):
+        make_account(f"Cut{n}", tier=1)
+    monkeypatch.setattr(simulation, "MAX_ROUNDS", 1)
+    plan = service.plan(PLANNED, now=clock())
+    assert any("the simulation stopped at its limit" in w and "later steps are undercounted" in w
+               for w in plan["warnings"])
+    assert plan["steps"][0]["reached"] == plan["entering"] and plan["steps"][3]["reached"] == 0
