@@ -1,7 +1,7 @@
 """touches: alerts as touches (no enrollment or playbook), not_before for retries
 
 Revision ID: d3l1v3ry0001
-Revises: 7d1e0a9c4b21
+Revises: 3f5b8c2d9e10
 Create Date: 2026-12-03 20:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import abm.db
 
 
 revision = 'd3l1v3ry0001'
-down_revision = '7d1e0a9c4b21'
+down_revision = '3f5b8c2d9e10'
 branch_labels = None
 depends_on = None
 
