@@ -40,9 +40,9 @@ IMPORT_TIMEOUT = 3600
 def _job_modules():
     """The modules of the job functions (imported here, not at the top: they import the
     services that import this module)."""
-    from workers import dispatcher, engagement_jobs, import_jobs, jobs
+    from workers import dispatcher, engagement_jobs, import_jobs, jobs, send_to_self_jobs, user_jobs
 
-    return dispatcher, engagement_jobs, import_jobs, jobs
+    return dispatcher, engagement_jobs, import_jobs, jobs, send_to_self_jobs, user_jobs
 
 
 def job_size(connector_name: str) -> int:
@@ -104,4 +104,21 @@ def import_run(run_id: int, connection=None) -> str:
     queue = get_queue("imports", connection or get_redis())
     job = queue.enqueue(_job_modules()[2].run_import, run_id, job_timeout=IMPORT_TIMEOUT, result_ttl=86400,
                         description=f"import run {run_id}")
+    return job.id
+
+
+def email_to_self(connector: str, payload: dict, to: str, account: dict, contact: dict, playbook: dict,
+               connection=None) -> str:
+    """Queue a test of an email step (``workers.send_to_self_jobs``) on the ``touches`` queue; the job's id."""
+    queue = get_queue("touches", connection or get_redis())
+    job = queue.enqueue(_job_modules()[4].send_test_email, connector, payload, to, account, contact, playbook, job_timeout=120,
+                        result_ttl=3600, failure_ttl=86400, description=f"test of {playbook.get('key')} to {to}")
+    return job.id
+
+
+def password_reset(user_id: int, connection=None) -> str:
+    """Queue the password-reset email to user ``user_id`` (``workers.user_jobs``) on the default queue; the job's id."""
+    queue = get_queue("default", connection or get_redis())
+    job = queue.enqueue(_job_modules()[5].send_password_reset, user_id, job_timeout=120, result_ttl=3600, failure_ttl=86400,
+                        description=f"password reset link to user {user_id}")
     return job.id

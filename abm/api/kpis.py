@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from flask import Response, jsonify
 
+from abm import exports
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.errors import ApiError
@@ -64,12 +62,7 @@ def _period(query) -> kpis.Period:
 
 
 def csv_response(rows: list[dict], name: str) -> Response:
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return Response(out.getvalue(), mimetype="text/csv",
+    return Response(exports.csv_text(rows), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 

@@ -14,7 +14,7 @@ from abm.db import db
 from abm.errors import ApiError
 from abm.models import Account, Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import paging
+from abm.services import change_control, paging
 from abm.services import playbooks as service
 from abm.services import touches as touch_service
 from playbooks.loader import MAX_SOURCE_BYTES
@@ -45,6 +45,23 @@ PLAN = register_schema("PlaybookPlan", {"type": "object", "additionalProperties"
     "steps": {"type": "array"}, "channels": {"type": "object"}, "outcomes": {"type": "object"},
     "schedule": {"type": ["object", "null"]}, "rendered": {"type": "array"}, "warnings": {"type": "array"},
     "assumptions": {"type": "array", "items": {"type": "string"}}}})
+MIGRATED = register_schema("PlaybookMigrated", {"type": "object", "properties": {
+    "key": {"type": "string"}, "version": {"type": "integer"}, "moved": {"type": "integer"},
+    "mapping": {"type": "array", "items": {"type": "object", "properties": {
+        "version": {"type": "integer"}, "step": {"type": ["string", "null"]}, "state": {"type": "string"},
+        "to": {"type": ["string", "null"]}, "enrollments": {"type": "integer"}}}}}, "additionalProperties": True})
+DIFF = register_schema("PlaybookDiff", {"type": "object", "properties": {
+    "from": {"type": "integer"}, "to": {"type": "integer"}, "yaml": {"type": "array", "items": {"type": "string"}},
+    "settings": {"type": "array", "items": {"type": "string"}},
+    "steps": {"type": "object", "properties": {
+        "added": {"type": "array"}, "removed": {"type": "array"}, "moved": {"type": "array"},
+        "changed": {"type": "array"}}}}})
+CLONE_BODY = {"type": "object", "required": ["key"], "additionalProperties": False, "properties": {
+    "key": {"type": "string", "minLength": 1, "maxLength": 100}, "name": {"type": "string", "maxLength": 200}}}
+TEST_SEND_BODY = {"type": "object", "required": ["step", "account"], "additionalProperties": False, "properties": {
+    "step": {"type": "string", "maxLength": 100}, "account": {"type": "string", "maxLength": 255},
+    "contact": {"type": "string", "maxLength": 320}, "to": {"type": "string", "format": "email", "maxLength": 320},
+    "version": {"type": "integer", "minimum": 1}}}
 ENROLLMENT = register_schema("Enrollment", {"type": "object", "properties": {
     "id": {"type": "integer"}, "account_id": {"type": "integer"}, "state": {"type": "string"},
     "step": {"type": ["string", "null"]}, "step_index": {"type": "integer"}, "version": {"type": "integer"},
@@ -70,13 +87,54 @@ def _source() -> tuple[str, str]:
 
 
 @bp.post("/playbooks")
-@operation("Apply a playbook (YAML body): validates and stores a new version", roles=MANAGERS,
-           request_body=YAML_BODY, query={"filename": {"type": "string", "maxLength": 200}},
+@operation("Apply a playbook (YAML body): validates and stores a new version; migrate=true moves the running "
+           "enrollments to it by step id (see the mapping first with plan?migrate=true)", roles=MANAGERS,
+           request_body=YAML_BODY, query={"filename": {"type": "string", "maxLength": 200},
+                                          "migrate": {"type": "boolean"}},
            responses={201: ("The stored version", APPLIED)})
-def apply_playbook():
+def apply_playbook(query):
     source, filename = _source()
     row, version = service.apply(source, filename, actor_id=api_user().id)
+    answer = {"key": row.key, "version": version, "status": row.status}
+    if query.get("migrate"):
+        moved = service.migrate(row.key)
+        answer.update(moved=moved["moved"], mapping=moved["mapping"])
+    return jsonify(answer), 201
+
+
+@bp.post("/playbooks/<key>/migrate")
+@operation("Move the running enrollments on older versions to the current one, by step id", roles=MANAGERS,
+           responses={200: ("How many moved, and the mapping", MIGRATED)})
+def migrate_playbook(key):
+    return jsonify(service.migrate(key))
+
+
+@bp.get("/playbooks/<key>/diff")
+@operation("What changed between two versions: the YAML as a unified diff, and the settings and steps added, "
+           "removed, changed or moved", roles=ANY,
+           query={"from": {"type": "integer", "minimum": 1, "required": True},
+                  "to": {"type": "integer", "minimum": 1, "description": "default: the current version"}},
+           responses={200: ("The diff", DIFF)})
+def diff_playbook(key, query):
+    return jsonify(change_control.diff(key, query["from"], query.get("to")))
+
+
+@bp.post("/playbooks/<key>/clone")
+@operation("Store the current version as a new draft playbook under another key", roles=MANAGERS,
+           body=CLONE_BODY, responses={201: ("The stored copy", APPLIED), 409: "the new key exists"})
+def clone_playbook(key, body):
+    row, version = change_control.clone(key, body["key"], body.get("name"), actor_id=api_user().id)
     return jsonify(key=row.key, version=version, status=row.status), 201
+
+
+@bp.post("/playbooks/<key>/test-send")
+@operation("Send a test of an email step to yourself (or to), rendered for a chosen account and contact, "
+           "through the step's connector by a worker; it is no touch", roles=MANAGERS, body=TEST_SEND_BODY,
+           idempotent=False, responses={202: ("Queued", {"type": "object"})})
+def test_send_playbook(key, body):
+    result = change_control.test_send(key, body["step"], body.get("to") or api_user().email, body["account"],
+                                      body.get("contact"), body.get("version"))
+    return jsonify(result), 202
 
 
 @bp.get("/playbooks")
@@ -129,11 +187,14 @@ def validate_playbook():
                                     "account": {"type": "string", "maxLength": 255,
                                                 "description": "also this account's schedule (id or domain)"},
                                     "contact": {"type": "string", "maxLength": 320,
-                                                "description": "also this contact's schedule (email)"}},
+                                                "description": "also this contact's schedule (email)"},
+                                    "migrate": {"type": "boolean", "description": "with the running enrollments "
+                                                "moved to this version, and the mapping"}},
            responses={200: ("The plan", PLAN)})
 def plan_playbook(query):
     source, filename = _source()
-    return jsonify(service.plan(source, filename, account=query.get("account"), contact=query.get("contact")))
+    return jsonify(service.plan(source, filename, account=query.get("account"), contact=query.get("contact"),
+                                migrate=bool(query.get("migrate"))))
 
 
 @bp.post("/playbooks/<key>/activate")

@@ -36,11 +36,16 @@ def _print_errors(errors) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @with_appcontext
 def validate(files):
+    from abm.services import connectors as connector_service
     from abm.services import playbooks
 
     failed = False
+    if not connector_service.channels_by_name():
+        click.echo("no connector is configured yet: connector names are checked against the stand-ins "
+                   "'log' (every channel) and 'outbox' (email); add connectors before `abm playbook apply` "
+                   "(docs/connectors.md)", err=True)
     for path in files:
-        result = playbooks.validate(_read(path), filename=path)
+        result = playbooks.validate(_read(path), filename=path, stand_ins=True)
         if result.errors:
             failed = True
             _print_errors(result.errors)
@@ -55,13 +60,15 @@ def validate(files):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--account", help="Also show this account's schedule (id or domain).")
 @click.option("--contact", help="Also show this contact's schedule (email).")
+@click.option("--migrate", "move", is_flag=True, help="With the running enrollments moved to this version "
+              "(as apply --migrate would): the mapping, and their touches counted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @with_appcontext
-def plan(file, account, contact, as_json):
+def plan(file, account, contact, move, as_json):
     from abm.services import playbooks
 
     try:
-        result = playbooks.plan(_read(file), filename=file, account=account, contact=contact)
+        result = playbooks.plan(_read(file), filename=file, account=account, contact=contact, migrate=move)
     except playbooks.PlaybookInvalid as exc:
         _print_errors(exc.errors)
         sys.exit(1)
@@ -71,6 +78,9 @@ def plan(file, account, contact, as_json):
     click.echo(f"{result['key']}: {result['name']} (simulated from {result['now']} to {result['simulated_until']})")
     click.echo(f"  accounts entering: {result['entering']}, held out: {result['held_out']}")
     _echo_funnel(result["funnel"])
+    if result["migration"] is not None:
+        click.echo(f"  running enrollments moving to this version: {result['moving']}")
+        _echo_mapping(result["migration"])
     for account_row in result["sample"]:
         click.echo(f"    e.g. {account_row['name']} ({account_row['domain']})")
     click.echo("  steps:")
@@ -139,10 +149,12 @@ def _echo_rendered(sample) -> None:
         click.echo(f"      {key}: {text.strip()[:300]}")
 
 
-@playbook_group.command("apply", help="Validate and store a new version of the playbook.")
+@playbook_group.command("apply", help="Validate and store a new version of the playbook. With --migrate, the "
+                        "running enrollments move to it by step id (see the mapping first with plan --migrate).")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--migrate", "move", is_flag=True, help="Move the running enrollments to the new version.")
 @with_appcontext
-def apply(file):
+def apply(file, move):
     from abm.services import playbooks
 
     try:
@@ -151,6 +163,97 @@ def apply(file):
         _print_errors(exc.errors)
         sys.exit(1)
     click.echo(f"{row.key}: version {version} stored (status {row.status})")
+    if move:
+        _echo_migration(playbooks.migrate(row.key))
+
+
+@playbook_group.command("migrate", help="Move the running enrollments on older versions to the current version, "
+                        "by step id.")
+@click.argument("key")
+@with_appcontext
+def migrate(key):
+    from abm.services import playbooks
+
+    try:
+        _echo_migration(playbooks.migrate(key))
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _echo_migration(result: dict) -> None:
+    click.echo(f"{result['key']}: {result['moved']} running enrollment(s) moved to version {result['version']}")
+    _echo_mapping(result["mapping"])
+
+
+def _echo_mapping(mapping) -> None:
+    for group in mapping:
+        click.echo(f"    {group['enrollments']:>6} {group['state']:<8} v{group['version']} {group['step'] or '(end)'}"
+                   f" -> {group['to'] or '(end: they complete)'}")
+
+
+@playbook_group.command("diff", help="What changed between two versions: the settings and steps added, removed, "
+                        "changed or moved, then the YAML as a unified diff.")
+@click.argument("key")
+@click.argument("old", type=int)
+@click.argument("new", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
+@with_appcontext
+def diff(key, old, new, as_json):
+    from abm.services import change_control
+
+    try:
+        result = change_control.diff(key, old, new)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{key}: version {result['from']} -> {result['to']}")
+    click.echo("  settings changed: " + (", ".join(result["settings"]) or "none"))
+    steps = result["steps"]
+    for label in ("added", "removed", "moved"):
+        click.echo(f"  steps {label}: " + (", ".join(steps[label]) or "none"))
+    for change in steps["changed"]:
+        click.echo(f"  step {change['id']} changed: {', '.join(change['fields'])}")
+    for line in result["yaml"]:
+        click.echo(line)
+
+
+@playbook_group.command("clone", help="Store the current version of a playbook as a new draft under another key.")
+@click.argument("key")
+@click.argument("new_key")
+@click.option("--name", help="The new playbook's name (default: NAME (copy)).")
+@with_appcontext
+def clone(key, new_key, name):
+    from abm.services import change_control, playbooks
+
+    try:
+        row, version = change_control.clone(key, new_key, name)
+    except playbooks.PlaybookInvalid as exc:
+        _print_errors(exc.errors)
+        sys.exit(1)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{row.key}: version {version} stored as a copy of {key} (status {row.status})")
+
+
+@playbook_group.command("test-send", help="Send a test of an email step to an address, rendered for a chosen "
+                        "account and contact, through the step's connector (by a worker). It is no touch.")
+@click.argument("key")
+@click.argument("step")
+@click.option("--to", "to", required=True, help="Where the test goes (your own address).")
+@click.option("--account", required=True, help="The account to render it for (id or domain).")
+@click.option("--contact", help="The contact to render it for (email; default: the first the step picks).")
+@with_appcontext
+def test_send(key, step, to, account, contact):
+    from abm.services import change_control
+
+    try:
+        result = change_control.test_send(key, step, to, account, contact)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"queued: {result['subject']!r} to {result['to']} (rendered for {result['contact']} at "
+               f"{result['account']}); job {result['job']}")
 
 
 def _life_cycle(name: str):

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from abm.db import db, in_list
 from abm.models import Account, Contact, Enrollment
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, enrollment, simulation
+from abm.services import audience, enrollment, migration, simulation
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
 from playbooks import duration
@@ -65,10 +65,11 @@ def engagement_dependent_steps(pb: Playbook) -> set[str]:
 
 
 def report(pb: Playbook, now: datetime, compiled_of, *, account: str | None = None, contact: str | None = None,
-           sample: int = 5) -> dict:
+           sample: int = 5, migrate: bool = False) -> dict:
     """The plan of ``pb`` at ``now``. ``compiled_of(version_id)`` gives a stored
     version's compiled playbook; ``account`` (id or domain) or ``contact`` (email) asks
-    for that one's schedule."""
+    for that one's schedule; ``migrate``: the playbook's running enrollments move to
+    ``pb`` first (``apply --migrate``), and the mapping is in ``migration``."""
     row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == pb.key)).scalar_one_or_none()
     entrants = enrollment.would_enroll(row, pb, now)
     held = [i for i in entrants if is_held_out(pb.key, i, pb.holdout)]
@@ -76,8 +77,11 @@ def report(pb: Playbook, now: datetime, compiled_of, *, account: str | None = No
     entering = [i for i in entrants if i not in held_set]
     eligible = len(enrollment.would_enroll(row, pb, now, limited=False)) if row is not None else None
     steps_funnel = funnel(pb, now, eligible, len(entrants), len(held))
-    background = _background(entering, compiled_of, now)
-    runners = _foreground(row, pb, entering, now) + background
+    moving = _moving(row, pb, compiled_of, now) if migrate and row is not None else []
+    moving_ids = {r.id for r in moving}
+    background = [r for r in _background(entering + [r.account_id for r in moving], compiled_of, now)
+                  if r.id not in moving_ids]
+    runners = _foreground(row, pb, entering, now) + moving + background
     conditions = [c for r in runners for c in _conditions(r.playbook)]
     facts = audience.load_facts({r.account_id for r in runners}, now, audience.longest_window(conditions))
     ledger = Ledger()
@@ -93,6 +97,8 @@ def report(pb: Playbook, now: datetime, compiled_of, *, account: str | None = No
         "channels": dict(Counter(r["channel"] for r in foreground_rows if r["status"] in ("queued", "scheduled"))),
         "outcomes": _outcomes([r for r in runners if r.foreground]),
         "other_enrollments": len(background),
+        "migration": migration.mapping(row, pb, None, compiled_of) if migrate else None,
+        "moving": len(moving),
         "schedule": _schedule(foreground_rows, facts, account, contact),
         "rendered": _rendered(pb, outcome.samples, foreground_rows, facts),
         "warnings": _warnings(pb, steps_funnel, entering, foreground_rows, outcome),
@@ -115,6 +121,18 @@ def _foreground(row: PlaybookRow | None, pb: Playbook, entering: list[int], now:
     priority = row.priority if row is not None else pb.priority
     return [Runner(first + n, playbook_id, priority, pb, account_id, EnrollmentState(0, ACTIVE, now))
             for n, account_id in enumerate(entering)]
+
+
+def _moving(row: PlaybookRow, pb: Playbook, compiled_of, now: datetime) -> list[Runner]:
+    """The playbook's running enrollments, moved to ``pb`` as a migration would."""
+    rows = db.session.execute(select(Enrollment).where(
+        Enrollment.playbook_id == row.id, Enrollment.state.in_(enrollment.RUNNING))).scalars()
+    out = []
+    for e in rows:
+        state = EnrollmentState(e.step_index, e.state, e.next_run_at, e.wait_started_at)
+        moved = migration.moved_state(compiled_of(e.version_id), pb, state, now)
+        out.append(Runner(e.id, row.id, row.priority, pb, e.account_id, moved))
+    return out
 
 
 def _background(account_ids: list[int], compiled_of, now: datetime) -> list[Runner]:

@@ -21,6 +21,7 @@ from abm.errors import ApiError
 from abm.models import Account, Enrollment, PlaybookVersion, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STATUSES
+from abm.services import change_control
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
 from playbooks.loader import MAX_SOURCE_BYTES
@@ -136,7 +137,60 @@ def show(key: str):
         "web/playbooks/show.html", row=row, pb=pb, summary=summary, enrollments=enrollments,
         enrolled_total=sum(e["value"] for e in enrollments), funnel=_funnel(row, pb.steps),
         touches=touches, touches_total=sum(t["value"] for t in touches), failures=_failures(row),
-        versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage())
+        versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
+        migration=service.migration_preview(key) if row.status != "archived" else [],
+        email_steps=[s.id for s in pb.steps if s.kind == "email"])
+
+
+@bp.get("/playbooks/<key>/diff")
+@role_required()
+def diff(key: str):
+    row = service.get(key)
+    old = request.args.get("from", type=int) or max(row.current_version - 1, 1)
+    result = change_control.diff(key, old, request.args.get("to", type=int))
+    return render_template("web/playbooks/diff.html", row=row, diff=result, may_manage=may_manage())
+
+
+@bp.post("/playbooks/<key>/migrate")
+@role_required(*MANAGERS)
+def migrate(key: str):
+    result = service.migrate(key)
+    flash(f"{result['moved']} running enrollment(s) moved to version {result['version']}.", "success")
+    return redirect(url_for("playbooks.show", key=key))
+
+
+@bp.post("/playbooks/<key>/clone")
+@role_required(*MANAGERS)
+def clone(key: str):
+    new_key = (request.form.get("new_key") or "").strip()[:100]
+    try:
+        row, _ = change_control.clone(key, new_key, (request.form.get("name") or "").strip()[:200] or None,
+                                      actor_id=current_user.id)
+    except service.PlaybookInvalid as exc:
+        db.session.rollback()
+        flash(f"Could not clone {key} as {new_key!r}: " + "; ".join(e.message for e in exc.errors), "error")
+        return redirect(url_for("playbooks.show", key=key))
+    except ApiError as exc:
+        db.session.rollback()
+        flash(f"Could not clone {key}: {exc.message}.", "error")
+        return redirect(url_for("playbooks.show", key=key))
+    flash(f"Stored {row.key} as a copy of {key}, a draft.", "success")
+    return redirect(url_for("playbooks.show", key=row.key))
+
+
+@bp.post("/playbooks/<key>/test-send")
+@role_required(*MANAGERS)
+def test_send(key: str):
+    form = request.form
+    try:
+        result = change_control.test_send(key, (form.get("step") or "")[:100], current_user.email,
+                                          (form.get("account") or "")[:255], (form.get("contact") or "")[:320] or None)
+    except ApiError as exc:
+        flash(f"Could not send a test: {exc.message}.", "error")
+        return redirect(url_for("playbooks.show", key=key))
+    flash(f"A test of {form.get('step')} ({result['subject']}), rendered for {result['contact']} at "
+          f"{result['account']}, is on its way to {result['to']}.", "success")
+    return redirect(url_for("playbooks.show", key=key))
 
 
 @bp.get("/playbooks/<key>/versions/<int:number>")

@@ -377,3 +377,38 @@ def test_the_plan_is_reachable_from_the_playbook_page_with_a_schedule(as_role, c
     # Sent now, or at the window's next opening (the page plans on the real clock).
     assert re.search(r"<td><code>hello</code></td><td>email</td><td>c0@alpha.example</td>"
                      r"<td>(sends|postponed <span class=\"muted small\">\(outside the send window\))", html)
+
+
+def test_change_control_on_the_playbook_page(as_role, connectors):
+    from tests.engine.conftest import make_account as make
+
+    make("Zeta")
+    client = as_role("manager")
+    _apply(client)
+    assert client.post("/playbooks/web-pb/activate").status_code == 302
+    _apply(client, GOOD.replace("Hello", "Hi there").replace("  - wait: 3d\n", "  - id: pause\n    wait: 2d\n"))
+    page = client.get("/playbooks/web-pb").get_data(as_text=True)
+    assert "1 running enrollment(s) are on older versions" in page
+    assert "1 active at v1 <code>hello</code> → <code>hello</code>" in page
+    assert 'href="/playbooks/web-pb/diff?from=1"' in page
+
+    diff = client.get("/playbooks/web-pb/diff?from=1").get_data(as_text=True)
+    assert re.search(r'id="diff-added"><code>pause</code>', diff)
+    assert re.search(r'id="diff-removed"><code>step-2</code>', diff)
+    assert '<div><code>hello</code>: subject</div>' in diff
+    assert '<span class="add">+      subject: &#34;Hi there {{ account.name }}&#34;</span>' in diff
+
+    moved = client.post("/playbooks/web-pb/migrate", follow_redirects=True).get_data(as_text=True)
+    assert "1 running enrollment(s) moved to version 2." in moved
+    assert "running enrollment(s) are on older versions" not in moved
+
+    cloned = client.post("/playbooks/web-pb/clone", data={"new_key": "web-pb-2", "name": "Second"},
+                         follow_redirects=True).get_data(as_text=True)
+    assert "Stored web-pb-2 as a copy of web-pb, a draft." in cloned and "Second" in cloned
+    bad = client.post("/playbooks/web-pb/clone", data={"new_key": "Bad Key"}, follow_redirects=True)
+    assert "Could not clone web-pb as &#39;Bad Key&#39;" in bad.get_data(as_text=True)
+
+    sent = client.post("/playbooks/web-pb/test-send", data={"step": "hello", "account": "zeta.example"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "A test of hello ([Test] Hi there Zeta), rendered for c0@zeta.example at zeta.example, is on its way" in sent
+    assert as_role("ae").post("/playbooks/web-pb/test-send", data={"step": "hello", "account": "x"}).status_code == 403
