@@ -23,7 +23,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import clock, dry_run, migration
+from abm.services import clock, dry_run, migration, segments
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
 from playbooks import Workspace, load
@@ -52,7 +52,7 @@ def workspace() -> Workspace:
     return Workspace(
         stages=list(settings["stages"]), roles=list(settings["roles"]), connectors=channels,
         default_connectors=connectors.defaults(), template_loader=directory_loader(),
-        default_timezone=settings["send_window"]["timezone"],
+        default_timezone=settings["send_window"]["timezone"], segments=segments.compiled_all(),
     )
 
 
