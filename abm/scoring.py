@@ -70,6 +70,15 @@ def level_sql(score_sql: str, thresholds: dict, dialect) -> str:
         dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
+def driven_by(score: float, passive: float) -> str | None:
+    """What made a score: ``passive`` when passive exposure (impressions, opens) is at
+    least half of it, ``active`` otherwise, None for no score. ``score`` and ``passive``
+    may be both ``score_ref`` and ``passive_ref``: the decay cancels out."""
+    if score <= 1e-9:
+        return None
+    return "passive" if passive >= score / 2 else "active"
+
+
 def level_rank(name: str) -> int:
     return LEVELS.index(name) if name in LEVELS else 0
 

@@ -57,7 +57,7 @@ def seed(app, n: int) -> None:
             ids = db.session.execute(insert(Account).returning(Account.id), rows).scalars().all()
             db.session.execute(insert(Opportunity), [
                 {"account_id": a, "name": "Deal", "stage": "closed", "closed_at": closed, "created_at": closed,
-                 "won": w, "currency": "USD"} for a, w in zip(ids, wins)])
+                 "won": w, "currency": "USD"} for a, w in zip(ids, wins, strict=False)])
             db.session.commit()
 
 

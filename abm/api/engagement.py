@@ -40,6 +40,9 @@ ACCEPTED = register_schema("EventsAccepted", {
                        "index": {"type": "integer"}, "message": {"type": "string"}}}}}})
 BREAKDOWN = register_schema("EngagementBreakdown", {"type": "object", "properties": {
     "score": {"type": "number"}, "engagement": {"enum": ["cold", "warm", "hot"]},
+    "active": {"type": "number", "description": "points from active engagement (clicks, visits, forms, replies, meetings)"},
+    "passive": {"type": "number", "description": "points from passive exposure (heat.passive_types)"},
+    "driven_by": {"enum": ["active", "passive", None], "description": "what made the score: passive when half or more"},
     "by_type": {"type": "array"}, "by_contact": {"type": "array"}, "by_playbook": {"type": "array"},
     "events": {"type": "array"}}})
 TIMELINE = register_schema("Timeline", {"type": "object", "properties": {"items": {"type": "array", "items": {

@@ -175,7 +175,7 @@ def _raise(candidates: list[Candidate], now: datetime, cfg: dict) -> list[int]:
 def explain_events(account_ids: list[int], now: datetime, cfg: dict) -> dict[int, dict]:
     """What each account did in the last seven days: points and counts by event type, the
     contacts and the playbooks behind them (a few of each, most points first)."""
-    weight = scores.weight_expr(cfg) * Event.quantity
+    weight = scores.weight_expr(cfg) * Event.quantity * Event.factor
     groups: dict[int, list] = defaultdict(list)
     for i in range(0, len(account_ids), 1000):
         for row in db.session.execute(

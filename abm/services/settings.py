@@ -46,7 +46,12 @@ DEFAULTS: dict[str, Any] = {
     "lead_events": ["form_fill", "email_reply", "meeting"],
     "attribution": {"window_days": 90, "model": "last_touch", "half_life_days": 7},
     "currency": "USD",
+    "kpi_report": {"recipients": [], "weekday": "mon", "connector": None},
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
+    # Honest heat: passive exposure (seen, not acted on) is told apart from engagement,
+    # capped per account and period, and an email opened again within the window counts once.
+    "heat": {"passive_types": ["ad_impression", "email_open", "email_delivered"],
+             "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
     "fit": {
@@ -93,6 +98,12 @@ SCHEMA: dict[str, Any] = {
                                                  "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}}},
         "lead_events": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "kpi_report": {"type": "object", "additionalProperties": False,
+                       "properties": {"recipients": {"type": "array", "items": {"type": "string", "format": "email",
+                                                                                 "pattern": "^[^@\\s]+@[^@\\s]+$"},
+                                                     "uniqueItems": True, "maxItems": 50},
+                                      "weekday": {"enum": DAYS},
+                                      "connector": {"type": ["string", "null"]}}},
         "attribution": {"type": "object", "additionalProperties": False,
                         "properties": {"window_days": {"type": "integer", "minimum": 1},
                                        "model": {"enum": [*metrics.MODELS, *metrics.MODEL_ALIASES]},
@@ -101,6 +112,15 @@ SCHEMA: dict[str, Any] = {
                    "properties": {"period_days": {"type": "number", "minimum": 0},
                                   "surge_ratio": {"type": "number", "minimum": 1},
                                   "surge_min_points": {"type": "number", "minimum": 0}}},
+        "heat": {"type": "object", "additionalProperties": False,
+                 "required": ["passive_types", "passive_cap", "open_window_hours"],
+                 "properties": {
+                     "passive_types": {"type": "array", "uniqueItems": True,
+                                       "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,49}$"}},
+                     "passive_cap": {"type": "object", "additionalProperties": False, "required": ["points", "days"],
+                                     "properties": {"points": {"type": ["number", "null"], "minimum": 0},
+                                                    "days": {"type": "integer", "minimum": 1, "maximum": 365}}},
+                     "open_window_hours": {"type": "number", "minimum": 0, "maximum": 8760}}},
         "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
         "fit": {
             "type": "object", "additionalProperties": False, "required": ["rules", "model"],
@@ -231,7 +251,7 @@ def _with_keys(sites, before: list[dict]):
 
 
 #: Settings whose change re-scores every account's history.
-SCORING_KEYS = frozenset({"weights", "url_rules", "half_life_days", "thresholds"})
+SCORING_KEYS = frozenset({"weights", "url_rules", "half_life_days", "thresholds", "heat"})
 
 
 def _queue_rescore() -> None:

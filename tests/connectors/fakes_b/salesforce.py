@@ -13,13 +13,13 @@ from tests.connectors.fakes_b.common import Fake, json_body
 
 SOQL = re.compile(
     r"^SELECT (?P<fields>[\w., ]+) FROM (?P<table>Account|Opportunity|User)"
-    r"(?: WHERE (?P<where>.+?))?(?P<order> ORDER BY LastModifiedDate, Id)?(?: LIMIT (?P<limit>\d+))?$")
-SINCE = re.compile(r"^LastModifiedDate >= (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
+    r"(?: WHERE (?P<where>.+?))?(?P<order> ORDER BY SystemModstamp, Id)?(?: LIMIT (?P<limit>\d+))?$")
+SINCE = re.compile(r"^SystemModstamp >= (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
 USER = re.compile(r"^Email = '((?:[^'\\]|\\.)*)' AND IsActive = true$")
 FIELDS = {
-    "Account": {"Id", "Name", "Website", "OwnerId", "Type", "Tier__c", "LastModifiedDate"},
+    "Account": {"Id", "Name", "Website", "OwnerId", "Type", "Tier__c", "LastModifiedDate", "SystemModstamp"},
     "Opportunity": {"Id", "Name", "Amount", "StageName", "CloseDate", "CreatedDate", "IsClosed", "IsWon", "AccountId",
-                    "Account.Website", "LastModifiedDate"},
+                    "Account.Website", "LastModifiedDate", "SystemModstamp"},
     "User": {"Id"},
 }
 
@@ -43,7 +43,15 @@ class FakeSalesforce(Fake):
         self.tasks: list[dict[str, Any]] = []
         self.locators: dict[str, list[dict[str, Any]]] = {}
         self.clock = datetime(2026, 1, 1, tzinfo=UTC)
+        #: The org's rolling 24-hour API usage, as every answer's Sforce-Limit-Info reports it.
+        self.api_used, self.api_max = 0, 15_000
         self._routes()
+        self.app.after_request(self._limit_info)
+
+    def _limit_info(self, response: Response) -> Response:
+        self.api_used += 1
+        response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.api_max}"
+        return response
 
     def bad(self, message: str) -> Response:
         return sf_error(400, "MALFORMED_QUERY", message)
@@ -57,7 +65,7 @@ class FakeSalesforce(Fake):
             at = self.clock
         record = self.records[table].setdefault(record_id, {"Id": record_id})
         record.update(fields)
-        record["LastModifiedDate"] = sf_time(at)
+        record["LastModifiedDate"] = record["SystemModstamp"] = sf_time(at)
 
     def expire_locators(self) -> None:
         self.locators.clear()
@@ -106,12 +114,12 @@ class FakeSalesforce(Fake):
             since = None
             if match["where"]:
                 literal = SINCE.match(match["where"])
-                self.require(literal is not None, "only LastModifiedDate >= <datetime literal> is supported")
+                self.require(literal is not None, "only SystemModstamp >= <datetime literal> is supported")
                 since = literal.group(1).replace("Z", ".000+0000")
-            self.require(match["order"] is not None, "this fake wants ORDER BY LastModifiedDate, Id")
+            self.require(match["order"] is not None, "this fake wants ORDER BY SystemModstamp, Id")
             rows = sorted((r for r in self.records[table].values()
-                           if since is None or r["LastModifiedDate"] >= since),
-                          key=lambda r: (r["LastModifiedDate"], r["Id"]))
+                           if since is None or r["SystemModstamp"] >= since),
+                          key=lambda r: (r["SystemModstamp"], r["Id"]))
             return self._page([self._project(table, r, fields) for r in rows], self._batch_size())
 
         @self.route("/services/data/v<version>/query/<locator>", ["GET"])
