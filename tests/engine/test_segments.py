@@ -45,7 +45,7 @@ def test_a_segment_counts_what_an_independent_query_counts(app, runner, tmp_path
     assert {r.segment for r in rows} == {"big-fintech"} and len(rows) == expected
 
     listed = runner.invoke(args=["segment", "list"])
-    assert f"big-fintech" in listed.output and f" {expected} " in listed.output
+    assert "big-fintech" in listed.output and f" {expected} " in listed.output
 
     path.write_text("tier: [1]\nindustri: [fintech]\n")
     bad = runner.invoke(args=["segment", "save", "big-fintech", str(path)])
