@@ -1,7 +1,7 @@
 """segments: saved, named account audiences
 
 Revision ID: c0c4f1d5e9a1
-Revises: b8f4d2e6a1c3
+Revises: c4a9e1b7d3f2
 Create Date: 2026-12-03 20:40:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import abm.db
 
 revision = 'c0c4f1d5e9a1'
-down_revision = 'b8f4d2e6a1c3'
+down_revision = 'c4a9e1b7d3f2'
 branch_labels = None
 depends_on = None
 
