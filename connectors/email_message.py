@@ -63,6 +63,11 @@ class MessageError(ValueError):
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']*)\2""", re.IGNORECASE)
 
 
+def tracked_links(html: str) -> list[str]:
+    """The http(s) links of an email's HTML that :func:`add_tracking` rewrites, sorted, each once."""
+    return sorted({html_lib.unescape(m.group(3)) for m in _HREF.finditer(html or "")})
+
+
 def add_tracking(html: str, open_url: str | None, click_url_template: str | None,
                  keep: tuple[str, ...] = ()) -> str:
     """Rewrite http(s) links through ``click_url_template`` and add the ``open_url`` pixel."""

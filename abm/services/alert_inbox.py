@@ -91,7 +91,12 @@ def why(alert: Alert) -> str:
     """Why the alert was raised, in words: the score change and the week's events behind it."""
     details = alert.details or {}
     parts = []
-    if alert.score_before is not None and alert.score_after is not None:
+    if alert.kind == "intent" and details.get("intent"):
+        signal = details["intent"]
+        source = f" from {signal['provider']}" if signal.get("provider") else ""
+        parts.append(f"An intent signal{source}: researching {signal['topic']}, intent score {signal['score']:.0f} "
+                     "of 100.")
+    elif alert.score_before is not None and alert.score_after is not None:
         change = alert.score_after - alert.score_before
         since = "a week ago" if alert.kind == "surge" else "before"
         parts.append(f"Score {alert.score_before:.0f} {since}, {alert.score_after:.0f} then "

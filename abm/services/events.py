@@ -544,6 +544,8 @@ def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now:
             by_type[r["type"]].add(r["account_id"])
     engine_hooks.engagement_changed(touched, dict(by_type), {a: before for a, (before, _) in changes.items()}, now)
     alerts.on_scores_changed(changes, now)
+    if "intent" in by_type:
+        alerts.on_intent(rows, now)
 
 
 def _chunks(items, size: int = 1000):

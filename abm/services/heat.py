@@ -13,7 +13,12 @@ recompute agree exactly):
   before decay. Within a period the points are handed out in the order the events
   happened; the event that reaches the cap counts in part, later ones not at all.
 
-Both rules apply to events as they arrive: changing them re-scores history with the
+- **Intent strength.** A third-party ``intent`` event counts in proportion to its
+  strength (``properties.score``, 0 to 100) times its topic's weight (settings
+  ``intent.topics``, by topic name without case; ``intent.default_topic_weight`` for
+  the others): a 78 on a topic of weight 1.5 counts 1.17 times the ``intent`` weight.
+
+The rules apply to events as they arrive: changing them re-scores history with the
 factors already stored, and applies the new rule to the events that come after.
 """
 
@@ -39,7 +44,20 @@ def set_factors(rows: list[dict], cfg: dict) -> None:
     for r in rows:
         r.setdefault("factor", 1.0)
     _repeated_opens(rows, cfg)
+    _intent_strength(rows, cfg)
     _passive_cap(rows, cfg)
+
+
+def _intent_strength(rows: list[dict], cfg: dict) -> None:
+    topics = {name.lower(): float(weight) for name, weight in cfg["intent"]["topics"].items()}
+    default = float(cfg["intent"]["default_topic_weight"])
+    for r in rows:
+        if r["type"] != "intent":
+            continue
+        props = r.get("properties") or {}
+        score = props.get("score")
+        strength = float(score) / 100 if isinstance(score, (int, float)) and 0 <= score <= 100 else 1.0
+        r["factor"] *= strength * topics.get(str(props.get("topic") or "").lower(), default)
 
 
 def _repeated_opens(rows: list[dict], cfg: dict) -> None:

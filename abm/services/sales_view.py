@@ -82,21 +82,27 @@ def my_accounts(owner_id: int, filters: dict | None = None, page: int = 1, now: 
     page_size = page_size or PAGE_SIZE
     filters = filters or {"sort": "score"}
     base = _filtered(owner_id, filters, now)
-    total = db.session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, page), pages)
     cfg = settings_service.current()
     factor = scores.score_at(1.0, now, cfg["half_life_days"])
     if filters.get("sort") == "change":
         rows = db.session.execute(base).all()
+        total, page = _paged(len(rows), page, page_size)
         week_ago = scores.scores_week_ago(rows, now)
         rows = sorted(rows, key=lambda a: (-round(a.score_ref * factor - week_ago[a.id], 1), a.name))
         rows = rows[(page - 1) * page_size:page * page_size]
     else:
+        total, page = _paged(db.session.execute(select(func.count()).select_from(base.subquery())).scalar_one(),
+                             page, page_size)
         rows = db.session.execute(base.order_by(Account.score_ref.desc(), Account.id)
                                   .offset((page - 1) * page_size).limit(page_size)).all()
         week_ago = scores.scores_week_ago(rows, now)
+    pages = max(1, -(-total // page_size))
     return {"rows": _rows(rows, week_ago, factor, cfg, now), "total": total, "page": page, "pages": pages}
+
+
+def _paged(total: int, page: int, page_size: int) -> tuple[int, int]:
+    """(total, the page asked for kept within the pages there are)."""
+    return total, min(max(1, page), max(1, -(-total // page_size)))
 
 
 def _rows(rows, week_ago: dict, factor: float, cfg: dict, now: datetime) -> list[dict]:

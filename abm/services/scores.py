@@ -357,3 +357,23 @@ def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -
     for aid, day, score in db.session.execute(q):
         out[aid][(day - start).days] = score
     return out
+
+
+def level_changes(candidate: dict, now: datetime | None = None) -> dict:
+    """How many accounts would change level under the ``candidate`` settings (weights, URL
+    rules, half-life, thresholds, heat) against the levels now: ``{"changed", "up", "down",
+    "moves": {(from, to): n}, "accounts"}``. One aggregate over the events, as the recompute."""
+    now = now or utcnow()
+    factor = score_at(1.0, now, candidate["half_life_days"])
+    sums = (select(Event.account_id.label("aid"), func.sum(term_expr(candidate)).label("ref"))
+            .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
+    new_level = level_case(func.coalesce(sums.c.ref, 0.0) * factor, candidate["thresholds"]).label("new")
+    rows = db.session.execute(select(Account.engagement, new_level, func.count())
+                              .select_from(Account.__table__.outerjoin(sums, sums.c.aid == Account.id))
+                              .group_by(Account.engagement, new_level)).all()
+    moves = {(old, new): n for old, new, n in rows if old != new}
+    rank = {name: i for i, name in enumerate(("cold", "warm", "hot"))}
+    return {"changed": sum(moves.values()), "accounts": sum(n for *_, n in rows),
+            "up": sum(n for (old, new), n in moves.items() if rank.get(new, 0) > rank.get(old, 0)),
+            "down": sum(n for (old, new), n in moves.items() if rank.get(new, 0) < rank.get(old, 0)),
+            "moves": moves}

@@ -16,6 +16,7 @@ from flask import abort, current_app, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.routing import BuildError
 
+from abm.labels import event_label
 from abm.scoring import driven_by
 from abm.services import alert_inbox
 
@@ -105,6 +106,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("kpis", "KPIs", "kpis.index"),
     NavEntry("connectors", "Connectors", "connectors.index", MANAGERS),
     NavEntry("imports", "Import", "imports.index", MANAGERS),
+    NavEntry("in_market", "In market", "in_market.page", MANAGERS),
     NavEntry("users", "Users", "admin.users", ("admin",)),
     NavEntry("settings", "Settings", "admin.settings", ("admin",)),
 )
@@ -161,4 +163,4 @@ def init_layout(app) -> None:
         return current_user.is_authenticated and current_user.role in roles
 
     app.jinja_env.globals.update(nav_items=nav_items, endpoint_url=endpoint_url, has_role=has_role,
-                                 driven_by=driven_by)
+                                 driven_by=driven_by, event_label=event_label)

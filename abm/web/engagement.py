@@ -14,12 +14,12 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from sqlalchemy import select
 
-from abm.api.engagement import timeline
 from abm.db import db, utcnow
 from abm.errors import ApiError
 from abm.models import Contact, Playbook, User
-from abm.services import sales_view, scores
+from abm.services import in_market, sales_view, scores
 from abm.services import settings as settings_service
+from abm.services import timeline as timeline_service
 from abm.services import users as users_service
 from abm.web._access import MANAGERS, role_required
 
@@ -143,7 +143,27 @@ def index():
     totals = {lv: sum(r["cells"][i]["count"] for r in rows) for i, lv in enumerate(LEVELS)}
     return render_template(
         "web/engagement/matrix.html", rows=rows, levels=LEVELS, named=named, scope=scope, totals=totals,
-        total=sum(totals.values()), level_links={lv: accounts_link(None, lv, mine) for lv in LEVELS})
+        total=sum(totals.values()), level_links={lv: accounts_link(None, lv, mine) for lv in LEVELS},
+        fit_rows=_fit_rows(in_market.fit_matrix(current_user.id if mine else None), mine))
+
+
+FIT_LABELS = {"high": "High fit (70+)", "medium": "Medium fit (40 to 69)", "low": "Low fit (below 40)",
+              "none": "Not scored"}
+
+
+def _fit_rows(m: dict, mine: bool) -> list[dict]:
+    """The fit by engagement matrix's rows, each cell a link to the accounts it counts."""
+    rows = []
+    for band in m["bands"]:
+        def link(level=None, band=band):
+            args = {"fit": band, **({"engagement": level} if level else {}), **({"owner": "me"} if mine else {})}
+            return url_for("accounts.index", **args)
+        rows.append({"band": band, "label": FIT_LABELS[band], "href": link(),
+                     "total": sum(m["counts"][band].values()),
+                     "cells": [{"level": lv, "count": m["counts"][band][lv], "href": link(lv),
+                                "act": (band, lv) in {("high", "cold"), ("high", "warm")} and m["counts"][band][lv] > 0}
+                               for lv in LEVELS]})
+    return rows
 
 
 @bp.get("/engagement/snippet")
@@ -174,7 +194,7 @@ def account_sections(account_id: int, now: datetime | None = None) -> dict:
     touches, events and stage changes, buying committee coverage and the playbooks."""
     now = now or utcnow()
     breakdown = scores.breakdown(account_id, now=now, recent=RECENT_EVENTS)
-    items = timeline(account_id, TIMELINE_LIMIT)
+    items = timeline_service.account_timeline(account_id, TIMELINE_LIMIT)
     contacts = _names(Contact, {i.get("contact_id") for i in items} | {e["contact_id"] for e in breakdown["events"]})
     playbooks = _names(Playbook, {i.get("playbook_id") for i in items} | {e["playbook_id"] for e in breakdown["events"]})
 

@@ -4,7 +4,7 @@ The SDK's models are generated from HubSpot's OpenAPI documents: ``openapi_types
 each field's type, ``attribute_map`` its JSON name, and a setter refuses ``None`` for a
 required field. :func:`violations` checks a JSON body against a model strictly: unknown
 fields, wrong types (``sorts`` is a list of strings, not of objects), missing required
-fields. The fake HubSpot (fakes_b/hubspot.py) refuses a request with any violation.
+fields. The fake HubSpot (fakes/hubspot.py) refuses a request with any violation.
 """
 
 from __future__ import annotations

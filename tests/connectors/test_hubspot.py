@@ -12,8 +12,8 @@ import pytest
 
 from connectors.base import PermanentError, RetryableError
 from connectors.hubspot import HubSpotConnector
-from tests.connectors.fakes_b.hubspot import FakeHubSpot
-from tests.connectors.fakes_b.touches import assert_schema_shape, closed_port_url, task_touch
+from tests.connectors.fakes.hubspot import FakeHubSpot
+from tests.connectors.fakes.touches import assert_schema_shape, closed_port_url, task_touch
 from tests.connectors.harness import serve
 
 TOKEN, SECRET = "hs-token", "client-secret-xyz"

@@ -10,8 +10,8 @@ from jsonschema import Draft202012Validator
 
 from connectors.base import PermanentError, RetryableError
 from connectors.salesforce import SalesforceConnector
-from tests.connectors.fakes_b.salesforce import FakeSalesforce
-from tests.connectors.fakes_b.touches import closed_port_url, schema_errors, task_touch
+from tests.connectors.fakes.salesforce import FakeSalesforce
+from tests.connectors.fakes.touches import closed_port_url, schema_errors, task_touch
 from tests.connectors.harness import serve
 
 TOKEN = "sf-token"

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response, request
 
-from tests.connectors.fakes_b.common import Fake, json_body
+from tests.connectors.fakes.common import Fake, json_body
 
 SOQL = re.compile(
     r"^SELECT (?P<fields>[\w., ]+) FROM (?P<table>Account|Opportunity|User)"

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, request
 
-from tests.connectors.fakes_b.common import Fake, json_body
+from tests.connectors.fakes.common import Fake, json_body
 from tests.connectors.hubspot_spec import model_for, violations
 
 SEARCH_KEYS = {"filterGroups", "sorts", "properties", "limit", "after", "query"}
