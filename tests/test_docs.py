@@ -34,3 +34,16 @@ def test_on_a_fresh_install_the_examples_validate_and_a_missing_migration_is_nam
     after = _abm(tmp_path, "playbook", "validate", *map(str, EXAMPLES))
     assert after.returncode == 0, after.stderr
     assert "stand-ins" in after.stderr and after.stderr.count(": ok (") == len(EXAMPLES) == 5
+
+
+def test_every_relative_link_of_the_docs_leads_to_a_file_of_the_repository():
+    import re
+
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).resolve().exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
