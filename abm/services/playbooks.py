@@ -22,7 +22,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import clock, connectors, dry_run, enrollment, migration, touches
+from abm.services import clock, connectors, dry_run, enrollment, migration, segments, touches
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
 from abm.services.versions import compiled, compiled_by_id, current_version  # noqa: F401 - this module's API too
@@ -61,7 +61,7 @@ def workspace(stand_ins: bool = False) -> Workspace:
     return Workspace(
         stages=list(settings["stages"]), roles=list(settings["roles"]), connectors=channels,
         default_connectors=defaults, template_loader=directory_loader(),
-        default_timezone=settings["send_window"]["timezone"],
+        default_timezone=settings["send_window"]["timezone"], segments=segments.compiled_all(),
     )
 
 
