@@ -127,7 +127,8 @@ class ApiBudget:
 class SalesforceConnector(Connector):
     type = "salesforce"
     channels = ("crm", "task")
-    max_batch = COLLECTION_LIMIT
+    #: One task a call (tasks take no idempotency key: a crash repeats at most one).
+    max_batch = 1
     rate_limit = (25, 1)
     settings_schema = object_schema(
         {
