@@ -22,21 +22,51 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
-def ensure_venv(extras: str) -> None:
+#: What each verb installs: the extras, and the lock file (requirements/NAME.txt) with their pinned versions.
+LOCKS = {"demo": ("demo,pg", "demo"), "test": ("test,pg,demo", "test")}
+
+
+def ensure_venv(verb: str) -> None:
+    """The virtualenv with the versions of the lock file (the ones CI tested), then the project itself.
+
+    The project is installed after the lock with its dependencies, so a dependency declared in
+    pyproject.toml and not yet locked is still installed (with a warning: regenerate the lock,
+    see docs/testing.md).
+    """
     if sys.version_info < (3, 11):  # noqa: UP036 - run.py may be started by an older Python
         sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
+    extras, lock_name = LOCKS[verb]
+    lock = ROOT / "requirements" / f"{lock_name}.txt"
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    stamp = VENV / f".installed-{extras or 'base'}"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = VENV / f".installed-{lock_name}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + lock.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
-    print(f"installing the project{f' with [{extras}]' if extras else ''} into .venv ...", flush=True)
-    target = f".[{extras}]" if extras else "."
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "-e", target], check=True, cwd=ROOT)
+    warn_if_unlocked(lock)
+    print(f"installing {lock.relative_to(ROOT)} and the project with [{extras}] into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-r", str(lock)], check=True, cwd=ROOT)
+    subprocess.run([*pip, "-e", f".[{extras}]"], check=True, cwd=ROOT)
     stamp.write_text(digest)
+
+
+def warn_if_unlocked(lock: Path) -> None:
+    """Say so when pyproject.toml declares a package that the lock file does not pin."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"]) + [d for ds in project["optional-dependencies"].values() for d in ds]
+    names = {re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0].lower().replace("_", "-").replace(".", "-") for d in declared}
+    pinned = {line.split("==")[0].lower().replace("_", "-").replace(".", "-")
+              for line in lock.read_text().splitlines() if "==" in line and not line.startswith("#")}
+    missing = sorted(names - pinned - {"abm-orchestrator"})
+    if missing and lock.name == "test.txt":
+        print(f"warning: {', '.join(missing)} declared in pyproject.toml but not pinned in "
+              f"{lock.relative_to(ROOT)}: regenerate the lock files (docs/testing.md)", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -46,7 +76,7 @@ def main(argv: list[str]) -> int:
     verb, rest = argv[0], argv[1:]
     os.chdir(ROOT)
     if verb == "demo":
-        ensure_venv("")
+        ensure_venv("demo")
         return subprocess.call([str(BIN / "abm"), "demo", *rest])
     ensure_venv("test")
     if verb == "check":

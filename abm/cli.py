@@ -12,6 +12,10 @@ import pkgutil
 
 import click
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+#: What the databases say about a table that is not there (SQLite; PostgreSQL's UndefinedTable).
+_NO_TABLE = ("no such table", "does not exist")
 
 
 def _command_modules():
@@ -53,6 +57,16 @@ class AbmGroup(FlaskGroup):
 
     def list_commands(self, ctx):
         return sorted(self.commands)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as exc:
+            if not any(words in str(exc.orig) for words in _NO_TABLE):
+                raise
+            raise click.ClickException(
+                f"the database has no tables yet ({str(exc.orig).splitlines()[0]}): run `abm db upgrade` first "
+                "(it uses ABM_DATABASE_URL)") from None
 
 
 main = AbmGroup(name="abm", help="Account-based marketing orchestration: playbooks, workers, engagement, KPIs.")

@@ -1,7 +1,7 @@
 """Errors as people see them: the API's JSON error form, or a plain page; never a trace.
 
 Every API error has the form ``{"error": {"code", "message", "details"}}`` with the
-codes of ../shared/spec/api.md. Domain code raises :class:`ApiError` (or one of the
+codes listed in docs/api.md. Domain code raises :class:`ApiError` (or one of the
 domain errors below) and the handlers here turn it into an answer.
 """
 

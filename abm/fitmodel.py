@@ -65,7 +65,7 @@ class FeatureSpace:
         for name in NUMERIC:
             raw = [r.get(name) for r in records]
             present = np.array([_present(v) for v in raw])
-            logs = np.array([math.log1p(float(v)) if ok else self.means[name] for v, ok in zip(raw, present)])
+            logs = np.array([math.log1p(float(v)) if ok else self.means[name] for v, ok in zip(raw, present, strict=False)])
             columns += [(logs - self.means[name]) / self.stds[name], (~present).astype(float)]
         for name in CATEGORICAL:
             values = [_text(r.get(name)) for r in records]
@@ -150,7 +150,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, folds: int = 5, l2: float = 1.0
         predicted[test_rows] = predict(x[test_rows], weights, intercept)
     bins = []
     edges = np.linspace(0, 1, 11)
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=False):
         inside = (predicted >= lo) & ((predicted < hi) | (hi == 1.0))
         if inside.any():
             bins.append({"from": round(float(lo), 1), "to": round(float(hi), 1), "n": int(inside.sum()),

@@ -52,8 +52,12 @@ class EmbeddedRedis:
             )
             self.kind = "redis-server"
         else:
-            from abm.demo.fake_server import DemoFakeServer  # fakeredis, made fit for RQ
-
+            try:  # fakeredis comes with the demo extra only: imported when no redis-server is there
+                from abm.demo.fake_server import DemoFakeServer  # fakeredis, made fit for RQ
+            except ImportError:
+                raise RuntimeError("no redis-server on PATH and fakeredis is not installed: install the demo "
+                                   "extra (pip install '.[demo]'; python3 run.py demo does), install "
+                                   "redis-server, or set ABM_REDIS_URL") from None
             self.server = DemoFakeServer(("127.0.0.1", self.port))
             threading.Thread(target=self.server.serve_forever, daemon=True).start()
             self.kind = "fakeredis"

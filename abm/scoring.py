@@ -21,12 +21,19 @@ DAY = 86400.0
 LEVELS = ("cold", "warm", "hot")
 
 
+def url_rule(url: str | None, settings: dict) -> dict | None:
+    """The first URL rule whose pattern the address contains (the rules are tried in order)."""
+    for rule in settings.get("url_rules", []) if url else ():
+        if rule["pattern"] in url:
+            return rule
+    return None
+
+
 def event_weight(event_type: str, url: str | None, settings: dict) -> float:
     """The weight of one event: the type's weight, or the first matching URL rule's for web visits."""
-    if event_type == "web_visit" and url:
-        for rule in settings.get("url_rules", []):
-            if rule["pattern"] in url:
-                return float(rule["weight"])
+    rule = url_rule(url, settings) if event_type == "web_visit" else None
+    if rule is not None:
+        return float(rule["weight"])
     return float(settings["weights"].get(event_type, 0))
 
 
@@ -68,6 +75,15 @@ def level_sql(score_sql: str, thresholds: dict, dialect) -> str:
     """:func:`level_case` as SQL text, for statements written as text (thresholds inlined)."""
     return str(level_case(literal_column(score_sql), thresholds).compile(
         dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def driven_by(score: float, passive: float) -> str | None:
+    """What made a score: ``passive`` when passive exposure (impressions, opens) is at
+    least half of it, ``active`` otherwise, None for no score. ``score`` and ``passive``
+    may be both ``score_ref`` and ``passive_ref``: the decay cancels out."""
+    if score <= 1e-9:
+        return None
+    return "passive" if passive >= score / 2 else "active"
 
 
 def level_rank(name: str) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import html as html_lib
 import json
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,6 +18,8 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
+
+from connectors.email_message import tracked_links
 
 #: The query parameter a click adds to its destination so the site snippet knows the visitor.
 CONTACT_PARAM = "abm_c"
@@ -105,9 +106,7 @@ def url_digest(url: str) -> str:
 
 def links_in(html: str) -> list[str]:
     """The http(s) links of an email's HTML, as the message builder rewrites them."""
-    from connectors.email_message import _HREF
-
-    return sorted({html_lib.unescape(m.group(3)) for m in _HREF.finditer(html or "")})
+    return tracked_links(html)
 
 
 def click_token(touch_id: int, contact_id: int | None, account_id: int, urls: list[str]) -> str:

@@ -32,9 +32,9 @@ from connectors.base import ConnectorContext, Touch  # noqa: E402
 from connectors.google_ads import GoogleAdsConnector  # noqa: E402
 from connectors.linkedin import LinkedInConnector  # noqa: E402
 from connectors.meta import MetaConnector  # noqa: E402
-from tests.connectors.fakes_b.google_ads import FakeGoogleAds  # noqa: E402
-from tests.connectors.fakes_b.linkedin import FakeLinkedIn  # noqa: E402
-from tests.connectors.fakes_b.meta import FakeMeta  # noqa: E402
+from tests.connectors.fakes.google_ads import FakeGoogleAds  # noqa: E402
+from tests.connectors.fakes.linkedin import FakeLinkedIn  # noqa: E402
+from tests.connectors.fakes.meta import FakeMeta  # noqa: E402
 from tests.connectors.harness import serve  # noqa: E402
 
 

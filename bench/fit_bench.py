@@ -42,6 +42,9 @@ def seed(app, n: int) -> None:
     with app.app_context():
         if db.session.execute(select(func.count()).select_from(Account)).scalar() == n:
             return
+        # another size was seeded before: start again (this database is the bench's own)
+        db.session.execute(Opportunity.__table__.delete())
+        db.session.execute(Account.__table__.delete())
         rng = random.Random(5)
         closed = utcnow() - timedelta(days=20)
         for start in range(0, n, 10_000):
@@ -57,7 +60,7 @@ def seed(app, n: int) -> None:
             ids = db.session.execute(insert(Account).returning(Account.id), rows).scalars().all()
             db.session.execute(insert(Opportunity), [
                 {"account_id": a, "name": "Deal", "stage": "closed", "closed_at": closed, "created_at": closed,
-                 "won": w, "currency": "USD"} for a, w in zip(ids, wins)])
+                 "won": w, "currency": "USD"} for a, w in zip(ids, wins, strict=False)])
             db.session.commit()
 
 

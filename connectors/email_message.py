@@ -37,88 +37,35 @@ import hashlib
 import html as html_lib
 import re
 from collections.abc import Mapping
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from html.parser import HTMLParser
+from io import BytesIO
 from typing import Any
 from urllib.parse import quote
 
 from connectors.base import Touch
+from connectors.email_text import html_to_text, list_unsubscribe_headers, one_click_allowed
 
 #: Headers the builder owns; a payload's ``headers`` cannot replace them.
 PROTECTED_HEADERS = {"message-id", "date", "from", "to", "subject", "mime-version", "content-type",
-                     "content-transfer-encoding", "list-unsubscribe", "list-unsubscribe-post"}
+                     "content-transfer-encoding", "list-unsubscribe", "list-unsubscribe-post", "list-id",
+                     "dkim-signature"}
 
 
 class MessageError(ValueError):
     """This touch cannot become an email (no recipient, no unsubscribe URL, bad address)."""
 
 
-# -- HTML to text --------------------------------------------------------------------
-
-_BLOCK = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol",
-          "blockquote", "section", "article", "header", "footer", "hr"}
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-        self._href: list[str | None] = []
-        self._link_text: list[list[str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self._skip += 1
-        elif tag == "a":
-            self._href.append(dict(attrs).get("href"))
-            self._link_text.append([])
-        elif tag == "li":
-            self.parts.append("\n- ")
-        elif tag in _BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self._skip = max(0, self._skip - 1)
-        elif tag == "a" and self._href:
-            href = self._href.pop()
-            text = "".join(self._link_text.pop()).strip()
-            if href and href.startswith(("http://", "https://", "mailto:")) and href != text:
-                self._emit(f"{text} ({href})" if text else href)
-            else:
-                self._emit(text)
-        elif tag in _BLOCK and tag != "li":
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._skip:
-            return
-        self._emit(re.sub(r"\s+", " ", data))
-
-    def _emit(self, text: str) -> None:
-        if self._link_text:
-            self._link_text[-1].append(text)
-        else:
-            self.parts.append(text)
-
-
-def html_to_text(html: str) -> str:
-    """A readable plain-text version of an email's HTML: paragraphs kept, links spelled out."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    lines = [line.strip() for line in "".join(parser.parts).splitlines()]
-    text = "\n".join(lines)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip()
-    return text + "\n"
-
-
 # -- tracking ------------------------------------------------------------------------
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']*)\2""", re.IGNORECASE)
+
+
+def tracked_links(html: str) -> list[str]:
+    """The http(s) links of an email's HTML that :func:`add_tracking` rewrites, sorted, each once."""
+    return sorted({html_lib.unescape(m.group(3)) for m in _HREF.finditer(html or "")})
 
 
 def add_tracking(html: str, open_url: str | None, click_url_template: str | None,
@@ -200,6 +147,33 @@ def _base(touch: Touch, sender: Address, to: Address, subject: str, reply_to: st
     return msg
 
 
+def unsubscribe_headers_of(touch: Touch, mailbox: str | None = None) -> dict[str, str]:
+    """The touch's ``List-Unsubscribe`` headers (:func:`connectors.email_text.list_unsubscribe_headers`),
+    from its ``unsubscribe_url``, else from a ``List-Unsubscribe`` its payload's headers carry.
+    :class:`MessageError` when it has neither: the product sends no email that cannot be
+    unsubscribed from."""
+    url = touch.payload.get("unsubscribe_url")
+    if url:
+        return list_unsubscribe_headers(str(url), mailbox)
+    given = next((str(v) for k, v in (touch.payload.get("headers") or {}).items()
+                  if str(k).lower() == "list-unsubscribe"), None)
+    if not given:
+        raise MessageError(f"touch {touch.key}: the email has no unsubscribe URL; it is not sent")
+    headers = {"List-Unsubscribe": given}
+    if one_click_allowed(given):
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+def list_id(touch: Touch, domain: str) -> str:
+    """RFC 2919 ``List-Id``: the playbook's name and a list id under the sender's domain
+    (``Tier 1 <tier1.abm.vendor.example>``), so that receivers group and filter the
+    messages of one playbook, and show its unsubscribe link."""
+    key = re.sub(r"[^a-z0-9-]+", "-", str(touch.playbook.get("key") or "all").lower()).strip("-") or "all"
+    name = str(touch.playbook.get("name") or key).replace('"', "'").replace("\r", " ").replace("\n", " ")
+    return f'"{name}" <{key}.abm.{domain.lower()}>'
+
+
 def build_email(
     touch: Touch,
     *,
@@ -224,19 +198,12 @@ def build_email(
 
     extra = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
     unsubscribe_url = payload.get("unsubscribe_url")
-    if unsubscribe_url:
-        targets = [f"<{unsubscribe_url}>"]
-        if unsubscribe_mailbox:
-            targets.append(f"<mailto:{unsubscribe_mailbox}?subject=unsubscribe>")
-        list_unsubscribe = ", ".join(targets)
-    else:
-        list_unsubscribe = next((v for k, v in extra.items() if k.lower() == "list-unsubscribe"), None)
-    if not list_unsubscribe:
-        raise MessageError(f"touch {touch.key}: the email has no unsubscribe URL; it is not sent")
+    unsubscribe = unsubscribe_headers_of(touch, unsubscribe_mailbox)
 
     msg = _base(touch, sender, to, subject, reply_to)
-    msg["List-Unsubscribe"] = list_unsubscribe
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in unsubscribe.items():
+        msg[name] = value
+    msg["List-Id"] = list_id(touch, sender.domain)
     for name, value in extra.items():
         if name.lower() not in PROTECTED_HEADERS and name.lower() != "reply-to":
             msg[name] = value
@@ -271,3 +238,25 @@ def build_for_touch(touch: Touch, **settings: Any) -> EmailMessage:
     if touch.kind == "alert" or touch.channel == "alert":
         return build_alert(touch, from_email=settings["from_email"], from_name=settings.get("from_name"))
     return build_email(touch, **settings)
+
+
+# -- on the wire ---------------------------------------------------------------------
+
+def has_8bit(message: EmailMessage) -> bool:
+    """True when a part of ``message`` goes out as raw 8-bit text (non-ASCII, short lines)."""
+    return any(str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit" for part in message.walk())
+
+
+def seven_bit(message: EmailMessage) -> EmailMessage:
+    """``message`` with its 8-bit parts re-encoded quoted-printable, for a server without 8BITMIME."""
+    for part in message.walk():
+        if not part.is_multipart() and str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit":
+            part.set_content(part.get_content(), subtype=part.get_content_subtype(), cte="quoted-printable")
+    return message
+
+
+def wire_bytes(message: EmailMessage) -> bytes:
+    """The message as SMTP carries it: CRLF line ends, headers folded, non-ASCII headers RFC 2047-encoded."""
+    out = BytesIO()
+    BytesGenerator(out, policy=message.policy.clone(linesep="\r\n")).flatten(message)
+    return out.getvalue()

@@ -30,6 +30,8 @@ BUILTIN = {
     "google_ads": "connectors.google_ads:GoogleAdsConnector",
     "hubspot": "connectors.hubspot:HubSpotConnector",
     "salesforce": "connectors.salesforce:SalesforceConnector",
+    "ipinfo": "connectors.ipinfo:IpInfoConnector",
+    "g2": "connectors.g2:G2IntentConnector",
 }
 
 _cache: dict[str, type[Connector]] | None = None

@@ -1,14 +1,22 @@
-"""Salesforce: Accounts and Opportunities in by SOQL polling, tasks and scores out.
+"""Salesforce: Accounts and Opportunities in by SOQL polling, tasks, scores and digests out.
 
-In: :meth:`SalesforceConnector.poll` runs ``SELECT ... WHERE LastModifiedDate >=
-since ORDER BY LastModifiedDate, Id`` on Account and Opportunity, follows
-``nextRecordsUrl`` and returns ``stage_changed`` events (the Account's
-``stage_field``, ``Type`` by default, mapped through ``stage_map``) and
+In: :meth:`SalesforceConnector.poll` runs ``SELECT ... WHERE SystemModstamp >= since
+ORDER BY SystemModstamp, Id`` on Account and Opportunity (``SystemModstamp`` moves on
+every change, system ones included, and is indexed: Salesforce's advice for
+replication), follows ``nextRecordsUrl`` and returns ``stage_changed`` events (the
+Account's ``stage_field``, ``Type`` by default, mapped through ``stage_map``) and
 ``opportunity`` events (shapes in :mod:`connectors.crm`) with the cursor to resume
 from, which the caller persists. At most ``max_pages`` pages per object a call;
 ``cursor["more"]`` says whether more are waiting. A stored ``nextRecordsUrl`` whose
 query locator expired is replaced by a fresh query from the watermark. If ``poll``
 raises, the caller keeps the old cursor and nothing is lost.
+
+Within the org's daily API limit: a poll every minute costs at least two calls (2,880 a
+day). Every answer's ``Sforce-Limit-Info: api-usage=USED/MAX`` (the org's rolling 24
+hours) is kept in the cursor (``cursor["api"]``) with the calls this connector made
+today (UTC). When the org has used ``api_ceiling_percent`` of its limit (80 by
+default), polls back off: none for ``backoff_seconds`` (900), then one to read the
+usage again. A poll that backs off makes no call and returns no events.
 
 Out: ``task`` touches become Tasks (``POST /sobjects/Task``) on the Account (the
 account dict's ``crm_id``, or ``crm_ids[<connector name>]``), owned by the active
@@ -23,7 +31,10 @@ expired token (permanent), ``REQUEST_LIMIT_EXCEEDED`` the org's API limit (retry
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -45,7 +56,8 @@ COLLECTION_LIMIT = 200
 FIELD = "^[A-Za-z][A-Za-z0-9_]*$"
 RETRYABLE_CODES = {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
 OPPORTUNITY_FIELDS = ["Id", "Name", "Amount", "StageName", "CloseDate", "CreatedDate", "IsClosed", "IsWon",
-                      "AccountId", "Account.Website", "LastModifiedDate"]
+                      "AccountId", "Account.Website", "LastModifiedDate", "SystemModstamp"]
+LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
 class LocatorExpired(PermanentError):
@@ -66,8 +78,44 @@ def soql_string(value: str) -> str:
 
 
 def soql_datetime(modified: str) -> str:
-    """SOQL literal for a LastModifiedDate as Salesforce returns it (``...000+0000``, UTC)."""
+    """SOQL literal for a SystemModstamp as Salesforce returns it (``...000+0000``, UTC)."""
     return modified[:19] + "Z"
+
+
+class ApiBudget:
+    """The org's API usage as Salesforce last reported it, and this connector's calls today.
+
+    Kept in the poll cursor (``state()``), so that it survives between runs."""
+
+    def __init__(self, state: Mapping[str, Any] | None, ceiling_percent: float, backoff_seconds: float):
+        state = dict(state or {})
+        self.used, self.max = state.get("used"), state.get("max")
+        today = datetime.now(UTC).date().isoformat()
+        self.day = today
+        self.calls = int(state.get("calls") or 0) if state.get("day") == today else 0
+        self.backoff_until = float(state.get("backoff_until") or 0)
+        self.ceiling, self.backoff_seconds = ceiling_percent, backoff_seconds
+
+    def observe(self, response: requests.Response) -> None:
+        self.calls += 1
+        match = LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info") or "")
+        if match:
+            self.used, self.max = int(match.group(1)), int(match.group(2))
+
+    def low(self) -> bool:
+        return bool(self.max) and self.used is not None and self.used * 100 >= self.ceiling * self.max
+
+    def backing_off(self, now: float) -> bool:
+        """True while a back-off (started by :meth:`settle`) runs."""
+        return now < self.backoff_until
+
+    def settle(self, now: float) -> None:
+        """After a poll: back off for a while when the org's usage is over the ceiling."""
+        self.backoff_until = now + self.backoff_seconds if self.low() else 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {"used": self.used, "max": self.max, "day": self.day, "calls": self.calls,
+                "backoff_until": self.backoff_until}
 
 
 class SalesforceConnector(Connector):
@@ -88,9 +136,18 @@ class SalesforceConnector(Connector):
                             "description": "The Account field that holds its stage."},
             "score_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Score__c"},
             "level_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Level__c"},
+            "timeline_cadence": {
+                "enum": ["off", "daily", "weekly"], "default": "off",
+                "description": "How often each account's digest (touches, engagement, score breakdown) is "
+                               "written to its CRM timeline; off writes none."},
             "batch_size": {"type": "integer", "minimum": 200, "maximum": 2000, "default": 2000,
                            "description": "Records per query page."},
             "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+            "api_ceiling_percent": {"type": "number", "minimum": 1, "maximum": 100, "default": 80,
+                                    "description": "Polls back off once the org has used this share of its "
+                                                   "daily API requests."},
+            "backoff_seconds": {"type": "integer", "minimum": 60, "maximum": 86400, "default": 900,
+                                "description": "How long polls pause when the org's API usage is over the ceiling."},
         },
         ["access_token"],
         anyOf=[{"required": ["domain"]}, {"required": ["base_url"]}],
@@ -103,6 +160,7 @@ class SalesforceConnector(Connector):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._users: dict[str, str | None] = {}
+        self._budget: ApiBudget | None = None
 
     @property
     def root(self) -> str:
@@ -140,23 +198,48 @@ class SalesforceConnector(Connector):
         return None
 
     def _get(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return self.client.get(path, classify=self._classify, join="host", **kwargs).json()
+        response = self.client.get(path, classify=self._observed, join="host", **kwargs)
+        return response.json()
+
+    def _observed(self, response: requests.Response) -> ConnectorError | None:
+        """Count the call and read ``Sforce-Limit-Info``, then classify as usual."""
+        if self._budget is not None:
+            self._budget.observe(response)
+        return self._classify(response)
 
     # -- inbound: polling ---------------------------------------------------------------
     def poll(self, cursor: dict | None, max_pages: int | None = None) -> tuple[list[InboundEvent], dict]:
-        """Changes since ``cursor`` (None: from the beginning), and the cursor to resume from."""
+        """Changes since ``cursor`` (None: from the beginning), and the cursor to resume from.
+
+        Makes no call while the org's API usage keeps polls backing off (see the module
+        docstring); the cursor then comes back as it was, ``more`` False."""
+        cursor = dict(cursor or {})
+        self._budget = ApiBudget(cursor.get("api"), float(self.settings.get("api_ceiling_percent") or 80),
+                                 float(self.settings.get("backoff_seconds") or 900))
+        now = self.now()
+        if self._budget.backing_off(now):
+            return [], {**cursor, "more": False, "api": self._budget.state()}
         budget = int(max_pages or self.settings.get("max_pages") or 50)
-        return crm.poll_objects(cursor, ("accounts", "opportunities"), budget, self._poll_object)
+        try:
+            events, cursor = crm.poll_objects(cursor, ("accounts", "opportunities"), budget, self._poll_object)
+        finally:
+            self._budget.settle(self.now())
+        cursor["api"] = self._budget.state()
+        return events, cursor
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
 
     def _soql(self, obj: str, since: str | None) -> str:
         if obj == "accounts":
             stage = self.settings.get("stage_field") or "Type"
-            fields = ["Id", "Name", "Website", "OwnerId", stage, "LastModifiedDate"]
+            fields = ["Id", "Name", "Website", "OwnerId", stage, "LastModifiedDate", "SystemModstamp"]
             table = "Account"
         else:
             fields, table = OPPORTUNITY_FIELDS, "Opportunity"
-        where = f" WHERE LastModifiedDate >= {soql_datetime(since)}" if since else ""
-        return f"SELECT {', '.join(dict.fromkeys(fields))} FROM {table}{where} ORDER BY LastModifiedDate, Id"
+        where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since else ""
+        return f"SELECT {', '.join(dict.fromkeys(fields))} FROM {table}{where} ORDER BY SystemModstamp, Id"
 
     def _page(self, obj: str, mark: crm.Watermark) -> dict[str, Any]:
         headers = {"Sforce-Query-Options": f"batchSize={int(self.settings.get('batch_size') or 2000)}"}
@@ -171,7 +254,7 @@ class SalesforceConnector(Connector):
         for _ in range(budget):
             reply = self._page(obj, mark)
             for record in reply.get("records") or []:
-                record_id, modified = str(record["Id"]), str(record.get("LastModifiedDate") or "")
+                record_id, modified = str(record["Id"]), str(record.get("SystemModstamp") or "")
                 if mark.is_new(record_id, modified):
                     event = self._event(obj, record)
                     if event is not None:
@@ -187,7 +270,7 @@ class SalesforceConnector(Connector):
     def _event(self, obj: str, record: Mapping[str, Any]) -> InboundEvent | None:
         stage_map = self.settings.get("stage_map")
         when = crm.iso_from_text(record.get("LastModifiedDate"))
-        dedup = f"salesforce:{record['Id']}:{record.get('LastModifiedDate')}"
+        dedup = f"salesforce:{record['Id']}:{record.get('SystemModstamp')}"
         if obj == "accounts":
             value = record.get(self.settings.get("stage_field") or "Type")
             if value in (None, ""):
@@ -270,6 +353,28 @@ class SalesforceConnector(Connector):
                 errors = outcome.get("errors") or []
                 message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or None
                 results.append(crm.WriteResult(update.crm_id, bool(outcome.get("success")), message))
+        return results
+
+    # -- outbound: the timeline --------------------------------------------------------------
+    def write_timeline(self, entries: list[dict]) -> list[crm.WriteResult]:
+        """Each entry as a completed Task on its Account (Activity History), through the sObject
+        Collections endpoint, 200 a request; one result per entry, in order."""
+        parsed = crm.parse_timeline_entries(entries)
+        results: list[crm.WriteResult] = []
+        for start in range(0, len(parsed), COLLECTION_LIMIT):
+            part = parsed[start:start + COLLECTION_LIMIT]
+            records = [{"attributes": {"type": "Task"}, "WhatId": e.crm_id, "Subject": e.subject[:255],
+                        "Description": e.body[:32000], "Status": "Completed", "Priority": "Normal",
+                        "ActivityDate": e.occurred_at[:10], "TaskSubtype": "Task"} for e in part]
+            reply = self.client.post(f"{self.api}/composite/sobjects", json={"allOrNone": False, "records": records},
+                                     classify=self._classify).json()
+            if not isinstance(reply, list) or len(reply) != len(part):
+                raise RetryableError(f"Salesforce answered {len(reply) if isinstance(reply, list) else 'no'} "
+                                     f"results for {len(part)} Tasks")
+            for entry, outcome in zip(part, reply, strict=True):
+                errors = outcome.get("errors") or []
+                message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or None
+                results.append(crm.WriteResult(entry.crm_id, bool(outcome.get("success")), message))
         return results
 
     # -- checks -----------------------------------------------------------------------------

@@ -50,7 +50,8 @@ from connectors.base import (
     get_header,
     normalize_email,
 )
-from connectors.email_message import MessageError, add_tracking, html_to_text, recipient_of
+from connectors.email_message import MessageError, add_tracking, list_id, recipient_of, unsubscribe_headers_of
+from connectors.email_text import html_to_text
 from connectors.http import HttpClient, provider_message
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
@@ -72,7 +73,7 @@ EVENT_TYPES = {
     "spamreport": "spam_report",
 }
 #: Headers SendGrid or this module set; a payload's ``headers`` cannot replace them.
-_OWN_HEADERS = {"list-unsubscribe", "list-unsubscribe-post", "from", "to", "subject", "reply-to", "cc", "bcc",
+_OWN_HEADERS = {"list-unsubscribe", "list-unsubscribe-post", "list-id", "from", "to", "subject", "reply-to", "cc", "bcc",
                 "date", "message-id", "content-type", "content-transfer-encoding", "mime-version"}
 _KEPT_PROPERTIES = ("sg_message_id", "reason", "status", "type", "bounce_classification",
                     "useragent", "ip", "asm_group_id", "abm_touch_key")
@@ -156,10 +157,7 @@ class SendGridConnector(Connector):
             raise MessageError(f"touch {touch.key}: the email has no subject")
         given = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
         unsubscribe_url = payload.get("unsubscribe_url")
-        list_unsubscribe = f"<{unsubscribe_url}>" if unsubscribe_url else next(
-            (v for k, v in given.items() if k.lower() == "list-unsubscribe"), None)
-        if not list_unsubscribe:
-            raise MessageError(f"touch {touch.key}: the email has no unsubscribe URL; it is not sent")
+        unsubscribe = unsubscribe_headers_of(touch)
         html = str(payload.get("html") or "")
         text = str(payload.get("text") or (html_to_text(html) if html else ""))
         if not (html or text):
@@ -169,8 +167,8 @@ class SendGridConnector(Connector):
             html = add_tracking(html, tracking.get("open_url"), tracking.get("click_url_template"),
                                 keep=(unsubscribe_url,) if unsubscribe_url else ())
         headers = {k: v for k, v in given.items() if k.lower() not in _OWN_HEADERS}
-        headers["List-Unsubscribe"] = list_unsubscribe
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers.update(unsubscribe)
+        headers["List-Id"] = list_id(touch, self._sender(touch)["email"].rpartition("@")[2])
         to = {"email": email, "name": name} if name else {"email": email}
         personalization = {
             "to": [to],

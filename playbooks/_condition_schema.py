@@ -17,6 +17,7 @@ from playbooks.conditions import (
     Condition,
     ContactsMatch,
     FieldMatch,
+    Intent,
     Not,
     Or,
 )
@@ -65,7 +66,7 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
         chk.error(node, "an empty condition matches everything; write at least one field (such as tier: [1])")
         return None
     field_types = ACCOUNT_FIELD_TYPES if scope == "account" else CONTACT_FIELD_TYPES
-    known = list(field_types) + list(_COMBINATORS) + (["activity", "contacts"] if scope == "account" else [])
+    known = list(field_types) + list(_COMBINATORS) + (["activity", "contacts", "intent"] if scope == "account" else [])
     items: list[Condition] = []
     ok = True
     for key, child, (line, col) in node.items():
@@ -82,6 +83,8 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
             result = _activity(chk, child)
         elif key == "contacts" and scope == "account":
             result = _contacts(chk, child, depth)
+        elif key == "intent" and scope == "account":
+            result = _intent(chk, child)
         elif key in field_types:
             result = _matcher(chk, child, key, field_types[key])
         elif _ATTRIBUTE.match(key):
@@ -89,7 +92,7 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
         else:
             what = "account field" if scope == "account" else "contact field"
             message = unknown(what, key, known + ["attributes.NAME"], listing="fields")
-            if scope == "contact" and key in ("activity", "contacts"):
+            if scope == "contact" and key in ("activity", "contacts", "intent"):
                 message = f"'{key}' applies to accounts, not inside a contacts condition"
             chk.error((line, col, child.path), message)
         if result is None:
@@ -233,6 +236,36 @@ def _activity(chk: Checker, node: Node) -> Condition | None:
     if not ok:
         return None
     return Activity(types, within, at_least)
+
+
+def _intent(chk: Checker, node: Node) -> Condition | None:
+    """``intent: {topic: NAME or [NAMES], min_score: 0-100, within: DURATION}``."""
+    entries = chk.mapping(node, ("topic", "min_score", "within"))
+    if entries is None:
+        return None
+    ok = True
+    topics: tuple[str, ...] = ()
+    if "topic" in entries:
+        child = entries["topic"]
+        if isinstance(plain(child.value), str):
+            topics = (plain(child.value),)
+        else:
+            listed = chk.string_list(child, "topics")
+            ok = listed is not None
+            topics = tuple(value for value, _ in listed or ())
+    min_score = 0
+    if "min_score" in entries:
+        counted = chk.integer(entries["min_score"], low=0)
+        if counted is not None and counted > 100:
+            chk.error(entries["min_score"], f"an intent score runs from 0 to 100, found {counted}")
+            counted = None
+        ok = ok and counted is not None
+        min_score = counted or 0
+    within = None
+    if "within" in entries:
+        within = chk.duration(entries["within"])
+        ok = ok and within is not None
+    return Intent(topics, min_score, within) if ok else None
 
 
 def _contacts(chk: Checker, node: Node, depth: int) -> Condition | None:

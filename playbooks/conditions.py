@@ -19,6 +19,10 @@ Nodes
 - ``ContactsMatch(where, at_least)``: at least ``at_least`` contacts of the account
   satisfy ``where``, a condition made of ``And``/``Or``/``Not``/``FieldMatch`` over
   contact fields.
+- ``Intent(topics, min_score, within)``: the account has an ``intent`` event (a
+  third-party signal) whose topic is one of ``topics`` (compared without case; any topic
+  when empty), whose strength is at least ``min_score`` (0 to 100), and whose
+  ``occurred_at`` is within the window as for ``Activity``.
 
 Fields
 ------
@@ -145,7 +149,18 @@ class ContactsMatch:
         return {"contacts": {"where": self.where.to_dict(), "at_least": self.at_least}}
 
 
-Condition = Union[And, Or, Not, FieldMatch, Activity, ContactsMatch]  # noqa: UP007 - used at runtime
+@dataclass(frozen=True)
+class Intent:
+    topics: tuple[str, ...] = ()
+    min_score: int = 0
+    within: timedelta | None = None
+
+    def to_dict(self) -> dict:
+        return {"intent": {"topics": list(self.topics), "min_score": self.min_score,
+                           "within": duration.format(self.within) if self.within else None}}
+
+
+Condition = Union[And, Or, Not, FieldMatch, Activity, ContactsMatch, Intent]  # noqa: UP007 - used at runtime
 
 
 @dataclass
@@ -162,6 +177,8 @@ class AccountFacts:
     fields: dict = field(default_factory=dict)
     events: list[tuple[str, datetime]] = field(default_factory=list)
     contacts: list[dict] = field(default_factory=list)
+    #: ``(topic, score, occurred_at)`` of the account's intent events, for ``intent``.
+    intent: list[tuple[str, float, datetime]] = field(default_factory=list)
 
 
 def condition_from_dict(data: Mapping) -> Condition:
@@ -184,6 +201,10 @@ def condition_from_dict(data: Mapping) -> Condition:
     if "contacts" in data:
         body = data["contacts"]
         return ContactsMatch(condition_from_dict(body["where"]), int(body.get("at_least", 1)))
+    if "intent" in data:
+        body = data["intent"]
+        within = duration.parse(body["within"]) if body.get("within") else None
+        return Intent(tuple(body.get("topics") or ()), int(body.get("min_score", 0)), within)
     raise ValueError(f"not a condition: {data!r}")
 
 
@@ -268,6 +289,8 @@ def _evaluate_on(condition: Condition, record: Mapping, facts: AccountFacts | No
     if isinstance(condition, ContactsMatch):
         matching = sum(1 for contact in facts.contacts if _evaluate_on(condition.where, contact, None, now))
         return matching >= condition.at_least
+    if isinstance(condition, Intent):
+        return any(intent_counts(condition, topic, score, at, now) for topic, score, at in facts.intent)
     raise ValueError(f"not a condition: {condition!r}")
 
 
@@ -282,6 +305,13 @@ def count_activity(activity: Activity, events: Iterable[tuple[str, datetime]], n
         and occurred_at <= now
         and (since is None or occurred_at >= since)
     )
+
+
+def intent_counts(intent: Intent, topic: str, score: float, occurred_at: datetime, now: datetime) -> bool:
+    """Whether one intent event satisfies ``intent`` at ``now`` (window bounds inclusive)."""
+    topics = {t.lower() for t in intent.topics}
+    return ((not topics or (topic or "").lower() in topics) and score is not None and score >= intent.min_score
+            and occurred_at <= now and (intent.within is None or occurred_at >= now - intent.within))
 
 
 def evaluate(condition: Condition, facts: AccountFacts, now: datetime) -> bool:
@@ -339,6 +369,10 @@ def describe(condition: Condition) -> str:
         return f"at least {condition.at_least} {what} event(s){within}"
     if isinstance(condition, ContactsMatch):
         return f"at least {condition.at_least} contact(s) where {describe(condition.where)}"
+    if isinstance(condition, Intent):
+        what = " or ".join(condition.topics) if condition.topics else "any topic"
+        within = f" within {duration.format(condition.within)}" if condition.within else ""
+        return f"researching {what} (intent score at least {condition.min_score}){within}"
     raise ValueError(f"not a condition: {condition!r}")
 
 

@@ -17,12 +17,12 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from html.parser import HTMLParser
 from typing import Any
 
 import jinja2
 from jinja2 import StrictUndefined
 
+from connectors.email_text import html_to_text, list_unsubscribe_headers
 from playbooks import sandbox
 from playbooks.model import AlertStep, AudienceStep, EmailStep, Playbook, Step, TaskStep, WebhookStep
 
@@ -234,114 +234,6 @@ def ensure_unsubscribe_link(html: str, unsubscribe_url: str) -> str:
     return html[: match.start()] + footer + "\n" + html[match.start():]
 
 
-def unsubscribe_headers(unsubscribe_url: str, mailto: str | None = None) -> dict[str, str]:
-    """``List-Unsubscribe`` (URL, and a ``mailto:`` when given) and the RFC 8058
-    one-click ``List-Unsubscribe-Post`` header."""
-    value = f"<{unsubscribe_url}>"
-    if mailto:
-        value += f", <mailto:{mailto}?subject=unsubscribe>"
-    return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-
-
-class _TextExtractor(HTMLParser):
-    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "table", "ul", "ol"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-        self._href: str | None = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag in ("style", "script", "head", "title"):
-            self._skip += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-        if tag == "a":
-            self._href = dict(attrs).get("href")
-
-    def handle_endtag(self, tag):
-        if tag in ("style", "script", "head", "title"):
-            self._skip = max(0, self._skip - 1)
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-        elif tag == "a" and self._href:
-            self.parts.append(f" ({self._href})")
-            self._href = None
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.parts.append(re.sub(r"\s+", " ", data))
-
-
-#: A start tag (name, attributes with quoted values or none, optional ``/``) or an end
-#: tag, in the plain form ``HTMLParser`` reads the same way; anything else takes it.
-_PLAIN_TAG = re.compile(
-    r"""<([a-zA-Z][-.a-zA-Z0-9:_]*)((?:\s+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:\s*=\s*(?:"[^"]*"|'[^']*'))?)*)\s*/?>"""
-    r"|</([a-zA-Z][-.a-zA-Z0-9:_]*)\s*>")
-_PLAIN_ATTR = re.compile(r"""([a-zA-Z_:][-a-zA-Z0-9_:.]*)(?:\s*=\s*("[^"]*"|'[^']*'))?""")
-#: Elements whose content the standard parser reads as raw text (in some Python version).
-_RAW_TEXT = frozenset({"script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes",
-                       "noscript", "plaintext"})
-_DOCTYPE = re.compile(r"<!doctype[^>]*>", re.IGNORECASE)
-
-
-def _extract_plain(html: str, parser: _TextExtractor) -> bool:
-    """Feed ``parser`` the events ``HTMLParser`` would give it for ``html``, when the
-    HTML is plain (text, plain tags, a doctype): about ten times cheaper. False (and
-    ``parser`` to be discarded) when it is not plain: comments, raw-text elements, a
-    ``<`` that starts no tag, unquoted attribute values."""
-    pos, end = 0, len(html)
-    find, handle_data, unescape = html.find, parser.handle_data, html_lib.unescape
-    while pos < end:
-        lt = find("<", pos)
-        if lt < 0:
-            handle_data(unescape(html[pos:]))
-            return True
-        if lt > pos:
-            handle_data(unescape(html[pos:lt]))
-        tag = _PLAIN_TAG.match(html, lt)
-        if tag is None:
-            doctype = _DOCTYPE.match(html, lt)
-            if doctype is None:
-                return False
-            pos = doctype.end()
-            continue
-        name = (tag.group(1) or tag.group(3)).lower()
-        if name in _RAW_TEXT:
-            return False
-        if tag.group(3) is not None:
-            parser.handle_endtag(name)
-        else:
-            attrs = []
-            for attr in _PLAIN_ATTR.finditer(tag.group(2)):
-                value = attr.group(2)
-                if value is not None:
-                    value = unescape(value[1:-1]) if len(value) > 2 else value[1:-1]
-                attrs.append((attr.group(1).lower(), value))
-            parser.handle_starttag(name, attrs)
-            if tag.group(0).endswith("/>"):
-                parser.handle_endtag(name)
-        pos = tag.end()
-    return True
-
-
-def html_to_text(html: str) -> str:
-    """A readable plain-text version of an HTML body (links kept as ``text (url)``),
-    for the text part of emails whose step has no ``text`` template.
-
-    Plain HTML is read by a small tokenizer that gives the extractor exactly the events
-    the standard parser would; anything else goes through ``html.parser``."""
-    parser = _TextExtractor()
-    if not _extract_plain(html, parser):
-        parser = _TextExtractor()
-        parser.feed(html)
-        parser.close()
-    lines = [line.strip() for line in "".join(parser.parts).splitlines()]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-
-
 def _render_json(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         return render(value, context)
@@ -388,7 +280,7 @@ def render_touch(
             "html": html,
             "text": text,
             "from": step.sender,
-            "headers": unsubscribe_headers(unsubscribe_url),
+            "headers": list_unsubscribe_headers(unsubscribe_url),
             "unsubscribe_url": unsubscribe_url,
         }
     context = build_context(playbook, account)
@@ -408,5 +300,5 @@ def render_touch(
 
 __all__ = [
     "TemplateError", "render", "check_syntax", "build_context", "ensure_unsubscribe_link",
-    "unsubscribe_headers", "html_to_text", "render_touch"
+    "render_touch"
 ]

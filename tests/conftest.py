@@ -78,6 +78,21 @@ def _make_pg_database() -> str:
 _migrated: dict[str, str] = {}
 
 
+def _drop_pg_database() -> None:
+    admin = create_engine(_psycopg_url(PG_SERVER), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The PostgreSQL database the session made is dropped at its end (docs/testing.md)."""
+    if "postgresql" in _migrated and not hasattr(session.config, "workerinput"):
+        _drop_pg_database()
+
+
 def database_url(backend: str, instance: Path) -> str:
     """A migrated database of ``backend``, made once per test session."""
     if backend not in _migrated:

@@ -14,7 +14,7 @@ def test_the_scheduler_registers_every_periodic_job(app):
         "workers.engagement_jobs.refresh_scores", "workers.engagement_jobs.snapshot_scores",
         "workers.engagement_jobs.surge_alerts", "workers.engagement_jobs.refresh_kpi_rollups",
         "workers.engagement_jobs.purge_idempotency_keys", "workers.crm_jobs.poll_crms",
-        "workers.crm_jobs.write_back_scores",
+        "workers.crm_jobs.write_back_scores", "workers.report_jobs.send_weekly_kpi_report",
     } <= names
 
 

@@ -15,6 +15,7 @@ from workers.queues import get_queue
 JOBS = {
     "email_to_self": "workers.send_to_self_jobs.send_test_email",
     "import": "workers.import_jobs.run_import",
+    "password_reset": "workers.user_jobs.send_password_reset",
 }
 #: An import of the largest file the API accepts takes minutes; a stuck one is stopped after this.
 IMPORT_TIMEOUT = 3600
@@ -34,4 +35,12 @@ def email_to_self(connector: str, payload: dict, to: str, account: dict, contact
     queue = get_queue("touches", connection or get_redis())
     job = queue.enqueue(JOBS["email_to_self"], connector, payload, to, account, contact, playbook, job_timeout=120,
                         result_ttl=3600, failure_ttl=86400, description=f"test of {playbook.get('key')} to {to}")
+    return job.id
+
+
+def password_reset(user_id: int, connection=None) -> str:
+    """Queue the password-reset email to user ``user_id`` (``workers.user_jobs``) on the default queue; the job's id."""
+    queue = get_queue("default", connection or get_redis())
+    job = queue.enqueue(JOBS["password_reset"], user_id, job_timeout=120, result_ttl=3600, failure_ttl=86400,
+                        description=f"password reset link to user {user_id}")
     return job.id

@@ -23,6 +23,8 @@ LIST_QUERY = {
     "owner": {"type": "string", "maxLength": 500,
               "description": "owner email or id, comma list; `me` for yourself, `none` for unowned"},
     "engagement": {"type": "string", "maxLength": 50, "description": "cold, warm, hot (comma list)"},
+    "fit": {"type": "string", "maxLength": 50,
+            "description": "ICP fit bands, comma list: high (70 to 100), medium (40 to 69), low (below 40), none"},
     "q": {"type": "string", "maxLength": 300, "description": "part of the name or domain"},
     "sort": {"type": "string", "maxLength": 50, "default": "-score",
              "description": "name, domain, score, stage, created_at, updated_at; prefix - for descending"},

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from flask import jsonify
-from sqlalchemy import select
 
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.db import db
 from abm.errors import ApiError, NotFound
-from abm.models import Account, Event, StageChange, Touch
+from abm.models import Account
 from abm.services import events as events_service
 from abm.services import scores
 from abm.services import settings as settings_service
+from abm.services import timeline as timeline_service
 
 MAX_EVENTS = 1000
 
@@ -40,6 +40,9 @@ ACCEPTED = register_schema("EventsAccepted", {
                        "index": {"type": "integer"}, "message": {"type": "string"}}}}}})
 BREAKDOWN = register_schema("EngagementBreakdown", {"type": "object", "properties": {
     "score": {"type": "number"}, "engagement": {"enum": ["cold", "warm", "hot"]},
+    "active": {"type": "number", "description": "points from active engagement (clicks, visits, forms, replies, meetings)"},
+    "passive": {"type": "number", "description": "points from passive exposure (heat.passive_types)"},
+    "driven_by": {"enum": ["active", "passive", None], "description": "what made the score: passive when half or more"},
     "by_type": {"type": "array"}, "by_contact": {"type": "array"}, "by_playbook": {"type": "array"},
     "events": {"type": "array"}}})
 TIMELINE = register_schema("Timeline", {"type": "object", "properties": {"items": {"type": "array", "items": {
@@ -87,28 +90,7 @@ def account_engagement(account_id: int):
            responses={200: ("The timeline", TIMELINE)})
 def account_timeline(account_id: int, query):
     _account(account_id)
-    return jsonify(items=timeline(account_id, query.get("limit", 100)))
-
-
-def timeline(account_id: int, limit: int = 100) -> list[dict]:
-    """Touches, events and stage changes of one account, newest first."""
-    items = []
-    for t in db.session.execute(select(Touch).where(Touch.account_id == account_id)
-                                .order_by(Touch.created_at.desc()).limit(limit)).scalars():
-        items.append({"kind": "touch", "at": (t.sent_at or t.due_at or t.created_at).isoformat(),
-                      "id": t.id, "channel": t.channel, "step": t.step_id, "status": t.status,
-                      "playbook_id": t.playbook_id, "contact_id": t.contact_id, "error": t.error,
-                      "subject": (t.payload or {}).get("subject")})
-    for e in db.session.execute(select(Event).where(Event.account_id == account_id)
-                                .order_by(Event.occurred_at.desc()).limit(limit)).scalars():
-        items.append({"kind": "event", "at": e.occurred_at.isoformat(), "id": e.id, "type": e.type,
-                      "contact_id": e.contact_id, "url": e.url, "source": e.source})
-    for s in db.session.execute(select(StageChange).where(StageChange.account_id == account_id)
-                                .order_by(StageChange.changed_at.desc()).limit(limit)).scalars():
-        items.append({"kind": "stage", "at": s.changed_at.isoformat(), "id": s.id, "from": s.from_stage,
-                      "to": s.to_stage, "source": s.source})
-    items.sort(key=lambda x: x["at"], reverse=True)
-    return items[:limit]
+    return jsonify(items=timeline_service.account_timeline(account_id, query.get("limit", 100)))
 
 
 @bp.post("/imports/ad-engagement")

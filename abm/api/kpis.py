@@ -9,7 +9,7 @@ from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.errors import ApiError
 from abm.models import Cost
-from abm.services import kpis, rollups, spend
+from abm.services import kpi_trace, kpi_trends, kpis, rollups, spend
 from abm.services.validation import column_string
 
 PERIOD_QUERY = {
@@ -138,11 +138,52 @@ def get_kpi_models(query):
                   "group": {"type": "string", "required": True}, **MODEL_QUERY})
 def get_kpi_accounts(query):
     try:
-        ids = kpis.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query),
+        ids = kpi_trace.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query),
                                    query.get("playbook"), query.get("product"), query.get("model"))
     except kpis.KpiError as exc:
         raise _invalid(exc, "group") from None
     return jsonify(account_ids=ids, count=len(ids))
+
+
+@bp.get("/kpis/trends")
+@operation("Every KPI week by week (the totals of each of the last weeks, oldest first)", tags=["kpis"],
+           query={"weeks": {"type": "integer", "minimum": 1, "maximum": kpi_trends.MAX_WEEKS,
+                            "description": "default 12"},
+                  "playbook": {"type": "string"}, "product": {"type": "string"}, "format": {"enum": ["json", "csv"]},
+                  **MODEL_QUERY})
+def get_kpi_trends(query):
+    try:
+        data = kpi_trends.weekly(int(query.get("weeks") or 12), query.get("model"), query.get("playbook"),
+                                 query.get("product"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "weeks") from None
+    return csv_response(data["rows"], "kpis-by-week") if query.get("format") == "csv" else jsonify(data)
+
+
+@bp.get("/kpis/opportunities")
+@operation("The opportunities behind pipeline influenced (metric=revenue: revenue influenced) of one group, or of "
+           "all", tags=["kpis"], query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"},
+                                        "metric": {"enum": ["pipeline", "revenue"]}})
+def get_kpi_opportunities(query):
+    try:
+        rows = kpi_trace.opportunities_behind(query.get("group_by", "playbook"), query.get("group"), _period(query),
+                                              query.get("playbook"), query.get("product"),
+                                              won=query.get("metric") == "revenue")
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "group_by") from None
+    return csv_response(rows, "opportunities") if query.get("format") == "csv" else jsonify(items=rows)
+
+
+@bp.get("/kpis/costs")
+@operation("The spend entries (prorated to the period) and unit costs behind the cost of one group, or of all",
+           tags=["kpis"], query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"}})
+def get_kpi_costs(query):
+    try:
+        rows = kpi_trace.spend_behind(query.get("group_by", "playbook"), query.get("group"), _period(query),
+                                      query.get("playbook"), query.get("product"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "group_by") from None
+    return csv_response(rows, "cost-rows") if query.get("format") == "csv" else jsonify(items=rows)
 
 
 @bp.get("/playbooks/<key>/lift")

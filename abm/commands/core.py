@@ -80,6 +80,93 @@ def users_set_password(email, password):
         click.echo(f"password: {password}")
 
 
+def _admin_call(action):
+    """Run a user-admin action, its refusals as a ClickException (exit 1, the reason)."""
+    from abm.services import users
+
+    try:
+        return action()
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@users_group.command("list", help="Every user: email, role, active, accounts owned.")
+@with_appcontext
+def users_list():
+    from sqlalchemy import func
+
+    from abm.db import db
+    from abm.models import Account
+
+    owned = dict(db.session.execute(select(Account.owner_id, func.count()).group_by(Account.owner_id)).all())
+    for user in db.session.scalars(select(User).order_by(User.email)):
+        click.echo(f"{user.email}\t{user.role}\t{'active' if user.active else 'deactivated'}\t"
+                   f"{owned.get(user.id, 0)} accounts")
+
+
+@users_group.command("role", help="Change a user's role.")
+@click.argument("email")
+@click.argument("role", type=click.Choice(ROLES))
+@with_appcontext
+def users_role(email, role):
+    from abm.services import user_admin
+
+    user = _admin_call(lambda: user_admin.change_role(user_admin.find(email), role))
+    click.echo(f"{user.email} is now {user.role}")
+
+
+@users_group.command("deactivate", help="Stop a user logging in; ends their sessions and revokes their API tokens.")
+@click.argument("email")
+@with_appcontext
+def users_deactivate(email):
+    from abm.services import user_admin
+
+    user = _admin_call(lambda: user_admin.deactivate(user_admin.find(email)))
+    click.echo(f"{user.email} is deactivated; their sessions and API tokens have ended")
+
+
+@users_group.command("reactivate", help="Let a deactivated user log in again.")
+@click.argument("email")
+@with_appcontext
+def users_reactivate(email):
+    from abm.services import user_admin
+
+    user = _admin_call(lambda: user_admin.reactivate(user_admin.find(email)))
+    click.echo(f"{user.email} is active again")
+
+
+@users_group.command("reset-link", help="Email a user a password-reset link (single use, expiring) through the "
+                                        "workspace's email connector; --print shows it here instead.")
+@click.argument("email")
+@click.option("--print", "show", is_flag=True, help="Print the link instead of emailing it.")
+@with_appcontext
+def users_reset_link(email, show):
+    from abm.services import user_admin
+
+    user = _admin_call(lambda: user_admin.find(email))
+    if show:
+        click.echo(user_admin.reset_link(user))
+        return
+    _admin_call(lambda: user_admin.send_reset_link(user))
+    click.echo(f"a reset link to {user.email} is queued; a worker emails it")
+
+
+@users_group.command("delete", help="Delete a user; --reassign-to takes over the accounts they own.")
+@click.argument("email")
+@click.option("--reassign-to", default=None, help="Email of the user who takes over their accounts.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def users_delete(email, reassign_to, yes):
+    from abm.services import user_admin
+
+    user = _admin_call(lambda: user_admin.find(email))
+    target = _admin_call(lambda: user_admin.find(reassign_to)) if reassign_to else None
+    if not yes:
+        click.confirm(f"Delete {user.email} for good?", abort=True)
+    moved = _admin_call(lambda: user_admin.delete(user, target))
+    click.echo(f"{email} deleted" + (f"; {moved} account(s) now owned by {target.email}" if moved else ""))
+
+
 @click.group("tokens", help="API bearer tokens.")
 def tokens_group():
     pass

@@ -36,11 +36,16 @@ def _print_errors(errors) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @with_appcontext
 def validate(files):
+    from abm.services import connectors as connector_service
     from abm.services import playbooks
 
     failed = False
+    if not connector_service.channels_by_name():
+        click.echo("no connector is configured yet: connector names are checked against the stand-ins "
+                   "'log' (every channel) and 'outbox' (email); add connectors before `abm playbook apply` "
+                   "(docs/connectors.md)", err=True)
     for path in files:
-        result = playbooks.validate(_read(path), filename=path)
+        result = playbooks.validate(_read(path), filename=path, stand_ins=True)
         if result.errors:
             failed = True
             _print_errors(result.errors)

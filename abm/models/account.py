@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Numeric, String, Text, func
+from sqlalchemy import ForeignKey, Index, Numeric, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
@@ -47,6 +47,9 @@ class Account(Base):
     #: Sum of weight * 2 ** ((occurred_at - SCORE_EPOCH) / half_life) over the account's
     #: events: exact under incremental adds, and ordering by it orders by score now.
     score_ref: Mapped[float] = mapped_column(default=0.0)
+    #: The part of ``score_ref`` from passive exposure (``heat.passive_types``): the share
+    #: ``passive_ref / score_ref`` says what drove the level (the decay cancels out).
+    passive_ref: Mapped[float] = mapped_column(default=0.0, server_default=text("0"))
     engagement: Mapped[str] = mapped_column(String(10), default="cold")
     score_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: ICP fit, 0 to 100 (abm.services.fit): the model's when one is in force, else the rules'.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, String, Text, and_, or_, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
@@ -26,6 +26,9 @@ class Event(Base):
               sqlite_where=text("account_id IS NULL")),
         Index("ix_events_unmatched_domain", "domain", postgresql_where=text("account_id IS NULL"),
               sqlite_where=text("account_id IS NULL")),
+        # repeated opens of one email are looked up by touch (abm.services.heat)
+        Index("ix_events_open_touch", "touch_id", "occurred_at", postgresql_where=text("type = 'email_open'"),
+              sqlite_where=text("type = 'email_open'")),
         # Anonymous visits of one visitor, found when the visitor becomes known.
         Index("ix_events_anonymous_visitor", "visitor_id", "occurred_at",
               postgresql_where=text("contact_id IS NULL AND visitor_id IS NOT NULL"),
@@ -46,6 +49,9 @@ class Event(Base):
     properties: Mapped[dict] = mapped_column(JSONType, default=dict)
     #: How many of this event one row stands for (ad reports give impressions per day).
     quantity: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    #: The share of the event's points that counts (``abm.services.heat``): 0 for an email
+    #: opened again within the window, less than 1 for passive points over the cap.
+    factor: Mapped[float] = mapped_column(default=1.0, server_default=text("1"))
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     #: The site snippet's visitor id (a first-party cookie), for stitching once it is known.
     visitor_id: Mapped[str | None] = mapped_column(String(100))
@@ -106,3 +112,17 @@ class Alert(Base):
     dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     feedback: Mapped[str | None] = mapped_column(Text)
     handled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    #: The inbox states, in the order the inbox shows them.
+    STATES = ("new", "snoozed", "acknowledged", "not_relevant")
+
+    @classmethod
+    def in_state(cls, state: str, now: datetime):
+        """SQL: the alert is in ``state`` at ``now`` (a snooze that ran out is new again)."""
+        undecided = and_(cls.dismissed_at.is_(None), cls.acknowledged_at.is_(None))
+        return {
+            "new": and_(undecided, or_(cls.snoozed_until.is_(None), cls.snoozed_until <= now)),
+            "snoozed": and_(undecided, cls.snoozed_until > now),
+            "acknowledged": and_(cls.dismissed_at.is_(None), cls.acknowledged_at.is_not(None)),
+            "not_relevant": cls.dismissed_at.is_not(None),
+        }[state]

@@ -23,6 +23,8 @@ class User(UserMixin, Base):
     password_hash: Mapped[str | None] = mapped_column(String(300))
     active: Mapped[bool] = mapped_column(default=True)
     timezone: Mapped[str | None] = mapped_column(String(64))
+    #: The user's own choices: ``my_accounts`` (their default filters), ``digest`` (False: no weekly digest).
+    preferences: Mapped[dict | None] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Part of the id Flask-Login keeps in the session and the remember-me cookie; bumping
     #: it (services.users.end_sessions) makes every cookie issued before worthless.

@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from abm.db import db, utcnow
 from abm.errors import Conflict, NotFound, ValidationError
@@ -89,7 +89,17 @@ SORTS = {
     "created_at": (Account.created_at, "datetime"),
     "updated_at": (Account.updated_at, "datetime"),
 }
-FILTERS = ("stage", "tier", "owner", "engagement", "q")
+FILTERS = ("stage", "tier", "owner", "engagement", "fit", "q")
+#: ICP fit bands (docs/fit.md), highest first: name -> lowest fit score of the band (each
+#: band runs up to the next one's floor); ``none``: not scored yet.
+FIT_BANDS = {"high": 70.0, "medium": 40.0, "low": 0.0}
+
+
+def fit_band_clause(band: str):
+    floors = list(FIT_BANDS.items())
+    i = [name for name, _ in floors].index(band)
+    clause = Account.fit_score >= floors[i][1]
+    return clause if i == 0 else and_(clause, Account.fit_score < floors[i - 1][1])
 
 
 #: Ids beyond this are not ids of ours (and would overflow PostgreSQL's integer).
@@ -316,6 +326,15 @@ def _filter_clauses(filters: dict, me: int | None) -> list:
             parts = [Account.owner_id.in_(owners)] if owners else []
             if want_none:
                 parts.append(Account.owner_id.is_(None))
+            clauses.append(or_(*parts) if parts else Account.id.is_(None))
+        elif key == "fit":
+            bands = _split(value)
+            bad = [v for v in bands if v not in (*FIT_BANDS, "none")]
+            if bad:
+                problems.append({"path": "fit", "message": f"must be among high, medium, low, none, not {bad[0]!r}"})
+            parts = [fit_band_clause(b) for b in bands if b in FIT_BANDS]
+            if "none" in bands:
+                parts.append(Account.fit_score.is_(None))
             clauses.append(or_(*parts) if parts else Account.id.is_(None))
         elif key == "q":
             text = str(value).strip().lower()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
 from abm.db import db, in_list, utcnow
 from abm.errors import ApiError
@@ -29,16 +29,6 @@ PAGE_SIZE = 25
 MAX_SNOOZE_DAYS = 365
 MAX_FEEDBACK = 2000
 MANAGERS = ("admin", "manager")
-
-
-def _state_clause(state: str, now: datetime):
-    undecided = and_(Alert.dismissed_at.is_(None), Alert.acknowledged_at.is_(None))
-    return {
-        "new": and_(undecided, or_(Alert.snoozed_until.is_(None), Alert.snoozed_until <= now)),
-        "snoozed": and_(undecided, Alert.snoozed_until > now),
-        "acknowledged": and_(Alert.dismissed_at.is_(None), Alert.acknowledged_at.is_not(None)),
-        "not_relevant": Alert.dismissed_at.is_not(None),
-    }[state]
 
 
 def state_of(alert: Alert, now: datetime) -> str:
@@ -55,7 +45,7 @@ def count_new(user_id: int, now: datetime | None = None) -> int:
     """The number in the navigation: the user's alerts waiting for them."""
     now = now or utcnow()
     return db.session.execute(select(func.count(Alert.id)).where(
-        Alert.user_id == user_id, _state_clause("new", now))).scalar_one()
+        Alert.user_id == user_id, Alert.in_state("new", now))).scalar_one()
 
 
 def _owners_clause(owner_ids: list[int] | None):
@@ -69,7 +59,7 @@ def inbox(owner_ids: list[int] | None, state: str = "new", page: int = 1, now: d
     if state not in STATES:
         raise ApiError(400, f"unknown state {state!r}: use one of {', '.join(STATES)}")
     counts = {s: db.session.execute(select(func.count(Alert.id)).where(
-        _owners_clause(owner_ids), _state_clause(s, now))).scalar_one() for s in STATES}
+        _owners_clause(owner_ids), Alert.in_state(s, now))).scalar_one() for s in STATES}
     pages = max(1, -(-counts[state] // PAGE_SIZE))
     page = min(max(1, page), pages)
     rows = db.session.execute(
@@ -78,7 +68,7 @@ def inbox(owner_ids: list[int] | None, state: str = "new", page: int = 1, now: d
         .join(Account, Account.id == Alert.account_id)
         .outerjoin(User, User.id == Alert.user_id)
         .outerjoin(Playbook, Playbook.id == Alert.playbook_id)
-        .where(_owners_clause(owner_ids), _state_clause(state, now))
+        .where(_owners_clause(owner_ids), Alert.in_state(state, now))
         .order_by(Alert.created_at.desc(), Alert.id.desc())
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
     opportunities = open_opportunities(list({r[0].account_id for r in rows}))
@@ -101,7 +91,12 @@ def why(alert: Alert) -> str:
     """Why the alert was raised, in words: the score change and the week's events behind it."""
     details = alert.details or {}
     parts = []
-    if alert.score_before is not None and alert.score_after is not None:
+    if alert.kind == "intent" and details.get("intent"):
+        signal = details["intent"]
+        source = f" from {signal['provider']}" if signal.get("provider") else ""
+        parts.append(f"An intent signal{source}: researching {signal['topic']}, intent score {signal['score']:.0f} "
+                     "of 100.")
+    elif alert.score_before is not None and alert.score_after is not None:
         change = alert.score_after - alert.score_before
         since = "a week ago" if alert.kind == "surge" else "before"
         parts.append(f"Score {alert.score_before:.0f} {since}, {alert.score_after:.0f} then "

@@ -8,10 +8,12 @@ Three things raise one:
   from the events themselves (``scores.scores_week_ago``), so a surge is seen from the
   first day, checked in each drain batch and swept hourly (events matched late);
 - a playbook's alert step addressed to a user of the product (``from_playbook_touches``;
-  the playbook's own touch delivers it, the inbox keeps it).
+  the playbook's own touch delivers it, the inbox keeps it);
+- a third-party intent signal on a topic at ``intent.alert_min_score`` or more
+  (``on_intent``): "Acme is researching Zero Trust (score 78, bombora)".
 
 De-duplication is per account and *reason* (``level:warm``, ``level:hot``, ``surge``,
-``playbook:<id>:<step>``) within ``alerts.period_days``: a warm-to-hot escalation is a
+``intent:<topic>``, ``playbook:<id>:<step>``) within ``alerts.period_days``: a warm-to-hot escalation is a
 new alert, and so is a second surge (the score surging again from where the last surge
 alert left it). Each alert keeps what was behind it (the week's events by type, contact
 and playbook, the score before and after) and a suggested next step, so the inbox
@@ -38,6 +40,8 @@ from abm.services.sales_view import pre_opportunity_stages
 
 #: The window of events an alert's explanation and a surge look at.
 WEEK = timedelta(days=7)
+#: Intent signals older than this raise no alert (weekly files arrive a few days late).
+INTENT_RECENT = timedelta(days=14)
 
 
 @dataclass
@@ -49,6 +53,8 @@ class Candidate:
     after: float
     #: a level alert that is also a surge: it covers the surge reason too
     surge: bool = False
+    #: what an intent alert says was researched: (topic, score, provider)
+    intent: tuple | None = None
 
 
 def on_scores_changed(changes: dict[int, tuple[float, float]], now: datetime | None = None) -> list[int]:
@@ -101,6 +107,27 @@ def surges(now: datetime | None = None) -> list[int]:
     ids = list(db.session.execute(select(Event.account_id).where(
         Event.account_id.is_not(None), Event.occurred_at > now - WEEK).distinct()).scalars())
     return _raise(_surge_candidates(ids, now, cfg), now, cfg)
+
+
+def on_intent(rows: list[dict], now: datetime | None = None) -> list[int]:
+    """Alerts for stored intent events strong enough (``intent.alert_min_score``): the
+    strongest signal per account and topic of the batch."""
+    now = now or utcnow()
+    cfg = settings_service.current()
+    floor = cfg["intent"].get("alert_min_score", 60)
+    best: dict[tuple[int, str], Candidate] = {}
+    for r in rows:
+        props = r.get("properties") or {}
+        score, topic = props.get("score"), str(props.get("topic") or "").strip()
+        if r["type"] != "intent" or not r.get("account_id") or not topic or not isinstance(score, (int, float)):
+            continue
+        if score < floor or r["occurred_at"] < now - INTENT_RECENT:  # an old file's signals are history
+            continue
+        key = (r["account_id"], topic.lower())
+        if key not in best or score > best[key].after:
+            best[key] = Candidate(r["account_id"], "intent", f"intent:{topic.lower()}"[:100], float(score),
+                                  float(score), intent=(topic, score, props.get("provider")))
+    return _raise(list(best.values()), now, cfg) if best else []
 
 
 def _reason_of(alert) -> str:
@@ -160,7 +187,11 @@ def _raise(candidates: list[Candidate], now: datetime, cfg: dict) -> list[int]:
             continue
         details = dict(behind.get(c.account_id, {}), surge=c.kind == "surge" or c.surge)
         lvl = level(c.after, cfg["thresholds"])
-        if c.kind == "surge":
+        if c.kind == "intent":
+            topic, strength, provider = c.intent
+            message = f"{account.name} is researching {topic} (score {strength:.0f}{', ' + provider if provider else ''})"
+            details["intent"] = {"topic": topic, "score": strength, "provider": provider}
+        elif c.kind == "surge":
             message = f"{account.name} is surging: score {c.after:.0f}, up from {c.before:.0f} a week ago"
         else:
             message = f"{account.name} is now {lvl} (score {c.after:.0f}, up from {c.before:.0f})"
@@ -175,7 +206,7 @@ def _raise(candidates: list[Candidate], now: datetime, cfg: dict) -> list[int]:
 def explain_events(account_ids: list[int], now: datetime, cfg: dict) -> dict[int, dict]:
     """What each account did in the last seven days: points and counts by event type, the
     contacts and the playbooks behind them (a few of each, most points first)."""
-    weight = scores.weight_expr(cfg) * Event.quantity
+    weight = scores.weight_expr(cfg) * Event.quantity * Event.factor
     groups: dict[int, list] = defaultdict(list)
     for i in range(0, len(account_ids), 1000):
         for row in db.session.execute(
@@ -252,6 +283,8 @@ def suggest(account, details: dict, opportunity: dict | None, cfg: dict) -> str:
         step = f"Reach out to {who}" if who else "Reach out to the account"
     if playbooks:
         step += f"; they are responding to the playbook “{playbooks[0]['name']}”"
+    if details.get("intent"):
+        step += f"; open with {details['intent']['topic']}, which the account is researching"
     return step + "."
 
 

@@ -53,6 +53,7 @@ from playbooks.conditions import (
     Condition,
     ContactsMatch,
     FieldMatch,
+    Intent,
     Not,
     Or,
     walk,
@@ -124,7 +125,22 @@ class _Compiler:
             return self.activity(condition)
         if isinstance(condition, ContactsMatch):
             return self.contacts(condition)
+        if isinstance(condition, Intent):
+            return self.intent(condition)
         raise ValueError(f"not a condition: {condition!r}")
+
+    def intent(self, node: Intent) -> ColumnElement:
+        topic = self.json_text(Event.properties, "topic")
+        where = [Event.account_id == Account.id, Event.type == "intent", Event.occurred_at <= self.now,
+                 cast(self.json_text(Event.properties, "score"), Float) >= node.min_score]
+        if node.topics:
+            where.append(func.lower(topic).in_([t.lower() for t in node.topics]))
+        if node.within is not None:
+            where.append(Event.occurred_at >= self.now - node.within)
+        return exists().where(*where)
+
+    def json_text(self, column, key: str):
+        return column.op("->>")(key) if self.pg else func.json_extract(column, f"$.{key}")
 
     def activity(self, node: Activity) -> ColumnElement:
         where = [Event.account_id == Account.id, Event.occurred_at <= self.now]
@@ -321,7 +337,7 @@ def longest_window(conditions) -> timedelta | None:
         if condition is None:
             continue
         for node in walk(condition):
-            if isinstance(node, Activity):
+            if isinstance(node, (Activity, Intent)):
                 if node.within is None:
                     return None
                 longest = max(longest, node.within)
@@ -400,7 +416,20 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
             events[account_id].append((event_type, occurred_at))
         for account_id, items in events.items():
             facts[account_id].events = items
+        _load_intent(facts, ids, now, since)
     return facts
+
+
+def _load_intent(facts: dict[int, AccountFacts], ids: list[int], now: datetime, since: timedelta | None) -> None:
+    """Each account's intent events in the window: (topic, score, occurred_at)."""
+    compiler = _Compiler(db.dialect, now)
+    query = select(Event.account_id, compiler.json_text(Event.properties, "topic"),
+                   cast(compiler.json_text(Event.properties, "score"), Float), Event.occurred_at).where(
+        in_list(Event.account_id, ids), Event.type == "intent", Event.occurred_at <= now)
+    if since is not None:
+        query = query.where(Event.occurred_at >= now - since)
+    for account_id, topic, score, occurred_at in db.session.execute(query):
+        facts[account_id].intent.append((topic, score, occurred_at))
 
 
 __all__ = ["account_filter", "matching_ids", "count_matching", "load_facts", "longest_window",

@@ -373,9 +373,10 @@ def _apply(config: ConnectorConfig, cls: type[Connector], data: dict, details: l
         merged = _merge(cls, config.settings or {}, stored_secrets, data.get("settings", {}), details)
         if merged is not None:
             settings, secrets = merged
-            if not details:
-                details.extend(validate_settings(cls, {**settings, **secrets}))
-            if not details:
+            said = {d["path"] for d in details}
+            schema_problems = [p for p in validate_settings(cls, {**settings, **secrets}) if p["path"] not in said]
+            details.extend(schema_problems)
+            if not schema_problems:
                 details.extend(_target_problems({**settings, **secrets}))
             if not details and config.id is not None and _hosts({**settings, **secrets}) != before:
                 details.extend(_secrets_to_enter_again(cls, stored_secrets, data.get("settings") or {},
@@ -433,8 +434,10 @@ def _secrets_to_enter_again(cls: type[Connector], stored: dict, patch: Any, host
                                                  "stored secret is never sent to a new host"} for k in kept]
 
 
-def create(data: Any, actor_id: int | None = None) -> ConnectorConfig:
-    """Create a connector from ``{type, name, settings, default?, unit_cost?, rate_limit?, enabled?}``."""
+def create(data: Any, actor_id: int | None = None, commit: bool = True) -> ConnectorConfig:
+    """Create a connector from ``{type, name, settings, default?, unit_cost?, rate_limit?, enabled?}``.
+
+    ``commit=False`` only checks (every problem at once, as a ValidationError) and stores nothing."""
     data = dict(_check_fields(data, FIELDS))
     details: list[dict] = []
     type_name, name = data.get("type"), data.get("name")
@@ -459,6 +462,8 @@ def create(data: Any, actor_id: int | None = None) -> ConnectorConfig:
         raise ValidationError(details)
     if db.session.execute(select(ConnectorConfig.id).where(ConnectorConfig.name == name)).first():
         raise Conflict(f"a connector named {name!r} exists already; choose another name or PATCH it")
+    if not commit:
+        return config
     config.secrets = crypto.encrypt_json(secrets)
     db.session.add(config)
     db.session.flush()
@@ -469,8 +474,9 @@ def create(data: Any, actor_id: int | None = None) -> ConnectorConfig:
     return config
 
 
-def update(name: str, data: Any, actor_id: int | None = None) -> ConnectorConfig:
-    """PATCH a connector: only the fields given change (``type`` and ``name`` cannot)."""
+def update(name: str, data: Any, actor_id: int | None = None, commit: bool = True) -> ConnectorConfig:
+    """PATCH a connector: only the fields given change (``type`` and ``name`` cannot).
+    ``commit=False`` only checks and stores nothing."""
     data = dict(_check_fields(data, FIELDS))
     config = get_config(name)
     fixed = [{"path": k, "message": f"cannot be changed (it is {getattr(config, k)!r}); "
@@ -484,9 +490,11 @@ def update(name: str, data: Any, actor_id: int | None = None) -> ConnectorConfig
     details: list[dict] = []
     stored = _readable_secrets(config) if "settings" in data else {}
     secrets = _apply(config, cls, data, details, stored)
-    if details:
+    if details or not commit:
         db.session.rollback()
-        raise ValidationError(details)
+        if details:
+            raise ValidationError(details)
+        return config
     if "settings" in data:
         config.secrets = crypto.encrypt_json(secrets)
     if "_default" in data:

@@ -21,9 +21,14 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
+from abm.auth import hash_password, verify_password
 from abm.db import db, utcnow
-from abm.models import Account, Contact, ScoreSnapshot, User
+from abm.models import Account, Contact, Enrollment, ScoreSnapshot, Touch, User
+from abm.models import Playbook as PlaybookRow
 from abm.paths import ROOT
+from abm.services import connectors, events, playbooks, scores, spend
+from abm.services import seed as seed_service
+from abm.services.users import create_user
 
 #: (role, email, name, password): fixed demo credentials, printed by ``abm demo``.
 #: The AE is one of the seed's account executives, so it owns some of the accounts.
@@ -69,9 +74,6 @@ def is_empty() -> bool:
 def prepare(accounts: int = 300, seed: int = 42, now: datetime | None = None,
             say: Say | None = None) -> Summary:
     """Fill the demo database (see the module docstring); returns what was done."""
-    from abm.services import connectors
-    from abm.services import seed as seed_service
-
     say = say or (lambda _msg: None)
     now = now or utcnow()
     out = Summary()
@@ -97,9 +99,6 @@ def prepare(accounts: int = 300, seed: int = 42, now: datetime | None = None,
 
 def ensure_users() -> list[tuple[str, str, str, str]]:
     """The three demo logins; a user that exists with a password of its own keeps it."""
-    from abm.auth import hash_password
-    from abm.services.users import create_user
-
     result = []
     for role, email, name, password in DEMO_USERS:
         user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
@@ -110,7 +109,6 @@ def ensure_users() -> list[tuple[str, str, str, str]]:
             user.password_hash = hash_password(password)
             db.session.commit()
         else:
-            from abm.auth import verify_password
 
             if not verify_password(user, password):
                 note = "password changed since the demo set it"
@@ -132,9 +130,6 @@ def install_playbooks() -> tuple[list[tuple[str, str, str]], list[str]]:
     Returns ([(key, status, note)], [problems]). A playbook already stored keeps its
     versions and status: the demo never pauses or rewinds what someone changed.
     """
-    from abm.models import Playbook as PlaybookRow
-    from abm.services import playbooks
-
     done, problems = [], []
     for path in playbook_files():
         source = path.read_text(encoding="utf-8")
@@ -178,8 +173,6 @@ def generate_history(now: datetime, seed: int = 42, batch: int = 250) -> int:
     Stored through :func:`abm.services.events.store` (matching, scores, alerts: what
     the drain does with real events), in batches.
     """
-    from abm.services import events
-
     rng = random.Random(seed)
     people: dict[int, list[tuple[int, str]]] = {}
     for cid, aid, email in db.session.execute(
@@ -219,8 +212,6 @@ def generate_history(now: datetime, seed: int = 42, batch: int = 250) -> int:
 def snapshot_history(now: datetime, days: int = SNAPSHOT_DAYS) -> int:
     """A score snapshot per account for each of the last ``days`` days, as each day's end
     saw the events, and today's; returns the rows written."""
-    from abm.services import scores
-
     ids = list(db.session.execute(select(Account.id).order_by(Account.id)).scalars())
     today = now.date()
     first = today - timedelta(days=days - 1)
@@ -241,9 +232,6 @@ def snapshot_history(now: datetime, days: int = SNAPSHOT_DAYS) -> int:
 
 def record_spend(now: datetime) -> int:
     """A few spend entries (ads, email, an event, the demo playbooks) for cost per lead."""
-    from abm.models import Playbook as PlaybookRow
-    from abm.services import spend
-
     today = now.date()
     entries = [
         {"channel": "ads", "product": "secure-gateway", "amount": "4200",
@@ -273,10 +261,6 @@ def past_campaign(now: datetime, seed: int = 42, key: str = PAST_CAMPAIGN) -> in
     """A webinar follow-up that ran 45 to 59 days ago: completed enrollments and their sent
     emails, so that leads, opportunities and pipeline of the history are attributed to a
     playbook on the KPI dashboard. Returns the touches written (0 without that playbook)."""
-    from abm.models import Enrollment, Touch
-    from abm.models import Playbook as PlaybookRow
-    from abm.services import playbooks
-
     row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == key)).scalar_one_or_none()
     if row is None or row.status != "active":
         return 0

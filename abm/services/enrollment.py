@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from abm.db import db, in_list
 from abm.models import Account, Enrollment, Event
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, clock
+from abm.services import audience, clock, versions
 from playbooks.conditions import evaluate
 from playbooks.holdout import is_held_out
 from playbooks.model import ActivityTrigger, Playbook, ScoreCrossedTrigger, StageChangedTrigger
@@ -205,13 +205,11 @@ def enroll_accounts(pb_row: PlaybookRow, version_id: int, compiled: Playbook, ac
 
 
 def _active_playbooks() -> list[tuple[PlaybookRow, int, Playbook]]:
-    from abm.services import playbooks as playbook_service
-
     rows = db.session.execute(select(PlaybookRow).where(PlaybookRow.status == "active")).scalars().all()
     out = []
     for row in rows:
-        version = playbook_service.current_version(row)
-        out.append((row, version.id, playbook_service.compiled(version)))
+        version = versions.current_version(row)
+        out.append((row, version.id, versions.compiled(version)))
     return out
 
 
@@ -271,8 +269,6 @@ def on_stage_changed(account_id: int, from_stage: str | None, to_stage: str, now
 def handle_stage_changes(changes) -> None:
     if not changes:
         return
-    from abm.services import playbooks as playbook_service
-
     now = max(change[3] for change in changes)
     account_ids = {change[0] for change in changes}
     running = db.session.execute(
@@ -282,7 +278,7 @@ def handle_stage_changes(changes) -> None:
         compiled = {}
         for enrollment in running:
             if enrollment.version_id not in compiled:
-                compiled[enrollment.version_id] = playbook_service.compiled_by_id(enrollment.version_id)
+                compiled[enrollment.version_id] = versions.compiled_by_id(enrollment.version_id)
         since = audience.longest_window(c.exit_when for c in compiled.values())
         facts = audience.load_facts(account_ids, now, since)
         for enrollment in running:

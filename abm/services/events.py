@@ -43,7 +43,8 @@ from abm import ipranges
 from abm.db import db, in_list, utcnow
 from abm.models import EVENT_TYPES, Account, Contact, Event, Touch
 from abm.normalize import NormalizeError, normalize_domain, normalize_email
-from abm.services import identification
+from abm.services import heat, identification
+from abm.services import settings as settings_service
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +336,7 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
         identification.known_visitors(events)
         identification.identify(events, now)
         rows = _match(events)
+        heat.set_factors(rows, settings_service.current())
         inserted = _insert(rows)
         total.duplicates += len(rows) - len(inserted)
         total.stored += len(inserted)
@@ -433,7 +435,7 @@ def _event_row(e: dict, found: _Found, received) -> dict:
 
 
 _COLUMNS = ("type", "occurred_at", "account_id", "contact_id", "email", "domain", "url", "source", "touch_id",
-            "playbook_id", "properties", "quantity", "dedup_key", "visitor_id", "received_at")
+            "playbook_id", "properties", "quantity", "dedup_key", "visitor_id", "received_at", "factor")
 
 
 def _forget_suppressed(events: list[dict], emails: set[str]) -> None:
@@ -518,7 +520,7 @@ def _copy_row(r: dict) -> tuple:
     props = r["properties"]
     return (r["type"], r["occurred_at"], r["account_id"], r["contact_id"], r["email"], r["domain"], r["url"],
             r["source"], r["touch_id"], r["playbook_id"], json.dumps(props) if props else "{}", r["quantity"],
-            r["dedup_key"], r["visitor_id"], r["received_at"])
+            r["dedup_key"], r["visitor_id"], r["received_at"], r["factor"])
 
 
 def _flag_contacts(rows: list[dict]) -> None:
@@ -544,6 +546,8 @@ def _after_store(rows: list[dict], changes: dict[int, tuple[float, float]], now:
             by_type[r["type"]].add(r["account_id"])
     engine_hooks.engagement_changed(touched, dict(by_type), {a: before for a, (before, _) in changes.items()}, now)
     alerts.on_scores_changed(changes, now)
+    if "intent" in by_type:
+        alerts.on_intent(rows, now)
 
 
 def _chunks(items, size: int = 1000):

@@ -114,7 +114,7 @@ def _write_probabilities(ids: list[int], probabilities: np.ndarray) -> None:
                            {"ids": ids, "ps": values})
     else:
         db.session.execute(text("UPDATE accounts SET fit_model = :p WHERE id = :id"),
-                           [{"id": i, "p": p} for i, p in zip(ids, values)])
+                           [{"id": i, "p": p} for i, p in zip(ids, values, strict=False)])
 
 
 def refresh(now: datetime | None = None, retrain: bool | None = None) -> dict:
@@ -149,7 +149,7 @@ def explain(account: Account, now: datetime | None = None) -> dict:
     if rules:
         flags = db.session.execute(select(*[case((audience.account_filter(c, now), 1), else_=0) for _, c, _ in rules])
                                    .where(Account.id == account.id)).one()
-        matched = [{"rule": label, "points": points} for (label, _, points), hit in zip(rules, flags) if hit]
+        matched = [{"rule": label, "points": points} for (label, _, points), hit in zip(rules, flags, strict=False) if hit]
     out = {"score": account.fit_score, "rule_points": account.fit_rules, "rules": matched,
            "source": "model" if account.fit_model is not None else "rules", "model": None}
     model = current_model() if cfg["model"]["enabled"] else None
@@ -166,7 +166,7 @@ def summary() -> dict | None:
     model = current_model()
     if model is None:
         return None
-    coefficients = sorted(zip(model.names, model.weights), key=lambda nw: -abs(nw[1]))
+    coefficients = sorted(zip(model.names, model.weights, strict=False), key=lambda nw: -abs(nw[1]))
     return {"trained_at": model.trained_at.isoformat(), "auc": model.auc, "calibration": model.calibration,
             "won": model.won, "lost": model.lost, "train_seconds": model.train_seconds,
             "coefficients": [{"feature": n, "weight": round(w, 3)} for n, w in coefficients]}

@@ -249,6 +249,36 @@ def match_pending(now: datetime | None = None, limit: int = 20_000) -> set[int]:
     return changed
 
 
+def addresses_to_look_up(limit: int = 200, now: datetime | None = None) -> list[str]:
+    """Kept addresses of recent unmatched visits that no fresh provider look-up covers,
+    most recent first: what the look-up job asks the provider about."""
+    cfg = config()
+    if not cfg["enabled"]:
+        return []
+    now = now or utcnow()
+    ip = _json_text(Event.properties, "ip")
+    recent = (select(ip.label("ip"), func.max(Event.occurred_at).label("last"))
+              .where(Event.type == "web_visit", Event.account_id.is_(None), Event.contact_id.is_(None),
+                     Event.occurred_at >= now - timedelta(days=cfg["raw_ip_days"]), ip.is_not(None))
+              .group_by(ip).subquery())
+    fresh = select(IpLookup.ip).where(IpLookup.ip == recent.c.ip,
+                                      IpLookup.fetched_at >= now - timedelta(days=cfg["lookup_cache_days"]))
+    return list(db.session.execute(select(recent.c.ip).where(~fresh.exists())
+                                   .order_by(recent.c.last.desc()).limit(limit)).scalars())
+
+
+def store_lookups(found: dict[str, dict], now: datetime | None = None) -> None:
+    """Cache a provider's answers (``ip -> {name, domain, type}``) and bump the version."""
+    now = now or utcnow()
+    for ip, company in found.items():
+        row = db.session.get(IpLookup, ip) or IpLookup(ip=ip)
+        row.company_name, row.company_domain, row.company_type = company["name"], company["domain"], company["type"]
+        row.fetched_at = now
+        db.session.add(row)
+    if found:
+        bump("lookups")
+
+
 def purge_raw_addresses(now: datetime | None = None) -> int:
     """Drop the addresses of unmatched visits older than ``raw_ip_days`` (all of them
     when identification is off); returns how many rows were cleaned."""

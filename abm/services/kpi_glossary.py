@@ -116,6 +116,13 @@ def money(value: float | None, currency: str = "USD") -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{currency} {amount}"
 
 
+def count(value: float | None) -> str:
+    """``1,234`` or ``2.5``; ``–`` for no value."""
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0")
+
+
 def label(key: str) -> str:
     """The page's name of a figure (the key itself when none is defined)."""
     return next((t.label for t in FIGURES + FUNNEL + OTHERS if t.key == key), key)

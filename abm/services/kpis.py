@@ -114,8 +114,9 @@ def check_group(group_by: str) -> None:
 
 
 def compute(group_by: str = "playbook", period: Period | None = None, playbook: str | None = None,
-            product: str | None = None, now: datetime | None = None, model: str | None = None) -> dict:
-    """Every KPI for each group over ``period``, plus the totals and the funnel."""
+            product: str | None = None, now: datetime | None = None, model: str | None = None,
+            with_funnel: bool = True) -> dict:
+    """Every KPI for each group over ``period``, plus the totals and (``with_funnel``) the funnel."""
     check_group(group_by)
     period = period or Period.parse(None, None, now)
     attribution = Attribution.current(model)
@@ -132,7 +133,7 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
     return {
         "group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
         "attribution": attribution.describe(), "groups": rows, "totals": _totals(totals, rows),
-        "funnel": funnel(period, playbook_ids),
+        "funnel": funnel(period, playbook_ids) if with_funnel else None,
     }
 
 
@@ -149,6 +150,16 @@ def markov_removal_effects(group_by: str, period: Period, playbook_ids: set[int]
 
 def lead_types() -> list[str]:
     return settings_service.current().get("lead_events", ["form_fill", "email_reply", "meeting"])
+
+
+def touches_and_path(group_by: str, period: Period, playbook: str | None, product: str | None,
+                     model: str | None):
+    """The period's touches labelled with their group (``mt``) and the weighted conversion paths."""
+    attribution = Attribution.current(model)
+    playbook_ids = playbook_ids_for(playbook, product)
+    mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days), period.end,
+                                   playbook_ids)
+    return mt, _path(mt, period, attribution, group_by, playbook_ids)
 
 
 def _path(mt, period: Period, attribution: Attribution, group_by: str, playbook_ids: set[int] | None):
@@ -334,40 +345,6 @@ def _lift_of(key: str, name: str, rows) -> dict:
             "sentence": metrics.lift_sentence(metric, st, treated, sc, held),
         })
     return result
-
-
-BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel")
-
-
-def accounts_behind(metric: str, group_by: str, group: str, period: Period, playbook: str | None = None,
-                    product: str | None = None, model: str | None = None) -> list[int]:
-    """The accounts behind one figure: ``reached``, ``engaged``, ``leads`` (credited to the
-    group), ``opportunities`` or ``won`` (influenced by the group), or ``funnel`` with the
-    step as ``group``."""
-    if metric not in BEHIND:
-        raise KpiError(f"unknown metric {metric!r} (metrics: {', '.join(BEHIND)})")
-    if metric == "funnel":
-        if group not in FUNNEL_STEPS:
-            raise KpiError(f"unknown funnel step {group!r} (steps: {', '.join(FUNNEL_STEPS)})")
-        steps = kpi_accounts.funnel_steps(period.start, period.end, lead_types(), playbook_ids_for(playbook, product))
-        return sorted(db.session.execute(steps[group].distinct()).scalars())
-    check_group(group_by)
-    attribution = Attribution.current(model)
-    mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days), period.end,
-                                   playbook_ids_for(playbook, product))
-    inp = kpi_sql.in_period(mt, period.start)
-    if metric == "reached":
-        q = select(inp.c.account_id).where(inp.c.g == group)
-    elif metric == "engaged":
-        pairs = kpi_sql.engaged_pairs(inp, period.end)
-        q = select(pairs.c.account_id).where(pairs.c.g == group)
-    else:
-        path = _path(mt, period, attribution, group_by, playbook_ids_for(playbook, product))
-        q = select(path.c.account_id).where(path.c.g == group)
-        q = q.where(path.c.kind == "lead", path.c.w > 0) if metric == "leads" else q.where(path.c.kind == "opp")
-        if metric == "won":
-            q = q.where(path.c.won == 1)
-    return sorted(db.session.execute(q.distinct()).scalars())
 
 
 def pipeline_series(period: Period, buckets: int = 12) -> list[dict]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from functools import lru_cache
 
 from sqlalchemy import func, select, update
 
@@ -23,9 +22,10 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import clock, dry_run, migration
+from abm.services import clock, connectors, dry_run, enrollment, migration, touches
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
+from abm.services.versions import compiled, compiled_by_id, current_version  # noqa: F401 - this module's API too
 from playbooks import Workspace, load
 from playbooks.errors import LoadResult
 from playbooks.holdout import is_held_out
@@ -44,46 +44,28 @@ class PlaybookInvalid(ApiError):
         self.errors = errors
 
 
-def workspace() -> Workspace:
-    from abm.services import connectors
+def workspace(stand_ins: bool = False) -> Workspace:
+    """The real workspace: settings, connectors, templates.
 
+    ``stand_ins``: when no connector is configured yet (a fresh install), connector names
+    are checked against the stand-ins of :meth:`Workspace.default` (``log`` for every
+    channel, ``outbox`` for email) instead of failing every step.
+    """
     settings = settings_service.current()
     channels = {name: tuple(chs) for name, chs in connectors.channels_by_name().items()}
+    defaults = connectors.defaults()
+    if stand_ins and not channels:
+        stand_in = Workspace.default()
+        channels, defaults = stand_in.connectors, stand_in.default_connectors
     return Workspace(
         stages=list(settings["stages"]), roles=list(settings["roles"]), connectors=channels,
-        default_connectors=connectors.defaults(), template_loader=directory_loader(),
+        default_connectors=defaults, template_loader=directory_loader(),
         default_timezone=settings["send_window"]["timezone"],
     )
 
 
-def validate(source: str, filename: str = "playbook.yaml") -> LoadResult:
-    return load(source, filename=filename, workspace=workspace())
-
-
-@lru_cache(maxsize=256)
-def _from_json(version_id: int, compiled_json: str) -> Playbook:
-    import json
-
-    return Playbook.from_dict(json.loads(compiled_json))
-
-
-def compiled(version: PlaybookVersion) -> Playbook:
-    """The compiled playbook of a stored version (cached per process by version id)."""
-    import json
-
-    return _from_json(version.id, json.dumps(version.compiled, sort_keys=True))
-
-
-def compiled_by_id(version_id: int) -> Playbook:
-    version = db.session.get(PlaybookVersion, version_id)
-    if version is None:
-        raise NotFound("playbook version")
-    return compiled(version)
-
-
-def current_version(row: PlaybookRow) -> PlaybookVersion:
-    return db.session.execute(select(PlaybookVersion).where(
-        PlaybookVersion.playbook_id == row.id, PlaybookVersion.version == row.current_version)).scalar_one()
+def validate(source: str, filename: str = "playbook.yaml", stand_ins: bool = False) -> LoadResult:
+    return load(source, filename=filename, workspace=workspace(stand_ins))
 
 
 def get(key: str) -> PlaybookRow:
@@ -139,8 +121,6 @@ def activate(key: str, now: datetime | None = None, allow_empty: bool = False) -
 
     Raises :class:`EmptyAudience` when a draft's audience would enroll nobody (every
     account excluded, or held out) and ``allow_empty`` is not set."""
-    from abm.services import enrollment
-
     row = get(key)
     if row.status == "archived":
         raise Conflict(f"playbook {key!r} is archived; apply it again under a new key to run it")
@@ -162,8 +142,6 @@ def activate(key: str, now: datetime | None = None, allow_empty: bool = False) -
 
 
 def _refuse_empty(row: PlaybookRow, pb: Playbook, now: datetime) -> None:
-    from abm.services import enrollment  # it imports this module
-
     if pb.audience is None:
         return
     entrants = enrollment.would_enroll(row, pb, now)
@@ -204,8 +182,6 @@ def pause(key: str) -> dict:
 
 def resume(key: str) -> dict:
     """paused -> active, and the touches left queued are enqueued again (after commit)."""
-    from abm.services import touches
-
     row = get(key)
     if row.status != "paused":
         raise Conflict(f"playbook {key!r} is {row.status}; only a paused playbook can be resumed")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 
 from abm.db import db, in_list, utcnow
 from abm.models import Account, Alert, Contact, Enrollment, Event, Playbook, Touch
+from abm.scoring import driven_by, level
 from abm.services import scores
 from abm.services import settings as settings_service
 
 ENGAGED_WINDOW = timedelta(days=90)
+LEVELS = ("cold", "warm", "hot")
 
 
 def pre_opportunity_stages(stages: list[str]) -> list[str]:
@@ -25,33 +27,92 @@ def pre_opportunity_stages(stages: list[str]) -> list[str]:
     return [s for s in stages if s not in ("customer", "lost")]
 
 
-def my_accounts(owner_id: int, sort: str = "score", limit: int = 200, now: datetime | None = None) -> list[dict]:
-    """The owner's accounts with score, change this week, trend, last touch and open alerts.
+#: Accounts per page of My accounts.
+PAGE_SIZE = 50
+#: The filters of My accounts, as a seller saves them for their default.
+FILTERS = ("q", "stage", "level", "tier", "changed", "sort")
 
-    Sorted by score, the page is the top ``limit`` by ``score_ref`` (the same order);
-    sorted by change, every account's change is computed first (from the week's events
-    only). Trends, last touches and alerts are read for the page's accounts only.
+
+def clean_filters(raw: dict, stages: list[str]) -> dict:
+    """The My accounts filters from a query string or a saved default, unknown values
+    dropped (a filter that cannot match is no filter): ``q`` (name or domain contains),
+    ``stage``, ``level`` (cold, warm, hot), ``tier`` (a number), ``changed`` ("week":
+    engaged in the last seven days), ``sort`` (score, change)."""
+    q = (raw.get("q") or "").strip()[:100]
+    tier = (raw.get("tier") or "").strip()
+    return {
+        "q": q,
+        "stage": raw.get("stage") if raw.get("stage") in stages else "",
+        "level": raw.get("level") if raw.get("level") in LEVELS else "",
+        "tier": tier if tier.isdigit() and len(tier) < 4 else "",
+        "changed": "week" if raw.get("changed") == "week" else "",
+        "sort": "change" if raw.get("sort") == "change" else "score",
+    }
+
+
+def _filtered(owner_id: int, filters: dict, now: datetime):
+    q = select(Account.id, Account.name, Account.domain, Account.stage, Account.tier, Account.score_ref,
+               Account.passive_ref).where(Account.owner_id == owner_id)
+    if filters.get("q"):
+        needle = filters["q"].lower()
+        q = q.where(or_(func.lower(Account.name).contains(needle, autoescape=True),
+                        Account.domain.contains(needle, autoescape=True)))
+    if filters.get("stage"):
+        q = q.where(Account.stage == filters["stage"])
+    if filters.get("level"):
+        q = q.where(Account.engagement == filters["level"])
+    if filters.get("tier"):
+        q = q.where(Account.tier == int(filters["tier"]))
+    if filters.get("changed") == "week":
+        q = q.where(exists().where(Event.account_id == Account.id, Event.occurred_at > now - timedelta(days=7)))
+    return q
+
+
+def my_accounts(owner_id: int, filters: dict | None = None, page: int = 1, now: datetime | None = None,
+                page_size: int | None = None) -> dict:
+    """One page of the owner's accounts, filtered (:func:`clean_filters`), with score,
+    change this week, trend, last touch and new alerts; and the total and pages.
+
+    Sorted by score, the page is read in that order from the database (``score_ref`` is
+    the order of the scores now); sorted by change, the change of every filtered account
+    is computed first (from the week's events only). Trends, last touches and alerts are
+    read for the page's accounts only.
     """
     now = now or utcnow()
-    rows = db.session.execute(
-        select(Account.id, Account.name, Account.domain, Account.stage, Account.tier, Account.score_ref)
-        .where(Account.owner_id == owner_id).order_by(Account.score_ref.desc(), Account.id)).all()
-    if not rows:
-        return []
+    page_size = page_size or PAGE_SIZE
+    filters = filters or {"sort": "score"}
+    base = _filtered(owner_id, filters, now)
     cfg = settings_service.current()
     factor = scores.score_at(1.0, now, cfg["half_life_days"])
-    if sort == "change":
+    if filters.get("sort") == "change":
+        rows = db.session.execute(base).all()
+        total, page = _paged(len(rows), page, page_size)
         week_ago = scores.scores_week_ago(rows, now)
-        change = {a.id: round(a.score_ref * factor - week_ago[a.id], 1) for a in rows}
-        rows = sorted(rows, key=lambda a: (-change[a.id], a.name))[:limit]
+        rows = sorted(rows, key=lambda a: (-round(a.score_ref * factor - week_ago[a.id], 1), a.name))
+        rows = rows[(page - 1) * page_size:page * page_size]
     else:
-        rows = rows[:limit]
+        total, page = _paged(db.session.execute(select(func.count()).select_from(base.subquery())).scalar_one(),
+                             page, page_size)
+        rows = db.session.execute(base.order_by(Account.score_ref.desc(), Account.id)
+                                  .offset((page - 1) * page_size).limit(page_size)).all()
         week_ago = scores.scores_week_ago(rows, now)
+    pages = max(1, -(-total // page_size))
+    return {"rows": _rows(rows, week_ago, factor, cfg, now), "total": total, "page": page, "pages": pages}
+
+
+def _paged(total: int, page: int, page_size: int) -> tuple[int, int]:
+    """(total, the page asked for kept within the pages there are)."""
+    return total, min(max(1, page), max(1, -(-total // page_size)))
+
+
+def _rows(rows, week_ago: dict, factor: float, cfg: dict, now: datetime) -> list[dict]:
     ids = [a.id for a in rows]
+    if not ids:
+        return []
     last_touch = dict(db.session.execute(select(Touch.account_id, func.max(Touch.sent_at)).where(
         in_list(Touch.account_id, ids), Touch.status == "sent").group_by(Touch.account_id)).all())
     open_alerts = dict(db.session.execute(select(Alert.account_id, func.count(Alert.id)).where(
-        in_list(Alert.account_id, ids), Alert.status.in_(("open", "sent"))).group_by(Alert.account_id)).all())
+        in_list(Alert.account_id, ids), Alert.in_state("new", now)).group_by(Alert.account_id)).all())
     trends = scores.trend(ids, days=30, now=now)
     out = []
     for a in rows:
@@ -60,14 +121,14 @@ def my_accounts(owner_id: int, sort: str = "score", limit: int = 200, now: datet
         trend[-1] = round(score_now, 1)
         out.append({"id": a.id, "name": a.name, "domain": a.domain, "stage": a.stage, "tier": a.tier,
                     "score": round(score_now, 1), "engagement": _level(score_now, cfg),
+                    "driven_by": driven_by(a.score_ref, a.passive_ref),
+                    "passive_share": a.passive_ref / a.score_ref if a.score_ref > 1e-12 else 0.0,
                     "change_week": round(score_now - week_ago[a.id], 1), "trend": trend,
                     "last_touch_at": last_touch.get(a.id), "open_alerts": open_alerts.get(a.id, 0)})
     return out
 
 
 def _level(score: float, cfg: dict) -> str:
-    from abm.scoring import level
-
     return level(score, cfg["thresholds"])
 
 
@@ -78,8 +139,8 @@ def matrix(owner_id: int | None = None) -> dict:
     if owner_id is not None:
         q = q.where(Account.owner_id == owner_id)
     counts: dict[str, dict[str, int]] = {s: {"cold": 0, "warm": 0, "hot": 0} for s in cfg["stages"]}
-    for stage, level, n in db.session.execute(q):
-        counts.setdefault(stage, {"cold": 0, "warm": 0, "hot": 0})[level] = n
+    for stage, lvl, n in db.session.execute(q):
+        counts.setdefault(stage, {"cold": 0, "warm": 0, "hot": 0})[lvl] = n
     early = pre_opportunity_stages(cfg["stages"])
     return {
         "stages": list(counts),

@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import bindparam, case, func, literal, select, text, update
+from sqlalchemy import bindparam, case, func, literal, or_, select, text, update
 
 from abm.db import db, in_list, utcnow
 from abm.models import Account, Contact, Event, Playbook, ScoreSnapshot
@@ -21,6 +21,7 @@ from abm.scoring import (
     DAY,
     SCORE_EPOCH,
     decayed,
+    driven_by,
     event_weight,
     level,
     level_case,
@@ -64,10 +65,19 @@ def weight_expr(settings: dict, frequent: list[str] | None = None):
 
 
 def term_expr(settings: dict, frequent: list[str] | None = None):
-    """weight * quantity * 2 ** ((occurred_at - SCORE_EPOCH) / half_life), as exp() for speed."""
+    """weight * quantity * factor * 2 ** ((occurred_at - SCORE_EPOCH) / half_life), as exp() for speed."""
     rate = math.log(2.0) / (float(settings["half_life_days"]) * DAY)
-    return (weight_expr(settings, frequent) * Event.quantity
+    return (weight_expr(settings, frequent) * Event.quantity * Event.factor
             * func.exp((_epoch_seconds(Event.occurred_at) - _EPOCH_S) * rate))
+
+
+def passive_term_expr(settings: dict, frequent: list[str] | None = None):
+    """:func:`term_expr` for passive exposure (``heat.passive_types``), 0 for the rest."""
+    passive = sorted(settings["heat"]["passive_types"])
+    if not passive:
+        return literal(0.0)
+    # one comparison per type, not IN: the recompute's statement is compiled once and run as text
+    return case((or_(*[Event.type == t for t in passive]), term_expr(settings, frequent)), else_=literal(0.0))
 
 
 def _frequent_types() -> list[str]:
@@ -94,28 +104,35 @@ def add_events(rows: list[dict], now: datetime | None = None) -> dict[int, tuple
     now = now or utcnow()
     cfg = settings_service.current()
     hl = cfg["half_life_days"]
+    passive = set(cfg["heat"]["passive_types"])
     increments: dict[int, float] = defaultdict(float)
+    passive_inc: dict[int, float] = defaultdict(float)
     for r in rows:
         if r.get("account_id"):
-            w = event_weight(r["type"], r.get("url"), cfg) * r.get("quantity", 1)
-            increments[r["account_id"]] += ref_term(w, r["occurred_at"], hl) if w else 0.0
+            w = event_weight(r["type"], r.get("url"), cfg) * r.get("quantity", 1) * r.get("factor", 1.0)
+            term = ref_term(w, r["occurred_at"], hl) if w else 0.0
+            increments[r["account_id"]] += term
+            passive_inc[r["account_id"]] += term if r["type"] in passive else 0.0
     if not increments:
         return {}
     factor = score_at(1.0, now, hl)
     if db.dialect == "postgresql":
         result = db.session.execute(text(
-            "UPDATE accounts SET score_ref = accounts.score_ref + v.inc, "
+            "UPDATE accounts SET score_ref = accounts.score_ref + v.inc, passive_ref = accounts.passive_ref + v.pinc, "
             "score = (accounts.score_ref + v.inc) * :f, score_updated_at = :now, "
             f"engagement = {_level_text('(accounts.score_ref + v.inc) * :f', cfg)} "
-            "FROM unnest(CAST(:ids AS integer[]), CAST(:incs AS double precision[])) AS v(aid, inc) "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:incs AS double precision[]), "
+            "CAST(:pincs AS double precision[])) AS v(aid, inc, pinc) "
             "WHERE accounts.id = v.aid RETURNING accounts.id, accounts.score_ref"),
-            {"ids": list(increments), "incs": list(increments.values()), "f": factor, "now": now})
+            {"ids": list(increments), "incs": list(increments.values()),
+             "pincs": [passive_inc[aid] for aid in increments], "f": factor, "now": now})
         after_ref = dict(result.all())
     else:
         db.session.execute(
             update(Account.__table__).where(Account.__table__.c.id == bindparam("aid"))
-            .values(score_ref=Account.__table__.c.score_ref + bindparam("inc")),
-            [{"aid": aid, "inc": inc} for aid, inc in increments.items()])
+            .values(score_ref=Account.__table__.c.score_ref + bindparam("inc"),
+                    passive_ref=Account.__table__.c.passive_ref + bindparam("pinc")),
+            [{"aid": aid, "inc": inc, "pinc": passive_inc[aid]} for aid, inc in increments.items()])
         refresh(set(increments), now)
         after_ref = dict(db.session.execute(select(Account.id, Account.score_ref)
                                             .where(Account.id.in_(list(increments)))).all())
@@ -157,13 +174,15 @@ def recompute(now: datetime | None = None) -> int:
     now = now or utcnow()
     cfg = settings_service.current()
     postgresql = db.dialect == "postgresql"
-    sums = (select(Event.account_id.label("aid"),
-                   func.sum(term_expr(cfg, _frequent_types() if postgresql else None)).label("total"))
+    frequent = _frequent_types() if postgresql else None
+    sums = (select(Event.account_id.label("aid"), func.sum(term_expr(cfg, frequent)).label("total"),
+                   func.sum(passive_term_expr(cfg, frequent)).label("passive"))
             .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
     if postgresql:
         db.session.execute(text("LOCK TABLE events IN SHARE MODE"))
         db.session.execute(text("SET LOCAL work_mem = '64MB'"))  # the per-account sums fit in memory
         per_account = (select(Account.id, func.coalesce(sums.c.total, 0.0).label("ref"),
+                              func.coalesce(sums.c.passive, 0.0).label("passive"),
                               (sums.c.aid.is_not(None)).label("has_events"))
                        .select_from(Account.__table__.outerjoin(sums, sums.c.aid == Account.id)))
         conn = db.session.connection()
@@ -171,16 +190,18 @@ def recompute(now: datetime | None = None) -> int:
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE recompute_sums ON COMMIT DROP AS {compiled}", compiled.params)
         factor = score_at(1.0, now, cfg["half_life_days"])
         db.session.execute(text(
-            "UPDATE accounts SET score_ref = s.ref, score = s.ref * :f, score_updated_at = :now, "
+            "UPDATE accounts SET score_ref = s.ref, passive_ref = s.passive, score = s.ref * :f, "
+            "score_updated_at = :now, "
             f"engagement = {_level_text('s.ref * :f', cfg)} FROM recompute_sums AS s WHERE accounts.id = s.id"),
             {"f": factor, "now": now})
         n = db.session.execute(text("SELECT count(*) FROM recompute_sums WHERE has_events")).scalar_one()
         db.session.commit()
         return n
     db.session.execute(update(Account.__table__).where(Account.__table__.c.score_ref != 0)
-                       .values(score_ref=0.0, updated_at=Account.__table__.c.updated_at))
+                       .values(score_ref=0.0, passive_ref=0.0, updated_at=Account.__table__.c.updated_at))
     db.session.execute(update(Account.__table__).where(Account.__table__.c.id == sums.c.aid)
-                       .values(score_ref=sums.c.total, updated_at=Account.__table__.c.updated_at))
+                       .values(score_ref=sums.c.total, passive_ref=sums.c.passive,
+                               updated_at=Account.__table__.c.updated_at))
     refresh(None, now)
     db.session.commit()
     return db.session.execute(select(func.count()).select_from(sums)).scalar_one()
@@ -196,7 +217,9 @@ def rescore(account_ids: set[int], now: datetime | None = None) -> None:
         chunk = ids[i:i + 1000]
         sub = (select(func.coalesce(func.sum(term_expr(cfg)), 0.0))
                .where(Event.account_id == Account.id).scalar_subquery())
-        db.session.execute(update(Account).where(Account.id.in_(chunk)).values(score_ref=sub)
+        passive = (select(func.coalesce(func.sum(passive_term_expr(cfg)), 0.0))
+                   .where(Event.account_id == Account.id).scalar_subquery())
+        db.session.execute(update(Account).where(Account.id.in_(chunk)).values(score_ref=sub, passive_ref=passive)
                            .execution_options(synchronize_session=False))
     refresh(set(ids), now)
 
@@ -208,23 +231,26 @@ def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) ->
     hl = cfg["half_life_days"]
     rows = db.session.execute(
         select(Event.id, Event.type, Event.occurred_at, Event.url, Event.contact_id, Event.playbook_id,
-               Event.source, Event.quantity).where(Event.account_id == account_id).order_by(Event.occurred_at.desc())
-    ).all()
+               Event.source, Event.quantity, Event.factor).where(Event.account_id == account_id)
+        .order_by(Event.occurred_at.desc())).all()
+    passive_types = set(cfg["heat"]["passive_types"])
     by_type: dict[str, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     by_contact: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     by_playbook: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
-    events, total = [], 0.0
+    events, total, passive = [], 0.0, 0.0
     for r in rows:
-        weight = event_weight(r.type, r.url, cfg) * r.quantity
+        weight = event_weight(r.type, r.url, cfg) * r.quantity * r.factor
         points = decayed(weight, r.occurred_at, now, hl)
         total += points
+        passive += points if r.type in passive_types else 0.0
         for bucket, key in ((by_type, r.type), (by_contact, r.contact_id), (by_playbook, r.playbook_id)):
             bucket[key]["events"] += r.quantity
             bucket[key]["points"] += points
         if len(events) < recent:
             events.append({"id": r.id, "type": r.type, "occurred_at": r.occurred_at.isoformat(),
                            "url": r.url, "contact_id": r.contact_id, "playbook_id": r.playbook_id,
-                           "source": r.source, "quantity": r.quantity, "weight": weight, "points": round_score(points)})
+                           "source": r.source, "quantity": r.quantity, "weight": weight, "points": round_score(points),
+                           "counted": r.factor, "passive": r.type in passive_types})
     contacts = {c.id: c for c in db.session.execute(
         select(Contact).where(Contact.id.in_([k for k in by_contact if k]))).scalars()} if by_contact else {}
     playbooks = {p.id: p for p in db.session.execute(
@@ -241,7 +267,11 @@ def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) ->
         "engagement": level(total, cfg["thresholds"]),
         "half_life_days": hl,
         "at": now.isoformat(),
-        "by_type": _rows(by_type, lambda k: {"type": k}),
+        "active": round_score(total - passive),
+        "passive": round_score(passive),
+        "driven_by": driven_by(total, passive),
+        "passive_cap": cfg["heat"]["passive_cap"] if cfg["heat"]["passive_cap"].get("points") is not None else None,
+        "by_type": _rows(by_type, lambda k: {"type": k, "passive": k in passive_types}),
         "by_contact": _rows(by_contact, lambda k: {
             "contact_id": k,
             "name": (contacts[k].full_name or contacts[k].email) if k in contacts else "(account-level)",
@@ -327,3 +357,23 @@ def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -
     for aid, day, score in db.session.execute(q):
         out[aid][(day - start).days] = score
     return out
+
+
+def level_changes(candidate: dict, now: datetime | None = None) -> dict:
+    """How many accounts would change level under the ``candidate`` settings (weights, URL
+    rules, half-life, thresholds, heat) against the levels now: ``{"changed", "up", "down",
+    "moves": {(from, to): n}, "accounts"}``. One aggregate over the events, as the recompute."""
+    now = now or utcnow()
+    factor = score_at(1.0, now, candidate["half_life_days"])
+    sums = (select(Event.account_id.label("aid"), func.sum(term_expr(candidate)).label("ref"))
+            .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
+    new_level = level_case(func.coalesce(sums.c.ref, 0.0) * factor, candidate["thresholds"]).label("new")
+    rows = db.session.execute(select(Account.engagement, new_level, func.count())
+                              .select_from(Account.__table__.outerjoin(sums, sums.c.aid == Account.id))
+                              .group_by(Account.engagement, new_level)).all()
+    moves = {(old, new): n for old, new, n in rows if old != new}
+    rank = {name: i for i, name in enumerate(("cold", "warm", "hot"))}
+    return {"changed": sum(moves.values()), "accounts": sum(n for *_, n in rows),
+            "up": sum(n for (old, new), n in moves.items() if rank.get(new, 0) > rank.get(old, 0)),
+            "down": sum(n for (old, new), n in moves.items() if rank.get(new, 0) < rank.get(old, 0)),
+            "moves": moves}

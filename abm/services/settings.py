@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 from typing import Any
 
-from flask import g, has_app_context
+from flask import current_app, g, has_app_context
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
@@ -46,9 +47,15 @@ DEFAULTS: dict[str, Any] = {
     "lead_events": ["form_fill", "email_reply", "meeting"],
     "attribution": {"window_days": 90, "model": "last_touch", "half_life_days": 7},
     "currency": "USD",
+    "kpi_report": {"recipients": [], "weekday": "mon", "connector": None},
     "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
+    # Honest heat: passive exposure (seen, not acted on) is told apart from engagement,
+    # capped per account and period, and an email opened again within the window counts once.
+    "heat": {"passive_types": ["ad_impression", "email_open", "email_delivered"],
+             "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
     "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "intent": {"topics": {}, "default_topic_weight": 1.0, "alert_min_score": 60},
     "fit": {
         "rules": [
             {"label": "Tier 1", "when": {"tier": 1}, "points": 40},
@@ -93,6 +100,12 @@ SCHEMA: dict[str, Any] = {
                                                  "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}}},
         "lead_events": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "kpi_report": {"type": "object", "additionalProperties": False,
+                       "properties": {"recipients": {"type": "array", "items": {"type": "string", "format": "email",
+                                                                                 "pattern": "^[^@\\s]+@[^@\\s]+$"},
+                                                     "uniqueItems": True, "maxItems": 50},
+                                      "weekday": {"enum": DAYS},
+                                      "connector": {"type": ["string", "null"]}}},
         "attribution": {"type": "object", "additionalProperties": False,
                         "properties": {"window_days": {"type": "integer", "minimum": 1},
                                        "model": {"enum": [*metrics.MODELS, *metrics.MODEL_ALIASES]},
@@ -101,7 +114,23 @@ SCHEMA: dict[str, Any] = {
                    "properties": {"period_days": {"type": "number", "minimum": 0},
                                   "surge_ratio": {"type": "number", "minimum": 1},
                                   "surge_min_points": {"type": "number", "minimum": 0}}},
+        "heat": {"type": "object", "additionalProperties": False,
+                 "required": ["passive_types", "passive_cap", "open_window_hours"],
+                 "properties": {
+                     "passive_types": {"type": "array", "uniqueItems": True,
+                                       "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,49}$"}},
+                     "passive_cap": {"type": "object", "additionalProperties": False, "required": ["points", "days"],
+                                     "properties": {"points": {"type": ["number", "null"], "minimum": 0},
+                                                    "days": {"type": "integer", "minimum": 1, "maximum": 365}}},
+                     "open_window_hours": {"type": "number", "minimum": 0, "maximum": 8760}}},
         "crm_stage_map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "intent": {
+            "type": "object", "additionalProperties": False, "required": ["topics", "default_topic_weight"],
+            "properties": {"topics": {"type": "object", "maxProperties": 500,
+                                      "additionalProperties": {"type": "number", "minimum": 0, "maximum": 10}},
+                           "default_topic_weight": {"type": "number", "minimum": 0, "maximum": 10},
+                           "alert_min_score": {"type": "integer", "minimum": 0, "maximum": 101,
+                                               "description": "101: no intent alerts"}}},
         "fit": {
             "type": "object", "additionalProperties": False, "required": ["rules", "model"],
             "properties": {
@@ -158,6 +187,10 @@ def validate(data: dict) -> list[dict]:
             problems.append({"path": "send_window.timezone",
                              "message": f"unknown time zone {data['send_window']['timezone']!r} "
                                         "(use an IANA name such as Europe/Paris)"})
+        for crm, ours in (data.get("crm_stage_map") or {}).items():
+            if ours not in data["stages"]:
+                problems.append({"path": f"crm_stage_map.{crm}",
+                                 "message": f"{crm} = {ours}: {ours!r} is not one of the stages"})
         start, _, end = data["send_window"]["hours"].partition("-")
         if not ("00:00" <= start < end <= "24:00"):
             problems.append({"path": "send_window.hours", "message": "must be HH:MM-HH:MM with start before end"})
@@ -193,12 +226,30 @@ def current() -> dict:
     return data
 
 
+#: The few settings the site snippet's beacon reads, kept on the app (per process) and
+#: read again at most every BEACON_TTL seconds: the busiest public endpoint then reads no
+#: database at all. A change made in this process is seen at once; in the others within
+#: the TTL.
+BEACON_TTL = 5.0
+
+
+def beacon_settings() -> dict:
+    """``{"sites", "browser_leads"}`` of the settings in force (see BEACON_TTL)."""
+    cache = current_app.extensions.setdefault("abm_beacon_settings", {})
+    if not cache or time.monotonic() - cache["at"] > BEACON_TTL:
+        data = current()
+        cache.update(at=time.monotonic(), value={"sites": list(data.get("sites") or []),
+                                                 "browser_leads": bool(data.get("browser_leads"))})
+    return cache["value"]
+
+
 def current_version() -> int:
     return db.session.execute(select(func.coalesce(func.max(WorkspaceSettings.version), 0))).scalar_one()
 
 
-def update(changes: dict, actor_id: int | None = None) -> dict:
-    """Apply ``changes`` (top-level keys replace) and store a new version; raise ValidationError."""
+def candidate(changes: dict) -> dict:
+    """The settings ``changes`` would make (top-level keys replace), validated, not
+    stored; ValidationError when they are wrong."""
     unknown = [k for k in changes if k not in SCHEMA["properties"]]
     if unknown:
         raise ValidationError([{"path": k, "message": "unknown setting"} for k in unknown])
@@ -209,12 +260,20 @@ def update(changes: dict, actor_id: int | None = None) -> dict:
     problems = validate(data)
     if problems:
         raise ValidationError(problems)
+    return data
+
+
+def update(changes: dict, actor_id: int | None = None) -> dict:
+    """Apply ``changes`` (top-level keys replace) and store a new version; raise ValidationError."""
+    data = candidate(changes)
     version = current_version() + 1
     db.session.add(WorkspaceSettings(version=version, data=data, created_by=actor_id))
     db.session.add(AuditLog(actor_id=actor_id, action="settings.update", target_type="settings",
                             target_id=str(version), details={"changed": sorted(changes)}))
     db.session.commit()
-    g.pop("abm_settings", None) if has_app_context() else None
+    if has_app_context():
+        g.pop("abm_settings", None)
+        current_app.extensions.pop("abm_beacon_settings", None)
     if SCORING_KEYS & set(changes):
         _queue_rescore()
     return data
@@ -231,7 +290,7 @@ def _with_keys(sites, before: list[dict]):
 
 
 #: Settings whose change re-scores every account's history.
-SCORING_KEYS = frozenset({"weights", "url_rules", "half_life_days", "thresholds"})
+SCORING_KEYS = frozenset({"weights", "url_rules", "half_life_days", "thresholds", "heat"})
 
 
 def _queue_rescore() -> None:

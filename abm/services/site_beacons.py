@@ -79,7 +79,7 @@ def origin_of(url: str | None) -> str | None:
 
 def site_for(key: object, page_origin: str | None) -> dict:
     """The configured site whose key is ``key`` and that serves ``page_origin``."""
-    sites = settings_service.current().get("sites") or []
+    sites = settings_service.beacon_settings()["sites"]
     site = next((s for s in sites if isinstance(key, str) and s.get("key") == key), None)
     if site is None:
         raise BeaconRefused(403, "unknown site key; copy the tag from the Website snippet page")
@@ -93,7 +93,7 @@ def allowed_origin(origin: str | None) -> bool:
     """Whether ``origin`` is one of any configured site's origins (for CORS answers)."""
     origin = origin_of(origin)
     return origin is not None and any(
-        origin == origin_of(o) for s in settings_service.current().get("sites") or [] for o in s.get("origins", []))
+        origin == origin_of(o) for s in settings_service.beacon_settings()["sites"] for o in s.get("origins", []))
 
 
 def record(body: object, origin: str | None, referrer: str | None, address: str | None) -> None:
@@ -114,7 +114,7 @@ def record(body: object, origin: str | None, referrer: str | None, address: str 
            "contact": event.get("contact_id") or event.get("email")}
     _within_limits(body["type"], who)
     event["dedup_key"] = _dedup_key(site["name"], body["type"], event, url)
-    if body["type"] == "form_fill" and not settings_service.current().get("browser_leads"):
+    if body["type"] == "form_fill" and not settings_service.beacon_settings()["browser_leads"]:
         event["type"] = BROWSER_FORM_FILL
     if address:
         event["ip"] = address  # for account identification in the drain; see docs/identification.md

@@ -69,3 +69,9 @@ def change_password(user: User, password: str, actor_id: int | None = None) -> N
     db.session.add(AuditLog(actor_id=actor_id, action="user.password", target_type="user", target_id=str(user.id),
                             details={}))
     end_sessions(user, "password changed", actor_id=actor_id)
+
+
+def save_preference(user: User, key: str, value) -> None:
+    """Keep one of the user's own choices (``preferences[key]``)."""
+    user.preferences = {**(user.preferences or {}), key: value}
+    db.session.commit()

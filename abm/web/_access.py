@@ -16,6 +16,8 @@ from flask import abort, current_app, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.routing import BuildError
 
+from abm.labels import event_label
+from abm.scoring import driven_by
 from abm.services import alert_inbox
 
 ALL_ROLES = ("admin", "manager", "ae")
@@ -103,6 +105,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("kpis", "KPIs", "kpis.index"),
     NavEntry("connectors", "Connectors", "connectors.index", MANAGERS),
     NavEntry("imports", "Import", "imports.index", MANAGERS),
+    NavEntry("in_market", "In market", "in_market.page", MANAGERS),
     NavEntry("users", "Users", "admin.users", ("admin",)),
     NavEntry("settings", "Settings", "admin.settings", ("admin",)),
 )
@@ -152,9 +155,11 @@ NAV_COUNTS = {"alerts": _new_alerts}
 
 
 def init_layout(app) -> None:
-    """Template helpers every page may use: ``nav_items()``, ``endpoint_url()``, ``has_role()``."""
+    """Template helpers every page may use: ``nav_items()``, ``endpoint_url()``, ``has_role()``,
+    ``driven_by(score_ref, passive_ref)`` (what made a level: abm.scoring)."""
 
     def has_role(*roles: str) -> bool:
         return current_user.is_authenticated and current_user.role in roles
 
-    app.jinja_env.globals.update(nav_items=nav_items, endpoint_url=endpoint_url, has_role=has_role)
+    app.jinja_env.globals.update(nav_items=nav_items, endpoint_url=endpoint_url, has_role=has_role,
+                                 driven_by=driven_by, event_label=event_label)

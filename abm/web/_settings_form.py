@@ -13,12 +13,14 @@ from sqlalchemy import select
 
 from abm.db import db
 from abm.models import User
+from abm.scoring import event_weight, url_rule
 from abm.services import settings as settings_service
 
 LIST_FIELDS = ("stages", "roles")
 NUMBER_FIELDS = ("half_life_days", "thresholds.warm", "thresholds.hot")
 CAP_SCOPES = ("contact", "account")
-EDITED = ("stages", "roles", "weights", "half_life_days", "thresholds", "caps", "send_window")
+EDITED = ("stages", "roles", "weights", "url_rules", "half_life_days", "thresholds", "heat", "caps", "send_window",
+          "crm_stage_map")
 NEW_WEIGHT = ("weights._new_name", "weights._new_value")
 
 
@@ -37,6 +39,12 @@ def to_form(current: dict) -> dict:
         cap = current["caps"].get(scope) or {}
         values[f"caps.{scope}.max"] = _fmt(cap.get("max", ""))
         values[f"caps.{scope}.per"] = cap.get("per", "")
+    values["url_rules"] = "\n".join(f"{r['pattern']} {_fmt(r['weight'])}" for r in current.get("url_rules", []))
+    values["crm_stage_map"] = "\n".join(f"{k} = {v}" for k, v in (current.get("crm_stage_map") or {}).items())
+    heat = current["heat"]
+    values["heat.passive_cap.points"] = "" if heat["passive_cap"]["points"] is None else _fmt(heat["passive_cap"]["points"])
+    values["heat.passive_cap.days"] = _fmt(heat["passive_cap"]["days"])
+    values["heat.open_window_hours"] = _fmt(heat["open_window_hours"])
     window = current["send_window"]
     values.update({"send_window.timezone": window["timezone"], "send_window.hours": window["hours"],
                    "send_window.days": list(window["days"])})
@@ -102,10 +110,51 @@ def parse(form, current: dict) -> tuple[dict, dict[str, list[str]]]:
         caps[scope] = {"max": _number(form.get(f"caps.{scope}.max"), f"caps.{scope}.max", errors, integer=True),
                        "per": (form.get(f"caps.{scope}.per") or "").strip()}
     changes["caps"] = caps
+    changes["url_rules"] = _url_rules(form.get("url_rules", ""), errors)
+    changes["crm_stage_map"] = _stage_map(form.get("crm_stage_map", ""), errors)
+    points = (form.get("heat.passive_cap.points") or "").strip()
+    changes["heat"] = {**current["heat"], "passive_cap": {
+        "points": _number(points, "heat.passive_cap.points", errors) if points else None,
+        "days": _number(form.get("heat.passive_cap.days"), "heat.passive_cap.days", errors, integer=True)},
+        "open_window_hours": _number(form.get("heat.open_window_hours"), "heat.open_window_hours", errors)}
     changes["send_window"] = {"timezone": (form.get("send_window.timezone") or "").strip(),
                               "days": form.getlist("send_window.days"),
                               "hours": (form.get("send_window.hours") or "").replace(" ", "")}
     return changes, errors
+
+
+def _url_rules(raw: str, errors: dict) -> list[dict]:
+    """``pattern weight`` a line (``/pricing 8``), in the order they are tried."""
+    rules = []
+    for n, line in enumerate((raw or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        pattern, _, weight = line.strip().rpartition(" ")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not pattern.strip() or value is None or value < 0:
+            errors.setdefault("url_rules", []).append(
+                f"line {n}: write the part of the address, a space, then its points (such as /pricing 8)")
+            continue
+        rules.append({"pattern": pattern.strip(), "weight": int(value) if value.is_integer() else value})
+    return rules
+
+
+def _stage_map(raw: str, errors: dict) -> dict[str, str]:
+    """``CRM stage = our stage`` a line."""
+    out = {}
+    for n, line in enumerate((raw or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        crm, sep, ours = line.partition("=")
+        if not sep or not crm.strip() or not ours.strip():
+            errors.setdefault("crm_stage_map", []).append(
+                f"line {n}: write the CRM's stage, =, then one of ours (such as Closed Won = customer)")
+            continue
+        out[crm.strip()] = ours.strip()
+    return out
 
 
 _FRIENDLY = [
@@ -136,8 +185,12 @@ def field_errors(details: list[dict]) -> dict[str, list[str]]:
         item = re.match(r"^(\w+)\[(\d+)\]", path)
         if item and item.group(1) in LIST_FIELDS:
             field, message = item.group(1), f"line {int(item.group(2)) + 1}: {message}"
+        elif item and item.group(1) == "url_rules":
+            field, message = "url_rules", f"line {int(item.group(2)) + 1}: {message}"
         elif item:
             field = item.group(1)
+        elif path.startswith("crm_stage_map"):
+            field = "crm_stage_map"
         elif path.startswith("send_window.days"):
             field = "send_window.days"
         elif re.fullmatch(r"caps\.(contact|account)", path):
@@ -149,6 +202,15 @@ def field_errors(details: list[dict]) -> dict[str, list[str]]:
             field = path if path else "_form"
         out.setdefault(field, []).append(message)
     return out
+
+
+def test_url(url: str | None, current: dict) -> dict | None:
+    """What the URL rules make of a visit to ``url``: the rule that matches and the points."""
+    url = (url or "").strip()[:2000]
+    if not url:
+        return None
+    rule = url_rule(url, current)
+    return {"url": url, "rule": rule, "weight": event_weight("web_visit", url, current)}
 
 
 def history(limit: int = 30) -> list[dict]:

@@ -12,6 +12,7 @@ from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.models import Account, Contact, Opportunity, ScoreSnapshot, User
 from abm.services import accounts as account_service
+from abm.services import in_market
 from abm.services import settings as settings_service
 from abm.web._access import MANAGERS, role_required
 from abm.web.engagement import account_sections
@@ -21,7 +22,7 @@ bp = Blueprint("accounts", __name__)
 PAGE_SIZE = 50
 SORT_CHOICES = [("-score", "Score, highest first"), ("name", "Name, A to Z"), ("-updated_at", "Recently updated"),
                 ("stage", "Stage"), ("-created_at", "Newest")]
-FILTER_NAMES = ("q", "stage", "tier", "owner", "engagement")
+FILTER_NAMES = ("q", "stage", "tier", "owner", "engagement", "fit")
 SCORE_DAYS = 90
 
 
@@ -126,7 +127,7 @@ def _detail(account: Account, status: int = 200, stage_errors: list[str] | None 
         can_change_stage=may_change_stage(account), stage_errors=stage_errors or [],
         notes_errors=notes_errors or [],
         trend=_score_trend(account), counts=account_service.counts(account.id),
-        eng=account_sections(account.id),
+        eng=account_sections(account.id), market=in_market.summary(account),
     ), status
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from abm.auth import issue_token
 from abm.db import db, utcnow
 from abm.errors import ValidationError
-from abm.models import ROLES, ApiToken, AuditLog, User
+from abm.models import ROLES, Account, ApiToken, AuditLog, User
+from abm.services import scores, user_admin
 from abm.services import settings as settings_service
 from abm.services.users import UserError, create_user
 from abm.web import _settings_form as settings_form
@@ -23,7 +24,9 @@ def _users_page(status: int = 200, **context):
     users = db.session.execute(
         select(User).options(selectinload(User.tokens)).order_by(User.email)).scalars().all()
     context.setdefault("form", {"role": "ae"})
-    return render_template("web/admin/users.html", users=users, roles=ROLES, **context), status, {
+    owned = dict(db.session.execute(select(Account.owner_id, func.count()).where(Account.owner_id.is_not(None))
+                                    .group_by(Account.owner_id)).all())
+    return render_template("web/admin/users.html", users=users, roles=ROLES, owned=owned, **context), status, {
         "Cache-Control": "no-store"}
 
 
@@ -75,26 +78,68 @@ def revoke_token(token_id: int):
     return redirect(url_for("admin.users"))
 
 
+DONE = {"role": "now has the role {role}", "deactivate": "is deactivated: their sessions and API tokens have ended",
+        "reactivate": "is active again", "reset": "will get a password-reset link by email",
+        "delete": "is deleted"}
+
+
+@bp.post("/users/<int:user_id>/<action>")
+@role_required("admin")
+def manage(user_id: int, action: str):
+    """Change a role, deactivate, reactivate, email a reset link, delete (accounts reassigned)."""
+    if action not in DONE:
+        abort(404, description=f"no action {action!r}: use one of {', '.join(DONE)}")
+    user = db.session.get(User, user_id) or abort(404, description=f"user {user_id} not found")
+    email = user.email
+    try:
+        if action == "role":
+            user_admin.change_role(user, request.form.get("role", ""), actor_id=current_user.id)
+        elif action == "deactivate":
+            user_admin.deactivate(user, actor_id=current_user.id)
+        elif action == "reactivate":
+            user_admin.reactivate(user, actor_id=current_user.id)
+        elif action == "reset":
+            user_admin.send_reset_link(user, actor_id=current_user.id)
+        else:
+            target = user_admin.find(request.form["reassign_to"]) if request.form.get("reassign_to") else None
+            moved = user_admin.delete(user, target, actor_id=current_user.id)
+            if moved:
+                flash(f"{moved} account(s) of {email} moved to {target.email}.", "info")
+    except UserError as exc:
+        db.session.rollback()
+        flash(f"{email}: {exc}", "error")
+        return redirect(url_for("admin.users"))
+    flash(f"{email} {DONE[action].format(role=request.form.get('role'))}.", "success")
+    return redirect(url_for("admin.users"))
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 @role_required("admin")
 def settings():
+    """Edit the settings (a new version on each save); ``action=preview`` shows how many
+    accounts would change level without saving; ``?test_url=`` tries the URL rules."""
     current = settings_service.current()
     errors: dict[str, list[str]] = {}
     values = settings_form.to_form(current)
-    status = 200
+    status, preview = 200, None
     if request.method == "POST":
         values = settings_form.submitted(request.form)
         changes, errors = settings_form.parse(request.form, current)
         if not errors:
             try:
-                settings_service.update(changes, actor_id=current_user.id)
+                if request.form.get("action") == "preview":
+                    preview = scores.level_changes(settings_service.candidate(changes))
+                else:
+                    settings_service.update(changes, actor_id=current_user.id)
             except ValidationError as exc:
                 db.session.rollback()
                 errors = settings_form.field_errors(exc.details)
             else:
-                flash(f"Settings saved as version {settings_service.current_version()}.", "success")
-                return redirect(url_for("admin.settings"))
-        status = 422
+                if preview is None:
+                    flash(f"Settings saved as version {settings_service.current_version()}.", "success")
+                    return redirect(url_for("admin.settings"))
+        status = 422 if errors else 200
+    tested = settings_form.test_url(request.args.get("test_url"), current)
     return render_template("web/admin/settings.html", values=values, errors=errors,
-                           days=settings_service.DAYS, history=settings_form.history(),
-                           weight_keys=settings_form.weight_keys(current)), status
+                           days=settings_service.DAYS, history=settings_form.history(), preview=preview,
+                           tested=tested, weight_keys=settings_form.weight_keys(current)), status

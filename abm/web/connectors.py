@@ -20,6 +20,7 @@ from flask_login import current_user
 
 from abm import crypto
 from abm.errors import ApiError, ValidationError
+from abm.labels import field_label, rate_label, type_label
 from abm.services import connectors as service
 from abm.web._access import role_required, safe_next
 from connectors import registry
@@ -33,7 +34,25 @@ PREFIX = "s."
 # -- the form, from the JSON Schema ----------------------------------------------------
 
 def _label(key: str, prop: dict) -> str:
-    return prop.get("title") or key.replace("_", " ").capitalize()
+    return prop.get("title") or field_label(key)
+
+
+def _rate(text: str | None) -> str:
+    """"10 calls per second" for the stored "10/1"."""
+    calls, _, seconds = (text or "").partition("/")
+    return rate_label(int(calls), int(seconds)) if calls.isdigit() and seconds.isdigit() else (text or "")
+
+
+def _labelled(item: dict) -> dict:
+    return {**item, "type_label": type_label(item["type"], registry_title(item["type"])),
+            "rate_label": _rate(item.get("rate_limit"))}
+
+
+def registry_title(type_name: str) -> str | None:
+    try:
+        return service.type_schema(registry.get(type_name)).get("title")
+    except registry.UnknownConnectorType:
+        return None
 
 
 def _kind(prop: dict) -> str:
@@ -166,7 +185,8 @@ def _render_form(cls: type[Connector], type_name: str, config=None, values=None,
         defaults=extra.get("default", list(config.default_for or []) if config is not None else []),
         unit_cost=extra.get("unit_cost", f"{float(config.unit_cost or 0):g}" if config is not None else ""),
         rate_limit=extra.get("rate_limit", (config.rate_limit or "") if config is not None else ""),
-        type_rate="{}/{}".format(*cls.rate_limit),
+        type_rate="{}/{}".format(*cls.rate_limit), type_rate_label=rate_label(*cls.rate_limit),
+        type_label=type_label(type_name, service.type_schema(cls).get("title")),
         info=service.serialize(config, "admin") if config is not None else None,
     ), status
 
@@ -185,6 +205,11 @@ def _config_or_404(name: str):
         abort(404, description=f"no connector named {name!r}")
 
 
+def _types() -> list[dict]:
+    return [{**t, "title": type_label(t["type"], t["schema"].get("title")), "rate_label": _rate(t["rate_limit"])}
+            for t in service.describe_types()]
+
+
 # -- pages -----------------------------------------------------------------------------
 
 @bp.get("/")
@@ -192,12 +217,12 @@ def _config_or_404(name: str):
 def index():
     rows = service.list_configs()
     if current_user.role != "admin":
-        return render_template("web/connectors/index.html", rows=[service.serialize(r, "manager") for r in rows],
-                               admin=False)
-    items = [service.serialize(r, "admin") for r in rows]
+        return render_template("web/connectors/index.html",
+                               rows=[_labelled(service.serialize(r, "manager")) for r in rows], admin=False)
+    items = [_labelled(service.serialize(r, "admin")) for r in rows]
     serving = {c: [i["name"] for i in items if c in i["channels"]] for c in CHANNELS}
     return render_template("web/connectors/index.html", rows=items, admin=True, channels=CHANNELS,
-                           serving=serving, defaults=service.defaults(), types=service.describe_types())
+                           serving=serving, defaults=service.defaults(), types=_types())
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -205,24 +230,32 @@ def index():
 def new():
     type_name = request.values.get("type")
     if not type_name:
-        return render_template("web/connectors/types.html", types=service.describe_types())
+        return render_template("web/connectors/types.html", types=_types())
     cls = _type_or_404(type_name)
     if request.method == "GET":
         return _render_form(cls, type_name)
     name = request.form.get("name", "").strip()
     data, errors = _data_from_form(cls)
-    if not errors:
-        try:
-            config = service.create({"type": type_name, "name": name, **data}, actor_id=current_user.id)
-        except ValidationError as exc:
-            errors = exc.details
-        except ApiError as exc:
-            errors = [{"path": "name", "message": exc.message}]
-        else:
+    try:  # the service checks the rest even when the form had unreadable fields: every error at once
+        config = service.create({"type": type_name, "name": name, **data}, actor_id=current_user.id,
+                                commit=not errors)
+    except ValidationError as exc:
+        errors = _together(errors, exc.details)
+    except ApiError as exc:
+        errors = [*errors, {"path": "name", "message": exc.message}]
+    else:
+        if not errors:
             flash(f"Connector {config.name} created. Test it to see that it can reach its provider.", "success")
             return redirect(url_for("connectors.edit", name=config.name))
     return _render_form(cls, type_name, values=_values(data["settings"]), errors=_errors_by_field(errors),
                         name=name, status=422, form_extra=_extra(data))
+
+
+def _together(form_errors: list[dict], service_errors: list[dict]) -> list[dict]:
+    """The form's own errors (unreadable JSON) and the service's, one message a field at most
+    from the service where the form already said what is wrong."""
+    said = {e["path"] for e in form_errors}
+    return [*form_errors, *(e for e in service_errors if e.get("path") not in said)]
 
 
 def _values(settings_patch: dict[str, Any]) -> dict[str, Any]:
@@ -244,12 +277,12 @@ def edit(name: str):
     if request.method == "GET":
         return _render_form(cls, config.type, config=config, name=name)
     data, errors = _data_from_form(cls)
-    if not errors:
-        try:
-            service.update(name, data, actor_id=current_user.id)
-        except ValidationError as exc:
-            errors = exc.details
-        else:
+    try:
+        service.update(name, data, actor_id=current_user.id, commit=not errors)
+    except ValidationError as exc:
+        errors = _together(errors, exc.details)
+    else:
+        if not errors:
             flash(f"Connector {name} saved.", "success")
             return redirect(url_for("connectors.edit", name=name))
     config = _config_or_404(name)

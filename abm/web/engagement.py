@@ -10,23 +10,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from abm.api.engagement import timeline
 from abm.db import db, utcnow
 from abm.errors import ApiError
 from abm.models import Contact, Playbook, User
-from abm.services import sales_view, scores
+from abm.services import in_market, sales_view, scores
 from abm.services import settings as settings_service
+from abm.services import timeline as timeline_service
+from abm.services import users as users_service
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("engagement", __name__)
 
 SORTS = {"score": "Score", "change": "Change this week"}
 LEVELS = ("cold", "warm", "hot")
-MY_ACCOUNTS_LIMIT = 500
 
 
 def ago(when: datetime | None, now: datetime) -> str:
@@ -68,19 +68,37 @@ def _owners() -> list[User]:
 @role_required()
 def my_accounts():
     owner = _owner_from_request()
-    sort = request.args.get("sort", "score")
-    if sort not in SORTS:
-        sort = "score"
+    own = owner.id == current_user.id
+    saved = (current_user.preferences or {}).get("my_accounts") if own else None
+    asked = any(k in request.args for k in sales_view.FILTERS)
+    stages = settings_service.current()["stages"]
+    filters = sales_view.clean_filters(request.args if asked or not saved else saved, stages)
+    page = request.args.get("page", "1")
     now = utcnow()
-    rows = sales_view.my_accounts(owner.id, sort=sort, limit=MY_ACCOUNTS_LIMIT, now=now)
-    for row in rows:
+    result = sales_view.my_accounts(owner.id, filters, int(page) if page.isdigit() and len(page) < 7 else 1, now)
+    for row in result["rows"]:
         row["last_touch"] = ago(row["last_touch_at"], now)
-    owner_arg = None if owner.id == current_user.id else owner.id
+    owner_arg = None if own else owner.id
+    active = {k: v for k, v in filters.items() if v and k != "sort"}
+
+    def link(**changes):
+        args = {k: v for k, v in {**filters, **changes}.items() if v}
+        return url_for("engagement.my_accounts", owner=owner_arg, **args)
+
     return render_template(
-        "web/engagement/my_accounts.html", rows=rows, owner=owner, sort=sort, sorts=SORTS,
-        own=owner.id == current_user.id, owners=_owners() if current_user.role in MANAGERS else [],
-        sort_url=lambda s: url_for("engagement.my_accounts", sort=s, owner=owner_arg),
-        limit=MY_ACCOUNTS_LIMIT)
+        "web/engagement/my_accounts.html", result=result, rows=result["rows"], owner=owner, filters=filters,
+        active=active, sort=filters["sort"], sorts=SORTS, own=own, stages=stages, levels=LEVELS,
+        owners=_owners() if current_user.role in MANAGERS else [], link=link, saved=saved,
+        from_default=own and saved and not asked)
+
+
+@bp.post("/engagement/mine/default")
+@role_required()
+def save_default():
+    filters = sales_view.clean_filters(request.form, settings_service.current()["stages"])
+    users_service.save_preference(current_user, "my_accounts", filters)
+    flash("These filters are now your default for My accounts.", "success")
+    return redirect(url_for("engagement.my_accounts", **{k: v for k, v in filters.items() if v}))
 
 
 def accounts_link(stages: list[str] | str | None, level: str | None, mine: bool) -> str:
@@ -125,7 +143,27 @@ def index():
     totals = {lv: sum(r["cells"][i]["count"] for r in rows) for i, lv in enumerate(LEVELS)}
     return render_template(
         "web/engagement/matrix.html", rows=rows, levels=LEVELS, named=named, scope=scope, totals=totals,
-        total=sum(totals.values()), level_links={lv: accounts_link(None, lv, mine) for lv in LEVELS})
+        total=sum(totals.values()), level_links={lv: accounts_link(None, lv, mine) for lv in LEVELS},
+        fit_rows=_fit_rows(in_market.fit_matrix(current_user.id if mine else None), mine))
+
+
+FIT_LABELS = {"high": "High fit (70+)", "medium": "Medium fit (40 to 69)", "low": "Low fit (below 40)",
+              "none": "Not scored"}
+
+
+def _fit_rows(m: dict, mine: bool) -> list[dict]:
+    """The fit by engagement matrix's rows, each cell a link to the accounts it counts."""
+    rows = []
+    for band in m["bands"]:
+        def link(level=None, band=band):
+            args = {"fit": band, **({"engagement": level} if level else {}), **({"owner": "me"} if mine else {})}
+            return url_for("accounts.index", **args)
+        rows.append({"band": band, "label": FIT_LABELS[band], "href": link(),
+                     "total": sum(m["counts"][band].values()),
+                     "cells": [{"level": lv, "count": m["counts"][band][lv], "href": link(lv),
+                                "act": (band, lv) in {("high", "cold"), ("high", "warm")} and m["counts"][band][lv] > 0}
+                               for lv in LEVELS]})
+    return rows
 
 
 @bp.get("/engagement/snippet")
@@ -156,7 +194,7 @@ def account_sections(account_id: int, now: datetime | None = None) -> dict:
     touches, events and stage changes, buying committee coverage and the playbooks."""
     now = now or utcnow()
     breakdown = scores.breakdown(account_id, now=now, recent=RECENT_EVENTS)
-    items = timeline(account_id, TIMELINE_LIMIT)
+    items = timeline_service.account_timeline(account_id, TIMELINE_LIMIT)
     contacts = _names(Contact, {i.get("contact_id") for i in items} | {e["contact_id"] for e in breakdown["events"]})
     playbooks = _names(Playbook, {i.get("playbook_id") for i in items} | {e["playbook_id"] for e in breakdown["events"]})
 

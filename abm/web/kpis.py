@@ -6,13 +6,14 @@ import csv
 import io
 from datetime import datetime
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from abm import exports
 from abm.db import db, utcnow
 from abm.errors import ValidationError
-from abm.models import Account, Cost, Playbook
-from abm.services import kpi_glossary, kpis, rollups
+from abm.models import Cost, Playbook
+from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis, rollups
 from abm.services import settings as settings_service
 from abm.services import spend as spend_service
 from abm.web._access import MANAGERS, role_required
@@ -71,6 +72,23 @@ def index():
         currency=settings_service.current().get("currency", "USD"))
 
 
+@bp.get("/kpis/trends")
+@role_required()
+def trends():
+    """Every KPI week by week, each with a chart."""
+    _, args, problems = _period_args()
+    weeks = request.args.get("weeks", "12")
+    weeks = int(weeks) if weeks.isdigit() and 1 <= int(weeks) <= kpi_trends.MAX_WEEKS else 12
+    data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None)
+    if request.args.get("format") == "csv":
+        return Response(exports.csv_text(data["rows"]), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="kpis-by-week.csv"'})
+    currency = settings_service.current().get("currency", "USD")
+    return render_template("web/kpis/trends.html", data=data, weeks=weeks, args=args, problems=problems,
+                           label=kpi_glossary.label, money_fmt=lambda v: kpi_glossary.money(v, currency),
+                           count_fmt=kpi_glossary.count)
+
+
 @bp.get("/kpis/glossary")
 @role_required()
 def glossary():
@@ -93,6 +111,16 @@ def compare():
                            groups=kpis.GROUPS, metrics=list(kpis.COMPARED), query=query)
 
 
+def _list(template: str, rows: list[dict], name: str, **context):
+    """A list behind a figure: the page, or its CSV with ``format=csv``."""
+    if request.args.get("format") == "csv":
+        return Response(exports.csv_text(rows), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    csv_url = url_for(request.endpoint, **{**request.args.to_dict(), "format": "csv"})
+    return render_template(template, rows=rows, csv_url=csv_url, format_money=kpi_glossary.money,
+                           currency=settings_service.current().get("currency", "USD"), **context)
+
+
 @bp.get("/kpis/accounts")
 @role_required()
 def accounts():
@@ -100,17 +128,36 @@ def accounts():
     metric = request.args.get("metric", "reached")
     group = request.args.get("group", "")
     try:
-        ids = kpis.accounts_behind(metric, args["group_by"], group, period, args["playbook"] or None,
-                                   args["product"] or None, args["model"] or None)
+        ids = kpi_trace.accounts_behind(metric, args["group_by"], group, period, args["playbook"] or None,
+                                        args["product"] or None, args["model"] or None)
     except kpis.KpiError as exc:
         problems.append(str(exc))
         ids = []
-    rows = []
-    for i in range(0, len(ids), 1000):
-        rows += db.session.execute(select(Account).where(Account.id.in_(ids[i:i + 1000]))).scalars().all()
-    rows.sort(key=lambda a: (-a.score, a.name))
-    return render_template("web/kpis/accounts.html", rows=rows, metric=metric, group=group, args=args,
-                           period=period, problems=problems)
+    return _list("web/kpis/accounts.html", kpi_trace.account_rows(ids), f"accounts-{metric}", metric=metric,
+                 group=group, args=args, period=period, problems=problems)
+
+
+@bp.get("/kpis/opportunities")
+@role_required()
+def opportunities():
+    """The opportunities behind pipeline influenced (``metric=revenue``: revenue influenced)."""
+    period, args, problems = _period_args()
+    metric = "revenue" if request.args.get("metric") == "revenue" else "pipeline"
+    group = request.args.get("group") or None
+    rows = kpi_trace.opportunities_behind(args["group_by"], group, period, args["playbook"] or None,
+                                          args["product"] or None, won=metric == "revenue")
+    return _list("web/kpis/opportunities.html", rows, f"opportunities-{metric}", metric=metric, group=group,
+                 args=args, period=period, problems=problems)
+
+
+@bp.get("/kpis/costs")
+@role_required()
+def costs():
+    """The spend entries and unit costs behind a cost figure."""
+    period, args, problems = _period_args()
+    group = request.args.get("group") or None
+    rows = kpi_trace.spend_behind(args["group_by"], group, period, args["playbook"] or None, args["product"] or None)
+    return _list("web/kpis/costs.html", rows, "cost-rows", group=group, args=args, period=period, problems=problems)
 
 
 @bp.route("/kpis/spend", methods=["GET", "POST"])

@@ -19,8 +19,8 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file
 
 from abm import tracking
-from abm.db import db, utcnow
-from abm.services import events, site_beacons
+from abm.db import utcnow
+from abm.services import events, site_beacons, unsubscribes
 
 bp = Blueprint("tracking", __name__)
 
@@ -115,15 +115,13 @@ def visit():
 
 @bp.route("/u/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str):
-    from abm.models import Contact
-
-    contact_id = tracking.read_unsubscribe(token)
-    if isinstance(contact_id, str):  # an email to the account's owner: an internal notification
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    contact = unsubscribes.recipient(token)
+    if contact == unsubscribes.OWNER:
         if request.method == "POST":
             return Response("This address gets internal sales notifications; ask your admin to change them.\n",
                             status=200, mimetype="text/plain")
         return render_template("web/unsubscribe.html", state="owner")
-    contact = db.session.get(Contact, contact_id) if contact_id else None
     if contact is None:
         if request.method == "POST":
             return Response("This unsubscribe link is not valid.\n", status=400, mimetype="text/plain")
@@ -131,11 +129,7 @@ def unsubscribe(token: str):
     if request.method == "GET":
         return render_template("web/unsubscribe.html", state="confirm", token=token,
                                already=contact.unsubscribed_at is not None)
-    if contact.unsubscribed_at is None:
-        contact.unsubscribed_at = utcnow()
-        db.session.commit()
-        events.push([{"type": "unsubscribe", "occurred_at": _now_iso(), "contact_id": contact.id,
-                      "source": "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "page"}])
-    if request.form.get("List-Unsubscribe") == "One-Click":
+    unsubscribes.unsubscribe(contact, "one-click" if one_click else "page")
+    if one_click:
         return Response("unsubscribed\n", status=200, mimetype="text/plain")
     return render_template("web/unsubscribe.html", state="done")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.admin.helpers import login
-from tests.connectors.fakes_b.linkedin import FakeLinkedIn
+from tests.connectors.fakes.linkedin import FakeLinkedIn
 from tests.connectors.harness import serve
 
 

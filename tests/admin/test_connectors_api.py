@@ -101,8 +101,9 @@ def test_schema_errors_come_back_per_field(api):
     assert answer.status_code == 422
     error = answer.get_json()["error"]
     by_path = {d["path"]: d["message"] for d in error["details"]}
-    assert set(by_path) == {"name", "rate_limit", "unit_cost", "default"}, by_path
-    # settings are checked once the fields around them are right
+    # every error at once: the fields around the settings and the settings themselves
+    assert set(by_path) == {"name", "rate_limit", "unit_cost", "default", "settings.url", "settings.secret",
+                            "settings.colour", "settings.timeout"}, by_path
     answer = admin.post("/api/v1/connectors", json={
         "type": "webhook", "name": "hook",
         "settings": {"url": "ftp://nope", "secret": "tooshort-SECRET", "colour": "blue", "timeout": -1}})

@@ -131,3 +131,23 @@ def test_every_form_carries_a_csrf_token_and_a_post_without_one_is_refused(app, 
     toggle = next(f for f in forms_of(page) if f["action"] == "/connectors/log/enabled")
     assert admin_client.post(toggle["action"], data=dict(toggle["fields"])).status_code == 302
     assert service.get_config("log").enabled is False
+
+
+def test_an_empty_form_shows_every_error_at_once_with_human_labels(admin_client):
+    types = admin_client.get("/connectors/new").get_data(as_text=True)
+    assert ">Google Ads</a>" in types and "10 calls per second" in types and "300 calls per minute" in types
+    page = admin_client.get("/connectors/new?type=smtp").get_data(as_text=True)
+    assert "CA certificate" in page and "Ca certificate" not in page
+    assert "10/1 is 10 calls per second" in page
+
+    answer = admin_client.post("/connectors/new?type=smtp", data={"name": "", "s.port": "", "rate_limit": "often"})
+    assert answer.status_code == 422
+    html = answer.get_data(as_text=True)
+    flagged = set(re.findall(r'<ul class="field-errors" id="err-([\w.-]+)">', html))
+    assert {"name", "s-host", "s-from_email", "rate_limit"} <= flagged, flagged  # not only the name
+    # a field the form cannot read (bad JSON) is reported with the others, not instead of them
+    answer = admin_client.post("/connectors/new?type=hubspot", data={"name": "Bad Name", "s.stage_map": "{not json"})
+    html = answer.get_data(as_text=True)
+    flagged = set(re.findall(r'<ul class="field-errors" id="err-([\w.-]+)">', html))
+    assert {"name", "s-stage_map", "s-access_token"} <= flagged, flagged
+    assert "is not valid JSON" in html

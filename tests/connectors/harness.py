@@ -1,7 +1,7 @@
 """Real local HTTP servers for connector tests.
 
 Each fake provider is a small Flask app that speaks the provider's protocol as
-../shared/spec/connectors.md describes and rejects malformed requests. ``serve`` runs
+docs/provider-protocols.md describes and rejects malformed requests. ``serve`` runs
 it on a free loopback port in a thread, for the duration of a ``with`` block, and
 records every request it received so tests can count what arrived.
 """

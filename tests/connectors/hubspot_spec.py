@@ -4,7 +4,7 @@ The SDK's models are generated from HubSpot's OpenAPI documents: ``openapi_types
 each field's type, ``attribute_map`` its JSON name, and a setter refuses ``None`` for a
 required field. :func:`violations` checks a JSON body against a model strictly: unknown
 fields, wrong types (``sorts`` is a list of strings, not of objects), missing required
-fields. The fake HubSpot (fakes_b/hubspot.py) refuses a request with any violation.
+fields. The fake HubSpot (fakes/hubspot.py) refuses a request with any violation.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from hubspot.crm.companies.models import (
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
 )
+from hubspot.crm.objects.notes.models import BatchInputSimplePublicObjectBatchInputForCreate
 from hubspot.crm.objects.tasks.models import SimplePublicObjectInputForCreate
 
 #: Fields the published CRM search spec requires although SDK 12's model leaves them
@@ -33,6 +34,8 @@ MODELS: list[tuple[str, re.Pattern[str], type, set[str]]] = [
     ("POST", re.compile(r"^/crm/v3/objects/companies/batch/read$"), BatchReadInputSimplePublicObjectId, set()),
     ("POST", re.compile(r"^/crm/v3/objects/companies/batch/update$"), BatchInputSimplePublicObjectBatchInput, set()),
     ("POST", re.compile(r"^/crm/v3/objects/tasks$"), SimplePublicObjectInputForCreate, set()),
+    ("POST", re.compile(r"^/crm/v3/objects/notes/batch/create$"), BatchInputSimplePublicObjectBatchInputForCreate,
+     set()),
 ]
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from connectors.base import ConnectorContext, PermanentError, RetryableError, hash_identifier
 from connectors.google_ads import GoogleAdsConnector
-from tests.connectors.fakes_b.google_ads import FakeGoogleAds
-from tests.connectors.fakes_b.touches import assert_schema_shape, audience_touch, closed_port_url
+from tests.connectors.fakes.google_ads import FakeGoogleAds
+from tests.connectors.fakes.touches import assert_schema_shape, audience_touch, closed_port_url
 from tests.connectors.harness import serve
 
 TOKEN, DEV = "ga-token", "dev-token"
@@ -159,7 +159,7 @@ def test_connection_test(fake):
 
 def test_every_body_parses_strictly_as_googles_request_message_with_consent(fake):
     """The fake parses each body with json_format (unknown fields refused) into the request
-    message of the google-ads protos for the version in the URL (fakes_b/google_ads.py)."""
+    message of the google-ads protos for the version in the URL (fakes/google_ads.py)."""
     with serve(fake.app) as server:
         assert all(r.ok for r in make(server, consent_ad_personalization="DENIED").send(
             [audience_touch(1, contacts=people(2))]))
@@ -175,7 +175,7 @@ def test_every_body_parses_strictly_as_googles_request_message_with_consent(fake
 def test_a_body_google_would_refuse_is_refused(fake):
     from google.protobuf import json_format
 
-    from tests.connectors.fakes_b.google_ads import parse_strictly
+    from tests.connectors.fakes.google_ads import parse_strictly
 
     with pytest.raises(json_format.ParseError):
         parse_strictly("v26", "/v26/customers/1/offlineUserDataJobs:create",

@@ -2,7 +2,7 @@
 
 LinkedIn publishes no SDK or OpenAPI document for these endpoints, so the reference is its
 documentation (learn.microsoft.com/linkedin/marketing/matched-audiences/create-and-manage-segments
-and .../versioning), whose field names and headers the fake (fakes_b/linkedin.py) enforces:
+and .../versioning), whose field names and headers the fake (fakes/linkedin.py) enforces:
 ``LinkedIn-Version: YYYYMM`` and ``X-Restli-Protocol-Version: 2.0.0`` on every call,
 ``X-RestLi-Method: BATCH_CREATE`` on streaming, user elements ``{action, userIds: [{idType:
 SHA256_EMAIL, idValue}]}``, company elements ``companyName``/``companyWebsiteDomain``/...,
@@ -19,8 +19,8 @@ import pytest
 
 from connectors.base import ConnectorContext, PermanentError, RetryableError
 from connectors.linkedin import LinkedInConnector
-from tests.connectors.fakes_b.linkedin import FakeLinkedIn
-from tests.connectors.fakes_b.touches import assert_schema_shape, audience_touch, closed_port_url
+from tests.connectors.fakes.linkedin import FakeLinkedIn
+from tests.connectors.fakes.touches import assert_schema_shape, audience_touch, closed_port_url
 from tests.connectors.harness import serve
 
 TOKEN = "li-token"

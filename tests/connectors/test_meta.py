@@ -8,8 +8,8 @@ import pytest
 
 from connectors.base import ConnectorContext, PermanentError, RetryableError, hash_identifier
 from connectors.meta import MetaConnector
-from tests.connectors.fakes_b.meta import FakeMeta
-from tests.connectors.fakes_b.touches import assert_schema_shape, audience_touch, closed_port_url
+from tests.connectors.fakes.meta import FakeMeta
+from tests.connectors.fakes.touches import assert_schema_shape, audience_touch, closed_port_url
 from tests.connectors.harness import serve
 
 TOKEN = "meta-token"

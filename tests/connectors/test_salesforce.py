@@ -10,8 +10,8 @@ from jsonschema import Draft202012Validator
 
 from connectors.base import PermanentError, RetryableError
 from connectors.salesforce import SalesforceConnector
-from tests.connectors.fakes_b.salesforce import FakeSalesforce
-from tests.connectors.fakes_b.touches import closed_port_url, schema_errors, task_touch
+from tests.connectors.fakes.salesforce import FakeSalesforce
+from tests.connectors.fakes.touches import closed_port_url, schema_errors, task_touch
 from tests.connectors.harness import serve
 
 TOKEN = "sf-token"
@@ -50,7 +50,7 @@ def test_poll_accounts_and_opportunities(fake):
         events, cursor = make(server).poll(None)
         assert cursor["more"] is False
         query = server.requests[0].query["q"][0]
-        assert query.startswith("SELECT Id, Name, Website, OwnerId, Type, LastModifiedDate FROM Account")
+        assert query.startswith("SELECT Id, Name, Website, OwnerId, Type, LastModifiedDate, SystemModstamp FROM Account")
     stage, opp = events
     assert (stage.type, stage.crm_id, stage.account_domain) == ("stage_changed", "001A", "acme.com")
     assert stage.properties["stage"] == "customer" and stage.properties["crm_stage"] == "Customer - Direct"
@@ -168,3 +168,60 @@ def test_connection_test(fake):
             make(server, api_version="50.0").test()
     with pytest.raises(RetryableError, match="could not connect"):
         SalesforceConnector("sf", {"access_token": "t", "base_url": closed_port_url()}).test()
+
+
+# -- changes within a minute, within the org's daily API limit ------------------------------------
+
+def test_a_change_only_systemmodstamp_sees_is_polled(fake):
+    """A stage set by a flow or an integration user moves SystemModstamp; the cursor follows it."""
+    fake.put("Account", "001A", Name="Acme", Website="acme.com", Type="Prospect")
+    with serve(fake.app) as server:
+        connector = make(server)
+        _, cursor = connector.poll(None)
+        fake.put("Account", "001A", Type="Customer - Direct")
+        fake.records["Account"]["001A"]["LastModifiedDate"] = "2025-12-31T00:00:00.000+0000"  # system change
+        events, cursor = connector.poll(cursor)
+    assert [(e.crm_id, e.properties["stage"]) for e in events] == [("001A", "customer")]
+    assert cursor["accounts"]["since"] == fake.records["Account"]["001A"]["SystemModstamp"]
+
+
+def test_polls_count_their_calls_and_back_off_when_the_org_nears_its_limit(fake, monkeypatch):
+    fake.put("Account", "001A", Name="Acme", Website="acme.com", Type="Prospect")
+    clock = [1_000_000.0]
+    monkeypatch.setattr(SalesforceConnector, "now", staticmethod(lambda: clock[0]))
+    with serve(fake.app) as server:
+        connector = make(server, api_ceiling_percent=80, backoff_seconds=900)
+        _, cursor = connector.poll(None)
+        assert cursor["api"]["calls"] == 2 and cursor["api"]["used"] == 2 and cursor["api"]["max"] == 15_000
+        assert cursor["api"]["backoff_until"] == 0
+
+        fake.api_used = 12_500  # another integration used most of the org's day
+        _, cursor = connector.poll(cursor)
+        assert cursor["api"]["used"] >= 12_000 and cursor["api"]["backoff_until"] == clock[0] + 900
+        calls = len(server.requests)
+        fake.put("Account", "001A", Type="Customer - Direct")
+        clock[0] += 60
+        events, held = connector.poll(cursor)
+        assert events == [] and len(server.requests) == calls, "no call while backing off"
+        assert held["accounts"] == cursor["accounts"], "the watermark waits"
+
+        fake.api_used = 1_000  # the rolling day moved on
+        clock[0] += 900
+        events, cursor = connector.poll(held)
+        assert [e.properties["stage"] for e in events] == ["customer"] and cursor["api"]["backoff_until"] == 0
+    assert cursor["api"]["calls"] == 6
+
+
+
+def test_timeline_entries_become_completed_tasks_on_the_account(fake):
+    fake.put("Account", "001A", Name="Acme")
+    entries = [{"crm_id": "001A", "key": "k1", "subject": "ABM week 48: 3 touches, 5 events",
+                "body": "Marketing: 2 emails\nAccount: 4 email clicks", "occurred_at": "2026-11-30T00:00:00+00:00"},
+               {"crm_id": "001Z", "key": "k2", "subject": "ABM week 48", "body": "x",
+                "occurred_at": "2026-11-30T00:00:00+00:00"}]
+    with serve(fake.app) as server:
+        results = make(server).write_timeline(entries)
+    assert [r.ok for r in results] == [True, False] and "INVALID_CROSS_REFERENCE_KEY" in results[1].error
+    [task] = fake.tasks
+    assert (task["WhatId"], task["Status"], task["ActivityDate"]) == ("001A", "Completed", "2026-11-30")
+    assert task["Description"].splitlines() == ["Marketing: 2 emails", "Account: 4 email clicks"]

@@ -46,7 +46,8 @@ def test_same_content_goes_in_one_request_with_a_personalization_per_touch(fake)
     assert [p["custom_args"] for p in body["personalizations"]] == [
         {"abm_touch_id": str(t.id), "abm_touch_key": t.key} for t in touches]
     assert body["personalizations"][0]["headers"] == {
-        "List-Unsubscribe": "<https://abm.example/u/TOKEN>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        "List-Unsubscribe": "<https://abm.example/u/TOKEN>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": '"Tier 1" <tier1.abm.vendor.example>'}
     assert body["from"] == {"email": "news@vendor.example", "name": "Vendor"}
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert "our guide (https://vendor.example/guide?a=1&b=2)" in body["content"][0]["value"]
@@ -96,7 +97,7 @@ def test_a_list_unsubscribe_header_from_the_engine_is_enough(fake):
     [body] = sent_bodies(fake)
     assert body["personalizations"][0]["headers"] == {
         "X-Campaign": "tier1", "List-Unsubscribe": "<mailto:u@vendor.example>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        "List-Id": '"Tier 1" <tier1.abm.vendor.example>'}  # no One-Click without an https URI (RFC 8058)
 
 
 def test_401_is_permanent(fake):

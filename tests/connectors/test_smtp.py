@@ -232,3 +232,82 @@ def test_message_id_is_stable_per_touch_key():
     again = build_email(touch, from_email="n@vendor.example")
     other = build_email(email_touch(), from_email="n@vendor.example")
     assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
+
+
+# -- on the wire: 8BITMIME, 7-bit, List-Id, One-Click, DKIM (references: aiosmtpd, dkimpy) ------
+
+UTF8_HTML = "<p>Grüße aus Köln, Jürgen</p><p><a href=\"https://abm.example/u/TOKEN\">Abmelden</a></p>"
+
+
+def test_8bit_bodies_go_with_body_8bitmime_when_the_server_offers_it():
+    with smtp_server() as server:
+        assert SmtpConnector("mail", settings(server)).send([email_touch(html=UTF8_HTML)])[0].ok
+    received = server.messages[0]
+    assert "BODY=8BITMIME" in [o.upper() for o in received.mail_options]
+    assert "Grüße aus Köln".encode() in received.raw
+    assert "Grüße aus Köln" in received.message.get_body(("plain",)).get_content()
+
+
+def test_a_server_without_8bitmime_gets_a_7bit_message_that_reads_the_same():
+    with smtp_server(offer_8bitmime=False) as server:
+        results = SmtpConnector("mail", settings(server)).send([email_touch(html=UTF8_HTML, subject="Grüße")])
+    assert results[0].ok, results[0].error
+    received = server.messages[0]
+    assert not any(o.upper().startswith("BODY=") for o in received.mail_options) and max(received.raw) < 128
+    assert received.message["Subject"] == "Grüße"
+    assert "Grüße aus Köln" in received.message.get_body(("plain",)).get_content()
+    assert "Grüße aus Köln" in received.message.get_body(("html",)).get_content()
+
+
+def test_list_id_always_and_one_click_only_beside_an_https_link():
+    with smtp_server() as server:
+        conn = SmtpConnector("mail", settings(server))
+        conn.send([email_touch(), email_touch(unsubscribe_url="http://abm.example/u/TOKEN")])
+    https, http = (m.message for m in server.messages)
+    assert https["List-Id"] == '"Tier 1" <tier1.abm.vendor.example>'
+    assert https["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert http["List-Unsubscribe"] == "<http://abm.example/u/TOKEN>" and http["List-Unsubscribe-Post"] is None
+
+
+def _rsa_key() -> tuple[str, bytes]:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption()).decode()
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+def test_messages_are_dkim_signed_and_dkimpy_verifies_them():
+    import dkim
+
+    pem, record = _rsa_key()
+    published = {b"abm2026._domainkey.vendor.example.": record}
+
+    def dns(name, timeout=5):
+        return published.get(name)
+
+    with smtp_server() as server:
+        conn = SmtpConnector("mail", settings(server, dkim_private_key=pem, dkim_selector="abm2026"))
+        assert all(r.ok for r in conn.send([email_touch(html=UTF8_HTML), email_touch()]))
+    for received in server.messages:
+        assert received.raw.startswith(b"DKIM-Signature:")
+        assert dkim.verify(received.raw, dnsfunc=dns)
+        signature = received.message["DKIM-Signature"]
+        assert "d=vendor.example" in signature and "s=abm2026" in signature
+        for header in ("from", "subject", "list-unsubscribe", "list-id"):
+            assert header in signature.split("h=")[1].split(";")[0].lower()
+    tampered = server.messages[0].raw.replace(b"Hello from us", b"Hello from them")
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_a_dkim_key_that_is_not_one_is_a_permanent_error_naming_the_setting():
+    bad = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
+    with smtp_server() as server:
+        with pytest.raises(PermanentError, match="dkim_private_key"):
+            SmtpConnector("mail", settings(server, dkim_private_key=bad, dkim_selector="s")).send([email_touch()])
+    assert server.messages == []

@@ -171,3 +171,4 @@ def test_networks_over_the_api_and_from_a_csv_say_which_entry_is_wrong(app, api,
                                           "globex.com,not-a-net\n")
     assert report.written == 1
     assert [(e["line"], e["field"]) for e in report.errors] == [(3, "domain"), (4, "network")]
+

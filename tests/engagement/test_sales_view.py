@@ -7,6 +7,7 @@ from datetime import timedelta
 from abm.db import db, utcnow
 from abm.models import Account
 from abm.services import events, sales_view
+from abm.services import settings as settings_service
 from tests.engagement.test_scores import _line
 
 
@@ -19,14 +20,16 @@ def test_my_accounts_sorts_by_score_and_by_change_this_week(app, world, make_use
     events.store([_line("meeting", "jane@acme.com", days_ago=10, now=now),
                   _line("meeting", "jane@acme.com", days_ago=9, now=now),
                   _line("form_fill", domain="globex.com", days_ago=1, now=now)], now=now)
-    rows = sales_view.my_accounts(ae.id, now=now)
+    rows = sales_view.my_accounts(ae.id, now=now)["rows"]
     assert [r["name"] for r in rows] == ["Acme", "Globex"]  # acme has the higher score
-    by_change = sales_view.my_accounts(ae.id, sort="change", now=now)
+    by_change = sales_view.my_accounts(ae.id, {"sort": "change"}, now=now)["rows"]
     assert [r["name"] for r in by_change] == ["Globex", "Acme"]  # globex gained this week, acme only decayed
     assert by_change[0]["change_week"] > 0 > by_change[1]["change_week"]
     # a page sorted by change is the top by change among all the owner's accounts, not among the top scores
-    assert [r["name"] for r in sales_view.my_accounts(ae.id, sort="change", limit=1, now=now)] == ["Globex"]
-    assert [r["name"] for r in sales_view.my_accounts(ae.id, limit=1, now=now)] == ["Acme"]
+    first = sales_view.my_accounts(ae.id, {"sort": "change"}, now=now, page_size=1)
+    assert [r["name"] for r in first["rows"]] == ["Globex"] and (first["total"], first["pages"]) == (2, 2)
+    second = sales_view.my_accounts(ae.id, {"sort": "score"}, page=2, now=now, page_size=1)
+    assert [r["name"] for r in second["rows"]] == ["Globex"] and second["page"] == 2
     assert len(rows[0]["trend"]) == 30 and rows[0]["trend"][-1] == rows[0]["score"]
     assert rows[0]["last_touch_at"] is not None  # the sent intro email
 
@@ -73,13 +76,13 @@ def test_change_this_week_is_exact_without_and_with_snapshots(app, world, make_u
                  now=now)
     expected = scores.scores_at([acme.id], now - timedelta(days=7))[acme.id]
     assert expected > 0
-    row = next(r for r in sales_view.my_accounts(ae.id, now=now) if r["id"] == acme.id)
+    row = next(r for r in sales_view.my_accounts(ae.id, now=now)["rows"] if r["id"] == acme.id)
     assert abs(row["change_week"] - (row["score"] - expected)) <= 0.1  # both shown rounded to 0.1
     assert row["change_week"] > 0  # the form fill and the pricing visit outweigh a week of decay
 
     db.session.add(ScoreSnapshot(account_id=acme.id, day=(now - timedelta(days=7)).date(), score=999.0))
     db.session.commit()
-    again = next(r for r in sales_view.my_accounts(ae.id, now=now) if r["id"] == acme.id)
+    again = next(r for r in sales_view.my_accounts(ae.id, now=now)["rows"] if r["id"] == acme.id)
     assert again["change_week"] == row["change_week"]
 
 
@@ -97,3 +100,26 @@ def test_the_trend_line_places_each_daily_snapshot_on_its_day(app, world):
     assert series[acme.id][0] == 29.0 and series[acme.id][19] == 10.0 and series[acme.id][28] == 1.0
     assert sum(series[acme.id]) == 40.0  # the day 30 days ago is outside the line
     assert series[globex.id] == [0.0] * 29 + [7.5]
+
+
+def test_my_accounts_filters(app, world, make_user):
+    ae = make_user("ae")
+    acme, globex = world["acme"], world["globex"]
+    acme.owner_id = globex.owner_id = ae.id
+    acme.tier, globex.tier = 1, 2
+    db.session.commit()
+    now = utcnow()
+    events.store([_line("meeting", "jane@acme.com", days_ago=10, now=now),
+                  _line("meeting", "bob@acme.com", days_ago=10, now=now),
+                  _line("form_fill", domain="globex.com", days_ago=1, now=now)], now=now)
+    stages = settings_service.current()["stages"]
+
+    def names(**raw):
+        return [r["name"] for r in sales_view.my_accounts(ae.id, sales_view.clean_filters(raw, stages), now=now)["rows"]]
+
+    assert names(q="GLOB") == ["Globex"] and names(q="acme.c") == ["Acme"] and names(q="%") == []
+    assert names(stage="aware") == ["Acme"] and names(stage="nonsense") == ["Acme", "Globex"]
+    assert names(level="warm") == ["Acme"] and names(level="cold") == ["Globex"]
+    assert names(tier="2") == ["Globex"] and names(tier="x") == ["Acme", "Globex"]
+    assert names(changed="week") == ["Globex"]  # acme's meeting was ten days ago
+    assert names(changed="week", level="warm") == []

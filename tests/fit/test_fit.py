@@ -40,7 +40,7 @@ def generate(n: int, seed: int = 3) -> list[float]:
     closed = utcnow() - timedelta(days=30)
     db.session.execute(insert(Opportunity), [
         {"account_id": aid, "name": "Deal", "stage": "closed", "closed_at": closed, "created_at": closed,
-         "won": rng.random() < p, "currency": "USD"} for aid, p in zip(ids, probabilities)])
+         "won": rng.random() < p, "currency": "USD"} for aid, p in zip(ids, probabilities, strict=False)])
     db.session.commit()
     return probabilities
 

@@ -25,7 +25,7 @@ def worker(app):
 @pytest.fixture
 def hubspot():
     """A fake HubSpot served for the test: (fake, running server)."""
-    from tests.connectors.fakes_b.hubspot import FakeHubSpot
+    from tests.connectors.fakes.hubspot import FakeHubSpot
     from tests.connectors.harness import serve
 
     fake = FakeHubSpot()
@@ -35,7 +35,7 @@ def hubspot():
 
 @pytest.fixture
 def salesforce():
-    from tests.connectors.fakes_b.salesforce import FakeSalesforce
+    from tests.connectors.fakes.salesforce import FakeSalesforce
     from tests.connectors.harness import serve
 
     fake = FakeSalesforce()

@@ -98,7 +98,7 @@ def sendgrid_case(stack: ExitStack) -> Case:
 
 
 def linkedin_case(stack: ExitStack, list_type: str = "company") -> Case:
-    from tests.connectors.fakes_b.linkedin import FakeLinkedIn
+    from tests.connectors.fakes.linkedin import FakeLinkedIn
 
     fake = FakeLinkedIn(token="li-token")
     server = stack.enter_context(serve(fake.app))
@@ -115,7 +115,7 @@ def linkedin_case(stack: ExitStack, list_type: str = "company") -> Case:
 
 
 def meta_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes_b.meta import FakeMeta
+    from tests.connectors.fakes.meta import FakeMeta
 
     fake = FakeMeta(token="meta-token")
     server = stack.enter_context(serve(fake.app))
@@ -135,7 +135,7 @@ def _form(body: bytes) -> dict:
 
 
 def google_ads_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes_b.google_ads import FakeGoogleAds
+    from tests.connectors.fakes.google_ads import FakeGoogleAds
 
     fake = FakeGoogleAds(token="ga-token", developer_token="dev-token")
     server = stack.enter_context(serve(fake.app))
@@ -188,7 +188,7 @@ TASK_STEP = """    task:
 
 
 def hubspot_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes_b.hubspot import FakeHubSpot
+    from tests.connectors.fakes.hubspot import FakeHubSpot
 
     fake = FakeHubSpot(token="hs-token")
     for i, _ in enumerate(DOMAINS):
@@ -203,7 +203,7 @@ def hubspot_case(stack: ExitStack) -> Case:
 
 
 def salesforce_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes_b.salesforce import FakeSalesforce
+    from tests.connectors.fakes.salesforce import FakeSalesforce
 
     fake = FakeSalesforce(token="sf-token")
     for i, _ in enumerate(DOMAINS):
@@ -272,7 +272,7 @@ def test_each_touch_arrives_exactly_once(app, clock, worker, make_user, type_nam
 def test_list_ids_are_kept_in_the_connector_state_even_when_send_raises(app, clock, worker):
     """LinkedIn answers 404 just after a list is created: the job raises (retryable), and
     the list id it learnt must be in the connector's state all the same."""
-    from tests.connectors.fakes_b.linkedin import FakeLinkedIn
+    from tests.connectors.fakes.linkedin import FakeLinkedIn
 
     fake = FakeLinkedIn(token="li-token", not_ready_calls=1)
     with serve(fake.app) as server:

@@ -115,3 +115,23 @@ def test_the_docs_glossary_is_the_pages_glossary():
     assert kpi_glossary.markdown() in text, "run python -m abm.services.kpi_glossary"
     assert kpi_glossary.money(1234.5) == "$1,234.50" and kpi_glossary.money(-3, "EUR") == "-€3.00"
     assert kpi_glossary.money(7, "SEK") == "SEK 7.00" and kpi_glossary.money(None) == "–"
+
+
+def test_every_kpi_week_by_week_with_labelled_axes(june, as_role, monkeypatch):
+    from abm.services import kpi_trends
+    from tests.kpis.test_kpis import NOW
+
+    data = kpi_trends.weekly(6, now=NOW)  # weeks of 05-25 to 06-29 (Monday 29 June to Tuesday 30 June so far)
+    by_week = {r["week"]: r for r in data["rows"]}
+    assert list(by_week) == ["2026-05-25", "2026-06-01", "2026-06-08", "2026-06-15", "2026-06-22", "2026-06-29"]
+    assert (by_week["2026-06-01"]["touches"], by_week["2026-06-01"]["leads"]) == (3, 1)  # T1-T3; c3 on 06-01
+    assert by_week["2026-06-08"]["leads"] == 2 and by_week["2026-06-15"]["pipeline_influenced"] == 10000.0  # O1 (06-20)
+    assert by_week["2026-06-22"]["pipeline_influenced"] == 5000.0  # O2 (06-25)
+    monkeypatch.setattr("abm.services.kpi_trends.utcnow", lambda: NOW)
+    page = as_role("ae").get("/kpis/trends?weeks=6")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and html.count("<svg") >= 10
+    assert "$10,000.00" in html and ">$0.00<" in html  # the pipeline chart's top and bottom of its y axis
+    assert ">05-25<" in html and ">06-29<" in html  # the x axis: first and last weeks
+    csv_text = as_role("ae").get("/kpis/trends?weeks=6&format=csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith("week,touches,accounts_reached")

@@ -396,3 +396,34 @@ def test_the_api_takes_a_model_on_every_kpi_request(june, api):
     behind = c.get("/api/v1/kpis/accounts?metric=leads&group_by=playbook&group=pb-a&from=2026-06-01&to=2026-06-30"
                    "&model=first_touch")
     assert behind.json["account_ids"] == [june["Acme"]]
+
+
+def test_every_pipeline_revenue_and_cost_figure_opens_the_rows_behind_it(june):
+    from abm.services import kpi_trace
+
+    for group_by in kpis.GROUPS:
+        data = kpis.compute(group_by, PERIOD, now=NOW)
+        for g in data["groups"] + [{"group": None, **data["totals"]}]:
+            opps = kpi_trace.opportunities_behind(group_by, g["group"], PERIOD)
+            won = kpi_trace.opportunities_behind(group_by, g["group"], PERIOD, won=True)
+            costs = kpi_trace.spend_behind(group_by, g["group"], PERIOD)
+            assert sum(o["amount"] for o in opps) == g["pipeline_influenced"], (group_by, g["group"])
+            assert sum(o["amount"] for o in won) == g["revenue_influenced"], (group_by, g["group"])
+            assert round(sum(c["amount"] for c in costs), 2) == g["cost"], (group_by, g["group"])
+    rows = kpi_trace.spend_behind("playbook", "pb-a", PERIOD)
+    assert [(r["source"], r["amount"]) for r in rows] == [("unit cost", 1.0), ("spend entry", 140.0)]
+    assert [o["name"] for o in kpi_trace.opportunities_behind("playbook", None, PERIOD)] == ["O1", "O2"]
+
+
+def test_the_lists_behind_the_figures_export_as_csv(june, as_role):
+    c = as_role("ae")
+    for path, first_line in (
+            ("/kpis/opportunities?group_by=playbook&group=pb-c", "id,account_id,account,name,amount"),
+            ("/kpis/costs?group_by=channel&group=ads", "source,id,what,entry_amount,amount"),
+            ("/kpis/accounts?metric=reached&group_by=playbook&group=pb-a", "id,name,domain,stage,engagement,score")):
+        page = c.get(f"{path}&from=2026-06-01&to=2026-06-30")
+        assert page.status_code == 200 and "Export CSV" in page.get_data(as_text=True)
+        csv_resp = c.get(f"{path}&from=2026-06-01&to=2026-06-30&format=csv")
+        assert csv_resp.mimetype == "text/csv" and csv_resp.get_data(as_text=True).startswith(first_line)
+    assert "$102.00" in c.get("/kpis/costs?group_by=channel&group=ads&from=2026-06-01&to=2026-06-30").get_data(
+        as_text=True)

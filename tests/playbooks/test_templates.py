@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.email_text import html_to_text, list_unsubscribe_headers
 from playbooks import load
 from playbooks.templates import (
     TemplateError,
     ensure_unsubscribe_link,
-    html_to_text,
     render,
     render_touch,
-    unsubscribe_headers,
 )
 from playbooks.workspace import SAMPLE_ACCOUNT, SAMPLE_CONTACT, Workspace
 
@@ -59,10 +58,12 @@ def test_unsubscribe_link_not_duplicated_when_template_has_one():
     assert ensure_unsubscribe_link(html, URL) == html
 
 
-def test_unsubscribe_headers_are_one_click():
-    headers = unsubscribe_headers(URL, mailto="unsub@example.com")
+def test_unsubscribe_headers_are_one_click_only_over_https():
+    headers = list_unsubscribe_headers(URL, mailto="unsub@example.com")
     assert headers["List-Unsubscribe"] == f"<{URL}>, <mailto:unsub@example.com?subject=unsubscribe>"
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain = list_unsubscribe_headers("http://abm.example.com/u/tok123")
+    assert plain == {"List-Unsubscribe": "<http://abm.example.com/u/tok123>"}, "RFC 8058: https only"
 
 
 def test_html_to_text_keeps_links_and_drops_markup():

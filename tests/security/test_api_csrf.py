@@ -11,26 +11,14 @@ from sqlalchemy import func, select
 
 from abm.db import db
 from abm.models import Event, Playbook, User
+from tests.engine.test_api_cli import GOOD
 
 #: What a cross-site ``<form enctype="text/plain">`` sends: ``name=value`` with the
 #: JSON split across a field's name and value so that the '=' lands inside a string.
 EVIL_USER = b'{"email": "evil@attacker.example", "role": "admin", "password": "hunter2hunter2", "name": "evil="}'
 CROSS_SITE = {"Origin": "https://attacker.example", "Referer": "https://attacker.example/win.html"}
 
-PLAYBOOK = """\
-version: 1
-key: csrf-pb
-name: CSRF playbook
-audience:
-  where: {tier: [1]}
-holdout: 0%
-steps:
-  - id: hello
-    email:
-      to: {roles: [decision_maker]}
-      subject: "Hello {{ account.name }}"
-      body: "<p>Hi</p>"
-"""
+PLAYBOOK = GOOD  # key api-pb
 
 
 def _users() -> int:
@@ -89,10 +77,10 @@ def test_cross_site_forms_cannot_activate_import_or_send_events(as_role, page_to
     manager = as_role("manager")
     connectors.create({"type": "log", "name": "log", "settings": {"path": str(tmp_path / "sent.jsonl")},
                        "default": ["email"]})
-    playbook_service.apply(PLAYBOOK, "csrf.yaml", actor_id=manager.user.id)
+    playbook_service.apply(PLAYBOOK, "api-pb.yaml", actor_id=manager.user.id)
     db.session.commit()
     attempts = [
-        ("/api/v1/playbooks/csrf-pb/activate", b"x=1", "text/plain"),
+        ("/api/v1/playbooks/api-pb/activate", b"x=1", "text/plain"),
         ("/api/v1/playbooks", PLAYBOOK.encode(), "text/plain"),
         ("/api/v1/imports/accounts", b"Domain\nevil.example\n", "text/plain"),
         ("/api/v1/imports/accounts", {"file": (__import__("io").BytesIO(b"Domain\nevil.example\n"), "a.csv")},
@@ -103,7 +91,7 @@ def test_cross_site_forms_cannot_activate_import_or_send_events(as_role, page_to
         resp = manager.post(url, data=data, content_type=ctype, headers=CROSS_SITE)
         assert resp.status_code == 403, (url, ctype, resp.status_code)
     db.session.expire_all()
-    assert db.session.scalar(select(Playbook.status).where(Playbook.key == "csrf-pb")) == "draft"
+    assert db.session.scalar(select(Playbook.status).where(Playbook.key == "api-pb")) == "draft"
     assert db.session.scalar(select(func.count()).select_from(Event)) == 0
 
     # with the page's token, the types each operation reads still hold: text/plain is 415
@@ -112,7 +100,7 @@ def test_cross_site_forms_cannot_activate_import_or_send_events(as_role, page_to
         if ctype == "text/plain":
             resp = manager.post(url, data=data, content_type=ctype, headers=token)
             assert resp.status_code == 415, (url, resp.status_code)
-    activated = manager.post("/api/v1/playbooks/csrf-pb/activate?allow_empty=true", headers=token)
+    activated = manager.post("/api/v1/playbooks/api-pb/activate?allow_empty=true", headers=token)
     assert activated.status_code == 200, activated.json
 
 

@@ -113,6 +113,7 @@ def test_cookie_attributes(pages, quick_user):
     for name in COOKIES:
         assert "HttpOnly" in headers[name] and "SameSite=Lax" in headers[name], headers[name]
     assert pages.config["REMEMBER_COOKIE_DURATION"] == timedelta(days=14)
+    assert "for 14 days" in pages.test_client().get("/login").get_data(as_text=True)
 
 
 def test_production_cookies_are_secure(monkeypatch, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
+import pytest
 from sqlalchemy import select
 
 from abm.auth import hash_token
@@ -134,3 +135,72 @@ def test_settings_errors_are_shown_on_their_fields_and_nothing_is_saved(as_role)
     assert re.search(r'id="err-send_window-timezone">\s*<li>unknown time zone \'Mars/Olympus\'', html)
     assert db.session.execute(select(WorkspaceSettings)).first() is None
 
+
+
+def test_url_rules_stage_map_and_heat_are_edited_tried_and_previewed(as_role):
+    from abm.models import Account
+    from abm.services import events
+    from tests.engagement.test_scores import _line
+
+    client = as_role("admin")
+    html = client.get("/admin/settings?test_url=https://www.vendor.example/pricing/teams").get_data(as_text=True)
+    assert "Rule <code>/pricing</code> matches:\n    a visit there counts <strong>8</strong> points." in html
+    data = _form(client)
+    assert data["url_rules"] == "/pricing 8\n/demo 10" and data["heat.passive_cap.points"] == "15"
+
+    bad = dict(data, url_rules="/pricing 8\n/webinar lots", crm_stage_map="Closed Won = champion\nnonsense")
+    html = unescape(client.post("/admin/settings", data=bad).get_data(as_text=True))
+    assert "line 2: write the part of the address, a space, then its points (such as /pricing 8)" in html
+    assert "line 2: write the CRM's stage, =, then one of ours (such as Closed Won = customer)" in html
+    bad["crm_stage_map"] = "Closed Won = champion"
+    html = unescape(client.post("/admin/settings", data=bad | {"url_rules": "/pricing 8"}).get_data(as_text=True))
+    assert "Closed Won = champion: 'champion' is not one of the stages" in html
+    assert db.session.execute(select(WorkspaceSettings)).first() is None
+
+    db.session.add(Account(name="Acme", domain="acme.example", stage="aware"))
+    db.session.commit()
+    events.store([_line("web_visit", domain="acme.example", url="https://vendor.example/webinar/x")] * 1
+                 + [_line("web_visit", domain="acme.example", url="https://vendor.example/webinar/y")])
+    change = dict(data, url_rules="/webinar 12\n/pricing 8", crm_stage_map="Closed Won = customer",
+                  **{"heat.passive_cap.points": "", "action": "preview"})
+    html = client.post("/admin/settings", data=change).get_data(as_text=True)
+    assert "Preview: 1 of 1 accounts would change level" in html and "1 cold → warm" in html
+    assert db.session.execute(select(WorkspaceSettings)).first() is None  # a preview saves nothing
+
+    change["action"] = "save"
+    assert client.post("/admin/settings", data=change).status_code == 302
+    current = settings_service.current()
+    assert current["url_rules"][0] == {"pattern": "/webinar", "weight": 12}
+    assert current["crm_stage_map"] == {"Closed Won": "customer"} and current["heat"]["passive_cap"]["points"] is None
+    html = client.get("/admin/settings?test_url=https://vendor.example/webinar/z").get_data(as_text=True)
+    assert "Rule <code>/webinar</code> matches" in html and "<strong>12</strong> points" in html
+    assert re.search(r"changed [a-z_, ]*crm_stage_map[a-z_, ]*url_rules", html)  # versioned, with who
+
+
+@pytest.mark.browser
+def test_in_a_browser_a_url_rule_changes_a_visits_weight(live_server, new_page, make_live_user):
+    from abm.models import Account
+    from abm.services import events, scores
+    from tests.engagement.test_scores import _line
+
+    admin = make_live_user("admin")
+    account = Account(name="Acme", domain="acme.example", stage="aware")
+    db.session.add(account)
+    db.session.commit()
+    page = new_page()
+    live_server.login(page, admin)
+    page.goto(live_server.url + "/admin/settings")
+    rules = page.get_by_label("URL rules for website visits")
+    rules.fill("/webinar 12\n" + rules.input_value())
+    page.get_by_role("button", name="Save a new version").click()
+    page.wait_for_url("**/admin/settings")
+    assert "Settings saved as version 1." in page.locator(".flash").inner_text()
+    page.get_by_label("A page address").fill("https://vendor.example/webinar/api-security")
+    page.get_by_role("button", name="Try it").click()
+    assert "a visit there counts 12 points" in page.locator(".tested").inner_text()
+
+    events.store([_line("web_visit", domain="acme.example", url="https://vendor.example/webinar/api-security")])
+    assert scores.breakdown(account.id)["events"][0]["weight"] == 12
+    page.goto(live_server.url + f"/accounts/{account.id}")
+    assert "12" in page.locator(".score-breakdown").inner_text()
+    assert not live_server.js_errors

@@ -112,12 +112,14 @@ def test_my_accounts_by_score_and_by_change_this_week(as_role, quick_user):
     assert _rows(html) == ["Acme", "Globex", "Umbrella", "Initech"]  # Hooli is someone else's
 
     acme = _row(html, w["Acme"].id)
-    assert '<span class="pill stage">aware</span>' in acme and '<span class="pill eng-hot">hot</span>' in acme
+    assert '<span class="pill stage">aware</span>' in acme
+    assert re.search(r'<span class="pill eng-hot" title="0% of the score from passive exposure[^"]*" '
+                     r'data-driven-by="active">hot<span class="driver"> · active</span></span>', acme)
     assert f"{w['Acme'].score:.1f}" in acme
     assert 'class="chart sparkline"' in acme and "last 30 days" in acme
     assert re.search(r'class="change up">\+4\d\.\d<', acme)  # 66 now against 18.5 a week ago
     assert ">2 days ago</time>" in acme
-    assert '<span class="pill eng-warm">warm</span>' in _row(html, w["Globex"].id)
+    assert 'data-driven-by="active">warm<span class="driver"> · active</span>' in _row(html, w["Globex"].id)
     assert re.search(r'class="change down">−\d\.\d<', _row(html, w["Globex"].id))
     initech = _row(html, w["Initech"].id)
     assert 'class="change flat">0<' in initech and 'class="alerts-count"' in initech and ">1</span>" in initech
@@ -145,7 +147,7 @@ def test_managers_pick_an_owner_and_account_executives_may_not(as_role, quick_us
     client = as_role("ae", user=other)
     refused = client.get(f"/engagement/mine?owner={ae.id}")
     assert refused.status_code == 403 and "own accounts" in refused.get_data(as_text=True)
-    assert "<select" not in client.get("/engagement/mine").get_data(as_text=True)
+    assert "<select name=\"owner\"" not in client.get("/engagement/mine").get_data(as_text=True)
 
 
 def test_last_touch_reads_as_a_person_would_say_it():
@@ -344,7 +346,7 @@ def test_in_a_browser_an_ae_reads_and_clicks_through(live_server, new_page, make
     page.wait_for_url("**/accounts?stage=**")
     page.get_by_role("link", name="Acme", exact=True).click()
     page.wait_for_url(f"**/accounts/{w['Acme'].id}")
-    assert page.get_by_role("heading", name=re.compile(r"^Score \d+\.\d hot$")).is_visible()
+    assert page.get_by_role("heading", name=re.compile(r"^Score \d+\.\d hot · active$")).is_visible()
     assert page.locator("svg.bars .bar-row").count() == 4
     assert page.locator(".account-timeline li").count() == 7
     assert page.locator(".coverage tr[data-role=champion]").is_visible()
@@ -372,3 +374,56 @@ def test_in_a_browser_the_snippet_page_copies_the_tag(live_server, new_page, mak
     tag = page.locator("#snippet-tag").inner_text()
     assert re.fullmatch(r'<script src="https?://[^"]+/t/snippet\.js" data-site="[\w-]{20,64}" async></script>', tag)
     page.screenshot(path=_shots_dir(live_server) / "snippet-desktop.png", full_page=True)
+
+
+def test_my_accounts_filters_pages_and_the_saved_default(as_role, quick_user, monkeypatch):
+    from abm.services import sales_view
+
+    client = as_role("ae")
+    w = seed(client.user, quick_user("ae", email="other@example.com"))
+    html = client.get("/engagement/mine?q=glob").get_data(as_text=True)
+    assert _rows(html) == ["Globex"] and "1 account matching the filters" in html
+    assert _rows(client.get("/engagement/mine?level=hot").get_data(as_text=True)) == ["Acme"]
+    assert _rows(client.get("/engagement/mine?stage=target&tier=").get_data(as_text=True)) == ["Umbrella"]
+    assert _rows(client.get("/engagement/mine?tier=2").get_data(as_text=True)) == ["Globex"]
+    html = client.get("/engagement/mine?changed=week&sort=change").get_data(as_text=True)
+    assert _rows(html) == ["Acme", "Umbrella"]  # Globex and Initech had nothing this week
+    assert "No account matches these filters." in client.get("/engagement/mine?q=zzz").get_data(as_text=True)
+
+    resp = client.post("/engagement/mine/default", data={"level": "hot", "sort": "change", "bogus": "x"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/engagement/mine?level=hot&sort=change"
+    html = client.get("/engagement/mine").get_data(as_text=True)  # no filter asked: the saved default
+    assert _rows(html) == ["Acme"] and "(your saved default)" in html
+    assert _rows(client.get("/engagement/mine?sort=score").get_data(as_text=True)) == [
+        "Acme", "Globex", "Umbrella", "Initech"]  # asking for anything sets the default aside
+
+    monkeypatch.setattr(sales_view, "PAGE_SIZE", 2)
+    html = client.get("/engagement/mine?sort=score").get_data(as_text=True)
+    assert "4 accounts, page 1 of 2" in html and _rows(html) == ["Acme", "Globex"]
+    assert 'href="/engagement/mine?sort=score&amp;page=2" rel="next"' in html
+    assert _rows(client.get("/engagement/mine?sort=score&page=2").get_data(as_text=True)) == ["Umbrella", "Initech"]
+    assert _rows(client.get("/engagement/mine?sort=score&page=99").get_data(as_text=True)) == ["Umbrella", "Initech"]
+    assert w["Acme"].id
+
+
+def test_the_level_pill_and_the_breakdown_say_what_drove_the_score(as_role, quick_user):
+    client = as_role("ae")
+    umbrella = Account(name="Ads Only", domain="adsonly.example", stage="target", owner_id=client.user.id)
+    db.session.add(umbrella)
+    db.session.commit()
+    events.store([_line("ad_impression", 1, account_domain="adsonly.example", quantity=5000),
+                  _line("email_click", 0, account_domain="adsonly.example")])
+    html = client.get(f"/accounts/{umbrella.id}").get_data(as_text=True)
+    assert re.search(r"<strong>3\.0</strong> from active engagement \(clicks, visits, forms, replies, meetings\) ·\s+"
+                     r"<strong>1[45]\.\d</strong> from passive exposure \(ad impressions, email opens\), "
+                     r"at most 15 points per 30 days\.", html)
+    assert 'data-driven-by="passive">cold' not in html  # cold says nothing of what drove it
+
+    from abm.services import settings as settings_service
+
+    heat = dict(settings_service.current()["heat"], passive_cap={"points": None, "days": 30})
+    settings_service.update({"heat": heat})
+    events.store([_line("ad_impression", 0.5, account_domain="adsonly.example", quantity=5000)])
+    html = client.get("/engagement/mine").get_data(as_text=True)
+    assert re.search(r'<span class="pill eng-hot" title="9\d% of the score from passive exposure[^"]*" '
+                     r'data-driven-by="passive">hot<span class="driver"> · passive</span></span>', html)

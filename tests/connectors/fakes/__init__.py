@@ -1,1 +1,2 @@
-"""Fake providers (small Flask apps run by ``tests.connectors.harness.serve``) and touch factories."""
+"""Fake providers (small Flask apps run by ``tests.connectors.harness.serve``), one module per provider, and the
+touch factories and settings checks the connector tests share (``touches``)."""

@@ -71,6 +71,7 @@ class Received:
     rcpt_tos: list[str]
     message: email.message.EmailMessage
     raw: bytes
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,13 +87,24 @@ class FakeSmtp:
     #: reply to MAIL FROM, when set (once ``refuse_mail_after`` messages were accepted)
     refuse_mail: str | None = None
     refuse_mail_after: int = 0
+    #: False: the server's EHLO leaves out 8BITMIME (an old relay), and 8-bit data is refused
+    offer_8bitmime: bool = True
 
 
 class _Handler:
     def __init__(self, fake: FakeSmtp):
         self.fake = fake
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if not self.fake.offer_8bitmime:
+            responses = [r for r in responses if "8BITMIME" not in r.upper()]
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if not self.fake.offer_8bitmime and any(o.upper().startswith("BODY=8BITMIME") for o in mail_options):
+            return "555 5.5.4 BODY=8BITMIME not offered"
+        envelope.mail_options.extend(mail_options)
         if self.fake.refuse_mail and len(self.fake.messages) >= self.fake.refuse_mail_after:
             return self.fake.refuse_mail
         envelope.mail_from = address
@@ -106,12 +118,15 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
+        if not self.fake.offer_8bitmime and any(byte > 127 for byte in raw):
+            return "554 5.6.1 8-bit data without BODY=8BITMIME"
         for needle, reply in self.fake.refuse_data.items():
             if needle.encode() in raw:
                 return reply
         self.fake.messages.append(Received(
             envelope.mail_from, list(envelope.rcpt_tos),
-            email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=policy.default), raw))
+            email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=policy.default), raw,
+            list(envelope.mail_options)))
         return "250 Message accepted"
 
 
@@ -123,9 +138,9 @@ def free_port() -> int:
 
 @contextmanager
 def smtp_server(*, tls_context: ssl.SSLContext | None = None, implicit_tls: bool = False,
-                users: dict[str, str] | None = None) -> Iterator[FakeSmtp]:
+                users: dict[str, str] | None = None, offer_8bitmime: bool = True) -> Iterator[FakeSmtp]:
     """Run a fake SMTP server. ``users`` turns AUTH on (and requires it)."""
-    fake = FakeSmtp("127.0.0.1", free_port())
+    fake = FakeSmtp("127.0.0.1", free_port(), offer_8bitmime=offer_8bitmime)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword):

@@ -9,17 +9,19 @@ from typing import Any
 
 from flask import Response, request
 
-from tests.connectors.fakes_b.common import Fake, json_body
+from tests.connectors.fakes.common import Fake, json_body
 
 SOQL = re.compile(
     r"^SELECT (?P<fields>[\w., ]+) FROM (?P<table>Account|Opportunity|User)"
-    r"(?: WHERE (?P<where>.+?))?(?P<order> ORDER BY LastModifiedDate, Id)?(?: LIMIT (?P<limit>\d+))?$")
-SINCE = re.compile(r"^LastModifiedDate >= (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
+    r"(?: WHERE (?P<where>.+?))?(?P<order> ORDER BY SystemModstamp, Id)?(?: LIMIT (?P<limit>\d+))?$")
+SINCE = re.compile(r"^SystemModstamp >= (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
+TASK_FIELDS = {"Subject", "Description", "WhatId", "WhoId", "OwnerId", "Status", "Priority", "ActivityDate",
+               "TaskSubtype"}
 USER = re.compile(r"^Email = '((?:[^'\\]|\\.)*)' AND IsActive = true$")
 FIELDS = {
-    "Account": {"Id", "Name", "Website", "OwnerId", "Type", "Tier__c", "LastModifiedDate"},
+    "Account": {"Id", "Name", "Website", "OwnerId", "Type", "Tier__c", "LastModifiedDate", "SystemModstamp"},
     "Opportunity": {"Id", "Name", "Amount", "StageName", "CloseDate", "CreatedDate", "IsClosed", "IsWon", "AccountId",
-                    "Account.Website", "LastModifiedDate"},
+                    "Account.Website", "LastModifiedDate", "SystemModstamp"},
     "User": {"Id"},
 }
 
@@ -43,7 +45,15 @@ class FakeSalesforce(Fake):
         self.tasks: list[dict[str, Any]] = []
         self.locators: dict[str, list[dict[str, Any]]] = {}
         self.clock = datetime(2026, 1, 1, tzinfo=UTC)
+        #: The org's rolling 24-hour API usage, as every answer's Sforce-Limit-Info reports it.
+        self.api_used, self.api_max = 0, 15_000
         self._routes()
+        self.app.after_request(self._limit_info)
+
+    def _limit_info(self, response: Response) -> Response:
+        self.api_used += 1
+        response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.api_max}"
+        return response
 
     def bad(self, message: str) -> Response:
         return sf_error(400, "MALFORMED_QUERY", message)
@@ -57,7 +67,7 @@ class FakeSalesforce(Fake):
             at = self.clock
         record = self.records[table].setdefault(record_id, {"Id": record_id})
         record.update(fields)
-        record["LastModifiedDate"] = sf_time(at)
+        record["LastModifiedDate"] = record["SystemModstamp"] = sf_time(at)
 
     def expire_locators(self) -> None:
         self.locators.clear()
@@ -106,12 +116,12 @@ class FakeSalesforce(Fake):
             since = None
             if match["where"]:
                 literal = SINCE.match(match["where"])
-                self.require(literal is not None, "only LastModifiedDate >= <datetime literal> is supported")
+                self.require(literal is not None, "only SystemModstamp >= <datetime literal> is supported")
                 since = literal.group(1).replace("Z", ".000+0000")
-            self.require(match["order"] is not None, "this fake wants ORDER BY LastModifiedDate, Id")
+            self.require(match["order"] is not None, "this fake wants ORDER BY SystemModstamp, Id")
             rows = sorted((r for r in self.records[table].values()
-                           if since is None or r["LastModifiedDate"] >= since),
-                          key=lambda r: (r["LastModifiedDate"], r["Id"]))
+                           if since is None or r["SystemModstamp"] >= since),
+                          key=lambda r: (r["SystemModstamp"], r["Id"]))
             return self._page([self._project(table, r, fields) for r in rows], self._batch_size())
 
         @self.route("/services/data/v<version>/query/<locator>", ["GET"])
@@ -158,6 +168,29 @@ class FakeSalesforce(Fake):
                     continue
                 target.update({k: v for k, v in record.items() if k not in ("attributes", "id")})
                 replies.append({"id": record["id"], "success": True, "errors": []})
+            return Response(json.dumps(replies), 200, content_type="application/json")
+
+        @self.route("/services/data/v<version>/composite/sobjects", ["POST"])
+        def create_collection(version):
+            """sObject Collections create: Tasks only here, each on an existing Account."""
+            body = json_body()
+            self.require(body.get("allOrNone") is False, "allOrNone false expected")
+            records = body.get("records")
+            self.require(isinstance(records, list) and 0 < len(records) <= 200, "1 to 200 records")
+            replies = []
+            for record in records:
+                self.require(record.get("attributes") == {"type": "Task"}, "attributes.type Task")
+                self.require("id" not in record and "Id" not in record, "a record to create has no id")
+                unknown = set(record) - TASK_FIELDS - {"attributes"}
+                self.require(not unknown, f"No such column {sorted(unknown)} on entity 'Task'")
+                if record.get("WhatId") not in self.records["Account"]:
+                    replies.append({"success": False, "errors": [
+                        {"statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id",
+                         "fields": ["WhatId"]}]})
+                    continue
+                self.tasks.append(record)
+                task_id = f"00T{len(self.tasks):015d}"
+                replies.append({"id": task_id, "success": True, "errors": []})
             return Response(json.dumps(replies), 200, content_type="application/json")
 
         @self.route("/services/data/v<version>/limits", ["GET"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, request
 
-from tests.connectors.fakes_b.common import HEX64, BadRequest, Fake, contains_plain_email
+from tests.connectors.fakes.common import HEX64, BadRequest, Fake, contains_plain_email
 
 MAX_RECORDS = 10_000
 VERSION = re.compile(r"^v\d+\.0$")

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, request
 
-from tests.connectors.fakes_b.common import HEX64, Fake, contains_plain_email, json_body
+from tests.connectors.fakes.common import HEX64, Fake, contains_plain_email, json_body
 
 COMPANY_KEYS = {"action", "companyName", "companyWebsiteDomain", "companyEmailDomain", "organizationUrn",
                 "country", "companyPageUrl", "industries", "city", "state", "postalCode"}

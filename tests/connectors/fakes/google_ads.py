@@ -16,7 +16,7 @@ from flask import Response, request
 from google.protobuf import json_format
 
 from connectors.versions import default_version
-from tests.connectors.fakes_b.common import HEX64, Fake, contains_plain_email, json_body
+from tests.connectors.fakes.common import HEX64, Fake, contains_plain_email, json_body
 
 MAX_OPERATIONS = 100_000
 

@@ -1,0 +1,104 @@
+"""Traceability: the accounts, opportunities and spend rows behind each KPI figure.
+
+Each list is the same SQL as the figure (:mod:`abm.services.kpi_sql`), stopped before
+it counts: the accounts a group reached or engaged, the accounts and opportunities whose
+conversions it was credited, the opportunities behind its pipeline and revenue, and
+the spend entries and per-touch unit costs behind its cost.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from abm.db import db
+from abm.models import Account, ConnectorConfig, Cost, Opportunity, Playbook
+from abm.services import kpi_accounts, kpi_sql, kpis, spend
+
+BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel")
+
+
+def accounts_behind(metric: str, group_by: str, group: str, period: kpis.Period, playbook: str | None = None,
+                    product: str | None = None, model: str | None = None) -> list[int]:
+    """The accounts behind one figure: ``reached``, ``engaged``, ``leads`` (credited to the
+    group), ``opportunities`` or ``won`` (influenced by the group), or ``funnel`` with the
+    step as ``group``."""
+    if metric not in BEHIND:
+        raise kpis.KpiError(f"unknown metric {metric!r} (metrics: {', '.join(BEHIND)})")
+    if metric == "funnel":
+        if group not in kpis.FUNNEL_STEPS:
+            raise kpis.KpiError(f"unknown funnel step {group!r} (steps: {', '.join(kpis.FUNNEL_STEPS)})")
+        steps = kpi_accounts.funnel_steps(period.start, period.end, kpis.lead_types(), kpis.playbook_ids_for(playbook, product))
+        return sorted(db.session.execute(steps[group].distinct()).scalars())
+    kpis.check_group(group_by)
+    mt, path = kpis.touches_and_path(group_by, period, playbook, product, model)
+    inp = kpi_sql.in_period(mt, period.start)
+    if metric == "reached":
+        q = select(inp.c.account_id).where(inp.c.g == group)
+    elif metric == "engaged":
+        pairs = kpi_sql.engaged_pairs(inp, period.end)
+        q = select(pairs.c.account_id).where(pairs.c.g == group)
+    else:
+        q = select(path.c.account_id).where(path.c.g == group)
+        q = q.where(path.c.kind == "lead", path.c.w > 0) if metric == "leads" else q.where(path.c.kind == "opp")
+        if metric == "won":
+            q = q.where(path.c.won == 1)
+    return sorted(db.session.execute(q.distinct()).scalars())
+
+
+def account_rows(ids: list[int]) -> list[dict]:
+    """The listed accounts, highest score first."""
+    rows = []
+    for i in range(0, len(ids), 1000):
+        rows += db.session.execute(select(Account).where(Account.id.in_(ids[i:i + 1000]))).scalars().all()
+    rows.sort(key=lambda a: (-a.score, a.name))
+    return [{"id": a.id, "name": a.name, "domain": a.domain, "stage": a.stage, "engagement": a.engagement,
+             "score": round(a.score, 1)} for a in rows]
+
+
+def opportunities_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                         product: str | None = None, won: bool = False) -> list[dict]:
+    """The opportunities behind a group's pipeline influenced (``won``: its revenue); every
+    group's when ``group`` is None (the totals, each opportunity once)."""
+    kpis.check_group(group_by)
+    _, path = kpis.touches_and_path(group_by, period, playbook, product, None)
+    ids = select(path.c.conv_id).where(path.c.kind == "opp")
+    if group is not None:
+        ids = ids.where(path.c.g == group)
+    q = (select(Opportunity, Account.name).join(Account, Account.id == Opportunity.account_id)
+         .where(Opportunity.id.in_(ids)).order_by(Opportunity.created_at, Opportunity.id))
+    if won:
+        q = q.where(Opportunity.won.is_(True))
+    return [{"id": o.id, "account_id": o.account_id, "account": name, "name": o.name,
+             "amount": float(o.amount or 0), "currency": o.currency, "created_at": o.created_at.isoformat(),
+             "closed_at": o.closed_at.isoformat() if o.closed_at else None, "won": o.won}
+            for o, name in db.session.execute(q)]
+
+
+def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                 product: str | None = None) -> list[dict]:
+    """The rows behind a group's cost: each spend entry's prorated part, and each connector's
+    unit cost times the touches sent (every group's when ``group`` is None)."""
+    kpis.check_group(group_by)
+    mt, _ = kpis.touches_and_path(group_by, period, playbook, product, None)
+    inp = kpi_sql.in_period(mt, period.start)
+    q = (select(inp.c.connector, func.count(), ConnectorConfig.unit_cost)
+         .join(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
+         .where(ConnectorConfig.unit_cost > 0).group_by(inp.c.connector, ConnectorConfig.unit_cost))
+    if group is not None:
+        q = q.where(inp.c.g == group)
+    rows = [{"source": "unit cost", "id": None, "what": f"{n:,} touches through {connector}",
+             "entry_amount": float(unit), "amount": round(float(unit) * n, 2)}
+            for connector, n, unit in db.session.execute(q)]
+    products = dict(db.session.execute(select(Playbook.key, Playbook.product)).all())
+    entries = select(Cost).where(Cost.date_to >= period.start.date(), Cost.date_from <= period.end.date())
+    for c in db.session.execute(entries.order_by(Cost.date_from, Cost.id)).scalars():
+        part = spend.prorate(c, period.start, period.end)
+        if not part or (playbook and c.playbook_key != playbook) or (product and c.product != product):
+            continue
+        if group is None or spend.spend_group(c, group_by, products) == group:
+            rows.append({"source": "spend entry", "id": c.id,
+                         "what": " ".join(f"{k} {v}" for k, v in (("playbook", c.playbook_key), ("channel", c.channel),
+                                                                 ("product", c.product)) if v)
+                         + f", {c.date_from} to {c.date_to}", "entry_amount": float(c.amount),
+                         "amount": round(part, 2)})
+    return rows

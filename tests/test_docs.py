@@ -1,0 +1,49 @@
+"""The docs stand alone and what they promise a newcomer holds on a fresh install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from abm.paths import ROOT
+
+EXAMPLES = sorted((ROOT / "playbooks" / "examples").glob("*.yaml"))
+
+
+def test_nothing_points_outside_the_repository_to_the_design_notes():
+    files = [p for pattern in ("**/*.md", "**/*.py") for p in ROOT.glob(pattern)
+             if not {".venv", "node_modules", ".git"} & set(p.parts)]
+    pointing = [str(p.relative_to(ROOT)) for p in files if "shared/spec" in p.read_text(errors="replace")
+                and p.name != Path(__file__).name]
+    assert pointing == []
+
+
+def _abm(tmp_path, *args):
+    env = {"PATH": str(Path(sys.executable).parent), "ABM_INSTANCE_PATH": str(tmp_path),
+           "ABM_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "HOME": str(tmp_path)}
+    return subprocess.run([str(Path(sys.executable).parent / "abm"), *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+
+
+def test_on_a_fresh_install_the_examples_validate_and_a_missing_migration_is_named(tmp_path):
+    before = _abm(tmp_path, "playbook", "validate", *map(str, EXAMPLES))
+    assert before.returncode == 1 and "Traceback" not in before.stderr
+    assert "run `abm db upgrade` first" in before.stderr
+    assert _abm(tmp_path, "db", "upgrade").returncode == 0
+    after = _abm(tmp_path, "playbook", "validate", *map(str, EXAMPLES))
+    assert after.returncode == 0, after.stderr
+    assert "stand-ins" in after.stderr and after.stderr.count(": ok (") == len(EXAMPLES) == 5
+
+
+def test_every_relative_link_of_the_docs_leads_to_a_file_of_the_repository():
+    import re
+
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).resolve().exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []

@@ -1,0 +1,86 @@
+"""The account page's "In market" card, as a seller reads it: fit and why, the intent
+topics researched, and the visits identified from the account's network."""
+
+from __future__ import annotations
+
+import io
+
+from abm.db import db, utcnow
+from abm.models import Account
+from abm.services import events, fit, intent, networks
+from tests.engagement.conftest import add_site
+from tests.engagement.test_identification import SITE, beacon
+
+
+def test_a_seller_sees_why_an_account_is_in_market(pages, as_role):
+    acme = Account(name="Acme", domain="acme.com", stage="target", tier=1, employees=900)
+    db.session.add(acme)
+    db.session.commit()
+    networks.add_networks(acme.id, ["203.0.113.0/24"])
+    add_site([SITE])
+    seller = as_role("ae")
+    for i, path in enumerate(["/pricing", "/pricing?plan=pro", "/docs"]):
+        assert beacon(seller, {"type": "web_visit", "url": SITE + path, "visitor_id": f"v{i}"},
+                      f"203.0.113.{i + 1}").status_code == 204
+    events.drain()
+    intent.import_surge(io.BytesIO(f"Domain,Topic,Composite Score,Week\nacme.com,Zero Trust,78,"
+                                   f"{utcnow().date().isoformat()}\n".encode()))
+    fit.refresh()
+    db.session.expire_all()  # the test shares one session with the app; a request starts afresh
+
+    page = seller.get(f"/accounts/{acme.id}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "3 visits from the account&#39;s network, 2 pages on pricing" in text
+    assert "Zero Trust" in text and "score 78" in text
+    assert "Fit 70" in text and "Tier 1" in text and "200 employees or more" in text
+
+
+def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_role):
+    import re
+
+    from sqlalchemy import insert
+
+    rows = [("a", 85, "cold"), ("b", 72, "cold"), ("c", 70, "hot"), ("d", 55, "warm"), ("e", 12, "hot"),
+            ("f", None, "cold")]
+    db.session.execute(insert(Account), [{"name": n, "domain": f"{n}.example", "stage": "target", "fit_score": f,
+                                          "engagement": lv} for n, f, lv in rows])
+    db.session.commit()
+    manager = as_role("manager")
+    page = manager.get("/engagement?owner=all").get_data(as_text=True)
+    table = page[page.index('id="fit-matrix-title"'):]
+
+    def cell(band, level):
+        found = re.search(rf'<tr data-fit="{band}">.*?data-level="{level}">\s*<a href="([^"]+)"[^>]*>([\d,]+)</a>',
+                          table, re.S)
+        return found.group(1).replace("&amp;", "&"), int(found.group(2))
+
+    assert cell("high", "cold")[1] == 2 and cell("high", "hot")[1] == 1
+    assert cell("medium", "warm")[1] == 1 and cell("low", "hot")[1] == 1 and cell("none", "cold")[1] == 1
+    listed = manager.get(cell("high", "cold")[0]).get_data(as_text=True)
+    assert "a.example" in listed and "b.example" in listed and "c.example" not in listed
+    assert "d.example" not in listed
+
+
+def test_the_admin_reads_the_model_and_edits_fit_rules_with_located_errors(pages, as_role):
+    from tests.fit.test_fit import generate
+
+    generate(400)
+    fit.refresh(retrain=True)
+    admin = as_role("admin")
+    page = admin.get("/admin/in-market").get_data(as_text=True)
+    assert "Cross-validated AUC" in page and "Calibration bins" in page
+    bad = admin.post("/admin/in-market", data={"fit": '{"rules": [{"when": {"industri": "x"}, "points": 5}], '
+                                                      '"model": {"enabled": true, "min_outcomes": 40, "l2": 1.0}}'})
+    assert bad.status_code == 422
+    assert "fit.rules[0].when.industri" in bad.get_data(as_text=True)
+    good = admin.post("/admin/in-market", data={"fit": '{"rules": [{"label": "Banks", "when": {"industry": "banking"}, '
+                                                       '"points": 50}], "model": {"enabled": false, '
+                                                       '"min_outcomes": 40, "l2": 1.0}}'})
+    assert good.status_code == 302
+    from abm.services import settings as settings_service
+
+    assert settings_service.current()["fit"]["rules"][0]["label"] == "Banks"
+    manager = as_role("manager")
+    assert manager.get("/admin/in-market").status_code == 200
+    assert manager.post("/admin/in-market", data={"fit": "{}"}).status_code == 403
