@@ -20,6 +20,12 @@ applies it. Changes come back as :class:`~connectors.base.InboundEvent`:
 Scores out: ``write_scores(updates)`` takes ``[{"crm_id": str, "score": number,
 "level": str}]`` and returns one :class:`WriteResult` per update, in order.
 
+Engagement out, on the CRM's timeline of the company/Account:
+``write_timeline(entries)`` takes ``[{"crm_id", "key", "subject", "body",
+"occurred_at"}]`` (a digest of what marketing did and what the account did back,
+written as a HubSpot note or a completed Salesforce Task) and returns one
+:class:`WriteResult` per entry, in order.
+
 Polling cursors are keyset watermarks (see :class:`Watermark`), so a poll that stops
 half-way (page budget spent, or an error raised before the cursor is returned) resumes
 without losing or repeating a record.
@@ -66,6 +72,29 @@ def parse_score_updates(updates: Iterable[Mapping[str, Any]]) -> list[ScoreUpdat
             raise PermanentError(f"score update #{index} ({crm_id}): 'score' must be a number")
         level = row.get("level")
         parsed.append(ScoreUpdate(str(crm_id).strip(), score, None if level is None else str(level)))
+    return parsed
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    crm_id: str
+    key: str  # stable per account and period: the same digest is never written twice
+    subject: str
+    body: str
+    occurred_at: str  # ISO 8601 with offset
+
+
+def parse_timeline_entries(entries: Iterable[Mapping[str, Any]]) -> list[TimelineEntry]:
+    """Validate ``write_timeline`` input; a malformed entry is an error naming its index."""
+    parsed: list[TimelineEntry] = []
+    for index, row in enumerate(entries):
+        if not isinstance(row, Mapping):
+            raise PermanentError(f"timeline entry #{index}: expected an object, got {type(row).__name__}")
+        missing = [k for k in ("crm_id", "key", "subject", "body", "occurred_at") if not str(row.get(k) or "").strip()]
+        if missing:
+            raise PermanentError(f"timeline entry #{index}: missing {', '.join(missing)}")
+        parsed.append(TimelineEntry(str(row["crm_id"]).strip(), str(row["key"]), str(row["subject"]),
+                                    str(row["body"]), iso_from_text(str(row["occurred_at"]))))
     return parsed
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import time
 from collections.abc import Mapping
@@ -53,6 +54,7 @@ DEFAULT_BASE_URL = "https://api.hubapi.com"
 BATCH_LIMIT = 100
 MAX_SIGNATURE_AGE_MS = 5 * 60 * 1000
 TASK_TO_COMPANY = 192  # HUBSPOT_DEFINED association type: task -> company
+NOTE_TO_COMPANY = 190  # HUBSPOT_DEFINED association type: note -> company
 DEAL_PROPERTIES = ["dealname", "amount", "deal_currency_code", "dealstage", "closedate", "createdate", "pipeline",
                    "hs_is_closed", "hs_is_closed_won", "hs_lastmodifieddate"]
 #: Characters HubSpot decodes in the request URI before signing it.
@@ -77,6 +79,12 @@ def signed_uri(url: str) -> str:
 def signature_v3(secret_key: str, method: str, url: str, body: bytes, timestamp: str) -> str:
     source = method.upper().encode() + signed_uri(url).encode() + body + timestamp.encode()
     return base64.b64encode(hmac.new(secret_key.encode(), source, hashlib.sha256).digest()).decode()
+
+
+def note_html(entry: crm.TimelineEntry) -> str:
+    """A note's body: the subject in bold, then the digest's lines (HubSpot notes are HTML)."""
+    lines = "".join(f"<br>{html.escape(line)}" for line in entry.body.splitlines())
+    return f"<strong>{html.escape(entry.subject)}</strong>{lines}"
 
 
 def to_ms(value: Any) -> int | None:
@@ -110,6 +118,10 @@ class HubSpotConnector(Connector):
                                "description": "The company property that holds its stage."},
             "score_property": {"type": "string", "minLength": 1, "default": "abm_engagement_score"},
             "level_property": {"type": "string", "minLength": 1, "default": "abm_engagement_level"},
+            "timeline_cadence": {
+                "enum": ["off", "daily", "weekly"], "default": "off",
+                "description": "How often each account's digest (touches, engagement, score breakdown) is "
+                               "written to its CRM timeline; off writes none."},
             "searches_per_second": {"type": "number", "exclusiveMinimum": 0, "maximum": 100, "default": 4},
             "page_size": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
             "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
@@ -385,6 +397,32 @@ class HubSpotConnector(Connector):
                 return failed
         failed.update({i["id"]: "HubSpot kept refusing this batch" for i in inputs})
         return failed
+
+    # -- outbound: the timeline --------------------------------------------------------------
+    def write_timeline(self, entries: list[dict]) -> list[crm.WriteResult]:
+        """Each entry as a note on its company's timeline (``notes/batch/create``, 100 a request);
+        one result per entry, matched by ``objectWriteTraceId`` (the entry's key)."""
+        parsed = crm.parse_timeline_entries(entries)
+        done: dict[str, crm.WriteResult] = {}
+        for start in range(0, len(parsed), BATCH_LIMIT):
+            part = parsed[start:start + BATCH_LIMIT]
+            inputs = [{
+                "objectWriteTraceId": e.key,
+                "properties": {"hs_timestamp": e.occurred_at, "hs_note_body": note_html(e)},
+                "associations": [{"to": {"id": e.crm_id}, "types": [
+                    {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_COMPANY}]}],
+            } for e in part]
+            response = self._call("POST", "/crm/v3/objects/notes/batch/create", json={"inputs": inputs},
+                                  expect=(200, 201, 207))
+            body = response.json() if response.content else {}
+            written = {str(r.get("objectWriteTraceId")): str(r.get("id")) for r in body.get("results") or []}
+            errors = [str(e.get("message") or e.get("category")) for e in body.get("errors") or []]
+            every = response.status_code in (200, 201) and len(body.get("results") or []) == len(part)
+            for entry in part:
+                ok = entry.key in written or every
+                done[entry.key] = crm.WriteResult(entry.crm_id, ok, None if ok else
+                                                  "; ".join(errors) or "HubSpot created no note for it")
+        return [done[e.key] for e in parsed]
 
     # -- checks -----------------------------------------------------------------------------
     def test(self) -> str:

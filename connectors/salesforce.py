@@ -136,6 +136,10 @@ class SalesforceConnector(Connector):
                             "description": "The Account field that holds its stage."},
             "score_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Score__c"},
             "level_field": {"type": "string", "pattern": FIELD, "default": "ABM_Engagement_Level__c"},
+            "timeline_cadence": {
+                "enum": ["off", "daily", "weekly"], "default": "off",
+                "description": "How often each account's digest (touches, engagement, score breakdown) is "
+                               "written to its CRM timeline; off writes none."},
             "batch_size": {"type": "integer", "minimum": 200, "maximum": 2000, "default": 2000,
                            "description": "Records per query page."},
             "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
@@ -349,6 +353,28 @@ class SalesforceConnector(Connector):
                 errors = outcome.get("errors") or []
                 message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or None
                 results.append(crm.WriteResult(update.crm_id, bool(outcome.get("success")), message))
+        return results
+
+    # -- outbound: the timeline --------------------------------------------------------------
+    def write_timeline(self, entries: list[dict]) -> list[crm.WriteResult]:
+        """Each entry as a completed Task on its Account (Activity History), through the sObject
+        Collections endpoint, 200 a request; one result per entry, in order."""
+        parsed = crm.parse_timeline_entries(entries)
+        results: list[crm.WriteResult] = []
+        for start in range(0, len(parsed), COLLECTION_LIMIT):
+            part = parsed[start:start + COLLECTION_LIMIT]
+            records = [{"attributes": {"type": "Task"}, "WhatId": e.crm_id, "Subject": e.subject[:255],
+                        "Description": e.body[:32000], "Status": "Completed", "Priority": "Normal",
+                        "ActivityDate": e.occurred_at[:10], "TaskSubtype": "Task"} for e in part]
+            reply = self.client.post(f"{self.api}/composite/sobjects", json={"allOrNone": False, "records": records},
+                                     classify=self._classify).json()
+            if not isinstance(reply, list) or len(reply) != len(part):
+                raise RetryableError(f"Salesforce answered {len(reply) if isinstance(reply, list) else 'no'} "
+                                     f"results for {len(part)} Tasks")
+            for entry, outcome in zip(part, reply, strict=True):
+                errors = outcome.get("errors") or []
+                message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or None
+                results.append(crm.WriteResult(entry.crm_id, bool(outcome.get("success")), message))
         return results
 
     # -- checks -----------------------------------------------------------------------------

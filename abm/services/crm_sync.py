@@ -132,6 +132,10 @@ def _upsert_opportunity(e, source, props, by_crm, by_domain) -> bool:
         db.session.add(opp)
     if account is not None:
         opp.account_id = account.id
+    if props.get("created_at"):
+        # The CRM's own creation date (HubSpot createdate, Salesforce CreatedDate) wins over
+        # the moment the product first heard of the deal (a webhook carries no creation date).
+        opp.created_at = _time(props["created_at"])
     currency = props.get("currency")
     if isinstance(currency, str) and len(currency.strip()) == 3:
         opp.currency = currency.strip().upper()

@@ -19,6 +19,7 @@ from hubspot.crm.companies.models import (
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
 )
+from hubspot.crm.objects.notes.models import BatchInputSimplePublicObjectBatchInputForCreate
 from hubspot.crm.objects.tasks.models import SimplePublicObjectInputForCreate
 
 #: Fields the published CRM search spec requires although SDK 12's model leaves them
@@ -33,6 +34,8 @@ MODELS: list[tuple[str, re.Pattern[str], type, set[str]]] = [
     ("POST", re.compile(r"^/crm/v3/objects/companies/batch/read$"), BatchReadInputSimplePublicObjectId, set()),
     ("POST", re.compile(r"^/crm/v3/objects/companies/batch/update$"), BatchInputSimplePublicObjectBatchInput, set()),
     ("POST", re.compile(r"^/crm/v3/objects/tasks$"), SimplePublicObjectInputForCreate, set()),
+    ("POST", re.compile(r"^/crm/v3/objects/notes/batch/create$"), BatchInputSimplePublicObjectBatchInputForCreate,
+     set()),
 ]
 
 

@@ -288,7 +288,9 @@ def test_every_request_matches_hubspots_published_models(fake):
         events, _ = connector.poll(None)
         results = connector.send([task_touch(1, "11", to="ae@vendor.com")])
         written = connector.write_scores([{"crm_id": "11", "score": 42, "level": "hot"}])
-    assert len(events) == 2 and results[0].ok and written[0].ok
+        noted = connector.write_timeline([{"crm_id": "11", "key": "k", "subject": "ABM week", "body": "x",
+                                           "occurred_at": "2026-11-30T00:00:00Z"}])
+    assert len(events) == 2 and results[0].ok and written[0].ok and noted[0].ok
     refused = [r for r in server.requests if r.method == "POST" and r.path not in {c.split(" ", 1)[1]
                                                                                     for c in fake.checked}]
     assert not refused, [r.path for r in refused]
@@ -308,3 +310,19 @@ def test_the_shapes_hubspot_refuses_are_caught():
     assert any("sorts[0]: expected str" in p for p in problems) and any("after" in p for p in problems)
     old_read = {"properties": ["domain"], "inputs": [{"id": "11"}]}
     assert any("properties_with_history" in p for p in violations(old_read, BatchReadInputSimplePublicObjectId))
+
+
+def test_timeline_entries_become_notes_on_the_company(fake):
+    fake.put("companies", "11", name="Acme")
+    entries = [{"crm_id": "11", "key": "abm:11:2026-W48", "subject": "ABM week 48: 3 touches, 5 events",
+                "body": "Marketing: 2 emails <Tier 1>\nAccount: 4 email clicks", "occurred_at": "2026-11-30T00:00:00Z"},
+               {"crm_id": "99", "key": "abm:99:2026-W48", "subject": "ABM week 48", "body": "x",
+                "occurred_at": "2026-11-30T00:00:00Z"}]
+    with serve(fake.app) as server:
+        results = make(server).write_timeline(entries)
+    assert [r.ok for r in results] == [True, False] and "99 does not exist" in results[1].error
+    [note] = fake.notes
+    assert note["objectWriteTraceId"] == "abm:11:2026-W48"
+    body = note["properties"]["hs_note_body"]
+    assert body.startswith("<strong>ABM week 48: 3 touches, 5 events</strong>") and "&lt;Tier 1&gt;" in body
+    assert "POST /crm/v3/objects/notes/batch/create" in fake.checked  # matched the SDK's model

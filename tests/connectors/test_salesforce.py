@@ -211,3 +211,17 @@ def test_polls_count_their_calls_and_back_off_when_the_org_nears_its_limit(fake,
         assert [e.properties["stage"] for e in events] == ["customer"] and cursor["api"]["backoff_until"] == 0
     assert cursor["api"]["calls"] == 6
 
+
+
+def test_timeline_entries_become_completed_tasks_on_the_account(fake):
+    fake.put("Account", "001A", Name="Acme")
+    entries = [{"crm_id": "001A", "key": "k1", "subject": "ABM week 48: 3 touches, 5 events",
+                "body": "Marketing: 2 emails\nAccount: 4 email clicks", "occurred_at": "2026-11-30T00:00:00+00:00"},
+               {"crm_id": "001Z", "key": "k2", "subject": "ABM week 48", "body": "x",
+                "occurred_at": "2026-11-30T00:00:00+00:00"}]
+    with serve(fake.app) as server:
+        results = make(server).write_timeline(entries)
+    assert [r.ok for r in results] == [True, False] and "INVALID_CROSS_REFERENCE_KEY" in results[1].error
+    [task] = fake.tasks
+    assert (task["WhatId"], task["Status"], task["ActivityDate"]) == ("001A", "Completed", "2026-11-30")
+    assert task["Description"].splitlines() == ["Marketing: 2 emails", "Account: 4 email clicks"]

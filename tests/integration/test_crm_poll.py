@@ -193,3 +193,21 @@ def test_the_periodic_jobs_are_declared_and_run_in_a_worker(app, hubspot):
     job.refresh()
     assert job.get_status() == "finished" and job.return_value()["hs"]["stages"] == 1
     assert crm_moves() == [(acme.id, "target", "customer", "crm:hs")]
+
+
+def test_a_deal_first_seen_by_webhook_takes_hubspots_createdate_from_the_poll(app, hubspot):
+    """The webhook carries no creation date; the poll's createdate replaces the first-seen time."""
+    fake, server = hubspot
+    (acme,) = accounts("acme.example")
+    hubspot_connector(server)
+    crm_sync.apply([{"occurred_at": "2026-03-01T10:00:00+00:00", "source": "hs", "type": "opportunity",
+                     "crm_id": "501", "account_domain": "acme.example",
+                     "properties": {"crm_stage": "appointmentscheduled", "stage": None}}])
+    fake.put("companies", "101", name="Acme", domain="acme.example", lifecyclestage="lead")
+    fake.put("deals", "501", dealname="Acme pilot", dealstage="appointmentscheduled",
+             createdate="2026-01-02T03:04:05Z", hs_is_closed="false")
+    fake.deal_company["501"] = "101"
+    crm_jobs.poll_crms()
+    db.session.expire_all()
+    opp = db.session.execute(select(Opportunity)).scalar_one()
+    assert opp.created_at.replace(tzinfo=None).isoformat() == "2026-01-02T03:04:05"

@@ -26,6 +26,7 @@ class FakeHubSpot(Fake):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"companies": {}, "deals": {}}
         self.deal_company: dict[str, str] = {}
         self.tasks: list[dict[str, Any]] = []
+        self.notes: list[dict[str, Any]] = []
         self.owners = {"ae@vendor.com": "501"}
         self.clock = 1_700_000_000_000
         self.batch_update_refuses_with_400 = False
@@ -150,6 +151,31 @@ class FakeHubSpot(Fake):
                 return self.bad(f"company {company} does not exist")
             self.tasks.append(body)
             return Response(json.dumps({"id": str(8000 + len(self.tasks))}), 201, content_type="application/json")
+
+        @self.route("/crm/v3/objects/notes/batch/create", ["POST"])
+        def create_notes():
+            inputs = self.body().get("inputs")
+            self.require(isinstance(inputs, list) and 0 < len(inputs) <= 100, "1 to 100 inputs")
+            results, errors = [], []
+            for item in inputs:
+                props = item.get("properties") or {}
+                self.require({"hs_timestamp", "hs_note_body"} <= set(props), "hs_timestamp and hs_note_body")
+                assoc = item.get("associations") or []
+                self.require(len(assoc) == 1 and assoc[0]["types"][0]["associationTypeId"] == 190,
+                             "a note -> company association (190)")
+                company = assoc[0]["to"]["id"]
+                if company not in self.objects["companies"]:
+                    errors.append({"status": "error", "category": "VALIDATION_ERROR",
+                                   "message": f"company {company} does not exist"})
+                    continue
+                self.notes.append(item)
+                results.append({"id": str(9000 + len(self.notes)), "properties": props,
+                                "objectWriteTraceId": item.get("objectWriteTraceId")})
+            reply = {"status": "COMPLETE", "results": results}
+            if errors:
+                reply["errors"] = errors
+                return Response(json.dumps(reply), 207, content_type="application/json")
+            return Response(json.dumps(reply), 201, content_type="application/json")
 
         @self.route("/crm/v3/owners", ["GET"])
         def owners():

@@ -15,6 +15,8 @@ SOQL = re.compile(
     r"^SELECT (?P<fields>[\w., ]+) FROM (?P<table>Account|Opportunity|User)"
     r"(?: WHERE (?P<where>.+?))?(?P<order> ORDER BY SystemModstamp, Id)?(?: LIMIT (?P<limit>\d+))?$")
 SINCE = re.compile(r"^SystemModstamp >= (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
+TASK_FIELDS = {"Subject", "Description", "WhatId", "WhoId", "OwnerId", "Status", "Priority", "ActivityDate",
+               "TaskSubtype"}
 USER = re.compile(r"^Email = '((?:[^'\\]|\\.)*)' AND IsActive = true$")
 FIELDS = {
     "Account": {"Id", "Name", "Website", "OwnerId", "Type", "Tier__c", "LastModifiedDate", "SystemModstamp"},
@@ -166,6 +168,29 @@ class FakeSalesforce(Fake):
                     continue
                 target.update({k: v for k, v in record.items() if k not in ("attributes", "id")})
                 replies.append({"id": record["id"], "success": True, "errors": []})
+            return Response(json.dumps(replies), 200, content_type="application/json")
+
+        @self.route("/services/data/v<version>/composite/sobjects", ["POST"])
+        def create_collection(version):
+            """sObject Collections create: Tasks only here, each on an existing Account."""
+            body = json_body()
+            self.require(body.get("allOrNone") is False, "allOrNone false expected")
+            records = body.get("records")
+            self.require(isinstance(records, list) and 0 < len(records) <= 200, "1 to 200 records")
+            replies = []
+            for record in records:
+                self.require(record.get("attributes") == {"type": "Task"}, "attributes.type Task")
+                self.require("id" not in record and "Id" not in record, "a record to create has no id")
+                unknown = set(record) - TASK_FIELDS - {"attributes"}
+                self.require(not unknown, f"No such column {sorted(unknown)} on entity 'Task'")
+                if record.get("WhatId") not in self.records["Account"]:
+                    replies.append({"success": False, "errors": [
+                        {"statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id",
+                         "fields": ["WhatId"]}]})
+                    continue
+                self.tasks.append(record)
+                task_id = f"00T{len(self.tasks):015d}"
+                replies.append({"id": task_id, "success": True, "errors": []})
             return Response(json.dumps(replies), 200, content_type="application/json")
 
         @self.route("/services/data/v<version>/limits", ["GET"])
