@@ -52,7 +52,7 @@ def clean_filters(raw: dict, stages: list[str]) -> dict:
 
 def _filtered(owner_id: int, filters: dict, now: datetime):
     q = select(Account.id, Account.name, Account.domain, Account.stage, Account.tier, Account.score_ref,
-               Account.passive_ref).where(Account.owner_id == owner_id)
+               Account.passive_ref, Account.fit_score).where(Account.owner_id == owner_id)
     if filters.get("q"):
         needle = filters["q"].lower()
         q = q.where(or_(func.lower(Account.name).contains(needle, autoescape=True),
@@ -120,6 +120,7 @@ def _rows(rows, week_ago: dict, factor: float, cfg: dict, now: datetime) -> list
         trend = trends[a.id]
         trend[-1] = round(score_now, 1)
         out.append({"id": a.id, "name": a.name, "domain": a.domain, "stage": a.stage, "tier": a.tier,
+                    "fit": a.fit_score,
                     "score": round(score_now, 1), "engagement": _level(score_now, cfg),
                     "driven_by": driven_by(a.score_ref, a.passive_ref),
                     "passive_share": a.passive_ref / a.score_ref if a.score_ref > 1e-12 else 0.0,

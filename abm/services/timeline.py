@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Event, StageChange, Touch
+from abm.models import Contact, Event, Playbook, StageChange, Touch
 
 
 def account_timeline(account_id: int, limit: int = 100) -> list[dict]:
@@ -30,3 +30,14 @@ def account_timeline(account_id: int, limit: int = 100) -> list[dict]:
                       "to": s.to_stage, "source": s.source})
     items.sort(key=lambda x: x["at"], reverse=True)
     return items[:limit]
+
+
+def contacts_and_playbooks(ids_of_contacts, ids_of_playbooks) -> tuple[dict, dict]:
+    """The contacts and playbooks a timeline names, by id, for their names on the page."""
+    def by_id(model, ids) -> dict:
+        ids = {i for i in ids if i}
+        if not ids:
+            return {}
+        return {row.id: row for row in db.session.execute(select(model).where(model.id.in_(ids))).scalars()}
+
+    return by_id(Contact, ids_of_contacts), by_id(Playbook, ids_of_playbooks)

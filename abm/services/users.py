@@ -75,3 +75,30 @@ def save_preference(user: User, key: str, value) -> None:
     """Keep one of the user's own choices (``preferences[key]``)."""
     user.preferences = {**(user.preferences or {}), key: value}
     db.session.commit()
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+def find(ref: str) -> User | None:
+    """The user a page names by id or by email."""
+    ref = (ref or "").strip()
+    if ref.isdigit():
+        return db.session.get(User, int(ref))
+    return by_email(ref)
+
+
+def by_email(email: str) -> User | None:
+    return db.session.execute(select(User).where(User.email == normalise_email(email))).scalar_one_or_none()
+
+
+def active() -> list[User]:
+    """Users who may log in, by email (the owners a manager picks from)."""
+    return list(db.session.execute(select(User).where(User.active.is_(True)).order_by(User.email)).scalars())
+
+
+def emails_by_id(ids) -> dict[int, str]:
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.email).where(User.id.in_(ids))).all())

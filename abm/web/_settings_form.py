@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
-
-from abm.db import db
-from abm.models import User
 from abm.scoring import event_weight, url_rule
 from abm.services import settings as settings_service
+from abm.services import users as users_service
 
 LIST_FIELDS = ("stages", "roles")
 NUMBER_FIELDS = ("half_life_days", "thresholds.warm", "thresholds.hot")
@@ -216,8 +213,7 @@ def test_url(url: str | None, current: dict) -> dict | None:
 def history(limit: int = 30) -> list[dict]:
     """Versions newest first, each with its author and the settings it changed."""
     rows = settings_service.history(limit + 1)
-    authors = {u.id: u.email for u in db.session.execute(
-        select(User).where(User.id.in_({r.created_by for r in rows if r.created_by}))).scalars()}
+    authors = users_service.emails_by_id(r.created_by for r in rows)
     out = []
     for i, row in enumerate(rows[:limit]):
         before = rows[i + 1].data if i + 1 < len(rows) else settings_service.DEFAULTS

@@ -12,11 +12,10 @@ from datetime import datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from abm.db import db, utcnow
+from abm.db import utcnow
 from abm.errors import ApiError
-from abm.models import Contact, Playbook, User
+from abm.models import User
 from abm.services import in_market, sales_view, scores
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
@@ -51,17 +50,10 @@ def _owner_from_request() -> User:
     if current_user.role not in MANAGERS:
         abort(403, description="an account executive sees their own accounts here; "
                                "managers and admins may pick another owner")
-    if wanted.isdigit():
-        user = db.session.get(User, int(wanted))
-    else:
-        user = db.session.execute(select(User).where(User.email == wanted.lower())).scalar_one_or_none()
+    user = users_service.find(wanted)
     if user is None:
         raise ApiError(404, f"no user {wanted!r}: pick an owner from the list on My accounts")
     return user
-
-
-def _owners() -> list[User]:
-    return list(db.session.execute(select(User).where(User.active.is_(True)).order_by(User.email)).scalars())
 
 
 @bp.get("/engagement/mine")
@@ -88,7 +80,7 @@ def my_accounts():
     return render_template(
         "web/engagement/my_accounts.html", result=result, rows=result["rows"], owner=owner, filters=filters,
         active=active, sort=filters["sort"], sorts=SORTS, own=own, stages=stages, levels=LEVELS,
-        owners=_owners() if current_user.role in MANAGERS else [], link=link, saved=saved,
+        owners=users_service.active() if current_user.role in MANAGERS else [], link=link, saved=saved,
         from_default=own and saved and not asked)
 
 
@@ -182,21 +174,15 @@ TIMELINE_LIMIT = 60
 RECENT_EVENTS = 30
 
 
-def _names(model, ids: set) -> dict:
-    ids = {i for i in ids if i}
-    if not ids:
-        return {}
-    return {row.id: row for row in db.session.execute(select(model).where(model.id.in_(ids))).scalars()}
-
-
 def account_sections(account_id: int, now: datetime | None = None) -> dict:
     """What the account page shows about engagement: the score breakdown, one timeline of
     touches, events and stage changes, buying committee coverage and the playbooks."""
     now = now or utcnow()
     breakdown = scores.breakdown(account_id, now=now, recent=RECENT_EVENTS)
     items = timeline_service.account_timeline(account_id, TIMELINE_LIMIT)
-    contacts = _names(Contact, {i.get("contact_id") for i in items} | {e["contact_id"] for e in breakdown["events"]})
-    playbooks = _names(Playbook, {i.get("playbook_id") for i in items} | {e["playbook_id"] for e in breakdown["events"]})
+    contacts, playbooks = timeline_service.contacts_and_playbooks(
+        {i.get("contact_id") for i in items} | {e["contact_id"] for e in breakdown["events"]},
+        {i.get("playbook_id") for i in items} | {e["playbook_id"] for e in breakdown["events"]})
 
     def contact_name(cid):
         c = contacts.get(cid)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask_login import current_user
-from sqlalchemy import func, select
 
-from abm.db import db
-from abm.models import Account
 from abm.services import accounts as account_service
+from abm.services import sales_view
 from abm.services import settings as settings_service
 from abm.web._access import endpoint_url, nav_items, role_required
 
@@ -29,14 +27,10 @@ DESCRIPTIONS = {
 
 
 def _counts(owner_id: int | None = None) -> dict:
-    query = select(Account.stage, Account.engagement, func.count()).group_by(Account.stage, Account.engagement)
-    if owner_id is not None:
-        query = query.where(Account.owner_id == owner_id)
-    by_stage: dict[str, int] = {}
-    by_engagement = {"cold": 0, "warm": 0, "hot": 0}
-    for stage, engagement, n in db.session.execute(query):
-        by_stage[stage] = by_stage.get(stage, 0) + n
-        by_engagement[engagement] = by_engagement.get(engagement, 0) + n
+    """Accounts by stage and by engagement level (the stage-by-engagement matrix, summed each way)."""
+    counts = sales_view.matrix(owner_id)["counts"]
+    by_stage = {stage: sum(levels.values()) for stage, levels in counts.items() if sum(levels.values())}
+    by_engagement = {level: sum(levels.get(level, 0) for levels in counts.values()) for level in ("cold", "warm", "hot")}
     return {"by_stage": by_stage, "by_engagement": by_engagement, "total": sum(by_stage.values())}
 
 

@@ -153,7 +153,9 @@ def test_http_503_is_retryable(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", HTTP_NAMES)
-def test_http_429_is_retryable_and_honours_retry_after(name, tmp_path):
+def test_http_429_is_retryable_and_hands_its_retry_after_to_the_engine(name, tmp_path):
+    """The connector's half of honouring Retry-After: the wait the provider asked for reaches the engine
+    (``RetryableError.retry_after``). That the engine then waits it is the engine's test (issue #12)."""
     with serve(generic_app(429, '{"message": "slow down"}', {"Retry-After": "7"})) as server:
         conn, _ = _run_test(name, server, tmp_path)
         with pytest.raises(RetryableError) as err:

@@ -60,6 +60,7 @@ def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_ro
     listed = manager.get(cell("high", "cold")[0]).get_data(as_text=True)
     assert "a.example" in listed and "b.example" in listed and "c.example" not in listed
     assert "d.example" not in listed
+    assert 'data-label="Fit">85</td>' in listed  # the list shows each account's fit
 
 
 def test_the_admin_reads_the_model_and_edits_fit_rules_with_located_errors(pages, as_role):
