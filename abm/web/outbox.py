@@ -30,11 +30,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
-from sqlalchemy import select
 
-from abm.db import db
-from abm.models import Account, ConnectorConfig, Enrollment
-from abm.models import Playbook as PlaybookRow
+from abm.services import outbox as outbox_service
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("outbox", __name__)
@@ -81,12 +78,8 @@ def boxes() -> list[Box]:
     default = current_app.config.get("OUTBOX_DIR")
     if default:
         found[Path(default).resolve()] = "the product's outbox folder"
-    rows = db.session.execute(select(ConnectorConfig).where(ConnectorConfig.type == "outbox")
-                              .order_by(ConnectorConfig.name)).scalars()
-    for row in rows:
-        directory = (row.settings or {}).get("directory")
-        if directory:
-            found.setdefault(Path(directory).resolve(), f"connector {row.name}")
+    for name, directory in outbox_service.connector_directories():
+        found.setdefault(Path(directory).resolve(), f"connector {name}")
     return [Box(_box_id(path), path, label) for path, label in found.items()]
 
 
@@ -124,16 +117,11 @@ def _annotate(items: list[Item]) -> None:
     ids = {i for i in (_enrollment_of(item.touch_key) for item in items) if i is not None}
     if not ids:
         return
-    rows = db.session.execute(
-        select(Enrollment.id, Account.id, Account.name, PlaybookRow.key)
-        .join(Account, Account.id == Enrollment.account_id)
-        .join(PlaybookRow, PlaybookRow.id == Enrollment.playbook_id)
-        .where(Enrollment.id.in_(ids))).all()
-    found = {r[0]: r for r in rows}
+    found = outbox_service.enrollment_labels(ids)
     for item in items:
-        row = found.get(_enrollment_of(item.touch_key))
-        if row:
-            item.account_id, item.account, item.playbook = row[1], row[2], row[3]
+        label = found.get(_enrollment_of(item.touch_key))
+        if label:
+            item.account_id, item.account, item.playbook = label
 
 
 def _files(known: list[Box]) -> list[tuple[float, str, Box]]:
