@@ -57,6 +57,31 @@ def unsubscribe_url(contact_id: int | str) -> str:
     return tracking.unsubscribe_url(contact_id)
 
 
+#: What a preview (the dry run) shows instead of a real unsubscribe link.
+PLACEHOLDER_UNSUBSCRIBE = "/u/placeholder-not-a-real-link"
+
+
+def with_placeholder_links(payload: dict) -> dict:
+    """A rendered payload as a preview shows it: its real unsubscribe link, a token that
+    never expires and unsubscribes a real contact, replaced everywhere (body, text,
+    headers) by a placeholder on the same server."""
+    real = payload.get("unsubscribe_url") if isinstance(payload, dict) else None
+    if not real:
+        return payload
+    placeholder = real.split("/u/", 1)[0] + PLACEHOLDER_UNSUBSCRIBE
+
+    def swap(value):
+        if isinstance(value, str):
+            return value.replace(real, placeholder)
+        if isinstance(value, dict):
+            return {key: swap(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [swap(item) for item in value]
+        return value
+
+    return swap(payload)
+
+
 def tracking_for_touch(touch: Touch) -> dict | None:
     """The ``tracking`` payload entry of an email to a contact: the signed open pixel and the
     click template whose token names exactly the links of this email (see abm.tracking).

@@ -1,7 +1,7 @@
 """touches: alerts as touches (no enrollment or playbook), not_before for retries
 
 Revision ID: d3l1v3ry0001
-Revises: c4a9e1b7d3f2
+Revises: c0c4f1d5e9a1
 Create Date: 2026-12-03 20:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import abm.db
 
 
 revision = 'd3l1v3ry0001'
-down_revision = 'c4a9e1b7d3f2'
+down_revision = 'c0c4f1d5e9a1'
 branch_labels = None
 depends_on = None
 
