@@ -47,17 +47,20 @@ def _uncond(value: dict | None) -> Condition | None:
 
 @dataclass(frozen=True)
 class Audience:
-    """Batch entry: accounts matching ``where`` now and later; at most ``limit``."""
+    """Batch entry: accounts matching ``where`` now and later; at most ``limit``.
+    ``segment``: the saved segment whose condition ``where`` is (as it was when the
+    version was applied)."""
 
     where: Condition
     limit: int | None = None
+    segment: str | None = None  # the saved segment ``where`` came from, if any
 
     def to_dict(self) -> dict:
-        return {"where": self.where.to_dict(), "limit": self.limit}
+        return {"where": self.where.to_dict(), "limit": self.limit, "segment": self.segment}
 
     @classmethod
     def from_dict(cls, data: dict) -> Audience:
-        return cls(condition_from_dict(data["where"]), data.get("limit"))
+        return cls(condition_from_dict(data["where"]), data.get("limit"), data.get("segment"))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 #: (function path, queue, every N seconds)
 PERIODIC = (
     ("workers.dispatcher.run_dispatch", "dispatch", 5),
-    ("workers.dispatcher.recover", "dispatch", 60),
+    ("workers.dispatcher.recover", "dispatch", 15),
     ("workers.dispatcher.run_sweep", "dispatch", 300),
 )
 ENGAGEMENT = (
