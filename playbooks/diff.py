@@ -38,9 +38,16 @@ def text_diff(old_source: str, new_source: str, old_name: str, new_name: str) ->
 def diff(old: Playbook, new: Playbook) -> dict:
     """``{"settings": [names], "steps": {"added", "removed", "changed", "moved"}}``."""
     before, after = old.to_dict(), new.to_dict()
-    settings = [name for name in SETTINGS if before.get(name) != after.get(name)]
     old_steps = {s["id"]: s for s in before["steps"]}
     new_steps = {s["id"]: s for s in after["steps"]}
+    return {"settings": [name for name in SETTINGS if before.get(name) != after.get(name)], "steps": {
+        "added": [s for s in new_steps if s not in old_steps],
+        "removed": [s for s in old_steps if s not in new_steps],
+        "changed": _changed_steps(old_steps, new_steps), "moved": _moved_steps(old_steps, new_steps)}}
+
+
+def _changed_steps(old_steps: dict, new_steps: dict) -> list[dict]:
+    """The steps both have whose fields differ (their position aside), with those fields."""
     changed = []
     for step_id, step in new_steps.items():
         was = old_steps.get(step_id)
@@ -49,13 +56,14 @@ def diff(old: Playbook, new: Playbook) -> dict:
         fields = tuple(sorted(k for k in set(step) | set(was) if k != "index" and step.get(k) != was.get(k)))
         if fields:
             changed.append(StepChange(step_id, fields).to_dict())
+    return changed
+
+
+def _moved_steps(old_steps: dict, new_steps: dict) -> list[str]:
+    """The steps both have that are no longer in the same order among them."""
     shared_old = [s for s in old_steps if s in new_steps]
     shared_new = [s for s in new_steps if s in old_steps]
-    moved = [s for s, t in zip(shared_old, shared_new, strict=True) if s != t]
-    return {"settings": settings, "steps": {
-        "added": [s for s in new_steps if s not in old_steps],
-        "removed": [s for s in old_steps if s not in new_steps],
-        "changed": changed, "moved": moved}}
+    return [s for s, t in zip(shared_old, shared_new, strict=True) if s != t]
 
 
 def step_mapping(old: Playbook, new: Playbook) -> dict[int, int]:

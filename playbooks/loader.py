@@ -31,7 +31,7 @@ from playbooks.workspace import Workspace
 
 TOP_LEVEL_KEYS = (
     "version", "key", "name", "product", "description", "priority", "audience", "trigger", "holdout",
-    "reenroll", "exit_when", "send_window", "caps", "steps",
+    "reenroll", "exit_when", "send_window", "caps", "on_cap", "max_delay", "steps",
 )
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
@@ -179,11 +179,27 @@ def _compile(chk: Checker, root: Node) -> Playbook | None:
         values["send_window"] = _send_window(chk, entries["send_window"])
     if "caps" in entries:
         values["caps"] = _caps(chk, entries["caps"])
+    _on_cap(chk, entries, values)
     _set_template_contexts(chk, values)
     steps = parse_steps(chk, entries["steps"]) if "steps" in entries else None
     if chk.errors or steps is None:
         return None
     return Playbook(steps=tuple(steps), **values)
+
+
+def _on_cap(chk: Checker, entries: dict[str, Node], values: dict) -> None:
+    """``on_cap: defer | skip`` (default defer) and ``max_delay`` (default 7d): what a touch
+    over a frequency cap does."""
+    if "on_cap" in entries:
+        node = entries["on_cap"]
+        if plain(node.value) not in ("defer", "skip"):
+            chk.error(node, "'on_cap' is 'defer' (wait for the next free slot, up to max_delay) or 'skip'")
+        else:
+            values["on_cap"] = plain(node.value)
+    if "max_delay" in entries:
+        delay = chk.duration(entries["max_delay"])
+        if delay is not None:
+            values["max_delay"] = delay
 
 
 def _entry(chk: Checker, entries: dict[str, Node], root: Node, values: dict) -> None:
@@ -201,14 +217,58 @@ def _entry(chk: Checker, entries: dict[str, Node], root: Node, values: dict) -> 
 
 
 def _audience(chk: Checker, node: Node) -> Audience | None:
-    entries = chk.mapping(node, ("where", "limit"), required=("where",))
-    if entries is None or "where" not in entries:
+    entries = chk.mapping(node, ("where", "segment", "limit"))
+    if entries is None:
         return None
-    where = parse_condition(chk, entries["where"])
+    if ("where" in entries) == ("segment" in entries):
+        chk.error(node, "an audience has either 'where' (a condition) or 'segment' (the name of a saved "
+                        "segment), one of them")
+        return None
+    segment = None
+    if "segment" in entries:
+        segment, where = _segment(chk, entries["segment"])
+    else:
+        where = parse_condition(chk, entries["where"])
     limit = chk.integer(entries["limit"], low=1) if "limit" in entries else None
     if where is None or ("limit" in entries and limit is None):
         return None
-    return Audience(where, limit)
+    return Audience(where, limit, segment)
+
+
+def _segment(chk: Checker, node: Node):
+    """(name, its condition) of ``segment: NAME``: the condition the segment has when
+    this version is applied."""
+    name = plain(node.value)
+    segments = chk.workspace.segments
+    if not isinstance(name, str) or not name:
+        chk.error(node, f"'segment' takes the name of a saved segment, found {describe(name)}")
+        return None, None
+    if name not in segments:
+        if not segments:
+            chk.error(node, f"unknown segment '{name}' (no segment is saved; save one with abm segment save)")
+        else:
+            chk.error(node, unknown("segment", name, sorted(segments), listing="saved"))
+        return None, None
+    return name, segments[name]
+
+
+def load_condition(source: str, filename: str = "condition.yaml", workspace: Workspace | None = None):
+    """A condition alone (a segment's), in the playbook condition language: ``(condition
+    or None, [located errors])``."""
+    workspace = workspace if workspace is not None else Workspace.default()
+    chk = Checker(filename, workspace)
+    data = _parse_yaml(chk, source)
+    condition = None
+    if not chk.errors:
+        if data is None:
+            chk.error((1, 1, "condition"), "the condition is empty; write at least one field (such as tier: [1])")
+        else:
+            try:
+                condition = parse_condition(chk, root_node(data))
+            except (RecursionError, TooLarge):
+                chk.error((1, 1, "condition"), "the condition nests too deeply or is too large")
+    errors = sorted(set(chk.errors), key=lambda e: (e.line, e.column, e.path, e.message))
+    return (None if errors else condition), errors
 
 
 def _trigger(chk: Checker, node: Node) -> Trigger | None:

@@ -74,6 +74,7 @@ class Workspace:
     none. ``template_loader``: email template file name -> its source, None if missing.
     ``sample_account`` / ``sample_contact``: what templates are rendered against in
     validation. ``default_timezone``: IANA name used by a ``send_window`` without one.
+    ``segments``: saved segment name -> its condition (``audience: {segment: NAME}``).
     """
 
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
@@ -84,6 +85,7 @@ class Workspace:
     sample_account: dict = field(default_factory=lambda: dict(SAMPLE_ACCOUNT))
     sample_contact: dict = field(default_factory=lambda: dict(SAMPLE_CONTACT))
     default_timezone: str = "UTC"
+    segments: dict = field(default_factory=dict)  # saved segment name -> its Condition
 
     @classmethod
     def default(cls, **overrides) -> Workspace:

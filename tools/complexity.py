@@ -16,11 +16,11 @@ from radon.complexity import cc_rank, cc_visit
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("abm/services/kpis.py", "abm/services/events.py", "playbooks/machine.py", "abm/services/playbooks.py",
+           "abm/services/dry_run.py", "abm/services/simulation.py", "playbooks/diff.py",
            "workers/dispatcher.py", "workers/jobs.py")
 WORST = "C"
 #: (module, function) -> who is splitting it: reported, not failed, until then.
 PENDING = {
-    ("abm/services/playbooks.py", "plan"): "cockpit (#16)",
     ("workers/jobs.py", "build_batch"): "delivery (#12)",
 }
 

@@ -16,6 +16,7 @@ from abm.models.playbook import (
     PlaybookVersion,
     Touch,
 )
+from abm.models.segment import Segment
 from abm.models.settings import WorkspaceSettings
 from abm.models.user import ROLES, ApiToken, AuditLog, IdempotencyRecord, User
 
@@ -23,5 +24,5 @@ __all__ = [
     "Base", "Account", "Contact", "Opportunity", "StageChange", "Suppression", "ConnectorConfig",
     "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "IMPORT_STATUSES", "ImportFile", "ImportRun", "Cost", "KpiRollup", "ENROLLMENT_STATES",
     "PLAYBOOK_STATUSES", "TOUCH_STATUSES", "Enrollment", "Playbook", "PlaybookVersion", "Touch",
-    "WorkspaceSettings", "AccountNetwork", "AsnAccount", "AsnRange", "DataVersion", "FitModel", "IpLookup", "Visitor", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
+    "Segment", "WorkspaceSettings", "AccountNetwork", "AsnAccount", "AsnRange", "DataVersion", "FitModel", "IpLookup", "Visitor", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
 ]

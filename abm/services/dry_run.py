@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from abm.db import db, in_list
 from abm.models import Account, Contact, Enrollment
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, enrollment, migration, simulation
+from abm.services import audience, enrollment, migration, simulation, touches
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
 from playbooks import duration
@@ -71,39 +71,48 @@ def report(pb: Playbook, now: datetime, compiled_of, *, account: str | None = No
     for that one's schedule; ``migrate``: the playbook's running enrollments move to
     ``pb`` first (``apply --migrate``), and the mapping is in ``migration``."""
     row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == pb.key)).scalar_one_or_none()
-    entrants = enrollment.would_enroll(row, pb, now)
-    held = [i for i in entrants if is_held_out(pb.key, i, pb.holdout)]
-    held_set = set(held)
-    entering = [i for i in entrants if i not in held_set]
-    eligible = len(enrollment.would_enroll(row, pb, now, limited=False)) if row is not None else None
-    steps_funnel = funnel(pb, now, eligible, len(entrants), len(held))
+    entering, held, steps_funnel = _audience(row, pb, now)
     moving = _moving(row, pb, compiled_of, now) if migrate and row is not None else []
-    moving_ids = {r.id for r in moving}
-    background = [r for r in _background(entering + [r.account_id for r in moving], compiled_of, now)
-                  if r.id not in moving_ids]
+    background = _background(entering + [r.account_id for r in moving], compiled_of, now, {r.id for r in moving})
     runners = _foreground(row, pb, entering, now) + moving + background
+    foreground = [r for r in runners if r.foreground]
+    facts = _facts(runners, now)
+    outcome = simulate(runners, facts, _ledger(runners, facts, now), now, now + horizon_of(pb))
+    rows = [r for r in outcome.rows if r["foreground"]]
+    return {
+        "key": pb.key, "name": pb.name, "now": now.isoformat(), "simulated_until": outcome.stopped_at.isoformat(),
+        "entering": len(entering), "held_out": held, "funnel": steps_funnel,
+        "sample": _sample_accounts(entering[:sample]), "steps": _steps(pb, rows, foreground),
+        "channels": _channels(rows), "outcomes": _outcomes(foreground), "other_enrollments": len(background),
+        "migration": migration.mapping(row, pb, None, compiled_of) if migrate else None, "moving": len(moving),
+        "schedule": _schedule(rows, facts, account, contact), "rendered": _rendered(pb, outcome.samples, rows, facts),
+        "warnings": _warnings(pb, steps_funnel, entering, rows, outcome), "assumptions": list(ASSUMPTIONS),
+    }
+
+
+def _audience(row: PlaybookRow | None, pb: Playbook, now: datetime) -> tuple[list[int], int, list[dict]]:
+    """(the accounts entering, how many are held out, the audience funnel)."""
+    entrants = enrollment.would_enroll(row, pb, now)
+    held = {i for i in entrants if is_held_out(pb.key, i, pb.holdout)}
+    eligible = len(enrollment.would_enroll(row, pb, now, limited=False)) if row is not None else None
+    return [i for i in entrants if i not in held], len(held), funnel(pb, now, eligible, len(entrants), len(held))
+
+
+def _facts(runners: list[Runner], now: datetime) -> dict:
     conditions = [c for r in runners for c in _conditions(r.playbook)]
-    facts = audience.load_facts({r.account_id for r in runners}, now, audience.longest_window(conditions))
+    return audience.load_facts({r.account_id for r in runners}, now, audience.longest_window(conditions))
+
+
+def _ledger(runners: list[Runner], facts: dict, now: datetime) -> Ledger:
+    """The stored touches of these accounts that any cap involved may count."""
     ledger = Ledger()
     longest_cap = max((cap.within for r in runners for cap in r.playbook.caps), default=timedelta(days=30))
     ledger.load_stored(sorted(facts), now - max(longest_cap, timedelta(days=30)))
-    outcome = simulate(runners, facts, ledger, now, now + horizon_of(pb))
-    foreground_rows = [r for r in outcome.rows if r["foreground"]]
-    return {
-        "key": pb.key, "name": pb.name, "now": now.isoformat(), "simulated_until": outcome.stopped_at.isoformat(),
-        "entering": len(entering), "held_out": len(held), "funnel": steps_funnel,
-        "sample": _sample_accounts(entering[:sample]),
-        "steps": _steps(pb, foreground_rows, [r for r in runners if r.foreground]),
-        "channels": dict(Counter(r["channel"] for r in foreground_rows if r["status"] in ("queued", "scheduled"))),
-        "outcomes": _outcomes([r for r in runners if r.foreground]),
-        "other_enrollments": len(background),
-        "migration": migration.mapping(row, pb, None, compiled_of) if migrate else None,
-        "moving": len(moving),
-        "schedule": _schedule(foreground_rows, facts, account, contact),
-        "rendered": _rendered(pb, outcome.samples, foreground_rows, facts),
-        "warnings": _warnings(pb, steps_funnel, entering, foreground_rows, outcome),
-        "assumptions": list(ASSUMPTIONS),
-    }
+    return ledger
+
+
+def _channels(rows: list[dict]) -> dict[str, int]:
+    return dict(Counter(r["channel"] for r in rows if r["status"] in ("queued", "scheduled")))
 
 
 def _conditions(pb: Playbook):
@@ -135,9 +144,9 @@ def _moving(row: PlaybookRow, pb: Playbook, compiled_of, now: datetime) -> list[
     return out
 
 
-def _background(account_ids: list[int], compiled_of, now: datetime) -> list[Runner]:
-    """The running enrollments of active playbooks on these accounts: their touches
-    take the same contacts' and accounts' cap slots."""
+def _background(account_ids: list[int], compiled_of, now: datetime, moving: set[int]) -> list[Runner]:
+    """The running enrollments of active playbooks on these accounts (but those in
+    ``moving``): their touches take the same contacts' and accounts' cap slots."""
     if not account_ids:
         return []
     rows = db.session.execute(
@@ -146,6 +155,8 @@ def _background(account_ids: list[int], compiled_of, now: datetime) -> list[Runn
                PlaybookRow.status == "active")).all()
     out = []
     for e, priority in rows:
+        if e.id in moving:
+            continue
         state = EnrollmentState(e.step_index, e.state, max(e.next_run_at or now, now), e.wait_started_at)
         out.append(Runner(e.id, e.playbook_id, priority, compiled_of(e.version_id), e.account_id, state,
                           foreground=False))
@@ -238,7 +249,8 @@ def _rendered(pb: Playbook, samples: dict, rows: list[dict], facts) -> list[dict
         found = samples.get(step.id)
         if found:
             out.append({"step": step.id, "account": facts[found["account_id"]].fields["domain"],
-                        "contact": emails.get(found["contact_id"]), "rendered": found["payload"]})
+                        "contact": emails.get(found["contact_id"]),
+                        "rendered": touches.with_placeholder_links(found["payload"])})
             continue
         failure = next((r["error"] for r in rows if r["step_id"] == step.id and r["status"] == "failed"), None)
         if failure:

@@ -275,8 +275,7 @@ FUNNEL_STEPS = kpi_accounts.FUNNEL_STEPS
 
 def funnel(period: Period, playbook_ids: set[int] | None = None) -> list[dict]:
     """Target accounts (enrolled in a playbook, not held out) to won, over the period."""
-    counts = kpi_accounts.funnel_counts(kpi_accounts.funnel_steps(period.start, period.end, lead_types(),
-                                                                  playbook_ids))
+    counts = kpi_accounts.funnel_counts(period.start, period.end, lead_types(), playbook_ids)
     return [{"step": step, "accounts": counts.get(step, 0)} for step in FUNNEL_STEPS]
 
 

@@ -22,7 +22,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import clock, connectors, dry_run, enrollment, migration, touches
+from abm.services import clock, connectors, dry_run, enrollment, migration, segments, touches
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
 from abm.services.versions import compiled, compiled_by_id, current_version  # noqa: F401 - this module's API too
@@ -31,6 +31,7 @@ from playbooks.errors import LoadResult
 from playbooks.holdout import is_held_out
 from playbooks.model import Playbook
 from playbooks.workspace import directory_loader
+from workers import enqueue
 
 
 class PlaybookInvalid(ApiError):
@@ -60,7 +61,7 @@ def workspace(stand_ins: bool = False) -> Workspace:
     return Workspace(
         stages=list(settings["stages"]), roles=list(settings["roles"]), connectors=channels,
         default_connectors=defaults, template_loader=directory_loader(),
-        default_timezone=settings["send_window"]["timezone"],
+        default_timezone=settings["send_window"]["timezone"], segments=segments.compiled_all(),
     )
 
 
@@ -189,7 +190,7 @@ def resume(key: str) -> dict:
     db.session.commit()
     queued = db.session.execute(select(Touch.id, Touch.connector).where(
         Touch.playbook_id == row.id, Touch.status == "queued")).all()
-    jobs = touches.enqueue([(tid, connector) for tid, connector in queued])
+    jobs = enqueue.touches([(tid, connector) for tid, connector in queued])
     return {"key": key, "status": row.status, "requeued": len(queued), "jobs": jobs}
 
 

@@ -100,6 +100,7 @@ NAV: tuple[NavEntry, ...] = (
              fallback=(("accounts.index", (("owner", "me"),)),)),
     NavEntry("alerts", "Alerts", "alerts.index"),
     NavEntry("playbooks", "Playbooks", "playbooks.index"),
+    NavEntry("segments", "Segments", "segments.index"),
     NavEntry("outbox", "Outbox", "outbox.index", MANAGERS),
     NavEntry("engagement", "Engagement", "engagement.index"),
     NavEntry("kpis", "KPIs", "kpis.index"),
