@@ -10,6 +10,10 @@
 | ABM_ENV | development |
 | ABM_DISPATCHERS | 2 (dispatcher chains at once on PostgreSQL) |
 | ABM_TRUSTED_PROXIES | 0 (how many reverse proxies in front set X-Forwarded-For; the client address comes from them) |
+| ABM_TOUCH_LEASE_SECONDS | 30 (a touch job's claim, renewed by its heartbeat; a dead worker's touches come back after it) |
+| ABM_TOUCH_MAX_ATTEMPTS | 5 (claims of a touch before a retryable failure becomes final) |
+| ABM_TOUCH_REQUEUE_SECONDS | 300 (an unclaimed queued touch is enqueued again after this, even behind a long queue) |
+| ABM_LOG_FORMAT | text (``json``: one JSON object a line) |
 
 Production refuses to start with a missing, placeholder or guessable secret (less than
 128 bits by ``estimated_bits``).
@@ -85,6 +89,10 @@ class Config:
         self.MAX_CONTENT_LENGTH = int(env.get("ABM_MAX_BODY_BYTES") or 50 * 1024 * 1024)
         self.ABM_DISPATCHERS = env.get("ABM_DISPATCHERS") or "2"
         self.TRUSTED_PROXIES = int(env.get("ABM_TRUSTED_PROXIES") or 0)
+        for name, default in (("ABM_TOUCH_LEASE_SECONDS", "30"), ("ABM_TOUCH_MAX_ATTEMPTS", "5"),
+                              ("ABM_TOUCH_REQUEUE_SECONDS", "300")):
+            setattr(self, name, env.get(name) or default)
+        self.ABM_LOG_FORMAT = (env.get("ABM_LOG_FORMAT") or "text").lower()
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         # Remember me: two weeks, not Flask-Login's year. Someone who works most days logs
@@ -106,6 +114,13 @@ class Config:
         if not (str(self.ABM_DISPATCHERS).isdigit() and 1 <= int(self.ABM_DISPATCHERS) <= 64):
             raise ConfigError(f"ABM_DISPATCHERS={self.ABM_DISPATCHERS!r} is not a whole number from 1 to 64")
         self.ABM_DISPATCHERS = int(self.ABM_DISPATCHERS)
+        for name in ("ABM_TOUCH_LEASE_SECONDS", "ABM_TOUCH_MAX_ATTEMPTS", "ABM_TOUCH_REQUEUE_SECONDS"):
+            value = str(getattr(self, name))
+            if not (value.isdigit() and int(value) >= 1):
+                raise ConfigError(f"{name}={value!r} is not a whole number of at least 1")
+            setattr(self, name, int(value))
+        if self.ABM_LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"ABM_LOG_FORMAT={self.ABM_LOG_FORMAT!r} is not text or json")
         for key in self.ENCRYPTION_KEYS:
             try:
                 Fernet(key.encode())

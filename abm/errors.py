@@ -76,7 +76,33 @@ def wants_json() -> bool:
             or request.accept_mimetypes.best == "application/json")
 
 
+#: Paths whose bodies are read raw (signatures over the exact bytes, beacons): their
+#: forms are not parsed before the view.
+_RAW_BODIES = ("/hooks/", "/t/", "/api/")
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _nul_field() -> str | None:
+    """The first query parameter, path segment or (pages') form field holding a NUL
+    character, which no text column can store (PostgreSQL refuses it)."""
+    sources = [request.args.lists(), ((k, [v]) for k, v in (request.view_args or {}).items())]
+    if request.mimetype in _FORMS and not request.path.startswith(_RAW_BODIES):
+        sources.append(request.form.lists())
+    for pairs in sources:
+        for name, values in pairs:
+            if "\x00" in name or any(isinstance(v, str) and "\x00" in v for v in values):
+                return name
+    return None
+
+
 def register_error_handlers(app) -> None:
+    @app.before_request
+    def _refuse_nul_characters():
+        field = _nul_field()
+        if field is not None:
+            raise ValidationError([{"path": field, "message": "contains a NUL character (%00), which is not text"}],
+                                  f"{field} contains a NUL character (%00), which is not text")
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         if wants_json():

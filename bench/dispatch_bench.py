@@ -243,9 +243,9 @@ def main() -> int:
 
         from abm.db import db, utcnow
         from abm.models import Touch
-        from abm.services import connectors, touches
+        from abm.services import connectors
         from abm.services import playbooks as service
-        from workers import dispatcher
+        from workers import dispatcher, jobs
 
         redis_lib.Redis.from_url(REDIS_URL).flushdb()
         connectors.create({"type": "log", "name": "bench-log", "settings": {"path": str(log_path), "keep": 1},
@@ -283,7 +283,7 @@ def main() -> int:
 
             queue = Queue("touches", connection=redis_lib.Redis.from_url(REDIS_URL))
             started_single = time.perf_counter()
-            queue.enqueue_many([Queue.prepare_data(touches.JOB_FUNC, args=([i], "bench-log"), result_ttl=60)
+            queue.enqueue_many([Queue.prepare_data(jobs.send_touches, args=([i], "bench-log"), result_ttl=60)
                                 for i in single_ids])
             finished_single = wait_sent(args.touches, timeout=900, playbook_id=playbook_id)
             single_rate = args.single / (finished_single - started_single)

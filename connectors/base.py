@@ -130,8 +130,12 @@ class Connector:
     type: ClassVar[str]
     channels: ClassVar[tuple[str, ...]]
     settings_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}, "additionalProperties": False}
+    #: The most touches one ``send`` carries, which is one provider call (one request, one
+    #: SMTP message): the workers record results after each ``send``, so after a crash
+    #: at most this many touches can reach the provider twice (docs/engine.md).
     max_batch: ClassVar[int] = 100
-    #: (calls, per seconds): the provider's documented pace, the default rate limit.
+    #: (calls, per seconds): the provider's documented pace, the default rate limit. Every
+    #: ``send`` takes one call from a token bucket shared by all workers.
     rate_limit: ClassVar[tuple[int, int]] = (10, 1)
     #: True for connectors that accept inbound webhooks at /hooks/{name}.
     accepts_webhooks: ClassVar[bool] = False
@@ -148,6 +152,15 @@ class Connector:
     def test(self) -> str:
         """Make a harmless real call; return a short success text or raise ConnectorError."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what ``send`` kept open between calls (a connection); the workers call it
+        after the last call of a job."""
+
+    def rate_scope(self) -> str | None:
+        """What the provider counts calls against when it is shared between connectors (a
+        Slack channel, a Meta ad account); None: this connector alone."""
+        return None
 
     # -- inbound ----------------------------------------------------------------
     def verify_webhook(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> None:

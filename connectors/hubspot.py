@@ -106,7 +106,8 @@ def to_ms(value: Any) -> int | None:
 class HubSpotConnector(Connector):
     type = "hubspot"
     channels = ("crm", "task")
-    max_batch = BATCH_LIMIT
+    #: One task a call (tasks take no idempotency key: a crash repeats at most one).
+    max_batch = 1
     rate_limit = (100, 10)
     accepts_webhooks = True
     settings_schema = object_schema(

@@ -121,6 +121,10 @@ class MetaConnector(Connector):
         raw = str(self.settings["ad_account_id"])
         return raw if raw.startswith("act_") else f"act_{raw}"
 
+    def rate_scope(self) -> str:
+        """Meta counts calls per ad account: connectors on the same account share a bucket."""
+        return f"meta:{self.account}"
+
     @property
     def token(self) -> str:
         return self.settings["access_token"]

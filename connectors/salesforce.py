@@ -73,8 +73,14 @@ def error_codes(response: requests.Response) -> list[str]:
     return [str(i.get("errorCode")) for i in items if isinstance(i, Mapping) and i.get("errorCode")]
 
 
+#: SOQL's quoted-string escape sequences ("Quoted String Escape Sequences", SOQL and SOSL reference).
+SOQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r",
+                              "\t": "\\t", "\b": "\\b", "\f": "\\f"})
+
+
 def soql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A SOQL string literal: quoted, every character SOQL escapes escaped."""
+    return "'" + value.translate(SOQL_ESCAPES) + "'"
 
 
 def soql_datetime(modified: str) -> str:
@@ -121,7 +127,8 @@ class ApiBudget:
 class SalesforceConnector(Connector):
     type = "salesforce"
     channels = ("crm", "task")
-    max_batch = COLLECTION_LIMIT
+    #: One task a call (tasks take no idempotency key: a crash repeats at most one).
+    max_batch = 1
     rate_limit = (25, 1)
     settings_schema = object_schema(
         {

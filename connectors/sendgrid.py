@@ -100,7 +100,9 @@ def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
 class SendGridConnector(Connector):
     type = "sendgrid"
     channels = ("email",)
-    max_batch = 1000
+    #: Personalizations a request: mail/send takes no idempotency key, so a crash can repeat
+    #: one request; kept small so that this bound means something.
+    max_batch = 50
     rate_limit = (10, 1)
     accepts_webhooks = True
     settings_schema: ClassVar[dict[str, Any]] = {

@@ -31,6 +31,7 @@ a second: ``rate_limit`` is (1, 1) and a batch of several alerts is paced at one
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -83,7 +84,8 @@ def escape(text: str) -> str:
 class SlackConnector(Connector):
     type = "slack"
     channels = ("alert",)
-    max_batch = 10
+    #: One message a call: Slack takes no idempotency key, so a crash repeats at most one.
+    max_batch = 1
     rate_limit = (1, 1)
     #: Seconds between two posts of one batch (Slack's one message a second).
     min_interval: float = 1.0
@@ -131,6 +133,11 @@ class SlackConnector(Connector):
             return url
         parts = urlsplit(url)
         return base + parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def rate_scope(self) -> str:
+        """Slack counts messages per channel, which is per incoming webhook: connectors posting
+        through the same webhook share a bucket (its URL is a secret: only a digest names it)."""
+        return "slack:" + hashlib.sha256(str(self.settings.get("webhook_url", "")).encode()).hexdigest()[:16]
 
     def client(self) -> HttpClient:
         timeout = float(self.settings.get("timeout", 10))

@@ -1,8 +1,9 @@
 """The ``smtp`` connector: email over real SMTP (``smtplib``).
 
-One connection per batch: connect (implicit TLS with ``security: tls``), EHLO,
-STARTTLS and EHLO again with ``security: starttls``, AUTH when a username is set,
-then one ``MAIL FROM``/``RCPT TO``/``DATA`` per touch, then QUIT. Messages are built
+One connection per job, kept open between calls: connect (implicit TLS with ``security:
+tls``), EHLO, STARTTLS and EHLO again with ``security: starttls``, AUTH when a username
+is set, then one ``MAIL FROM``/``RCPT TO``/``DATA`` per touch (one touch a call), then
+QUIT when the workers :meth:`~SmtpConnector.close` it. Messages are built
 by :mod:`connectors.email_message` (headers, text and HTML parts, unsubscribe
 headers, tracking pixel and rewritten links; see its docstring).
 
@@ -67,8 +68,13 @@ def _reply_text(code: int, message: bytes | str) -> str:
 class SmtpConnector(Connector):
     type = "smtp"
     channels = ("email", "alert")
-    max_batch = 100
-    rate_limit = (10, 1)
+    #: One message a call: the workers record each message as the server accepts it, so a
+    #: crash repeats at most the one in flight. The connection stays open between calls
+    #: (until :meth:`close`, at the end of the job).
+    max_batch = 1
+    #: Messages a second; SMTP has no standard pace: set your relay's (``rate_limit``).
+    rate_limit = (1000, 1)
+    _smtp: smtplib.SMTP | None = None
     settings_schema: ClassVar[dict[str, Any]] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -215,21 +221,26 @@ class SmtpConnector(Connector):
         return [results[t.id] for t in batch]
 
     def _deliver(self, built: list[tuple[Touch, Any]], results: dict[int, TouchResult]) -> None:
-        smtp = self._open()
+        if self._smtp is None:
+            self._smtp = self._open()
         done: list[TouchResult] = []
-        try:
-            for index, (touch, message) in enumerate(built):
-                try:
-                    result = self._send_one(smtp, touch, message)
-                except ConnectorError as exc:
-                    rest = [t for t, _ in built[index:]]
-                    for r in finish_after_error(done, rest, exc)[len(done):]:
-                        results[r.touch_id] = r
-                    return
-                done.append(result)
-                results[touch.id] = result
-        finally:
-            _close(smtp)
+        for index, (touch, message) in enumerate(built):
+            try:
+                result = self._send_one(self._smtp, touch, message)
+            except ConnectorError as exc:
+                self.close()  # the session may be broken: the next call connects again
+                rest = [t for t, _ in built[index:]]
+                for r in finish_after_error(done, rest, exc)[len(done):]:
+                    results[r.touch_id] = r
+                return
+            done.append(result)
+            results[touch.id] = result
+
+    def close(self) -> None:
+        """QUIT the connection kept open between calls."""
+        if self._smtp is not None:
+            _close(self._smtp)
+            self._smtp = None
 
     def _wire(self, smtp: smtplib.SMTP, message: Any) -> tuple[bytes, list[str]]:
         """The bytes to send and the MAIL FROM options: 8BITMIME when needed and offered,

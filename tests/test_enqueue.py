@@ -1,14 +1,17 @@
-"""workers/enqueue.py names each job it enqueues once: every name must be a function a worker can run."""
+"""workers/enqueue.py names each job by its function: the jobs it makes run functions of workers/."""
 
 from __future__ import annotations
 
-import importlib
+from rq import Queue
 
-from workers import enqueue
+from abm.redis_conn import get_redis
+from workers import enqueue, import_jobs, jobs
 
 
-def test_every_job_enqueue_names_is_a_function_of_workers():
-    for what, path in enqueue.JOBS.items():
-        module, _, name = path.rpartition(".")
-        assert module.startswith("workers."), what
-        assert callable(getattr(importlib.import_module(module), name)), f"{what}: {path} does not resolve"
+def test_the_jobs_enqueue_makes_are_the_functions_it_imports(app):
+    enqueue.touches([(1, "log"), (2, "log")])
+    enqueue.import_run(7)
+    touch_job = Queue("touches", connection=get_redis()).jobs[0]
+    import_job = Queue("imports", connection=get_redis()).jobs[0]
+    assert (touch_job.func, touch_job.args) == (jobs.send_touches, ([1, 2], "log"))
+    assert (import_job.func, import_job.args) == (import_jobs.run_import, (7,))

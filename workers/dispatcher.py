@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,10 +46,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from abm.db import db
 from abm.models import Account, Enrollment, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import alerts, audience, enrollment, touches
+from abm.services import alerts, audience, delivery, enrollment, touches
 from abm.services import playbooks as playbook_service
 from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction
 from playbooks.machine import run as run_machine
+from workers import enqueue as enqueue_jobs
 
 BATCH_SIZE = 1000
 #: How many steps one pass may take for one enrollment (touch steps end a call).
@@ -96,13 +97,15 @@ def dispatch(now: datetime | None = None, batch_size: int = BATCH_SIZE, max_batc
             stats["skipped_locked"] = 1
             return dict(stats)
         promoted = touches.promote_due(now)
+        retried = delivery.retry_due(now)
         stats["promoted"] = len(promoted)
+        stats["retried"] = len(retried)
         if enqueue:
-            stats["jobs"] += touches.enqueue(promoted)
+            stats["jobs"] += enqueue_jobs.touches(promoted + retried)
         while max_batches is None or stats["batches"] < max_batches:
             claimed, queued = _run_batch(now, batch_size, stats)
             if enqueue and queued:
-                stats["jobs"] += touches.enqueue(queued)
+                stats["jobs"] += enqueue_jobs.touches(queued)
             if claimed < batch_size:
                 break
         else:
@@ -280,13 +283,6 @@ def run_dispatch(max_seconds: float = 20.0) -> dict:
             return dict(total)
 
 
-def _enqueue_link(redis, queue: str, number: int) -> None:
-    from rq import Queue
-
-    Queue(queue, connection=redis).enqueue(dispatch_chain, number, job_timeout=600, result_ttl=60,
-                                           failure_ttl=3600)
-
-
 def start_chains() -> int:
     """Enqueue the first link of every chain (``ABM_DISPATCHERS`` of them) whose key is
     free; returns how many."""
@@ -298,7 +294,7 @@ def start_chains() -> int:
     started = 0
     for number in range(int(current_app.config["ABM_DISPATCHERS"])):
         if redis.set(CHAIN_KEY.format(number), "starting", nx=True, ex=CHAIN_LEASE_SECONDS):
-            _enqueue_link(redis, "dispatch", number)
+            enqueue_jobs.dispatch_link(number, "dispatch", redis)
             started += 1
     return started
 
@@ -314,7 +310,7 @@ def dispatch_chain(number: int) -> dict:
     key = CHAIN_KEY.format(number)
     if stats.get("more"):
         redis.set(key, "running", ex=CHAIN_LEASE_SECONDS)
-        _enqueue_link(redis, "touches", number)
+        enqueue_jobs.dispatch_link(number, "touches", redis)
     else:
         redis.delete(key)
     return stats
@@ -325,8 +321,26 @@ def run_sweep() -> dict:
 
 
 def recover(now: datetime | None = None) -> int:
-    """Re-enqueue touches whose job was lost (Redis emptied, a worker killed)."""
-    lost = touches.lost(now or clock())
+    """Re-enqueue touches whose job is gone: a dead worker's claims whose lease ran out
+    (the heartbeat stopped), and unclaimed queued touches whose job was lost. Those are
+    taken at once when Redis lost its data (restarted empty), after a lease when the
+    touches queue is empty (nothing can still be waiting to run them), else after
+    ``ABM_TOUCH_REQUEUE_SECONDS`` (they may be far back in a long queue)."""
+    from flask import current_app
+
+    from abm.redis_conn import get_redis
+    from workers.queues import get_queue
+
+    now = now or clock()
+    redis = get_redis()
+    if enqueue_jobs.redis_was_emptied(redis):
+        after = timedelta(0)
+    elif get_queue("touches", redis).count == 0:
+        after = delivery.lease()
+    else:
+        after = timedelta(seconds=int(current_app.config.get("ABM_TOUCH_REQUEUE_SECONDS",
+                                                             delivery.DEFAULT_REQUEUE_SECONDS)))
+    lost = delivery.lost(now, unclaimed_after=after)
     if lost:
-        touches.enqueue(lost)
+        enqueue_jobs.touches(lost)
     return len(lost)

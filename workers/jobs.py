@@ -1,101 +1,106 @@
-"""Touch jobs: send a batch of touches through one connector, exactly once per touch.
+"""Touch jobs: send a batch of touches through one connector, one provider call at a time.
 
 ``send_touches(touch_ids, connector)``:
 
-1. claim: one atomic ``UPDATE ... WHERE status='queued' AND (claimed_at IS NULL OR
-   stale) AND the playbook is active RETURNING id``, committed. A job that runs twice
-   (RQ retry, recovery, a duplicate enqueue) finds the touches sent or claimed and
-   sends nothing; touches of a paused playbook stay queued, unclaimed (resume
-   enqueues them again).
-2. send the claimed batch through the connector (at the connector's pace);
-3. mark: sent (with the provider id) or failed (with the error) per ``TouchResult``.
+1. claim (``delivery.claim_rows``): one atomic ``UPDATE ... RETURNING``, committed. A
+   job that runs twice (recovery, a duplicate enqueue) finds its touches sent or
+   claimed and sends nothing; touches of a paused playbook stay queued, unclaimed.
+2. while the job runs, a heartbeat renews its claims (``workers.leases``);
+3. the batch is cut into provider calls (``max_batch`` touches each, the most one call
+   of the connector carries); before each call a token is taken from the connector's
+   bucket in Redis (``workers.ratelimit``), and the call's results are recorded as soon
+   as it returns, in a short commit of their own (``delivery.mark``). A worker killed at
+   any moment can therefore repeat at most the one call in flight.
 
-``RetryableError``: the touches go back to ``queued`` (unclaimed) and the error is
-raised again so RQ's ``Retry`` runs the job later; after ``MAX_ATTEMPTS`` claims they
-are failed. ``PermanentError``: failed with the error text.
-
-The one window that is at-least-once: a worker that dies after the provider accepted
-the batch and before step 3 committed. The claim then expires after the lease and
-recovery sends again; connectors get ``Touch.key`` (enrollment:step:contact) to pass
-as an idempotency key to providers that take one, which closes that window there.
+Failures: a ``RetryableError`` releases the call's touches (and the untried rest) with
+``not_before = max(Retry-After, backoff with jitter)``; the dispatcher enqueues them
+again then; after ``MAX_ATTEMPTS`` claims a touch fails with the provider's message. A
+``PermanentError`` (bad credentials, a bad account id) fails the call's touches and the
+rest with the provider's message. Nothing is retried by RQ.
 """
 
 from __future__ import annotations
 
 import copy
-import time
+from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from abm.db import db, in_list
-from abm.models import Contact, Touch
+from abm.models import Contact
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, touches
+from abm.services import audience, clock, connectors, delivery, touches
 from connectors.base import PermanentError, RetryableError
 from connectors.base import Touch as ConnectorTouch
-
-
-def _clock():
-    from workers.dispatcher import clock
-
-    return clock()
-
-
-def _pace(connector_name: str, calls: int, per: int) -> None:
-    """Keep at most ``calls`` sends per ``per`` seconds for slow connectors (the job
-    runs alone for them: RQ's RateLimit gives it concurrency 1)."""
-    if calls / max(per, 1) >= 100:
-        return
-    from abm.redis_conn import get_redis
-
-    redis = get_redis()
-    key = f"abm:pace:{connector_name}"
-    gap = per / max(calls, 1)
-    last = redis.get(key)
-    if last is not None:
-        wait = float(last) + gap - time.time()
-        if wait > 0:
-            time.sleep(min(wait, gap))
-    redis.set(key, time.time(), ex=max(int(gap) + 60, 60))
-
+from workers import leases, ratelimit
 
 #: What a connector's touch is made of (rows, not ORM objects: a job loads hundreds).
 _TOUCH_COLUMNS = ("id", "kind", "channel", "account_id", "contact_id", "contact_key", "enrollment_id", "step_id",
-                  "playbook_id", "payload")
+                  "playbook_id", "alert_id", "attempts", "payload")
 
 
-def build_batch(rows: list) -> list[ConnectorTouch]:
-    """The plain touches a connector gets, from the claimed touches' rows (``_TOUCH_COLUMNS``),
-    in a few queries whatever their number."""
+@dataclass
+class _Lookups:
+    """What the touches of a batch refer to, loaded in a few queries whatever their number."""
+
+    facts: dict
+    contacts: dict
+    playbooks: dict
+    people: dict
+
+
+def _lookups(rows: list) -> _Lookups:
     contact_table = Contact.__table__
-    account_ids = sorted({t.account_id for t in rows})
-    facts = audience.load_facts(account_ids, _clock(), with_contacts=False, with_crm_ids=True)
+    facts = audience.load_facts(sorted({t.account_id for t in rows}), clock.now(), with_contacts=False,
+                                with_crm_ids=True)
     contact_ids = sorted({t.contact_id for t in rows if t.contact_id})
     contacts = {c.id: audience.contact_fields(c) for c in db.session.execute(
         select(*(contact_table.c[c] for c in audience.CONTACT_COLUMNS)).where(
             in_list(contact_table.c.id, contact_ids or [0])))}
+    playbook_ids = {t.playbook_id for t in rows if t.playbook_id}
     playbooks = {p.id: {"key": p.key, "name": p.name, "product": p.product} for p in db.session.execute(
         select(PlaybookRow.id, PlaybookRow.key, PlaybookRow.name, PlaybookRow.product).where(
-            PlaybookRow.id.in_({t.playbook_id for t in rows})))}
+            PlaybookRow.id.in_(playbook_ids)))} if playbook_ids else {}
     people = _account_contacts({t.account_id for t in rows if t.kind in ("audience", "task")})
+    return _Lookups(facts, contacts, playbooks, people)
+
+
+def _contact_of(t, look: _Lookups) -> dict | None:
+    contact = look.contacts.get(t.contact_id) if t.contact_id else None
+    if contact is not None:
+        return {k: v for k, v in contact.items() if not k.endswith("_at")}
+    if t.kind == "email":
+        facts = look.facts.get(t.account_id)
+        return {"email": facts.fields.get("owner") if facts else None}
+    return None
+
+
+def _account_of(t, look: _Lookups) -> dict:
+    facts = look.facts.get(t.account_id)
+    account = dict(facts.fields) if facts else {"id": t.account_id}
+    account["crm_ids"] = dict(account.get("crm_ids") or {})  # each touch its own, as connectors may add to it
+    if t.kind in ("audience", "task"):
+        account["contacts"] = look.people.get(t.account_id, [])
+    return account
+
+
+def touch_key(t) -> str:
+    """The touch's idempotency key, stable across retries: ``enrollment:step:contact``, or
+    ``alert:<id>`` for a sales alert."""
+    return f"alert:{t.alert_id}" if t.alert_id else f"{t.enrollment_id}:{t.step_id}:{t.contact_key}"
+
+
+def build_batch(rows: list) -> list[ConnectorTouch]:
+    """The plain touches a connector gets, from the claimed touches' rows (``_TOUCH_COLUMNS``)."""
+    look = _lookups(rows)
     batch = []
     for t in rows:
-        contact = contacts.get(t.contact_id) if t.contact_id else None
-        if contact is not None:
-            contact = {k: v for k, v in contact.items() if not k.endswith("_at")}
-        elif t.kind == "email":
-            contact = {"email": facts[t.account_id].fields.get("owner") if t.account_id in facts else None}
-        account = dict(facts[t.account_id].fields) if t.account_id in facts else {"id": t.account_id}
-        account["crm_ids"] = dict(account.get("crm_ids") or {})  # each touch its own, as connectors may add to it
-        if t.kind in ("audience", "task"):
-            account["contacts"] = people.get(t.account_id, [])
         payload = dict(t.payload or {})
-        tracking = touches.tracking_for_touch(t)
-        if tracking:
-            payload.update(tracking)
-        batch.append(ConnectorTouch(id=t.id, kind=t.kind, channel=t.channel, account=account, contact=contact,
-                                    payload=payload, key=f"{t.enrollment_id}:{t.step_id}:{t.contact_key}",
-                                    playbook=playbooks.get(t.playbook_id, {})))
+        payload.update(touches.tracking_for_touch(t) or {})
+        batch.append(ConnectorTouch(id=t.id, kind=t.kind, channel=t.channel, account=_account_of(t, look),
+                                    contact=_contact_of(t, look), payload=payload, key=touch_key(t),
+                                    playbook=look.playbooks.get(t.playbook_id, {})))
     return batch
 
 
@@ -113,8 +118,8 @@ def _account_contacts(account_ids: set[int]) -> dict[int, list[dict]]:
     return found
 
 
-def _keep_state(connectors, connector, before: dict) -> None:
-    """Persist what the connector learnt (list ids, cursors), also after a failed send."""
+def _keep_state(connector, before: dict) -> None:
+    """Persist what the connector learnt (list ids, cursors), also after a failed call."""
     if connector.context.state != before:
         db.session.rollback()
         connectors.save_state(connector.name, connector.context.state)
@@ -122,45 +127,77 @@ def _keep_state(connectors, connector, before: dict) -> None:
 
 def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
     """Send these touches through ``connector_name`` (see the module docstring)."""
-    from abm.services import connectors
-
-    now = _clock()
-    rows = touches.claim_rows(list(touch_ids), now, _TOUCH_COLUMNS)
-    taken = [row.id for row in rows]
-    if not taken:
+    rows = delivery.claim_rows(list(touch_ids), clock.now(), _TOUCH_COLUMNS)
+    if not rows:
         return {"claimed": 0}
+    taken = [row.id for row in rows]
     try:
         connector = connectors.instantiate(connector_name or "")
     except Exception as exc:  # noqa: BLE001 - an unknown, disabled or unreadable connector fails its touches
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        touches.fail(taken, f"connector {connector_name!r}: {message}", _clock())
+        delivery.fail(taken, f"connector {connector_name!r}: {message}", clock.now())
         return {"claimed": len(taken), "failed": len(taken)}
-    config = connectors.get_config(connector.name)
-    _pace(connector.name, *connectors.rate_limit_of(config))
-    batch = build_batch(rows)
-    db.session.commit()
+    counts: Counter = Counter(claimed=len(taken))
+    with leases.heartbeat(taken):
+        batch = build_batch(rows)
+        db.session.commit()
+        try:
+            _send_calls(connector, batch, {row.id: row.attempts for row in rows}, counts)
+        finally:
+            connector.close()
+    if any(row.alert_id for row in rows):
+        delivery.mirror_alerts(taken, clock.now())
+    return dict(+counts)  # without the zeros
+
+
+def _send_calls(connector, batch: list[ConnectorTouch], attempts: dict[int, int], counts: Counter) -> None:
+    """One provider call after another, each recorded as it returns; stops at the first
+    batch-wide failure (the untried rest is released or failed with it)."""
+    limit = connectors.rate_limit_of(connectors.get_config(connector.name))
+    key = ratelimit.bucket_key(connector)
+    size = max(1, connector.max_batch)
+    calls = [batch[i:i + size] for i in range(0, len(batch), size)]
+    for index, call in enumerate(calls):
+        ratelimit.acquire(key, *limit)
+        rest = [t.id for later in calls[index + 1:] for t in later]
+        try:
+            _one_call(connector, call, rest, attempts, counts)
+        except _Stop:
+            return
+
+
+class _Stop(Exception):
+    """A batch-wide failure: the job sends no more calls."""
+
+
+def _one_call(connector, call: list[ConnectorTouch], rest: list[int], attempts: dict[int, int],
+              counts: Counter) -> None:
+    ids = [t.id for t in call]
     before = copy.deepcopy(connector.context.state)
+    now = clock.now()
     try:
-        results = connector.send(batch)
+        results = connector.send(call)
     except RetryableError as exc:
-        _keep_state(connectors, connector, before)
-        attempts = dict(db.session.execute(select(Touch.id, Touch.attempts).where(Touch.id.in_(taken))).all())
-        exhausted = [i for i in taken if attempts.get(i, 0) >= touches.MAX_ATTEMPTS]
-        touches.fail(exhausted, f"gave up after {touches.MAX_ATTEMPTS} attempts: {exc}", _clock())
-        touches.release([i for i in taken if i not in exhausted], _clock(), error=f"will retry: {exc}")
-        raise
+        _keep_state(connector, before)
+        not_before = delivery.retry_time(now, exc.retry_after, max(attempts.get(i, 1) for i in ids))
+        counts.update(delivery.retry_later(ids, str(exc), not_before, now, attempts))
+        delivery.release(rest, now, not_before, error=f"will retry: {exc}", untried=True)
+        counts["retry"] += len(rest)
+        raise _Stop from None
     except PermanentError as exc:
-        _keep_state(connectors, connector, before)
-        touches.fail(taken, str(exc) or type(exc).__name__, _clock())
-        return {"claimed": len(taken), "failed": len(taken)}
+        _keep_state(connector, before)
+        delivery.fail(ids + rest, str(exc) or type(exc).__name__, now)
+        counts["failed"] += len(ids) + len(rest)
+        raise _Stop from None
     except Exception:
-        _keep_state(connectors, connector, before)
-        touches.release(taken, _clock(), error="the connector raised an unexpected error; will retry")
+        _keep_state(connector, before)
+        not_before = delivery.retry_time(now, None, max(attempts.get(i, 1) for i in ids))
+        delivery.retry_later(ids, "the connector raised an unexpected error", not_before, now, attempts)
+        delivery.release(rest, now, not_before, untried=True)
         raise
-    _keep_state(connectors, connector, before)
-    seen = {r.touch_id for r in results}
-    missing = [i for i in taken if i not in seen]
-    counts = touches.mark(results, _clock())
+    _keep_state(connector, before)
+    counts.update(delivery.mark(results, clock.now(), attempts))
+    missing = sorted(set(ids) - {r.touch_id for r in results})
     if missing:
-        touches.fail(missing, f"connector {connector.name!r} returned no result for this touch", _clock())
-    return {"claimed": len(taken), **counts}
+        delivery.fail(missing, f"connector {connector.name!r} returned no result for this touch", clock.now())
+        counts["failed"] += len(missing)

@@ -62,7 +62,7 @@ from abm.api import bp
 from abm.auth import api_user
 from abm.errors import CODES, ApiError, NotFound, ValidationError
 from abm.services import idempotency
-from abm.services.validation import problems
+from abm.services.validation import problems, refuse_nul
 
 ANY: tuple = ()
 PUBLIC = None
@@ -231,6 +231,7 @@ def parse_json(schema: dict) -> tuple[Any, bytes]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError([{"path": "(body)", "message": f"not valid JSON: {exc}"}]) from None
+    refuse_nul(data)
     found = problems(schema, data)
     if found:
         raise ValidationError(found)

@@ -8,7 +8,9 @@ from abm import exports
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.errors import ApiError
+from abm.models import Cost
 from abm.services import kpi_trace, kpi_trends, kpis, rollups, spend
+from abm.services.validation import column_string
 
 PERIOD_QUERY = {
     "from": {"type": "string", "description": "start date (YYYY-MM-DD) or time; default: 90 days before `to`"},
@@ -45,7 +47,8 @@ LIFT = register_schema("Lift", {"type": "object", "properties": {
         "held_out_rate": {"type": ["number", "null"]}, "difference": {"type": ["number", "null"]},
         "ci95": {"type": ["array", "null"]}, "sentence": {"type": "string"}}}}}})
 COST_BODY = {"type": "object", "additionalProperties": False, "required": ["amount"], "properties": {
-    "playbook": {"type": "string"}, "channel": {"type": "string"}, "product": {"type": "string"},
+    "playbook": column_string(Cost.playbook_key), "channel": column_string(Cost.channel),
+    "product": column_string(Cost.product),
     "amount": {"type": ["number", "string"]}, "currency": {"type": "string"},
     "date": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}}}
 COST = register_schema("Cost", {"type": "object", "properties": {

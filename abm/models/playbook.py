@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
@@ -85,15 +85,21 @@ class Touch(Base):
     __tablename__ = "touches"
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", "contact_key", name="uq_touches_key"),
+        UniqueConstraint("alert_id", name="uq_touches_alert_id"),
         Index("ix_touches_status_due", "status", "due_at"),
         Index("ix_touches_account_created", "account_id", "created_at"),
         Index("ix_touches_playbook_status", "playbook_id", "status"),
         Index("ix_touches_contact_sent", "contact_id", "sent_at"),
+        Index("ix_touches_not_before", "not_before", postgresql_where=text("not_before IS NOT NULL"),
+              sqlite_where=text("not_before IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
-    playbook_id: Mapped[int] = mapped_column(ForeignKey("playbooks.id", ondelete="CASCADE"))
+    #: Empty for a sales alert's touch (``alert_id`` set): alerts go out through the same
+    #: claim, retry and rate-limit path as playbook steps.
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="CASCADE"))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     contact_key: Mapped[int] = mapped_column(default=0)
@@ -108,6 +114,9 @@ class Touch(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: A queued touch released after a retryable failure waits until then (the provider's
+    #: Retry-After or the backoff); the dispatcher enqueues it again at that time.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(default=0)
     provider_id: Mapped[str | None] = mapped_column(String(300))

@@ -82,12 +82,14 @@ def import_report(stream, source: str = "linkedin") -> AdReportResult:
     from abm.services import events
 
     raw = stream.read()
-    text = raw.decode("utf-8-sig") if not raw.startswith(codecs.BOM_UTF16_LE) else raw.decode("utf-16")
+    result = AdReportResult()
+    text = _text(raw, result)
+    if text is None:
+        return result
     lines = text.splitlines(keepends=True)
     # LinkedIn exports start with a few lines of report metadata before the header row
     start = next((i for i, line in enumerate(lines[:20])
                   if len(_columns(next(csv.reader([line], _dialect(line))))) >= 3), None)
-    result = AdReportResult()
     if start is None:
         result.errors.append({"row": 1, "column": None, "message":
                               "no header row with a company (name or website), a date and impressions or clicks"})
@@ -115,6 +117,26 @@ def import_report(stream, source: str = "linkedin") -> AdReportResult:
         _store(pending, source, result, events)
     result.errors.sort(key=lambda e: e["row"])
     return result
+
+
+def _text(raw: bytes, result: AdReportResult) -> str | None:
+    """The report's text (UTF-8, or UTF-16 with its byte order mark); None, with the
+    row of the first byte that is not text in ``result.errors``, otherwise."""
+    encoding = "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        row = raw[: exc.start].count(b"\n") + 1
+        result.errors.append({"row": row, "column": None, "message":
+                              f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at row {row}); "
+                              "export the report again as CSV (UTF-8)"})
+        return None
+    if "\x00" in text:
+        row = text[: text.index("\x00")].count("\n") + 1
+        result.errors.append({"row": row, "column": None,
+                              "message": f"the file holds a NUL character at row {row}; is it a CSV file?"})
+        return None
+    return text
 
 
 def _dialect(line: str):

@@ -19,8 +19,9 @@ alert left it). Each alert keeps what was behind it (the week's events by type, 
 and playbook, the score before and after) and a suggested next step, so the inbox
 (:mod:`abm.services.alert_inbox`) explains it without reading history again.
 
-An alert is recorded first, then sent after commit through the workspace's default
-``alert`` connector (Slack, email...) by a job on the default queue.
+An alert is recorded with the touch that delivers it through the workspace's default
+``alert`` connector (Slack, email...); the touch goes out like a playbook step's (claim,
+retry, rate limit, recovery) and the alert shows its outcome.
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 
 from abm.db import db, in_list, utcnow
-from abm.models import Account, Alert, Contact, Event, Opportunity, Playbook, User
+from abm.models import Account, Alert, Contact, Event, Opportunity, Playbook, Touch, User
 from abm.scoring import level, level_rank, score_at
+from abm.services import connectors as connector_service
 from abm.services import scores
 from abm.services import settings as settings_service
 from abm.services.sales_view import pre_opportunity_stages
+from workers import enqueue
 
 #: The window of events an alert's explanation and a surge look at.
 WEEK = timedelta(days=7)
@@ -288,26 +291,50 @@ def suggest(account, details: dict, opportunity: dict | None, cfg: dict) -> str:
     return step + "."
 
 
-SEND_BATCH = 100
-
-
 def _record(made: list[dict]) -> list[int]:
-    """Store alerts in bulk, then queue the sending of those still to send after the commit
-    (jobs of up to 100)."""
+    """Store alerts in bulk; each one still to send (``open``) gets the touch that delivers
+    it, enqueued after the commit. An alert goes out as a touch of the workspace's default
+    ``alert`` connector: the same claim, retry (the provider's Retry-After), rate limit
+    and recovery as a playbook's steps, and the alert shows the touch's outcome
+    (``delivery.mirror_alerts``). Without an owner or an alert connector the alert is
+    ``failed`` at once, with the reason."""
     if not made:
         return []
     ids = list(db.session.execute(insert(Alert).returning(Alert.id), made).scalars())
+    to_send = [(i, m) for i, m in zip(ids, made, strict=True) if m["status"] == "open"]
+    name = connector_service.default_for("alert") if to_send else None
+    owners = _owner_emails({m["user_id"] for _, m in to_send if m["user_id"]})
+    rows, unsendable = [], []
+    for alert_id, m in to_send:
+        to = owners.get(m["user_id"])
+        if to is None or name is None:
+            reason = "the account has no owner" if to is None else "no default alert connector is configured"
+            unsendable.append({"aid": alert_id, "err": reason})
+            continue
+        rows.append(_touch_row(alert_id, m, to, name))
+    if unsendable:
+        table = Alert.__table__
+        db.session.execute(update(table).where(table.c.id == bindparam("aid")).values(
+            status="failed", error=bindparam("err")), unsendable)
+    written = db.session.execute(insert(Touch).returning(Touch.id, Touch.connector), rows).all() if rows else []
     db.session.commit()
-    to_send = [i for i, row in zip(ids, made, strict=True) if row["status"] == "open"]
-    if not to_send:
-        return ids
-    from abm.redis_conn import get_redis
-    from workers.queues import get_queue
-
-    queue = get_queue("default", get_redis())
-    queue.enqueue_many([queue.prepare_data("workers.alert_jobs.send_alerts", args=(to_send[i:i + SEND_BATCH],))
-                        for i in range(0, len(to_send), SEND_BATCH)])
+    enqueue.touches([(w[0], w[1]) for w in written])
     return ids
+
+
+def _owner_emails(user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.email).where(in_list(User.id, sorted(user_ids)))).all())
+
+
+def _touch_row(alert_id: int, alert: dict, to: str, connector: str) -> dict:
+    now = alert["created_at"]
+    return {"alert_id": alert_id, "enrollment_id": None, "playbook_id": None, "account_id": alert["account_id"],
+            "contact_id": None, "contact_key": 0, "step_id": f"alert:{alert_id}", "step_index": 0, "kind": "alert",
+            "channel": "alert", "connector": connector, "status": "queued",
+            "payload": {"to": to, "message": alert["message"]}, "due_at": now, "queued_at": now,
+            "attempts": 0, "created_at": now, "updated_at": now}
 
 
 def from_playbook_touches(rows: list[dict], now: datetime | None = None) -> list[int]:
@@ -351,35 +378,3 @@ def from_playbook_touches(rows: list[dict], now: datetime | None = None) -> list
                      "playbook_id": r["playbook_id"], "step_id": r["step_id"],
                      "suggestion": r["payload"].get("message") or None})
     return _record(made)
-
-
-def send(alert_id: int) -> Alert:
-    """Send one alert to the account's owner through the default alert connector."""
-    from abm.services import connectors as connector_service
-    from connectors.base import ConnectorError, Touch
-
-    alert = db.session.get(Alert, alert_id)
-    if alert is None or alert.status != "open":
-        return alert
-    owner = db.session.get(User, alert.user_id) if alert.user_id else None
-    name = connector_service.default_for("alert")
-    if owner is None or name is None:
-        alert.status = "failed"
-        alert.error = "the account has no owner" if owner is None else "no default alert connector is configured"
-        db.session.commit()
-        return alert
-    account = db.session.get(Account, alert.account_id)
-    touch = Touch(id=-alert.id, kind="alert", channel="alert",
-                  account={"id": account.id, "name": account.name, "domain": account.domain,
-                           "score": account.score, "engagement": account.engagement},
-                  contact=None, payload={"to": owner.email, "message": alert.message}, key=f"alert:{alert.id}")
-    try:
-        result = connector_service.instantiate(name).send([touch])[0]
-        alert.status, alert.error = ("sent", None) if result.ok else ("failed", result.error)
-    except ConnectorError as exc:
-        alert.status, alert.error = "failed", str(exc)
-    alert.connector = name
-    alert.sent_at = utcnow()
-    db.session.commit()
-    return alert
-

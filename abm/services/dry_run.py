@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from abm.db import db, in_list
 from abm.models import Account, Contact, Enrollment
 from abm.models import Playbook as PlaybookRow
-from abm.services import audience, enrollment, migration, simulation
+from abm.services import audience, enrollment, migration, simulation, touches
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
 from playbooks import duration
@@ -249,7 +249,8 @@ def _rendered(pb: Playbook, samples: dict, rows: list[dict], facts) -> list[dict
         found = samples.get(step.id)
         if found:
             out.append({"step": step.id, "account": facts[found["account_id"]].fields["domain"],
-                        "contact": emails.get(found["contact_id"]), "rendered": found["payload"]})
+                        "contact": emails.get(found["contact_id"]),
+                        "rendered": touches.with_placeholder_links(found["payload"])})
             continue
         failure = next((r["error"] for r in rows if r["step_id"] == step.id and r["status"] == "failed"), None)
         if failure:

@@ -315,6 +315,8 @@ def store(lines: list[str], total: DrainResult | None = None, now: datetime | No
     for line in lines:
         total.read += 1
         try:
+            if "\\u0000" in line:  # a NUL character, which no database column takes
+                raise EventError("a NUL character")
             event = json.loads(line)
             event["occurred_at"] = min(parse_time(event["occurred_at"]), now)
         except (ValueError, KeyError, TypeError, EventError):

@@ -1,8 +1,9 @@
 """Keyset (cursor) pagination shared by every list of the API and the pages.
 
 A list is ordered by a few sort keys ending with the primary key, so the order is
-total. The cursor is the last row's values of those keys (base64url JSON, opaque to
-clients); the next page is "rows after that tuple". No OFFSET: page 2,000 of
+total. The cursor is the last row's values of those keys (JSON signed with the app's secret,
+opaque to clients: an edited cursor is a 422 on ``cursor``, never a query with values
+of the wrong type); the next page is "rows after that tuple". No OFFSET: page 2,000 of
 100,000 accounts costs what page 1 costs.
 
 ``SortKey(expr, descending)`` names one key; :func:`after` builds the WHERE clause
@@ -12,15 +13,13 @@ query and returns ``(rows, next_cursor)``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, literal, or_, tuple_
 
+from abm import tracking
 from abm.db import db
 from abm.errors import ValidationError
 
@@ -41,18 +40,14 @@ def encode_cursor(sort_name: str, values: list | None, phase: int = 0) -> str:
                   [v.isoformat() if isinstance(v, datetime) else v for v in values]}
     if phase:
         data["p"] = phase
-    raw = json.dumps(data, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return tracking.sign("cursor", data)
 
 
 def decode_cursor(cursor: str, sort_name: str, keys: list[SortKey], phases: int = 1) -> tuple[int, list | None]:
     """(phase, values) of a cursor; a 422 on ``cursor`` when it is not one of ours for this sort."""
     bad = ValidationError([{"path": "cursor", "message": "not a cursor of this list and sort; "
                                                          "use next_cursor from the previous page as is"}])
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise bad from None
+    data = tracking.read("cursor", cursor)
     if not isinstance(data, dict) or data.get("s") != sort_name:
         raise bad
     phase = data.get("p", 0)

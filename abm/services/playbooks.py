@@ -31,6 +31,7 @@ from playbooks.errors import LoadResult
 from playbooks.holdout import is_held_out
 from playbooks.model import Playbook
 from playbooks.workspace import directory_loader
+from workers import enqueue
 
 
 class PlaybookInvalid(ApiError):
@@ -189,7 +190,7 @@ def resume(key: str) -> dict:
     db.session.commit()
     queued = db.session.execute(select(Touch.id, Touch.connector).where(
         Touch.playbook_id == row.id, Touch.status == "queued")).all()
-    jobs = touches.enqueue([(tid, connector) for tid, connector in queued])
+    jobs = enqueue.touches([(tid, connector) for tid, connector in queued])
     return {"key": key, "status": row.status, "requeued": len(queued), "jobs": jobs}
 
 

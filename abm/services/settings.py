@@ -21,6 +21,7 @@ from abm.db import db
 from abm.errors import ValidationError
 from abm.models import AuditLog, WorkspaceSettings
 from playbooks.settings import SettingsError, parse_account_condition
+from workers import enqueue
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -295,10 +296,7 @@ SCORING_KEYS = frozenset({"weights", "url_rules", "half_life_days", "thresholds"
 
 def _queue_rescore() -> None:
     """Re-score history in the background (after the commit that changed the rules)."""
-    from abm.redis_conn import get_redis
-    from workers.queues import get_queue
-
-    get_queue("events", get_redis()).enqueue("workers.engagement_jobs.recompute_scores", job_timeout=3600)
+    enqueue.rescore()
 
 
 def history(limit: int = 50) -> list[WorkspaceSettings]:

@@ -35,6 +35,7 @@ from abm.db import utcnow
 from abm.normalize import NormalizeError, normalize_email
 from abm.services import events
 from abm.services import settings as settings_service
+from abm.services.validation import nul_path
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def record(body: object, origin: str | None, referrer: str | None, address: str 
     """Check one beacon and queue its event; raises :class:`BeaconRefused`."""
     if not isinstance(body, dict) or body.get("type") not in ("web_visit", "form_fill"):
         raise BeaconRefused(400, "a beacon is a JSON object with type web_visit or form_fill")
+    if nul_path(body):
+        raise BeaconRefused(400, f"{nul_path(body)} contains a NUL character")
     url = body.get("url")
     if not isinstance(url, str) or len(url) > MAX_URL or not tracking.is_safe_destination(url):
         raise BeaconRefused(400, "url must be the page's http(s) address")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from abm.db import db
 from abm.errors import ValidationError
 from abm.models import Cost, Playbook
+from abm.services.validation import too_long
 
 SPEND_FIELDS = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
 SPEND_CHANNELS = ("email", "ads", "alert", "task", "webhook", "events", "other")
@@ -28,6 +29,8 @@ def record_cost(data: dict, source: str = "api") -> Cost:
         problems.append({"path": "currency", "message": "must be a 3-letter ISO code such as USD"})
     start, end = _dates(data, problems)
     _check_target(data, problems)
+    problems.extend(too_long(data, {"playbook": Cost.playbook_key, "channel": Cost.channel,
+                                    "product": Cost.product}))
     if problems:
         raise ValidationError(problems)
     cost = Cost(playbook_key=data.get("playbook"), channel=data.get("channel"), product=data.get("product"),

@@ -22,9 +22,8 @@ Making touches (the dispatcher calls :func:`build` for a whole batch):
   get ``unsubscribe_url`` (a signed token of the contact id) and List-Unsubscribe
   headers. A template that fails at run time makes a ``failed`` touch with the reason.
 
-Sending (the touch job): :func:`claim` atomically takes ``queued`` touches whose
-playbook is active and that nobody holds (or whose lease expired), :func:`mark` records
-results. See ``docs/engine.md`` for the exactly-once argument.
+Sending is :mod:`abm.services.delivery` (claim, renew, mark, release, recover); what a
+crash can repeat is in ``docs/engine.md``.
 """
 
 from __future__ import annotations
@@ -32,11 +31,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import current_app
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import func, select, update
 
 from abm import tracking
 from abm.db import db, in_list
@@ -49,21 +47,7 @@ from playbooks.patterns import search_any
 from playbooks.templates import TemplateError, render_touch
 from playbooks.windows import next_window_opening
 
-#: A claim older than this is presumed dead (its worker was killed): recovery re-enqueues.
-DEFAULT_LEASE_SECONDS = 300
-#: After this many claims a touch whose connector keeps failing retryably is failed.
-MAX_ATTEMPTS = 5
 COUNTED = ("scheduled", "queued", "sent")
-#: At most this many touches per job even for connectors that take more per call: a job's
-#: fixed cost (its claim, look-ups and marks; with ``abm worker --fork`` a work horse's
-#: start too) is then a small part of each touch's, and a dispatcher batch of 1,000 is
-#: one job per connector.
-JOB_SIZE = 1000
-JOB_FUNC = "workers.jobs.send_touches"
-
-
-def lease() -> timedelta:
-    return timedelta(seconds=int(current_app.config.get("ABM_TOUCH_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)))
 
 
 # -- links and hooks -------------------------------------------------------------------
@@ -71,6 +55,31 @@ def lease() -> timedelta:
 
 def unsubscribe_url(contact_id: int | str) -> str:
     return tracking.unsubscribe_url(contact_id)
+
+
+#: What a preview (the dry run) shows instead of a real unsubscribe link.
+PLACEHOLDER_UNSUBSCRIBE = "/u/placeholder-not-a-real-link"
+
+
+def with_placeholder_links(payload: dict) -> dict:
+    """A rendered payload as a preview shows it: its real unsubscribe link, a token that
+    never expires and unsubscribes a real contact, replaced everywhere (body, text,
+    headers) by a placeholder on the same server."""
+    real = payload.get("unsubscribe_url") if isinstance(payload, dict) else None
+    if not real:
+        return payload
+    placeholder = real.split("/u/", 1)[0] + PLACEHOLDER_UNSUBSCRIBE
+
+    def swap(value):
+        if isinstance(value, str):
+            return value.replace(real, placeholder)
+        if isinstance(value, dict):
+            return {key: swap(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [swap(item) for item in value]
+        return value
+
+    return swap(payload)
 
 
 def tracking_for_touch(touch: Touch) -> dict | None:
@@ -305,140 +314,7 @@ def _row(p: PendingTouch, contact: dict, status: str, now: datetime, due: dateti
     }
 
 
-# -- enqueueing ------------------------------------------------------------------------
-
-
-def _max_batch(connector: str) -> tuple[int, tuple[int, int]]:
-    from abm.services import connectors
-
-    try:
-        config = connectors.get_config(connector)
-    except Exception:  # noqa: BLE001 - an unknown connector fails at send time, with its reason
-        return 100, (10, 1)
-    cls = connectors.type_of(config)
-    return (cls.max_batch if cls else 100), connectors.rate_limit_of(config)
-
-
-def enqueue(touches: list[tuple[int, str | None]], connection=None) -> int:
-    """Enqueue jobs for (touch id, connector) pairs: one job per connector and
-    ``max_batch`` touches (at most ``JOB_SIZE``). Connectors slower than 100 calls/s get RQ's ``RateLimit``
-    (one job at a time; the job keeps the pace); the others go in one ``enqueue_many``.
-    Call after the commit that made them queued. Returns the number of jobs."""
-    from rq import Queue, RateLimit, Retry
-
-    from abm.redis_conn import get_redis
-
-    if not touches:
-        return 0
-    connection = connection or get_redis()
-    queue = Queue("touches", connection=connection)
-    by_connector: dict[str | None, list[int]] = defaultdict(list)
-    for touch_id, connector in touches:
-        by_connector[connector].append(touch_id)
-    retry = Retry(max=3, interval=[5, 30, 120])
-    bulk, jobs = [], 0
-    for connector, ids in by_connector.items():
-        size, (calls, per) = _max_batch(connector or "")
-        size = max(1, min(size, JOB_SIZE))
-        ids.sort()
-        for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
-            if calls / max(per, 1) < 100:
-                queue.enqueue(JOB_FUNC, chunk, connector, job_timeout=600, retry=retry,
-                              rate_limit=RateLimit(f"abm:connector:{connector}", 1), result_ttl=300,
-                              failure_ttl=86400)
-            else:
-                bulk.append(Queue.prepare_data(JOB_FUNC, args=(chunk, connector), timeout=600, retry=retry,
-                                               result_ttl=300, failure_ttl=86400))
-            jobs += 1
-    if bulk:
-        queue.enqueue_many(bulk)
-    return jobs
-
-
-# -- claiming and marking --------------------------------------------------------------
-
-
-def claim(touch_ids: list[int], now: datetime) -> list[int]:
-    """Atomically take the touches that may be sent now: queued, not held by a live
-    claim, of an active playbook. Commits. Returns the ids taken."""
-    return [row.id for row in claim_rows(touch_ids, now)]
-
-
-def claim_rows(touch_ids: list[int], now: datetime, columns: tuple[str, ...] = ("id",)) -> list:
-    """:func:`claim`, returning the taken touches' ``columns`` (``id`` first), in id
-    order: a job reads what it sends in the statement that claims it."""
-    active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
-    stale = now - lease()
-    table = Touch.__table__
-    stmt = (update(table).where(
-        in_list(table.c.id, touch_ids), table.c.status == "queued",
-        or_(table.c.claimed_at.is_(None), table.c.claimed_at < stale), table.c.playbook_id.in_(active))
-        .values(claimed_at=now, attempts=table.c.attempts + 1, updated_at=now)
-        .returning(*(table.c[c] for c in columns)))
-    taken = db.session.execute(stmt).all()
-    db.session.commit()
-    return sorted(taken, key=lambda row: row[0])
-
-
-def release(touch_ids: list[int], now: datetime, error: str | None = None) -> None:
-    """Give claimed touches back (retryable failure): queued, unclaimed."""
-    if touch_ids:
-        db.session.execute(update(Touch).where(in_list(Touch.id, touch_ids), Touch.status == "queued")
-                           .values(claimed_at=None, error=error, updated_at=now)
-                           .execution_options(synchronize_session=False))
-    db.session.commit()
-
-
-def mark(results: list, now: datetime) -> dict[str, int]:
-    """Record connector results (``TouchResult``s) for claimed touches. Commits."""
-    sent = [r for r in results if r.ok]
-    failed = [r for r in results if not r.ok and r.permanent]
-    retry = [r for r in results if not r.ok and not r.permanent]
-    if sent and db.dialect == "postgresql":
-        _mark_sent_pg(sent, now)
-    elif sent:
-        table = Touch.__table__
-        db.session.execute(update(table).where(table.c.id == _bind("tid"), table.c.status == "queued").values(
-            status="sent", sent_at=now, provider_id=_bind("pid"), error=None, updated_at=now),
-            [{"tid": r.touch_id, "pid": r.provider_id} for r in sent])
-    for group, status in ((failed, "failed"), (retry, "queued")):
-        if group:
-            values = {"status": status, "error": _bind("err"), "updated_at": now}
-            if status == "queued":
-                values["claimed_at"] = None
-            table = Touch.__table__
-            db.session.execute(update(table).where(table.c.id == _bind("tid"), table.c.status == "queued")
-                               .values(**values),
-                               [{"tid": r.touch_id, "err": (r.error or "failed")[:2000]} for r in group])
-    db.session.commit()
-    return {"sent": len(sent), "failed": len(failed), "retry": len(retry)}
-
-
-_MARK_SENT_PG = text(
-    "UPDATE touches SET status = 'sent', sent_at = :now, provider_id = sent.pid, error = NULL, updated_at = :now "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[])) AS sent(id, pid) "
-    "WHERE touches.id = sent.id AND touches.status = 'queued'")
-
-
-def _mark_sent_pg(sent: list, now: datetime) -> None:
-    """PostgreSQL: every sent touch in one UPDATE ... FROM unnest(arrays)."""
-    db.session.execute(_MARK_SENT_PG, {"now": now, "ids": [r.touch_id for r in sent],
-                                       "pids": [r.provider_id for r in sent]})
-
-
-def fail(touch_ids: list[int], error: str, now: datetime) -> None:
-    if touch_ids:
-        db.session.execute(update(Touch).where(in_list(Touch.id, touch_ids), Touch.status == "queued")
-                           .values(status="failed", error=error[:2000], updated_at=now)
-                           .execution_options(synchronize_session=False))
-    db.session.commit()
-
-
-def _bind(name: str):
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
+# -- scheduled touches -----------------------------------------------------------------
 
 
 def promote_due(now: datetime, limit: int = 5000) -> list[tuple[int, str | None]]:
@@ -453,25 +329,6 @@ def promote_due(now: datetime, limit: int = 5000) -> list[tuple[int, str | None]
                               .values(status="queued", queued_at=now, updated_at=now)
                               .returning(Touch.id, Touch.connector)
                               .execution_options(synchronize_session=False)).all()
-    db.session.commit()
-    return [(r[0], r[1]) for r in rows]
-
-
-def lost(now: datetime, limit: int = 20000) -> list[tuple[int, str | None]]:
-    """Touches whose job was lost: queued for longer than a lease and never claimed, or
-    claimed with an expired lease and not marked; only of active playbooks. Their
-    ``queued_at`` is refreshed so the next recovery waits a lease again."""
-    stale = now - lease()
-    active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
-    rows = db.session.execute(select(Touch.id, Touch.connector).where(
-        Touch.status == "queued", Touch.playbook_id.in_(active),
-        or_(and_(Touch.claimed_at.is_(None), Touch.queued_at < stale), Touch.claimed_at < stale))
-        .order_by(Touch.id).limit(limit)).all()
-    if rows:
-        ids = [r[0] for r in rows]
-        for start in range(0, len(ids), 5000):
-            db.session.execute(update(Touch).where(Touch.id.in_(ids[start:start + 5000]))
-                               .values(queued_at=now).execution_options(synchronize_session=False))
     db.session.commit()
     return [(r[0], r[1]) for r in rows]
 

@@ -73,3 +73,50 @@ def parse_time(value, path: str) -> datetime:
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with its offset, or None."""
     return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def column_string(column, **extra) -> dict:
+    """The JSON Schema of a string stored in ``column`` (a model's ``String(n)`` column):
+    its ``maxLength`` is the column's, so what the document accepts fits the table."""
+    length = getattr(column.type, "length", None)
+    return {"type": "string", **({"maxLength": length} if length else {}), **extra}
+
+
+def too_long(values: dict, columns: dict) -> list[dict]:
+    """``{"path", "message"}`` for each string in ``values`` longer than its column in
+    ``columns`` (field name -> model column)."""
+    found = []
+    for field, column in columns.items():
+        length = getattr(column.type, "length", None)
+        value = values.get(field)
+        if length and isinstance(value, str) and len(value) > length:
+            found.append({"path": field, "message": f"is longer than {length} characters ({len(value):,})"})
+    return found
+
+
+def nul_path(value, path: str = "") -> str | None:
+    """The path of the first string (key or value) in ``value`` holding a NUL character,
+    which PostgreSQL cannot store; None when there is none."""
+    if isinstance(value, str):
+        return (path or "(body)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return where
+            found = nul_path(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def refuse_nul(value, path: str = "") -> None:
+    """Raise a 422 naming the field when ``value`` holds a NUL character anywhere."""
+    where = nul_path(value, path)
+    if where:
+        raise ValidationError([{"path": where, "message": "contains a NUL character (\\u0000), which is not text"}])

@@ -225,3 +225,48 @@ def test_timeline_entries_become_completed_tasks_on_the_account(fake):
     [task] = fake.tasks
     assert (task["WhatId"], task["Status"], task["ActivityDate"]) == ("001A", "Completed", "2026-11-30")
     assert task["Description"].splitlines() == ["Marketing: 2 emails", "Account: 4 email clicks"]
+
+
+# -- the reference: simple-salesforce, the Salesforce REST client on PyPI -----------------------
+
+@pytest.mark.parametrize("value", ["o'brien@acme.com", "back\\slash@acme.com", 'quo"te@acme.com',
+                                   "line\nbreak\t@acme.com"])
+def test_soql_strings_are_quoted_as_simple_salesforce_quotes_them(value):
+    from simple_salesforce import format_soql
+
+    from connectors.salesforce import soql_string
+
+    assert soql_string(value) == format_soql("{}", value)
+
+
+def test_our_calls_are_the_ones_simple_salesforce_makes(fake):
+    """Task creation, a query and a collection update, made by us and by simple-salesforce
+    against the same server: same method, path (its trailing slash aside), token and body."""
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceError
+
+    fake.put("Account", "001A", Name="Acme", OwnerId="005OWNER")
+    with serve(fake.app) as server:
+        connector = make(server)
+        assert connector.send([task_touch(1, "001A", to="ae@vendor.com")])[0].ok
+        assert connector.write_scores([{"crm_id": "001A", "score": 42, "level": "hot"}])[0].ok
+        ours = [r for r in server.requests]
+        sdk = Salesforce(instance_url=server.base_url, session_id=TOKEN, version=fake.version)
+        # simple-salesforce always speaks https; the test server is plain http on loopback.
+        sdk.base_url = f"{server.base_url}/services/data/v{fake.version}/"
+        task = sdk.Task
+        task.base_url = f"{sdk.base_url}sobjects/Task/"
+        calls = [lambda: sdk.query(ours[0].query["q"][0]), lambda: task.create(json.loads(ours[1].body)),
+                 lambda: sdk.restful("composite/sobjects", method="PATCH", json=json.loads(ours[2].body))]
+        for call in calls:
+            try:
+                call()
+            except SalesforceError:
+                pass  # recorded; the fake then refuses the SDK's own User-Agent (and trailing slash)
+        theirs = server.requests[len(ours):]
+    assert [(r.method, r.path.rstrip("/")) for r in ours] == [(r.method, r.path.rstrip("/")) for r in theirs]
+    for us, them in zip(ours, theirs, strict=True):
+        assert us.headers["Authorization"] == them.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert us.query == them.query
+        if us.body:
+            assert json.loads(us.body) == json.loads(them.body)

@@ -38,8 +38,9 @@ def test_warm_then_hot_are_two_alerts_and_the_same_level_again_is_none(app, worl
     made = _alerts()
     assert [(a.kind, a.reason, a.user_id) for a in made] == [("level_up", "level:warm", seller.id)]
     assert "Acme is now warm (score 25, up from 0), a surge" == made[0].message  # one alert, not two
-    jobs = Queue("default", connection=get_redis()).jobs
-    assert [(j.func_name, j.args) for j in jobs] == [("workers.alert_jobs.send_alerts", ([made[0].id],))]
+    # No alert connector here: the alert stays for the inbox, its delivery failed with the reason.
+    assert (made[0].status, made[0].error) == ("failed", "no default alert connector is configured")
+    assert Queue("touches", connection=get_redis()).count == 0
 
     events.store([_line("meeting", "bob@acme.com", now=now), _line("meeting", "bob@acme.com", 0.01, now=now)],
                  now=now)  # 75: hot, the same week

@@ -4,14 +4,15 @@ failures are recorded one by one, and a job run twice sends nothing twice."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
 from abm.db import db
 from abm.models import Touch
-from abm.services import connectors, touches
+from abm.services import connectors, delivery
 from abm.services import playbooks as service
-from connectors.base import RetryableError
 from tests.engine.conftest import make_account, sent_lines
 from workers import dispatcher, jobs
 
@@ -58,15 +59,19 @@ def _state() -> list[tuple]:
             for t in db.session.execute(select(Touch).order_by(Touch.id)).scalars()]
 
 
-def test_retryable_requeues_then_gives_up(app, flaky):
+def test_retryable_waits_its_backoff_then_gives_up_with_the_providers_message(app, flaky, clock):
     ids = _ids()
     _mode("retryable")
-    for attempt in range(1, touches.MAX_ATTEMPTS):
-        with pytest.raises(RetryableError):
-            jobs.send_touches(ids, "flaky")
+    for attempt in range(1, delivery.MAX_ATTEMPTS):
+        assert jobs.send_touches(ids, "flaky") == {"claimed": 4, "retry": 4}
         assert {s[:3] for s in _state()} == {("queued", True, attempt)}
-    with pytest.raises(RetryableError):
-        jobs.send_touches(ids, "flaky")
+        assert jobs.send_touches(ids, "flaky") == {"claimed": 0}  # not before its time
+        waits = {t.not_before - clock() for t in db.session.execute(select(Touch)).scalars()}
+        ceiling = timedelta(seconds=delivery.BACKOFF_BASE * 2 ** (attempt - 1))
+        assert len(waits) == 1 and ceiling / 2 <= waits.pop() <= ceiling  # backoff with jitter
+        clock.advance(ceiling)
+        assert sorted(i for i, _ in delivery.retry_due(clock())) == ids
+    assert jobs.send_touches(ids, "flaky") == {"claimed": 4, "failed": 4}
     states = _state()
     assert {s[0] for s in states} == {"failed"}
     assert states[0][3] == "gave up after 5 attempts: provider busy (503); try later"
@@ -83,7 +88,7 @@ def test_permanent_fails_with_message_shown_by_api(app, flaky, api):
 def test_partial_failures_and_running_twice(app, flaky):
     _mode("partial")
     ids = _ids()
-    assert jobs.send_touches(ids, "flaky") == {"claimed": 4, "sent": 2, "failed": 2, "retry": 0}
+    assert jobs.send_touches(ids, "flaky") == {"claimed": 4, "sent": 2, "failed": 2}
     assert jobs.send_touches(ids, "flaky") == {"claimed": 0}  # a job run twice sends nothing twice
     assert len(sent_lines(flaky)) == 2
     assert sorted(s[0] for s in _state()) == ["failed", "failed", "sent", "sent"]

@@ -25,7 +25,7 @@ def main() -> int:
     from workers.runner import AppSimpleWorker, AppWorker
 
     app = create_app(config.TestingConfig(),
-                     ABM_TOUCH_LEASE_SECONDS=int(os.environ.get("ABM_TOUCH_LEASE_SECONDS", "300")))
+                     ABM_TOUCH_LEASE_SECONDS=int(os.environ.get("ABM_TOUCH_LEASE_SECONDS", "30")))
     conn = get_redis(app)
     import workers.dispatcher  # loaded before forking, as run_worker does
     import workers.jobs  # noqa: F401

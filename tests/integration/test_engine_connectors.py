@@ -20,11 +20,10 @@ from abm.db import db
 from abm.models import ConnectorConfig, Touch
 from abm.services import connectors
 from abm.services import playbooks as playbook_service
-from abm.services import touches as touch_service
 from connectors.base import hash_identifier
 from tests.connectors.harness import serve
 from tests.engine.conftest import make_account
-from workers import dispatcher
+from workers import dispatcher, enqueue
 
 #: The engine's SQL is tested on both backends in tests/engine; here each connector runs
 #: on one of them, half on each, to keep the module fast.
@@ -263,7 +262,7 @@ def test_each_touch_arrives_exactly_once(app, clock, worker, make_user, type_nam
         run_jobs(clock, worker)
         dispatcher.recover(now=clock())
         ids = db.session.execute(select(Touch.id)).scalars().all()
-        touch_service.enqueue([(i, name) for i in ids])
+        enqueue.touches([(i, name) for i in ids])
         worker()
         assert case.arrived() == case.expected
 
@@ -291,7 +290,7 @@ def test_list_ids_are_kept_in_the_connector_state_even_when_send_raises(app, clo
 @pytest.mark.parametrize("backend", [PG])
 def test_the_configured_rate_limit_paces_the_jobs_of_a_connector(app, clock, worker):
     """A connector's configured rate limit (here 1 call a second) is what the touch jobs
-    keep: RQ's RateLimit runs them one at a time, and each waits its turn."""
+    keep: each call takes a token from the connector's bucket in Redis."""
     import time
 
     from flask import request
@@ -315,7 +314,7 @@ def test_the_configured_rate_limit_paces_the_jobs_of_a_connector(app, clock, wor
         dispatcher.dispatch(now=clock(), enqueue=False)
         ids = db.session.execute(select(Touch.id).order_by(Touch.id)).scalars().all()
         for touch_id in ids:  # one job per touch, all queued at once
-            touch_service.enqueue([(touch_id, "hook")])
+            enqueue.touches([(touch_id, "hook")])
         worker()
         assert sorted(d["payload"]["domain"] for d in receiver.config["RECEIVED"]) == sorted(DOMAINS)
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
