@@ -72,8 +72,11 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
     for period in standard_periods(now):
         if round(period.days) not in days:
             continue
+        funnel = None  # the same for every grouping: computed once
         for group_by in groups:
-            _store(key(group_by, period, None, None), kpi_service.compute(group_by, period, now=now), now)
+            data = kpi_service.compute(group_by, period, now=now, with_funnel=funnel is None)
+            funnel = data["funnel"] = data["funnel"] or funnel
+            _store(key(group_by, period, None, None), data, now)
             stored += 1
         _store(key("extras", period, None, None), extras_of(period), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)

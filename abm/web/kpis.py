@@ -81,8 +81,7 @@ def trends():
     weeks = int(weeks) if weeks.isdigit() and 1 <= int(weeks) <= kpi_trends.MAX_WEEKS else 12
     data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None)
     if request.args.get("format") == "csv":
-        return Response(exports.csv_text(data["rows"]), mimetype="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="kpis-by-week.csv"'})
+        return _csv(data["rows"], "kpis-by-week")
     currency = settings_service.current().get("currency", "USD")
     return render_template("web/kpis/trends.html", data=data, weeks=weeks, args=args, problems=problems,
                            label=kpi_glossary.label, money_fmt=lambda v: kpi_glossary.money(v, currency),
@@ -111,11 +110,15 @@ def compare():
                            groups=kpis.GROUPS, metrics=list(kpis.COMPARED), query=query)
 
 
+def _csv(rows: list[dict], name: str) -> Response:
+    return Response(exports.csv_text(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
 def _list(template: str, rows: list[dict], name: str, **context):
     """A list behind a figure: the page, or its CSV with ``format=csv``."""
     if request.args.get("format") == "csv":
-        return Response(exports.csv_text(rows), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        return _csv(rows, name)
     csv_url = url_for(request.endpoint, **{**request.args.to_dict(), "format": "csv"})
     return render_template(template, rows=rows, csv_url=csv_url, format_money=kpi_glossary.money,
                            currency=settings_service.current().get("currency", "USD"), **context)
