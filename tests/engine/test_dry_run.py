@@ -54,6 +54,7 @@ holdout: 10%
 exit_when: {stage: [customer]}
 caps:
   - {per: account, max: 3, within: 7d}
+on_cap: skip
 steps:
   - id: intro
     email:
