@@ -52,8 +52,8 @@ def test_a_file_that_is_not_text_is_a_located_422(api):
 
 
 def test_a_value_longer_than_its_column_is_refused_by_the_schema_and_the_service(api, app):
-    from abm.services import spend
     from abm.errors import ValidationError
+    from abm.services import spend
 
     manager = api("manager")
     long = manager.post("/api/v1/costs", json={"product": "p" * 101, "amount": 5, "date": "2026-06-02"})
