@@ -89,3 +89,12 @@ def test_a_beacon_or_a_queued_event_with_a_nul_stores_nothing_and_breaks_nothing
                   "url": "https://x.example/\u0000"}])
     result = events.drain()
     assert (result.invalid, result.stored) == (1, 0)
+
+
+def test_the_web_server_reads_the_longest_url_the_document_allows(monkeypatch):
+    from abm import server
+
+    seen = {}
+    monkeypatch.setattr(server._Gunicorn, "run", lambda self: seen.update(self.options))
+    server.run_gunicorn("127.0.0.1", 0, workers=1)
+    assert seen["limit_request_line"] == 8190  # gunicorn's maximum; 414 beyond, as documented
