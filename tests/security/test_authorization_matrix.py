@@ -117,6 +117,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /static/<path:filename>": PUBLIC,
     "GET /t/c/<token>": PUBLIC,
     "GET /t/snippet.js": PUBLIC,
+    "GET /touches": ALL,
     "GET /u/<token>": PUBLIC,
     "PATCH /api/v1/accounts/<int:account_id>": ALL,
     "PATCH /api/v1/connectors/<name>": ADMIN,
