@@ -109,3 +109,18 @@ def get_redis(app=None) -> redis.Redis:
         app.config["REDIS_URL"] = url
         client = app.extensions["abm.redis"] = redis.Redis.from_url(url)
     return client
+
+
+def persistence_problem(connection) -> str | None:
+    """Why this Redis would lose queued work on a restart, or None when it keeps an
+    append-only file. Engagement events wait in a Redis list for the drain, and jobs in
+    RQ's queues: without ``appendonly yes`` a restart loses every one not yet taken (touches
+    come back through recovery; engagement events do not)."""
+    try:
+        info = connection.info("persistence")
+    except redis.RedisError as exc:
+        return f"Redis did not answer INFO persistence ({type(exc).__name__})"
+    if str(info.get("aof_enabled", "0")) in ("1", "yes"):
+        return None
+    return ("Redis runs without an append-only file (appendonly no): queued engagement events and jobs are lost "
+            "if it restarts; run it with `appendonly yes` (docs/operations.md)")

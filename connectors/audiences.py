@@ -39,11 +39,6 @@ class Person:
 
     touch_id: int
     email_sha256: str
-    first_name: str | None = None
-    last_name: str | None = None
-    title: str | None = None
-    company: str | None = None
-    country: str | None = None
 
 
 def hashed_email(contact: Mapping[str, Any], normalize: Callable[[str], str] = normalize_email) -> str | None:
@@ -73,7 +68,6 @@ def people_of(touch: Touch, normalize: Callable[[str], str] = normalize_email) -
         contacts.extend(c for c in listed if isinstance(c, Mapping))
     seen: set[str] = set()
     people: list[Person] = []
-    company = touch.account.get("name")
     for contact in contacts:
         if contact.get("erased_at"):
             continue  # erased on request (GDPR): never uploaded again
@@ -81,17 +75,8 @@ def people_of(touch: Touch, normalize: Callable[[str], str] = normalize_email) -
         if digest is None or digest in seen:
             continue
         seen.add(digest)
-        people.append(Person(
-            touch_id=touch.id, email_sha256=digest,
-            first_name=_text(contact.get("first_name")), last_name=_text(contact.get("last_name")),
-            title=_text(contact.get("title")), company=_text(contact.get("company") or company),
-            country=_text(contact.get("country") or touch.account.get("country")),
-        ))
+        people.append(Person(touch_id=touch.id, email_sha256=digest))
     return people
-
-
-def _text(value: Any) -> str | None:
-    return str(value).strip() or None if value is not None else None
 
 
 def group_by_list(batch: list[Touch]) -> tuple[dict[tuple[str, str], list[Touch]], list[TouchResult]]:

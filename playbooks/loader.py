@@ -31,7 +31,7 @@ from playbooks.workspace import Workspace
 
 TOP_LEVEL_KEYS = (
     "version", "key", "name", "product", "description", "priority", "audience", "trigger", "holdout",
-    "reenroll", "exit_when", "send_window", "caps", "steps",
+    "reenroll", "exit_when", "send_window", "caps", "on_cap", "max_delay", "steps",
 )
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
@@ -179,11 +179,27 @@ def _compile(chk: Checker, root: Node) -> Playbook | None:
         values["send_window"] = _send_window(chk, entries["send_window"])
     if "caps" in entries:
         values["caps"] = _caps(chk, entries["caps"])
+    _on_cap(chk, entries, values)
     _set_template_contexts(chk, values)
     steps = parse_steps(chk, entries["steps"]) if "steps" in entries else None
     if chk.errors or steps is None:
         return None
     return Playbook(steps=tuple(steps), **values)
+
+
+def _on_cap(chk: Checker, entries: dict[str, Node], values: dict) -> None:
+    """``on_cap: defer | skip`` (default defer) and ``max_delay`` (default 7d): what a touch
+    over a frequency cap does."""
+    if "on_cap" in entries:
+        node = entries["on_cap"]
+        if plain(node.value) not in ("defer", "skip"):
+            chk.error(node, "'on_cap' is 'defer' (wait for the next free slot, up to max_delay) or 'skip'")
+        else:
+            values["on_cap"] = plain(node.value)
+    if "max_delay" in entries:
+        delay = chk.duration(entries["max_delay"])
+        if delay is not None:
+            values["max_delay"] = delay
 
 
 def _entry(chk: Checker, entries: dict[str, Node], root: Node, values: dict) -> None:

@@ -421,6 +421,11 @@ class Playbook:
     exit_when: Condition | None = None
     send_window: SendWindow | None = None
     caps: tuple[Cap, ...] = field(default_factory=tuple)
+    #: A touch over a cap: ``defer`` waits for the next free slot (and the send window), at
+    #: most ``max_delay`` after it was due, else it is skipped; ``skip``: recorded
+    #: ``suppressed`` at once.
+    on_cap: str = "defer"
+    max_delay: timedelta = timedelta(days=7)
 
     def step_index(self, step_id: str) -> int:
         """The 0-based position of the step with id ``step_id`` (KeyError if none)."""
@@ -441,6 +446,7 @@ class Playbook:
             "holdout": self.holdout, "reenroll": _dur(self.reenroll), "exit_when": _cond(self.exit_when),
             "send_window": self.send_window.to_dict() if self.send_window else None,
             "caps": [cap.to_dict() for cap in self.caps],
+            "on_cap": self.on_cap, "max_delay": _dur(self.max_delay),
             "steps": [step.to_dict() for step in self.steps],
         }
 
@@ -455,5 +461,6 @@ class Playbook:
             exit_when=_uncond(data.get("exit_when")),
             send_window=SendWindow.from_dict(data["send_window"]) if data.get("send_window") else None,
             caps=tuple(Cap.from_dict(cap) for cap in data.get("caps") or ()),
+            on_cap=data.get("on_cap", "defer"), max_delay=_undur(data.get("max_delay")) or timedelta(days=7),
             steps=tuple(step_from_dict(step) for step in data["steps"]),
         )

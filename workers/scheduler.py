@@ -55,9 +55,14 @@ def build(connection, include_engagement: bool = True):
 
 
 def run(app) -> None:
-    from abm.redis_conn import get_redis
+    from abm.redis_conn import get_redis, persistence_problem
 
-    build(get_redis(app)).start()
+    connection = get_redis(app)
+    if app.config.get("ENV_NAME") == "production":
+        problem = persistence_problem(connection)
+        if problem:
+            logging.getLogger("abm.scheduler").warning("%s", problem)
+    build(connection).start()
 
 
 def start_in_thread(app):

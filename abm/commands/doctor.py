@@ -36,10 +36,21 @@ def check_connector_versions() -> list[Finding]:
     return [(status["level"], f"connector {name}: {status['message']}") for name, status in problems]
 
 
-CHECKS: list[Callable[[], list[Finding]]] = [check_database, check_connector_versions]
+def check_redis_persistence() -> list[Finding]:
+    """A Redis without an append-only file loses queued events and jobs when it restarts."""
+    from abm.redis_conn import get_redis, persistence_problem
+
+    try:
+        problem = persistence_problem(get_redis())
+    except Exception as exc:  # noqa: BLE001 - a check reports, it never raises
+        return [("fail", f"redis: unreachable ({type(exc).__name__})")]
+    return [("warn", f"redis: {problem}")] if problem else [("ok", "redis: keeps an append-only file")]
 
 
-@click.command("doctor", help="Check the installation (database, connectors' provider API versions); "
+CHECKS: list[Callable[[], list[Finding]]] = [check_database, check_connector_versions, check_redis_persistence]
+
+
+@click.command("doctor", help="Check the installation (database, connectors' provider API versions, Redis persistence); "
                               "exit 1 when a check fails.")
 @with_appcontext
 def doctor():

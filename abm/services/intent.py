@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from abm.normalize import NormalizeError, normalize_domain
 from abm.services import events
+from abm.services.ad_reports import AdReportResult
+from abm.services.imports.cells import header_key
 
 ALIASES = {
     "domain": ("domain", "company domain", "website", "company website"),
@@ -32,32 +33,20 @@ REQUIRED = ("domain", "topic", "score", "week")
 BATCH = 5000
 
 
-@dataclass
-class SurgeResult:
-    rows: int = 0
-    events: int = 0
-    duplicates: int = 0
-    unmatched: int = 0
-    errors: list[dict] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"rows": self.rows, "events": self.events, "duplicates": self.duplicates,
-                "unmatched": self.unmatched, "errors": self.errors[:200], "errors_total": len(self.errors)}
+#: What an import did: rows read, events stored, already known, kept unmatched, row errors
+#: (the same report as an ad-engagement file's).
+SurgeResult = AdReportResult
 
 
 class SurgeFileError(ValueError):
     """The file cannot be read at all (no usable header, not text)."""
 
 
-def _key(header: str) -> str:
-    return " ".join(header.replace("\ufeff", "").strip().lower().replace("_", " ").split())
-
-
 def _columns(headers: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for i, header in enumerate(headers):
         for name, aliases in ALIASES.items():
-            if _key(header) in aliases and name not in found:
+            if header_key(header) in {header_key(a) for a in aliases} and name not in found:
                 found[name] = i
     return found
 

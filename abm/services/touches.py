@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
@@ -187,6 +187,9 @@ class CapBook:
     query per cap, then updated as the batch takes slots."""
 
     counts: dict = field(default_factory=lambda: defaultdict(int))
+    #: (cap, owner) -> the latest due time among the touches counted: a slot is surely free
+    #: once it has left the cap's window (a postponed touch waits for that).
+    latest: dict = field(default_factory=dict)
 
     def load(self, cap: Cap, ids: set[int], earliest: datetime, latest: datetime) -> None:
         if not ids:
@@ -196,8 +199,16 @@ class CapBook:
                  Touch.due_at <= latest + cap.within]
         if cap.channel:
             where.append(Touch.channel == cap.channel)
-        for owner, count in db.session.execute(select(column, func.count()).where(*where).group_by(column)):
+        for owner, count, last in db.session.execute(
+                select(column, func.count(), func.max(Touch.due_at)).where(*where).group_by(column)):
             self.counts[(cap, owner)] = count
+            self.latest[(cap, owner)] = last
+
+    def free_at(self, cap: Cap, owner: int, due: datetime) -> datetime:
+        """When the cap surely has a free slot again for ``owner``: its last counted touch
+        has left the window."""
+        last = self.latest.get((cap, owner))
+        return max(due, last or due) + cap.within
 
 
 # -- building touch rows for a batch ---------------------------------------------------
@@ -246,16 +257,42 @@ def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = Non
         caps = _caps_of(p, ws_caps)
         capped = _take_slot(book, caps, p, contact, due)
         if capped:
-            rows.append(_row(p, contact, "suppressed", now, due, error=f"capped: {capped}"))
-            continue
+            later = postponed_until(book, caps, p, contact, due)
+            if later is None:
+                rows.append(_row(p, contact, "suppressed", now, due, error=f"capped: {capped}"))
+                continue
+            due, capped = later, f"postponed: capped: {capped}"
         status = "queued" if due <= now else "scheduled"
         try:
             payload = _render(p, contact, now)
         except TemplateError as exc:
             rows.append(_row(p, contact, "failed", now, due, error=f"template error: {exc}"))
             continue
-        rows.append(_row(p, contact, status, now, due, payload=payload))
+        rows.append(_row(p, contact, status, now, due, payload=payload, error=capped or None))
     return rows
+
+
+def postponed_until(book: CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> datetime | None:
+    """Where a touch over a cap goes: with the playbook's ``on_cap: defer`` (the default),
+    the next time every cap has a free slot, moved to the send window's next opening, if
+    that is within ``max_delay`` of ``due`` (the slot is taken then); None when the touch
+    is skipped (``on_cap: skip``, or no slot soon enough). The dry run asks the same."""
+    pb = p.playbook
+    if getattr(pb, "on_cap", "defer") != "defer":
+        return None
+    later = due
+    for cap in caps:
+        owner = contact.get("id") if cap.per == "contact" else p.account_id
+        if owner is not None and book.counts[(cap, owner)] >= cap.max:
+            later = max(later, book.free_at(cap, owner, due))
+    later = next_window_opening(window_for(pb, p.facts.fields), later)
+    if later - due > getattr(pb, "max_delay", timedelta(days=7)):
+        return None
+    for cap in caps:
+        owner = contact.get("id") if cap.per == "contact" else p.account_id
+        if owner is not None:
+            book.latest[(cap, owner)] = max(book.latest.get((cap, owner)) or later, later)
+    return later
 
 
 def _caps_of(p: PendingTouch, ws_caps: list[Cap]) -> list[Cap]:

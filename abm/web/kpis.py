@@ -7,12 +7,10 @@ import io
 from datetime import datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from abm import exports
 from abm.db import db, utcnow
 from abm.errors import ValidationError
-from abm.models import Cost, Playbook
 from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis, rollups
 from abm.services import settings as settings_service
 from abm.services import spend as spend_service
@@ -60,8 +58,7 @@ def index():
     age = (utcnow() - datetime.fromisoformat(data["computed_at"])).total_seconds()
     extras = rollups.extras(period)
     lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
-    products = sorted({p for p in db.session.execute(select(Playbook.product)).scalars() if p})
-    playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+    products, playbooks = spend_service.products(), spend_service.playbook_keys()
     query = {k: v for k, v in args.items() if v and k != "group_by"}
     return render_template(
         "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
@@ -81,8 +78,7 @@ def trends():
     weeks = int(weeks) if weeks.isdigit() and 1 <= int(weeks) <= kpi_trends.MAX_WEEKS else 12
     data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None)
     if request.args.get("format") == "csv":
-        return Response(exports.csv_text(data["rows"]), mimetype="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="kpis-by-week.csv"'})
+        return _csv(data["rows"], "kpis-by-week")
     currency = settings_service.current().get("currency", "USD")
     return render_template("web/kpis/trends.html", data=data, weeks=weeks, args=args, problems=problems,
                            label=kpi_glossary.label, money_fmt=lambda v: kpi_glossary.money(v, currency),
@@ -111,11 +107,15 @@ def compare():
                            groups=kpis.GROUPS, metrics=list(kpis.COMPARED), query=query)
 
 
+def _csv(rows: list[dict], name: str) -> Response:
+    return Response(exports.csv_text(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
 def _list(template: str, rows: list[dict], name: str, **context):
     """A list behind a figure: the page, or its CSV with ``format=csv``."""
     if request.args.get("format") == "csv":
-        return Response(exports.csv_text(rows), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        return _csv(rows, name)
     csv_url = url_for(request.endpoint, **{**request.args.to_dict(), "format": "csv"})
     return render_template(template, rows=rows, csv_url=csv_url, format_money=kpi_glossary.money,
                            currency=settings_service.current().get("currency", "USD"), **context)
@@ -181,8 +181,7 @@ def spend():
                 return redirect(url_for("kpis.spend"))
             except ValidationError as exc:
                 errors = [{"row": None, **d} for d in exc.details]
-    entries = db.session.execute(select(Cost).order_by(Cost.date_from.desc(), Cost.id.desc()).limit(200)).scalars().all()
-    playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+    entries, playbooks = spend_service.latest(), spend_service.playbook_keys()
     return render_template("web/kpis/spend.html", entries=entries, errors=errors, form=form, playbooks=playbooks), (
         422 if errors else 200)
 

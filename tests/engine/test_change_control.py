@@ -21,6 +21,7 @@ key: cc
 name: Change control
 audience:
   where: {tier: [1]}
+on_cap: skip
 steps:
   - id: intro
     email:

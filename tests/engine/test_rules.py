@@ -52,9 +52,25 @@ def test_caps_across_playbooks_priority_wins(app, sent_log, clock, worker):
     worker()
     subjects = sorted(line["payload"]["subject"] for line in sent_lines(sent_log))
     assert subjects == ["Hello from high", "Hello from mid"]
-    low = db.session.execute(select(Touch.status, Touch.error).join(Enrollment).where(
+    low = db.session.execute(select(Touch.status, Touch.error, Touch.due_at).join(Enrollment).where(
         Touch.playbook_id == service.get("low").id)).one()
-    assert low.status == "suppressed" and low.error.startswith("capped: at most 2 per contact within 1w")
+    # The default, on_cap: defer: the lowest priority's email waits for the next free slot
+    # (a week after the first of the two sent), inside the send window.
+    assert low.status == "scheduled" and low.error.startswith("postponed: capped: at most 2 per contact within 1w")
+    assert low.due_at == clock() + timedelta(weeks=1)
+
+
+def test_on_cap_skip_and_a_max_delay_too_short_suppress_the_capped_touch(app, sent_log, clock, worker):
+    make_account("Capped", contacts=[("decision_maker", "CEO")])
+    start(email_playbook("high", priority=90), clock())
+    start(email_playbook("mid", priority=50), clock())
+    start(email_playbook("skip", priority=10, extra="on_cap: skip"), clock())
+    start(email_playbook("soon", priority=5, extra="max_delay: 2d"), clock())
+    dispatcher.dispatch(now=clock())
+    for key in ("skip", "soon"):
+        row = db.session.execute(select(Touch.status, Touch.error).where(
+            Touch.playbook_id == service.get(key).id)).one()
+        assert row.status == "suppressed" and row.error.startswith("capped: at most 2 per contact within 1w"), key
 
 
 def test_suppression_is_recorded_with_reason(app, sent_log, clock, worker):

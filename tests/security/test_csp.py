@@ -25,6 +25,23 @@ def _policy(resp) -> dict[str, str]:
     return {part.split()[0]: part for part in (p.strip() for p in header.split(";")) if part}
 
 
+def _check_page(resp, url) -> str:
+    """Assert the page's policy is strict and its every script and style tag has the
+    nonce, and no tag has an inline handler; returns the nonce."""
+    assert resp.status_code == 200 and resp.mimetype == "text/html", (url, resp.status_code)
+    policy = _policy(resp)
+    script = policy.get("script-src", "")
+    nonce = re.search(r"'nonce-([^']+)'", script)
+    assert nonce and "unsafe-inline" not in script and "'self'" not in script, (url, script)
+    assert policy["object-src"] == "object-src 'none'" and policy["base-uri"] == "base-uri 'none'", url
+    assert "unsafe-inline" not in policy["style-src"], url
+    html = resp.get_data(as_text=True)
+    for tag, attrs in SCRIPT_OR_STYLE.findall(html):
+        assert f'nonce="{nonce.group(1)}"' in attrs, (url, tag, attrs)
+    assert not HANDLER.search(html), (url, HANDLER.search(html).group(0))
+    return nonce.group(1)
+
+
 def test_every_page_has_a_strict_policy_and_every_script_its_nonce(as_role):
     admin = as_role("admin")
     checked = 0
@@ -34,19 +51,28 @@ def test_every_page_has_a_strict_policy_and_every_script_its_nonce(as_role):
         if resp.mimetype != "text/html" or resp.status_code >= 300:
             continue
         checked += 1
-        policy = _policy(resp)
-        script = policy.get("script-src", "")
-        nonce = re.search(r"'nonce-([^']+)'", script)
-        assert nonce and "unsafe-inline" not in script and "'self'" not in script, (url, script)
-        assert policy["object-src"] == "object-src 'none'" and policy["base-uri"] == "base-uri 'none'", url
-        assert "unsafe-inline" not in policy["style-src"], url
-        html = resp.get_data(as_text=True)
-        for tag, attrs in SCRIPT_OR_STYLE.findall(html):
-            assert f'nonce="{nonce.group(1)}"' in attrs, (url, tag, attrs)
-        assert not HANDLER.search(html), (url, HANDLER.search(html).group(0))
-        nonces.add(nonce.group(1))
+        nonces.add(_check_page(resp, url))
     assert checked >= 10
     assert len(nonces) == checked  # a fresh nonce for every answer
+
+
+
+
+def test_pages_of_objects_carry_the_nonce_too(as_role, tmp_path):
+    """The pages that need an object (an account, a playbook and its editor and plan)."""
+    from abm.services import connectors
+    from abm.services import playbooks as playbook_service
+    from tests.engine.conftest import make_account
+    from tests.engine.test_api_cli import GOOD
+
+    admin = as_role("admin")
+    account = make_account("Acme")
+    connectors.create({"type": "log", "name": "log", "settings": {"path": str(tmp_path / "sent.jsonl")},
+                       "default": ["email"]})
+    playbook_service.apply(GOOD, "api-pb.yaml", actor_id=admin.user.id)
+    for url in (f"/accounts/{account.id}", "/playbooks/api-pb", "/playbooks/api-pb/edit",
+                "/playbooks/api-pb/plan", "/playbooks/api-pb/versions/1"):
+        _check_page(admin.get(url), url)
 
 
 def test_public_pages_have_it_too(pages):
