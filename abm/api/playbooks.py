@@ -12,11 +12,10 @@ from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, operation, page_of, regi
 from abm.auth import api_user
 from abm.db import db
 from abm.errors import ApiError
-from abm.models import Account, Enrollment, PlaybookVersion, Touch
+from abm.models import Account, Enrollment, PlaybookVersion
 from abm.models import Playbook as PlaybookRow
-from abm.services import change_control, paging
+from abm.services import change_control, paging, touch_search
 from abm.services import playbooks as service
-from abm.services import touches as touch_service
 from playbooks.loader import MAX_SOURCE_BYTES
 
 #: YAML, or JSON (which YAML reads as it is); never text/plain, which another site's form can send.
@@ -252,28 +251,22 @@ def playbook_enrollments(key, query):
 
 
 @bp.get("/touches")
-@operation("Touches, newest first, with the error where one failed", roles=ANY,
+@operation("Touches, newest first, with the error where one failed: filtered by playbook, step, channel, status, "
+           "account (id), reason (the error text), result (touches that got that engagement), and searched (q: "
+           "the account's name or domain, the contact's email)", roles=ANY,
            query={**PAGE_QUERY, "playbook": {"type": "string", "maxLength": 64},
+                  "step": {"type": "string", "maxLength": 100},
                   "account_id": {"type": "integer", "minimum": 1},
                   "status": {"type": "string", "enum": STATUSES},
-                  "channel": {"type": "string", "enum": ["email", "ads", "alert", "task", "webhook"]}},
+                  "channel": {"type": "string", "enum": ["email", "ads", "alert", "task", "webhook"]},
+                  "reason": {"type": "string", "maxLength": 2000},
+                  "result": {"type": "string", "enum": list(touch_search.RESULT_EVENTS)},
+                  "q": {"type": "string", "maxLength": 200}},
            responses={200: ("One page of touches", page_of(TOUCH))})
 def list_touches(query):
-    stmt = select(Touch)
-    keys = {}
-    if query.get("playbook"):
-        row = service.get(query["playbook"])
-        stmt = stmt.where(Touch.playbook_id == row.id)
-    if query.get("account_id"):
-        stmt = stmt.where(Touch.account_id == query["account_id"])
-    if query.get("status"):
-        stmt = stmt.where(Touch.status == query["status"])
-    if query.get("channel"):
-        stmt = stmt.where(Touch.channel == query["channel"])
-    rows, cursor = paging.page(stmt, [paging.SortKey(Touch.id, descending=True)], "-id", query.get("cursor"),
-                               query.get("limit", 50))
-    ids = {t.playbook_id for t in rows}
-    if ids:
-        keys = dict(db.session.execute(select(PlaybookRow.id, PlaybookRow.key).where(
-            PlaybookRow.id.in_(ids))).all())
-    return jsonify(items=[touch_service.serialize(t, keys.get(t.playbook_id)) for t in rows], next_cursor=cursor)
+    filters = touch_search.Filters(
+        playbook=query.get("playbook"), step=query.get("step"), channel=query.get("channel"),
+        status=query.get("status"), account=str(query["account_id"]) if query.get("account_id") else None,
+        event=query.get("result"), reason=query.get("reason"), q=query.get("q"))
+    items, cursor = touch_search.search(filters, query.get("cursor"), query.get("limit", 50))
+    return jsonify(items=items, next_cursor=cursor)

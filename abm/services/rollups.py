@@ -4,8 +4,8 @@ The dashboard and ``GET /api/v1/kpis`` ask for the last 30, 90 or 365 days (whol
 days, today included) far more often than for anything else. An answer for one of
 those periods is computed live (:func:`abm.services.kpis.compute`, in SQL) when none
 younger than :data:`MAX_AGE` is stored, and stored with the moment it was computed,
-which the page and the API show. The periodic job (:func:`refresh`, every minute)
-recomputes the default view's answers (the last 90 days by playbook and by channel,
+which the page and the API show. The periodic job (:func:`refresh`, every minute, at
+most a tenth of a worker's time) recomputes the default view's answers (the last 90 days by playbook and by channel,
 and the dashboard's other figures) so that the first reader after a minute does not
 wait; the lift of each playbook does not depend on the period and is computed once
 per refresh. A stored answer is exactly what a live computation gave at
@@ -14,6 +14,7 @@ per refresh. A stored answer is exactly what a live computation gave at
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -27,6 +28,10 @@ DEFAULT_DAYS = 90
 #: The groupings the dashboard's default view shows.
 DEFAULT_GROUPS = ("playbook", "channel")
 MAX_AGE = timedelta(minutes=1)
+#: The refresh takes at most this share of a worker's time: after a refresh of s seconds
+#: the next one waits s / SHARE (readers never wait for it: an answer over a minute old
+#: is computed when asked for).
+SHARE = 0.1
 
 
 def key(group_by: str, period: kpi_service.Period, playbook: str | None, product: str | None,
@@ -66,8 +71,13 @@ def _store(k: str, data: dict, now: datetime) -> None:
 
 def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,),
             groups: tuple[str, ...] = DEFAULT_GROUPS) -> int:
-    """Recompute and store the default view's answers; returns how many were stored."""
+    """Recompute and store the default view's answers; returns how many were stored
+    (0 when the last refresh was too recent for its cost, see :data:`SHARE`)."""
     now = now or utcnow()
+    last = db.session.execute(select(KpiRollup).where(KpiRollup.key == "refresh")).scalar_one_or_none()
+    if last is not None and now < last.computed_at + timedelta(seconds=last.data["seconds"] / SHARE):
+        return 0
+    started = time.perf_counter()
     stored = 0
     for period in standard_periods(now):
         if round(period.days) not in days:
@@ -80,6 +90,7 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
             stored += 1
         _store(key("extras", period, None, None), extras_of(period), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)
+    _store("refresh", {"seconds": time.perf_counter() - started}, now)
     db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
         synchronize_session=False)
     db.session.commit()

@@ -21,7 +21,7 @@ from abm.errors import ApiError
 from abm.models import Account, Enrollment, PlaybookVersion, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STATUSES
-from abm.services import change_control
+from abm.services import change_control, touch_search
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
 from playbooks.loader import MAX_SOURCE_BYTES
@@ -32,6 +32,12 @@ FAILURES_SHOWN = 20
 LIFE_CYCLE = {
     "activate": "activated", "pause": "paused", "resume": "resumed", "archive": "archived",
 }
+#: The per-step results table: (label, "status" or "result", its value), in order.
+RESULT_COLUMNS = (("sent", "status", "sent"), ("delivered", "result", "delivered"), ("opened", "result", "opened"),
+                  ("clicked", "result", "clicked"), ("replied", "result", "replied"),
+                  ("bounced", "result", "bounced"), ("suppressed", "status", "suppressed"),
+                  ("postponed", "status", "scheduled"), ("failed", "status", "failed"),
+                  ("skipped", "status", "skipped"))
 #: The life-cycle buttons each status offers, in order.
 ACTIONS_BY_STATUS = {
     "draft": ("activate", "archive"),
@@ -139,7 +145,8 @@ def show(key: str):
         touches=touches, touches_total=sum(t["value"] for t in touches), failures=_failures(row),
         versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
         migration=service.migration_preview(key) if row.status != "archived" else [],
-        email_steps=[s.id for s in pb.steps if s.kind == "email"])
+        email_steps=[s.id for s in pb.steps if s.kind == "email"], results=touch_search.step_results(row.id),
+        result_columns=RESULT_COLUMNS)
 
 
 @bp.get("/playbooks/<key>/diff")

@@ -282,6 +282,19 @@ def test_the_default_view_shows_new_data_within_a_minute(june):
     assert rollups.kpis("playbook", period, now=NOW + timedelta(seconds=70))["computed_at"] == after["computed_at"]
 
 
+def test_the_refresh_takes_at_most_a_tenth_of_a_worker(june):
+    from datetime import timedelta
+
+    from abm.models import KpiRollup
+
+    assert rollups.refresh(NOW) == 2
+    row = db.session.query(KpiRollup).filter_by(key="refresh").one()
+    row.data = {"seconds": 12.0}  # a refresh that took 12 s waits 120 s before the next
+    db.session.commit()
+    assert rollups.refresh(NOW + timedelta(seconds=60)) == 0
+    assert rollups.refresh(NOW + timedelta(seconds=121)) == 2
+
+
 def test_pipeline_influenced_over_time(june):
     series = kpis.pipeline_series(PERIOD, buckets=3)  # 1-10, 11-20, 21-30 June
     assert [(s["start"], s["pipeline"], s["revenue"]) for s in series] == [

@@ -412,3 +412,29 @@ def test_change_control_on_the_playbook_page(as_role, connectors):
                        follow_redirects=True).get_data(as_text=True)
     assert "A test of hello ([Test] Hi there Zeta), rendered for c0@zeta.example at zeta.example, is on its way" in sent
     assert as_role("ae").post("/playbooks/web-pb/test-send", data={"step": "hello", "account": "x"}).status_code == 403
+
+
+def test_each_step_result_opens_the_touches_behind_it(as_role, connectors):
+    from abm.models import Event
+    from workers import dispatcher
+
+    make_account("Alpha")
+    make_account("Aleph", contacts=(("decision_maker", "CEO"), ("decision_maker", "CFO")))
+    client = as_role("manager")
+    _apply(client)
+    client.post("/playbooks/web-pb/activate")
+    dispatcher.dispatch(enqueue=False)
+    row = _playbook()
+    made = db.session.execute(select(Touch).where(Touch.playbook_id == row.id, Touch.step_id == "hello")).scalars().all()
+    assert len(made) == 3
+    db.session.add(Event(type="email_open", occurred_at=made[0].created_at, account_id=made[0].account_id,
+                         touch_id=made[0].id, playbook_id=row.id, properties={}))
+    db.session.commit()
+    page = client.get("/playbooks/web-pb").get_data(as_text=True)
+    opened = re.search(r'<tr data-step="hello">.*?data-result="opened"><a href="([^"]+)">1</a>', page, re.S)
+    assert opened, page[page.find("step-results"):][:3000]
+    listed = client.get(opened.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert re.findall(r'<tr data-touch="(\d+)">', listed) == [str(made[0].id)]
+    searched = client.get("/touches?q=aleph&channel=email").get_data(as_text=True)
+    assert len(re.findall(r'<tr data-touch="\d+">', searched)) == 2 and "Alpha<" not in searched
+    assert client.get("/touches?status=nonsense&channel=fax").status_code == 200  # unknown filters are ignored
