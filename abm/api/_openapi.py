@@ -406,6 +406,8 @@ def _operation_object(app, rule, method: str, spec: dict) -> dict:
         errors += [409, 422]
     for status in errors:
         responses.setdefault(str(status), _response(_DEFAULT_ERRORS[status], ref("Error")))
+    # The web server's own answer (plain text, before the app) to a request line over its limit.
+    responses.setdefault("414", _response("the URL is longer than the server reads (8,190 bytes)"))
     op["responses"] = dict(sorted(responses.items()))
     return op
 

@@ -50,7 +50,8 @@ COST_BODY = {"type": "object", "additionalProperties": False, "required": ["amou
     "playbook": column_string(Cost.playbook_key), "channel": column_string(Cost.channel),
     "product": column_string(Cost.product),
     "amount": {"type": ["number", "string"]}, "currency": {"type": "string"},
-    "date": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}}}
+    "date": {"type": "string", "format": "date"}, "from": {"type": "string", "format": "date"},
+    "to": {"type": "string", "format": "date"}}}
 COST = register_schema("Cost", {"type": "object", "properties": {
     "id": {"type": "integer"}, "playbook": {"type": ["string", "null"]}, "channel": {"type": ["string", "null"]},
     "product": {"type": ["string", "null"]}, "amount": {"type": "string"}, "currency": {"type": "string"},

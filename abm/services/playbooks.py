@@ -22,7 +22,7 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, Conflict, NotFound
 from abm.models import Enrollment, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import clock, connectors, dry_run, enrollment, migration, segments, touches
+from abm.services import clock, connectors, dry_run, enrollment, migration, segments
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
 from abm.services.versions import compiled, compiled_by_id, current_version  # noqa: F401 - this module's API too

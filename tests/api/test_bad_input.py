@@ -52,8 +52,8 @@ def test_a_file_that_is_not_text_is_a_located_422(api):
 
 
 def test_a_value_longer_than_its_column_is_refused_by_the_schema_and_the_service(api, app):
-    from abm.services import spend
     from abm.errors import ValidationError
+    from abm.services import spend
 
     manager = api("manager")
     long = manager.post("/api/v1/costs", json={"product": "p" * 101, "amount": 5, "date": "2026-06-02"})
@@ -89,3 +89,12 @@ def test_a_beacon_or_a_queued_event_with_a_nul_stores_nothing_and_breaks_nothing
                   "url": "https://x.example/\u0000"}])
     result = events.drain()
     assert (result.invalid, result.stored) == (1, 0)
+
+
+def test_the_web_server_reads_the_longest_url_the_document_allows(monkeypatch):
+    from abm import server
+
+    seen = {}
+    monkeypatch.setattr(server._Gunicorn, "run", lambda self: seen.update(self.options))
+    server.run_gunicorn("127.0.0.1", 0, workers=1)
+    assert seen["limit_request_line"] == 8190  # gunicorn's maximum; 414 beyond, as documented

@@ -62,7 +62,9 @@ def test_document_is_consistent(client):
         assert op["summary"] and op["responses"], (path, method)
         assert any(code.startswith("2") for code in op["responses"]), (path, method)
         for code, resp in op["responses"].items():
-            if int(code) >= 400:
+            if code == "414":  # the web server's own plain answer to a URL over its limit: no JSON
+                assert "content" not in resp and "8,190 bytes" in resp["description"]
+            elif int(code) >= 400:
                 assert resp["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
         for ref in re.findall(r'"\$ref": "#/components/schemas/(\w+)"', str(op).replace("'", '"')):
             assert ref in schemas, ref
