@@ -17,6 +17,11 @@ import json
 from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flask import current_app
+from sqlalchemy import select
+
+from abm.db import db
+from abm.models import ConnectorConfig
 
 #: What a secret looks like in every answer, page and log line.
 MASK = "\u2022" * 8
@@ -30,8 +35,6 @@ class SecretsError(Exception):
 
 def _keys(keys: Sequence[str] | None) -> list[str]:
     if keys is None:
-        from flask import current_app
-
         keys = current_app.config.get("ENCRYPTION_KEYS") or []
     keys = [k for k in keys if k]
     if not keys:
@@ -89,10 +92,6 @@ def rotate(keys: Sequence[str] | None = None) -> int:
     All or nothing: when one connector's secrets cannot be read, nothing is changed and
     :class:`SecretsError` names the connectors concerned.
     """
-    from sqlalchemy import select
-
-    from abm.db import db
-    from abm.models import ConnectorConfig
 
     rows = db.session.execute(
         select(ConnectorConfig).where(ConnectorConfig.secrets.is_not(None)).order_by(ConnectorConfig.name)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import jsonify
 from sqlalchemy import text
 
+from abm.db import db
+from abm.redis_conn import get_redis
+
 
 def init_app(app) -> None:
     @app.get("/healthz")
@@ -13,9 +16,6 @@ def init_app(app) -> None:
 
     @app.get("/readyz")
     def readyz():
-        from abm.db import db
-        from abm.redis_conn import get_redis
-
         checks = {}
         try:
             db.session.execute(text("SELECT 1"))

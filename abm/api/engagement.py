@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+import io
+
+from flask import jsonify, request
 
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
 from abm.db import db
 from abm.errors import ApiError, NotFound
 from abm.models import Account
+from abm.services import ad_reports, scores
 from abm.services import events as events_service
-from abm.services import scores
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
 
@@ -102,11 +104,7 @@ def account_timeline(account_id: int, query):
                                                                                    "format": "binary"}}}}}},
            responses={200: ("Rows read, events stored, errors by row and column", {"type": "object"})})
 def import_ad_engagement(query):
-    import io
 
-    from flask import request
-
-    from abm.services import ad_reports
 
     upload = request.files.get("file")
     stream = upload.stream if upload else io.BytesIO(request.get_data())

@@ -25,7 +25,7 @@ from abm.db import db, utcnow
 from abm.errors import Conflict, NotFound, ValidationError
 from abm.models import Account, AuditLog, Contact, Event, Opportunity, StageChange, Touch, User
 from abm.normalize import NormalizeError, normalize_domain
-from abm.services import paging
+from abm.services import engine_hooks, paging
 from abm.services import settings as settings_service
 from abm.services.paging import SortKey
 from abm.services.validation import check, iso
@@ -272,8 +272,6 @@ def change_stage(account: Account, to_stage: str, source: str, actor_id: int | N
     account.updated_at = utcnow()
     db.session.add(change)
     db.session.flush()
-    from abm.services import engine_hooks
-
     hook = getattr(engine_hooks, "stage_changed", None)
     if hook is not None:
         hook(account, from_stage, to_stage, at)

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from abm.db import db
 from abm.models import Account
 from abm.normalize import NormalizeError, normalize_domain
+from abm.services import events
 
 ALIASES = {
     "name": ("company name", "company", "account name", "organization", "organization name"),
@@ -79,8 +80,6 @@ def _count(value: str) -> int:
 
 def import_report(stream, source: str = "linkedin") -> AdReportResult:
     """Read a report (bytes stream) and store its events in batches."""
-    from abm.services import events
-
     raw = stream.read()
     result = AdReportResult()
     text = _text(raw, result)

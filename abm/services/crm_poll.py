@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from abm.db import db, utcnow
 from abm.models import ConnectorConfig
+from abm.redis_conn import get_redis
 from abm.services import connectors as connector_service
 from abm.services import crm_sync
 from abm.services.inbound import to_queue_json
@@ -101,8 +102,6 @@ def _record_error(name: str, message: str) -> None:
 
 def poll_all(max_rounds: int = MAX_ROUNDS) -> dict[str, dict]:
     """Poll every enabled CRM connector, one at a time, each under its own lock."""
-    from abm.redis_conn import get_redis
-
     results: dict[str, dict] = {}
     for config in crm_connectors("poll"):
         name = config.name

@@ -19,6 +19,8 @@ from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.models import Account, Opportunity
 from abm.normalize import NormalizeError, normalize_domain
+from abm.services import accounts as accounts_service
+from abm.services import settings as settings_service
 from connectors.crm import map_stage
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,6 @@ def _workspace_stage(props: dict) -> str | None:
     """The event's mapped stage, else the workspace's ``crm_stage_map`` applied to its CRM value."""
     if props.get("stage"):
         return props["stage"]
-    from abm.services import settings as settings_service
-
     return map_stage(props.get("crm_stage"), settings_service.current().get("crm_stage_map") or {})
 
 
@@ -72,8 +72,6 @@ def apply(events: list[dict], commit: bool = True) -> dict:
     ``commit=False`` leaves the transaction open, so that a caller (the CRM poll) can
     save its cursor in the same commit as the changes it brought.
     """
-    from abm.services import accounts as accounts_service
-
     by_domain, by_crm = _accounts_for(events)
     counts = {"stages": 0, "opportunities": 0, "unmatched": 0, "unknown_stage": 0}
     for e in sorted(events, key=lambda x: str(x.get("occurred_at"))):

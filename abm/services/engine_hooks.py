@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from abm.services import enrollment
+
 
 def engagement_changed(account_ids: set[int], by_type: dict[str, set[int]], previous_scores: dict[int, float],
                        now: datetime) -> None:
     """``previous_scores``: each account's score before this batch (for score_crossed triggers)."""
-    from abm.services import enrollment
-
     enrollment.wake(account_ids, now=now)
     enrollment.on_activity(by_type, now=now)
     enrollment.on_score_changed(account_ids, now=now, previous=previous_scores)
@@ -19,6 +19,4 @@ def engagement_changed(account_ids: set[int], by_type: dict[str, set[int]], prev
 def stage_changed(account, from_stage: str | None, to_stage: str, at: datetime) -> None:
     """Called by ``accounts.change_stage``: exits of the account's running enrollments,
     waking its waits, and entries of playbooks triggered by the change."""
-    from abm.services import enrollment
-
     enrollment.on_stage_changed(account.id, from_stage, to_stage, now=at)

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
+from abm.services import events as events_service
 from connectors.base import InboundEvent
 
 _OPTIONAL = ("email", "account_domain", "crm_id", "url", "touch_id")
@@ -49,8 +50,6 @@ def to_queue_json(connector_name: str, event: InboundEvent) -> dict[str, Any]:
 
 def receive(connector_name: str, events: Iterable[InboundEvent]) -> int:
     """Queue ``events`` from the connector ``connector_name`` for the drain; return how many."""
-    from abm.services import events as events_service
-
     items = [to_queue_json(connector_name, e) for e in events]
     if items:
         events_service.push(items)

@@ -8,13 +8,12 @@ from sqlalchemy import and_, exists, select, update
 from abm.db import db
 from abm.models import Account, Contact, Event
 from abm.normalize import FREE_MAIL_DOMAINS
+from abm.services import identification, scores
 
 
 def match_pending() -> int:
     """Match unmatched events to contacts (by email) and accounts (by domain), and kept
     anonymous visits to accounts (by address); rescore those."""
-    from abm.services import identification, scores
-
     by_address = identification.match_pending()
     if by_address:
         scores.rescore(by_address)

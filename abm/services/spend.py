@@ -113,3 +113,22 @@ def add_to_groups(groups: dict, group_by: str, start: datetime, end: datetime, p
         amount = prorate(c, start, end)
         if amount:
             groups[spend_group(c, group_by, products)]["cost"] += amount
+
+
+# -- reading (the spend page and the KPI filters) -------------------------------------
+
+
+def latest(limit: int = 200) -> list[Cost]:
+    """The latest spend entries, by their start date, newest first."""
+    return list(db.session.execute(select(Cost).order_by(Cost.date_from.desc(), Cost.id.desc())
+                                   .limit(limit)).scalars())
+
+
+def playbook_keys() -> list[str]:
+    """Every playbook's key, the choices of a spend entry's and the KPIs' playbook."""
+    return list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+
+
+def products() -> list[str]:
+    """The products the playbooks name, the choices of the KPIs' product filter."""
+    return sorted({p for p in db.session.execute(select(Playbook.product)).scalars() if p})

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from abm.db import db, utcnow
 from abm.errors import ApiError
 from abm.models import User
 from abm.services import alert_inbox
+from abm.services import users as users_service
 from abm.web._access import MANAGERS, role_required, safe_next
 
 bp = Blueprint("alerts", __name__)
@@ -36,7 +36,7 @@ def _scope() -> tuple[str, list[int] | None, User | None]:
         abort(403, description="an account executive sees their own alerts; managers and admins see the team's")
     if wanted == "team":
         return "team", None, None
-    user = db.session.get(User, int(wanted)) if wanted.isdigit() and int(wanted) < 2**31 else None
+    user = users_service.find(wanted) if wanted.isdigit() and int(wanted) < 2**31 else None
     if user is None:
         raise ApiError(404, f"no user {wanted!r}: pick a seller from the list on the alerts page")
     return str(user.id), [user.id], user
@@ -51,8 +51,7 @@ def index():
     now = utcnow()
     box = alert_inbox.inbox(owner_ids, state if state in alert_inbox.STATES else "new",
                             int(page) if page.isdigit() and len(page) < 7 else 1, now)
-    sellers = list(db.session.execute(select(User).where(User.active.is_(True)).order_by(User.email)).scalars()) \
-        if current_user.role in MANAGERS else []
+    sellers = users_service.active() if current_user.role in MANAGERS else []
     owner_arg = None if (scope == "team" and current_user.role in MANAGERS) or \
         (scope == "mine" and current_user.role not in MANAGERS) else scope
     return render_template(

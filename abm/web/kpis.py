@@ -7,12 +7,10 @@ import io
 from datetime import datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from abm import exports
 from abm.db import db, utcnow
 from abm.errors import ValidationError
-from abm.models import Cost, Playbook
 from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis, rollups
 from abm.services import settings as settings_service
 from abm.services import spend as spend_service
@@ -60,8 +58,7 @@ def index():
     age = (utcnow() - datetime.fromisoformat(data["computed_at"])).total_seconds()
     extras = rollups.extras(period)
     lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
-    products = sorted({p for p in db.session.execute(select(Playbook.product)).scalars() if p})
-    playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+    products, playbooks = spend_service.products(), spend_service.playbook_keys()
     query = {k: v for k, v in args.items() if v and k != "group_by"}
     return render_template(
         "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
@@ -184,8 +181,7 @@ def spend():
                 return redirect(url_for("kpis.spend"))
             except ValidationError as exc:
                 errors = [{"row": None, **d} for d in exc.details]
-    entries = db.session.execute(select(Cost).order_by(Cost.date_from.desc(), Cost.id.desc()).limit(200)).scalars().all()
-    playbooks = list(db.session.execute(select(Playbook.key).order_by(Playbook.key)).scalars())
+    entries, playbooks = spend_service.latest(), spend_service.playbook_keys()
     return render_template("web/kpis/spend.html", entries=entries, errors=errors, form=form, playbooks=playbooks), (
         422 if errors else 200)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from sqlalchemy import select
 
 from abm.db import db
@@ -129,3 +130,21 @@ def test_a_failed_import_says_why(as_role):
     run_import_jobs()
     html = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert "The import failed" in html and "the file of this import is gone" in html
+
+
+@pytest.mark.browser
+def test_the_run_page_follows_the_import_and_shows_its_report_when_it_ends(live_server, browser_page,
+                                                                          make_live_user):
+    """In Chromium: the upload opens the run's page, which waits for a worker; when a worker has run the
+    import, the page shows the report by itself (it polls), with no error in the page's scripts."""
+    live_server.login(browser_page, make_live_user("manager"))
+    browser_page.goto(live_server.url + "/imports")
+    sample = live_server.tmp / "accounts.csv"
+    sample.write_text("Domain,Name\nacme.example,Acme\nglobex.example,Globex\n")
+    browser_page.set_input_files("input[type=file]", str(sample))
+    browser_page.get_by_role("button", name="Import").click()
+    browser_page.get_by_role("heading", name="Waiting for a worker").wait_for()
+    run_import_jobs()
+    browser_page.get_by_role("heading", name="Report for accounts.csv (accounts)").wait_for(timeout=10_000)
+    assert "No problems found" in browser_page.content()
+    assert live_server.js_errors == []
