@@ -23,6 +23,7 @@ ENGAGEMENT = (
     ("workers.engagement_jobs.surge_alerts", "events", 3600),
     ("workers.engagement_jobs.refresh_kpi_rollups", "default", 60),
     ("workers.report_jobs.send_weekly_kpi_report", "default", 3600),
+    ("workers.digest_jobs.send_weekly_digests", "default", 3600),
     ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),
     ("workers.engagement_jobs.purge_visit_addresses", "events", 3600),
     ("workers.engagement_jobs.refresh_fit", "default", 86400),

@@ -16,7 +16,7 @@ from flask_login import current_user
 from abm.db import utcnow
 from abm.errors import ApiError
 from abm.models import User
-from abm.services import in_market, sales_view, scores
+from abm.services import digest, in_market, sales_view, scores
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
 from abm.services import users as users_service
@@ -81,7 +81,8 @@ def my_accounts():
         "web/engagement/my_accounts.html", result=result, rows=result["rows"], owner=owner, filters=filters,
         active=active, sort=filters["sort"], sorts=SORTS, own=own, stages=stages, levels=LEVELS,
         owners=users_service.active() if current_user.role in MANAGERS else [], link=link, saved=saved,
-        from_default=own and saved and not asked)
+        from_default=own and saved and not asked,
+        digest_on=digest.enabled(current_user) if own and current_user.role in digest.READERS else None)
 
 
 @bp.post("/engagement/mine/default")
@@ -166,6 +167,16 @@ def snippet():
               "tag": f'<script src="{base}/t/snippet.js" data-site="{site["key"]}" async></script>'}
              for site in settings_service.current().get("sites") or []]
     return render_template("web/engagement/snippet.html", sites=sites, base=base)
+
+
+@bp.post("/engagement/mine/digest")
+@role_required()
+def set_digest():
+    on = request.form.get("on") == "1"
+    digest.set_enabled(current_user, on)
+    flash("Your weekly digest is on: it comes on Monday mornings." if on else "Your weekly digest is off.",
+          "success")
+    return redirect(url_for("engagement.my_accounts"))
 
 
 # -- the engagement sections of the account page ------------------------------------

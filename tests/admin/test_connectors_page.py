@@ -138,7 +138,7 @@ def test_an_empty_form_shows_every_error_at_once_with_human_labels(admin_client)
     assert ">Google Ads</a>" in types and "10 calls per second" in types and "300 calls per minute" in types
     page = admin_client.get("/connectors/new?type=smtp").get_data(as_text=True)
     assert "CA certificate" in page and "Ca certificate" not in page
-    assert "10/1 is 10 calls per second" in page
+    assert "1000/1 is 1,000 calls per second" in page
 
     answer = admin_client.post("/connectors/new?type=smtp", data={"name": "", "s.port": "", "rate_limit": "often"})
     assert answer.status_code == 422

@@ -1,0 +1,135 @@
+"""The weekly digest: each seller's accounts that warmed up and why, new people engaging,
+what marketing runs at each, links back; the manager's covers the team; sent by the
+workers on the reader's local Monday morning, once, through the SMTP connector and read
+at a real SMTP server (aiosmtpd); a seller turns it off."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+
+import pytest
+
+from abm.db import db
+from abm.models import Account, Contact, Enrollment, Playbook, PlaybookVersion
+from abm.services import connectors as connector_service
+from abm.services import digest, events
+from tests.connectors.fakes.smtp_server import smtp_server
+from workers import digest_jobs
+
+MONDAY_9_PARIS = datetime(2026, 6, 22, 7, 5, tzinfo=UTC)  # 09:05 in Paris, 07:05 UTC
+
+
+@pytest.fixture(autouse=True)
+def _quiet_engine(monkeypatch):
+    from abm.services import engine_hooks
+
+    monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
+
+
+def _line(etype, at, **fields):
+    return events._stamp({"type": etype, "occurred_at": at.isoformat(), **fields})
+
+
+def _world(quick_user):
+    sam = quick_user("ae", email="sam@example.com", name="Sam")
+    sam.timezone = "Europe/Paris"
+    kim = quick_user("ae", email="kim@example.com", name="Kim")
+    kim.timezone = "America/New_York"  # her Monday morning is later
+    boss = quick_user("manager", email="boss@example.com", name="Boss")
+    boss.timezone = "Europe/Paris"
+    acme = Account(name="Acme", domain="acme.example", stage="aware", owner_id=sam.id)
+    quiet = Account(name="Quiet", domain="quiet.example", stage="target", owner_id=sam.id)
+    hooli = Account(name="Hooli", domain="hooli.example", stage="engaged", owner_id=kim.id)
+    db.session.add_all([acme, quiet, hooli])
+    db.session.flush()
+    db.session.add(Contact(account_id=acme.id, email="jane@acme.example", first_name="Jane", last_name="Doe",
+                           title="CISO", buying_role="champion"))
+    playbook = Playbook(key="intro", name="Intro sequence", status="active")
+    db.session.add(playbook)
+    db.session.flush()
+    version = PlaybookVersion(playbook_id=playbook.id, version=1, source="", compiled={})
+    db.session.add(version)
+    db.session.flush()
+    db.session.add(Enrollment(playbook_id=playbook.id, version_id=version.id, account_id=acme.id))
+    db.session.commit()
+    now = MONDAY_9_PARIS
+    events.store([_line("meeting", now - timedelta(days=2), email="jane@acme.example"),
+                  _line("form_fill", now - timedelta(days=1), email="jane@acme.example"),
+                  _line("meeting", now - timedelta(days=3), account_domain="hooli.example"),
+                  _line("web_visit", now - timedelta(days=30), account_domain="quiet.example")], now=now)
+    return sam, kim, boss
+
+
+def test_each_seller_gets_their_digest_on_their_monday_morning(pages, quick_user):
+    sam, kim, boss = _world(quick_user)
+    admin = quick_user("admin")
+    with smtp_server() as server:
+        connector_service.create({"name": "mail", "type": "smtp", "default": ["email"], "settings": {
+            "host": server.host, "port": server.port, "security": "none", "from_email": "abm@vendor.example",
+            "timeout": 5}}, admin.id)
+        assert digest_jobs.send_weekly_digests(MONDAY_9_PARIS - timedelta(days=1)) == 0  # a Sunday
+        assert digest_jobs.send_weekly_digests(MONDAY_9_PARIS) == 2  # Sam and Boss, in Paris
+        assert digest_jobs.send_weekly_digests(MONDAY_9_PARIS + timedelta(hours=1)) == 0  # once a week
+        assert digest_jobs.send_weekly_digests(MONDAY_9_PARIS + timedelta(hours=6)) == 1  # Kim: 09:05 in New York
+        mails = {m.rcpt_tos[0]: message_from_bytes(m.raw, policy=policy.default) for m in server.messages}
+    assert sorted(mails) == ["boss@example.com", "kim@example.com", "sam@example.com"]
+    sam_mail = mails["sam@example.com"]
+    assert sam_mail["Subject"] == "This week: 1 of your accounts warmed up, 1 new people engaging"
+    text = sam_mail.get_body(("plain",)).get_content()
+    assert re.search(r"- Acme: cold -> warm \(score 3\d\.\d\)", text)  # a meeting and a form fill, decayed
+    assert "Why: 1 meeting, 1 form fill, mostly Jane Doe" in text
+    assert "Marketing running: Intro sequence" in text
+    assert re.search(r"https?://\S+/accounts/\d+", text) and "Hooli" not in text and "Quiet" not in text
+    assert "- Jane Doe, CISO at Acme" in text
+    html = sam_mail.get_body(("html",)).get_content()
+    assert ">Acme</strong></a>: cold → warm" in html
+    team = mails["boss@example.com"].get_body(("plain",)).get_content()
+    assert "Acme" in team and "Hooli" in team and "Sam" in team and "Kim" in team  # the team's, with the sellers
+
+
+def test_where_slack_is_configured_the_seller_also_gets_a_direct_message(pages, quick_user):
+    from tests.connectors.fakes.slack import slack_api_app
+    from tests.connectors.harness import serve
+
+    sam, _kim, _boss = _world(quick_user)
+    admin = quick_user("admin")
+    with smtp_server() as mail, serve(slack_api_app(token="xoxb-good", users={"sam@example.com": "U0SAM"})) as slack:
+        connector_service.create({"name": "mail", "type": "smtp", "default": ["email"], "settings": {
+            "host": mail.host, "port": mail.port, "security": "none", "from_email": "abm@vendor.example",
+            "timeout": 5}}, admin.id)
+        connector_service.create({"name": "sales", "type": "slack", "default": ["alert"], "settings": {
+            "bot_token": "xoxb-good", "api_url": slack.base_url + "/api", "deliver_to": "direct_message",
+            "channel": "C0ALERTS", "timeout": 5}}, admin.id)
+        assert digest_jobs.send_weekly_digests(MONDAY_9_PARIS) == 2
+        posted = slack.app.config["POSTED"]
+    direct = [p for p in posted if p["channel"] == "DU0SAM"]
+    assert len(direct) == 1 and "1 of your accounts warmed up" in direct[0]["text"]
+    assert sorted(m.rcpt_tos[0] for m in mail.messages) == ["boss@example.com", "sam@example.com"]
+
+
+def test_a_seller_turns_the_digest_off_and_on(as_role, quick_user):
+    client = as_role("ae")
+    client.user.timezone = "Europe/Paris"
+    db.session.commit()
+    html = client.get("/engagement/mine").get_data(as_text=True)
+    assert "Weekly digest by email: <strong>on</strong>" in html
+    resp = client.post("/engagement/mine/digest", data={"on": "0"}, follow_redirects=True)
+    assert "Your weekly digest is off." in resp.get_data(as_text=True)
+    assert digest.due(MONDAY_9_PARIS) == []
+    client.post("/engagement/mine/digest", data={"on": "1"})
+    assert [u.email for u, _ in digest.due(MONDAY_9_PARIS)] == [client.user.email]
+
+
+@pytest.mark.browser
+def test_in_a_browser_a_seller_turns_the_digest_off(live_server, new_page, make_live_user):
+    seller = make_live_user("ae", email="sam@example.com")
+    page = new_page()
+    live_server.login(page, seller)
+    page.goto(live_server.url + "/engagement/mine")
+    page.get_by_role("button", name="Turn it off").click()
+    page.wait_for_url("**/engagement/mine")
+    assert "Your weekly digest is off." in page.locator(".flash").inner_text()
+    assert page.get_by_role("button", name="Turn it on").is_visible()
+    assert not live_server.js_errors
