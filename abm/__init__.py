@@ -17,7 +17,7 @@ from abm.paths import ROOT
 
 def create_app(config=None, **overrides) -> Flask:
     import config as config_module
-    from abm import auth, health, redis_conn
+    from abm import auth, health, logs, redis_conn
     from abm.db import db
     from abm.errors import register_error_handlers
 
@@ -25,6 +25,7 @@ def create_app(config=None, **overrides) -> Flask:
     logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger("urllib3").level))
     cfg = config if config is not None else config_module.load()
     cfg.validate()
+    logs.configure(getattr(cfg, "ABM_LOG_FORMAT", "text"))
     app = Flask(
         "abm",
         template_folder=str(ROOT / "templates"),

@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from abm import telemetry
 from abm.db import db
 from abm.models import Account, Enrollment, Touch
 from abm.models import Playbook as PlaybookRow
@@ -343,4 +344,5 @@ def recover(now: datetime | None = None) -> int:
     lost = delivery.lost(now, unclaimed_after=after)
     if lost:
         enqueue_jobs.touches(lost)
+        telemetry.record_recovered(redis, len(lost))
     return len(lost)

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from abm import telemetry
 from abm.db import db, in_list
 from abm.models import Contact
 from abm.models import Playbook as PlaybookRow
+from abm.redis_conn import get_redis
 from abm.services import audience, clock, connectors, delivery, touches
 from connectors.base import PermanentError, RetryableError
 from connectors.base import Touch as ConnectorTouch
@@ -37,7 +39,7 @@ from workers import leases, ratelimit
 
 #: What a connector's touch is made of (rows, not ORM objects: a job loads hundreds).
 _TOUCH_COLUMNS = ("id", "kind", "channel", "account_id", "contact_id", "contact_key", "enrollment_id", "step_id",
-                  "playbook_id", "alert_id", "attempts", "payload")
+                  "playbook_id", "alert_id", "attempts", "due_at", "payload")
 
 
 @dataclass
@@ -142,7 +144,8 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
         batch = build_batch(rows)
         db.session.commit()
         try:
-            _send_calls(connector, batch, {row.id: row.attempts for row in rows}, counts)
+            _send_calls(connector, batch, {row.id: row.attempts for row in rows}, counts,
+                        {row.id: row.due_at for row in rows})
         finally:
             connector.close()
     if any(row.alert_id for row in rows):
@@ -150,20 +153,27 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
     return dict(+counts)  # without the zeros
 
 
-def _send_calls(connector, batch: list[ConnectorTouch], attempts: dict[int, int], counts: Counter) -> None:
-    """One provider call after another, each recorded as it returns; stops at the first
-    batch-wide failure (the untried rest is released or failed with it)."""
+def _send_calls(connector, batch: list[ConnectorTouch], attempts: dict[int, int], counts: Counter,
+                due: dict) -> None:
+    """One provider call after another, each recorded as it returns (and counted for the
+    metrics); stops at the first batch-wide failure (the untried rest is released or
+    failed with it)."""
     limit = connectors.rate_limit_of(connectors.get_config(connector.name))
     key = ratelimit.bucket_key(connector)
     size = max(1, connector.max_batch)
     calls = [batch[i:i + size] for i in range(0, len(batch), size)]
     for index, call in enumerate(calls):
-        ratelimit.acquire(key, *limit)
+        waited = ratelimit.acquire(key, *limit)
         rest = [t.id for later in calls[index + 1:] for t in later]
+        before, sent = Counter(counts), []
         try:
-            _one_call(connector, call, rest, attempts, counts)
+            _one_call(connector, call, rest, attempts, counts, sent)
         except _Stop:
             return
+        finally:
+            now = clock.now()
+            telemetry.record_call(get_redis(), connector.name, counts - before,
+                                  [(now - due[i]).total_seconds() for i in sent if due.get(i)], waited)
 
 
 class _Stop(Exception):
@@ -171,7 +181,7 @@ class _Stop(Exception):
 
 
 def _one_call(connector, call: list[ConnectorTouch], rest: list[int], attempts: dict[int, int],
-              counts: Counter) -> None:
+              counts: Counter, sent: list[int]) -> None:
     ids = [t.id for t in call]
     before = copy.deepcopy(connector.context.state)
     now = clock.now()
@@ -197,6 +207,7 @@ def _one_call(connector, call: list[ConnectorTouch], rest: list[int], attempts: 
         raise
     _keep_state(connector, before)
     counts.update(delivery.mark(results, clock.now(), attempts))
+    sent.extend(r.touch_id for r in results if r.ok)
     missing = sorted(set(ids) - {r.touch_id for r in results})
     if missing:
         delivery.fail(missing, f"connector {connector.name!r} returned no result for this touch", clock.now())

@@ -22,7 +22,7 @@ import random
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 
 from abm.db import db, in_list
 from abm.models import Alert, Touch
@@ -244,3 +244,9 @@ def mirror_alerts(touch_ids: list[int], now: datetime) -> None:
         db.session.execute(update(Alert).where(Alert.id == alert_id, Alert.status == "open").values(
             status=status, error=None if status == "sent" else error, connector=connector, sent_at=now))
     db.session.commit()
+
+
+def postponed_by_connector() -> dict[str | None, int]:
+    """Touches a frequency cap postponed that are not due yet, per connector (for /metrics)."""
+    return dict(db.session.execute(select(Touch.connector, func.count()).where(
+        Touch.status == "scheduled", Touch.error.like("postponed:%")).group_by(Touch.connector)).all())
