@@ -103,11 +103,11 @@ class Ledger:
         if contact_id is not None:
             self.by_owner[("contact", contact_id)].append((due, channel))
 
-    def count(self, cap: Cap, owner: int, earliest: datetime, latest: datetime) -> int:
-        """What ``touches.CapBook.load`` counts in the touches table, counted here."""
+    def counted(self, cap: Cap, owner: int, earliest: datetime, latest: datetime) -> list[datetime]:
+        """The due times ``touches.CapBook.load`` counts in the touches table, found here."""
         low, high = earliest - cap.within, latest + cap.within
-        return sum(1 for due, channel in self.by_owner.get((cap.per, owner), ())
-                   if low < due <= high and (not cap.channel or channel == cap.channel))
+        return [due for due, channel in self.by_owner.get((cap.per, owner), ())
+                if low < due <= high and (not cap.channel or channel == cap.channel)]
 
     def load_stored(self, account_ids: list[int], since: datetime) -> None:
         """The stored touches of these accounts that caps count, due after ``since``."""
@@ -126,7 +126,10 @@ class _SimulatedBook(touches.CapBook):
 
     def load(self, cap: Cap, ids: set[int], earliest: datetime, latest: datetime) -> None:
         for owner in ids:
-            self.counts[(cap, owner)] = self.ledger.count(cap, owner, earliest, latest)
+            dues = self.ledger.counted(cap, owner, earliest, latest)
+            if dues:
+                self.counts[(cap, owner)] = len(dues)
+                self.latest[(cap, owner)] = max(dues)
 
 
 def simulate(runners: list[Runner], facts: dict[int, AccountFacts], ledger: Ledger, now: datetime,

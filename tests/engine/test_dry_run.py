@@ -54,7 +54,8 @@ holdout: 10%
 exit_when: {stage: [customer]}
 caps:
   - {per: account, max: 3, within: 7d}
-on_cap: skip
+on_cap: defer
+max_delay: 21d
 steps:
   - id: intro
     email:
@@ -162,10 +163,13 @@ def test_the_plan_is_what_the_engine_then_does(app, clock, worker, sent_log):
         Enrollment.playbook_id == row.id, Enrollment.state != "held_out")).scalars())
     assert plan["outcomes"] == dict(ended)
 
-    # What the test is about happened: caps bit, windows postponed, the branch went both ways.
+    # What the test is about happened: caps postponed touches (on_cap: defer), windows too, the
+    # branch went both ways.
     reasons = {reason for step in plan["steps"] for reason in step.get("suppressed", {})}
-    assert any(r.startswith("capped") for r in reasons) and "unsubscribed" in reasons
-    assert any(step.get("postponed") for step in plan["steps"])
+    assert "unsubscribed" in reasons
+    postponed = {reason for step in plan["steps"] for reason in step.get("postponed") or {}}
+    assert "outside the send window" in postponed
+    assert any(r.startswith("postponed: capped") for r in postponed)  # on_cap: defer, within max_delay
     by_id = {step["id"]: step for step in plan["steps"]}
     assert by_id["generic-note"]["reached"] and by_id["fintech-note"]["reached"]
     assert not by_id["intro"]["depends_on_engagement"] and by_id["last"]["depends_on_engagement"]
