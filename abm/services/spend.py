@@ -14,7 +14,7 @@ from sqlalchemy import select
 from abm.db import db
 from abm.errors import ValidationError
 from abm.models import Cost, Playbook
-from abm.services.validation import too_long
+from abm.services.validation import refuse_nul, too_long
 
 SPEND_FIELDS = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
 SPEND_CHANNELS = ("email", "ads", "alert", "task", "webhook", "events", "other")
@@ -22,6 +22,7 @@ SPEND_CHANNELS = ("email", "ads", "alert", "task", "webhook", "events", "other")
 
 def record_cost(data: dict, source: str = "api") -> Cost:
     """Store one spend entry (``{playbook?, channel?, product?, amount, currency, date | from, to}``)."""
+    refuse_nul(data)  # before any lookup: PostgreSQL cannot take one (the CSV upload comes here too)
     problems = [{"path": k, "message": "unknown field"} for k in data if k not in SPEND_FIELDS]
     amount = _amount(data, problems)
     currency = str(data.get("currency") or "USD").upper()

@@ -12,11 +12,10 @@ import logging
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
 
 from abm.auth import hash_password, verify_password
-from abm.db import db
 from abm.models import User
+from abm.services import users as users_service
 from abm.services.users import end_sessions
 from abm.web import login_throttle
 from abm.web._access import init_layout, safe_next
@@ -44,7 +43,7 @@ def init_app(app) -> None:
 
 def _check(email: str, password: str) -> User | None:
     global _dummy_hash
-    user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    user = users_service.by_email(email)
     if user is None or not user.password_hash:
         # Same hashing work as a real check, so timing does not tell which emails exist.
         if _dummy_hash is None:

@@ -61,10 +61,11 @@ def test_a_value_longer_than_its_column_is_refused_by_the_schema_and_the_service
     schema = manager.get("/api/v1/openapi.json").get_json()
     body = schema["paths"]["/costs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["product"]["maxLength"] == 100 and body["properties"]["channel"]["maxLength"] == 20
-    with pytest.raises(ValidationError) as caught:  # the spend CSV import goes through the same service
-        spend.record_cost({"product": "p" * 101, "amount": "5", "date": "2026-06-02"}, source="csv")
-    assert caught.value.details[0]["path"] == "product"
-    db.session.rollback()
+    for row, field in (({"product": "p" * 101}, "product"), ({"playbook": "pb\x00"}, "playbook")):
+        with pytest.raises(ValidationError) as caught:  # the spend CSV import goes through the same service
+            spend.record_cost({**row, "amount": "5", "date": "2026-06-02"}, source="csv")
+        assert caught.value.details[0]["path"] == field
+        db.session.rollback()
 
 
 def test_an_edited_cursor_is_a_422_on_cursor(api, seed_accounts):
