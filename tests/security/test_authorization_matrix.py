@@ -63,6 +63,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/kpis/trends": ALL,
     "GET /api/v1/kpis/velocity": ALL,
     "GET /api/v1/openapi.json": PUBLIC,
+    "GET /api/v1/playbook-schema.json": PUBLIC,  # the playbook language, for editors
     "GET /api/v1/playbooks": ALL,
     "GET /api/v1/playbooks/<key>": ALL,
     "GET /api/v1/playbooks/<key>/diff": ALL,
