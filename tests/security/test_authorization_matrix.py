@@ -179,7 +179,6 @@ MATRIX: dict[str, tuple | str] = {
     "POST /playbooks/_check": ALL,
     "POST /reset/<token>": PUBLIC,  # the signed, single-use token is the credential
     "POST /segments/_save": MANAGERS,
-    "POST /t/v": PUBLIC,
     "POST /u/<token>": PUBLIC,
     "PUT /api/v1/accounts/by-domain/<domain>": MANAGERS,
     "PUT /api/v1/settings": ADMIN,
