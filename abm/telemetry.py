@@ -8,6 +8,8 @@ turns both into metric families for ``prometheus_client``.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 COUNTS_KEY = "abm:metrics:touches"   # "<connector>|<sent|failed|retry>" -> touches
@@ -19,15 +21,16 @@ LAG_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 
 
 def record_call(redis, connector: str, counts: dict, lags: list[float], waited: float) -> None:
-    """What one provider call did: touches sent, failed and released for a retry, the lag
-    of those sent, and how long the call waited for its rate limit."""
+    """What a job's provider calls did (since the last record): touches sent, failed and
+    released for a retry, the lag of those sent, and how long they waited for their rate
+    limit."""
     pipe = redis.pipeline(transaction=False)
     for outcome in ("sent", "failed", "retry"):
         if counts.get(outcome):
             pipe.hincrby(COUNTS_KEY, f"{connector}|{outcome}", counts[outcome])
-    for lag in lags:
-        bucket = next((str(b) for b in LAG_BUCKETS if lag <= b), "+Inf")
-        pipe.hincrby(LAG_KEY, bucket, 1)
+    buckets = Counter(next((str(b) for b in LAG_BUCKETS if lag <= b), "+Inf") for lag in lags)
+    for bucket, count in buckets.items():
+        pipe.hincrby(LAG_KEY, bucket, count)
     if lags:
         pipe.hincrbyfloat(LAG_KEY, "sum", sum(lags))
         pipe.hincrby(LAG_KEY, "count", len(lags))

@@ -22,6 +22,7 @@ rest with the provider's message. Nothing is retried by RQ.
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -162,18 +163,43 @@ def _send_calls(connector, batch: list[ConnectorTouch], attempts: dict[int, int]
     key = ratelimit.bucket_key(connector)
     size = max(1, connector.max_batch)
     calls = [batch[i:i + size] for i in range(0, len(batch), size)]
-    for index, call in enumerate(calls):
-        waited = ratelimit.acquire(key, *limit)
-        rest = [t.id for later in calls[index + 1:] for t in later]
-        before, sent = Counter(counts), []
-        try:
-            _one_call(connector, call, rest, attempts, counts, sent)
-        except _Stop:
-            return
-        finally:
-            now = clock.now()
-            telemetry.record_call(get_redis(), connector.name, counts - before,
-                                  [(now - due[i]).total_seconds() for i in sent if due.get(i)], waited)
+    tokens, tally = 0, _Tally(connector.name)
+    try:
+        for index, call in enumerate(calls):
+            if not tokens:
+                tokens = ratelimit.tokens_at_once(*limit, len(calls) - index)
+                tally.waited += ratelimit.acquire(key, *limit, n=tokens)
+            tokens -= 1
+            rest = [t.id for later in calls[index + 1:] for t in later]
+            before, sent = Counter(counts), []
+            try:
+                _one_call(connector, call, rest, attempts, counts, sent)
+            except _Stop:
+                return
+            finally:
+                tally.add(counts - before, sent, due)
+    finally:
+        tally.flush()
+
+
+class _Tally:
+    """The metrics of a job's calls, written to Redis once a second and at the end (a round
+    trip per SMTP message would cost more than the message)."""
+
+    def __init__(self, connector: str):
+        self.connector, self.counts, self.lags, self.waited, self.flushed = connector, Counter(), [], 0.0, 0.0
+
+    def add(self, counts: Counter, sent: list[int], due: dict) -> None:
+        now = clock.now()
+        self.counts.update(counts)
+        self.lags.extend((now - due[i]).total_seconds() for i in sent if due.get(i))
+        if time.monotonic() - self.flushed >= 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.counts or self.lags or self.waited:
+            telemetry.record_call(get_redis(), self.connector, self.counts, self.lags, self.waited)
+        self.counts, self.lags, self.waited, self.flushed = Counter(), [], 0.0, time.monotonic()
 
 
 class _Stop(Exception):
