@@ -37,10 +37,6 @@ def create_app(config=None, **overrides) -> Flask:
     app.config["ABM_CONFIG"] = cfg
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    if app.config.get("TRUSTED_PROXIES"):
-        # The client's address (login throttling, visit identification) from the proxies' header.
-        n = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     db.init_app(app)
     redis_conn.init_app(app)
     auth.init_app(app)
@@ -55,4 +51,9 @@ def create_app(config=None, **overrides) -> Flask:
     from abm.cli import register_commands
 
     register_commands(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        # Outermost, so that the middlewares in front of Flask (the pixel, the beacon) see it too:
+        # the client's address (login throttling, visit identification) from the proxies' header.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     return app

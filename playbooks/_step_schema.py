@@ -13,6 +13,7 @@ from typing import Any
 from playbooks import sandbox, templates
 from playbooks._check import MAX_DEPTH, Checker, Node, describe, plain, unknown
 from playbooks._condition_schema import parse_condition
+from playbooks._shapes import SHAPES
 from playbooks.model import (
     CHANNEL_OF_KIND,
     STEP_KINDS,
@@ -103,7 +104,7 @@ def _parse_step(chk: Checker, node: Node, index: int, ids: list[str], explicit: 
         chk.error(node, f"a step is a mapping with one action ({', '.join(STEP_KINDS)}), "
                         f"found {describe(node.value)}")
         return None
-    entries = chk.mapping(node, ("id", "when") + STEP_KINDS)
+    entries = chk.mapping(node, *SHAPES["step"])
     if entries is None:
         return None
     actions = [key for key in entries if key in STEP_KINDS]
@@ -186,8 +187,7 @@ def _renders(chk: Checker, node: Node, source: str, email: bool, html: bool, wha
 
 
 def _email(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("to", "subject", "template", "body", "text", "from", "connector"),
-                          required=("to", "subject"))
+    entries = chk.mapping(node, *SHAPES["email"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
@@ -253,7 +253,7 @@ def _recipients(chk: Checker, node: Node) -> Recipients | None:
             return Recipients(owner=True)
         chk.error(node, f"'to' is 'owner' or a mapping {{roles, titles, limit}}, found '{value}'")
         return None
-    entries = chk.mapping(node, ("roles", "titles", "limit"))
+    entries = chk.mapping(node, *SHAPES["email.to"])
     if entries is None:
         return None
     ok = True
@@ -287,7 +287,7 @@ def _recipients(chk: Checker, node: Node) -> Recipients | None:
 
 
 def _audience(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("connector", "list", "action"), required=("list", "action"))
+    entries = chk.mapping(node, *SHAPES["audience_step"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
@@ -305,7 +305,7 @@ def _audience(chk, node, common, index, ids, explicit) -> Step | None:
 
 
 def _alert(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("to", "message", "connector"), required=("to", "message"))
+    entries = chk.mapping(node, *SHAPES["alert"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
@@ -318,7 +318,7 @@ def _alert(chk, node, common, index, ids, explicit) -> Step | None:
 
 
 def _task(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("to", "title", "due", "connector"), required=("to", "title"))
+    entries = chk.mapping(node, *SHAPES["task"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
@@ -332,7 +332,7 @@ def _task(chk, node, common, index, ids, explicit) -> Step | None:
 
 
 def _webhook(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("connector", "payload"), required=("payload",))
+    entries = chk.mapping(node, *SHAPES["webhook"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
@@ -396,7 +396,7 @@ def _wait(chk, node, common, index, ids, explicit) -> Step | None:
 
 
 def _wait_until(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("condition", "timeout", "on_timeout"), required=("condition", "timeout"))
+    entries = chk.mapping(node, *SHAPES["wait_until"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
@@ -415,7 +415,7 @@ def _wait_until(chk, node, common, index, ids, explicit) -> Step | None:
 
 
 def _branch(chk, node, common, index, ids, explicit) -> Step | None:
-    entries = chk.mapping(node, ("if", "then", "else"), required=("if", "then"))
+    entries = chk.mapping(node, *SHAPES["branch"])
     if entries is None:
         return None
     errors_before = len(chk.errors)

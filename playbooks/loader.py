@@ -14,6 +14,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from playbooks import sandbox, templates
 from playbooks._check import MAX_VALUES, Checker, Node, TooLarge, describe, plain, root_node, suggest, unknown
 from playbooks._condition_schema import parse_condition
+from playbooks._shapes import SHAPES, TOP_LEVEL_KEYS  # noqa: F401 - TOP_LEVEL_KEYS: this module's API too
 from playbooks._step_schema import parse_steps
 from playbooks.errors import LoadResult, PlaybookError
 from playbooks.model import (
@@ -29,10 +30,6 @@ from playbooks.model import (
 )
 from playbooks.workspace import Workspace
 
-TOP_LEVEL_KEYS = (
-    "version", "key", "name", "product", "description", "priority", "audience", "trigger", "holdout",
-    "reenroll", "exit_when", "send_window", "caps", "on_cap", "max_delay", "steps",
-)
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 _HOURS = re.compile(r"^\s*([0-9]{2}):([0-9]{2})\s*-\s*([0-9]{2}):([0-9]{2})\s*$")
@@ -146,7 +143,7 @@ def _compile(chk: Checker, root: Node) -> Playbook | None:
     if root.value is None:
         chk.error(root, "the file is empty; a playbook is a mapping with version, key, name and steps")
         return None
-    entries = chk.mapping(root, TOP_LEVEL_KEYS, required=("version", "key", "name", "steps"))
+    entries = chk.mapping(root, *SHAPES["playbook"])
     if entries is None:
         return None
     values: dict[str, Any] = {}
@@ -217,7 +214,7 @@ def _entry(chk: Checker, entries: dict[str, Node], root: Node, values: dict) -> 
 
 
 def _audience(chk: Checker, node: Node) -> Audience | None:
-    entries = chk.mapping(node, ("where", "segment", "limit"))
+    entries = chk.mapping(node, *SHAPES["audience"])
     if entries is None:
         return None
     if ("where" in entries) == ("segment" in entries):
@@ -285,19 +282,19 @@ def _trigger(chk: Checker, node: Node) -> Trigger | None:
         chk.error(on_node, unknown("trigger", on_value, _TRIGGERS, listing="triggers"))
         return None
     if on_value == "stage_changed":
-        entries = chk.mapping(node, ("on", "to", "from"), required=("to",))
+        entries = chk.mapping(node, *SHAPES["trigger.stage_changed"])
         if entries is None or "to" not in entries:
             return None
         to = _stages(chk, entries["to"])
         from_ = _stages(chk, entries["from"]) if "from" in entries else ()
         return StageChangedTrigger(tuple(to), tuple(from_)) if to is not None and from_ is not None else None
     if on_value == "score_crossed":
-        entries = chk.mapping(node, ("on", "above"), required=("above",))
+        entries = chk.mapping(node, *SHAPES["trigger.score_crossed"])
         if entries is None or "above" not in entries:
             return None
         above = chk.number(entries["above"])
         return ScoreCrossedTrigger(above) if above is not None else None
-    entries = chk.mapping(node, ("on", "type", "within"))
+    entries = chk.mapping(node, *SHAPES["trigger.activity"])
     if entries is None:
         return None
     types: list[str] | None = []
@@ -341,7 +338,7 @@ def _timezones() -> tuple[str, ...]:
 
 
 def _send_window(chk: Checker, node: Node) -> SendWindow | None:
-    entries = chk.mapping(node, ("timezone", "days", "hours"))
+    entries = chk.mapping(node, *SHAPES["send_window"])
     if entries is None:
         return None
     ok = True
@@ -411,7 +408,7 @@ def _caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
     caps = []
     ok = True
     for element in node.elements():
-        entries = chk.mapping(element, ("per", "max", "within", "channel"), required=("per", "max", "within"))
+        entries = chk.mapping(element, *SHAPES["cap"])
         if entries is None:
             ok = False
             continue
@@ -435,13 +432,13 @@ def _caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
 
 
 def _workspace_form_caps(chk: Checker, node: Node) -> tuple[Cap, ...] | None:
-    entries = chk.mapping(node, ("contact", "account"))
+    entries = chk.mapping(node, *SHAPES["caps.workspace"])
     if entries is None:
         return None
     caps = []
     ok = True
     for per, child in entries.items():
-        fields = chk.mapping(child, ("max", "per"), required=("max", "per"))
+        fields = chk.mapping(child, *SHAPES["caps.workspace.entry"])
         if fields is None:
             ok = False
             continue

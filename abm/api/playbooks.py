@@ -8,7 +8,7 @@ from flask import Response, jsonify, request
 from sqlalchemy import select
 
 from abm.api import bp
-from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, operation, page_of, register_schema
+from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, PUBLIC, operation, page_of, register_schema
 from abm.auth import api_user
 from abm.db import db
 from abm.errors import ApiError
@@ -16,6 +16,7 @@ from abm.models import Account, Enrollment, PlaybookVersion
 from abm.models import Playbook as PlaybookRow
 from abm.services import change_control, paging, touch_search
 from abm.services import playbooks as service
+from playbooks import json_schema
 from playbooks.loader import MAX_SOURCE_BYTES
 
 #: YAML, or JSON (which YAML reads as it is); never text/plain, which another site's form can send.
@@ -164,6 +165,13 @@ def playbook_source(key, query):
     version = service.source_of(key, query.get("version"))
     return Response(version.source, mimetype="application/yaml",
                     headers={"X-Playbook-Version": str(version.version)})
+
+
+@bp.get("/playbook-schema.json")
+@operation("The JSON Schema of the playbook language (for editors: VS Code's YAML extension)", roles=PUBLIC,
+           tags=["meta"], responses={200: ("The JSON Schema", {"type": "object"})})
+def playbook_schema():
+    return jsonify(json_schema.build())
 
 
 @bp.post("/playbooks/validate")

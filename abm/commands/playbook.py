@@ -32,6 +32,14 @@ def _print_errors(errors) -> None:
         click.echo(str(error))
 
 
+@playbook_group.command("schema", help="Print the JSON Schema of the playbook language (for editors; also at "
+                        "/api/v1/playbook-schema.json).")
+def schema():
+    from playbooks import json_schema
+
+    click.echo(json.dumps(json_schema.build(), indent=2))
+
+
 @playbook_group.command("validate", help="Check playbook files; errors as FILE:LINE:COL PATH: MESSAGE.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @with_appcontext

@@ -199,7 +199,7 @@ def _store(pending, source, result, events) -> None:
         company = p["domain"] or f"name:{p['name'].lower()}"
         for etype, count in (("ad_impression", p["impressions"]), ("ad_click", p["clicks"])):
             if count:
-                lines.append(events._stamp({
+                lines.append(events.stamp({
                     "type": etype, "occurred_at": p["day"].isoformat(), "quantity": count, "source": source,
                     "dedup_key": f"adreport:{source}:{company}:{p['day'].date().isoformat()}:{etype}",
                     "properties": {"report": source}, **ident}))

@@ -147,7 +147,8 @@ def _spool_dir(app=None) -> Path:
     return path
 
 
-def _stamp(event: dict) -> str:
+def stamp(event: dict) -> str:
+    """One event as the queued JSON line, with a dedup key made when it has none."""
     event.setdefault("dedup_key", "~" + uuid.uuid4().hex)
     return json.dumps(event, separators=(",", ":"), default=str)
 
@@ -206,7 +207,7 @@ def push(events: list[dict], app=None) -> str:
     """
     if not events:
         return "redis"
-    lines = [_stamp(e) for e in events]
+    lines = [stamp(e) for e in events]
     try:
         from abm.redis_conn import get_redis
 

@@ -121,7 +121,7 @@ def import_surge(stream, provider: str = "bombora") -> SurgeResult:
             result.rows += 1
             event = _row_event(row, cols, row_no, provider, result)
             if event is not None:
-                pending.append(events._stamp(event))
+                pending.append(events.stamp(event))
             if len(pending) >= BATCH:
                 _store(pending, result)
     except UnicodeDecodeError:

@@ -44,6 +44,7 @@ from abm.db import db
 from abm.metrics import CONVERSION, START
 from abm.metrics import NULL as NULL_STATE
 from abm.models import Account, ConnectorConfig, Event, Opportunity, Playbook, Touch, User
+from abm.services import segments
 
 MARKETING_CHANNELS = ("email", "ads", "webhook")
 #: Events that say nothing about interest: they do not make an account "engaged".
@@ -57,6 +58,7 @@ GROUP_COLUMNS = {
     "owner": lambda: func.coalesce(User.email, "(no owner)"),
     "industry": lambda: func.coalesce(func.nullif(Account.industry, ""), "(no industry)"),
     "country": lambda: func.coalesce(func.nullif(Account.country, ""), "(no country)"),
+    "segment": None,  # the saved segments (abm.services.segments): see _segment_touches
 }
 ACCOUNT_GROUPS = ("tier", "owner", "industry", "country")
 
@@ -94,10 +96,11 @@ def at_or_before(a, b, days: float = 0):
 
 def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_ids: set[int] | None):
     """Sent marketing touches in [since, until), each with its group ``g``."""
-    q = (select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector,
+    q = (_segment_touches() if group_by == "segment" else
+         select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector,
                 GROUP_COLUMNS[group_by]().label("g"))
-         .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id)
-         .where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= since,
+         .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id))
+    q = (q.where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= since,
                 Touch.sent_at < until))
     if group_by in ACCOUNT_GROUPS:
         q = q.join(Account, Account.id == Touch.account_id)
@@ -106,6 +109,21 @@ def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_
     if playbook_ids is not None:
         q = q.where(Touch.playbook_id.in_(playbook_ids or {-1}))
     return q.cte("mt")
+
+
+def _segment_touches():
+    """The touches with the saved segments their account is in now, one row per segment
+    (``(no segment)`` for an account in none). Segments may overlap: a touch at an
+    account in two segments counts as one touch in each (its shares are split between
+    them, so that the credits still add up to the conversions)."""
+    members = segments.memberships()
+    q = (select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector)
+         .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id))
+    if members is None:
+        return q.add_columns(literal("(no segment)").label("g"))
+    m = members.subquery()
+    return q.outerjoin(m, m.c.account_id == Touch.account_id).add_columns(
+        func.coalesce(m.c.segment, "(no segment)").label("g"))
 
 
 def _row(part: str, g, *values):

@@ -112,13 +112,12 @@ def record(body: object, origin: str | None, referrer: str | None, address: str 
     event = _event(body, url, site)
     who = {"visitor": event.get("visitor_id"), "address": address,
            "contact": event.get("contact_id") or event.get("email")}
-    _within_limits(body["type"], who)
     event["dedup_key"] = _dedup_key(site["name"], body["type"], event, url)
     if body["type"] == "form_fill" and not settings_service.beacon_settings()["browser_leads"]:
         event["type"] = BROWSER_FORM_FILL
     if address:
         event["ip"] = address  # for account identification in the drain; see docs/identification.md
-    events.push([event])
+    _count_and_push(body["type"], who, event)
 
 
 def _event(body: dict, url: str, site: dict) -> dict:
@@ -149,26 +148,59 @@ def _dedup_key(site: str, kind: str, event: dict, url: str) -> str:
     return f"snippet:{digest}"
 
 
-def _within_limits(kind: str, who: dict) -> None:
-    """Count the beacon in each of its windows; 429 when one is full."""
+#: Counts the beacon in each of its windows (KEYS[1..n-1], ARGV[i]: most, ARGV[n-1+i]:
+#: seconds) and pushes it to the events queue (the last KEY, ARGV[last]) only when every
+#: window has room: one round trip to Redis for the whole beacon. Returns the 1-based
+#: position of the first full window, or 0 when the beacon was queued.
+COUNT_AND_PUSH = """
+local n = #KEYS - 1
+for i = 1, n do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[n + i]) end
+  if count > tonumber(ARGV[i]) then return i end
+end
+redis.call('RPUSH', KEYS[n + 1], ARGV[2 * n + 1])
+return 0
+"""
+
+
+def _limit_keys(kind: str, who: dict) -> list[tuple[str, str, int, int]]:
+    """(scope, key, most, seconds) of each window this beacon counts in."""
+    now = int(time.time())
+    out = []
+    for (k, scope), (most, seconds) in LIMITS.items():
+        value = who.get(scope)
+        if k == kind and value:
+            digest = hashlib.sha256(str(value).encode()).hexdigest()[:24]
+            out.append((scope, f"abm:beacon:{kind}:{scope}:{digest}:{now // seconds}", most, seconds))
+    return out
+
+
+def _count_and_push(kind: str, who: dict, event: dict) -> None:
+    """Count the beacon in its windows and queue it, in one Redis call; 429 when a
+    window is full (nothing queued). Redis down: the limits go unchecked and the event is
+    spooled, as every push is."""
     from abm.redis_conn import get_redis
 
-    checks = [(scope, str(value)) for (k, scope) in LIMITS if k == kind for value in [who.get(scope)] if value]
-    if not checks:
-        return
+    windows = _limit_keys(kind, who)
+    line = events.stamp(event)
     try:
-        client = get_redis()
-        pipe = client.pipeline(transaction=False)
-        now = int(time.time())
-        for scope, value in checks:
-            most, seconds = LIMITS[(kind, scope)]
-            key = f"abm:beacon:{kind}:{scope}:{hashlib.sha256(value.encode()).hexdigest()[:24]}:{now // seconds}"
-            pipe.incr(key)
-            pipe.expire(key, seconds)
-        counts = pipe.execute()[::2]
+        script = _script(get_redis())
+        full = script(keys=[key for _, key, _, _ in windows] + [events.QUEUE_KEY],
+                      args=[most for *_, most, _ in windows] + [sec for *_, sec in windows] + [line])
     except (redis.RedisError, OSError) as exc:
-        log.warning("rate limits of the site snippet not checked: Redis unreachable (%s)", type(exc).__name__)
+        log.warning("site snippet beacon spooled, limits not checked: Redis unreachable (%s)", type(exc).__name__)
+        events.spool_write([line])
         return
-    for (scope, _), count in zip(checks, counts, strict=True):
-        if count > LIMITS[(kind, scope)][0]:
-            raise BeaconRefused(429, f"too many {kind.replace('_', ' ')}s from this {scope}; try again later")
+    if full:
+        scope = windows[int(full) - 1][0]
+        raise BeaconRefused(429, f"too many {kind.replace('_', ' ')}s from this {scope}; try again later")
+
+
+def _script(client):
+    """The registered COUNT_AND_PUSH script of this Redis client (EVALSHA, loaded once)."""
+    script = getattr(client, "_abm_count_and_push", None)
+    if script is None:
+        script = client.register_script(COUNT_AND_PUSH)
+        client._abm_count_and_push = script
+    return script

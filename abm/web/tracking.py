@@ -5,9 +5,10 @@ The pixel, the click and the visit beacon do one Redis push and no database quer
 A forged or tampered token records nothing; a click redirects only to a URL that its
 signed token names, never anywhere else (no open redirect).
 
-The open pixel is the busiest of them (every open of every email fetches it), so it is
-answered in front of Flask, by :class:`OpenPixel`, a WSGI middleware: no request context,
-session, user loading, CSRF check or database session, none of which it needs.
+The open pixel and the site snippet's beacon are the busiest of them (every open of
+every email, every page view of the site), so they are answered in front of Flask, by
+WSGI middlewares (:class:`OpenPixel`, :class:`VisitBeacon`): no request context, session,
+user loading or CSRF check, none of which they need.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file
+from werkzeug.http import HTTP_STATUS_CODES
 
 from abm import tracking
 from abm.db import utcnow
@@ -33,7 +35,7 @@ def init_app(app) -> None:
     from abm.auth import csrf
 
     csrf.exempt(bp)
-    app.wsgi_app = OpenPixel(app, app.wsgi_app)
+    app.wsgi_app = OpenPixel(app, VisitBeacon(app, app.wsgi_app))
 
 
 def _now_iso() -> str:
@@ -91,26 +93,54 @@ def snippet():
     return resp
 
 
-@bp.route("/t/v", methods=["POST", "OPTIONS"])
-def visit():
-    """The site snippet's beacon: checked, limited and marked by ``site_beacons``."""
-    origin = request.headers.get("Origin")
-    headers = {"Access-Control-Allow-Headers": "Content-Type", "Access-Control-Allow-Methods": "POST",
-               "Vary": "Origin"}
-    if site_beacons.allowed_origin(origin):
-        headers["Access-Control-Allow-Origin"] = origin
-    if request.method == "OPTIONS":
-        return Response(status=204, headers=headers)
-    request.max_content_length = MAX_BEACON
-    try:
-        body = json.loads(request.get_data(cache=False).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return Response("not JSON\n", status=400, headers=headers, mimetype="text/plain")
-    try:
-        site_beacons.record(body, origin, request.headers.get("Referer"), request.remote_addr)
-    except site_beacons.BeaconRefused as exc:
-        return Response(exc.message + "\n", status=exc.status, headers=headers, mimetype="text/plain")
-    return Response(status=204, headers=headers)
+class VisitBeacon:
+    """``POST`` and ``OPTIONS /t/v``, the site snippet's beacon, answered before Flask:
+    checked, limited, marked and queued by :mod:`abm.services.site_beacons` (the site's
+    settings from a per-app cache, the limits and the push in one Redis call); any other
+    request goes on untouched."""
+
+    PATH = "/t/v"
+
+    def __init__(self, app, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD")
+        if environ.get("PATH_INFO") != self.PATH or method not in ("POST", "OPTIONS"):
+            return self.wsgi_app(environ, start_response)
+        with self.app.app_context():
+            status, headers, text = self.answer(environ, method)
+        body = text.encode() if text else b""
+        headers += [("Content-Length", str(len(body)))] + ([("Content-Type", "text/plain; charset=utf-8")]
+                                                            if body else [])
+        start_response(status, headers)
+        return [body]
+
+    @staticmethod
+    def answer(environ, method: str) -> tuple[str, list[tuple[str, str]], str]:
+        origin = environ.get("HTTP_ORIGIN")
+        headers = [("Access-Control-Allow-Headers", "Content-Type"), ("Access-Control-Allow-Methods", "POST"),
+                   ("Vary", "Origin")]
+        if site_beacons.allowed_origin(origin):
+            headers.append(("Access-Control-Allow-Origin", origin))
+        if method == "OPTIONS":
+            return "204 No Content", headers, ""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BEACON:
+            return "413 Request Entity Too Large", headers, f"a beacon is at most {MAX_BEACON} bytes\n"
+        try:
+            body = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return "400 Bad Request", headers, "not JSON\n"
+        try:
+            site_beacons.record(body, origin, environ.get("HTTP_REFERER"), environ.get("REMOTE_ADDR"))
+        except site_beacons.BeaconRefused as exc:
+            return f"{exc.status} {HTTP_STATUS_CODES.get(exc.status, '')}", headers, exc.message + "\n"
+        return "204 No Content", headers, ""
 
 
 @bp.route("/u/<token>", methods=["GET", "POST"])

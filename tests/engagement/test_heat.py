@@ -15,7 +15,7 @@ from abm.services import settings as settings_service
 
 
 def _event(etype, now, hours_ago=0.0, **fields):
-    return events._stamp({"type": etype, "occurred_at": (now - timedelta(hours=hours_ago)).isoformat(), **fields})
+    return events.stamp({"type": etype, "occurred_at": (now - timedelta(hours=hours_ago)).isoformat(), **fields})
 
 
 def _acme(world):

@@ -61,7 +61,7 @@ def test_a_dedup_key_seen_before_is_accepted_and_not_counted_twice(app, api, wor
 
 
 def test_a_drain_that_runs_again_after_its_commit_stores_nothing_twice(app, world):
-    line = events._stamp({"type": "email_click", "occurred_at": _iso(), "email": "jane@acme.com"})
+    line = events.stamp({"type": "email_click", "occurred_at": _iso(), "email": "jane@acme.com"})
     events.store([line])
     events.store([line])  # as if the drain died after commit and before trimming the list
     assert db.session.execute(select(func.count(Event.id))).scalar_one() == 1
@@ -72,10 +72,10 @@ def test_a_key_stored_by_another_writer_meanwhile_is_skipped_and_the_rest_kept(a
     stored by someone else in between, the batch falls back to an insert that skips it."""
     if backend != "postgresql":
         pytest.skip("the COPY path is PostgreSQL's")
-    taken = events._stamp({"type": "meeting", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "k1"})
+    taken = events.stamp({"type": "meeting", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "k1"})
     events.store([taken])
     monkeypatch.setattr(events, "_known_keys", lambda cur, keys: set())  # the look-up misses it
-    fresh = events._stamp({"type": "form_fill", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "k2"})
+    fresh = events.stamp({"type": "form_fill", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "k2"})
     result = events.store([taken, fresh])
     assert (result.stored, result.duplicates) == (1, 1)
     keys = db.session.execute(select(Event.dedup_key, Event.type).order_by(Event.id)).all()

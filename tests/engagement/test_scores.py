@@ -23,7 +23,7 @@ def _line(etype, email=None, days_ago=0.0, url=None, domain=None, now=None):
         e["account_domain"] = domain
     if url:
         e["url"] = url
-    return events._stamp(e)
+    return events.stamp(e)
 
 
 def test_weights_url_rules_and_half_life_decay(app, world):

@@ -155,3 +155,15 @@ def test_a_playbook_that_would_enroll_nobody_says_which_condition_left_nobody(ap
     assert [f["kept"] for f in answer.get_json()["error"]["funnel"]] == [2, 1, 0, 0]
     started = runner.invoke(args=["playbook", "activate", "nobody", "--allow-empty"])
     assert started.exit_code == 0 and "nobody: active (enrolled 0, held_out 0)" in started.output
+
+
+def test_the_playbook_schema_at_its_url_and_from_the_cli(app, runner):
+    import json
+
+    from playbooks import json_schema
+
+    served = app.test_client().get("/api/v1/playbook-schema.json")  # no login: editors fetch it
+    assert served.status_code == 200 and served.get_json()["$id"] == json_schema.SCHEMA_ID
+    printed = runner.invoke(args=["playbook", "schema"])
+    assert printed.exit_code == 0 and json.loads(printed.output) == served.get_json()
+    assert "wait_until" in served.get_json()["$defs"]["step"]["properties"]

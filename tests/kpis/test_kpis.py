@@ -440,3 +440,17 @@ def test_the_lists_behind_the_figures_export_as_csv(june, as_role):
         assert csv_resp.mimetype == "text/csv" and csv_resp.get_data(as_text=True).startswith(first_line)
     assert "$102.00" in c.get("/kpis/costs?group_by=channel&group=ads&from=2026-06-01&to=2026-06-30").get_data(
         as_text=True)
+
+
+def test_grouping_by_saved_segments(june):
+    from abm.services import segments
+
+    for name, tier in (("Acme", 1), ("Globex", 2), ("Initech", 1)):
+        db.session.get(Account, june[name]).tier = tier
+    db.session.commit()
+    segments.save("tier-one", "tier: [1]\n")
+    groups = by_group(kpis.compute("segment", PERIOD, now=NOW))
+    # tier one: Acme (T1, T2; c1, c4, O1) and Initech (c3, O2); Globex (T3) is in no segment
+    assert (groups["tier-one"]["touches"], groups["tier-one"]["leads"], groups["tier-one"]["pipeline_influenced"]) == (
+        2, 3.0, 15000.0)
+    assert (groups["(no segment)"]["touches"], groups["(no segment)"]["accounts_reached"]) == (1, 1)

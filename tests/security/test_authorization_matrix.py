@@ -63,6 +63,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/kpis/trends": ALL,
     "GET /api/v1/kpis/velocity": ALL,
     "GET /api/v1/openapi.json": PUBLIC,
+    "GET /api/v1/playbook-schema.json": PUBLIC,  # the playbook language, for editors
     "GET /api/v1/playbooks": ALL,
     "GET /api/v1/playbooks/<key>": ALL,
     "GET /api/v1/playbooks/<key>/diff": ALL,
@@ -178,7 +179,6 @@ MATRIX: dict[str, tuple | str] = {
     "POST /playbooks/_check": ALL,
     "POST /reset/<token>": PUBLIC,  # the signed, single-use token is the credential
     "POST /segments/_save": MANAGERS,
-    "POST /t/v": PUBLIC,
     "POST /u/<token>": PUBLIC,
     "PUT /api/v1/accounts/by-domain/<domain>": MANAGERS,
     "PUT /api/v1/settings": ADMIN,

@@ -29,7 +29,7 @@ def _quiet_engine(monkeypatch):
 
 
 def _line(etype, at, **fields):
-    return events._stamp({"type": etype, "occurred_at": at.isoformat(), **fields})
+    return events.stamp({"type": etype, "occurred_at": at.isoformat(), **fields})
 
 
 def _world(quick_user):

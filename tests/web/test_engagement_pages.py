@@ -22,7 +22,7 @@ PHONE = browser.PHONE
 
 def _line(etype, days_ago=0.0, now=None, **fields):
     e = {"type": etype, "occurred_at": ((now or utcnow()) - timedelta(days=days_ago)).isoformat(), **fields}
-    return events._stamp(e)
+    return events.stamp(e)
 
 
 @pytest.fixture(autouse=True)
