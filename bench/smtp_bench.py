@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import smtplib
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
+from abm.redis_conn import _free_port  # noqa: E402
 from bench.dispatch_bench import PLAYBOOK, REDIS_URL, Workers, fresh_database, make_app, seed, wait_sent  # noqa: E402
 
 
@@ -41,12 +41,6 @@ class Sink:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
         self.count += 1
         return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

@@ -156,7 +156,8 @@ def _run_batch(now: datetime, batch_size: int, stats) -> tuple[int, list]:
         for action in actions:
             if isinstance(action, TouchAction):
                 pending.append(touches.PendingTouch(r.id, r.playbook_id, meta[r.playbook_id].priority, pb,
-                                                    action.step, r.account_id, account_facts, now))
+                                                    action.step, r.account_id, account_facts, now,
+                                                    due_from=min(r.next_run_at or now, now)))
             elif isinstance(action, SetStageAction):
                 stage_moves.append((r.account_id, action.stage, meta[r.playbook_id].key))
             elif isinstance(action, SkippedAction):

@@ -226,6 +226,9 @@ class PendingTouch:
     account_id: int
     facts: object
     now: datetime
+    #: When the step became due for the enrollment (its ``next_run_at``): a touch sent at
+    #: once is due from then, so its lag counts the time the enrollment waited for a pass.
+    due_from: datetime | None = None
 
 
 def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = None) -> list[dict]:
@@ -248,8 +251,9 @@ def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = Non
             due = openings[window] = next_window_opening(window, now)
         for contact, reason in suppressed:
             rows.append(_row(p, contact, "suppressed", now, now, error=reason))
+        start = min(due, p.due_from) if due <= now and p.due_from else due
         for contact in chosen:
-            planned.append((p, contact, due))
+            planned.append((p, contact, start))
     # Higher priority first: it takes the capped slots.
     planned.sort(key=lambda item: (-item[0].priority, item[0].enrollment_id))
     _preload_caps(book, planned, ws_caps)
@@ -324,6 +328,7 @@ def _take_slot(book: CapBook, caps: list[Cap], p: PendingTouch, contact: dict, d
         applicable.append((cap, owner))
     for cap, owner in applicable:
         book.counts[(cap, owner)] += 1
+        book.latest[(cap, owner)] = max(book.latest.get((cap, owner)) or due, due)
     return None
 
 
