@@ -38,7 +38,7 @@ def test_no_serious_or_critical_axe_violation_on_any_page(live_server, new_page,
     db.session.add(Alert(account_id=account.id, user_id=user.id, kind="level_up", level="hot",
                          message="Acme is now hot", status="sent"))
     db.session.commit()
-    events.store([events._stamp({"type": "meeting", "occurred_at": "2026-12-01T10:00:00+00:00",
+    events.store([events.stamp({"type": "meeting", "occurred_at": "2026-12-01T10:00:00+00:00",
                                  "email": "jane@acme.example"})])
     page = new_page()
     live_server.login(page, user)
