@@ -24,7 +24,7 @@ from abm.models import Playbook as PlaybookRow
 from abm.services import audience, enrollment, migration, simulation, touches
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
-from playbooks import duration
+from playbooks import duration, flow
 from playbooks.conditions import Activity, FieldMatch, walk
 from playbooks.holdout import is_held_out
 from playbooks.machine import ACTIVE, EnrollmentState
@@ -87,6 +87,7 @@ def report(pb: Playbook, now: datetime, compiled_of, *, account: str | None = No
         "migration": migration.mapping(row, pb, None, compiled_of) if migrate else None, "moving": len(moving),
         "schedule": _schedule(rows, facts, account, contact), "rendered": _rendered(pb, outcome.samples, rows, facts),
         "warnings": _warnings(pb, steps_funnel, entering, rows, outcome), "assumptions": list(ASSUMPTIONS),
+        "flow": [vars(edge) for edge in flow.edges(pb)],
     }
 
 
@@ -177,7 +178,7 @@ def _steps(pb: Playbook, rows: list[dict], runners: list[Runner]) -> list[dict]:
     out, offset = [], timedelta(0)
     for step in pb.steps:
         mine = by_step[step.id]
-        item = {"id": step.id, "kind": step.kind, "channel": step.channel,
+        item = {"id": step.id, "kind": step.kind, "label": flow.label(step), "channel": step.channel,
                 "after": "at once" if not offset else f"after {duration.format(offset)}",
                 "reached": sum(1 for r in runners if step.index in r.visited),
                 "depends_on_engagement": step.id in dependent}

@@ -24,6 +24,7 @@ from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STAT
 from abm.services import change_control, touch_search
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
+from playbooks import flow
 from playbooks.loader import MAX_SOURCE_BYTES
 
 bp = Blueprint("playbooks", __name__)
@@ -137,11 +138,15 @@ def show(key: str):
     pb = service.compiled(service.current_version(row))
     enrollments = [{"label": state.replace("_", " "), "value": summary["enrollments"].get(state, 0)}
                    for state in ENROLLMENT_STATES]
+    reached = _funnel(row, pb.steps)
     touch_counts = service.touch_counts(key)
     touches = [{"label": status, "value": touch_counts.get(status, 0)} for status in TOUCH_STATUSES]
     return render_template(
         "web/playbooks/show.html", row=row, pb=pb, summary=summary, enrollments=enrollments,
-        enrolled_total=sum(e["value"] for e in enrollments), funnel=_funnel(row, pb.steps),
+        enrolled_total=sum(e["value"] for e in enrollments), funnel=reached,
+        flow_steps=[{"id": s.id, "label": flow.label(s), "count": r["value"]} for s, r in zip(pb.steps, reached,
+                                                                                             strict=True)],
+        flow_edges=[vars(edge) for edge in flow.edges(pb)],
         touches=touches, touches_total=sum(t["value"] for t in touches), failures=_failures(row),
         versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
         migration=service.migration_preview(key) if row.status != "archived" else [],

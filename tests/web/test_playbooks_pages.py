@@ -438,3 +438,23 @@ def test_each_step_result_opens_the_touches_behind_it(as_role, connectors):
     searched = client.get("/touches?q=aleph&channel=email").get_data(as_text=True)
     assert len(re.findall(r'<tr data-touch="\d+">', searched)) == 2 and "Alpha<" not in searched
     assert client.get("/touches?status=nonsense&channel=fax").status_code == 200  # unknown filters are ignored
+
+
+def test_the_flow_is_drawn_with_its_counts_on_the_page_and_in_the_plan(as_role, connectors):
+    make_account("Alpha")
+    client = as_role("manager")
+    branching = GOOD.replace("  - wait: 3d\n", "  - wait: 3d\n  - id: fork\n    branch:\n      if: {tier: [2]}\n"
+                                               "      then: tell-ae\n  - id: nudge\n    set_stage: engaged\n")
+    assert _apply(client, branching).status_code == 302
+    client.post("/playbooks/web-pb/activate")
+    page = client.get("/playbooks/web-pb").get_data(as_text=True)
+    svg = re.search(r'<svg class="pb-flow" role="img" aria-labelledby="flow-title flow-desc".*?</svg>', page, re.S)
+    assert svg, "no flow drawn"
+    drawn = svg.group(0)
+    assert re.findall(r'<g class="flow-step" data-step="([^"]+)">', drawn) == ["hello", "step-2", "fork", "nudge",
+                                                                               "tell-ae"]
+    assert "<title id=\"flow-title\">Flow of web-pb" in drawn
+    assert "From fork if to tell-ae." in drawn and "From fork else to nudge." in drawn  # the text alternative
+    assert re.search(r'data-step="hello">.*?font-weight="600" fill="#111827">1</text>', drawn, re.S)
+    planned = client.get("/playbooks/web-pb/plan").get_data(as_text=True)
+    assert 'class="pb-flow"' in planned and "Flow of web-pb with the accounts the plan expects" in planned
