@@ -11,7 +11,7 @@ from abm.auth import issue_token
 from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.models import ROLES, Account, ApiToken, AuditLog, User
-from abm.services import scores, user_admin
+from abm.services import alert_inbox, scores, user_admin
 from abm.services import settings as settings_service
 from abm.services.users import UserError, create_user
 from abm.web import _settings_form as settings_form
@@ -142,4 +142,5 @@ def settings():
     tested = settings_form.test_url(request.args.get("test_url"), current)
     return render_template("web/admin/settings.html", values=values, errors=errors,
                            days=settings_service.DAYS, history=settings_form.history(), preview=preview,
-                           tested=tested, weight_keys=settings_form.weight_keys(current)), status
+                           tested=tested, weight_keys=settings_form.weight_keys(current),
+                           feedback=alert_inbox.feedback(10)), status

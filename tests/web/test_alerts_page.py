@@ -78,6 +78,8 @@ def test_a_seller_reads_acknowledges_snoozes_and_dismisses(as_role, quick_user):
     assert "Marked not relevant: “Jane is a student.”" in html
     db.session.expire_all()
     assert db.session.get(Alert, alert.id).feedback == "Jane is a student."
+    settings = as_role("admin").get("/admin/settings").get_data(as_text=True)  # feedback on the rules
+    assert re.search(r"<strong>Acme</strong> \(level:warm, \d{4}-\d\d-\d\d\): “Jane is a student.”", settings)
 
 
 def test_sellers_see_their_own_and_managers_the_team(as_role, quick_user):
