@@ -13,15 +13,19 @@ from abm.services import events
 SERIOUS = ("serious", "critical")
 
 
-def _pages(live_server, account_id: int) -> list[str]:
-    """Every page without a path argument that answers GET, and the account page."""
-    paths = {f"/accounts/{account_id}", "/alerts?state=acknowledged", "/engagement/mine?sort=change&level=hot",
-             "/connectors/new?type=smtp", "/admin/settings?test_url=https://vendor.example/pricing"}
+def _pages(live_server, args: dict) -> list[str]:
+    """Every page that answers GET, its path arguments filled from ``args`` (rules with
+    another argument are left out), and a few filtered pages."""
+    paths = {"/alerts?state=acknowledged", "/engagement/mine?sort=change&level=hot", "/connectors/new?type=smtp",
+             "/admin/settings?test_url=https://vendor.example/pricing"}
     for rule in live_server.app.url_map.iter_rules():
-        if "GET" in rule.methods and not rule.arguments and not rule.rule.startswith(("/api", "/static", "/t/", "/u/")) \
-                and rule.rule not in ("/healthz", "/readyz", "/metrics", "/logout") and not rule.rule.endswith(
-                (".js", ".csv", ".json", ".gif", ".txt", ".eml")):
-            paths.add(rule.rule)
+        if "GET" not in rule.methods or not set(rule.arguments) <= set(args):
+            continue
+        if rule.rule.startswith(("/api", "/static", "/t/", "/u/", "/hooks", "/reset")) \
+                or rule.rule in ("/healthz", "/readyz", "/metrics", "/logout") \
+                or rule.rule.endswith((".js", ".csv", ".json", ".gif", ".txt", ".eml", "/raw", "/html")):
+            continue
+        paths.add(rule.build({k: args[k] for k in rule.arguments})[1])
     return sorted(paths)
 
 
@@ -40,18 +44,25 @@ def test_no_serious_or_critical_axe_violation_on_any_page(live_server, new_page,
     db.session.commit()
     events.store([events.stamp({"type": "meeting", "occurred_at": "2026-12-01T10:00:00+00:00",
                                  "email": "jane@acme.example"})])
+    from abm.services import connectors as connector_service
+
+    connector_service.create({"name": "mail", "type": "outbox", "settings": {
+        "directory": str(live_server.tmp / "outbox"), "from_email": "abm@vendor.example"}})
     page = new_page()
     live_server.login(page, user)
     axe = Axe()
-    found = {}
-    for path in _pages(live_server, account.id):
+    found, visited = {}, []
+    for path in _pages(live_server, {"account_id": account.id, "user_id": user.id, "name": "mail"}):
         answer = page.goto(live_server.url + path)
         if answer is None or answer.status >= 400:
             continue  # a page this role may not open
+        visited.append(path)
         violations = [v for v in axe.run(page).response["violations"] if v["impact"] in SERIOUS]
         if violations:
             found[path] = {v["id"]: [n["target"] for n in v["nodes"]][:3] for v in violations}
     assert found == {}, "\n".join(f"{p}: {v}" for p, v in found.items())
+    assert f"/accounts/{account.id}" in visited and "/alerts" in visited and len(visited) >= 15
+    assert ("/connectors/mail/edit" in visited) == (role == "admin")
 
 
 @pytest.mark.browser
