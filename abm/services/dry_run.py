@@ -107,7 +107,8 @@ def _facts(runners: list[Runner], now: datetime) -> dict:
 def _ledger(runners: list[Runner], facts: dict, now: datetime) -> Ledger:
     """The stored touches of these accounts that any cap involved may count."""
     ledger = Ledger()
-    longest_cap = max((cap.within for r in runners for cap in r.playbook.caps), default=timedelta(days=30))
+    caps = [cap for r in runners for cap in r.playbook.caps] + touches.workspace_caps()
+    longest_cap = max((cap.within for cap in caps), default=timedelta(0))
     ledger.load_stored(sorted(facts), now - max(longest_cap, timedelta(days=30)))
     return ledger
 
