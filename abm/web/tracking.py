@@ -21,8 +21,8 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from werkzeug.http import HTTP_STATUS_CODES
 
 from abm import tracking
-from abm.db import utcnow
 from abm.services import events, site_beacons, unsubscribes
+from abm.services.clock import utcnow
 
 bp = Blueprint("tracking", __name__)
 
