@@ -22,6 +22,7 @@ from abm.services import change_control, playbook_reads, touch_search
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
 from playbooks import flow
+from playbooks.errors import PlaybookError
 from playbooks.loader import MAX_SOURCE_BYTES
 
 bp = Blueprint("playbooks", __name__)
@@ -297,6 +298,4 @@ def apply():
 
 
 def _empty_error():
-    from playbooks.errors import PlaybookError
-
     return PlaybookError("playbook.yaml", 1, 1, "playbook", "the playbook is empty; paste or write its YAML")
