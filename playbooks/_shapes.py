@@ -21,7 +21,7 @@ SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cap": (("per", "max", "within", "channel"), ("per", "max", "within")),
     "caps.workspace": (("contact", "account"), ()),
     "caps.workspace.entry": (("max", "per"), ("max", "per")),
-    "step": (("id", "when") + STEP_KINDS, ()),
+    "step": (("id", "when", "on_cap", "max_delay") + STEP_KINDS, ()),
     "email": (("to", "subject", "template", "body", "text", "from", "connector", "variants"), ("to", "subject")),
     "email.variant": (("name", "weight", "subject", "template", "body", "text", "from"), ("name",)),
     "email.to": (("roles", "titles", "limit"), ()),
