@@ -25,6 +25,7 @@ from abm.services import change_control, touch_search, variant_results
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
 from playbooks import flow
+from playbooks.errors import PlaybookError
 from playbooks.loader import MAX_SOURCE_BYTES
 
 bp = Blueprint("playbooks", __name__)
@@ -361,6 +362,4 @@ def apply():
 
 
 def _empty_error():
-    from playbooks.errors import PlaybookError
-
     return PlaybookError("playbook.yaml", 1, 1, "playbook", "the playbook is empty; paste or write its YAML")
