@@ -21,7 +21,7 @@ SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cap": (("per", "max", "within", "channel"), ("per", "max", "within")),
     "caps.workspace": (("contact", "account"), ()),
     "caps.workspace.entry": (("max", "per"), ("max", "per")),
-    "step": (("id", "when") + STEP_KINDS, ()),
+    "step": (("id", "when", "on_cap", "max_delay") + STEP_KINDS, ()),
     "email": (("to", "subject", "template", "body", "text", "from", "connector"), ("to", "subject")),
     "email.to": (("roles", "titles", "limit"), ()),
     "audience_step": (("connector", "list", "action"), ("list", "action")),

@@ -109,7 +109,7 @@ def _parse_step(chk: Checker, node: Node, index: int, ids: list[str], explicit: 
         return None
     actions = [key for key in entries if key in STEP_KINDS]
     if not actions:
-        if not any(key not in ("id", "when") for key in node.value):
+        if not any(key not in ("id", "when", "on_cap", "max_delay") for key in node.value):
             chk.error(node, f"this step has no action; write exactly one of {', '.join(STEP_KINDS)}")
         return None
     if len(actions) > 1:
@@ -120,10 +120,31 @@ def _parse_step(chk: Checker, node: Node, index: int, ids: list[str], explicit: 
     when = parse_condition(chk, entries["when"]) if "when" in entries else None
     common = {"id": ids[index], "index": index, "when": when}
     kind = actions[0]
+    overrides = [key for key in ("on_cap", "max_delay") if key in entries]
+    if overrides and kind not in CHANNEL_OF_KIND:
+        chk.error(entries[overrides[0]], f"'{overrides[0]}' applies to steps that make touches "
+                                         f"({', '.join(CHANNEL_OF_KIND)}), not to a {kind} step")
+        return None
+    parse_on_cap(chk, entries, common)
     step = _PARSERS[kind](chk, entries[kind], common, index, ids, explicit)
     if ("when" in entries and when is None) or len(entries) < len(node.value):
         return None  # an error was reported; do not compile a half-understood step
     return step
+
+
+def parse_on_cap(chk: Checker, entries: dict[str, Node], values: dict) -> None:
+    """``on_cap: defer | skip`` and ``max_delay``, of the playbook (defaults: defer, 7d) or of
+    one touch-making step (overriding the playbook's): what a touch over a frequency cap does."""
+    if "on_cap" in entries:
+        node = entries["on_cap"]
+        if plain(node.value) not in ("defer", "skip"):
+            chk.error(node, "'on_cap' is 'defer' (wait for the next free slot, up to max_delay) or 'skip'")
+        else:
+            values["on_cap"] = plain(node.value)
+    if "max_delay" in entries:
+        delay = chk.duration(entries["max_delay"])
+        if delay is not None:
+            values["max_delay"] = delay
 
 
 # --- touch-making steps -----------------------------------------------------------

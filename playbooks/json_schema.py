@@ -85,7 +85,8 @@ def _steps() -> dict:
         "exit": {"const": True},
     }
     assert set(kinds) == set(STEP_KINDS)
-    step = _object("step", {"id": ID, "when": condition, **kinds})
+    step = _object("step", {"id": ID, "when": condition, "on_cap": {"enum": ["defer", "skip"]},
+                            "max_delay": DURATION, **kinds})
     step["oneOf"] = [{"required": [kind]} for kind in STEP_KINDS]
     return step
 

@@ -168,12 +168,15 @@ class Cap:
 @dataclass(frozen=True, kw_only=True)
 class Step:
     """Common to every step: ``id`` (explicit or ``step-N``), ``index`` (0-based
-    position) and ``when`` (None: always)."""
+    position) and ``when`` (None: always). ``on_cap`` and ``max_delay`` (touch-making steps
+    only) override the playbook's for this step's touches; None: the playbook's."""
 
     kind: ClassVar[str] = ""
     id: str
     index: int
     when: Condition | None = None
+    on_cap: str | None = None
+    max_delay: timedelta | None = None
 
     @property
     def channel(self) -> str | None:
@@ -188,7 +191,10 @@ class Step:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "id": self.id, "index": self.index, "when": _cond(self.when), **self._fields()}
+        overrides = {name: value for name, value in (("on_cap", self.on_cap), ("max_delay", _dur(self.max_delay)))
+                     if value is not None}
+        return {"kind": self.kind, "id": self.id, "index": self.index, "when": _cond(self.when), **overrides,
+                **self._fields()}
 
 
 @dataclass(frozen=True)
@@ -361,7 +367,8 @@ class ExitStep(Step):
 
 
 def step_from_dict(data: dict) -> Step:
-    common = {"id": data["id"], "index": data["index"], "when": _uncond(data.get("when"))}
+    common = {"id": data["id"], "index": data["index"], "when": _uncond(data.get("when")),
+              "on_cap": data.get("on_cap"), "max_delay": _undur(data.get("max_delay"))}
     kind = data["kind"]
     if kind == "email":
         return EmailStep(
@@ -426,6 +433,10 @@ class Playbook:
     #: ``suppressed`` at once.
     on_cap: str = "defer"
     max_delay: timedelta = timedelta(days=7)
+
+    def cap_policy(self, step: Step) -> tuple[str, timedelta]:
+        """``(on_cap, max_delay)`` for a step's touches: the step's own, else the playbook's."""
+        return (step.on_cap or self.on_cap, self.max_delay if step.max_delay is None else step.max_delay)
 
     def step_index(self, step_id: str) -> int:
         """The 0-based position of the step with id ``step_id`` (KeyError if none)."""

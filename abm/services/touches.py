@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
@@ -277,12 +277,13 @@ def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = Non
 
 
 def postponed_until(book: CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> datetime | None:
-    """Where a touch over a cap goes: with the playbook's ``on_cap: defer`` (the default),
+    """Where a touch over a cap goes: with ``on_cap: defer`` (the default; the step's, else the playbook's),
     the next time every cap has a free slot, moved to the send window's next opening, if
     that is within ``max_delay`` of ``due`` (the slot is taken then); None when the touch
     is skipped (``on_cap: skip``, or no slot soon enough). The dry run asks the same."""
     pb = p.playbook
-    if getattr(pb, "on_cap", "defer") != "defer":
+    on_cap, max_delay = pb.cap_policy(p.step)
+    if on_cap != "defer":
         return None
     later = due
     for cap in caps:
@@ -290,7 +291,7 @@ def postponed_until(book: CapBook, caps: list[Cap], p: PendingTouch, contact: di
         if owner is not None and book.counts[(cap, owner)] >= cap.max:
             later = max(later, book.free_at(cap, owner, due))
     later = next_window_opening(window_for(pb, p.facts.fields), later)
-    if later - due > getattr(pb, "max_delay", timedelta(days=7)):
+    if later - due > max_delay:
         return None
     for cap in caps:
         owner = contact.get("id") if cap.per == "contact" else p.account_id
