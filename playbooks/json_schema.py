@@ -5,14 +5,15 @@ It is generated from the definitions the validator reads: the keys of every mapp
 (``playbooks._shapes.SHAPES``), the step kinds, the condition fields with their types and
 operators (``playbooks._condition_schema``), the id, key, duration and hours patterns. It
 checks the shape of a file; what needs the workspace (connectors, stages, roles,
-templates, segments) or the whole file (jumps forward to known ids, unique ids) only the
-validator checks (``abm playbook validate``).
+templates, segments) or the whole file (jumps forward to known ids, unique ids and variant
+names) only the validator checks (``abm playbook validate``).
 """
 
 from __future__ import annotations
 
 from playbooks._condition_schema import _OP_ALIASES, _OPS_BY_TYPE, ACCOUNT_FIELD_TYPES, CONTACT_FIELD_TYPES
 from playbooks._shapes import SHAPES
+from playbooks._variant_schema import MAX_VARIANTS
 from playbooks.model import CHANNEL_OF_KIND, DAYS, STEP_KINDS
 
 SCHEMA_ID = "https://abm.example.com/schemas/playbook.json"
@@ -69,7 +70,11 @@ def _steps() -> dict:
             "roles": {"type": "array", "items": {"type": "string"}},
             "titles": {"type": "array", "items": {"type": "string"}}, "limit": {"type": "integer", "minimum": 1}})]},
             "subject": {"type": "string"}, "template": {"type": "string"}, "body": {"type": "string"},
-            "text": {"type": "string"}, "from": {"type": "string"}, "connector": {"type": "string"}}),
+            "text": {"type": "string"}, "from": {"type": "string"}, "connector": {"type": "string"},
+            "variants": {"type": "array", "minItems": 2, "maxItems": MAX_VARIANTS, "items": _object("email.variant", {
+                "name": ID, "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
+                "subject": {"type": "string"}, "template": {"type": "string"}, "body": {"type": "string"},
+                "text": {"type": "string"}, "from": {"type": "string"}})}}),
         "audience": _object("audience_step", {"action": {"enum": ["add", "remove"]}, "list": {"type": "string"},
                                               "connector": {"type": "string"}}),
         "alert": _object("alert", {"to": owner_or_email, "message": {"type": "string"},
