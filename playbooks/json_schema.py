@@ -5,8 +5,8 @@ It is generated from the definitions the validator reads: the keys of every mapp
 (``playbooks._shapes.SHAPES``), the step kinds, the condition fields with their types and
 operators (``playbooks._condition_schema``), the id, key, duration and hours patterns. It
 checks the shape of a file; what needs the workspace (connectors, stages, roles,
-templates, segments) or the whole file (jumps forward to known ids, unique ids) only the
-validator checks (``abm playbook validate``).
+templates, segments) or the whole file (jumps forward to known ids, unique ids and variant
+names) only the validator checks (``abm playbook validate``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from playbooks._condition_schema import (
     OPPORTUNITY_FIELD_TYPES,
 )
 from playbooks._shapes import SHAPES
+from playbooks._variant_schema import MAX_VARIANTS
 from playbooks.model import CHANNEL_OF_KIND, DAYS, STEP_KINDS
 
 SCHEMA_ID = "https://abm.example.com/schemas/playbook.json"
@@ -89,7 +90,11 @@ def _steps() -> dict:
             "roles": {"type": "array", "items": {"type": "string"}},
             "titles": {"type": "array", "items": {"type": "string"}}, "limit": {"type": "integer", "minimum": 1}})]},
             "subject": {"type": "string"}, "template": {"type": "string"}, "body": {"type": "string"},
-            "text": {"type": "string"}, "from": {"type": "string"}, "connector": {"type": "string"}}),
+            "text": {"type": "string"}, "from": {"type": "string"}, "connector": {"type": "string"},
+            "variants": {"type": "array", "minItems": 2, "maxItems": MAX_VARIANTS, "items": _object("email.variant", {
+                "name": ID, "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
+                "subject": {"type": "string"}, "template": {"type": "string"}, "body": {"type": "string"},
+                "text": {"type": "string"}, "from": {"type": "string"}})}}),
         "audience": _object("audience_step", {"action": {"enum": ["add", "remove"]}, "list": {"type": "string"},
                                               "connector": {"type": "string"}}),
         "alert": _object("alert", {"to": owner_or_email, "message": {"type": "string"},
@@ -105,7 +110,8 @@ def _steps() -> dict:
         "exit": {"const": True},
     }
     assert set(kinds) == set(STEP_KINDS)
-    step = _object("step", {"id": ID, "when": condition, **kinds})
+    step = _object("step", {"id": ID, "when": condition, "on_cap": {"enum": ["defer", "skip"]},
+                            "max_delay": DURATION, **kinds})
     step["oneOf"] = [{"required": [kind]} for kind in STEP_KINDS]
     return step
 

@@ -85,7 +85,7 @@ class Outcome:
     states, and the instant the simulation stopped at."""
 
     rows: list[dict]
-    samples: dict[str, dict]
+    samples: dict[tuple[str, str | None], dict]  # (step id, variant) -> a rendered touch
     runners: list[Runner]
     stopped_at: datetime
     rounds: int
@@ -154,7 +154,7 @@ class _Simulation:
     def __init__(self, runners: list[Runner], facts: dict[int, AccountFacts], ledger: Ledger):
         self.facts, self.ledger = facts, ledger
         self.rows: list[dict] = []
-        self.samples: dict[str, dict] = {}
+        self.samples: dict[tuple[str, str | None], dict] = {}
         self.queue: list[tuple[datetime, int, Runner]] = []
         self.by_account: dict[int, list[Runner]] = defaultdict(list)
         for runner in runners:
@@ -213,13 +213,14 @@ class _Simulation:
     def record(self, runner: Runner, row: dict) -> None:
         payload = row.pop("payload", None)
         slim = {key: row.get(key) for key in ("account_id", "contact_id", "step_id", "step_index", "channel",
-                                               "status", "error", "due_at")}
+                                               "status", "error", "due_at", "variant")}
         slim.update(enrollment_id=runner.id, foreground=runner.foreground, playbook_id=runner.playbook_id)
         self.rows.append(slim)
+        sample_key = (slim["step_id"], slim["variant"])  # one per step, and per A/B variant
         if runner.foreground and payload and slim["status"] in ("queued", "scheduled") \
-                and slim["step_id"] not in self.samples:
-            self.samples[slim["step_id"]] = {"account_id": slim["account_id"], "contact_id": slim["contact_id"],
-                                             "payload": payload}
+                and sample_key not in self.samples:
+            self.samples[sample_key] = {"account_id": slim["account_id"], "contact_id": slim["contact_id"],
+                                        "payload": payload}
 
     def stage_moved(self, account_id: int, at: datetime) -> None:
         """As ``enrollment.handle_stage_changes``: exits checked, waits woken."""
