@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Union
 from playbooks import duration
 from playbooks.conditions import Condition, condition_from_dict
 from playbooks.patterns import search_any
+from playbooks.variants import Variant
 
 #: The channel each touch-making step kind is served on.
 CHANNEL_OF_KIND = {"email": "email", "audience": "ads", "alert": "alert", "task": "task", "webhook": "webhook"}
@@ -246,7 +247,8 @@ class Recipients:
 class EmailStep(Step):
     """``body`` is the HTML template source (inline, or the file's text when
     ``template`` names one); ``text`` the plain-text template or None; ``sender`` the
-    ``from`` address or None (the connector's default)."""
+    ``from`` address or None (the connector's default); ``variants`` its A/B variants
+    (empty: none; ``playbooks.variants``)."""
 
     kind: ClassVar[str] = "email"
     to: Recipients
@@ -256,12 +258,16 @@ class EmailStep(Step):
     text: str | None = None
     sender: str | None = None
     connector: str
+    variants: tuple[Variant, ...] = ()
 
     def _fields(self) -> dict:
-        return {
+        fields = {
             "to": self.to.to_dict(), "subject": self.subject, "body": self.body, "template": self.template,
             "text": self.text, "from": self.sender, "connector": self.connector,
         }
+        if self.variants:  # absent otherwise, so versions stored before variants compare equal
+            fields["variants"] = [variant.to_dict() for variant in self.variants]
+        return fields
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,7 +380,7 @@ def step_from_dict(data: dict) -> Step:
         return EmailStep(
             **common, to=Recipients.from_dict(data["to"]), subject=data["subject"], body=data["body"],
             template=data.get("template"), text=data.get("text"), sender=data.get("from"),
-            connector=data["connector"],
+            connector=data["connector"], variants=tuple(Variant.from_dict(v) for v in data.get("variants") or ()),
         )
     if kind == "audience":
         return AudienceStep(**common, connector=data["connector"], list=data["list"], action=data["action"])

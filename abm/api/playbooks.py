@@ -14,7 +14,7 @@ from abm.db import db
 from abm.errors import ApiError
 from abm.models import Account, Enrollment, PlaybookVersion
 from abm.models import Playbook as PlaybookRow
-from abm.services import change_control, paging, touch_search
+from abm.services import change_control, paging, touch_search, variant_results
 from abm.services import playbooks as service
 from playbooks import json_schema
 from playbooks.loader import MAX_SOURCE_BYTES
@@ -56,6 +56,14 @@ DIFF = register_schema("PlaybookDiff", {"type": "object", "properties": {
     "steps": {"type": "object", "properties": {
         "added": {"type": "array"}, "removed": {"type": "array"}, "moved": {"type": "array"},
         "changed": {"type": "array"}}}}})
+RESULTS = register_schema("PlaybookResults", {"type": "object", "required": ["key", "steps"], "properties": {
+    "key": {"type": "string"}, "version": {"type": "integer"},
+    "steps": {"type": "array", "items": {"type": "object", "required": ["id", "statuses", "events"], "properties": {
+        "id": {"type": "string"}, "kind": {"type": "string"}, "statuses": {"type": "object"},
+        "reasons": {"type": "object"}, "events": {"type": "object"},
+        "ab": {"type": ["object", "null"], "properties": {
+            "baseline": {"type": "string"}, "method": {"type": "string"},
+            "variants": {"type": "array"}, "comparisons": {"type": "array"}}}}}}}})
 CLONE_BODY = {"type": "object", "required": ["key"], "additionalProperties": False, "properties": {
     "key": {"type": "string", "minLength": 1, "maxLength": 100}, "name": {"type": "string", "maxLength": 200}}}
 TEST_SEND_BODY = {"type": "object", "required": ["step", "account"], "additionalProperties": False, "properties": {
@@ -117,6 +125,15 @@ def migrate_playbook(key):
            responses={200: ("The diff", DIFF)})
 def diff_playbook(key, query):
     return jsonify(change_control.diff(key, query["from"], query.get("to")))
+
+
+@bp.get("/playbooks/<key>/results")
+@operation("What each step did: touches by status (with the reasons of suppressed, failed and postponed ones) "
+           "and by engagement (delivered, opened, clicked, replied, bounced); for an email step with A/B variants, "
+           "the same per variant and each variant compared with the first on click and reply rate (difference "
+           "with its 95% Newcombe interval)", roles=ANY, responses={200: ("The results", RESULTS)})
+def playbook_results(key):
+    return jsonify(variant_results.results_of(key))
 
 
 @bp.post("/playbooks/<key>/clone")
@@ -269,12 +286,13 @@ def playbook_enrollments(key, query):
                   "channel": {"type": "string", "enum": ["email", "ads", "alert", "task", "webhook"]},
                   "reason": {"type": "string", "maxLength": 2000},
                   "result": {"type": "string", "enum": list(touch_search.RESULT_EVENTS)},
-                  "q": {"type": "string", "maxLength": 200}},
+                  "q": {"type": "string", "maxLength": 200},
+                  "variant": {"type": "string", "maxLength": 64}},
            responses={200: ("One page of touches", page_of(TOUCH))})
 def list_touches(query):
     filters = touch_search.Filters(
         playbook=query.get("playbook"), step=query.get("step"), channel=query.get("channel"),
         status=query.get("status"), account=str(query["account_id"]) if query.get("account_id") else None,
-        event=query.get("result"), reason=query.get("reason"), q=query.get("q"))
+        event=query.get("result"), reason=query.get("reason"), q=query.get("q"), variant=query.get("variant"))
     items, cursor = touch_search.search(filters, query.get("cursor"), query.get("limit", 50))
     return jsonify(items=items, next_cursor=cursor)

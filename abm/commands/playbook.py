@@ -127,6 +127,9 @@ def _echo_step(step) -> None:
     for label in ("postponed", "suppressed", "failed"):
         for reason, n in sorted((step.get(label) or {}).items()):
             click.echo(f"      {label} {n}: {reason}")
+    for variant in step.get("variants") or ():
+        click.echo(f"      variant {variant['name']} ({variant['share']:.0%} by weight): {variant['touches']} touch(es)"
+                   + (f", {variant['suppressed']} suppressed" if variant["suppressed"] else ""))
 
 
 def _echo_schedule(schedule) -> None:
@@ -142,7 +145,8 @@ def _echo_schedule(schedule) -> None:
 
 
 def _echo_rendered(sample) -> None:
-    click.echo(f"  rendered {sample['step']}:")
+    variant = f" variant {sample['variant']}" if sample.get("variant") else ""
+    click.echo(f"  rendered {sample['step']}{variant}:")
     if sample.get("error"):
         click.echo(f"    error: {sample['error']}")
         return

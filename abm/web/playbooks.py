@@ -21,10 +21,11 @@ from abm.errors import ApiError
 from abm.models import Account, Enrollment, PlaybookVersion, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STATUSES
-from abm.services import change_control, touch_search
+from abm.services import change_control, touch_search, variant_results
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
 from playbooks import flow
+from playbooks.errors import PlaybookError
 from playbooks.loader import MAX_SOURCE_BYTES
 
 bp = Blueprint("playbooks", __name__)
@@ -141,6 +142,7 @@ def show(key: str):
     reached = _funnel(row, pb.steps)
     touch_counts = service.touch_counts(key)
     touches = [{"label": status, "value": touch_counts.get(status, 0)} for status in TOUCH_STATUSES]
+    results = touch_search.step_results(row.id)
     return render_template(
         "web/playbooks/show.html", row=row, pb=pb, summary=summary, enrollments=enrollments,
         enrolled_total=sum(e["value"] for e in enrollments), funnel=reached,
@@ -150,8 +152,9 @@ def show(key: str):
         touches=touches, touches_total=sum(t["value"] for t in touches), failures=_failures(row),
         versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
         migration=service.migration_preview(key) if row.status != "archived" else [],
-        email_steps=[s.id for s in pb.steps if s.kind == "email"], results=touch_search.step_results(row.id),
-        result_columns=RESULT_COLUMNS)
+        email_steps=[s.id for s in pb.steps if s.kind == "email"], results=results,
+        result_columns=RESULT_COLUMNS, ab=variant_results.of_playbook(pb, results),
+        ab_method=variant_results.METHOD)
 
 
 @bp.get("/playbooks/<key>/diff")
@@ -359,6 +362,4 @@ def apply():
 
 
 def _empty_error():
-    from playbooks.errors import PlaybookError
-
     return PlaybookError("playbook.yaml", 1, 1, "playbook", "the playbook is empty; paste or write its YAML")
