@@ -34,6 +34,9 @@ from playbooks.patterns import PatternError, compile_pattern
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RESERVED_IDS = ("exit", "continue")
+#: The most steps a playbook may have: far more than a campaign needs, few enough that
+#: validating and simulating it stays within seconds.
+MAX_STEPS = 100
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
 
 
@@ -46,9 +49,28 @@ def parse_steps(chk: Checker, node: Node) -> list[Step] | None:
         chk.error(node, "a playbook needs at least one step")
         return None
     elements = list(node.elements())
+    if len(elements) > MAX_STEPS:
+        chk.error(elements[MAX_STEPS], f"a playbook has at most {MAX_STEPS} steps (step limit), this one "
+                                       f"{len(elements):,}; split it into several playbooks")
+        return None
+    chk.step_lines = [element.line for element in elements]
     ids, explicit = _step_ids(chk, elements)
-    steps = [_parse_step(chk, element, index, ids, explicit) for index, element in enumerate(elements)]
+    steps = []
+    for index, element in enumerate(elements):
+        if sandbox.deadline_passed():
+            _stopped(chk, element)
+            return None
+        steps.append(_parse_step(chk, element, index, ids, explicit))
     return steps if all(step is not None for step in steps) else None
+
+
+def _stopped(chk: Checker, node: Node) -> None:
+    """Report, once, that the validation's time ran out at ``node``."""
+    if not chk.out_of_time:
+        chk.out_of_time = True
+        chk.error(node, f"validation stopped here: the playbook took longer than the "
+                        f"{sandbox.deadline_seconds():g} s altogether (time limit) that validating it may take; "
+                        "make its templates simpler or the playbook smaller")
 
 
 def _step_ids(chk: Checker, elements: list[Node]) -> tuple[list[str], list[bool]]:
@@ -172,10 +194,7 @@ def _renders(chk: Checker, node: Node, source: str, email: bool, html: bool, wha
     the error at ``node`` otherwise. Once that time is spent, the first template left
     unrendered says so and the others are not tried."""
     if sandbox.deadline_passed():
-        if not chk.out_of_time:
-            chk.out_of_time = True
-            chk.error(node, "validation stopped here: the playbook's templates took longer than the "
-                            "time allowed for them altogether (time limit); make them simpler or fewer")
+        _stopped(chk, node)
         return False
     try:
         templates.render(source, chk.template_context(email), autoescape=html)

@@ -40,6 +40,13 @@ LIFE_CYCLE = register_schema("PlaybookLifeCycle", {
     "properties": {"key": {"type": "string"}, "status": {"type": "string"}}, "additionalProperties": True})
 PLAN = register_schema("PlaybookPlan", {"type": "object", "additionalProperties": True, "properties": {
     "entering": {"type": "integer"}, "held_out": {"type": "integer"}, "sample": {"type": "array"},
+    "simulated": {"type": "integer", "description": "the entering accounts simulated: all of them, or an evenly "
+                                                    "spread 2,000 of a larger audience"},
+    "limit": {"type": ["object", "null"], "description": "the limit that cut the simulation short (time, "
+              "instants) and where: the step it stopped on, its file and line; null when it finished",
+              "properties": {"limit": {"type": "string"}, "value": {"type": "string"},
+                             "stopped_at": {"type": "string"}, "file": {"type": "string"},
+                             "step": {"type": ["string", "null"]}, "line": {"type": ["integer", "null"]}}},
     "funnel": {"type": "array", "items": {"type": "object", "properties": {
         "label": {"type": "string"}, "kept": {"type": "integer"}}}},
     "steps": {"type": "array"}, "channels": {"type": "object"}, "outcomes": {"type": "object"},
