@@ -92,6 +92,7 @@ def test_the_manager_plans_and_reads_an_a_b_test(live_server, browser_page, worl
     statement = page.locator("#step-results tr.variant[data-variant=statement]")
     n1, n0 = len(ids["statement"]), len(ids["question"])
     assert statement.locator("td[data-result=sent]").inner_text() == str(n1)
+    assert page.locator("#step-results tr.variant[data-variant=question] td[data-result=sent]").inner_text() == str(n0)
     assert statement.locator("td[data-result=clicked]").inner_text() == str(n1)
     assert page.locator("#step-results tr.variant[data-variant=question] td[data-result=clicked]").inner_text() == "0"
 
