@@ -11,7 +11,13 @@ names) only the validator checks (``abm playbook validate``).
 
 from __future__ import annotations
 
-from playbooks._condition_schema import _OP_ALIASES, _OPS_BY_TYPE, ACCOUNT_FIELD_TYPES, CONTACT_FIELD_TYPES
+from playbooks._condition_schema import (
+    _OP_ALIASES,
+    _OPS_BY_TYPE,
+    ACCOUNT_FIELD_TYPES,
+    CONTACT_FIELD_TYPES,
+    OPPORTUNITY_FIELD_TYPES,
+)
 from playbooks._shapes import SHAPES
 from playbooks._variant_schema import MAX_VARIANTS
 from playbooks.model import CHANNEL_OF_KIND, DAYS, STEP_KINDS
@@ -58,8 +64,22 @@ def _condition(fields: dict, name: str, account: bool) -> dict:
         properties["contacts"] = {"anyOf": [{"$ref": "#/$defs/contact_condition"}, {
             "type": "object", "properties": {"where": {"$ref": "#/$defs/contact_condition"},
                                              "at_least": {"type": "integer", "minimum": 0}}}]}
+        properties["intent"] = {"type": "object", "additionalProperties": False, "properties": {
+            "topic": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "min_score": {"type": "integer", "minimum": 0, "maximum": 100}, "within": DURATION}}
+        opportunity = _condition(OPPORTUNITY_FIELD_TYPES, "opportunity_condition", False)
+        opportunity["properties"]["created_within"] = DURATION
+        del opportunity["minProperties"], opportunity["patternProperties"]
+        properties["opportunity"] = opportunity
     return {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": properties,
             "patternProperties": {r"^attributes\.[A-Za-z0-9_][A-Za-z0-9_-]*$": _matcher("any")}}
+
+
+def _opportunity_condition() -> dict:
+    """Inside ``any``/``all``/``not`` of an ``opportunity``: its fields, no attributes."""
+    schema = _condition(OPPORTUNITY_FIELD_TYPES, "opportunity_condition", False)
+    del schema["patternProperties"]
+    return schema
 
 
 def _steps() -> dict:
@@ -130,6 +150,7 @@ def build() -> dict:
                    "title": "ABM playbook", "oneOf": [{"required": ["audience"]}, {"required": ["trigger"]}],
                    "$defs": {"condition": _condition(ACCOUNT_FIELD_TYPES, "condition", True),
                              "contact_condition": _condition(CONTACT_FIELD_TYPES, "contact_condition", False),
+                             "opportunity_condition": _opportunity_condition(),
                              "step": _steps()}})
     return schema
 

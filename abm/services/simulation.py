@@ -38,7 +38,7 @@ from sqlalchemy import select
 from abm.db import db, in_list
 from abm.models import Touch
 from abm.services import touches
-from playbooks.conditions import AccountFacts, Activity, evaluate, walk
+from playbooks.conditions import AccountFacts, Activity, OpportunityMatch, evaluate, walk
 from playbooks.machine import (
     RECHECK_EVERY,
     WAITING,
@@ -250,22 +250,30 @@ def first_recheck_that_may_differ(conditions, facts: AccountFacts, evaluated_at:
     """The engine re-checks a ``wait_until`` at ``first``, then every ``RECHECK_EVERY``,
     the last time at ``deadline``. With no new events, its conditions can change only
     when an event leaves an ``activity`` window (at ``occurred_at + within``): the first
-    re-check after the earliest such moment since ``evaluated_at``, or the deadline."""
+    re-check after the earliest such moment since ``evaluated_at``, or the deadline (an
+    opportunity leaving a ``created_within`` counts the same way)."""
     change = None
-    for condition in conditions:
-        for node in walk(condition) if condition is not None else ():
-            if not isinstance(node, Activity) or node.within is None:
-                continue
-            for event_type, occurred_at in facts.events:
-                leaves = occurred_at + node.within
-                if leaves >= evaluated_at and (not node.types or event_type in node.types):
-                    change = leaves if change is None else min(change, leaves)
+    for leaves in _window_exits(conditions, facts):
+        if leaves >= evaluated_at:
+            change = leaves if change is None else min(change, leaves)
     if change is None or change >= deadline:
         return deadline
     if change < first:
         return first
     steps = (change - first) // RECHECK_EVERY + 1
     return min(first + steps * RECHECK_EVERY, deadline)
+
+
+def _window_exits(conditions, facts: AccountFacts):
+    """The moments an event leaves an ``activity`` window, or an opportunity leaves an
+    ``opportunity``'s ``created_within``."""
+    for condition in conditions:
+        for node in walk(condition) if condition is not None else ():
+            if isinstance(node, Activity) and node.within is not None:
+                yield from (occurred_at + node.within for event_type, occurred_at in facts.events
+                            if not node.types or event_type in node.types)
+            elif isinstance(node, OpportunityMatch) and node.within is not None:
+                yield from (opportunity["created_at"] + node.within for opportunity in facts.opportunities)
 
 
 def horizon_of(playbook: Playbook) -> timedelta:

@@ -20,6 +20,8 @@ bp = Blueprint("kpis", __name__)
 
 PRESETS = (30, 90, 365)
 MAX_SPEND_ROWS = 10_000
+#: The groups the trends page draws (the most touched first); the API and the CSV give all.
+TREND_GROUPS = 12
 
 
 def _period_args() -> tuple[kpis.Period, dict, list[str]]:
@@ -72,17 +74,24 @@ def index():
 @bp.get("/kpis/trends")
 @role_required()
 def trends():
-    """Every KPI week by week, each with a chart."""
+    """Every KPI week by week, each with a chart: the totals, or (``group_by``) each group's."""
     _, args, problems = _period_args()
+    by_group = bool(request.args.get("group_by")) and args["group_by"] in kpis.GROUPS
     weeks = request.args.get("weeks", "12")
     weeks = int(weeks) if weeks.isdigit() and 1 <= int(weeks) <= kpi_trends.MAX_WEEKS else 12
-    data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None)
+    data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None,
+                             group_by=args["group_by"])
     if request.args.get("format") == "csv":
+        if by_group:
+            return _csv(kpi_trends.group_csv_rows(data), f"kpis-by-week-and-{data['group_by']}")
         return _csv(data["rows"], "kpis-by-week")
     currency = settings_service.current().get("currency", "USD")
+    formats = {"money": lambda v: kpi_glossary.money(v, currency), "count": kpi_glossary.count,
+               "rate": kpi_glossary.percent, "days": kpi_glossary.days}
+    query = {k: v for k, v in args.items() if v and k in ("model", "playbook", "product")}
     return render_template("web/kpis/trends.html", data=data, weeks=weeks, args=args, problems=problems,
-                           label=kpi_glossary.label, money_fmt=lambda v: kpi_glossary.money(v, currency),
-                           count_fmt=kpi_glossary.count)
+                           by_group=by_group, groups=kpis.GROUPS, query=query, formats=formats,
+                           shown_groups=data["groups"][:TREND_GROUPS], label=kpi_glossary.label)
 
 
 @bp.get("/kpis/glossary")
