@@ -19,6 +19,7 @@ from playbooks.conditions import (
     FieldMatch,
     Intent,
     Not,
+    OpportunityMatch,
     Or,
 )
 
@@ -35,6 +36,12 @@ CONTACT_FIELD_TYPES = {
     "role": "role", "title": "text", "email": "text", "first_name": "text", "last_name": "text",
     "country": "text", "phone": "text", "department": "text", "seniority": "text",
 }
+#: Fields of an opportunity (inside ``opportunity:``); its stage is the CRM's, free text.
+OPPORTUNITY_FIELD_TYPES = {"stage": "text", "product": "text", "amount": "number"}
+FIELD_TYPES_BY_SCOPE = {"account": ACCOUNT_FIELD_TYPES, "contact": CONTACT_FIELD_TYPES,
+                        "opportunity": OPPORTUNITY_FIELD_TYPES}
+#: Keys of an account condition that hold a condition of their own (not a field).
+ACCOUNT_ONLY = ("activity", "contacts", "intent", "opportunity")
 _OPS_BY_TYPE = {
     "int": ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"),
     "number": ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"),
@@ -52,8 +59,8 @@ _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int = 0,
                     allow_empty: bool = False) -> Condition | None:
-    """Compile a condition node; ``scope`` is ``account`` or ``contact``. An empty
-    mapping is an error (it would match everything) unless ``allow_empty``."""
+    """Compile a condition node; ``scope`` is ``account``, ``contact`` or ``opportunity``.
+    An empty mapping is an error (it would match everything) unless ``allow_empty``."""
     chk.visit()
     if depth > MAX_DEPTH:
         chk.error(node, f"conditions nest more than {MAX_DEPTH} levels deep")
@@ -65,8 +72,8 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
     if not node.value and not allow_empty:
         chk.error(node, "an empty condition matches everything; write at least one field (such as tier: [1])")
         return None
-    field_types = ACCOUNT_FIELD_TYPES if scope == "account" else CONTACT_FIELD_TYPES
-    known = list(field_types) + list(_COMBINATORS) + (["activity", "contacts", "intent"] if scope == "account" else [])
+    field_types = FIELD_TYPES_BY_SCOPE[scope]
+    known = list(field_types) + list(_COMBINATORS) + (list(ACCOUNT_ONLY) if scope == "account" else [])
     items: list[Condition] = []
     ok = True
     for key, child, (line, col) in node.items():
@@ -85,16 +92,14 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
             result = _contacts(chk, child, depth)
         elif key == "intent" and scope == "account":
             result = _intent(chk, child)
+        elif key == "opportunity" and scope == "account":
+            result = _opportunity(chk, child, depth)
         elif key in field_types:
             result = _matcher(chk, child, key, field_types[key])
-        elif _ATTRIBUTE.match(key):
+        elif _ATTRIBUTE.match(key) and scope != "opportunity":
             result = _matcher(chk, child, key, "any")
         else:
-            what = "account field" if scope == "account" else "contact field"
-            message = unknown(what, key, known + ["attributes.NAME"], listing="fields")
-            if scope == "contact" and key in ("activity", "contacts", "intent"):
-                message = f"'{key}' applies to accounts, not inside a contacts condition"
-            chk.error((line, col, child.path), message)
+            chk.error((line, col, child.path), _unknown_key(key, scope, known))
         if result is None:
             ok = False
         else:
@@ -102,6 +107,14 @@ def parse_condition(chk: Checker, node: Node, scope: str = "account", depth: int
     if not ok:
         return None
     return items[0] if len(items) == 1 else And(tuple(items))
+
+
+def _unknown_key(key: str, scope: str, known: list[str]) -> str:
+    if scope != "account" and key in ACCOUNT_ONLY:
+        return f"'{key}' applies to accounts, not inside {'a contacts' if scope == 'contact' else 'an opportunity'} condition"
+    if scope == "opportunity":
+        return unknown("opportunity field", key, known + ["created_within"], listing="fields")
+    return unknown(f"{scope} field", key, known + ["attributes.NAME"], listing="fields")
 
 
 def _combination(chk: Checker, node: Node, key: str, scope: str, depth: int) -> Condition | None:
@@ -280,6 +293,24 @@ def _contacts(chk: Checker, node: Node, depth: int) -> Condition | None:
     if where is None or at_least is None:
         return None
     return ContactsMatch(where, at_least)
+
+
+def _opportunity(chk: Checker, node: Node, depth: int) -> Condition | None:
+    """``opportunity: {stage, product, amount, created_within}``: the account has a deal
+    that matches (``opportunity: {}`` -- any deal)."""
+    if not node.is_map:
+        chk.error(node, "'opportunity' takes a mapping of opportunity fields (stage, product, amount) and "
+                        f"created_within, found {describe(node.value)}")
+        return None
+    within, ok = None, True
+    for key, child, _ in node.items():
+        if key == "created_within":
+            within = chk.duration(child)
+            ok = within is not None
+    where = parse_condition(chk, _without(node, "created_within"), "opportunity", depth + 1, allow_empty=True)
+    if where is None or not ok:
+        return None
+    return OpportunityMatch(where, within)
 
 
 def _without(node: Node, key: str) -> Node:

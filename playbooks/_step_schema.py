@@ -7,13 +7,15 @@ account and contact) are all checked here.
 from __future__ import annotations
 
 import re
-from email.utils import parseaddr
 from typing import Any
 
-from playbooks import sandbox, templates
+from playbooks import sandbox
 from playbooks._check import MAX_DEPTH, Checker, Node, describe, plain, unknown
 from playbooks._condition_schema import parse_condition
 from playbooks._shapes import SHAPES
+from playbooks._template_check import email_body, stopped, template_text
+from playbooks._template_check import sender as sender_address
+from playbooks._variant_schema import parse_variants
 from playbooks.model import (
     CHANNEL_OF_KIND,
     STEP_KINDS,
@@ -37,7 +39,6 @@ _RESERVED_IDS = ("exit", "continue")
 #: The most steps a playbook may have: far more than a campaign needs, few enough that
 #: validating and simulating it stays within seconds.
 MAX_STEPS = 100
-_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
 
 
 def parse_steps(chk: Checker, node: Node) -> list[Step] | None:
@@ -58,19 +59,10 @@ def parse_steps(chk: Checker, node: Node) -> list[Step] | None:
     steps = []
     for index, element in enumerate(elements):
         if sandbox.deadline_passed():
-            _stopped(chk, element)
+            stopped(chk, element)
             return None
         steps.append(_parse_step(chk, element, index, ids, explicit))
     return steps if all(step is not None for step in steps) else None
-
-
-def _stopped(chk: Checker, node: Node) -> None:
-    """Report, once, that the validation's time ran out at ``node``."""
-    if not chk.out_of_time:
-        chk.out_of_time = True
-        chk.error(node, f"validation stopped here: the playbook took longer than the "
-                        f"{sandbox.deadline_seconds():g} s altogether (time limit) that validating it may take; "
-                        "make its templates simpler or the playbook smaller")
 
 
 def _step_ids(chk: Checker, elements: list[Node]) -> tuple[list[str], list[bool]]:
@@ -131,7 +123,7 @@ def _parse_step(chk: Checker, node: Node, index: int, ids: list[str], explicit: 
         return None
     actions = [key for key in entries if key in STEP_KINDS]
     if not actions:
-        if not any(key not in ("id", "when") for key in node.value):
+        if not any(key not in ("id", "when", "on_cap", "max_delay") for key in node.value):
             chk.error(node, f"this step has no action; write exactly one of {', '.join(STEP_KINDS)}")
         return None
     if len(actions) > 1:
@@ -142,10 +134,31 @@ def _parse_step(chk: Checker, node: Node, index: int, ids: list[str], explicit: 
     when = parse_condition(chk, entries["when"]) if "when" in entries else None
     common = {"id": ids[index], "index": index, "when": when}
     kind = actions[0]
+    overrides = [key for key in ("on_cap", "max_delay") if key in entries]
+    if overrides and kind not in CHANNEL_OF_KIND:
+        chk.error(entries[overrides[0]], f"'{overrides[0]}' applies to steps that make touches "
+                                         f"({', '.join(CHANNEL_OF_KIND)}), not to a {kind} step")
+        return None
+    parse_on_cap(chk, entries, common)
     step = _PARSERS[kind](chk, entries[kind], common, index, ids, explicit)
     if ("when" in entries and when is None) or len(entries) < len(node.value):
         return None  # an error was reported; do not compile a half-understood step
     return step
+
+
+def parse_on_cap(chk: Checker, entries: dict[str, Node], values: dict) -> None:
+    """``on_cap: defer | skip`` and ``max_delay``, of the playbook (defaults: defer, 7d) or of
+    one touch-making step (overriding the playbook's): what a touch over a frequency cap does."""
+    if "on_cap" in entries:
+        node = entries["on_cap"]
+        if plain(node.value) not in ("defer", "skip"):
+            chk.error(node, "'on_cap' is 'defer' (wait for the next free slot, up to max_delay) or 'skip'")
+        else:
+            values["on_cap"] = plain(node.value)
+    if "max_delay" in entries:
+        delay = chk.duration(entries["max_delay"])
+        if delay is not None:
+            values["max_delay"] = delay
 
 
 # --- touch-making steps -----------------------------------------------------------
@@ -180,89 +193,24 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _template_text(chk: Checker, node: Node, html: bool = False, email: bool = False) -> str | None:
-    """A template string, rendered against the sample account (and contact) now."""
-    value = chk.text(node)
-    if value is not None and not _renders(chk, node, value, email, html, "template error"):
-        return None
-    return value
-
-
-def _renders(chk: Checker, node: Node, source: str, email: bool, html: bool, what: str) -> bool:
-    """Whether ``source`` renders against the sample context, within the sandbox's
-    limits and the time left for the whole validation (``sandbox.deadline``); reports
-    the error at ``node`` otherwise. Once that time is spent, the first template left
-    unrendered says so and the others are not tried."""
-    if sandbox.deadline_passed():
-        _stopped(chk, node)
-        return False
-    try:
-        templates.render(source, chk.template_context(email), autoescape=html)
-    except templates.TemplateError as exc:
-        chk.out_of_time = chk.out_of_time or (exc.limit == "time" and sandbox.deadline_passed())
-        chk.error(node, f"{what}: {exc}")
-        return False
-    return True
-
-
 def _email(chk, node, common, index, ids, explicit) -> Step | None:
     entries = chk.mapping(node, *SHAPES["email"])
     if entries is None:
         return None
     errors_before = len(chk.errors)
     to = _recipients(chk, entries["to"]) if "to" in entries else None
-    subject = _template_text(chk, entries["subject"], email=True) if "subject" in entries else None
-    body = template = None
-    if "template" in entries and "body" in entries:
-        chk.error(entries["body"], "write either 'template' (a file) or 'body' (inline), not both")
-    elif "template" in entries:
-        template = chk.text(entries["template"])
-        if template is not None:
-            body = _template_file(chk, entries["template"], template)
-    elif "body" in entries:
-        body = _template_text(chk, entries["body"], html=True, email=True)
-    else:
+    subject = template_text(chk, entries["subject"], email=True) if "subject" in entries else None
+    body, template = email_body(chk, entries)
+    if body is None and "template" not in entries and "body" not in entries:
         chk.error(node, "an email needs 'template' (a file under templates/email/) or 'body' (inline HTML)")
-    text = _template_text(chk, entries["text"], email=True) if "text" in entries else None
-    sender = _sender(chk, entries["from"]) if "from" in entries else None
+    text = template_text(chk, entries["text"], email=True) if "text" in entries else None
+    sender = sender_address(chk, entries["from"]) if "from" in entries else None
     connector = _connector(chk, entries, node, "email")
-    if len(chk.errors) > errors_before or None in (to, subject, body, connector):
+    variants = parse_variants(chk, entries["variants"]) if "variants" in entries else ()
+    if len(chk.errors) > errors_before or None in (to, subject, body, connector, variants):
         return None
     return EmailStep(**common, to=to, subject=subject, body=body, template=template, text=text,
-                     sender=sender, connector=connector)
-
-
-def _template_file(chk: Checker, node: Node, name: str) -> str | None:
-    if not _TEMPLATE_NAME.match(name) or ".." in name.split("/"):
-        chk.error(node, f"'{name}' is not a template file name (a name such as intro.html under "
-                        "templates/email/)")
-        return None
-    try:
-        text = chk.workspace.template_loader(name)
-    except Exception as exc:  # noqa: BLE001 - a loader failing is a located error too
-        chk.error(node, f"template file '{name}' could not be read: {exc}")
-        return None
-    if text is None:
-        chk.error(node, f"template file '{name}' not found in templates/email/")
-        return None
-    if not isinstance(text, str):
-        chk.error(node, f"template file '{name}' could not be read as text")
-        return None
-    if not _renders(chk, node, text, True, True, f"in template file '{name}'"):
-        return None
-    return text
-
-
-def _sender(chk: Checker, node: Node) -> str | None:
-    value = chk.text(node)
-    if value is None:
-        return None
-    _, address = parseaddr(value)
-    if not address or "@" not in address or " " in address or "." not in address.split("@")[-1]:
-        chk.error(node, f"'{value}' is not a sender address (write 'news@company.com' or "
-                        "'Dana Reyes <dana@company.com>')")
-        return None
-    return value
+                     sender=sender, connector=connector, variants=variants)
 
 
 def _recipients(chk: Checker, node: Node) -> Recipients | None:
@@ -329,7 +277,7 @@ def _alert(chk, node, common, index, ids, explicit) -> Step | None:
         return None
     errors_before = len(chk.errors)
     to = chk.email_address(entries["to"], allow_owner=True) if "to" in entries else None
-    message = _template_text(chk, entries["message"]) if "message" in entries else None
+    message = template_text(chk, entries["message"]) if "message" in entries else None
     connector = _connector(chk, entries, node, "alert")
     if len(chk.errors) > errors_before or None in (to, message, connector):
         return None
@@ -342,7 +290,7 @@ def _task(chk, node, common, index, ids, explicit) -> Step | None:
         return None
     errors_before = len(chk.errors)
     to = chk.email_address(entries["to"], allow_owner=True) if "to" in entries else None
-    title = _template_text(chk, entries["title"]) if "title" in entries else None
+    title = template_text(chk, entries["title"]) if "title" in entries else None
     due = chk.duration(entries["due"]) if "due" in entries else None
     connector = _connector(chk, entries, node, "task")
     if len(chk.errors) > errors_before or None in (to, title, connector):
@@ -385,7 +333,7 @@ def _json(chk: Checker, node: Node, depth: int) -> Any:
     if node.is_seq:
         return [_json(chk, element, depth + 1) for element in node.elements()]
     if isinstance(value, str):
-        return _template_text(chk, node)
+        return template_text(chk, node)
     if value is None or isinstance(value, (bool, int, float)):
         if isinstance(value, float) and value != value:
             chk.error(node, "NaN is not a JSON value")

@@ -23,13 +23,19 @@ Nodes
   third-party signal) whose topic is one of ``topics`` (compared without case; any topic
   when empty), whose strength is at least ``min_score`` (0 to 100), and whose
   ``occurred_at`` is within the window as for ``Activity``.
+- ``OpportunityMatch(where, within)``: the account has at least one opportunity (a deal)
+  that satisfies ``where`` (``And``/``Or``/``Not``/``FieldMatch`` over opportunity
+  fields) and whose ``created_at`` satisfies ``now - within <= created_at <= now``
+  (``within`` None: no lower bound, still ``<= now``). ``OpportunityMatch()`` is "the
+  account has a deal"; it does not depend on the account's stage.
 
 Fields
 ------
 Account fields: ``tier stage industry country employees annual_revenue domain name
 owner tags score engagement`` and ``attributes.NAME``. Contact fields (inside
 ``ContactsMatch``): ``role title email first_name last_name country phone department
-seniority`` and ``attributes.NAME``. A field's value is read from the facts' dict; a
+seniority`` and ``attributes.NAME``. Opportunity fields (inside ``OpportunityMatch``):
+``stage product amount`` (the CRM's own stage names, not the workspace's). A field's value is read from the facts' dict; a
 missing key and ``None`` are the same thing: *missing*. ``attributes.NAME`` reads
 ``fields["attributes"][NAME]`` (missing when either is absent).
 
@@ -80,6 +86,7 @@ ACCOUNT_FIELDS = (
 CONTACT_FIELDS = (
     "role", "title", "email", "first_name", "last_name", "country", "phone", "department", "seniority",
 )
+OPPORTUNITY_FIELDS = ("stage", "product", "amount")
 ENGAGEMENT_LEVELS = ("cold", "warm", "hot")
 
 
@@ -160,7 +167,17 @@ class Intent:
                            "within": duration.format(self.within) if self.within else None}}
 
 
-Condition = Union[And, Or, Not, FieldMatch, Activity, ContactsMatch, Intent]  # noqa: UP007 - used at runtime
+@dataclass(frozen=True)
+class OpportunityMatch:
+    where: Condition = field(default_factory=lambda: And(()))
+    within: timedelta | None = None
+
+    def to_dict(self) -> dict:
+        return {"opportunity": {"where": self.where.to_dict(),
+                                "within": duration.format(self.within) if self.within else None}}
+
+
+Condition = Union[And, Or, Not, FieldMatch, Activity, ContactsMatch, Intent, OpportunityMatch]  # noqa: UP007
 
 
 @dataclass
@@ -179,6 +196,8 @@ class AccountFacts:
     contacts: list[dict] = field(default_factory=list)
     #: ``(topic, score, occurred_at)`` of the account's intent events, for ``intent``.
     intent: list[tuple[str, float, datetime]] = field(default_factory=list)
+    #: One dict per opportunity (``stage``, ``product``, ``amount``, ``created_at``).
+    opportunities: list[dict] = field(default_factory=list)
 
 
 def condition_from_dict(data: Mapping) -> Condition:
@@ -205,6 +224,10 @@ def condition_from_dict(data: Mapping) -> Condition:
         body = data["intent"]
         within = duration.parse(body["within"]) if body.get("within") else None
         return Intent(tuple(body.get("topics") or ()), int(body.get("min_score", 0)), within)
+    if "opportunity" in data:
+        body = data["opportunity"]
+        within = duration.parse(body["within"]) if body.get("within") else None
+        return OpportunityMatch(condition_from_dict(body["where"]), within)
     raise ValueError(f"not a condition: {data!r}")
 
 
@@ -283,7 +306,7 @@ def _evaluate_on(condition: Condition, record: Mapping, facts: AccountFacts | No
     if isinstance(condition, Not):
         return not _evaluate_on(condition.item, record, facts, now)
     if facts is None:
-        raise ValueError("activity and contacts conditions apply to accounts, not contacts")
+        raise ValueError("activity, contacts, intent and opportunity conditions apply to accounts only")
     if isinstance(condition, Activity):
         return count_activity(condition, facts.events, now) >= condition.at_least
     if isinstance(condition, ContactsMatch):
@@ -291,6 +314,8 @@ def _evaluate_on(condition: Condition, record: Mapping, facts: AccountFacts | No
         return matching >= condition.at_least
     if isinstance(condition, Intent):
         return any(intent_counts(condition, topic, score, at, now) for topic, score, at in facts.intent)
+    if isinstance(condition, OpportunityMatch):
+        return any(opportunity_counts(condition, opportunity, now) for opportunity in facts.opportunities)
     raise ValueError(f"not a condition: {condition!r}")
 
 
@@ -314,6 +339,13 @@ def intent_counts(intent: Intent, topic: str, score: float, occurred_at: datetim
             and occurred_at <= now and (intent.within is None or occurred_at >= now - intent.within))
 
 
+def opportunity_counts(match: OpportunityMatch, opportunity: Mapping, now: datetime) -> bool:
+    """Whether one opportunity satisfies ``match`` at ``now`` (window bounds inclusive)."""
+    created = opportunity.get("created_at")
+    return (created is not None and created <= now and (match.within is None or created >= now - match.within)
+            and _evaluate_on(match.where, opportunity, None, now))
+
+
 def evaluate(condition: Condition, facts: AccountFacts, now: datetime) -> bool:
     """Whether ``condition`` holds for the account described by ``facts`` at ``now``."""
     return _evaluate_on(condition, facts.fields, facts, now)
@@ -332,7 +364,7 @@ def walk(condition: Condition) -> Iterable[Condition]:
             yield from walk(item)
     elif isinstance(condition, Not):
         yield from walk(condition.item)
-    elif isinstance(condition, ContactsMatch):
+    elif isinstance(condition, (ContactsMatch, OpportunityMatch)):
         yield from walk(condition.where)
 
 
@@ -373,6 +405,11 @@ def describe(condition: Condition) -> str:
         what = " or ".join(condition.topics) if condition.topics else "any topic"
         within = f" within {duration.format(condition.within)}" if condition.within else ""
         return f"researching {what} (intent score at least {condition.min_score}){within}"
+    if isinstance(condition, OpportunityMatch):
+        where = "" if isinstance(condition.where, And) and not condition.where.items else \
+            f" where {describe(condition.where)}"
+        within = f" created within {duration.format(condition.within)}" if condition.within else ""
+        return f"an opportunity{where}{within}"
     raise ValueError(f"not a condition: {condition!r}")
 
 

@@ -5,14 +5,21 @@ It is generated from the definitions the validator reads: the keys of every mapp
 (``playbooks._shapes.SHAPES``), the step kinds, the condition fields with their types and
 operators (``playbooks._condition_schema``), the id, key, duration and hours patterns. It
 checks the shape of a file; what needs the workspace (connectors, stages, roles,
-templates, segments) or the whole file (jumps forward to known ids, unique ids) only the
-validator checks (``abm playbook validate``).
+templates, segments) or the whole file (jumps forward to known ids, unique ids and variant
+names) only the validator checks (``abm playbook validate``).
 """
 
 from __future__ import annotations
 
-from playbooks._condition_schema import _OP_ALIASES, _OPS_BY_TYPE, ACCOUNT_FIELD_TYPES, CONTACT_FIELD_TYPES
+from playbooks._condition_schema import (
+    _OP_ALIASES,
+    _OPS_BY_TYPE,
+    ACCOUNT_FIELD_TYPES,
+    CONTACT_FIELD_TYPES,
+    OPPORTUNITY_FIELD_TYPES,
+)
 from playbooks._shapes import SHAPES
+from playbooks._variant_schema import MAX_VARIANTS
 from playbooks.model import CHANNEL_OF_KIND, DAYS, STEP_KINDS
 
 SCHEMA_ID = "https://abm.example.com/schemas/playbook.json"
@@ -57,8 +64,22 @@ def _condition(fields: dict, name: str, account: bool) -> dict:
         properties["contacts"] = {"anyOf": [{"$ref": "#/$defs/contact_condition"}, {
             "type": "object", "properties": {"where": {"$ref": "#/$defs/contact_condition"},
                                              "at_least": {"type": "integer", "minimum": 0}}}]}
+        properties["intent"] = {"type": "object", "additionalProperties": False, "properties": {
+            "topic": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "min_score": {"type": "integer", "minimum": 0, "maximum": 100}, "within": DURATION}}
+        opportunity = _condition(OPPORTUNITY_FIELD_TYPES, "opportunity_condition", False)
+        opportunity["properties"]["created_within"] = DURATION
+        del opportunity["minProperties"], opportunity["patternProperties"]
+        properties["opportunity"] = opportunity
     return {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": properties,
             "patternProperties": {r"^attributes\.[A-Za-z0-9_][A-Za-z0-9_-]*$": _matcher("any")}}
+
+
+def _opportunity_condition() -> dict:
+    """Inside ``any``/``all``/``not`` of an ``opportunity``: its fields, no attributes."""
+    schema = _condition(OPPORTUNITY_FIELD_TYPES, "opportunity_condition", False)
+    del schema["patternProperties"]
+    return schema
 
 
 def _steps() -> dict:
@@ -69,7 +90,11 @@ def _steps() -> dict:
             "roles": {"type": "array", "items": {"type": "string"}},
             "titles": {"type": "array", "items": {"type": "string"}}, "limit": {"type": "integer", "minimum": 1}})]},
             "subject": {"type": "string"}, "template": {"type": "string"}, "body": {"type": "string"},
-            "text": {"type": "string"}, "from": {"type": "string"}, "connector": {"type": "string"}}),
+            "text": {"type": "string"}, "from": {"type": "string"}, "connector": {"type": "string"},
+            "variants": {"type": "array", "minItems": 2, "maxItems": MAX_VARIANTS, "items": _object("email.variant", {
+                "name": ID, "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
+                "subject": {"type": "string"}, "template": {"type": "string"}, "body": {"type": "string"},
+                "text": {"type": "string"}, "from": {"type": "string"}})}}),
         "audience": _object("audience_step", {"action": {"enum": ["add", "remove"]}, "list": {"type": "string"},
                                               "connector": {"type": "string"}}),
         "alert": _object("alert", {"to": owner_or_email, "message": {"type": "string"},
@@ -85,7 +110,8 @@ def _steps() -> dict:
         "exit": {"const": True},
     }
     assert set(kinds) == set(STEP_KINDS)
-    step = _object("step", {"id": ID, "when": condition, **kinds})
+    step = _object("step", {"id": ID, "when": condition, "on_cap": {"enum": ["defer", "skip"]},
+                            "max_delay": DURATION, **kinds})
     step["oneOf"] = [{"required": [kind]} for kind in STEP_KINDS]
     return step
 
@@ -124,6 +150,7 @@ def build() -> dict:
                    "title": "ABM playbook", "oneOf": [{"required": ["audience"]}, {"required": ["trigger"]}],
                    "$defs": {"condition": _condition(ACCOUNT_FIELD_TYPES, "condition", True),
                              "contact_condition": _condition(CONTACT_FIELD_TYPES, "contact_condition", False),
+                             "opportunity_condition": _opportunity_condition(),
                              "step": _steps()}})
     return schema
 

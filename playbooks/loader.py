@@ -16,7 +16,7 @@ from playbooks import sandbox, templates
 from playbooks._check import MAX_VALUES, Checker, Node, TooLarge, describe, plain, root_node, suggest, unknown
 from playbooks._condition_schema import parse_condition
 from playbooks._shapes import SHAPES, TOP_LEVEL_KEYS  # noqa: F401 - TOP_LEVEL_KEYS: this module's API too
-from playbooks._step_schema import parse_steps
+from playbooks._step_schema import parse_on_cap, parse_steps
 from playbooks.errors import LoadResult, PlaybookError
 from playbooks.model import (
     DAYS,
@@ -214,27 +214,12 @@ def _compile(chk: Checker, root: Node) -> Playbook | None:
         values["send_window"] = _send_window(chk, entries["send_window"])
     if "caps" in entries:
         values["caps"] = _caps(chk, entries["caps"])
-    _on_cap(chk, entries, values)
+    parse_on_cap(chk, entries, values)
     _set_template_contexts(chk, values)
     steps = parse_steps(chk, entries["steps"]) if "steps" in entries else None
     if chk.errors or steps is None:
         return None
     return Playbook(steps=tuple(steps), **values)
-
-
-def _on_cap(chk: Checker, entries: dict[str, Node], values: dict) -> None:
-    """``on_cap: defer | skip`` (default defer) and ``max_delay`` (default 7d): what a touch
-    over a frequency cap does."""
-    if "on_cap" in entries:
-        node = entries["on_cap"]
-        if plain(node.value) not in ("defer", "skip"):
-            chk.error(node, "'on_cap' is 'defer' (wait for the next free slot, up to max_delay) or 'skip'")
-        else:
-            values["on_cap"] = plain(node.value)
-    if "max_delay" in entries:
-        delay = chk.duration(entries["max_delay"])
-        if delay is not None:
-            values["max_delay"] = delay
 
 
 def _entry(chk: Checker, entries: dict[str, Node], root: Node, values: dict) -> None:

@@ -53,7 +53,7 @@ Every call terminates: jumps go forward only, and a call makes at most one touch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from playbooks.conditions import AccountFacts, evaluate
@@ -136,7 +136,8 @@ class Advance:
 
 
 def _copy_facts(facts: AccountFacts) -> AccountFacts:
-    return AccountFacts(fields=dict(facts.fields), events=facts.events, contacts=facts.contacts)
+    """A copy whose fields a ``set_stage`` may change; the lists are shared, not copied."""
+    return replace(facts, fields=dict(facts.fields))
 
 
 def advance(playbook: Playbook, state: EnrollmentState, facts: AccountFacts, now: datetime) -> Advance:

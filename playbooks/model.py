@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Union
 from playbooks import duration
 from playbooks.conditions import Condition, condition_from_dict
 from playbooks.patterns import search_any
+from playbooks.variants import Variant
 
 #: The channel each touch-making step kind is served on.
 CHANNEL_OF_KIND = {"email": "email", "audience": "ads", "alert": "alert", "task": "task", "webhook": "webhook"}
@@ -168,12 +169,15 @@ class Cap:
 @dataclass(frozen=True, kw_only=True)
 class Step:
     """Common to every step: ``id`` (explicit or ``step-N``), ``index`` (0-based
-    position) and ``when`` (None: always)."""
+    position) and ``when`` (None: always). ``on_cap`` and ``max_delay`` (touch-making steps
+    only) override the playbook's for this step's touches; None: the playbook's."""
 
     kind: ClassVar[str] = ""
     id: str
     index: int
     when: Condition | None = None
+    on_cap: str | None = None
+    max_delay: timedelta | None = None
 
     @property
     def channel(self) -> str | None:
@@ -188,7 +192,10 @@ class Step:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "id": self.id, "index": self.index, "when": _cond(self.when), **self._fields()}
+        overrides = {name: value for name, value in (("on_cap", self.on_cap), ("max_delay", _dur(self.max_delay)))
+                     if value is not None}
+        return {"kind": self.kind, "id": self.id, "index": self.index, "when": _cond(self.when), **overrides,
+                **self._fields()}
 
 
 @dataclass(frozen=True)
@@ -240,7 +247,8 @@ class Recipients:
 class EmailStep(Step):
     """``body`` is the HTML template source (inline, or the file's text when
     ``template`` names one); ``text`` the plain-text template or None; ``sender`` the
-    ``from`` address or None (the connector's default)."""
+    ``from`` address or None (the connector's default); ``variants`` its A/B variants
+    (empty: none; ``playbooks.variants``)."""
 
     kind: ClassVar[str] = "email"
     to: Recipients
@@ -250,12 +258,16 @@ class EmailStep(Step):
     text: str | None = None
     sender: str | None = None
     connector: str
+    variants: tuple[Variant, ...] = ()
 
     def _fields(self) -> dict:
-        return {
+        fields = {
             "to": self.to.to_dict(), "subject": self.subject, "body": self.body, "template": self.template,
             "text": self.text, "from": self.sender, "connector": self.connector,
         }
+        if self.variants:  # absent otherwise, so versions stored before variants compare equal
+            fields["variants"] = [variant.to_dict() for variant in self.variants]
+        return fields
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,13 +373,14 @@ class ExitStep(Step):
 
 
 def step_from_dict(data: dict) -> Step:
-    common = {"id": data["id"], "index": data["index"], "when": _uncond(data.get("when"))}
+    common = {"id": data["id"], "index": data["index"], "when": _uncond(data.get("when")),
+              "on_cap": data.get("on_cap"), "max_delay": _undur(data.get("max_delay"))}
     kind = data["kind"]
     if kind == "email":
         return EmailStep(
             **common, to=Recipients.from_dict(data["to"]), subject=data["subject"], body=data["body"],
             template=data.get("template"), text=data.get("text"), sender=data.get("from"),
-            connector=data["connector"],
+            connector=data["connector"], variants=tuple(Variant.from_dict(v) for v in data.get("variants") or ()),
         )
     if kind == "audience":
         return AudienceStep(**common, connector=data["connector"], list=data["list"], action=data["action"])
@@ -426,6 +439,10 @@ class Playbook:
     #: ``suppressed`` at once.
     on_cap: str = "defer"
     max_delay: timedelta = timedelta(days=7)
+
+    def cap_policy(self, step: Step) -> tuple[str, timedelta]:
+        """``(on_cap, max_delay)`` for a step's touches: the step's own, else the playbook's."""
+        return (step.on_cap or self.on_cap, self.max_delay if step.max_delay is None else step.max_delay)
 
     def step_index(self, step_id: str) -> int:
         """The 0-based position of the step with id ``step_id`` (KeyError if none)."""

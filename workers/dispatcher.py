@@ -187,7 +187,8 @@ def _skipped_row(r, step, now: datetime) -> dict:
     return {
         "enrollment_id": r.id, "playbook_id": r.playbook_id, "account_id": r.account_id, "contact_id": None,
         "contact_key": 0, "step_id": step.id, "step_index": step.index, "kind": step.kind,
-        "channel": step.channel or "", "connector": getattr(step, "connector", None), "status": "skipped",
+        "channel": step.channel or "", "connector": getattr(step, "connector", None), "variant": None,
+        "status": "skipped",
         "payload": {}, "error": "its when condition was false", "due_at": now, "queued_at": None,
         "claimed_at": None, "sent_at": None, "attempts": 0, "created_at": now, "updated_at": now,
     }
@@ -203,8 +204,8 @@ def _apply_stages(moves, now: datetime) -> None:
 
 
 TOUCH_COLUMNS = ("enrollment_id", "playbook_id", "account_id", "contact_id", "contact_key", "step_id", "step_index",
-                 "kind", "channel", "connector", "status", "payload", "error", "due_at", "queued_at", "claimed_at",
-                 "sent_at", "attempts", "created_at", "updated_at")
+                 "kind", "channel", "connector", "variant", "status", "payload", "error", "due_at", "queued_at",
+                 "claimed_at", "sent_at", "attempts", "created_at", "updated_at")
 
 
 def _copy_touches(rows: list[dict]) -> list[tuple[int, str | None]]:

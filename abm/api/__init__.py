@@ -7,6 +7,8 @@ import pkgutil
 
 from flask import Blueprint
 
+from abm.auth import csrf
+
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _loaded = False
 
@@ -22,8 +24,6 @@ def _load_modules() -> None:
 
 
 def init_app(app) -> None:
-    from abm.auth import csrf
-
     _load_modules()
     csrf.exempt(bp)
     app.register_blueprint(bp)

@@ -128,6 +128,9 @@ def _echo_step(step) -> None:
     for label in ("postponed", "suppressed", "failed"):
         for reason, n in sorted((step.get(label) or {}).items()):
             click.echo(f"      {label} {n}: {reason}")
+    for variant in step.get("variants") or ():
+        click.echo(f"      variant {variant['name']} ({variant['share']:.0%} by weight): {variant['touches']} touch(es)"
+                   + (f", {variant['suppressed']} suppressed" if variant["suppressed"] else ""))
 
 
 def _echo_schedule(schedule) -> None:
@@ -143,7 +146,8 @@ def _echo_schedule(schedule) -> None:
 
 
 def _echo_rendered(sample) -> None:
-    click.echo(f"  rendered {sample['step']}:")
+    variant = f" variant {sample['variant']}" if sample.get("variant") else ""
+    click.echo(f"  rendered {sample['step']}{variant}:")
     if sample.get("error"):
         click.echo(f"    error: {sample['error']}")
         return
@@ -253,12 +257,13 @@ def clone(key, new_key, name):
 @click.option("--to", "to", required=True, help="Where the test goes (your own address).")
 @click.option("--account", required=True, help="The account to render it for (id or domain).")
 @click.option("--contact", help="The contact to render it for (email; default: the first the step picks).")
+@click.option("--variant", help="The A/B variant to send (default: the one the contact is assigned).")
 @with_appcontext
-def test_send(key, step, to, account, contact):
+def test_send(key, step, to, account, contact, variant):
     from abm.services import change_control
 
     try:
-        result = change_control.test_send(key, step, to, account, contact)
+        result = change_control.test_send(key, step, to, account, contact, variant=variant)
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"queued: {result['subject']!r} to {result['to']} (rendered for {result['contact']} at "

@@ -108,6 +108,9 @@ class Touch(Base):
     kind: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(20))
     connector: Mapped[str | None] = mapped_column(String(100))
+    #: The A/B variant of the email step this touch sends (``playbooks.variants``); None
+    #: when the step has no variants.
+    variant: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="scheduled")
     payload: Mapped[dict] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,8 @@
 that holds exactly when ``playbooks.conditions.evaluate`` would hold for the same
 account, on SQLite and PostgreSQL alike (a property test checks both against the
 evaluator). ``activity`` and ``contacts`` become correlated ``COUNT``/``EXISTS``
-subqueries, so an audience of 100,000 accounts is one query, never one per account.
+subqueries (``intent`` and ``opportunity`` too), so an audience of 100,000 accounts is
+one query, never one per account.
 
 How the semantics are kept in SQL:
 
@@ -45,7 +46,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from abm.db import db, in_list
-from abm.models import Account, Contact, Event, User
+from abm.models import Account, Contact, Event, Opportunity, User
 from playbooks.conditions import (
     AccountFacts,
     Activity,
@@ -55,6 +56,7 @@ from playbooks.conditions import (
     FieldMatch,
     Intent,
     Not,
+    OpportunityMatch,
     Or,
     walk,
 )
@@ -106,6 +108,12 @@ class _Compiler:
             return ("json", Contact.attributes, name[len("attributes."):]), None
         return ("missing",), None
 
+    @staticmethod
+    def opportunity_field(name: str):
+        columns = {"stage": (STR, Opportunity.stage), "product": (STR, Opportunity.product),
+                   "amount": (NUM, cast(Opportunity.amount, Float))}
+        return columns.get(name, (("missing",), None))
+
     # -- conditions --------------------------------------------------------------
     def compile(self, condition: Condition, field_of) -> ColumnElement:
         if isinstance(condition, And):
@@ -127,6 +135,8 @@ class _Compiler:
             return self.contacts(condition)
         if isinstance(condition, Intent):
             return self.intent(condition)
+        if isinstance(condition, OpportunityMatch):
+            return self.opportunity(condition)
         raise ValueError(f"not a condition: {condition!r}")
 
     def intent(self, node: Intent) -> ColumnElement:
@@ -137,6 +147,13 @@ class _Compiler:
             where.append(func.lower(topic).in_([t.lower() for t in node.topics]))
         if node.within is not None:
             where.append(Event.occurred_at >= self.now - node.within)
+        return exists().where(*where)
+
+    def opportunity(self, node: OpportunityMatch) -> ColumnElement:
+        where = [Opportunity.account_id == Account.id, Opportunity.created_at <= self.now,
+                 self.compile(node.where, self.opportunity_field)]
+        if node.within is not None:
+            where.append(Opportunity.created_at >= self.now - node.within)
         return exists().where(*where)
 
     def json_text(self, column, key: str):
@@ -384,7 +401,9 @@ CONTACT_COLUMNS = ("id", "account_id", "email", "first_name", "last_name", "titl
 
 def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0),
                with_contacts: bool = True, with_crm_ids: bool = False) -> dict[int, AccountFacts]:
-    """``AccountFacts`` for each account id, in three queries whatever their number.
+    """``AccountFacts`` for each account id, in five queries whatever their number
+    (accounts, contacts, events, intent, opportunities; contacts and opportunities only
+    ``with_contacts``: a touch being rendered needs neither).
 
     ``since``: how far back events are needed (``longest_window``); None for all of
     them, ``timedelta(0)`` for none. ``with_crm_ids``: the fields also hold ``crm_ids``
@@ -406,6 +425,7 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
         columns = [getattr(Contact, c) for c in CONTACT_COLUMNS]
         for row in db.session.execute(select(*columns).where(in_list(Contact.account_id, ids)).order_by(Contact.id)):
             facts[row.account_id].contacts.append(contact_fields(row))
+        _load_opportunities(facts, ids, now)
     if since is None or since > timedelta(0):
         query = select(Event.account_id, Event.type, Event.occurred_at).where(
             in_list(Event.account_id, ids), Event.occurred_at <= now)
@@ -418,6 +438,16 @@ def load_facts(account_ids, now: datetime, since: timedelta | None = timedelta(0
             facts[account_id].events = items
         _load_intent(facts, ids, now, since)
     return facts
+
+
+def _load_opportunities(facts: dict[int, AccountFacts], ids: list[int], now: datetime) -> None:
+    """Each account's opportunities created by ``now`` (as ``OpportunityMatch`` reads them)."""
+    query = select(Opportunity.account_id, Opportunity.stage, Opportunity.product, Opportunity.amount,
+                   Opportunity.created_at).where(in_list(Opportunity.account_id, ids), Opportunity.created_at <= now)
+    for account_id, stage, product, amount, created_at in db.session.execute(query):
+        facts[account_id].opportunities.append({
+            "stage": stage, "product": product, "amount": float(amount) if amount is not None else None,
+            "created_at": created_at})
 
 
 def _load_intent(facts: dict[int, AccountFacts], ids: list[int], now: datetime, since: timedelta | None) -> None:

@@ -20,6 +20,7 @@ from abm.errors import ValidationError
 from abm.models import Account, Opportunity
 from abm.normalize import NormalizeError, normalize_domain
 from abm.services import accounts as accounts_service
+from abm.services import engine_hooks
 from abm.services import settings as settings_service
 from connectors.crm import map_stage
 
@@ -74,6 +75,7 @@ def apply(events: list[dict], commit: bool = True) -> dict:
     """
     by_domain, by_crm = _accounts_for(events)
     counts = {"stages": 0, "opportunities": 0, "unmatched": 0, "unknown_stage": 0}
+    deal_accounts: set[int] = set()
     for e in sorted(events, key=lambda x: str(x.get("occurred_at"))):
         source = e.get("source") or "crm"
         props = e.get("properties") or {}
@@ -102,16 +104,21 @@ def apply(events: list[dict], commit: bool = True) -> dict:
                     continue
                 counts["stages"] += 1
         elif e["type"] == "opportunity":
-            if _upsert_opportunity(e, source, props, by_crm, by_domain):
+            account_id = _upsert_opportunity(e, source, props, by_crm, by_domain)
+            if account_id is not None:
                 counts["opportunities"] += 1
+                deal_accounts.add(account_id)
             else:
                 counts["unmatched"] += 1
+    engine_hooks.opportunities_changed(deal_accounts)
     if commit:
         db.session.commit()
     return counts
 
 
-def _upsert_opportunity(e, source, props, by_crm, by_domain) -> bool:
+def _upsert_opportunity(e, source, props, by_crm, by_domain) -> int | None:
+    """The opportunity created or updated from a CRM event: its account's id (None when
+    the event names no known account or deal)."""
     account = by_crm.get((source, str(props.get("account_crm_id"))))
     if account is None and e.get("account_domain"):
         try:
@@ -119,11 +126,11 @@ def _upsert_opportunity(e, source, props, by_crm, by_domain) -> bool:
         except NormalizeError:
             account = None
     if not e.get("crm_id"):
-        return False
+        return None
     crm_id = f"{source}:{e['crm_id']}"
     opp = db.session.execute(select(Opportunity).where(Opportunity.crm_id == crm_id)).scalar_one_or_none()
     if account is None and opp is None:
-        return False
+        return None
     if opp is None:
         opp = Opportunity(crm_id=crm_id, account_id=account.id, name=props.get("name") or "Opportunity",
                           created_at=_time(props.get("created_at") or e.get("occurred_at")))
@@ -146,4 +153,4 @@ def _upsert_opportunity(e, source, props, by_crm, by_domain) -> bool:
     if props.get("is_closed"):
         opp.closed_at = _time(props.get("close_date") or e.get("occurred_at"))
         opp.won = bool(props.get("is_won"))
-    return True
+    return opp.account_id

@@ -24,7 +24,7 @@ from abm.models import Playbook as PlaybookRow
 from abm.services import audience, enrollment, migration, simulation, touches
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
-from playbooks import duration, flow, sandbox
+from playbooks import duration, flow, sandbox, variants
 from playbooks.conditions import Activity, FieldMatch, walk
 from playbooks.holdout import is_held_out
 from playbooks.machine import ACTIVE, EnrollmentState
@@ -198,6 +198,8 @@ def _steps(pb: Playbook, rows: list[dict], runners: list[Runner]) -> list[dict]:
                 "depends_on_engagement": step.id in dependent}
         if step.makes_touches:
             item["touches"] = sum(1 for r in mine if r["status"] in ("queued", "scheduled"))
+            if getattr(step, "variants", ()):
+                item["variants"] = _variants(step, mine)
             item["postponed"] = _reasons(mine, "scheduled", POSTPONED_BY_WINDOW)
             item["suppressed"] = _reasons(mine, "suppressed")
             item["failed"] = _reasons(mine, "failed")
@@ -208,6 +210,16 @@ def _steps(pb: Playbook, rows: list[dict], runners: list[Runner]) -> list[dict]:
             item["timeout"] = f"after {duration.format(step.timeout)}"
         out.append(item)
     return out
+
+
+def _variants(step, rows: list[dict]) -> list[dict]:
+    """An email step's A/B variants: each one's share by weight and the touches it is
+    expected to send (and to have suppressed), from the contacts' stable assignment."""
+    shares = variants.shares(step.variants)
+    return [{"name": v.name, "share": shares[v.name], "overrides": list(v.overrides),
+             "touches": sum(1 for r in rows if r["variant"] == v.name and r["status"] in ("queued", "scheduled")),
+             "suppressed": sum(1 for r in rows if r["variant"] == v.name and r["status"] == "suppressed")}
+            for v in step.variants]
 
 
 def _reasons(rows: list[dict], status: str, default: str = "") -> dict[str, int]:
@@ -240,7 +252,8 @@ def _schedule(rows: list[dict], facts, account: str | None, contact: str | None)
         account_id = _account_id(account)
         chosen = [r for r in rows if r["account_id"] == account_id]
         subject = {"account": account, "found": account_id is not None}
-    items = [{"at": r["due_at"].isoformat(), "step": r["step_id"], "channel": r["channel"],
+    items = [{"at": r["due_at"].isoformat(), "step": r["step_id"], "variant": r["variant"],
+              "channel": r["channel"],
               "expected": EXPECTED.get(r["status"], r["status"]), "contact": emails.get(r["contact_id"]),
               "reason": r["error"] or (POSTPONED_BY_WINDOW if r["status"] == "scheduled" else None)}
              for r in sorted(chosen, key=lambda r: (r["due_at"], r["step_index"]))]
@@ -255,23 +268,28 @@ def _account_id(account: str) -> int | None:
 
 
 def _rendered(pb: Playbook, samples: dict, rows: list[dict], facts) -> list[dict]:
-    """One rendered touch per touch step, as the engine rendered it for a real account."""
+    """One rendered touch per touch step, and per A/B variant of an email step, as the
+    engine rendered it for a real account and contact."""
     emails = _contact_emails(facts)
     out = []
     for step in pb.steps:
         if not step.makes_touches:
             continue
-        found = samples.get(step.id)
-        if found:
-            out.append({"step": step.id, "account": facts[found["account_id"]].fields["domain"],
-                        "contact": emails.get(found["contact_id"]),
-                        "rendered": touches.with_placeholder_links(found["payload"])})
-            continue
-        failure = next((r["error"] for r in rows if r["step_id"] == step.id and r["status"] == "failed"), None)
-        if failure:
-            out.append({"step": step.id, "rendered": None, "error": failure})
-        else:
-            out.append({"step": step.id, "rendered": None, "note": "no account reaches this step to render it for"})
+        for variant in [v.name for v in getattr(step, "variants", ())] or [None]:
+            named = {"step": step.id, **({"variant": variant} if variant else {})}
+            found = samples.get((step.id, variant))
+            if found:
+                out.append({**named, "account": facts[found["account_id"]].fields["domain"],
+                            "contact": emails.get(found["contact_id"]),
+                            "rendered": touches.with_placeholder_links(found["payload"])})
+                continue
+            failure = next((r["error"] for r in rows if r["step_id"] == step.id and r["variant"] == variant
+                            and r["status"] == "failed"), None)
+            if failure:
+                out.append({**named, "rendered": None, "error": failure})
+            else:
+                nobody = "contact gets this variant" if variant else "account reaches this step"
+                out.append({**named, "rendered": None, "note": f"no {nobody} to render it for"})
     return out
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from abm.db import db, utcnow
 from abm.errors import Conflict, NotFound, ValidationError
 from abm.models import Account, AuditLog, Opportunity, User
+from abm.services import clock, engine_hooks
 from abm.services.accounts import MAX_ID, domain_or_error, find_by_domain
 from abm.services.validation import check, iso, parse_time
 
@@ -94,11 +95,12 @@ def create(data: dict, *, actor: User | None = None, commit: bool = True) -> Opp
     if account is None:
         raise ValidationError([{"path": "account_id", "message": "give account_id or account_domain"}])
     opp = Opportunity(account_id=account.id, account=account, name=data["name"], currency="USD",
-                      created_at=utcnow())
+                      created_at=clock.now())
     _apply(opp, data)
     db.session.add(opp)
     db.session.flush()
     _audit("opportunity.create", opp, actor, {"account_id": account.id})
+    engine_hooks.opportunities_changed([account.id])
     if commit:
         db.session.commit()
     return opp
@@ -106,12 +108,14 @@ def create(data: dict, *, actor: User | None = None, commit: bool = True) -> Opp
 
 def update(opp: Opportunity, changes: dict, *, actor: User | None = None, commit: bool = True) -> Opportunity:
     check(UPDATE_SCHEMA, changes)
+    accounts_before = {opp.account_id}
     account = _account(changes)
     if account is not None:
         opp.account = account
     _apply(opp, changes)
     opp.updated_at = utcnow()
     _audit("opportunity.update", opp, actor, {"fields": sorted(changes)})
+    engine_hooks.opportunities_changed(accounts_before | {opp.account_id})
     if commit:
         db.session.commit()
     return opp

@@ -39,7 +39,7 @@ from abm.db import db, in_list
 from abm.models import Touch
 from abm.services import touches
 from playbooks import sandbox
-from playbooks.conditions import AccountFacts, Activity, evaluate, walk
+from playbooks.conditions import AccountFacts, Activity, OpportunityMatch, evaluate, walk
 from playbooks.machine import (
     RECHECK_EVERY,
     WAITING,
@@ -87,7 +87,7 @@ class Outcome:
     states, and the instant the simulation stopped at."""
 
     rows: list[dict]
-    samples: dict[str, dict]
+    samples: dict[tuple[str, str | None], dict]  # (step id, variant) -> a rendered touch
     runners: list[Runner]
     stopped_at: datetime
     rounds: int
@@ -171,7 +171,7 @@ class _Simulation:
         self.facts, self.ledger, self.stop_by = facts, ledger, stop_by
         self.stopped_on: int | None = None  # the step being worked on when the time ran out
         self.rows: list[dict] = []
-        self.samples: dict[str, dict] = {}
+        self.samples: dict[tuple[str, str | None], dict] = {}
         self.queue: list[tuple[datetime, int, Runner]] = []
         self.by_account: dict[int, list[Runner]] = defaultdict(list)
         for runner in runners:
@@ -251,13 +251,14 @@ class _Simulation:
     def record(self, runner: Runner, row: dict) -> None:
         payload = row.pop("payload", None)
         slim = {key: row.get(key) for key in ("account_id", "contact_id", "step_id", "step_index", "channel",
-                                               "status", "error", "due_at")}
+                                               "status", "error", "due_at", "variant")}
         slim.update(enrollment_id=runner.id, foreground=runner.foreground, playbook_id=runner.playbook_id)
         self.rows.append(slim)
+        sample_key = (slim["step_id"], slim["variant"])  # one per step, and per A/B variant
         if runner.foreground and payload and slim["status"] in ("queued", "scheduled") \
-                and slim["step_id"] not in self.samples:
-            self.samples[slim["step_id"]] = {"account_id": slim["account_id"], "contact_id": slim["contact_id"],
-                                             "payload": payload}
+                and sample_key not in self.samples:
+            self.samples[sample_key] = {"account_id": slim["account_id"], "contact_id": slim["contact_id"],
+                                        "payload": payload}
 
     def stage_moved(self, account_id: int, at: datetime) -> None:
         """As ``enrollment.handle_stage_changes``: exits checked, waits woken."""
@@ -287,22 +288,30 @@ def first_recheck_that_may_differ(conditions, facts: AccountFacts, evaluated_at:
     """The engine re-checks a ``wait_until`` at ``first``, then every ``RECHECK_EVERY``,
     the last time at ``deadline``. With no new events, its conditions can change only
     when an event leaves an ``activity`` window (at ``occurred_at + within``): the first
-    re-check after the earliest such moment since ``evaluated_at``, or the deadline."""
+    re-check after the earliest such moment since ``evaluated_at``, or the deadline (an
+    opportunity leaving a ``created_within`` counts the same way)."""
     change = None
-    for condition in conditions:
-        for node in walk(condition) if condition is not None else ():
-            if not isinstance(node, Activity) or node.within is None:
-                continue
-            for event_type, occurred_at in facts.events:
-                leaves = occurred_at + node.within
-                if leaves >= evaluated_at and (not node.types or event_type in node.types):
-                    change = leaves if change is None else min(change, leaves)
+    for leaves in _window_exits(conditions, facts):
+        if leaves >= evaluated_at:
+            change = leaves if change is None else min(change, leaves)
     if change is None or change >= deadline:
         return deadline
     if change < first:
         return first
     steps = (change - first) // RECHECK_EVERY + 1
     return min(first + steps * RECHECK_EVERY, deadline)
+
+
+def _window_exits(conditions, facts: AccountFacts):
+    """The moments an event leaves an ``activity`` window, or an opportunity leaves an
+    ``opportunity``'s ``created_within``."""
+    for condition in conditions:
+        for node in walk(condition) if condition is not None else ():
+            if isinstance(node, Activity) and node.within is not None:
+                yield from (occurred_at + node.within for event_type, occurred_at in facts.events
+                            if not node.types or event_type in node.types)
+            elif isinstance(node, OpportunityMatch) and node.within is not None:
+                yield from (opportunity["created_at"] + node.within for opportunity in facts.opportunities)
 
 
 def horizon_of(playbook: Playbook) -> timedelta:

@@ -35,6 +35,7 @@ class Filters:
     status: str | None = None
     account: str | None = None  # id or domain
     event: str | None = None  # a key of RESULT_EVENTS: touches that got it
+    variant: str | None = None  # the A/B variant of an email step
     reason: str | None = None  # the touch's error text, exactly
     q: str | None = None  # in the account's name or domain, or the contact's email
 
@@ -58,7 +59,8 @@ def query(filters: Filters):
             raise NotFound(f"playbook {filters.playbook!r}")
         stmt = stmt.where(Touch.playbook_id == row.id)
     for column, value in ((Touch.step_id, filters.step), (Touch.channel, filters.channel),
-                          (Touch.status, filters.status), (Touch.error, filters.reason)):
+                          (Touch.status, filters.status), (Touch.error, filters.reason),
+                          (Touch.variant, filters.variant)):
         if value:
             stmt = stmt.where(column == value)
     if filters.account:
@@ -94,26 +96,36 @@ def search(filters: Filters, cursor: str | None = None, limit: int = 50) -> tupl
 
 def step_results(playbook_id: int) -> dict[str, dict]:
     """step id -> {"statuses": {status: n}, "reasons": {status: {reason: n}},
-    "events": {result: touches}} for one playbook's touches, in two queries."""
+    "events": {result: touches}, "variants": {variant: {"statuses", "events"}}} for one
+    playbook's touches, in two queries (``variants`` is empty for a step without)."""
     out: dict[str, dict] = {}
 
-    def entry(step_id: str) -> dict:
-        return out.setdefault(step_id, {"statuses": {}, "reasons": {}, "events": {}})
+    def entry(step_id: str, variant: str | None = None) -> dict:
+        mine = out.setdefault(step_id, {"statuses": {}, "reasons": {}, "events": {}, "variants": {}})
+        return mine if variant is None else mine["variants"].setdefault(variant, {"statuses": {}, "events": {}})
 
-    for step_id, status, error, n in db.session.execute(
-            select(Touch.step_id, Touch.status, Touch.error, func.count()).where(Touch.playbook_id == playbook_id)
-            .group_by(Touch.step_id, Touch.status, Touch.error)):
+    for step_id, variant, status, error, n in db.session.execute(
+            select(Touch.step_id, Touch.variant, Touch.status, Touch.error, func.count())
+            .where(Touch.playbook_id == playbook_id)
+            .group_by(Touch.step_id, Touch.variant, Touch.status, Touch.error)):
         mine = entry(step_id)
         mine["statuses"][status] = mine["statuses"].get(status, 0) + n
         if error and status in ("suppressed", "failed", "scheduled", "skipped"):
-            mine["reasons"].setdefault(status, {})[error] = n
+            reasons = mine["reasons"].setdefault(status, {})
+            reasons[error] = reasons.get(error, 0) + n
+        if variant is not None:
+            counts = entry(step_id, variant)["statuses"]
+            counts[status] = counts.get(status, 0) + n
     by_type = {event_type: result for result, event_type in RESULT_EVENTS.items()}
-    for step_id, event_type, n in db.session.execute(
-            select(Touch.step_id, Event.type, func.count(func.distinct(Touch.id)))
+    for step_id, variant, event_type, n in db.session.execute(
+            select(Touch.step_id, Touch.variant, Event.type, func.count(func.distinct(Touch.id)))
             .join(Event, Event.touch_id == Touch.id)
             .where(Touch.playbook_id == playbook_id, Event.type.in_(list(by_type)))
-            .group_by(Touch.step_id, Event.type)):
-        entry(step_id)["events"][by_type[event_type]] = n
+            .group_by(Touch.step_id, Touch.variant, Event.type)):
+        events = entry(step_id)["events"]
+        events[by_type[event_type]] = events.get(by_type[event_type], 0) + n
+        if variant is not None:
+            entry(step_id, variant)["events"][by_type[event_type]] = n
     return out
 
 

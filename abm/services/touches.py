@@ -18,6 +18,10 @@ Making touches (the dispatcher calls :func:`build` for a whole batch):
 - Send windows: the playbook's window, else the workspace's in the account's time zone
   (the workspace's zone when the account has none). A touch due outside it is
   ``scheduled`` at the next opening; the dispatcher queues it then.
+- A/B variants: an email step with ``variants`` sends each contact the variant
+  ``playbooks.variants.assign`` gives it (stable per playbook, step and contact), and
+  the touch records its name in ``variant`` (suppressed touches too, so each variant's
+  suppressions count).
 - Payloads are rendered with ``playbooks.templates.render_touch`` (sandboxed); emails
   get ``unsubscribe_url`` (a signed token of the contact id) and List-Unsubscribe
   headers. A template that fails at run time makes a ``failed`` touch with the reason.
@@ -31,7 +35,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
@@ -41,7 +45,7 @@ from abm.db import db, in_list
 from abm.models import Playbook as PlaybookRow
 from abm.models import Suppression, Touch
 from abm.services import settings as settings_service
-from playbooks import duration
+from playbooks import duration, variants
 from playbooks.model import AlertStep, Cap, EmailStep, Playbook, SendWindow, TaskStep
 from playbooks.patterns import search_any
 from playbooks.templates import TemplateError, render_touch
@@ -250,7 +254,7 @@ def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = Non
         if due is None:
             due = openings[window] = next_window_opening(window, now)
         for contact, reason in suppressed:
-            rows.append(_row(p, contact, "suppressed", now, now, error=reason))
+            rows.append(_row(p, contact, "suppressed", now, now, error=reason, variant=variant_for(p, contact)))
         start = min(due, p.due_from) if due <= now and p.due_from else due
         for contact in chosen:
             planned.append((p, contact, start))
@@ -263,26 +267,29 @@ def build(pending: list[PendingTouch], now: datetime, book: CapBook | None = Non
         if capped:
             later = postponed_until(book, caps, p, contact, due)
             if later is None:
-                rows.append(_row(p, contact, "suppressed", now, due, error=f"capped: {capped}"))
+                rows.append(_row(p, contact, "suppressed", now, due, error=f"capped: {capped}",
+                                 variant=variant_for(p, contact)))
                 continue
             due, capped = later, f"postponed: capped: {capped}"
         status = "queued" if due <= now else "scheduled"
+        variant = variant_for(p, contact)
         try:
-            payload = _render(p, contact, now)
+            payload = _render(p, contact, now, variant)
         except TemplateError as exc:
-            rows.append(_row(p, contact, "failed", now, due, error=f"template error: {exc}"))
+            rows.append(_row(p, contact, "failed", now, due, error=f"template error: {exc}", variant=variant))
             continue
-        rows.append(_row(p, contact, status, now, due, payload=payload, error=capped or None))
+        rows.append(_row(p, contact, status, now, due, payload=payload, error=capped or None, variant=variant))
     return rows
 
 
 def postponed_until(book: CapBook, caps: list[Cap], p: PendingTouch, contact: dict, due: datetime) -> datetime | None:
-    """Where a touch over a cap goes: with the playbook's ``on_cap: defer`` (the default),
+    """Where a touch over a cap goes: with ``on_cap: defer`` (the default; the step's, else the playbook's),
     the next time every cap has a free slot, moved to the send window's next opening, if
     that is within ``max_delay`` of ``due`` (the slot is taken then); None when the touch
     is skipped (``on_cap: skip``, or no slot soon enough). The dry run asks the same."""
     pb = p.playbook
-    if getattr(pb, "on_cap", "defer") != "defer":
+    on_cap, max_delay = pb.cap_policy(p.step)
+    if on_cap != "defer":
         return None
     later = due
     for cap in caps:
@@ -290,7 +297,7 @@ def postponed_until(book: CapBook, caps: list[Cap], p: PendingTouch, contact: di
         if owner is not None and book.counts[(cap, owner)] >= cap.max:
             later = max(later, book.free_at(cap, owner, due))
     later = next_window_opening(window_for(pb, p.facts.fields), later)
-    if later - due > getattr(pb, "max_delay", timedelta(days=7)):
+    if later - due > max_delay:
         return None
     for cap in caps:
         owner = contact.get("id") if cap.per == "contact" else p.account_id
@@ -332,11 +339,24 @@ def _take_slot(book: CapBook, caps: list[Cap], p: PendingTouch, contact: dict, d
     return None
 
 
-def _render(p: PendingTouch, contact: dict, now: datetime) -> dict:
+def variant_for(p: PendingTouch, contact: dict) -> str | None:
+    """The name of the A/B variant this contact gets from an email step with variants
+    (the account owner is keyed ``owner:<account id>``), None for any other step."""
+    step_variants = getattr(p.step, "variants", ())
+    if not step_variants:
+        return None
+    key = variants.recipient_key((contact or {}).get("id"), p.account_id)
+    return variants.assign(p.playbook.key, p.step.id, key, step_variants).name
+
+
+def _render(p: PendingTouch, contact: dict, now: datetime, variant: str | None = None) -> dict:
     fields = p.facts.fields
     if isinstance(p.step, EmailStep):
+        step = p.step
+        if variant is not None:
+            step = variants.apply(step, next(v for v in step.variants if v.name == variant))
         url = unsubscribe_url(contact["id"] if contact.get("id") is not None else f"owner:{p.account_id}")
-        return render_touch(p.step, p.playbook, fields, contact, unsubscribe_url=url, now=now)
+        return render_touch(step, p.playbook, fields, contact, unsubscribe_url=url, now=now)
     payload = render_touch(p.step, p.playbook, fields, None, now=now)
     if payload.get("to") == "owner":
         payload["to"] = fields.get("owner")
@@ -344,13 +364,14 @@ def _render(p: PendingTouch, contact: dict, now: datetime) -> dict:
 
 
 def _row(p: PendingTouch, contact: dict, status: str, now: datetime, due: datetime,
-         payload: dict | None = None, error: str | None = None) -> dict:
+         payload: dict | None = None, error: str | None = None, variant: str | None = None) -> dict:
     contact_id = contact.get("id") if contact else None
     return {
         "enrollment_id": p.enrollment_id, "playbook_id": p.playbook_id, "account_id": p.account_id,
         "contact_id": contact_id, "contact_key": contact_id or 0, "step_id": p.step.id,
         "step_index": p.step.index, "kind": p.step.kind, "channel": p.step.channel,
-        "connector": getattr(p.step, "connector", None), "status": status, "payload": payload or {},
+        "connector": getattr(p.step, "connector", None), "variant": variant, "status": status,
+        "payload": payload or {},
         "error": error, "due_at": due, "queued_at": now if status == "queued" else None, "claimed_at": None,
         "sent_at": None, "attempts": 0, "created_at": now, "updated_at": now,
     }
@@ -384,5 +405,5 @@ def serialize(touch: Touch, playbook_key: str | None = None) -> dict:
         "status": touch.status, "error": touch.error, "attempts": touch.attempts,
         "due_at": touch.due_at.isoformat() if touch.due_at else None,
         "sent_at": touch.sent_at.isoformat() if touch.sent_at else None,
-        "provider_id": touch.provider_id, "subject": payload.get("subject"),
+        "provider_id": touch.provider_id, "subject": payload.get("subject"), "variant": touch.variant,
     }

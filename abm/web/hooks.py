@@ -17,6 +17,7 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
+from abm.auth import csrf
 from abm.errors import ApiError
 from abm.services import connectors as connector_service
 from abm.services import inbound
@@ -65,6 +66,4 @@ def receive(name: str):
 
 
 def init_app(app) -> None:
-    from abm.auth import csrf
-
     csrf.exempt(bp)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from abm.redis_conn import get_redis
 from abm.services import clock
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,6 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
-
-
-def _redis():
-    from abm.redis_conn import get_redis
-
-    return get_redis()
 
 
 def _digest(email: str) -> str:
@@ -140,7 +135,7 @@ def attempt(email: str) -> int:
     for _key, p in keys:
         args += [p.free, int(p.base * 1000), int(p.cap * 1000), p.forget]
     try:
-        wait_ms = int(_redis().eval(_ATTEMPT, len(keys), *[k for k, _ in keys], *args))
+        wait_ms = int(get_redis().eval(_ATTEMPT, len(keys), *[k for k, _ in keys], *args))
     except Exception:  # noqa: BLE001 - a Redis outage must not lock everyone out
         log.warning("login throttling unavailable (Redis); allowing the attempt")
         return 0
@@ -152,7 +147,7 @@ def succeeded(email: str) -> None:
     back from the counters this client shares with others."""
     keys = _keys(email, trusted_device(email))
     try:
-        pipe = _redis().pipeline()
+        pipe = get_redis().pipeline()
         pipe.delete(keys[0][0])
         for key, _policy in keys[1:]:
             pipe.hincrby(key, "n", -1)

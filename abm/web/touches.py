@@ -21,7 +21,8 @@ def _filters() -> touch_search.Filters:
     return touch_search.Filters(
         playbook=(args.get("playbook") or "")[:64] or None, step=(args.get("step") or "")[:100] or None,
         channel=channel, status=status, account=(args.get("account") or "")[:255] or None, event=event,
-        reason=(args.get("reason") or "")[:2000] or None, q=(args.get("q") or "")[:200] or None)
+        reason=(args.get("reason") or "")[:2000] or None, q=(args.get("q") or "")[:200] or None,
+        variant=(args.get("variant") or "")[:64] or None)
 
 
 @bp.get("/touches")

@@ -21,8 +21,9 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from werkzeug.http import HTTP_STATUS_CODES
 
 from abm import tracking
-from abm.db import utcnow
+from abm.auth import csrf
 from abm.services import events, site_beacons, unsubscribes
+from abm.services.clock import utcnow
 
 bp = Blueprint("tracking", __name__)
 
@@ -32,8 +33,6 @@ MAX_BEACON = 8 * 1024
 
 
 def init_app(app) -> None:
-    from abm.auth import csrf
-
     csrf.exempt(bp)
     app.wsgi_app = OpenPixel(app, VisitBeacon(app, app.wsgi_app))
 

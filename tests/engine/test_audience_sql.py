@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from abm.db import db
-from abm.models import Account, Contact, Event, User
+from abm.models import Account, Contact, Event, Opportunity, User
 from abm.services import audience
-from playbooks.conditions import Activity, And, ContactsMatch, FieldMatch, Not, Or, evaluate
+from playbooks.conditions import Activity, And, ContactsMatch, FieldMatch, Not, OpportunityMatch, Or, evaluate
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 WORDS = ["a", "ab", "B", "fintech", "banking", "", "é", "1"]
@@ -43,6 +43,11 @@ account_st = st.fixed_dictionaries({
         "seniority": json_value,
     }), max_size=3),
     "events": st.lists(st.tuples(st.sampled_from(TYPES), st.integers(-3, 40)), max_size=4),
+    # (stage, product, amount, days ago): deals opened before, at and after NOW.
+    "opportunities": st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["Won", "won", "Open"])),
+                                        st.one_of(st.none(), st.sampled_from(WORDS)),
+                                        st.one_of(st.none(), st.sampled_from([0, 1, 2.5, 10000])),
+                                        st.integers(-3, 40)), max_size=3),
 })
 
 ACCOUNT_FIELDS = ["tier", "stage", "industry", "employees", "annual_revenue", "score", "tags",
@@ -70,12 +75,20 @@ contact_condition = st.recursive(
                             st.builds(Not, inner)),
     max_leaves=3)
 
+opportunity_condition = st.recursive(
+    matcher(["stage", "product", "amount"]),
+    lambda inner: st.one_of(st.builds(lambda xs: And(tuple(xs)), st.lists(inner, max_size=2)),
+                            st.builds(Not, inner)),
+    max_leaves=3)
+
 leaf = st.one_of(
     matcher(ACCOUNT_FIELDS),
     st.builds(lambda types, days, n: Activity(tuple(types), timedelta(days=days) if days else None, n),
               st.lists(st.sampled_from(TYPES), max_size=2, unique=True), st.sampled_from([0, 1, 7, 30]),
               st.integers(1, 2)),
     st.builds(ContactsMatch, contact_condition, st.integers(1, 2)),
+    st.builds(lambda where, days: OpportunityMatch(where, timedelta(days=days) if days else None),
+              opportunity_condition, st.sampled_from([0, 1, 7, 30])),
 )
 condition_st = st.recursive(
     leaf,
@@ -86,7 +99,7 @@ condition_st = st.recursive(
 
 
 def _populate(accounts: list[dict]) -> None:
-    for model in (Event, Contact, Account, User):
+    for model in (Event, Contact, Opportunity, Account, User):
         db.session.execute(delete(model))
     owner = User(email="owner@example.com", role="ae", name="Owner")
     db.session.add(owner)
@@ -105,6 +118,9 @@ def _populate(accounts: list[dict]) -> None:
         for event_type, days_ago in data["events"]:
             db.session.add(Event(type=event_type, account_id=account.id,
                                  occurred_at=NOW - timedelta(days=days_ago)))
+        for stage, product, amount, days_ago in data.get("opportunities", ()):
+            db.session.add(Opportunity(account_id=account.id, name="Deal", stage=stage, product=product,
+                                       amount=amount, created_at=NOW - timedelta(days=days_ago)))
     db.session.commit()
 
 

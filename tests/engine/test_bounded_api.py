@@ -121,7 +121,7 @@ steps:
 """
 #: Each render of this runs until the sandbox's time limit (1 s); the sample account
 #: validation renders against is not "Slow", so the playbook validates.
-SLOW = "{% for i in range(9000) %}{{ ('ab' * 50000)|replace('a', 'c')|length }}{% endfor %}"
+SLOW = "{% for i in range(9000) %}{{ ('ab' * 130000)|replace('a', 'c')|length }}{% endfor %}"
 LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
 
 

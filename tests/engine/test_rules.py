@@ -237,3 +237,33 @@ def test_wait_until_woken_by_engagement_and_when_skipped(app, sent_log, clock, w
     worker()
     assert [line["payload"]["message"] for line in sent_lines(sent_log)] == ["clicked"]
     assert ("only-fintech", "skipped", "its when condition was false") in touches_by_status()
+
+
+def test_a_steps_on_cap_overrides_the_playbooks_in_the_engine_and_the_dry_run(app, sent_log, clock, worker):
+    make_account("Capped", contacts=[("decision_maker", "CEO")])
+    start(email_playbook("high", priority=90), clock())
+    start(email_playbook("mid", priority=50), clock())
+    email = '''    email: {to: {roles: [decision_maker]}, subject: "S", body: "<p>Hi</p>"}'''
+    mixed = email_playbook("mixed", priority=10, extra="on_cap: skip", steps=f"""  - id: inherits
+{email}
+  - id: waits
+    on_cap: defer
+    max_delay: 8d
+{email}
+  - id: too-long
+    on_cap: defer
+    max_delay: 2d
+{email}""")
+    planned = {s["id"]: s for s in service.plan(mixed, now=clock())["steps"]}
+    start(mixed, clock())
+    dispatcher.dispatch(now=clock())
+    rows = {r.step_id: r for r in db.session.execute(select(Touch.step_id, Touch.status, Touch.error, Touch.due_at).where(
+        Touch.playbook_id == service.get("mixed").id))}
+    assert rows["inherits"].status == "suppressed" and rows["inherits"].error.startswith("capped: ")  # on_cap: skip
+    assert rows["waits"].status == "scheduled" and rows["waits"].error.startswith("postponed: capped: ")
+    assert rows["waits"].due_at == clock() + timedelta(weeks=1)  # within the step's 8d
+    assert rows["too-long"].status == "suppressed"  # a week is more than the step's 2d
+    # The dry run says the same before activation.
+    assert list(planned["waits"]["postponed"]) == [rows["waits"].error]
+    assert list(planned["inherits"]["suppressed"]) == [rows["inherits"].error]
+    assert list(planned["too-long"]["suppressed"]) == [rows["too-long"].error]

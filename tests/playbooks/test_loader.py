@@ -207,3 +207,28 @@ def test_load_file_names_the_path_and_locates_encoding_errors(tmp_path):
     assert errors == [f"{bad}:3:10 yaml: the file is not UTF-8 text; save it as UTF-8"]
     missing = load_file(tmp_path / "nope.yaml")
     assert missing.errors[0].message == "cannot read the file: No such file or directory"
+
+
+def test_a_touch_step_overrides_the_playbooks_on_cap_and_max_delay():
+    source = MINIMAL.replace("  - wait: 1d\n", """  - id: hello
+    on_cap: defer
+    max_delay: 2d
+    alert: {to: owner, message: hi}
+  - alert: {to: owner, message: again}
+""") + "on_cap: skip\nmax_delay: 10d\n"
+    result = load(source)
+    assert result.ok, result.errors
+    playbook = result.playbook
+    first, second = playbook.steps
+    assert playbook.cap_policy(first) == ("defer", timedelta(days=2))
+    assert playbook.cap_policy(second) == ("skip", timedelta(days=10))  # the playbook's
+    assert Playbook.from_dict(json.loads(json.dumps(playbook.to_dict()))) == playbook
+
+
+def test_on_cap_on_a_step_that_makes_no_touch_is_a_located_error():
+    errors = load(MINIMAL.replace("  - wait: 1d\n", "  - wait: 1d\n    on_cap: skip\n")).errors
+    assert [(e.path, e.message) for e in errors] == [
+        ("steps[0].on_cap", "'on_cap' applies to steps that make touches (email, audience, alert, task, webhook), "
+                            "not to a wait step")]
+    errors = load(MINIMAL.replace("  - wait: 1d\n", "  - id: x\n    on_cap: later\n    webhook: {payload: {}}\n")).errors
+    assert "steps[0].on_cap" in [e.path for e in errors]

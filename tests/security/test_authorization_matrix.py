@@ -67,6 +67,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/playbooks": ALL,
     "GET /api/v1/playbooks/<key>": ALL,
     "GET /api/v1/playbooks/<key>/diff": ALL,
+    "GET /api/v1/playbooks/<key>/results": ALL,
     "GET /api/v1/playbooks/<key>/enrollments": ALL,
     "GET /api/v1/playbooks/<key>/lift": ALL,
     "GET /api/v1/playbooks/<key>/source": ALL,

@@ -458,3 +458,25 @@ def test_the_flow_is_drawn_with_its_counts_on_the_page_and_in_the_plan(as_role, 
     assert re.search(r'data-step="hello">.*?font-weight="600" fill="#111827">1</text>', drawn, re.S)
     planned = client.get("/playbooks/web-pb/plan").get_data(as_text=True)
     assert 'class="pb-flow"' in planned and "Flow of web-pb with the accounts the plan expects" in planned
+
+
+def test_the_playbook_page_shows_touches_a_cap_postponed_with_their_reason(as_role, connectors):
+    client = as_role("manager")
+    _apply(client)
+    row = _playbook()
+    version = db.session.execute(select(PlaybookVersion).where(PlaybookVersion.playbook_id == row.id)).scalar_one()
+    account = make_account("Capped")
+    e = Enrollment(playbook_id=row.id, version_id=version.id, account_id=account.id, state="active", step_index=1)
+    db.session.add(e)
+    db.session.flush()
+    reason = "postponed: capped: at most 2 per contact within 1w"
+    db.session.add(Touch(enrollment_id=e.id, playbook_id=row.id, account_id=account.id, contact_key=1,
+                         step_id="hello", kind="email", channel="email", connector="outbox", status="scheduled",
+                         error=reason))
+    db.session.commit()
+    page = client.get("/playbooks/web-pb").get_data(as_text=True)
+    cell = re.search(r'<tr data-step="hello">.*?data-result="postponed"><a href="([^"]+)">1</a>', page, re.S)
+    assert cell, page[page.find("step-results"):][:3000]
+    assert "postponed: <a href=" in page and f"1 {reason}</a>" in page
+    listed = client.get(cell.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert len(re.findall(r'<tr data-touch="\d+">', listed)) == 1 and reason in listed
