@@ -5,16 +5,12 @@ manager or an admin."""
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from sqlalchemy import select
 
 from abm.api import bp
 from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, PUBLIC, operation, page_of, register_schema
 from abm.auth import api_user
-from abm.db import db
 from abm.errors import ApiError
-from abm.models import Account, Enrollment, PlaybookVersion
-from abm.models import Playbook as PlaybookRow
-from abm.services import change_control, paging, touch_search, variant_results
+from abm.services import change_control, playbook_reads, touch_search, variant_results
 from abm.services import playbooks as service
 from playbooks import json_schema
 from playbooks.loader import MAX_SOURCE_BYTES
@@ -69,7 +65,7 @@ CLONE_BODY = {"type": "object", "required": ["key"], "additionalProperties": Fal
 TEST_SEND_BODY = {"type": "object", "required": ["step", "account"], "additionalProperties": False, "properties": {
     "step": {"type": "string", "maxLength": 100}, "account": {"type": "string", "maxLength": 255},
     "contact": {"type": "string", "maxLength": 320}, "to": {"type": "string", "format": "email", "maxLength": 320},
-    "version": {"type": "integer", "minimum": 1}}}
+    "version": {"type": "integer", "minimum": 1}, "variant": {"type": "string", "maxLength": 64}}}
 ENROLLMENT = register_schema("Enrollment", {"type": "object", "properties": {
     "id": {"type": "integer"}, "account_id": {"type": "integer"}, "state": {"type": "string"},
     "step": {"type": ["string", "null"]}, "step_index": {"type": "integer"}, "version": {"type": "integer"},
@@ -146,11 +142,12 @@ def clone_playbook(key, body):
 
 @bp.post("/playbooks/<key>/test-send")
 @operation("Send a test of an email step to yourself (or to), rendered for a chosen account and contact, "
-           "through the step's connector by a worker; it is no touch", roles=MANAGERS, body=TEST_SEND_BODY,
+           "through the step's connector by a worker; it is no touch. A step with A/B variants sends the variant "
+           "named, by default the one the contact is assigned", roles=MANAGERS, body=TEST_SEND_BODY,
            idempotent=False, responses={202: ("Queued", {"type": "object"})})
 def test_send_playbook(key, body):
     result = change_control.test_send(key, body["step"], body.get("to") or api_user().email, body["account"],
-                                      body.get("contact"), body.get("version"))
+                                      body.get("contact"), body.get("version"), body.get("variant"))
     return jsonify(result), 202
 
 
@@ -160,11 +157,7 @@ def test_send_playbook(key, body):
                                                                                "archived"]}},
            responses={200: ("One page of playbooks", page_of(PLAYBOOK))})
 def list_playbooks(query):
-    stmt = select(PlaybookRow)
-    if query.get("status"):
-        stmt = stmt.where(PlaybookRow.status == query["status"])
-    rows, cursor = paging.page(stmt, [paging.SortKey(PlaybookRow.key)], "key", query.get("cursor"),
-                               query.get("limit", 50))
+    rows, cursor = playbook_reads.page(query.get("status"), query.get("cursor"), query.get("limit", 50))
     return jsonify(items=[service.serialize(r) for r in rows], next_cursor=cursor)
 
 
@@ -252,26 +245,8 @@ _life_cycle("archive", "Archive: running enrollments exit, unsent touches are sk
            responses={200: ("One page of enrollments", page_of(ENROLLMENT))})
 def playbook_enrollments(key, query):
     row = service.get(key)
-    stmt = select(Enrollment).where(Enrollment.playbook_id == row.id)
-    if query.get("state"):
-        stmt = stmt.where(Enrollment.state == query["state"])
-    rows, cursor = paging.page(stmt, [paging.SortKey(Enrollment.id)], "id", query.get("cursor"),
-                               query.get("limit", 50))
-    versions = {v.id: v for v in db.session.execute(select(PlaybookVersion).where(
-        PlaybookVersion.playbook_id == row.id)).scalars()}
-    names = dict(db.session.execute(select(Account.id, Account.name).where(
-        Account.id.in_({e.account_id for e in rows} or {0}))).all())
-    items = []
-    for e in rows:
-        version = versions.get(e.version_id)
-        steps = service.compiled(version).steps if version else ()
-        items.append({
-            "id": e.id, "account_id": e.account_id, "account": names.get(e.account_id), "state": e.state,
-            "cycle": e.cycle, "version": version.version if version else None, "step_index": e.step_index,
-            "step": steps[e.step_index].id if e.step_index < len(steps) else None,
-            "next_run_at": e.next_run_at.isoformat() if e.next_run_at else None,
-            "entered_at": e.entered_at.isoformat(), "left_at": e.left_at.isoformat() if e.left_at else None,
-            "exit_reason": e.exit_reason, "entry_source": e.entry_source})
+    items, cursor = playbook_reads.enrollments_page(row, query.get("state"), query.get("cursor"),
+                                                    query.get("limit", 50))
     return jsonify(items=items, next_cursor=cursor)
 
 
