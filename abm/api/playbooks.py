@@ -10,8 +10,10 @@ from abm.api import bp
 from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, PUBLIC, operation, page_of, register_schema
 from abm.auth import api_user
 from abm.errors import ApiError
+from abm.models import Playbook as PlaybookRow
 from abm.services import change_control, playbook_reads, touch_search, variant_results
 from abm.services import playbooks as service
+from abm.services.validation import column_string
 from playbooks import json_schema
 from playbooks.loader import MAX_SOURCE_BYTES
 
@@ -68,7 +70,7 @@ RESULTS = register_schema("PlaybookResults", {"type": "object", "required": ["ke
             "baseline": {"type": "string"}, "method": {"type": "string"},
             "variants": {"type": "array"}, "comparisons": {"type": "array"}}}}}}}})
 CLONE_BODY = {"type": "object", "required": ["key"], "additionalProperties": False, "properties": {
-    "key": {"type": "string", "minLength": 1, "maxLength": 100}, "name": {"type": "string", "maxLength": 200}}}
+    "key": column_string(PlaybookRow.key, minLength=1), "name": column_string(PlaybookRow.name)}}
 TEST_SEND_BODY = {"type": "object", "required": ["step", "account"], "additionalProperties": False, "properties": {
     "step": {"type": "string", "maxLength": 100}, "account": {"type": "string", "maxLength": 255},
     "contact": {"type": "string", "maxLength": 320}, "to": {"type": "string", "format": "email", "maxLength": 320},
