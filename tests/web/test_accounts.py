@@ -180,3 +180,17 @@ def test_owner_and_managers_edit_notes_others_read_them(as_role):
     assert other.post(f"/accounts/{initech.id}/notes", data={"notes": "mine now"}).status_code == 403
     assert as_role("manager").post(f"/accounts/{initech.id}/notes", data={"notes": ""}).status_code == 302
     assert db.session.get(Account, initech.id).notes is None
+
+
+def test_notes_too_long_are_refused_and_the_page_still_shows_the_account(as_role):
+    client = as_role("manager")
+    acme = _world()["Acme"]
+    db.session.add(Contact(account_id=acme.id, email="ann@acme.example", first_name="Ann", last_name="Lee"))
+    db.session.commit()
+    assert client.post(f"/accounts/{acme.id}/notes", data={"notes": "keep me"}).status_code == 302
+    resp = client.post(f"/accounts/{acme.id}/notes", data={"notes": "x" * 100_001})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'aria-invalid="true"' in page and 'class="field-errors"' in page
+    assert "Ann" in page and ">keep me</textarea>" in page  # the page reads on after the refused save
+    db.session.expire_all()
+    assert db.session.get(Account, acme.id).notes == "keep me"
