@@ -6,7 +6,10 @@ An email touch's payload (see :class:`connectors.base.Touch`) gives ``subject``,
 ``html``, ``text`` (optional: derived from the HTML when missing), ``from``
 (optional: ``"Name <addr>"`` or ``{"email", "name"}``; the connector's ``from_email``
 otherwise), ``to`` (optional: the contact's email otherwise), ``unsubscribe_url``,
-``headers`` (extra headers) and, when the engine wants engagement tracked,
+``headers`` (extra headers), ``inline_images`` (pictures the HTML shows by Content-ID,
+each ``{"cid", "content_type", "filename", "data_base64"}``: the HTML part becomes
+``multipart/related`` with them, and an image its HTML does not reference as
+``cid:...`` is refused) and, when the engine wants engagement tracked,
 ``tracking``::
 
     "tracking": {"open_url": "https://abm.example/t/o/TOKEN.gif",
@@ -25,7 +28,8 @@ touch keeps its id), ``Date``, ``From``, ``To``, ``Subject``, ``Reply-To`` when 
 ``List-Unsubscribe: <URL>`` (plus ``<mailto:MAILBOX?subject=unsubscribe>`` when a
 mailbox is configured), ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
 (RFC 8058), and ``X-ABM-Touch`` (the touch key). The body is multipart/alternative:
-text/plain first, then text/html.
+text/plain first, then text/html (inside a multipart/related with its inline images,
+RFC 2387, when it has some).
 
 An email without an unsubscribe URL is refused (:class:`MessageError`): the product
 only sends marketing email that can be unsubscribed from.
@@ -33,6 +37,8 @@ only sends marketing email that can be unsubscribed from.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import html as html_lib
 import re
@@ -216,7 +222,28 @@ def build_email(
     msg.set_content(text)
     if html:
         msg.add_alternative(html, subtype="html")
+        add_inline_images(msg, html, payload.get("inline_images") or (), touch.key)
     return msg
+
+
+def add_inline_images(msg: EmailMessage, html: str, images, key: str) -> None:
+    """Attach ``images`` to the HTML part of ``msg`` as inline parts, each with its
+    Content-ID (the HTML part becomes multipart/related); :class:`MessageError` for an
+    image that is not base64, not an image, or not referenced by the HTML."""
+    if not images:
+        return
+    html_part = msg.get_body(("html",))
+    for image in images:
+        cid = str(image.get("cid") or "")
+        maintype, _, subtype = str(image.get("content_type") or "").partition("/")
+        if maintype != "image" or not subtype or not cid or f"cid:{cid}" not in html:
+            raise MessageError(f"touch {key}: inline image {cid!r} is no image its HTML shows (src=\"cid:...\")")
+        try:
+            data = base64.b64decode(str(image.get("data_base64") or ""), validate=True)
+        except binascii.Error:
+            raise MessageError(f"touch {key}: inline image {cid!r} is not base64") from None
+        html_part.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{cid}>", disposition="inline",
+                              filename=str(image.get("filename") or f"{subtype}.{subtype}"))
 
 
 def build_alert(touch: Touch, *, from_email: str, from_name: str | None = None) -> EmailMessage:

@@ -106,7 +106,8 @@ def to_ms(value: Any) -> int | None:
 class HubSpotConnector(Connector):
     type = "hubspot"
     channels = ("crm", "task")
-    #: One task a call (tasks take no idempotency key: a crash repeats at most one).
+    #: One task a call: a crash repeats at most one, and none with ``task_id_property`` (the
+    #: task is then upserted by the touch's key, its association put: both idempotent).
     max_batch = 1
     rate_limit = (100, 10)
     accepts_webhooks = True
@@ -127,6 +128,11 @@ class HubSpotConnector(Connector):
             "page_size": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
             "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
                           "description": "Search pages read per poll and object type."},
+            "task_id_property": {
+                "type": "string", "pattern": "^[a-z][a-z0-9_]*$",
+                "description": "A task property with unique values (such as abm_touch_key): tasks are upserted "
+                               "by the touch's key, so a call repeated after a crash updates the same task "
+                               "instead of adding a second one."},
             "base_url": base_url(DEFAULT_BASE_URL),
         },
         ["access_token"],
@@ -336,12 +342,28 @@ class HubSpotConnector(Connector):
                             str(company))
         if owner:
             properties["hubspot_owner_id"] = owner
+        unique = self.settings.get("task_id_property")
+        if unique:
+            return self._upsert_task(touch.key, unique, properties, str(company))
         reply = self._call("POST", "/crm/v3/objects/tasks", json={
             "properties": properties,
             "associations": [{"to": {"id": str(company)}, "types": [
                 {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_COMPANY}]}],
         }).json()
         return str(reply.get("id"))
+
+    def _upsert_task(self, key: str, unique: str, properties: dict[str, Any], company: str) -> str:
+        """The task upserted by the touch's key (``batch/upsert`` with ``idProperty``), then
+        associated with its company by a PUT: a repeat of either changes nothing."""
+        response = self._call("POST", "/crm/v3/objects/tasks/batch/upsert", json={"inputs": [
+            {"id": key, "idProperty": unique, "properties": properties}]})
+        results = response.json().get("results") or []
+        if not results:
+            raise PermanentError(f"HubSpot upserted no task: {provider_message(response)}")
+        task = str(results[0]["id"])
+        self._call("PUT", f"/crm/v4/objects/tasks/{task}/associations/companies/{company}", json=[
+            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_COMPANY}])
+        return task
 
     def _owner(self, email: str | None, account_owner: Any, company: str) -> str | None:
         if email:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -127,7 +128,8 @@ class ApiBudget:
 class SalesforceConnector(Connector):
     type = "salesforce"
     channels = ("crm", "task")
-    #: One task a call (tasks take no idempotency key: a crash repeats at most one).
+    #: One task a call: a crash repeats at most one, and none with ``task_external_id_field``
+    #: (the task is then upserted by the touch's key).
     max_batch = 1
     rate_limit = (25, 1)
     settings_schema = object_schema(
@@ -155,6 +157,11 @@ class SalesforceConnector(Connector):
                                                    "daily API requests."},
             "backoff_seconds": {"type": "integer", "minimum": 60, "maximum": 86400, "default": 900,
                                 "description": "How long polls pause when the org's API usage is over the ceiling."},
+            "task_external_id_field": {
+                "type": "string", "pattern": FIELD,
+                "description": "A custom Text field on Activity marked External ID (such as ABM_Touch_Key__c): "
+                               "tasks are upserted by the touch's key, so a call repeated after a crash updates "
+                               "the same Task instead of adding a second one."},
         },
         ["access_token"],
         anyOf=[{"required": ["domain"]}, {"required": ["base_url"]}],
@@ -315,8 +322,16 @@ class SalesforceConnector(Connector):
                             str(account))
         if owner:
             task["OwnerId"] = owner
-        reply = self.client.post(f"{self.api}/sobjects/Task", json=task, classify=self._classify).json()
-        return str(reply.get("id"))
+        field = self.settings.get("task_external_id_field")
+        if not field:
+            reply = self.client.post(f"{self.api}/sobjects/Task", json=task, classify=self._classify).json()
+            return str(reply.get("id"))
+        # Upsert by external id: 201 created, 200 updated (a repeat), both with the id.
+        path = f"{self.api}/sobjects/Task/{field}/{quote(touch.key, safe='')}"
+        response = self.client.patch(path, json=task, classify=self._classify)
+        if response.status_code == 204 or not response.content:  # API versions before 46.0 answer an update so
+            response = self.client.get(path, params={"fields": "Id"}, classify=self._classify)
+        return str(response.json().get("id") or response.json().get("Id"))
 
     def _owner(self, email: str | None, account_owner: Any, account: str) -> str | None:
         if email:

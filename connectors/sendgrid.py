@@ -179,10 +179,12 @@ class SendGridConnector(Connector):
             "headers": headers,
         }
         sender = self._sender(touch)
-        return personalization, (tuple(sorted(sender.items())), html, text)
+        inline = tuple((str(i.get("cid")), str(i.get("content_type")), str(i.get("filename") or "image"),
+                        str(i.get("data_base64"))) for i in payload.get("inline_images") or ())
+        return personalization, (tuple(sorted(sender.items())), html, text, inline)
 
     def _body(self, personalizations: list[dict[str, Any]], content_key: tuple[Any, ...]) -> dict[str, Any]:
-        sender, html, text = content_key
+        sender, html, text, inline = content_key
         content = []
         if text:
             content.append({"type": "text/plain", "value": text})
@@ -196,6 +198,9 @@ class SendGridConnector(Connector):
             "tracking_settings": {"click_tracking": {"enable": False, "enable_text": False},
                                   "open_tracking": {"enable": False}},
         }
+        if inline:  # pictures the HTML shows by Content-ID (the weekly KPI report's charts)
+            body["attachments"] = [{"content": data, "type": kind, "filename": name, "disposition": "inline",
+                                    "content_id": cid} for cid, kind, name, data in inline]
         if self.settings.get("reply_to"):
             body["reply_to"] = {"email": self.settings["reply_to"]}
         if self.settings.get("categories"):

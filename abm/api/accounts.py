@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from flask import jsonify, url_for
-from sqlalchemy import select
 
 from abm.api import bp
 from abm.api._openapi import MANAGERS, PAGE_QUERY, operation, page_of, register_schema
 from abm.auth import api_user
 from abm.errors import ApiError
-from abm.models import StageChange
+from abm.services import account_details, paging
 from abm.services import accounts as service
-from abm.services import paging
-from abm.services.paging import SortKey
 
 ACCOUNT = register_schema("Account", service.ACCOUNT_SCHEMA)
 STAGE_CHANGE = register_schema("StageChange", service.STAGE_CHANGE_SCHEMA)
@@ -106,8 +103,7 @@ def delete_account(account_id):
            responses={200: ("One page of stage changes", page_of(STAGE_CHANGE))})
 def account_stages(account_id, query):
     service.get(account_id)
-    keys = [SortKey(StageChange.changed_at, True, "datetime"), SortKey(StageChange.id, True)]
-    rows, next_cursor = paging.page(select(StageChange).where(StageChange.account_id == account_id), keys,
-                                    "stages", query.get("cursor"), query.get("limit", paging.DEFAULT_LIMIT))
+    rows, next_cursor = account_details.stage_page(account_id, query.get("cursor"),
+                                                   query.get("limit", paging.DEFAULT_LIMIT))
     return jsonify(items=[service.serialize_stage_change(s) for s in rows], next_cursor=next_cursor)
 

@@ -9,15 +9,12 @@ type's own schema (``GET /connector-types``), field by field.
 from __future__ import annotations
 
 from flask import jsonify, url_for
-from sqlalchemy import select
 
 from abm.api import bp
 from abm.api._openapi import ADMIN, MANAGERS, PAGE_QUERY, operation, page_of, register_schema
 from abm.auth import api_user
-from abm.models import ConnectorConfig
 from abm.services import connectors as service
 from abm.services import paging
-from abm.services.paging import SortKey
 from connectors.base import CHANNELS
 
 _CHANNELS = {"type": "array", "items": {"enum": list(CHANNELS)}}
@@ -91,8 +88,7 @@ def connector_types():
            responses={200: ("One page of connectors", page_of(CONNECTOR_FOR_ROLE))})
 def list_connectors(query):
     role = api_user().role
-    rows, next_cursor = paging.page(select(ConnectorConfig), [SortKey(ConnectorConfig.name)], "connectors",
-                                    query.get("cursor"), query.get("limit", paging.DEFAULT_LIMIT))
+    rows, next_cursor = service.page_configs(query.get("cursor"), query.get("limit", paging.DEFAULT_LIMIT))
     return jsonify(items=[service.serialize(r, role) for r in rows], next_cursor=next_cursor)
 
 

@@ -8,10 +8,8 @@ from flask import jsonify, request
 
 from abm.api import bp
 from abm.api._openapi import MANAGERS, operation, register_schema
-from abm.db import db
-from abm.errors import ApiError, NotFound
-from abm.models import Account
-from abm.services import ad_reports, scores
+from abm.errors import ApiError
+from abm.services import accounts, ad_reports, scores
 from abm.services import events as events_service
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
@@ -71,18 +69,11 @@ def post_events(body):
     return jsonify(accepted=len(accepted), rejected=rejected), 202
 
 
-def _account(account_id: int) -> Account:
-    account = db.session.get(Account, account_id)
-    if account is None:
-        raise NotFound("account")
-    return account
-
-
 @bp.get("/accounts/<int:account_id>/engagement")
 @operation("An account's score broken down by event type, by contact and by playbook, with its events",
            tags=["engagement"], responses={200: ("The breakdown", BREAKDOWN)})
 def account_engagement(account_id: int):
-    _account(account_id)
+    accounts.get(account_id)
     return jsonify(scores.breakdown(account_id))
 
 
@@ -91,7 +82,7 @@ def account_engagement(account_id: int):
            query={"limit": {"type": "integer", "minimum": 1, "maximum": 500}},
            responses={200: ("The timeline", TIMELINE)})
 def account_timeline(account_id: int, query):
-    _account(account_id)
+    accounts.get(account_id)
     return jsonify(items=timeline_service.account_timeline(account_id, query.get("limit", 100)))
 
 

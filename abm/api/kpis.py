@@ -147,18 +147,25 @@ def get_kpi_accounts(query):
 
 
 @bp.get("/kpis/trends")
-@operation("Every KPI week by week (the totals of each of the last weeks, oldest first)", tags=["kpis"],
+@operation("Every KPI week by week, oldest first: the totals of each of the last weeks (`rows`) and each group's "
+           "series (`groups`, by `group_by`; with `format=csv` and a `group_by`, one CSV row per group and week)",
+           tags=["kpis"],
            query={"weeks": {"type": "integer", "minimum": 1, "maximum": kpi_trends.MAX_WEEKS,
                             "description": "default 12"},
+                  "group_by": {"enum": list(kpis.GROUPS), "description": "default: playbook"},
                   "playbook": {"type": "string"}, "product": {"type": "string"}, "format": {"enum": ["json", "csv"]},
                   **MODEL_QUERY})
 def get_kpi_trends(query):
     try:
         data = kpi_trends.weekly(int(query.get("weeks") or 12), query.get("model"), query.get("playbook"),
-                                 query.get("product"))
+                                 query.get("product"), group_by=query.get("group_by", "playbook"))
     except kpis.KpiError as exc:
-        raise _invalid(exc, "weeks") from None
-    return csv_response(data["rows"], "kpis-by-week") if query.get("format") == "csv" else jsonify(data)
+        raise _invalid(exc, "weeks" if "weeks" in str(exc) else "group_by") from None
+    if query.get("format") == "csv":
+        if query.get("group_by"):
+            return csv_response(kpi_trends.group_csv_rows(data), f"kpis-by-week-and-{data['group_by']}")
+        return csv_response(data["rows"], "kpis-by-week")
+    return jsonify(data)
 
 
 @bp.get("/kpis/opportunities")

@@ -5,16 +5,12 @@ manager or an admin."""
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from sqlalchemy import select
 
 from abm.api import bp
 from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, PUBLIC, operation, page_of, register_schema
 from abm.auth import api_user
-from abm.db import db
 from abm.errors import ApiError
-from abm.models import Account, Enrollment, PlaybookVersion
-from abm.models import Playbook as PlaybookRow
-from abm.services import change_control, paging, touch_search, variant_results
+from abm.services import change_control, playbook_reads, touch_search, variant_results
 from abm.services import playbooks as service
 from playbooks import json_schema
 from playbooks.loader import MAX_SOURCE_BYTES
@@ -160,11 +156,7 @@ def test_send_playbook(key, body):
                                                                                "archived"]}},
            responses={200: ("One page of playbooks", page_of(PLAYBOOK))})
 def list_playbooks(query):
-    stmt = select(PlaybookRow)
-    if query.get("status"):
-        stmt = stmt.where(PlaybookRow.status == query["status"])
-    rows, cursor = paging.page(stmt, [paging.SortKey(PlaybookRow.key)], "key", query.get("cursor"),
-                               query.get("limit", 50))
+    rows, cursor = playbook_reads.page(query.get("status"), query.get("cursor"), query.get("limit", 50))
     return jsonify(items=[service.serialize(r) for r in rows], next_cursor=cursor)
 
 
@@ -252,26 +244,8 @@ _life_cycle("archive", "Archive: running enrollments exit, unsent touches are sk
            responses={200: ("One page of enrollments", page_of(ENROLLMENT))})
 def playbook_enrollments(key, query):
     row = service.get(key)
-    stmt = select(Enrollment).where(Enrollment.playbook_id == row.id)
-    if query.get("state"):
-        stmt = stmt.where(Enrollment.state == query["state"])
-    rows, cursor = paging.page(stmt, [paging.SortKey(Enrollment.id)], "id", query.get("cursor"),
-                               query.get("limit", 50))
-    versions = {v.id: v for v in db.session.execute(select(PlaybookVersion).where(
-        PlaybookVersion.playbook_id == row.id)).scalars()}
-    names = dict(db.session.execute(select(Account.id, Account.name).where(
-        Account.id.in_({e.account_id for e in rows} or {0}))).all())
-    items = []
-    for e in rows:
-        version = versions.get(e.version_id)
-        steps = service.compiled(version).steps if version else ()
-        items.append({
-            "id": e.id, "account_id": e.account_id, "account": names.get(e.account_id), "state": e.state,
-            "cycle": e.cycle, "version": version.version if version else None, "step_index": e.step_index,
-            "step": steps[e.step_index].id if e.step_index < len(steps) else None,
-            "next_run_at": e.next_run_at.isoformat() if e.next_run_at else None,
-            "entered_at": e.entered_at.isoformat(), "left_at": e.left_at.isoformat() if e.left_at else None,
-            "exit_reason": e.exit_reason, "entry_source": e.entry_source})
+    items, cursor = playbook_reads.enrollments_page(row, query.get("state"), query.get("cursor"),
+                                                    query.get("limit", 50))
     return jsonify(items=items, next_cursor=cursor)
 
 

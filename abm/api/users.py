@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from flask import jsonify
-from sqlalchemy import select
 
 from abm.api import bp
 from abm.api._openapi import ADMIN, PAGE_QUERY, operation, page_of, register_schema
-from abm.auth import api_user, hash_token, issue_token
-from abm.db import db
+from abm.auth import api_user
 from abm.errors import Conflict, NotFound, ValidationError
-from abm.models import ROLES, ApiToken, AuditLog, User
-from abm.services import paging
-from abm.services.accounts import MAX_ID
-from abm.services.paging import SortKey
+from abm.models import ROLES, User
+from abm.services import api_tokens, paging
+from abm.services import users as users_service
 from abm.services.users import UserError, create_user, normalise_email
 from abm.services.validation import iso
 
@@ -48,8 +45,7 @@ def serialize_user(user: User) -> dict:
 @bp.get("/users")
 @operation("List users", roles=ADMIN, query=PAGE_QUERY, responses={200: ("One page of users", page_of(USER))})
 def list_users(query):
-    rows, next_cursor = paging.page(select(User), [SortKey(User.id)], "users", query.get("cursor"),
-                                    query.get("limit", paging.DEFAULT_LIMIT))
+    rows, next_cursor = users_service.page(query.get("cursor"), query.get("limit", paging.DEFAULT_LIMIT))
     return jsonify(items=[serialize_user(u) for u in rows], next_cursor=next_cursor)
 
 
@@ -58,9 +54,9 @@ def list_users(query):
            responses={201: ("The new user", USER), 409: "a user has this email"})
 def create_user_view(body):
     email = normalise_email(body["email"])
-    existing = db.session.execute(select(User.id).where(User.email == email)).scalar()
+    existing = users_service.by_email(email)
     if existing is not None:
-        raise Conflict(f"a user with email {email} exists already (id {existing})", extra={"id": existing})
+        raise Conflict(f"a user with email {email} exists already (id {existing.id})", extra={"id": existing.id})
     try:
         user = create_user(email=email, role=body["role"], password=body.get("password"),
                            name=body.get("name", ""), actor_id=api_user().id)
@@ -76,14 +72,9 @@ def create_user_view(body):
                        "answers with `token` null.",
            secret_fields=("token",), responses={201: ("The token", TOKEN)})
 def issue_user_token(user_id, body):
-    user = db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    user = users_service.get(user_id)
     if user is None:
         raise NotFound(f"user {user_id}")
-    token = issue_token(user, body.get("name", ""))
-    db.session.flush()
-    row = db.session.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).scalar_one()
-    db.session.add(AuditLog(actor_id=api_user().id, action="token.issue", target_type="user",
-                            target_id=str(user.id), details={"token_id": row.id, "prefix": row.prefix}))
-    db.session.commit()
+    row, token = api_tokens.issue(user, body.get("name", ""), api_user().id)
     return jsonify(id=row.id, name=row.name, token=token, prefix=row.prefix, user_id=user.id,
                    created_at=iso(row.created_at)), 201

@@ -22,6 +22,7 @@ from abm.errors import ApiError
 from abm.labels import event_count
 from abm.models import Account, Alert, Playbook, User
 from abm.services.alerts import open_opportunities
+from abm.services.transactions import rolls_back_on_error
 
 STATES = {"new": "New", "snoozed": "Snoozed", "acknowledged": "Acknowledged", "not_relevant": "Not relevant"}
 ACTIONS = ("acknowledge", "snooze", "not_relevant", "reopen")
@@ -138,6 +139,7 @@ def snooze_end(day: date, user: User) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(ZoneInfo("UTC"))
 
 
+@rolls_back_on_error
 def act(alert_id: int, user: User, action: str, until: str | None = None, feedback: str | None = None,
         now: datetime | None = None) -> Alert:
     """Acknowledge, snooze until a date (``until``, YYYY-MM-DD, after today), mark as not

@@ -19,6 +19,7 @@ from abm.models import Account
 from abm.models import Playbook as PlaybookRow
 from abm.services import audience, clock, touches
 from abm.services import playbooks as playbook_service
+from abm.services.transactions import rolls_back_on_error
 from playbooks.diff import diff as meaning_diff
 from playbooks.diff import text_diff
 from playbooks.model import EmailStep
@@ -41,6 +42,7 @@ def diff(key: str, old: int, new: int | None = None) -> dict:
             **meaning_diff(playbook_service.compiled(before), playbook_service.compiled(after))}
 
 
+@rolls_back_on_error
 def clone(key: str, new_key: str, name: str | None = None, actor_id: int | None = None) -> tuple[PlaybookRow, int]:
     """The current version of ``key`` stored as a new draft playbook ``new_key`` (named
     ``name``, or "NAME (copy)"). Raises Conflict when ``new_key`` exists, and

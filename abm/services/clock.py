@@ -9,6 +9,8 @@ from flask import current_app, has_app_context
 
 from abm.db import utcnow
 
+__all__ = ["now", "utcnow"]  # utcnow: the wall clock, for pages and the API (they import nothing of abm.db)
+
 
 def now() -> datetime:
     override = current_app.config.get("ABM_CLOCK") if has_app_context() else None

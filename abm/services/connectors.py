@@ -31,7 +31,8 @@ from abm import crypto
 from abm.db import db
 from abm.errors import ApiError, Conflict, NotFound, ValidationError
 from abm.models import AuditLog, ConnectorConfig
-from abm.services import clock
+from abm.services import clock, paging
+from abm.services.paging import SortKey
 from connectors import http, registry, versions
 from connectors.base import CHANNELS, Connector, ConnectorContext, ConnectorError, PermanentError
 
@@ -82,6 +83,11 @@ def list_configs(after: str | None = None, limit: int | None = None) -> list[Con
     if limit:
         query = query.limit(limit)
     return list(db.session.execute(query).scalars())
+
+
+def page_configs(cursor: str | None, limit: int) -> tuple[list[ConnectorConfig], str | None]:
+    """One page of the configured connectors by name (the API's list)."""
+    return paging.page(select(ConnectorConfig), [SortKey(ConnectorConfig.name)], "connectors", cursor, limit)
 
 
 def type_of(config: ConnectorConfig) -> type[Connector] | None:

@@ -123,6 +123,16 @@ def count(value: float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0")
 
 
+def percent(value: float | None) -> str:
+    """A rate (0 to 1) as ``42.5%``; ``–`` for no value."""
+    return "–" if value is None else f"{value * 100:.1f}%".replace(".0%", "%")
+
+
+def days(value: float | None) -> str:
+    """``12.5 d``; ``–`` for no value."""
+    return "–" if value is None else f"{count(value)} d"
+
+
 def label(key: str) -> str:
     """The page's name of a figure (the key itself when none is defined)."""
     return next((t.label for t in FIGURES + FUNNEL + OTHERS if t.key == key), key)

@@ -9,6 +9,7 @@ one that is the default for email).
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
 
 from flask import current_app, render_template
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from abm.db import db, utcnow
 from abm.models import KpiRollup
-from abm.services import kpi_glossary, kpis
+from abm.services import kpi_charts, kpi_glossary, kpis
 from abm.services import settings as settings_service
 
 WEEKS = 5  # the week reported and the four before it
@@ -61,14 +62,36 @@ def build(now: datetime | None = None) -> dict:
             "lifts": [lift for lift in kpis.lifts() if lift["held_out"] > 0]}
 
 
+def charts(report: dict, currency: str) -> dict[str, dict]:
+    """The report's pictures, by name: one per figure week by week, and the week's leads
+    by playbook and by channel. Each ``{"cid", "alt", "png"}``."""
+    def fmt(is_money: bool):
+        return (lambda v: kpi_glossary.money(v, currency)) if is_money else kpi_glossary.count
+
+    drawn = {row["key"]: kpi_charts.weekly(row["label"], report["weeks"], row["values"], fmt(row["money"]))
+             for row in report["trend"]}
+    for name, groups in (("playbook", report["by_playbook"]), ("channel", report["by_channel"])):
+        top = sorted(groups, key=lambda g: (-g["leads"], g["group"]))[:12]
+        drawn[f"leads_by_{name}"] = kpi_charts.ranking(
+            f"{kpi_glossary.label('leads')} by {name}", [g["group"] for g in top], [g["leads"] for g in top],
+            fmt(False))
+    return {name: {"cid": f"{name}.{report['week_start']}@kpi-report.abm", "alt": chart.alt, "png": chart.png}
+            for name, chart in drawn.items()}
+
+
 def render(report: dict) -> dict:
-    """Subject, HTML (charts drawn as HTML bars: they show in every mail client, images or not) and text."""
+    """Subject, HTML with its charts as inline PNG parts (``inline_images``: the email
+    builder attaches them, ``multipart/related``, each by its Content-ID) and text."""
     currency = settings_service.current().get("currency", "USD")
+    images = charts(report, currency)
     context = {"r": report, "money": lambda v: kpi_glossary.money(v, currency), "label": kpi_glossary.label,
-               "base_url": current_app.config.get("BASE_URL", "")}
+               "images": images, "base_url": current_app.config.get("BASE_URL", "")}
     return {"subject": f"KPIs, week of {report['week_start']}",
             "html": render_template("email/internal/kpi_report.html", **context),
-            "text": render_template("email/internal/kpi_report.txt", **context)}
+            "text": render_template("email/internal/kpi_report.txt", **context),
+            "inline_images": [{"cid": i["cid"], "content_type": "image/png", "filename": f"{name}.png",
+                               "data_base64": base64.b64encode(i["png"]).decode("ascii")}
+                              for name, i in images.items()]}
 
 
 def _marker(week_start: str) -> str:

@@ -98,7 +98,7 @@ def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_
     """Sent marketing touches in [since, until), each with its group ``g``."""
     q = (_segment_touches() if group_by == "segment" else
          select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector,
-                GROUP_COLUMNS[group_by]().label("g"))
+                GROUP_COLUMNS[group_by]().label("g"), literal(1.0).label("share"))
          .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id))
     q = (q.where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= since,
                 Touch.sent_at < until))
@@ -114,16 +114,18 @@ def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_
 def _segment_touches():
     """The touches with the saved segments their account is in now, one row per segment
     (``(no segment)`` for an account in none). Segments may overlap: a touch at an
-    account in two segments counts as one touch in each (its shares are split between
-    them, so that the credits still add up to the conversions)."""
+    account in two segments counts as one touch in each, and ``share`` (1/2 there) splits
+    what it carries, its unit cost and its weight in a conversion, between them, so that
+    costs and credits still add up to the totals."""
     members = segments.memberships()
     q = (select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector)
          .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id))
     if members is None:
-        return q.add_columns(literal("(no segment)").label("g"))
+        return q.add_columns(literal("(no segment)").label("g"), literal(1.0).label("share"))
     m = members.subquery()
     return q.outerjoin(m, m.c.account_id == Touch.account_id).add_columns(
-        func.coalesce(m.c.segment, "(no segment)").label("g"))
+        func.coalesce(m.c.segment, "(no segment)").label("g"),
+        (literal(1.0) / func.count().over(partition_by=Touch.id)).label("share"))
 
 
 def _row(part: str, g, *values):
@@ -150,13 +152,14 @@ def engaged_pairs(inp, end: datetime):
 def reach_statement(mt, start: datetime, end: datetime):
     """Touches, accounts reached, unit cost and engaged accounts per group, and their totals."""
     inp = in_period(mt, start)
-    unit = func.coalesce(func.sum(ConnectorConfig.unit_cost), 0)
+    unit = func.coalesce(func.sum(ConnectorConfig.unit_cost * inp.c.share), 0)
     costed = inp.outerjoin(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
     engaged = engaged_pairs(inp, end)
     return union_all(
         select(*_row("reach", inp.c.g, func.count(), func.count(inp.c.account_id.distinct()), unit))
         .select_from(costed).group_by(inp.c.g),
-        select(*_row("reach", None, func.count(), func.count(inp.c.account_id.distinct()), unit)).select_from(costed),
+        select(*_row("reach", None, func.count(inp.c.touch_id.distinct()), func.count(inp.c.account_id.distinct()),
+                     unit)).select_from(costed),
         select(*_row("engaged", engaged.c.g, func.count())).group_by(engaged.c.g),
         select(*_row("engaged", None, func.count(engaged.c.account_id.distinct()))),
     )
@@ -206,12 +209,14 @@ def numbered(conv, mt, window_days: float):
     numbered in time order (``rn`` of ``n``)."""
     per_conv = [conv.c.kind, conv.c.conv_id, conv.c.account_id]
     order = [mt.c.sent_at, mt.c.touch_id]
-    return (select(conv, mt.c.touch_id, mt.c.sent_at, mt.c.g,
-                   func.row_number().over(partition_by=per_conv, order_by=order).label("rn"),
-                   func.count().over(partition_by=per_conv).label("n"))
-            .select_from(conv.join(mt, and_(mt.c.account_id == conv.c.account_id, mt.c.sent_at <= conv.c.at,
-                                            at_or_after(mt.c.sent_at, conv.c.at, -window_days))))
-            .cte("p0"))
+    # a touch has one row per group it is in (several only for overlapping segments): its rows share one number
+    ranked = (select(conv, mt.c.touch_id, mt.c.sent_at, mt.c.g, mt.c.share,
+                     func.dense_rank().over(partition_by=per_conv, order_by=order).label("rn"))
+              .select_from(conv.join(mt, and_(mt.c.account_id == conv.c.account_id, mt.c.sent_at <= conv.c.at,
+                                              at_or_after(mt.c.sent_at, conv.c.at, -window_days))))
+              .cte("p00"))
+    by_conv = [ranked.c.kind, ranked.c.conv_id, ranked.c.account_id]
+    return select(ranked, func.max(ranked.c.rn).over(partition_by=by_conv).label("n")).cte("p0")
 
 
 def weighted(p0, model: str, half_life_days: float, removal: dict[str, float] | None = None):
@@ -230,7 +235,9 @@ def weighted(p0, model: str, half_life_days: float, removal: dict[str, float] | 
     else:
         aux = literal(0)
     p1 = select(p0, aux.label("aux")).cte("p1")
-    return select(p1, weight(model, p1, by_conv=[p1.c.kind, p1.c.conv_id, p1.c.account_id]).label("w")).cte("path")
+    w = weight(model, p1, by_conv=[p1.c.kind, p1.c.conv_id, p1.c.account_id])
+    # a touch's weight split between the groups it is in (the Markov model's groups are its units already)
+    return select(p1, (w if model == "markov" else w * p1.c.share).label("w")).cte("path")
 
 
 def transitions_statement(p0, inp, conv):
@@ -275,7 +282,7 @@ def weight(model: str, p, by_conv):
         return case((and_(aux > 1, aux < n), case((n == 3, 1.0 / 3), (or_(rn == 1, rn == aux, rn == n), 0.3),
                                                   else_=0.1 / (n - 3))), else_=_u_shaped(rn, n))
     if model in ("time_decay", "markov"):
-        total = func.sum(aux).over(partition_by=by_conv)
+        total = func.sum(aux if model == "markov" else aux * p.c.share).over(partition_by=by_conv)
         return case((total > 0, aux / total), else_=1.0 / n)
     raise ValueError(f"no SQL weight for model {model!r}")
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from abm.db import db
 from abm.models import Account, ConnectorConfig, Cost, Opportunity, Playbook
-from abm.services import kpi_accounts, kpi_sql, kpis, spend
+from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
 
 BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel")
 
@@ -81,13 +81,14 @@ def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook
     kpis.check_group(group_by)
     mt, _ = kpis.touches_and_path(group_by, period, playbook, product, None)
     inp = kpi_sql.in_period(mt, period.start)
-    q = (select(inp.c.connector, func.count(), ConnectorConfig.unit_cost)
+    # a touch at an account in two overlapping segments is half a touch's cost in each (kpi_sql._segment_touches)
+    q = (select(inp.c.connector, func.sum(inp.c.share), ConnectorConfig.unit_cost)
          .join(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
          .where(ConnectorConfig.unit_cost > 0).group_by(inp.c.connector, ConnectorConfig.unit_cost))
     if group is not None:
         q = q.where(inp.c.g == group)
-    rows = [{"source": "unit cost", "id": None, "what": f"{n:,} touches through {connector}",
-             "entry_amount": float(unit), "amount": round(float(unit) * n, 2)}
+    rows = [{"source": "unit cost", "id": None, "what": f"{kpi_glossary.count(n)} touches through {connector}",
+             "entry_amount": float(unit), "amount": round(float(unit) * float(n), 2)}
             for connector, n, unit in db.session.execute(q)]
     products = dict(db.session.execute(select(Playbook.key, Playbook.product)).all())
     entries = select(Cost).where(Cost.date_to >= period.start.date(), Cost.date_from <= period.end.date())

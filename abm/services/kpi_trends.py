@@ -1,5 +1,9 @@
-"""Every KPI as a weekly series: the totals of :func:`abm.services.kpis.compute` for each
-of the last weeks (Monday to Sunday; the current week so far last)."""
+"""Every KPI as a weekly series: the answers of :func:`abm.services.kpis.compute` for
+each of the last weeks (Monday to Sunday; the current week so far last), in total and
+for each group of the chosen grouping (playbook, channel, segment...).
+
+One computation per week gives both: the totals and every group's row.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,17 @@ from datetime import datetime, timedelta
 from abm.db import utcnow
 from abm.services import kpis
 
-#: The series, in the order the trends page shows them: (key of the totals, is money).
+#: The totals' series, in the order the trends page shows them: (key of the totals, is money).
 FIGURES = (("touches", False), ("accounts_reached", False), ("engaged_accounts", False), ("leads", False),
            ("cost", True), ("cost_per_lead", True), ("opportunities", False), ("won", False),
            ("pipeline_influenced", True), ("revenue_influenced", True))
+#: Each group's series: every figure of a group's row (what the dashboard's table shows).
+#: (key, kind): kind is "money", "rate", "days" or "count".
+GROUP_FIGURES = (("touches", "count"), ("accounts_reached", "count"), ("engaged_accounts", "count"),
+                 ("leads", "count"), ("cost", "money"), ("cost_per_lead", "money"), ("opportunities", "count"),
+                 ("lead_to_opportunity_rate", "rate"), ("opportunity_to_won_rate", "rate"),
+                 ("pipeline_influenced", "money"), ("revenue_influenced", "money"),
+                 ("median_days_first_touch_to_opportunity", "days"))
 MAX_WEEKS = 52
 
 
@@ -26,14 +37,37 @@ def week_periods(weeks: int, now: datetime) -> list[kpis.Period]:
             for n in range(weeks - 1, -1, -1)]
 
 
+def _empty_week(week: str) -> dict:
+    """A group's week without any of its touches: counts and money 0, rates and days none."""
+    return {"week": week, **{k: (0 if kind in ("count", "money") else None) for k, kind in GROUP_FIGURES}}
+
+
 def weekly(weeks: int = 12, model: str | None = None, playbook: str | None = None, product: str | None = None,
-           now: datetime | None = None) -> dict:
-    """``{"weeks": [...], "rows": [{"week", figure: value...}], "attribution"}``."""
+           now: datetime | None = None, group_by: str = "playbook") -> dict:
+    """``{"rows": [{"week", figure: total...}], "figures", "group_by", "group_figures",
+    "groups": [{"group", "rows": [{"week", figure: value...}]}], "attribution"}``: every
+    group that had a figure in one of the weeks has a row for every week."""
     now = now or utcnow()
-    rows = []
+    kpis.check_group(group_by)
+    rows, by_group = [], {}
     attribution = None
-    for period in week_periods(weeks, now):
-        data = kpis.compute("playbook", period, playbook, product, now=now, model=model, with_funnel=False)
+    periods = week_periods(weeks, now)
+    for period in periods:
+        data = kpis.compute(group_by, period, playbook, product, now=now, model=model, with_funnel=False)
         attribution = data["attribution"]
-        rows.append({"week": period.start.date().isoformat(), **{k: data["totals"][k] for k, _ in FIGURES}})
-    return {"rows": rows, "figures": [{"key": k, "money": m} for k, m in FIGURES], "attribution": attribution}
+        week = period.start.date().isoformat()
+        rows.append({"week": week, **{k: data["totals"][k] for k, _ in FIGURES}})
+        for g in data["groups"]:
+            by_group.setdefault(g["group"], {})[week] = {"week": week, **{k: g[k] for k, _ in GROUP_FIGURES}}
+    all_weeks = [r["week"] for r in rows]
+    groups = [{"group": name, "rows": [series.get(w) or _empty_week(w) for w in all_weeks]}
+              for name, series in by_group.items()]
+    groups.sort(key=lambda g: (-sum(r["touches"] for r in g["rows"]), g["group"]))
+    return {"rows": rows, "figures": [{"key": k, "money": m} for k, m in FIGURES], "attribution": attribution,
+            "group_by": group_by, "group_figures": [{"key": k, "kind": kind} for k, kind in GROUP_FIGURES],
+            "groups": groups}
+
+
+def group_csv_rows(data: dict) -> list[dict]:
+    """The groups' series as CSV rows: one per group and week."""
+    return [{data["group_by"]: g["group"], **row} for g in data["groups"] for row in g["rows"]]

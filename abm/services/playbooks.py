@@ -25,6 +25,7 @@ from abm.models import Playbook as PlaybookRow
 from abm.services import clock, connectors, dry_run, enrollment, migration, segments
 from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
+from abm.services.transactions import rolls_back_on_error
 from abm.services.versions import compiled, compiled_by_id, current_version  # noqa: F401 - this module's API too
 from playbooks import Workspace, load
 from playbooks.errors import LoadResult
@@ -76,6 +77,7 @@ def get(key: str) -> PlaybookRow:
     return row
 
 
+@rolls_back_on_error
 def apply(source: str, filename: str = "playbook.yaml", actor_id: int | None = None) -> tuple[PlaybookRow, int]:
     """Validate and store ``source`` as a new version; (playbook row, version number).
 
@@ -117,6 +119,7 @@ class EmptyAudience(Conflict):
         self.funnel = steps
 
 
+@rolls_back_on_error
 def activate(key: str, now: datetime | None = None, allow_empty: bool = False) -> dict:
     """draft (or paused) -> active; enrolls the audience at once. Commits.
 
@@ -172,6 +175,7 @@ def migrate(key: str, now: datetime | None = None) -> dict:
     return {"key": key, "status": row.status, "version": row.current_version, **result}
 
 
+@rolls_back_on_error
 def pause(key: str) -> dict:
     row = get(key)
     if row.status != "active":
@@ -181,6 +185,7 @@ def pause(key: str) -> dict:
     return {"key": key, "status": row.status}
 
 
+@rolls_back_on_error
 def resume(key: str) -> dict:
     """paused -> active, and the touches left queued are enqueued again (after commit)."""
     row = get(key)
@@ -194,6 +199,7 @@ def resume(key: str) -> dict:
     return {"key": key, "status": row.status, "requeued": len(queued), "jobs": jobs}
 
 
+@rolls_back_on_error
 def archive(key: str, now: datetime | None = None) -> dict:
     row = get(key)
     now = now or clock.now()

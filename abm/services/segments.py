@@ -22,6 +22,7 @@ from abm.errors import ApiError, NotFound, ValidationError
 from abm.exports import csv_text
 from abm.models import Account, Segment
 from abm.services import audience, clock, paging
+from abm.services.transactions import rolls_back_on_error
 from playbooks.conditions import And, Condition, Or, condition_from_dict, describe, evaluate
 from playbooks.loader import load_condition
 
@@ -56,6 +57,7 @@ def compiled_all() -> dict[str, Condition]:
     return {row.name: condition_of(row) for row in db.session.execute(select(Segment)).scalars()}
 
 
+@rolls_back_on_error
 def save(name: str, source: str, description: str | None = None, actor_id: int | None = None) -> tuple[Segment, bool]:
     """Create or change segment ``name``; (row, created). Raises ValidationError for a
     bad name and :class:`SegmentInvalid` for a bad condition. Commits."""

@@ -6,6 +6,8 @@ the KPIs prorate it by day to the period asked for (docs/kpis.md, "Cost").
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -14,12 +16,15 @@ from sqlalchemy import select
 from abm.db import db
 from abm.errors import ValidationError
 from abm.models import Cost, Playbook
+from abm.services.transactions import rolls_back_on_error
 from abm.services.validation import refuse_nul, too_long
 
 SPEND_FIELDS = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
+MAX_SPEND_ROWS = 10_000  # rows of one CSV upload
 SPEND_CHANNELS = ("email", "ads", "alert", "task", "webhook", "events", "other")
 
 
+@rolls_back_on_error
 def record_cost(data: dict, source: str = "api") -> Cost:
     """Store one spend entry (``{playbook?, channel?, product?, amount, currency, date | from, to}``)."""
     refuse_nul(data)  # before any lookup: PostgreSQL cannot take one (the CSV upload comes here too)
@@ -39,6 +44,35 @@ def record_cost(data: dict, source: str = "api") -> Cost:
     db.session.add(cost)
     db.session.commit()
     return cost
+
+
+def record_csv(stream) -> tuple[int, list[dict]]:
+    """A CSV of spend (columns playbook, channel, product, amount, currency, date, from, to).
+
+    Good rows are recorded (each commits), bad rows reported by row and column: (recorded, errors).
+    """
+    text = stream.read().decode("utf-8-sig", errors="replace")
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    unknown = [h for h in header if h not in SPEND_FIELDS]
+    if not header or "amount" not in header or unknown:
+        why = (f"unknown column {unknown[0]!r}" if unknown else "the header needs an amount column")
+        return 0, [{"row": 1, "path": unknown[0] if unknown else "amount",
+                    "message": f"{why} (columns: {', '.join(sorted(SPEND_FIELDS))})"}]
+    created, errors = 0, []
+    for n, raw in enumerate(reader, start=2):
+        if n > MAX_SPEND_ROWS + 1:
+            errors.append({"row": n, "path": None, "message": f"only the first {MAX_SPEND_ROWS:,} rows are read"})
+            break
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        if not any(row.values()):
+            continue
+        try:
+            record_cost({k: v for k, v in row.items() if v}, source="csv")
+            created += 1
+        except ValidationError as exc:
+            errors += [{"row": n, **d} for d in exc.details]
+    return created, errors
 
 
 def _amount(data: dict, problems: list[dict]) -> Decimal:

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 
 from abm.db import db
 from abm.models import ROLES, Account, Alert, AuditLog, User
+from abm.services.transactions import rolls_back_on_error
 from abm.services.users import UserError, change_password, end_sessions, normalise_email
 from workers import enqueue
 
@@ -54,6 +55,7 @@ def _keep_an_admin(user: User, actor_id: int | None, what: str) -> None:
             raise UserError(f"{user.email} is the last active admin; make someone else admin first")
 
 
+@rolls_back_on_error
 def change_role(user: User, role: str, actor_id: int | None = None) -> User:
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -67,6 +69,7 @@ def change_role(user: User, role: str, actor_id: int | None = None) -> User:
     return user
 
 
+@rolls_back_on_error
 def deactivate(user: User, actor_id: int | None = None) -> User:
     """The user can no longer log in; their sessions end and their API tokens are revoked."""
     if not user.active:
@@ -78,6 +81,7 @@ def deactivate(user: User, actor_id: int | None = None) -> User:
     return user
 
 
+@rolls_back_on_error
 def reactivate(user: User, actor_id: int | None = None) -> User:
     """The user may log in again (with a new login; old sessions and tokens stay ended)."""
     if user.active:
@@ -88,6 +92,7 @@ def reactivate(user: User, actor_id: int | None = None) -> User:
     return user
 
 
+@rolls_back_on_error
 def delete(user: User, reassign_to: User | None, actor_id: int | None = None) -> int:
     """Delete ``user``; their accounts (and their alerts still to act on) go to
     ``reassign_to``, required when they own any. Returns the accounts moved."""
@@ -145,6 +150,7 @@ def user_for_reset(token: str) -> User:
     return user
 
 
+@rolls_back_on_error
 def reset_password(token: str, password: str) -> User:
     """Set the password a reset link is for (once); ends every session of the user."""
     user = user_for_reset(token)
@@ -154,6 +160,7 @@ def reset_password(token: str, password: str) -> User:
     return user
 
 
+@rolls_back_on_error
 def send_reset_link(user: User, actor_id: int | None = None) -> str:
     """Queue the email with a reset link to ``user`` (the worker makes the link); the job id."""
     if not user.active:

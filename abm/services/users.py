@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from abm.auth import hash_password
 from abm.db import db, utcnow
-from abm.models import ROLES, ApiToken, AuditLog, User
+from abm.models import ROLES, Account, ApiToken, AuditLog, User
+from abm.services import paging
+from abm.services.paging import SortKey
+from abm.services.transactions import rolls_back_on_error
 
 MIN_PASSWORD = 8
 
@@ -19,6 +23,7 @@ def normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+@rolls_back_on_error
 def create_user(email: str, role: str, password: str | None, name: str = "", actor_id: int | None = None) -> User:
     email = normalise_email(email)
     if "@" not in email or email.startswith("@") or email.endswith("@"):
@@ -88,6 +93,11 @@ def find(ref: str) -> User | None:
     return by_email(ref)
 
 
+def get(user_id: int) -> User | None:
+    """The user with this id; None when there is none (or the number cannot be an id)."""
+    return db.session.get(User, user_id) if 0 < user_id < 2**31 else None
+
+
 def by_email(email: str) -> User | None:
     return db.session.execute(select(User).where(User.email == normalise_email(email))).scalar_one_or_none()
 
@@ -102,3 +112,19 @@ def emails_by_id(ids) -> dict[int, str]:
     if not ids:
         return {}
     return dict(db.session.execute(select(User.id, User.email).where(User.id.in_(ids))).all())
+
+
+def with_tokens() -> list[User]:
+    """Every user with their API tokens loaded, by email (the admin's users page)."""
+    return list(db.session.execute(select(User).options(selectinload(User.tokens)).order_by(User.email)).scalars())
+
+
+def accounts_owned() -> dict[int, int]:
+    """How many accounts each user owns, by user id (owners of none are left out)."""
+    return dict(db.session.execute(select(Account.owner_id, func.count()).where(Account.owner_id.is_not(None))
+                                   .group_by(Account.owner_id)).all())
+
+
+def page(cursor: str | None, limit: int) -> tuple[list[User], str | None]:
+    """One page of users by id (the API's list)."""
+    return paging.page(select(User), [SortKey(User.id)], "users", cursor, limit)

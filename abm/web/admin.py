@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
-from abm.auth import issue_token
-from abm.db import db, utcnow
 from abm.errors import ValidationError
-from abm.models import ROLES, Account, ApiToken, AuditLog, User
-from abm.services import alert_inbox, scores, user_admin
+from abm.models import ROLES
+from abm.services import alert_inbox, api_tokens, scores, user_admin
 from abm.services import settings as settings_service
+from abm.services import users as users_service
 from abm.services.users import UserError, create_user
 from abm.web import _settings_form as settings_form
 from abm.web._access import role_required
@@ -21,12 +18,9 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def _users_page(status: int = 200, **context):
-    users = db.session.execute(
-        select(User).options(selectinload(User.tokens)).order_by(User.email)).scalars().all()
     context.setdefault("form", {"role": "ae"})
-    owned = dict(db.session.execute(select(Account.owner_id, func.count()).where(Account.owner_id.is_not(None))
-                                    .group_by(Account.owner_id)).all())
-    return render_template("web/admin/users.html", users=users, roles=ROLES, owned=owned, **context), status, {
+    return render_template("web/admin/users.html", users=users_service.with_tokens(), roles=ROLES,
+                           owned=users_service.accounts_owned(), **context), status, {
         "Cache-Control": "no-store"}
 
 
@@ -44,7 +38,6 @@ def create():
     try:
         user = create_user(form["email"], form["role"], password, name=form["name"], actor_id=current_user.id)
     except UserError as exc:
-        db.session.rollback()
         message = str(exc)
         field = "role" if message.startswith("role") else "password" if "password" in message else "email"
         return _users_page(422, form=form, errors={field: [message]})
@@ -55,12 +48,9 @@ def create():
 @bp.post("/users/<int:user_id>/tokens")
 @role_required("admin")
 def create_token(user_id: int):
-    user = db.session.get(User, user_id) or abort(404, description=f"user {user_id} not found")
+    user = users_service.get(user_id) or abort(404, description=f"user {user_id} not found")
     name = (request.form.get("name") or "").strip()[:200]
-    token = issue_token(user, name)
-    db.session.add(AuditLog(actor_id=current_user.id, action="token.create", target_type="user",
-                            target_id=str(user.id), details={"name": name}))
-    db.session.commit()
+    _row, token = api_tokens.issue(user, name, current_user.id, action="token.create")
     # Shown in this answer only (no redirect, nothing kept in the session, not cached).
     return _users_page(201, new_token={"user": user, "name": name, "token": token})
 
@@ -68,12 +58,8 @@ def create_token(user_id: int):
 @bp.post("/tokens/<int:token_id>/revoke")
 @role_required("admin")
 def revoke_token(token_id: int):
-    token = db.session.get(ApiToken, token_id) or abort(404, description=f"token {token_id} not found")
-    if token.revoked_at is None:
-        token.revoked_at = utcnow()
-        db.session.add(AuditLog(actor_id=current_user.id, action="token.revoke", target_type="user",
-                                target_id=str(token.user_id), details={"token": token.prefix}))
-        db.session.commit()
+    token = api_tokens.get(token_id) or abort(404, description=f"token {token_id} not found")
+    if api_tokens.revoke(token, current_user.id):
         flash(f"Token {token.prefix}… of {token.user.email} revoked; it no longer works.", "success")
     return redirect(url_for("admin.users"))
 
@@ -89,7 +75,7 @@ def manage(user_id: int, action: str):
     """Change a role, deactivate, reactivate, email a reset link, delete (accounts reassigned)."""
     if action not in DONE:
         abort(404, description=f"no action {action!r}: use one of {', '.join(DONE)}")
-    user = db.session.get(User, user_id) or abort(404, description=f"user {user_id} not found")
+    user = users_service.get(user_id) or abort(404, description=f"user {user_id} not found")
     email = user.email
     try:
         if action == "role":
@@ -106,7 +92,6 @@ def manage(user_id: int, action: str):
             if moved:
                 flash(f"{moved} account(s) of {email} moved to {target.email}.", "info")
     except UserError as exc:
-        db.session.rollback()
         flash(f"{email}: {exc}", "error")
         return redirect(url_for("admin.users"))
     flash(f"{email} {DONE[action].format(role=request.form.get('role'))}.", "success")
@@ -132,7 +117,6 @@ def settings():
                 else:
                     settings_service.update(changes, actor_id=current_user.id)
             except ValidationError as exc:
-                db.session.rollback()
                 errors = settings_form.field_errors(exc.details)
             else:
                 if preview is None:

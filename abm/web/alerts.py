@@ -12,11 +12,11 @@ from datetime import timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from abm.db import db, utcnow
 from abm.errors import ApiError
 from abm.models import User
 from abm.services import alert_inbox
 from abm.services import users as users_service
+from abm.services.clock import utcnow
 from abm.web._access import MANAGERS, role_required, safe_next
 
 bp = Blueprint("alerts", __name__)
@@ -69,7 +69,6 @@ def act(alert_id: int, action: str):
         alert_inbox.act(alert_id, current_user, action, until=request.form.get("until"),
                         feedback=request.form.get("feedback"))
     except ApiError as exc:
-        db.session.rollback()
         if exc.status in (403, 404):
             raise
         flash(f"Alert {alert_id} not changed: {exc.message}", "error")

@@ -13,13 +13,13 @@ from datetime import datetime
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from abm.db import utcnow
 from abm.errors import ApiError
 from abm.models import User
 from abm.services import digest, in_market, sales_view, scores
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
 from abm.services import users as users_service
+from abm.services.clock import utcnow
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("engagement", __name__)

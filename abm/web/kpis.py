@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
 from abm import exports
-from abm.db import db, utcnow
 from abm.errors import ValidationError
 from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis, rollups
 from abm.services import settings as settings_service
 from abm.services import spend as spend_service
+from abm.services.clock import utcnow
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("kpis", __name__)
 
 PRESETS = (30, 90, 365)
-MAX_SPEND_ROWS = 10_000
+#: The groups the trends page draws (the most touched first); the API and the CSV give all.
+TREND_GROUPS = 12
 
 
 def _period_args() -> tuple[kpis.Period, dict, list[str]]:
@@ -72,17 +71,24 @@ def index():
 @bp.get("/kpis/trends")
 @role_required()
 def trends():
-    """Every KPI week by week, each with a chart."""
+    """Every KPI week by week, each with a chart: the totals, or (``group_by``) each group's."""
     _, args, problems = _period_args()
+    by_group = bool(request.args.get("group_by")) and args["group_by"] in kpis.GROUPS
     weeks = request.args.get("weeks", "12")
     weeks = int(weeks) if weeks.isdigit() and 1 <= int(weeks) <= kpi_trends.MAX_WEEKS else 12
-    data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None)
+    data = kpi_trends.weekly(weeks, args["model"] or None, args["playbook"] or None, args["product"] or None,
+                             group_by=args["group_by"])
     if request.args.get("format") == "csv":
+        if by_group:
+            return _csv(kpi_trends.group_csv_rows(data), f"kpis-by-week-and-{data['group_by']}")
         return _csv(data["rows"], "kpis-by-week")
     currency = settings_service.current().get("currency", "USD")
+    formats = {"money": lambda v: kpi_glossary.money(v, currency), "count": kpi_glossary.count,
+               "rate": kpi_glossary.percent, "days": kpi_glossary.days}
+    query = {k: v for k, v in args.items() if v and k in ("model", "playbook", "product")}
     return render_template("web/kpis/trends.html", data=data, weeks=weeks, args=args, problems=problems,
-                           label=kpi_glossary.label, money_fmt=lambda v: kpi_glossary.money(v, currency),
-                           count_fmt=kpi_glossary.count)
+                           by_group=by_group, groups=kpis.GROUPS, query=query, formats=formats,
+                           shown_groups=data["groups"][:TREND_GROUPS], label=kpi_glossary.label)
 
 
 @bp.get("/kpis/glossary")
@@ -167,7 +173,7 @@ def spend():
     form = {}
     if request.method == "POST":
         if request.files.get("file") and request.files["file"].filename:
-            created, errors = _import_spend(request.files["file"].stream)
+            created, errors = spend_service.record_csv(request.files["file"].stream)
             if created:
                 flash(f"{created} spend entries recorded", "success")
             if not errors:
@@ -185,33 +191,3 @@ def spend():
     return render_template("web/kpis/spend.html", entries=entries, errors=errors, form=form, playbooks=playbooks), (
         422 if errors else 200)
 
-
-def _import_spend(stream) -> tuple[int, list[dict]]:
-    """A CSV of spend (columns playbook, channel, product, amount, currency, date, from, to).
-
-    Good rows are recorded, bad rows reported by row and column.
-    """
-    text = stream.read().decode("utf-8-sig", errors="replace")
-    reader = csv.DictReader(io.StringIO(text))
-    known = {"playbook", "channel", "product", "amount", "currency", "date", "from", "to"}
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    unknown = [h for h in header if h not in known]
-    if not header or "amount" not in header or unknown:
-        why = (f"unknown column {unknown[0]!r}" if unknown else "the header needs an amount column")
-        return 0, [{"row": 1, "path": unknown[0] if unknown else "amount",
-                    "message": f"{why} (columns: {', '.join(sorted(known))})"}]
-    created, errors = 0, []
-    for n, raw in enumerate(reader, start=2):
-        if n > MAX_SPEND_ROWS + 1:
-            errors.append({"row": n, "path": None, "message": f"only the first {MAX_SPEND_ROWS:,} rows are read"})
-            break
-        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-        if not any(row.values()):
-            continue
-        try:
-            spend_service.record_cost({k: v for k, v in row.items() if v}, source="csv")
-            created += 1
-        except ValidationError as exc:
-            db.session.rollback()
-            errors += [{"row": n, **d} for d in exc.details]
-    return created, errors

@@ -1,9 +1,9 @@
 """The playbook pages: the list, a playbook's page (life cycle, versions, enrollments,
 funnel, touches, failures) and the editor (validate, plan, apply).
 
-Everything goes through :mod:`abm.services.playbooks`, as the API does; the only
-queries here are the read-only aggregates the pages draw (counts per state, per step,
-per status, the latest failures), which the service does not offer.
+Everything goes through :mod:`abm.services.playbooks`, as the API does, and the
+read-only aggregates the pages draw (counts per state, per step, per status, the
+latest failures) through :mod:`abm.services.playbook_reads`.
 
 URLs: editor pages start with ``_`` (``/playbooks/_new``, ``/playbooks/_check``,
 ``/playbooks/_apply``) because a playbook key can never contain one, so no key shadows
@@ -14,14 +14,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
-from abm.db import db
 from abm.errors import ApiError
-from abm.models import Account, Enrollment, PlaybookVersion, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.models.playbook import ENROLLMENT_STATES, PLAYBOOK_STATUSES, TOUCH_STATUSES
-from abm.services import change_control, touch_search, variant_results
+from abm.services import change_control, playbook_reads, touch_search, variant_results
 from abm.services import playbooks as service
 from abm.web._access import MANAGERS, role_required
 from playbooks import flow
@@ -30,7 +27,6 @@ from playbooks.loader import MAX_SOURCE_BYTES
 
 bp = Blueprint("playbooks", __name__)
 
-FAILURES_SHOWN = 20
 LIFE_CYCLE = {
     "activate": "activated", "pause": "paused", "resume": "resumed", "archive": "archived",
 }
@@ -75,60 +71,13 @@ def index():
     status = request.args.get("status") or None
     if status not in (None, *PLAYBOOK_STATUSES):
         status = None
-    stmt = select(PlaybookRow).order_by(PlaybookRow.name, PlaybookRow.key)
-    if status:
-        stmt = stmt.where(PlaybookRow.status == status)
-    rows = db.session.execute(stmt).scalars().all()
-    counts: dict[int, dict[str, int]] = {}
-    for playbook_id, state, n in db.session.execute(
-            select(Enrollment.playbook_id, Enrollment.state, func.count())
-            .group_by(Enrollment.playbook_id, Enrollment.state)):
-        counts.setdefault(playbook_id, {})[state] = n
-    by_status = dict(db.session.execute(select(PlaybookRow.status, func.count()).group_by(PlaybookRow.status)).all())
-    return render_template("web/playbooks/list.html", rows=rows, counts=counts, status=status,
-                           by_status=by_status, statuses=PLAYBOOK_STATUSES, may_manage=may_manage())
+    return render_template("web/playbooks/list.html", rows=playbook_reads.listing(status),
+                           counts=playbook_reads.enrollment_counts(), status=status,
+                           by_status=playbook_reads.status_counts(), statuses=PLAYBOOK_STATUSES,
+                           may_manage=may_manage())
 
 
 # -- one playbook ---------------------------------------------------------------------
-
-
-def _funnel(row: PlaybookRow, steps) -> list[dict]:
-    """How many enrollments (held-out ones aside) reached or passed each step of the
-    current version. An enrollment at step index ``i`` of its own version has reached
-    its steps ``0..i``; steps are matched by id across versions, so an enrollment still
-    on an older version counts for the steps that version shares with the current one."""
-    versions = {v.id: service.compiled(v) for v in db.session.execute(
-        select(PlaybookVersion).where(PlaybookVersion.playbook_id == row.id)).scalars()}
-    reached = {step.id: 0 for step in steps}
-    for version_id, index, n in db.session.execute(
-            select(Enrollment.version_id, Enrollment.step_index, func.count())
-            .where(Enrollment.playbook_id == row.id, Enrollment.state != "held_out")
-            .group_by(Enrollment.version_id, Enrollment.step_index)):
-        pb = versions.get(version_id)
-        if pb is None:
-            continue
-        for step in pb.steps[:index + 1]:
-            if step.id in reached:
-                reached[step.id] += n
-    return [{"label": step.id, "value": reached[step.id]} for step in steps]
-
-
-def _failures(row: PlaybookRow) -> list[dict]:
-    stmt = (select(Touch, Account.name).join(Account, Account.id == Touch.account_id)
-            .where(Touch.playbook_id == row.id, Touch.status == "failed")
-            .order_by(Touch.updated_at.desc(), Touch.id.desc()).limit(FAILURES_SHOWN))
-    return [{"touch": t, "account": name} for t, name in db.session.execute(stmt).all()]
-
-
-def _versions(row: PlaybookRow) -> list[dict]:
-    stmt = (select(PlaybookVersion, User.email).outerjoin(User, User.id == PlaybookVersion.created_by)
-            .where(PlaybookVersion.playbook_id == row.id).order_by(PlaybookVersion.version.desc()))
-    out = []
-    for version, email in db.session.execute(stmt).all():
-        out.append({"version": version.version, "created_at": version.created_at, "by": email,
-                    "lines": version.source.count("\n") + (0 if version.source.endswith("\n") else 1),
-                    "current": version.version == row.current_version})
-    return out
 
 
 @bp.get("/playbooks/<key>")
@@ -139,7 +88,7 @@ def show(key: str):
     pb = service.compiled(service.current_version(row))
     enrollments = [{"label": state.replace("_", " "), "value": summary["enrollments"].get(state, 0)}
                    for state in ENROLLMENT_STATES]
-    reached = _funnel(row, pb.steps)
+    reached = playbook_reads.funnel(row, pb.steps)
     touch_counts = service.touch_counts(key)
     touches = [{"label": status, "value": touch_counts.get(status, 0)} for status in TOUCH_STATUSES]
     results = touch_search.step_results(row.id)
@@ -149,8 +98,8 @@ def show(key: str):
         flow_steps=[{"id": s.id, "label": flow.label(s), "count": r["value"]} for s, r in zip(pb.steps, reached,
                                                                                              strict=True)],
         flow_edges=[vars(edge) for edge in flow.edges(pb)],
-        touches=touches, touches_total=sum(t["value"] for t in touches), failures=_failures(row),
-        versions=_versions(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
+        touches=touches, touches_total=sum(t["value"] for t in touches), failures=playbook_reads.failures(row),
+        versions=playbook_reads.version_history(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
         migration=service.migration_preview(key) if row.status != "archived" else [],
         email_steps=[s.id for s in pb.steps if s.kind == "email"], results=results,
         result_columns=RESULT_COLUMNS, ab=variant_results.of_playbook(pb, results),
@@ -182,11 +131,9 @@ def clone(key: str):
         row, _ = change_control.clone(key, new_key, (request.form.get("name") or "").strip()[:200] or None,
                                       actor_id=current_user.id)
     except service.PlaybookInvalid as exc:
-        db.session.rollback()
         flash(f"Could not clone {key} as {new_key!r}: " + "; ".join(e.message for e in exc.errors), "error")
         return redirect(url_for("playbooks.show", key=key))
     except ApiError as exc:
-        db.session.rollback()
         flash(f"Could not clone {key}: {exc.message}.", "error")
         return redirect(url_for("playbooks.show", key=key))
     flash(f"Stored {row.key} as a copy of {key}, a draft.", "success")
@@ -246,11 +193,9 @@ def life_cycle(key: str, action: str):
         else:
             result = getattr(service, action)(key)
     except service.EmptyAudience as exc:
-        db.session.rollback()
         return render_template("web/playbooks/confirm_empty.html", row=service.get(key), message=exc.message,
                                funnel=exc.funnel), 409
     except ApiError as exc:
-        db.session.rollback()
         if exc.status == 404:
             raise
         flash(f"Could not {action} {key}: {exc.message}.", "error")
@@ -298,12 +243,6 @@ def _posted_source() -> str:
     return source
 
 
-def _known(key: str | None) -> PlaybookRow | None:
-    if not key:
-        return None
-    return db.session.execute(select(PlaybookRow).where(PlaybookRow.key == key)).scalar_one_or_none()
-
-
 @bp.get("/playbooks/_new")
 @role_required()
 def new():
@@ -331,7 +270,7 @@ def check():
     if result.errors:
         return _editor(source, status=422, checked=True, errors=result.errors)
     pb = result.playbook
-    existing = _known(pb.key)
+    existing = playbook_reads.find(pb.key)
     plan = None
     schedule_of = request.form.get("schedule_of")
     if action == "plan":
@@ -353,7 +292,6 @@ def apply():
     try:
         row, number = service.apply(source, "playbook.yaml", actor_id=current_user.id)
     except service.PlaybookInvalid as exc:
-        db.session.rollback()
         return _editor(source, status=422, checked=True, errors=exc.errors)
     flash(f"Stored version {number} of {row.key}." + (
         " It is a draft: activate it to enroll accounts." if row.status == "draft" else

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from abm.db import db
 from abm.services import user_admin
 from abm.services.users import UserError
 
@@ -27,7 +26,6 @@ def form(token: str):
             try:
                 user_admin.reset_password(token, password)
             except UserError as exc:
-                db.session.rollback()
                 errors["password"] = [str(exc)]
             else:
                 flash("Your password is set. Log in with it.", "success")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from abm.db import db
 from abm.errors import ApiError
 from abm.services import segments as service
 from abm.web._access import MANAGERS, role_required
@@ -48,11 +47,9 @@ def save():
     try:
         row, created = service.save(name, source, description, current_user.id)
     except service.SegmentInvalid as exc:
-        db.session.rollback()
         return _form(name, source, description, [f"{e.line}:{e.column} {e.path}: {e.message}" for e in exc.errors],
                      422)
     except ApiError as exc:
-        db.session.rollback()
         return _form(name, source, description, [d.get("message", exc.message) for d in exc.details] or
                      [exc.message], 422)
     flash(f"Segment {row.name} {'created' if created else 'saved'}.", "success")

@@ -22,8 +22,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from abm import tracking
 from abm.auth import csrf
-from abm.db import utcnow
 from abm.services import events, site_beacons, unsubscribes
+from abm.services.clock import utcnow
 
 bp = Blueprint("tracking", __name__)
 

@@ -20,7 +20,10 @@ from hubspot.crm.companies.models import (
     PublicObjectSearchRequest,
 )
 from hubspot.crm.objects.notes.models import BatchInputSimplePublicObjectBatchInputForCreate
-from hubspot.crm.objects.tasks.models import SimplePublicObjectInputForCreate
+from hubspot.crm.objects.tasks.models import (
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectInputForCreate,
+)
 
 #: Fields the published CRM search spec requires although SDK 12's model leaves them
 #: optional (PublicObjectSearchRequest: "required": [filterGroups, sorts, properties, limit, after]).
@@ -34,6 +37,8 @@ MODELS: list[tuple[str, re.Pattern[str], type, set[str]]] = [
     ("POST", re.compile(r"^/crm/v3/objects/companies/batch/read$"), BatchReadInputSimplePublicObjectId, set()),
     ("POST", re.compile(r"^/crm/v3/objects/companies/batch/update$"), BatchInputSimplePublicObjectBatchInput, set()),
     ("POST", re.compile(r"^/crm/v3/objects/tasks$"), SimplePublicObjectInputForCreate, set()),
+    ("POST", re.compile(r"^/crm/v3/objects/tasks/batch/upsert$"), BatchInputSimplePublicObjectBatchInputUpsert,
+     {"inputs"}),
     ("POST", re.compile(r"^/crm/v3/objects/notes/batch/create$"), BatchInputSimplePublicObjectBatchInputForCreate,
      set()),
 ]

@@ -287,10 +287,11 @@ def test_every_request_matches_hubspots_published_models(fake):
         connector = make(server)
         events, _ = connector.poll(None)
         results = connector.send([task_touch(1, "11", to="ae@vendor.com")])
+        upserted = make(server, task_id_property="abm_touch_key").send([task_touch(2, "11")])
         written = connector.write_scores([{"crm_id": "11", "score": 42, "level": "hot"}])
         noted = connector.write_timeline([{"crm_id": "11", "key": "k", "subject": "ABM week", "body": "x",
                                            "occurred_at": "2026-11-30T00:00:00Z"}])
-    assert len(events) == 2 and results[0].ok and written[0].ok and noted[0].ok
+    assert len(events) == 2 and results[0].ok and upserted[0].ok and written[0].ok and noted[0].ok
     refused = [r for r in server.requests if r.method == "POST" and r.path not in {c.split(" ", 1)[1]
                                                                                     for c in fake.checked}]
     assert not refused, [r.path for r in refused]
@@ -326,3 +327,18 @@ def test_timeline_entries_become_notes_on_the_company(fake):
     body = note["properties"]["hs_note_body"]
     assert body.startswith("<strong>ABM week 48: 3 touches, 5 events</strong>") and "&lt;Tier 1&gt;" in body
     assert "POST /crm/v3/objects/notes/batch/create" in fake.checked  # matched the SDK's model
+
+
+def test_with_a_unique_task_property_a_repeated_call_updates_the_same_task(fake):
+    fake.put("companies", "11", name="Acme", hubspot_owner_id="777")
+    with serve(fake.app) as server:
+        connector = make(server, task_id_property="abm_touch_key")
+        first = connector.send([task_touch(1, "11"), task_touch(2, "11")])
+        again = connector.send([task_touch(1, "11")])  # the call a crash repeats
+        refused = make(server, task_id_property="no_such_property").send([task_touch(3, "11")])
+    assert [r.ok for r in first] == [True, True] and again[0].ok
+    assert again[0].provider_id == first[0].provider_id
+    assert [t["properties"]["abm_touch_key"] for t in fake.tasks] == ["e1:s2:", "e2:s2:"]
+    assert fake.task_companies == {(first[0].provider_id, "11"), (first[1].provider_id, "11")}
+    assert not refused[0].ok and "no_such_property" in refused[0].error
+    assert "POST /crm/v3/objects/tasks/batch/upsert" in fake.checked  # the SDK's model of the request

@@ -270,3 +270,17 @@ def test_our_calls_are_the_ones_simple_salesforce_makes(fake):
         assert us.query == them.query
         if us.body:
             assert json.loads(us.body) == json.loads(them.body)
+
+
+def test_with_an_external_id_field_a_repeated_call_updates_the_same_task(fake):
+    fake.put("Account", "001A", Name="Acme", OwnerId="005OWNER")
+    with serve(fake.app) as server:
+        connector = make(server, task_external_id_field="ABM_Touch_Key__c")
+        first = connector.send([task_touch(1, "001A"), task_touch(2, "001A")])
+        again = connector.send([task_touch(1, "001A", title="Call them again")])  # the call a crash repeats
+        refused = make(server, task_external_id_field="Nope__c").send([task_touch(3, "001A")])
+    assert [r.ok for r in first] == [True, True] and again[0].ok
+    assert again[0].provider_id == first[0].provider_id == "00T00001"
+    assert [(t["ABM_Touch_Key__c"], t["Subject"]) for t in fake.tasks] == [
+        ("e1:s2:", "Call them again"), ("e2:s2:", "Call them")]
+    assert not refused[0].ok and "Nope__c" in refused[0].error

@@ -135,3 +135,34 @@ def test_every_kpi_week_by_week_with_labelled_axes(june, as_role, monkeypatch):
     assert ">05-25<" in html and ">06-29<" in html  # the x axis: first and last weeks
     csv_text = as_role("ae").get("/kpis/trends?weeks=6&format=csv").get_data(as_text=True)
     assert csv_text.splitlines()[0].startswith("week,touches,accounts_reached")
+
+
+def test_every_kpi_week_by_week_for_each_group(june, as_role, api, monkeypatch):
+    from abm.services import kpi_trends
+    from tests.kpis.test_kpis import NOW
+
+    data = kpi_trends.weekly(6, now=NOW, group_by="channel")
+    series = {g["group"]: {r["week"]: r for r in g["rows"]} for g in data["groups"]}
+    assert sorted(series) == ["(unassigned)", "ads", "email"] and all(len(s) == 6 for s in series.values())
+    assert series["(unassigned)"]["2026-06-08"]["cost"] == 70.0  # pb-a's spend names no channel: 7 days of 300/30
+    # email: T1 and T3 (06-02, 06-03); ads: T2 (06-05), credited c1 and c4 (06-10, 06-12) by last touch
+    assert (series["email"]["2026-06-01"]["touches"], series["ads"]["2026-06-01"]["touches"]) == (2, 1)
+    assert series["ads"]["2026-06-08"]["leads"] == 2 and series["email"]["2026-06-08"]["leads"] == 0
+    assert series["ads"]["2026-06-15"]["pipeline_influenced"] == 10000.0  # O1 (06-20), Acme touched by both
+    assert series["email"]["2026-06-22"]["pipeline_influenced"] == 5000.0  # O2 (06-25), T4 at Initech
+    assert series["email"]["2026-05-25"]["lead_to_opportunity_rate"] is None  # no lead: no rate, not 0
+    monkeypatch.setattr("abm.services.kpi_trends.utcnow", lambda: NOW)
+    page = as_role("ae").get("/kpis/trends?weeks=6&group_by=channel")
+    html = page.get_data(as_text=True)
+    charts = html.count('<svg class="chart columns trend"')
+    assert page.status_code == 200 and charts == 3 * len(kpi_trends.GROUP_FIGURES)
+    assert 'aria-label="Pipeline influenced, ads per week"' in html and "$10,000.00" in html
+    assert 'aria-label="Leads that became opportunities, email per week"' in html
+    csv_text = as_role("ae").get("/kpis/trends?weeks=6&group_by=channel&format=csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith("channel,week,touches") and len(csv_text.splitlines()) == 1 + 3 * 6
+    segment = as_role("ae").get("/kpis/trends?weeks=6&group_by=segment").get_data(as_text=True)
+    assert "(no segment)" in segment
+    client = api("manager")
+    answer = client.get("/api/v1/kpis/trends?weeks=6&group_by=tier")
+    assert answer.status_code == 200 and answer.json["group_by"] == "tier" and answer.json["groups"]
+    assert client.get("/api/v1/kpis/trends?group_by=colour").status_code == 422

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from abm import metrics
 from abm.db import db
 from abm.models import Account, Contact, Enrollment, Event, Opportunity, Playbook, PlaybookVersion, Touch
-from abm.services import kpis, rollups
+from abm.services import kpis, rollups, segments
 from abm.services import settings as settings_service
 from tests.conftest import empty_database
 
@@ -26,7 +26,8 @@ def random_world(seed: int) -> None:
     rng = random.Random(seed)
     db.session.rollback()  # the previous example's transaction would hold SQLite's lock
     empty_database(db.engine)
-    accounts = [Account(name=f"A{i}", domain=f"a{i}.example") for i in range(rng.randint(3, 8))]
+    accounts = [Account(name=f"A{i}", domain=f"a{i}.example", tier=rng.choice([1, 2, 3, None]),
+                        country=rng.choice(["DE", "FR", None])) for i in range(rng.randint(3, 8))]
     pbs = [Playbook(key=f"p{i}", name=f"P{i}", status="active", product=rng.choice(["x", "y", None]))
            for i in range(rng.randint(1, 3))]
     db.session.add_all(accounts + pbs)
@@ -109,3 +110,27 @@ def test_the_sql_weights_equal_the_reference_arithmetic(app, seed, model):
         expected = metrics.position_weights(n, model, lead_at=lead_at, ages=ages, half_life=5.0)
         assert [t.w for t in touches] == pytest.approx(expected, abs=1e-9)
         assert sum(t.w for t in touches) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), metric=st.sampled_from(list(kpis.COMPARED)))
+def test_the_models_side_by_side_add_up_to_the_conversions_in_every_grouping(app, seed, metric):
+    """The comparison page's table: in every grouping (segments overlapping too) and every
+    model, the groups' shares add up to the conversions counted once, and every money
+    figure of every model is in whole cents."""
+    random_world(seed)
+    segments.save("tier-one", "tier: [1]\n")
+    segments.save("tiers-one-two", "tier: [1, 2]\n")  # overlaps tier-one
+    settings_service.update({"attribution": {"window_days": 60}})
+    period = rollups.standard_periods(NOW)[1]
+    conversions = kpis.compute("playbook", period, now=NOW)["totals"][metric]
+    for group_by in kpis.GROUPS:
+        table = kpis.compare_models(group_by, period, metric)
+        assert table["models"] == list(metrics.MODELS)
+        for model in metrics.MODELS:
+            assert sum(row[model] for row in table["groups"]) == pytest.approx(conversions, abs=1e-3), (group_by, model)
+            assert table["totals"][model] == pytest.approx(conversions, abs=1e-3)
+            for row in kpis.compute(group_by, period, now=NOW, model=model)["groups"]:
+                for money in ("cost", "cost_per_lead", "pipeline_influenced", "revenue_influenced"):
+                    assert row[money] is None or row[money] == round(row[money], 2)

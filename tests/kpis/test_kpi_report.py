@@ -3,13 +3,17 @@ job through the SMTP connector, and read at a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+
+from PIL import Image
 
 from abm.db import db
 from abm.models import Touch
 from abm.services import connectors as connector_service
-from abm.services import kpi_report
+from abm.services import kpi_charts, kpi_glossary, kpi_report
 from abm.services import settings as settings_service
 from tests.connectors.fakes.smtp_server import smtp_server
 from workers import report_jobs
@@ -46,7 +50,38 @@ def test_the_worker_sends_it_once_a_week_to_the_listed_people(june, make_user):
     html = mail.get_body(("html",)).get_content()
     text = mail.get_body(("plain",)).get_content()
     assert "Leads credited" in html and "By playbook" in html and "By channel" in html
-    assert 'aria-label="Leads credited per week"' in html and "background:#2b6cb0" in html  # the bars
+    _the_charts_are_inline_pictures_the_html_shows(mail, html)
     assert "not enough accounts yet: about" in html  # pb-a's lift against its held-out account
     assert "Leads credited: 0 | 0 | 1 | 2 | 0" in text
     assert db.session.query(Touch).count() == 5  # the report is no marketing touch: the KPIs do not count it
+
+
+def _the_charts_are_inline_pictures_the_html_shows(mail, html: str) -> None:
+    """multipart/alternative (text, then multipart/related: the HTML and its PNG parts);
+    every <img> points at a part by Content-ID, every part is shown, each a real PNG."""
+    assert mail.get_content_type() == "multipart/alternative"
+    related = mail.get_payload()[1]
+    assert related.get_content_type() == "multipart/related"
+    images = {part["Content-ID"].strip("<>"): part for part in related.iter_parts()
+              if part.get_content_maintype() == "image"}
+    shown = dict(re.findall(r'<img src="cid:([^"]+)" alt="([^"]+)"', html))
+    assert set(shown) == set(images) and len(images) == 11  # 9 figures week by week, leads by playbook and channel
+    for part in images.values():
+        assert part.get_content_type() == "image/png" and part.get_content_disposition() == "inline"
+        picture = Image.open(io.BytesIO(part.get_content()))
+        assert picture.format == "PNG" and picture.size[0] == 640
+        assert len(picture.convert("RGB").getcolors(maxcolors=1 << 16)) > 2  # drawn, not blank
+    leads = next(alt for cid, alt in shown.items() if cid.startswith("leads."))
+    assert "week of 2026-06-08: 2" in leads and "week of 2026-06-15: 0" in leads  # the values, for text readers
+    cost = next(alt for cid, alt in shown.items() if cid.startswith("cost."))
+    assert "$" in cost and "week of 2026-05-18: $" in cost  # money with its currency symbol
+
+
+def test_each_chart_has_its_values_on_the_axis_with_the_currency_symbol():
+    chart = kpi_charts.weekly("Cost", ["2026-06-01", "2026-06-08"], [141.0, 2500.5],
+                              lambda v: kpi_glossary.money(v, "EUR"))
+    assert chart.png.startswith(b"\x89PNG") and chart.axis_labels[0] == "€0.00"
+    assert all(label.startswith("€") for label in chart.axis_labels) and len(chart.axis_labels) >= 3
+    assert chart.alt == "Cost, week by week: week of 2026-06-01: €141.00; week of 2026-06-08: €2,500.50"
+    ranked = kpi_charts.ranking("Leads credited by playbook", ["pb-b", "pb-c"], [2.0, 1.0], kpi_glossary.count)
+    assert ranked.axis_labels[0] == "0" and ranked.alt == "Leads credited by playbook: pb-b: 2; pb-c: 1"

@@ -454,3 +454,29 @@ def test_grouping_by_saved_segments(june):
     assert (groups["tier-one"]["touches"], groups["tier-one"]["leads"], groups["tier-one"]["pipeline_influenced"]) == (
         2, 3.0, 15000.0)
     assert (groups["(no segment)"]["touches"], groups["(no segment)"]["accounts_reached"]) == (1, 1)
+
+
+def test_overlapping_segments_split_a_touchs_cost_and_credit(june):
+    """Acme is in both segments: its touches count in each, their unit cost and their
+    share of each conversion are halved between them; the totals count every touch once."""
+    from abm.services import kpi_trace, segments
+
+    for name, tier in (("Acme", 1), ("Globex", 2), ("Initech", 1)):
+        db.session.get(Account, june[name]).tier = tier
+    db.session.commit()
+    segments.save("tier-one", "tier: [1]\n")
+    segments.save("tiers-one-two", "tier: [1, 2]\n")
+    data = kpis.compute("segment", PERIOD, now=NOW)
+    groups = by_group(data)
+    one, both = groups["tier-one"], groups["tiers-one-two"]
+    assert (one["touches"], both["touches"], data["totals"]["touches"]) == (2, 3, 3)  # T1 T2 at Acme; T3 at Globex
+    # last touch: c1 and c4 (T2 at Acme) half each; c3 (T4 at Initech, in both) half each
+    assert (one["leads"], both["leads"], data["totals"]["leads"]) == (1.5, 1.5, 3)
+    # unit costs: T1 0.50 and T2 2.00 halved; T3 0.50 in tiers-one-two only; the spend names no segment
+    assert (one["cost"], both["cost"], groups["(unassigned)"]["cost"], data["totals"]["cost"]) == (
+        1.25, 1.75, 240.0, 243.0)
+    assert sum(r["amount"] for r in kpi_trace.spend_behind("segment", "tier-one", PERIOD)) == 1.25
+    first = by_group(kpis.compute("segment", PERIOD, now=NOW, model="first_touch"))
+    assert (first["tier-one"]["opportunities"], first["tiers-one-two"]["opportunities"]) == (1.0, 1.0)  # O1, O2 halved
+    assert (first["tier-one"]["pipeline_influenced"], first["tiers-one-two"]["pipeline_influenced"]) == (
+        15000.0, 15000.0)  # influence counts in full in every segment

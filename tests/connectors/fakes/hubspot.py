@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, request
+from hubspot.crm.associations.v4.models import AssociationSpec
 
 from tests.connectors.fakes.common import Fake, json_body
 from tests.connectors.hubspot_spec import model_for, violations
@@ -26,6 +27,9 @@ class FakeHubSpot(Fake):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"companies": {}, "deals": {}}
         self.deal_company: dict[str, str] = {}
         self.tasks: list[dict[str, Any]] = []
+        #: Task properties created with "require unique values" (idProperty of an upsert).
+        self.unique_task_properties = {"abm_touch_key"}
+        self.task_companies: set[tuple[str, str]] = set()  # (task id, company id) associations
         self.notes: list[dict[str, Any]] = []
         self.owners = {"ae@vendor.com": "501"}
         self.clock = 1_700_000_000_000
@@ -151,6 +155,37 @@ class FakeHubSpot(Fake):
                 return self.bad(f"company {company} does not exist")
             self.tasks.append(body)
             return Response(json.dumps({"id": str(8000 + len(self.tasks))}), 201, content_type="application/json")
+
+        @self.route("/crm/v3/objects/tasks/batch/upsert", ["POST"])
+        def upsert_tasks():
+            results = []
+            for item in self.body()["inputs"]:
+                unique = item.get("idProperty")
+                if unique not in self.unique_task_properties:
+                    return self.bad(f"Property {unique} is not a unique value property of tasks")
+                found = next((n for n, t in enumerate(self.tasks)
+                              if t["properties"].get(unique) == item["id"]), None)
+                properties = {**item.get("properties", {}), unique: item["id"]}
+                if found is None:
+                    self.tasks.append({"properties": properties})
+                    found = len(self.tasks) - 1
+                else:
+                    self.tasks[found]["properties"].update(properties)
+                results.append({"id": str(8001 + found), "new": found == len(self.tasks) - 1,
+                                "properties": properties})
+            return {"status": "COMPLETE", "results": results}
+
+        @self.route("/crm/v4/objects/tasks/<task>/associations/companies/<company>", ["PUT"])
+        def associate_task(task, company):
+            specs = json_body()
+            self.require(isinstance(specs, list) and len(specs) == 1, "a list of one association spec")
+            problems = violations(specs[0], AssociationSpec, {"associationCategory", "associationTypeId"})
+            self.require(not problems and specs[0]["associationTypeId"] == 192, "; ".join(problems) or "type 192")
+            if company not in self.objects["companies"]:
+                return self.bad(f"company {company} does not exist")
+            self.task_companies.add((task, company))
+            return Response(json.dumps({"fromObjectTypeId": "0-27", "fromObjectId": task, "toObjectTypeId": "0-2",
+                                        "toObjectId": company, "labels": []}), 201, content_type="application/json")
 
         @self.route("/crm/v3/objects/notes/batch/create", ["POST"])
         def create_notes():

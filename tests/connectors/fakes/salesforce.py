@@ -43,6 +43,8 @@ class FakeSalesforce(Fake):
         self.records: dict[str, dict[str, dict[str, Any]]] = {"Account": {}, "Opportunity": {}}
         self.users = {"ae@vendor.com": "005AE"}
         self.tasks: list[dict[str, Any]] = []
+        #: Custom Activity fields marked External ID (upserts by them are allowed).
+        self.task_external_ids = {"ABM_Touch_Key__c"}
         self.locators: dict[str, list[dict[str, Any]]] = {}
         self.clock = datetime(2026, 1, 1, tzinfo=UTC)
         #: The org's rolling 24-hour API usage, as every answer's Sforce-Limit-Info reports it.
@@ -144,6 +146,24 @@ class FakeSalesforce(Fake):
             self.tasks.append(body)
             return Response(json.dumps({"id": f"00T{len(self.tasks):05d}", "success": True, "errors": []}), 201,
                             content_type="application/json")
+
+        @self.route("/services/data/v<version>/sobjects/Task/<field>/<path:value>", ["PATCH"])
+        def upsert_task(version, field, value):
+            if field not in self.task_external_ids:
+                return sf_error(404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "
+                                + field)
+            body = json_body()
+            self.require(field not in body, f"{field} is in the URL, not the body")
+            self.require(set(body) <= TASK_FIELDS, f"No such column on Task: {sorted(set(body) - TASK_FIELDS)}")
+            if body.get("WhatId") not in self.records["Account"]:
+                return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", "Related To ID: id value of incorrect type")
+            found = next((n for n, t in enumerate(self.tasks) if t.get(field) == value), None)
+            if found is not None:
+                self.tasks[found].update(body)
+                return {"id": f"00T{found + 1:05d}", "success": True, "errors": [], "created": False}
+            self.tasks.append({**body, field: value})
+            return Response(json.dumps({"id": f"00T{len(self.tasks):05d}", "success": True, "errors": [],
+                                        "created": True}), 201, content_type="application/json")
 
         @self.route("/services/data/v<version>/sobjects/Account/<account_id>", ["GET"])
         def account(version, account_id):
