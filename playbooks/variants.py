@@ -58,6 +58,12 @@ def contact_bucket(playbook_key: str, step_id: str, contact_key: int | str) -> f
     return bucket(playbook_key, f"{step_id}:{contact_key}")
 
 
+def recipient_key(contact_id: int | None, account_id: int) -> int | str:
+    """Who a variant is drawn for: the contact's id, or ``owner:<account id>`` for an email
+    to the account's owner."""
+    return contact_id if contact_id is not None else f"owner:{account_id}"
+
+
 def assign(playbook_key: str, step_id: str, contact_key: int | str, variants: tuple[Variant, ...]) -> Variant:
     """The variant a contact gets (``variants`` not empty): the one whose share of
     ``[0, 100)``, in proportion to the weights in the order written, holds its bucket."""
@@ -87,4 +93,4 @@ def apply(step, variant: Variant):
     return dataclasses.replace(step, variants=(), **changes)
 
 
-__all__ = ["Variant", "OVERRIDES", "assign", "apply", "contact_bucket", "shares"]
+__all__ = ["Variant", "OVERRIDES", "assign", "recipient_key", "apply", "contact_bucket", "shares"]

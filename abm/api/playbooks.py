@@ -65,7 +65,7 @@ CLONE_BODY = {"type": "object", "required": ["key"], "additionalProperties": Fal
 TEST_SEND_BODY = {"type": "object", "required": ["step", "account"], "additionalProperties": False, "properties": {
     "step": {"type": "string", "maxLength": 100}, "account": {"type": "string", "maxLength": 255},
     "contact": {"type": "string", "maxLength": 320}, "to": {"type": "string", "format": "email", "maxLength": 320},
-    "version": {"type": "integer", "minimum": 1}}}
+    "version": {"type": "integer", "minimum": 1}, "variant": {"type": "string", "maxLength": 64}}}
 ENROLLMENT = register_schema("Enrollment", {"type": "object", "properties": {
     "id": {"type": "integer"}, "account_id": {"type": "integer"}, "state": {"type": "string"},
     "step": {"type": ["string", "null"]}, "step_index": {"type": "integer"}, "version": {"type": "integer"},
@@ -142,11 +142,12 @@ def clone_playbook(key, body):
 
 @bp.post("/playbooks/<key>/test-send")
 @operation("Send a test of an email step to yourself (or to), rendered for a chosen account and contact, "
-           "through the step's connector by a worker; it is no touch", roles=MANAGERS, body=TEST_SEND_BODY,
+           "through the step's connector by a worker; it is no touch. A step with A/B variants sends the variant "
+           "named, by default the one the contact is assigned", roles=MANAGERS, body=TEST_SEND_BODY,
            idempotent=False, responses={202: ("Queued", {"type": "object"})})
 def test_send_playbook(key, body):
     result = change_control.test_send(key, body["step"], body.get("to") or api_user().email, body["account"],
-                                      body.get("contact"), body.get("version"))
+                                      body.get("contact"), body.get("version"), body.get("variant"))
     return jsonify(result), 202
 
 

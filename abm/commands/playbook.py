@@ -256,12 +256,13 @@ def clone(key, new_key, name):
 @click.option("--to", "to", required=True, help="Where the test goes (your own address).")
 @click.option("--account", required=True, help="The account to render it for (id or domain).")
 @click.option("--contact", help="The contact to render it for (email; default: the first the step picks).")
+@click.option("--variant", help="The A/B variant to send (default: the one the contact is assigned).")
 @with_appcontext
-def test_send(key, step, to, account, contact):
+def test_send(key, step, to, account, contact, variant):
     from abm.services import change_control
 
     try:
-        result = change_control.test_send(key, step, to, account, contact)
+        result = change_control.test_send(key, step, to, account, contact, variant=variant)
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"queued: {result['subject']!r} to {result['to']} (rendered for {result['contact']} at "

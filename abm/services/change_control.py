@@ -20,6 +20,7 @@ from abm.models import Playbook as PlaybookRow
 from abm.services import audience, clock, touches
 from abm.services import playbooks as playbook_service
 from abm.services.transactions import rolls_back_on_error
+from playbooks import variants
 from playbooks.diff import diff as meaning_diff
 from playbooks.diff import text_diff
 from playbooks.model import EmailStep
@@ -59,11 +60,12 @@ def clone(key: str, new_key: str, name: str | None = None, actor_id: int | None 
 
 
 def test_send(key: str, step_id: str, to: str, account: str, contact: str | None = None,
-              version: int | None = None) -> dict:
+              version: int | None = None, variant: str | None = None) -> dict:
     """Render email step ``step_id`` for ``account`` (id or domain) and ``contact``
     (email; by default the first the step would pick) and queue it to ``to`` through
-    the step's connector. The unsubscribe link points nowhere. ``{"job", "to",
-    "subject", "account", "contact"}``."""
+    the step's connector. The unsubscribe link points nowhere. A step with A/B variants
+    sends ``variant`` (by name), by default the one that contact is assigned. ``{"job",
+    "to", "subject", "account", "contact", "variant"}``."""
     pb = playbook_service.compiled(playbook_service.source_of(key, version))
     try:
         step = pb.step(step_id)
@@ -74,17 +76,36 @@ def test_send(key: str, step_id: str, to: str, account: str, contact: str | None
     facts = audience.load_facts([_account_id(account)], clock.now())
     [account_facts] = facts.values()
     chosen = _contact(step, account_facts, contact)
+    step, variant = _variant(pb, step, chosen, account_facts.fields["id"], variant)
     url = current_app.config.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/") + TEST_UNSUBSCRIBE_PATH
     try:
         payload = render_touch(step, pb, account_facts.fields, chosen, unsubscribe_url=url, now=clock.now())
     except TemplateError as exc:
         raise ApiError(422, f"step {step_id!r} does not render for this account: {exc}") from None
-    payload["subject"] = f"[Test] {payload['subject']}"
+    payload["subject"] = f"[Test{' variant ' + variant if variant else ''}] {payload['subject']}"
     contact_fields = {k: v for k, v in chosen.items() if not k.endswith("_at")}
     job = enqueue.email_to_self(step.connector, payload, to, dict(account_facts.fields), contact_fields,
                                 {"key": pb.key, "name": pb.name, "product": pb.product})
     return {"job": job, "to": to, "subject": payload["subject"], "account": account_facts.fields["domain"],
-            "contact": chosen.get("email")}
+            "contact": chosen.get("email"), "variant": variant}
+
+
+def _variant(pb, step: EmailStep, contact: dict, account_id: int, name: str | None) -> tuple[EmailStep, str | None]:
+    """The step as variant ``name`` sends it (default: the contact's assigned one), and
+    that name; the step as written and None when it has no variants."""
+    if not step.variants:
+        if name:
+            raise ApiError(422, f"step {step.id!r} has no A/B variants; leave 'variant' out")
+        return step, None
+    if name is None:
+        chosen = variants.assign(pb.key, step.id, variants.recipient_key(contact.get("id"), account_id),
+                                 step.variants)
+    else:
+        chosen = next((v for v in step.variants if v.name == name), None)
+        if chosen is None:
+            raise ApiError(422, f"step {step.id!r} has no variant {name!r} (its variants: "
+                                f"{', '.join(v.name for v in step.variants)})")
+    return variants.apply(step, chosen), chosen.name
 
 
 def _account_id(account: str) -> int:

@@ -345,7 +345,7 @@ def variant_for(p: PendingTouch, contact: dict) -> str | None:
     step_variants = getattr(p.step, "variants", ())
     if not step_variants:
         return None
-    key = contact.get("id") if contact and contact.get("id") is not None else f"owner:{p.account_id}"
+    key = variants.recipient_key((contact or {}).get("id"), p.account_id)
     return variants.assign(p.playbook.key, p.step.id, key, step_variants).name
 
 

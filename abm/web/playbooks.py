@@ -146,7 +146,8 @@ def test_send(key: str):
     form = request.form
     try:
         result = change_control.test_send(key, (form.get("step") or "")[:100], current_user.email,
-                                          (form.get("account") or "")[:255], (form.get("contact") or "")[:320] or None)
+                                          (form.get("account") or "")[:255], (form.get("contact") or "")[:320] or None,
+                                          variant=(form.get("variant") or "")[:64] or None)
     except ApiError as exc:
         flash(f"Could not send a test: {exc.message}.", "error")
         return redirect(url_for("playbooks.show", key=key))

@@ -19,7 +19,7 @@ from abm.models import Account, Contact, Event, Touch
 from abm.services import connectors, variant_results
 from abm.services import playbooks as service
 from playbooks.variants import Variant, assign
-from tests.engine.conftest import make_account
+from tests.engine.conftest import make_account, sent_lines
 from tests.engine.processes import Recipe, wait_for
 from workers import dispatcher, enqueue
 
@@ -165,3 +165,22 @@ def test_per_variant_results_and_the_comparison_equal_a_hand_computation(app, se
     assert comparisons["reply rate"]["low"] < 0 < comparisons["reply rate"]["high"]
     assert "Newcombe" in test["method"]
     assert variant_results.results_of("ab-engine")["steps"][0]["ab"] == test
+
+
+def test_a_test_send_sends_the_contact_s_variant_or_the_one_named(app, sent_log, clock, worker, runner):
+    account = make_account("Alpha")
+    service.apply(PLAYBOOK)
+    contact_id = db.session.execute(select(Contact.id).where(Contact.account_id == account.id)).scalar_one()
+    own = assign("ab-engine", "hello", contact_id, VARIANTS).name
+    other = next(v.name for v in VARIANTS if v.name != own)
+    for extra, name in (([], own), (["--variant", other], other)):
+        queued = runner.invoke(args=["playbook", "test-send", "ab-engine", "hello", "--to", "me@ourco.example",
+                                     "--account", "alpha.example", *extra])
+        assert queued.exit_code == 0, queued.output
+        assert f"[Test variant {name}] {SUBJECT[name].format('Alpha')}" in queued.output
+    worker()
+    assert [line["payload"]["subject"] for line in sent_lines(sent_log)] == [
+        f"[Test variant {own}] {SUBJECT[own].format('Alpha')}", f"[Test variant {other}] {SUBJECT[other].format('Alpha')}"]
+    unknown = runner.invoke(args=["playbook", "test-send", "ab-engine", "hello", "--to", "me@ourco.example",
+                                  "--account", "alpha.example", "--variant", "nope"])
+    assert unknown.exit_code == 1 and "no variant 'nope' (its variants: question, statement)" in unknown.output
