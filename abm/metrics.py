@@ -10,6 +10,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 Z95 = 1.959963984540054
 #: The attribution models (docs/kpis.md, "Attribution models"), in the order pages show them.
@@ -106,6 +107,17 @@ def removal_effects(transitions: dict[tuple[str, str], float]) -> dict[str, floa
     if base <= 0:
         return dict.fromkeys(groups, 0.0)
     return {g: max(0.0, 1 - conversion_probability(transitions, removed=g) / base) for g in groups}
+
+
+def cents(value: float | None) -> float | None:
+    """An amount rounded to the cent, halves away from zero, as one rounds by hand
+    (0.125 -> 0.13, 2.675 -> 2.68; ``round`` gives 0.12 and 2.67: it rounds halves to
+    even and sees the binary value). The float noise of sums and divisions is first
+    rounded off at the ninth decimal, so that 0.1249999999999 counts as the half it is."""
+    if value is None:
+        return None
+    clean = Decimal(repr(float(value))).quantize(Decimal("1e-9"), ROUND_HALF_EVEN)
+    return float(clean.quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 def rate(numerator: float, denominator: float) -> float | None:

@@ -158,8 +158,10 @@ class Checker:
         self.errors: list[PlaybookError] = []
         self.contexts: dict[bool, dict] = {False: {}, True: {}}
         self.visited = 0
-        #: Set once the time for rendering templates is spent (reported once).
+        #: Set once the time for validating is spent (reported once).
         self.out_of_time = False
+        #: The line of each step, by index.
+        self.step_lines: list[int] = []
 
     def visit(self) -> None:
         """Count one value against :data:`MAX_VALUES`; raises :class:`TooLarge`."""

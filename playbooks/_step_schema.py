@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from playbooks import sandbox
 from playbooks._check import MAX_DEPTH, Checker, Node, describe, plain, unknown
 from playbooks._condition_schema import parse_condition
 from playbooks._shapes import SHAPES
-from playbooks._template_check import email_body, template_text
+from playbooks._template_check import email_body, stopped, template_text
 from playbooks._template_check import sender as sender_address
 from playbooks._variant_schema import parse_variants
 from playbooks.model import (
@@ -35,6 +36,9 @@ from playbooks.patterns import PatternError, compile_pattern
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RESERVED_IDS = ("exit", "continue")
+#: The most steps a playbook may have: far more than a campaign needs, few enough that
+#: validating and simulating it stays within seconds.
+MAX_STEPS = 100
 
 
 def parse_steps(chk: Checker, node: Node) -> list[Step] | None:
@@ -46,8 +50,18 @@ def parse_steps(chk: Checker, node: Node) -> list[Step] | None:
         chk.error(node, "a playbook needs at least one step")
         return None
     elements = list(node.elements())
+    if len(elements) > MAX_STEPS:
+        chk.error(elements[MAX_STEPS], f"a playbook has at most {MAX_STEPS} steps (step limit), this one "
+                                       f"{len(elements):,}; split it into several playbooks")
+        return None
+    chk.step_lines = [element.line for element in elements]
     ids, explicit = _step_ids(chk, elements)
-    steps = [_parse_step(chk, element, index, ids, explicit) for index, element in enumerate(elements)]
+    steps = []
+    for index, element in enumerate(elements):
+        if sandbox.deadline_passed():
+            stopped(chk, element)
+            return None
+        steps.append(_parse_step(chk, element, index, ids, explicit))
     return steps if all(step is not None for step in steps) else None
 
 

@@ -27,10 +27,7 @@ def renders(chk: Checker, node: Node, source: str, email: bool, html: bool, what
     the error at ``node`` otherwise. Once that time is spent, the first template left
     unrendered says so and the others are not tried."""
     if sandbox.deadline_passed():
-        if not chk.out_of_time:
-            chk.out_of_time = True
-            chk.error(node, "validation stopped here: the playbook's templates took longer than the "
-                            "time allowed for them altogether (time limit); make them simpler or fewer")
+        stopped(chk, node)
         return False
     try:
         templates.render(source, chk.template_context(email), autoescape=html)
@@ -39,6 +36,15 @@ def renders(chk: Checker, node: Node, source: str, email: bool, html: bool, what
         chk.error(node, f"{what}: {exc}")
         return False
     return True
+
+
+def stopped(chk: Checker, node: Node) -> None:
+    """Report, once, that the validation's time ran out at ``node``."""
+    if not chk.out_of_time:
+        chk.out_of_time = True
+        chk.error(node, f"validation stopped here: the playbook took longer than the "
+                        f"{sandbox.deadline_seconds():g} s altogether (time limit) that validating it may take; "
+                        "make its templates simpler or the playbook smaller")
 
 
 def template_file(chk: Checker, node: Node, name: str) -> str | None:

@@ -39,6 +39,8 @@ class LoadResult:
 
     playbook: Playbook | None
     errors: list[PlaybookError] = field(default_factory=list)
+    #: The line of each step in the source (by step index), for messages about a step.
+    step_lines: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from playbooks import sandbox, templates
@@ -38,8 +39,13 @@ _CAP_CHANNELS = ("email", "ads", "alert", "task", "webhook")
 #: The largest playbook source accepted (UTF-8 bytes): a hundred times a long playbook,
 #: small enough that parsing and checking it answers within a few seconds.
 MAX_SOURCE_BYTES = 256 * 1024
-#: The time all of a playbook's templates may take to render at validation (seconds).
-VALIDATION_SECONDS = 2.0
+#: The most YAML values (scalars, lists, mappings) a source may hold: some sixty times
+#: the longest example, and what the YAML library reads in about a second.
+MAX_YAML_NODES = 10_000
+#: The time validating one playbook may take altogether (seconds): reading the YAML,
+#: checking it and rendering every template against the sample account. Going over it
+#: is a located error at the value where it stopped.
+VALIDATION_SECONDS = 3.0
 SAMPLE_UNSUBSCRIBE_URL = "https://abm.example.com/u/sample-token"
 SAMPLE_BROWSER_URL = "https://abm.example.com/v/sample-token"
 
@@ -54,24 +60,28 @@ def load(source: str, filename: str = "playbook.yaml", workspace: Workspace | No
     """
     workspace = workspace if workspace is not None else Workspace.default()
     chk = Checker(filename, workspace)
-    data = _parse_yaml(chk, source)
-    playbook = None
-    if not chk.errors:
-        try:
-            with sandbox.deadline(VALIDATION_SECONDS):
-                playbook = _compile(chk, root_node(data))
-        except RecursionError:
-            chk.error((1, 1, "playbook"), "the document nests too deeply to be a playbook")
-        except TooLarge:
-            chk.error((1, 1, "playbook"), f"the document expands to more than {MAX_VALUES:,} values "
-                                          "(through anchors and aliases?); a playbook is far smaller")
-        except Exception as exc:  # noqa: BLE001 - a located error, never a stack trace
-            chk.error((1, 1, "playbook"), f"internal error while validating ({type(exc).__name__}: {exc}); "
-                                          "please report it with the file")
+    with sandbox.deadline(VALIDATION_SECONDS):
+        data = _parse_yaml(chk, source)
+        playbook = _checked(chk, data) if not chk.errors else None
     errors = sorted(set(chk.errors), key=lambda e: (e.line, e.column, e.path, e.message))
     if errors:
         return LoadResult(None, errors)
-    return LoadResult(playbook, [])
+    return LoadResult(playbook, [], chk.step_lines)
+
+
+def _checked(chk: Checker, data: Any):
+    """The compiled playbook of the parsed ``data``, every problem reported to ``chk``."""
+    try:
+        return _compile(chk, root_node(data))
+    except RecursionError:
+        chk.error((1, 1, "playbook"), "the document nests too deeply to be a playbook")
+    except TooLarge:
+        chk.error((1, 1, "playbook"), f"the document expands to more than {MAX_VALUES:,} values "
+                                      "(through anchors and aliases?); a playbook is far smaller")
+    except Exception as exc:  # noqa: BLE001 - a located error, never a stack trace
+        chk.error((1, 1, "playbook"), f"internal error while validating ({type(exc).__name__}: {exc}); "
+                                      "please report it with the file")
+    return None
 
 
 def load_file(path: str | os.PathLike, workspace: Workspace | None = None) -> LoadResult:
@@ -106,8 +116,11 @@ def _parse_yaml(chk: Checker, source: str) -> Any:
                                   "a playbook is far smaller (split it into several)")
         return None
     yaml = YAML(typ="rt")
+    yaml.Composer = _BoundedComposer
     try:
         return yaml.load(source)
+    except _ReadingStopped as stop:
+        chk.error((stop.line, stop.column, "yaml"), stop.message)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -132,6 +145,31 @@ def _parse_yaml(chk: Checker, source: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - the YAML library failed on odd input
         chk.error((1, 1, "yaml"), f"invalid YAML: {exc}")
     return None
+
+
+class _ReadingStopped(Exception):
+    def __init__(self, mark: Any, message: str):
+        super().__init__(message)
+        self.line, self.column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        self.message = message
+
+
+class _BoundedComposer(Composer):
+    """The YAML library's composer, stopped at the value where the document goes over
+    :data:`MAX_YAML_NODES` values or the validation's time runs out."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.abm_nodes = getattr(self, "abm_nodes", 0) + 1
+        if self.abm_nodes > MAX_YAML_NODES:
+            raise _ReadingStopped(self.parser.peek_event().start_mark,
+                                  f"the document holds more than {MAX_YAML_NODES:,} values (size limit); "
+                                  "a playbook is far smaller (split it into several)")
+        if not self.abm_nodes & 63 and sandbox.deadline_passed():
+            raise _ReadingStopped(self.parser.peek_event().start_mark,
+                                  f"reading the YAML stopped here: it took longer than the "
+                                  f"{sandbox.deadline_seconds():g} s altogether (time limit) that validating "
+                                  "a playbook may take")
+        return super().compose_node(parent, index)
 
 
 def _line_col(source: str, position: int) -> tuple[int, int]:

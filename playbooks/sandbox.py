@@ -106,6 +106,18 @@ def deadline_passed() -> bool:
     return ends is not None and time.monotonic() > ends[0]
 
 
+def seconds_left() -> float | None:
+    """The seconds left before the enclosing :func:`deadline` ends (None outside one)."""
+    ends = _DEADLINE.get()
+    return None if ends is None else ends[0] - time.monotonic()
+
+
+def deadline_seconds() -> float | None:
+    """How long the enclosing :func:`deadline` was given (None outside one)."""
+    ends = _DEADLINE.get()
+    return None if ends is None else ends[1]
+
+
 @contextlib.contextmanager
 def budget() -> Iterator[None]:
     """A fresh budget for one render (the limits above)."""

@@ -65,7 +65,7 @@ _FIELDS = {
     "default": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}],
                 "description": "the channel(s) this connector becomes the default of"},
     "unit_cost": {"type": ["number", "string", "null"], "description": "cost of one touch, 0 or more"},
-    "rate_limit": {"type": ["string", "null"], "description": "CALLS/SECONDS, e.g. 600/60; null: the type's"},
+    "rate_limit": {"type": ["string", "null"], "maxLength": 50, "description": "CALLS/SECONDS, e.g. 600/60; null: the type's"},
     "enabled": {"type": "boolean"},
 }
 CREATE_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["type", "name"],

@@ -49,7 +49,7 @@ LIFT = register_schema("Lift", {"type": "object", "properties": {
 COST_BODY = {"type": "object", "additionalProperties": False, "required": ["amount"], "properties": {
     "playbook": column_string(Cost.playbook_key), "channel": column_string(Cost.channel),
     "product": column_string(Cost.product),
-    "amount": {"type": ["number", "string"]}, "currency": {"type": "string"},
+    "amount": {"type": ["number", "string"]}, "currency": column_string(Cost.currency),
     "date": {"type": "string", "format": "date"}, "from": {"type": "string", "format": "date"},
     "to": {"type": "string", "format": "date"}}}
 COST = register_schema("Cost", {"type": "object", "properties": {

@@ -10,8 +10,10 @@ from abm.api import bp
 from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, PUBLIC, operation, page_of, register_schema
 from abm.auth import api_user
 from abm.errors import ApiError
+from abm.models import Playbook as PlaybookRow
 from abm.services import change_control, playbook_reads, touch_search, variant_results
 from abm.services import playbooks as service
+from abm.services.validation import column_string
 from playbooks import json_schema
 from playbooks.loader import MAX_SOURCE_BYTES
 
@@ -36,6 +38,13 @@ LIFE_CYCLE = register_schema("PlaybookLifeCycle", {
     "properties": {"key": {"type": "string"}, "status": {"type": "string"}}, "additionalProperties": True})
 PLAN = register_schema("PlaybookPlan", {"type": "object", "additionalProperties": True, "properties": {
     "entering": {"type": "integer"}, "held_out": {"type": "integer"}, "sample": {"type": "array"},
+    "simulated": {"type": "integer", "description": "the entering accounts simulated: all of them, or an evenly "
+                                                    "spread 2,000 of a larger audience"},
+    "limit": {"type": ["object", "null"], "description": "the limit that cut the simulation short (time, "
+              "instants) and where: the step it stopped on, its file and line; null when it finished",
+              "properties": {"limit": {"type": "string"}, "value": {"type": "string"},
+                             "stopped_at": {"type": "string"}, "file": {"type": "string"},
+                             "step": {"type": ["string", "null"]}, "line": {"type": ["integer", "null"]}}},
     "funnel": {"type": "array", "items": {"type": "object", "properties": {
         "label": {"type": "string"}, "kept": {"type": "integer"}}}},
     "steps": {"type": "array"}, "channels": {"type": "object"}, "outcomes": {"type": "object"},
@@ -61,7 +70,7 @@ RESULTS = register_schema("PlaybookResults", {"type": "object", "required": ["ke
             "baseline": {"type": "string"}, "method": {"type": "string"},
             "variants": {"type": "array"}, "comparisons": {"type": "array"}}}}}}}})
 CLONE_BODY = {"type": "object", "required": ["key"], "additionalProperties": False, "properties": {
-    "key": {"type": "string", "minLength": 1, "maxLength": 100}, "name": {"type": "string", "maxLength": 200}}}
+    "key": column_string(PlaybookRow.key, minLength=1), "name": column_string(PlaybookRow.name)}}
 TEST_SEND_BODY = {"type": "object", "required": ["step", "account"], "additionalProperties": False, "properties": {
     "step": {"type": "string", "maxLength": 100}, "account": {"type": "string", "maxLength": 255},
     "contact": {"type": "string", "maxLength": 320}, "to": {"type": "string", "format": "email", "maxLength": 320},

@@ -84,7 +84,8 @@ def plan(file, account, contact, move, as_json):
         click.echo(json.dumps(result, indent=2, default=str))
         return
     click.echo(f"{result['key']}: {result['name']} (simulated from {result['now']} to {result['simulated_until']})")
-    click.echo(f"  accounts entering: {result['entering']}, held out: {result['held_out']}")
+    simulated = "" if result["simulated"] == result["entering"] else f" (simulated: {result['simulated']})"
+    click.echo(f"  accounts entering: {result['entering']}{simulated}, held out: {result['held_out']}")
     _echo_funnel(result["funnel"])
     if result["migration"] is not None:
         click.echo(f"  running enrollments moving to this version: {result['moving']}")

@@ -24,7 +24,7 @@ from abm.models import Playbook as PlaybookRow
 from abm.services import audience, enrollment, migration, simulation, touches
 from abm.services.audience_funnel import funnel
 from abm.services.simulation import Ledger, Runner, horizon_of, simulate
-from playbooks import duration, flow, variants
+from playbooks import duration, flow, sandbox, variants
 from playbooks.conditions import Activity, FieldMatch, walk
 from playbooks.holdout import is_held_out
 from playbooks.machine import ACTIVE, EnrollmentState
@@ -43,6 +43,9 @@ EXPECTED = {"queued": "sends", "scheduled": "postponed", "suppressed": "suppress
             "skipped": "skipped"}
 ENGAGEMENT_FIELDS = ("score", "engagement")
 POSTPONED_BY_WINDOW = "outside the send window"
+#: Bounded work: the most entering accounts simulated. A larger audience is simulated
+#: on an evenly spread sample of this size, and the plan says so (``simulated``).
+MAX_SIMULATED_ACCOUNTS = 2_000
 
 
 def reads_engagement(condition) -> bool:
@@ -65,30 +68,40 @@ def engagement_dependent_steps(pb: Playbook) -> set[str]:
 
 
 def report(pb: Playbook, now: datetime, compiled_of, *, account: str | None = None, contact: str | None = None,
-           sample: int = 5, migrate: bool = False) -> dict:
+           sample: int = 5, migrate: bool = False, where: tuple[str, list[int]] = ("playbook.yaml", [])) -> dict:
     """The plan of ``pb`` at ``now``. ``compiled_of(version_id)`` gives a stored
     version's compiled playbook; ``account`` (id or domain) or ``contact`` (email) asks
     for that one's schedule; ``migrate``: the playbook's running enrollments move to
-    ``pb`` first (``apply --migrate``), and the mapping is in ``migration``."""
+    ``pb`` first (``apply --migrate``), and the mapping is in ``migration``. ``where``:
+    the source's file name and its steps' lines, for a limit's message."""
     row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == pb.key)).scalar_one_or_none()
     entering, held, steps_funnel = _audience(row, pb, now)
+    simulated = _spread(entering, MAX_SIMULATED_ACCOUNTS)
     moving = _moving(row, pb, compiled_of, now) if migrate and row is not None else []
-    background = _background(entering + [r.account_id for r in moving], compiled_of, now, {r.id for r in moving})
-    runners = _foreground(row, pb, entering, now) + moving + background
+    background = _background(simulated + [r.account_id for r in moving], compiled_of, now, {r.id for r in moving})
+    runners = _foreground(row, pb, simulated, now) + moving + background
     foreground = [r for r in runners if r.foreground]
     facts = _facts(runners, now)
     outcome = simulate(runners, facts, _ledger(runners, facts, now), now, now + horizon_of(pb))
     rows = [r for r in outcome.rows if r["foreground"]]
     return {
         "key": pb.key, "name": pb.name, "now": now.isoformat(), "simulated_until": outcome.stopped_at.isoformat(),
-        "entering": len(entering), "held_out": held, "funnel": steps_funnel,
+        "entering": len(entering), "simulated": len(simulated), "held_out": held, "funnel": steps_funnel,
         "sample": _sample_accounts(entering[:sample]), "steps": _steps(pb, rows, foreground),
         "channels": _channels(rows), "outcomes": _outcomes(foreground), "other_enrollments": len(background),
         "migration": migration.mapping(row, pb, None, compiled_of) if migrate else None, "moving": len(moving),
         "schedule": _schedule(rows, facts, account, contact), "rendered": _rendered(pb, outcome.samples, rows, facts),
-        "warnings": _warnings(pb, steps_funnel, entering, rows, outcome), "assumptions": list(ASSUMPTIONS),
+        "warnings": _warnings(pb, steps_funnel, entering, simulated, rows, outcome.cut_short) + _cut_short(pb, outcome, where),
+        "limit": _limit(pb, outcome, where), "assumptions": list(ASSUMPTIONS),
         "flow": [vars(edge) for edge in flow.edges(pb)],
     }
+
+
+def _spread(ids: list[int], most: int) -> list[int]:
+    """``ids`` when there are at most ``most``, else ``most`` of them evenly spread."""
+    if len(ids) <= most:
+        return ids
+    return [ids[len(ids) * n // most] for n in range(most)]
 
 
 def _audience(row: PlaybookRow | None, pb: Playbook, now: datetime) -> tuple[list[int], int, list[dict]]:
@@ -280,7 +293,8 @@ def _rendered(pb: Playbook, samples: dict, rows: list[dict], facts) -> list[dict
     return out
 
 
-def _warnings(pb: Playbook, steps_funnel: list[dict], entering: list[int], rows: list[dict], outcome) -> list[str]:
+def _warnings(pb: Playbook, steps_funnel: list[dict], entering: list[int], simulated: list[int],
+              rows: list[dict], cut_short: bool) -> list[str]:
     warnings = []
     if pb.trigger is not None:
         warnings.append(f"entry by trigger ({pb.trigger.on}): accounts enter when it fires, none now")
@@ -288,17 +302,47 @@ def _warnings(pb: Playbook, steps_funnel: list[dict], entering: list[int], rows:
         zero = next((f for f in steps_funnel if f["kept"] == 0), None)
         warnings.append("no account would enter" + (f": none is left after \u201c{zero['label']}\u201d" if zero else ""))
     touched = {r["account_id"] for r in rows if r["status"] in ("queued", "scheduled")}
-    untouched = len([i for i in entering if i not in touched])
-    if entering and untouched and any(step.makes_touches for step in pb.steps):
+    warnings += _sampled(entering, simulated)
+    untouched = len([i for i in simulated if i not in touched])
+    if simulated and untouched and not cut_short and any(step.makes_touches for step in pb.steps):
         warnings.append(f"{untouched} entering account(s) would get no touch at all")
     capped = sum(1 for r in rows if r["status"] == "suppressed" and (r["error"] or "").startswith("capped"))
     if capped:
         warnings.append(f"{capped} touch(es) would be capped by frequency caps")
-    if outcome.cut_short:
-        warnings.append(f"the simulation stopped at its limit ({simulation.MAX_SECONDS:g} s or "
-                        f"{simulation.MAX_ROUNDS:,} instants) at {outcome.stopped_at:%Y-%m-%d %H:%M} UTC; "
-                        "later steps are undercounted")
     return warnings
+
+
+def _sampled(entering: list[int], simulated: list[int]) -> list[str]:
+    if len(simulated) == len(entering):
+        return []
+    return [f"{len(simulated):,} of the {len(entering):,} entering accounts are simulated, evenly spread (the "
+            f"plan simulates at most {MAX_SIMULATED_ACCOUNTS:,} accounts: account limit); the step, channel and "
+            f"outcome counts are theirs, about 1/{len(entering) / len(simulated):.0f} of the whole audience's"]
+
+
+def _limit(pb: Playbook, outcome, where: tuple[str, list[int]]) -> dict | None:
+    """The limit that cut the simulation short, and where: the step most of the planned
+    enrollments were on, with its file and line."""
+    if not outcome.cut_short:
+        return None
+    filename, lines = where
+    index = outcome.step_index
+    seconds = sandbox.deadline_seconds() or simulation.MAX_SECONDS
+    return {"limit": outcome.limit,
+            "value": f"{seconds:g} s" if outcome.limit == "time" else f"{simulation.MAX_ROUNDS:,} instants",
+            "stopped_at": outcome.stopped_at.isoformat(), "file": filename,
+            "step": pb.steps[index].id if index is not None and index < len(pb.steps) else None,
+            "line": lines[index] if index is not None and index < len(lines) else None}
+
+
+def _cut_short(pb: Playbook, outcome, where: tuple[str, list[int]]) -> list[str]:
+    limit = _limit(pb, outcome, where)
+    if limit is None:
+        return []
+    step = f" on step '{limit['step']}' ({limit['file']}, line {limit['line']})" if limit["step"] else ""
+    what = "time limit: the whole plan" if limit["limit"] == "time" else "instant limit"
+    return [f"the simulation stopped at {outcome.stopped_at:%Y-%m-%d %H:%M} UTC{step}: {what} of "
+            f"{limit['value']}; this step and later ones are undercounted"]
 
 
 __all__ = ["report", "reads_engagement", "engagement_dependent_steps", "ASSUMPTIONS"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from abm import metrics
 from abm.db import db
 from abm.models import Account, ConnectorConfig, Cost, Opportunity, Playbook
 from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
@@ -88,7 +89,7 @@ def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook
     if group is not None:
         q = q.where(inp.c.g == group)
     rows = [{"source": "unit cost", "id": None, "what": f"{kpi_glossary.count(n)} touches through {connector}",
-             "entry_amount": float(unit), "amount": round(float(unit) * float(n), 2)}
+             "entry_amount": float(unit), "amount": metrics.cents(float(unit) * float(n))}
             for connector, n, unit in db.session.execute(q)]
     products = dict(db.session.execute(select(Playbook.key, Playbook.product)).all())
     entries = select(Cost).where(Cost.date_to >= period.start.date(), Cost.date_from <= period.end.date())
@@ -101,5 +102,5 @@ def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook
                          "what": " ".join(f"{k} {v}" for k, v in (("playbook", c.playbook_key), ("channel", c.channel),
                                                                  ("product", c.product)) if v)
                          + f", {c.date_from} to {c.date_to}", "entry_amount": float(c.amount),
-                         "amount": round(part, 2)})
+                         "amount": metrics.cents(part)})
     return rows

@@ -132,7 +132,7 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
     rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
     return {
         "group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
-        "attribution": attribution.describe(), "groups": rows, "totals": _totals(totals, rows),
+        "attribution": attribution.describe(), "groups": rows, "totals": _totals(totals, groups),
         "funnel": funnel(period, playbook_ids) if with_funnel else None,
     }
 
@@ -243,13 +243,13 @@ def _finish(group: str, v: dict) -> dict:
         "accounts_reached": int(v["accounts_reached"]),
         "engaged_accounts": int(v["engaged_accounts"]),
         "leads": round(v["leads"], 4),
-        "cost": round(v["cost"], 2),
-        "cost_per_lead": round(v["cost"] / v["leads"], 2) if v["leads"] else None,
+        "cost": metrics.cents(v["cost"]),
+        "cost_per_lead": metrics.cents(v["cost"] / v["leads"]) if v["leads"] else None,
         "opportunities": round(v["opportunities"], 4),
         "lead_to_opportunity_rate": _r(metrics.rate(v["leads_to_opportunity"], v["leads"])),
         "opportunity_to_won_rate": _r(metrics.rate(v["won"], v["closed_opportunities"])),
-        "pipeline_influenced": round(v["pipeline_influenced"], 2),
-        "revenue_influenced": round(v["revenue_influenced"], 2),
+        "pipeline_influenced": metrics.cents(v["pipeline_influenced"]),
+        "revenue_influenced": metrics.cents(v["revenue_influenced"]),
         "median_days_first_touch_to_opportunity": _r(v["median_days"], 2),
     }
 
@@ -258,16 +258,17 @@ def _r(value, digits: int = 4):
     return None if value is None else round(value, digits)
 
 
-def _totals(t: dict, groups: list[dict]) -> dict:
-    """Totals over all groups; each lead and opportunity counted once."""
-    cost = sum(g["cost"] for g in groups)
+def _totals(t: dict, groups: dict[str, dict]) -> dict:
+    """Totals over all groups; each lead and opportunity counted once. The cost is the
+    groups' costs added before rounding (rounding each first could be a cent off)."""
+    cost = sum(g["cost"] for g in groups.values())
     leads = int(t["leads"])
     return {"touches": int(t["touches"]), "accounts_reached": int(t["accounts_reached"]),
             "engaged_accounts": int(t["engaged_accounts"]), "leads": leads,
-            "cost": round(cost, 2), "cost_per_lead": round(cost / leads, 2) if leads else None,
+            "cost": metrics.cents(cost), "cost_per_lead": metrics.cents(cost / leads) if leads else None,
             "opportunities": int(t["opportunities"]), "won": int(t["won"]),
-            "pipeline_influenced": round(t["pipeline_influenced"], 2),
-            "revenue_influenced": round(t["revenue_influenced"], 2)}
+            "pipeline_influenced": metrics.cents(t["pipeline_influenced"]),
+            "revenue_influenced": metrics.cents(t["revenue_influenced"])}
 
 
 FUNNEL_STEPS = kpi_accounts.FUNNEL_STEPS

@@ -27,7 +27,7 @@ from abm.services import settings as settings_service
 from abm.services.audience_funnel import funnel
 from abm.services.transactions import rolls_back_on_error
 from abm.services.versions import compiled, compiled_by_id, current_version  # noqa: F401 - this module's API too
-from playbooks import Workspace, load
+from playbooks import Workspace, load, sandbox
 from playbooks.errors import LoadResult
 from playbooks.holdout import is_held_out
 from playbooks.model import Playbook
@@ -250,18 +250,26 @@ def source_of(key: str, version: int | None = None) -> PlaybookVersion:
 
 # -- plan (dry run) --------------------------------------------------------------------
 
+#: The time a plan may take altogether (seconds): validating the source (within its own
+#: ``playbooks.loader.VALIDATION_SECONDS``), reading the audience and simulating it. A
+#: simulation cut short by it says so, with the step it stopped on (``limit``).
+PLAN_SECONDS = 5.0
+
 
 def plan(source: str, filename: str = "playbook.yaml", now: datetime | None = None, sample: int = 5,
          account: str | None = None, contact: str | None = None, migrate: bool = False) -> dict:
     """What applying and activating ``source`` would do, simulated without writing or
     sending anything (see :mod:`abm.services.dry_run`). ``account`` (id or domain) or
     ``contact`` (email): also that one's schedule; ``migrate``: with the running
-    enrollments moved to it, and the mapping. Raises :class:`PlaybookInvalid`."""
-    result = validate(source, filename)
-    if result.errors or result.playbook is None:
-        raise PlaybookInvalid(result)
-    return dry_run.report(result.playbook, now or clock.now(), compiled_by_id, account=account, contact=contact,
-                          sample=sample, migrate=migrate)
+    enrollments moved to it, and the mapping. Raises :class:`PlaybookInvalid`.
+
+    Answers within :data:`PLAN_SECONDS` whatever ``source`` holds (see docs/security.md)."""
+    with sandbox.deadline(PLAN_SECONDS):
+        result = validate(source, filename)
+        if result.errors or result.playbook is None:
+            raise PlaybookInvalid(result)
+        return dry_run.report(result.playbook, now or clock.now(), compiled_by_id, account=account,
+                              contact=contact, sample=sample, migrate=migrate, where=(filename, result.step_lines))
 
 
 def touch_counts(key: str) -> dict:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -38,6 +38,7 @@ from sqlalchemy import select
 from abm.db import db, in_list
 from abm.models import Touch
 from abm.services import touches
+from playbooks import sandbox
 from playbooks.conditions import AccountFacts, Activity, OpportunityMatch, evaluate, walk
 from playbooks.machine import (
     RECHECK_EVERY,
@@ -54,7 +55,8 @@ from playbooks.model import Cap, Playbook, WaitUntilStep
 BATCH_SIZE = 1000
 MAX_CALLS = 20
 #: Bounded work: at most this many distinct instants are simulated, in at most this
-#: many seconds (each render keeps the sandbox's own limits); a plan cut short says so.
+#: many seconds, or less when the caller's ``sandbox.deadline`` ends sooner (the plan's
+#: does); each render keeps the sandbox's own limits. A plan cut short says so.
 MAX_ROUNDS = 20_000
 MAX_SECONDS = 20.0
 
@@ -90,6 +92,10 @@ class Outcome:
     stopped_at: datetime
     rounds: int
     cut_short: bool
+    #: The limit that cut it short: ``time`` or ``instants`` (None when it finished).
+    limit: str | None = None
+    #: The step (index in the planned playbook) it was working on when it stopped.
+    step_index: int | None = None
 
 
 class Ledger:
@@ -136,23 +142,34 @@ def simulate(runners: list[Runner], facts: dict[int, AccountFacts], ledger: Ledg
              until: datetime) -> Outcome:
     """Run ``runners`` from ``now`` until no foreground one is running or the clock
     passes ``until``."""
-    sim = _Simulation(runners, facts, ledger)
-    rounds, at, stop_by = 0, now, time.monotonic() + MAX_SECONDS
+    left = sandbox.seconds_left()
+    seconds = MAX_SECONDS if left is None else min(MAX_SECONDS, max(0.0, left))
+    sim = _Simulation(runners, facts, ledger, time.monotonic() + seconds)
+    rounds, at = 0, now
     foreground = [runner for runner in runners if runner.foreground]
     while sim.queue and any(runner.running for runner in foreground):
-        if rounds >= MAX_ROUNDS or time.monotonic() > stop_by:
-            return Outcome(sim.rows, sim.samples, runners, at, rounds, True)
+        if rounds >= MAX_ROUNDS:
+            return Outcome(sim.rows, sim.samples, runners, at, rounds, True, "instants", _step_on(foreground))
         at = sim.queue[0][0]
         if at > until:
             break
-        sim.round(at, sim.pop_due(at))
+        if sim.out_of_time() or not sim.round(at, sim.pop_due(at)):
+            return Outcome(sim.rows, sim.samples, runners, at, rounds, True, "time",
+                           sim.stopped_on if sim.stopped_on is not None else _step_on(foreground))
         rounds += 1
     return Outcome(sim.rows, sim.samples, runners, at, rounds, False)
 
 
+def _step_on(runners: list[Runner]) -> int | None:
+    """The step most of the still running ``runners`` are on."""
+    on = Counter(r.state.step_index for r in runners if r.running)
+    return on.most_common(1)[0][0] if on else None
+
+
 class _Simulation:
-    def __init__(self, runners: list[Runner], facts: dict[int, AccountFacts], ledger: Ledger):
-        self.facts, self.ledger = facts, ledger
+    def __init__(self, runners: list[Runner], facts: dict[int, AccountFacts], ledger: Ledger, stop_by: float):
+        self.facts, self.ledger, self.stop_by = facts, ledger, stop_by
+        self.stopped_on: int | None = None  # the step being worked on when the time ran out
         self.rows: list[dict] = []
         self.samples: dict[tuple[str, str | None], dict] = {}
         self.queue: list[tuple[datetime, int, Runner]] = []
@@ -176,39 +193,60 @@ class _Simulation:
                 due.append(runner)
         return due
 
-    def round(self, at: datetime, due: list[Runner]) -> None:
-        for start in range(0, len(due), BATCH_SIZE):
-            self.batch(at, due[start:start + BATCH_SIZE])
+    def out_of_time(self) -> bool:
+        return time.monotonic() > self.stop_by or sandbox.deadline_passed()
 
-    def batch(self, at: datetime, runners: list[Runner]) -> None:
-        pending, moved = [], set()
+    def round(self, at: datetime, due: list[Runner]) -> bool:
+        """One instant; False when the time ran out in it (its last batch left out)."""
+        return all(self.batch(at, due[start:start + BATCH_SIZE]) for start in range(0, len(due), BATCH_SIZE))
+
+    def batch(self, at: datetime, runners: list[Runner]) -> bool:
+        """One dispatcher batch; False, with nothing recorded, when the time ran out in
+        it (renders stopped by the deadline must not read as failed touches)."""
+        pending, moved, skipped = [], set(), []
         for runner in runners:
-            facts = self.facts[runner.account_id]
-            stage = facts.fields.get("stage")
-            visited: list[int] = []
-            runner.state, actions = run_machine(runner.playbook, runner.state, facts, at, MAX_CALLS, visited)
-            if runner.foreground:
-                runner.visited.update(visited)
-            for action in actions:
-                if isinstance(action, TouchAction):
-                    pending.append(touches.PendingTouch(runner.id, runner.playbook_id, runner.priority,
-                                                        runner.playbook, action.step, runner.account_id, facts, at))
-                elif isinstance(action, SkippedAction):
-                    self.record(runner, {"step_id": action.step_id, "step_index": action.step_index,
-                                         "channel": runner.playbook.steps[action.step_index].channel or "",
-                                         "status": "skipped", "error": "its when condition was false",
-                                         "due_at": at, "contact_id": None, "account_id": runner.account_id})
-                elif isinstance(action, SetStageAction) and action.stage != stage:
-                    moved.add(runner.account_id)
-            if runner.running:
-                self.schedule(runner, self.next_due(runner, at))
+            if self.out_of_time():
+                self.stopped_on = runner.state.step_index if runner.foreground else None
+                return False
+            self.advance(runner, at, pending, skipped, moved)
         by_id = {runner.id: runner for runner in runners}
-        for row in touches.build(pending, at, _SimulatedBook(self.ledger)):
+        built = touches.build(pending, at, _SimulatedBook(self.ledger))
+        if self.out_of_time():
+            mine = Counter(p.step.index for p in pending if by_id[p.enrollment_id].foreground)
+            self.stopped_on = mine.most_common(1)[0][0] if mine else None
+            return False
+        for runner, row in skipped:
+            self.record(runner, row)
+        for row in built:
             if row["status"] in touches.COUNTED:
                 self.ledger.add(row["account_id"], row["contact_id"], row["channel"], row["due_at"])
             self.record(by_id[row["enrollment_id"]], row)
         for account_id in moved:
             self.stage_moved(account_id, at)
+        return True
+
+    def advance(self, runner: Runner, at: datetime, pending: list, skipped: list, moved: set) -> None:
+        """One machine call of ``runner`` at ``at``: its touches into ``pending``, the steps
+        it skipped into ``skipped`` and its account into ``moved`` when it set a new stage."""
+        facts = self.facts[runner.account_id]
+        stage = facts.fields.get("stage")
+        visited: list[int] = []
+        runner.state, actions = run_machine(runner.playbook, runner.state, facts, at, MAX_CALLS, visited)
+        if runner.foreground:
+            runner.visited.update(visited)
+        for action in actions:
+            if isinstance(action, TouchAction):
+                pending.append(touches.PendingTouch(runner.id, runner.playbook_id, runner.priority,
+                                                    runner.playbook, action.step, runner.account_id, facts, at))
+            elif isinstance(action, SkippedAction):
+                skipped.append((runner, {"step_id": action.step_id, "step_index": action.step_index,
+                                         "channel": runner.playbook.steps[action.step_index].channel or "",
+                                         "status": "skipped", "error": "its when condition was false",
+                                         "due_at": at, "contact_id": None, "account_id": runner.account_id}))
+            elif isinstance(action, SetStageAction) and action.stage != stage:
+                moved.add(runner.account_id)
+        if runner.running:
+            self.schedule(runner, self.next_due(runner, at))
 
     def record(self, runner: Runner, row: dict) -> None:
         payload = row.pop("payload", None)

@@ -267,20 +267,21 @@ def check():
     action = request.form.get("action", "validate")
     if not source.strip():
         return _editor(source, status=422, checked=True, errors=[_empty_error()])
-    result = service.validate(source, "playbook.yaml")
-    if result.errors:
-        return _editor(source, status=422, checked=True, errors=result.errors)
-    pb = result.playbook
-    existing = playbook_reads.find(pb.key)
     plan = None
     schedule_of = request.form.get("schedule_of")
-    if action == "plan":
+    if action == "plan":  # the plan validates too, within its own time limit
         try:
             plan = service.plan(source, "playbook.yaml", **_schedule_of(schedule_of))
         except service.PlaybookInvalid as exc:
             return _editor(source, status=422, checked=True, errors=exc.errors)
-    valid = {"key": pb.key, "name": pb.name, "steps": len(pb.steps),
-             "next_version": (existing.current_version + 1) if existing else 1}
+        key, name, steps = plan["key"], plan["name"], len(plan["steps"])
+    else:
+        result = service.validate(source, "playbook.yaml")
+        if result.errors:
+            return _editor(source, status=422, checked=True, errors=result.errors)
+        key, name, steps = result.playbook.key, result.playbook.name, len(result.playbook.steps)
+    existing = playbook_reads.find(key)
+    valid = {"key": key, "name": name, "steps": steps, "next_version": (existing.current_version + 1) if existing else 1}
     return _editor(source, checked=True, plan=plan, valid=valid, existing=existing, schedule_of=schedule_of)
 
 

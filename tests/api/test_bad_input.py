@@ -99,3 +99,47 @@ def test_the_web_server_reads_the_longest_url_the_document_allows(monkeypatch):
     monkeypatch.setattr(server._Gunicorn, "run", lambda self: seen.update(self.options))
     server.run_gunicorn("127.0.0.1", 0, workers=1)
     assert seen["limit_request_line"] == 8190  # gunicorn's maximum; 414 beyond, as documented
+
+
+#: Where each API path writes its JSON body's fields: the model, and any field stored
+#: under another column name.
+WRITES = {"/accounts": ("Account", {}), "/contacts": ("Contact", {}), "/opportunities": ("Opportunity", {}),
+          "/costs": ("Cost", {"playbook": "playbook_key"}), "/users": ("User", {}), "/segments": ("Segment", {}),
+          "/connectors": ("ConnectorConfig", {}), "/playbooks/{key}/clone": ("Playbook", {})}
+
+
+def _written_strings(schema: dict):
+    """(path, method, field, its schema) of every JSON body field of the paths in WRITES."""
+    refs = schema.get("components", {}).get("schemas", {})
+    for path, methods in schema["paths"].items():
+        base = next((w for w in WRITES if path == w or path.startswith(w + "/{") and w != "/playbooks"), None)
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema") \
+                if isinstance(op, dict) else None
+            if base is None or body is None:
+                continue
+            if "$ref" in body:
+                body = refs[body["$ref"].rsplit("/", 1)[1]]
+            for field, spec in body.get("properties", {}).items():
+                yield base, path, method, field, spec
+
+
+def test_no_documented_string_is_longer_than_its_column(api):
+    """The document's maxLength of every body field stored in a String(n) column is at
+    most n (equal, unless a pattern or the format says less): what the document accepts
+    fits the table, so an over-long value is a 422 naming it, never a 500."""
+    import abm.models as models
+
+    schema = api("admin").get("/api/v1/openapi.json").get_json()
+    checked = []
+    for base, path, method, field, spec in _written_strings(schema):
+        model_name, renamed = WRITES[base]
+        column = getattr(models, model_name).__table__.columns.get(renamed.get(field, field))
+        length = getattr(column.type, "length", None) if column is not None else None
+        if not length or "string" not in str(spec.get("type")):
+            continue
+        bounded = spec.get("maxLength") or (length if spec.get("pattern", "").endswith(f"{{{length}}}$") else None)
+        assert bounded is not None and bounded <= length, (method, path, field, spec, length)
+        checked.append((path, field))
+    assert ("/playbooks/{key}/clone", "key") in checked and ("/accounts", "domain") in checked
+    assert len(checked) > 30

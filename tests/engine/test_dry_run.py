@@ -193,8 +193,9 @@ def test_a_simulation_cut_short_by_its_limit_says_so(app, clock, sent_log, monke
         make_account(f"Cut{n}", tier=1)
     monkeypatch.setattr(simulation, "MAX_ROUNDS", 1)
     plan = service.plan(PLANNED, now=clock())
-    assert any("the simulation stopped at its limit" in w and "later steps are undercounted" in w
+    assert any("instant limit of 1 instants" in w and "later ones are undercounted" in w
                for w in plan["warnings"])
+    assert plan["limit"]["limit"] == "instants" and plan["limit"]["line"] is not None
     assert plan["steps"][0]["reached"] == plan["entering"] and plan["steps"][3]["reached"] == 0
 
 

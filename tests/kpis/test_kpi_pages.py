@@ -166,3 +166,27 @@ def test_every_kpi_week_by_week_for_each_group(june, as_role, api, monkeypatch):
     answer = client.get("/api/v1/kpis/trends?weeks=6&group_by=tier")
     assert answer.status_code == 200 and answer.json["group_by"] == "tier" and answer.json["groups"]
     assert client.get("/api/v1/kpis/trends?group_by=colour").status_code == 422
+
+
+def test_the_default_view_shows_a_new_opportunity_within_two_minutes(june, as_role, monkeypatch):
+    """The dashboard as it opens (no period chosen: the last 90 days): an opportunity
+    recorded after a reader looked shows to the next reader a minute later, at most."""
+    from datetime import timedelta
+
+    from abm.models import Opportunity
+    from tests.kpis.test_kpis import NOW
+
+    clock = {"now": NOW}
+    for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
+        monkeypatch.setattr(where, lambda: clock["now"])
+    reader = as_role("ae")
+    assert "$15,000.00" in reader.get("/kpis").get_data(as_text=True)  # O1 and O2 (O3 was never touched)
+    db.session.add(Opportunity(account_id=june["Globex"], name="Globex expansion", amount=1234.56,
+                               created_at=NOW + timedelta(seconds=5)))  # Globex: T3 (pb-a) on 3 June
+    db.session.commit()
+    clock["now"] = NOW + timedelta(seconds=20)
+    html = reader.get("/kpis").get_data(as_text=True)
+    assert "$15,000.00" in html and "20 s ago" in html  # the stored answer, its age shown
+    clock["now"] = NOW + timedelta(seconds=81)  # over a minute after the answer: computed again
+    html = reader.get("/kpis").get_data(as_text=True)
+    assert "$16,234.56" in html and "0 s ago" in html

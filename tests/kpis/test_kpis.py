@@ -480,3 +480,30 @@ def test_overlapping_segments_split_a_touchs_cost_and_credit(june):
     assert (first["tier-one"]["opportunities"], first["tiers-one-two"]["opportunities"]) == (1.0, 1.0)  # O1, O2 halved
     assert (first["tier-one"]["pipeline_influenced"], first["tiers-one-two"]["pipeline_influenced"]) == (
         15000.0, 15000.0)  # influence counts in full in every segment
+
+
+def test_money_is_rounded_to_the_cent_as_by_hand_in_every_model_and_grouping(june):
+    """A half cent goes up, as a hand computation rounds it (Python's round() would give
+    1.50 for pb-b's 3.01 over 2 leads: it rounds halves to even, on the binary value)."""
+    from abm import metrics
+    from abm.services import spend as spend_service
+
+    assert [metrics.cents(v) for v in (1.505, 0.125, 2.675, -0.125, 0.1 + 0.2, 1 / 3)] == [
+        1.51, 0.13, 2.68, -0.13, 0.3, 0.33]
+    spend_service.record_cost({"playbook": "pb-b", "amount": "1.01", "date": "2026-06-10"})
+    for model in kpis.MODELS:
+        data = kpis.compute("playbook", PERIOD, now=NOW, model=model)
+        for field in ("cost", "cost_per_lead", "pipeline_influenced", "revenue_influenced"):
+            for g in data["groups"] + [data["totals"]]:
+                assert g[field] is None or g[field] == metrics.cents(g[field]), (model, field, g)
+        if model == "last_touch":  # pb-b: its ads touch (2.00) and the 1.01 spent, over its 2 leads
+            assert (by_group(data)["pb-b"]["cost"], by_group(data)["pb-b"]["cost_per_lead"]) == (3.01, 1.51)
+            assert data["totals"]["cost"] == 244.01 and data["totals"]["cost_per_lead"] == 81.34  # 244.01 / 3
+    # the rows behind pb-b's cost add up to its figure
+    assert sum(r["amount"] for r in kpi_trace_rows("pb-b")) == 3.01
+
+
+def kpi_trace_rows(group: str) -> list[dict]:
+    from abm.services import kpi_trace
+
+    return kpi_trace.spend_behind("playbook", group, PERIOD)

@@ -108,14 +108,14 @@ def test_validation_names_the_limit_and_the_yaml_line():
 def test_many_slow_templates_stop_validation_once_the_time_is_spent(monkeypatch):
     from playbooks import loader
 
-    monkeypatch.setattr(loader, "VALIDATION_SECONDS", 0.3)
+    monkeypatch.setattr(loader, "VALIDATION_SECONDS", 1.0)
     slow = "{% for i in range(9000) %}{{ ('ab' * 5000)|replace('a', 'c')|length }}{% endfor %}"
-    steps = "".join(f"  - id: a{i}\n    alert:\n      to: owner\n      message: \"{slow}\"\n" for i in range(200))
+    steps = "".join(f"  - id: a{i}\n    alert:\n      to: owner\n      message: \"{slow}\"\n" for i in range(90))
     source = _playbook().split("  - id: invite")[0] + steps
     result = load(source)
     [error] = result.errors
     assert error.path.endswith(".alert.message") and error.line > 7
-    assert "0.3 s altogether (time limit)" in error.message
+    assert "1 s altogether (time limit)" in error.message
 
 
 def test_a_source_over_the_size_limit_is_one_located_error():
@@ -124,3 +124,29 @@ def test_a_source_over_the_size_limit_is_one_located_error():
     result = load(_playbook() + "#" * MAX_SOURCE_BYTES)
     [error] = result.errors
     assert (error.line, error.column) == (1, 1) and "larger than 256 KiB" in error.message
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("steps, line, limit", [
+    ("".join(f"  - id: s{i}\n    wait: 1d\n" for i in range(5000)), 4000, "more than 10,000 values (size limit)"),
+    ("".join(f"  - wait: {i + 1}d\n" for i in range(150)), 107, "at most 100 steps (step limit), this one 150"),
+])
+def test_a_huge_playbook_stops_at_a_located_size_limit_at_once(steps, line, limit):
+    source = _playbook().split("  - id: invite")[0] + steps
+    result = load(source, filename="huge.yaml")
+    [error] = result.errors
+    assert (error.file, error.line) == ("huge.yaml", line)
+    assert limit in error.message
+
+
+@pytest.mark.timeout(60)
+def test_reading_a_large_document_stops_where_the_time_runs_out(monkeypatch):
+    from playbooks import loader
+
+    monkeypatch.setattr(loader, "VALIDATION_SECONDS", 0.05)
+    steps = "".join(f"  - id: s{i}\n    wait: {{duration: 1d}}\n" for i in range(90))
+    filler = "description: [" + ", ".join(f"w{i}" for i in range(5000)) + "]\n"
+    result = load(filler + _playbook().split("  - id: invite")[0] + steps)
+    [error] = result.errors
+    assert error.path == "yaml" and error.line == 1 and error.column > 64
+    assert "0.05 s altogether (time limit)" in error.message
