@@ -88,10 +88,7 @@ def _account_of(t, look: _Lookups) -> dict:
     return account
 
 
-def touch_key(t) -> str:
-    """The touch's idempotency key, stable across retries: ``enrollment:step:contact``, or
-    ``alert:<id>`` for a sales alert."""
-    return f"alert:{t.alert_id}" if t.alert_id else f"{t.enrollment_id}:{t.step_id}:{t.contact_key}"
+touch_key = touches.touch_key  # the key connectors see (and the outbox names its files by)
 
 
 def build_batch(rows: list) -> list[ConnectorTouch]:

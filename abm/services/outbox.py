@@ -17,6 +17,17 @@ def connector_directories() -> list[tuple[str, str]]:
     return [(row.name, directory) for row in rows if (directory := (row.settings or {}).get("directory"))]
 
 
+def connector_names() -> list[str]:
+    """Every outbox connector's name (the touches they carried are the Outbox's emails)."""
+    return list(db.session.execute(select(ConnectorConfig.name).where(ConnectorConfig.type == "outbox")
+                                   .order_by(ConnectorConfig.name)).scalars())
+
+
+def playbook_keys(limit: int = 500) -> list[str]:
+    """The playbooks' keys, for the Outbox's filter."""
+    return list(db.session.execute(select(PlaybookRow.key).order_by(PlaybookRow.key).limit(limit)).scalars())
+
+
 def enrollment_labels(enrollment_ids: set[int]) -> dict[int, tuple[int, str, str]]:
     """Per enrollment: (account id, account name, playbook key)."""
     if not enrollment_ids:

@@ -50,9 +50,10 @@ def _account_clause(text: str):
     return Touch.account_id.in_(select(Account.id).where(Account.domain == text.lower()))
 
 
-def query(filters: Filters):
-    """The ``select(Touch)`` of these filters (an unknown playbook is a 404)."""
-    stmt = select(Touch)
+def query(filters: Filters, connectors: list[str] | None = None):
+    """The ``select(Touch)`` of these filters (an unknown playbook is a 404); with
+    ``connectors``, only the touches those connectors carried."""
+    stmt = select(Touch) if connectors is None else select(Touch).where(Touch.connector.in_(connectors))
     if filters.playbook:
         row = db.session.execute(select(PlaybookRow).where(PlaybookRow.key == filters.playbook)).scalar_one_or_none()
         if row is None:
@@ -76,9 +77,11 @@ def query(filters: Filters):
     return stmt
 
 
-def search(filters: Filters, cursor: str | None = None, limit: int = 50) -> tuple[list[dict], str | None]:
-    """One page of touches, newest first, with their playbook key, account and contact."""
-    rows, next_cursor = paging.page(query(filters), [paging.SortKey(Touch.id, descending=True)], "-id", cursor,
+def search(filters: Filters, cursor: str | None = None, limit: int = 50,
+           connectors: list[str] | None = None) -> tuple[list[dict], str | None]:
+    """One page of touches, newest first, with their playbook key, account, contact and
+    ``key`` (what the connector saw)."""
+    rows, next_cursor = paging.page(query(filters, connectors), [paging.SortKey(Touch.id, descending=True)], "-id", cursor,
                                     limit)
     keys = dict(db.session.execute(select(PlaybookRow.id, PlaybookRow.key).where(
         PlaybookRow.id.in_({t.playbook_id for t in rows} or {0}))).all())
@@ -89,7 +92,7 @@ def search(filters: Filters, cursor: str | None = None, limit: int = 50) -> tupl
     items = []
     for t in rows:
         item = touches.serialize(t, keys.get(t.playbook_id))
-        item.update(account=accounts.get(t.account_id), contact=emails.get(t.contact_id))
+        item.update(account=accounts.get(t.account_id), contact=emails.get(t.contact_id), key=touches.touch_key(t))
         items.append(item)
     return items, next_cursor
 

@@ -396,6 +396,12 @@ def promote_due(now: datetime, limit: int = 5000) -> list[tuple[int, str | None]
     return [(r[0], r[1]) for r in rows]
 
 
+def touch_key(t) -> str:
+    """The touch's idempotency key, stable across retries: ``enrollment:step:contact``, or
+    ``alert:<id>`` for a sales alert (``t``: a ``Touch`` or a row with its columns)."""
+    return f"alert:{t.alert_id}" if t.alert_id else f"{t.enrollment_id}:{t.step_id}:{t.contact_key}"
+
+
 def serialize(touch: Touch, playbook_key: str | None = None) -> dict:
     payload = touch.payload or {}
     return {

@@ -32,7 +32,10 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 
 from abm.services import outbox as outbox_service
+from abm.services import touch_search
 from abm.web._access import MANAGERS, role_required
+from abm.web.touches import filters_from_args
+from connectors.outbox import eml_name
 
 bp = Blueprint("outbox", __name__)
 
@@ -188,13 +191,36 @@ def _part(message, subtype: str) -> str | None:
         return payload.decode("utf-8", errors="replace")
 
 
+def _with_files(touches: list[dict], known: list[Box]) -> list[dict]:
+    """Each touch with the box of its email file (None when no folder holds it: not sent
+    yet, failed, or removed): one stat per touch and folder, whatever the outbox's size."""
+    for touch in touches:
+        name = eml_name(touch["key"])
+        touch["box"] = next((box for box in known if (box.path / name).is_file()), None)
+        touch["file"] = name
+    return touches
+
+
 @bp.get("/outbox")
 @role_required(*MANAGERS)
 def index():
+    """The newest files; searched or filtered (playbook, step, status, account), the
+    touches the outbox connectors carried, cursor-paged, each with its email file."""
+    filters = filters_from_args()
+    filters.channel, filters.event, filters.reason, filters.variant = "email", None, None, None
+    known = boxes()
+    options = {"filters": filters, "boxes": known, "playbooks": outbox_service.playbook_keys(),
+               "statuses": touch_search.STATUSES}
+    args = filters.as_args()
+    if set(args) - {"channel"}:
+        touches, cursor = touch_search.search(filters, request.args.get("cursor"), PAGE_SIZE,
+                                              connectors=outbox_service.connector_names())
+        return render_template("web/outbox/list.html", filtered=_with_files(touches, known), next_cursor=cursor,
+                               args=args, first_page=not request.args.get("cursor"), **options)
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
     items, total, known = list_page(page)
-    return render_template("web/outbox/list.html", items=items, total=total, boxes=known, page=page,
-                           has_next=page * PAGE_SIZE < total)
+    return render_template("web/outbox/list.html", items=items, total=total, page=page,
+                           has_next=page * PAGE_SIZE < total, **options)
 
 
 @bp.get("/outbox/<box_id>/<name>")

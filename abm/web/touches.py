@@ -13,7 +13,8 @@ bp = Blueprint("touches", __name__)
 PAGE_SIZE = 50
 
 
-def _filters() -> touch_search.Filters:
+def filters_from_args() -> touch_search.Filters:
+    """The filters of the query string, each checked and cut to its column's size."""
     args = request.args
     status = args.get("status") if args.get("status") in touch_search.STATUSES else None
     channel = args.get("channel") if args.get("channel") in touch_search.CHANNELS else None
@@ -28,7 +29,7 @@ def _filters() -> touch_search.Filters:
 @bp.get("/touches")
 @role_required()
 def index():
-    filters = _filters()
+    filters = filters_from_args()
     items, cursor = touch_search.search(filters, request.args.get("cursor"), PAGE_SIZE)
     args = filters.as_args()
     if "event" in args:
