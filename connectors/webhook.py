@@ -84,7 +84,7 @@ def verify_signature(secret: str, timestamp: str | int | None, body: bytes, sign
 class WebhookConnector(Connector):
     type = "webhook"
     channels = ("webhook", "alert")
-    #: One POST a call (the touch key in X-ABM-Delivery lets the receiver drop a repeat).
+    #: One POST a call (the touch key in webhook-id lets the receiver drop a repeat).
     max_batch = 1
     rate_limit = (10, 1)
     settings_schema: ClassVar[dict[str, Any]] = {

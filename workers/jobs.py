@@ -138,12 +138,12 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
         delivery.fail(taken, f"connector {connector_name!r}: {message}", clock.now())
         return {"claimed": len(taken), "failed": len(taken)}
     counts: Counter = Counter(claimed=len(taken))
-    with leases.heartbeat(taken):
+    attempts = {row.id: row.attempts for row in rows}
+    with leases.heartbeat(attempts) as lease:
         batch = build_batch(rows)
         db.session.commit()
         try:
-            _send_calls(connector, batch, {row.id: row.attempts for row in rows}, counts,
-                        {row.id: row.due_at for row in rows})
+            _send_calls(connector, batch, lease, counts, {row.id: row.due_at for row in rows})
         finally:
             connector.close()
     if any(row.alert_id for row in rows):
@@ -151,11 +151,12 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
     return dict(+counts)  # without the zeros
 
 
-def _send_calls(connector, batch: list[ConnectorTouch], attempts: dict[int, int], counts: Counter,
+def _send_calls(connector, batch: list[ConnectorTouch], lease: leases.Lease, counts: Counter,
                 due: dict) -> None:
     """One provider call after another, each recorded as it returns (and counted for the
     metrics); stops at the first batch-wide failure (the untried rest is released or
-    failed with it)."""
+    failed with it). A call carries only the touches the job still holds (``lease``)."""
+    attempts = lease.attempts
     limit = connectors.rate_limit_of(connectors.get_config(connector.name))
     key = ratelimit.bucket_key(connector)
     size = max(1, connector.max_batch)
@@ -167,7 +168,11 @@ def _send_calls(connector, batch: list[ConnectorTouch], attempts: dict[int, int]
                 tokens = ratelimit.tokens_at_once(*limit, len(calls) - index)
                 tally.waited += ratelimit.acquire(key, *limit, n=tokens)
             tokens -= 1
-            rest = [t.id for later in calls[index + 1:] for t in later]
+            held = set(lease.held([t.id for t in call]))
+            call = [t for t in call if t.id in held]  # noqa: PLW2901 - the call as it may go
+            if not call:
+                continue
+            rest = lease.held([t.id for later in calls[index + 1:] for t in later])
             before, sent = Counter(counts), []
             try:
                 _one_call(connector, call, rest, attempts, counts, sent)

@@ -7,7 +7,9 @@ docs/engine.md ("What a crash can repeat").
   and whose ``not_before`` has passed, of an active playbook (or a sales alert's touch,
   which has none); it counts an attempt and commits.
 - :func:`renew` is the job's heartbeat: the claims of a live job never run out, so the
-  lease can be short and a dead worker's touches come back within a minute.
+  lease can be short and a dead worker's touches come back within a minute. It is also
+  the job's fence: a job whose lease ran out anyway (a stalled process, missed beats)
+  learns which touches it no longer holds, and does not send them.
 - :func:`mark` records one provider call's results as soon as the call returns (its own
   short commit), so a worker killed afterwards repeats nothing it has sent.
 - :func:`release` hands touches back after a retryable failure with a ``not_before``;
@@ -78,13 +80,22 @@ def claim(touch_ids: list[int], now: datetime) -> list[int]:
     return [row.id for row in claim_rows(touch_ids, now)]
 
 
-def renew(connection, touch_ids: list[int], now: datetime) -> int:
-    """The heartbeat of a live job: its touches still claimed get ``claimed_at = now``.
-    Runs on ``connection`` (the heartbeat thread's own); returns how many."""
+def renew(connection, attempts: dict[int, int], now: datetime) -> set[int]:
+    """The heartbeat of a live job, and its fence: of the touches it claimed (id -> the
+    ``attempts`` its claim counted), those it still holds get ``claimed_at = now``; returns
+    their ids. A touch whose lease ran out is no longer held: recovery released it
+    (``claimed_at`` empty) or another job claimed it again (``attempts`` moved on), and
+    the job must not send it. Runs on ``connection`` (not the job's session)."""
     table = Touch.__table__
-    return connection.execute(update(table).where(
-        in_list(table.c.id, touch_ids), table.c.status == "queued", table.c.claimed_at.is_not(None))
-        .values(claimed_at=now)).rowcount
+    by_attempt: dict[int, list[int]] = {}
+    for touch_id, attempt in attempts.items():
+        by_attempt.setdefault(attempt, []).append(touch_id)
+    held: set[int] = set()
+    for attempt, ids in by_attempt.items():
+        held.update(connection.execute(update(table).where(
+            in_list(table.c.id, ids), table.c.status == "queued", table.c.claimed_at.is_not(None),
+            table.c.attempts == attempt).values(claimed_at=now).returning(table.c.id)).scalars())
+    return held
 
 
 def _relaxed_commit() -> None:

@@ -73,3 +73,18 @@ class FlakyConnector(Connector):
 
     def test(self) -> str:
         return "ok"
+
+
+class StallingConnector(SlowLogConnector):
+    """A slow log connector whose first call runs ``STALL`` (a test's function) before it
+    returns: what happened in the world while the job was stalled."""
+
+    type = "stalling"
+    STALL = None
+
+    def send(self, batch):
+        stall, StallingConnector.STALL = StallingConnector.STALL, None
+        results = super().send(batch)
+        if stall:
+            stall()
+        return results

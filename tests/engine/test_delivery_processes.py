@@ -65,7 +65,7 @@ class Receiver:
 
     def _before(self):
         with self.lock:
-            self.arrivals.append((time.monotonic(), request.headers.get("X-ABM-Delivery", "")))
+            self.arrivals.append((time.monotonic(), request.headers.get("webhook-id", "")))
             scripted = self.answers.pop(0) if self.answers else None
         if self.delay:
             time.sleep(self.delay)
