@@ -1,22 +1,15 @@
-"""The compiled playbook: frozen dataclasses, JSON round trip.
-
-``playbooks.load`` builds a :class:`Playbook`; ``Playbook.to_dict()`` gives plain
-JSON (store it with the version), ``Playbook.from_dict()`` gives it back, equal.
-Everything here is already validated: step ids are unique, jump targets are later
-step ids, connectors are resolved (a step's ``connector`` is the name of the one
-that serves it, the workspace default filled in), email template files are read
-into ``body`` (so a stored version does not change when the file does).
-"""
+"""The steps of a compiled playbook: one frozen dataclass a kind, and their JSON round trip."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from playbooks import duration
 from playbooks.conditions import Condition, condition_from_dict
+from playbooks.model._json import _cond, _dur, _uncond, _undur
 from playbooks.patterns import search_any
 from playbooks.variants import Variant
 
@@ -24,146 +17,6 @@ from playbooks.variants import Variant
 CHANNEL_OF_KIND = {"email": "email", "audience": "ads", "alert": "alert", "task": "task", "webhook": "webhook"}
 TOUCH_KINDS = tuple(CHANNEL_OF_KIND)
 STEP_KINDS = TOUCH_KINDS + ("set_stage", "wait", "wait_until", "branch", "exit")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _dur(value: timedelta | None) -> str | None:
-    return duration.format(value) if value is not None else None
-
-
-def _undur(value: str | None) -> timedelta | None:
-    return duration.parse(value) if value is not None else None
-
-
-def _cond(value: Condition | None) -> dict | None:
-    return value.to_dict() if value is not None else None
-
-
-def _uncond(value: dict | None) -> Condition | None:
-    return condition_from_dict(value) if value is not None else None
-
-
-# --- entry -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Batch entry: accounts matching ``where`` now and later; at most ``limit``.
-    ``segment``: the saved segment whose condition ``where`` is (as it was when the
-    version was applied)."""
-
-    where: Condition
-    limit: int | None = None
-    segment: str | None = None  # the saved segment ``where`` came from, if any
-
-    def to_dict(self) -> dict:
-        return {"where": self.where.to_dict(), "limit": self.limit, "segment": self.segment}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Audience:
-        return cls(condition_from_dict(data["where"]), data.get("limit"), data.get("segment"))
-
-
-@dataclass(frozen=True)
-class StageChangedTrigger:
-    """Enter when the account's stage changes to one of ``to`` (from one of ``from_``,
-    any stage when ``from_`` is empty)."""
-
-    on: ClassVar[str] = "stage_changed"
-    to: tuple[str, ...]
-    from_: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict:
-        return {"on": self.on, "to": list(self.to), "from": list(self.from_)}
-
-
-@dataclass(frozen=True)
-class ScoreCrossedTrigger:
-    """Enter when the engagement score goes from ``<= above`` to ``> above``."""
-
-    on: ClassVar[str] = "score_crossed"
-    above: float
-
-    def to_dict(self) -> dict:
-        return {"on": self.on, "above": self.above}
-
-
-@dataclass(frozen=True)
-class ActivityTrigger:
-    """Enter on an engagement event of one of ``types`` (any when empty) that occurred
-    within ``within`` before it is processed (None: no age limit)."""
-
-    on: ClassVar[str] = "activity"
-    types: tuple[str, ...] = ()
-    within: timedelta | None = None
-
-    def to_dict(self) -> dict:
-        return {"on": self.on, "type": list(self.types), "within": _dur(self.within)}
-
-
-Trigger = Union[StageChangedTrigger, ScoreCrossedTrigger, ActivityTrigger]  # noqa: UP007
-
-
-def trigger_from_dict(data: dict) -> Trigger:
-    if data["on"] == "stage_changed":
-        return StageChangedTrigger(tuple(data["to"]), tuple(data.get("from") or ()))
-    if data["on"] == "score_crossed":
-        return ScoreCrossedTrigger(data["above"])
-    if data["on"] == "activity":
-        return ActivityTrigger(tuple(data.get("type") or ()), _undur(data.get("within")))
-    raise ValueError(f"unknown trigger {data['on']!r}")
-
-
-# --- send window and caps -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendWindow:
-    """Touches go out on ``days`` between ``start`` and ``end`` (minutes after local
-    midnight, ``0 <= start < end <= 1440``) in the IANA ``timezone``."""
-
-    timezone: str
-    days: tuple[str, ...] = DAYS
-    start: int = 0
-    end: int = 1440
-
-    @property
-    def hours(self) -> str:
-        return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
-
-    def to_dict(self) -> dict:
-        return {"timezone": self.timezone, "days": list(self.days), "hours": self.hours}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SendWindow:
-        start, end = data["hours"].split("-")
-        return cls(data["timezone"], tuple(data["days"]), _minutes(start), _minutes(end))
-
-
-def _minutes(text: str) -> int:
-    hours, minutes = text.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
-@dataclass(frozen=True)
-class Cap:
-    """At most ``max`` touches ``per`` contact or account within ``within``, on
-    ``channel`` (None: every touch-making channel)."""
-
-    per: str
-    max: int
-    within: timedelta
-    channel: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"per": self.per, "max": self.max, "within": _dur(self.within), "channel": self.channel}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Cap:
-        return cls(data["per"], data["max"], duration.parse(data["within"]), data.get("channel"))
-
-
-# --- steps --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -406,78 +259,3 @@ def step_from_dict(data: dict) -> Step:
     if kind == "exit":
         return ExitStep(**common)
     raise ValueError(f"unknown step kind {kind!r}")
-
-
-# --- the playbook ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Playbook:
-    """A validated playbook.
-
-    ``holdout`` is a percentage (``10.0`` for ``10%``). ``reenroll`` None means never.
-    ``send_window`` None means the workspace's default window applies. Exactly one of
-    ``audience`` and ``trigger`` is set.
-    """
-
-    key: str
-    name: str
-    steps: tuple[Step, ...]
-    version: int = 1
-    product: str | None = None
-    description: str | None = None
-    priority: int = 50
-    audience: Audience | None = None
-    trigger: Trigger | None = None
-    holdout: float = 0.0
-    reenroll: timedelta | None = None
-    exit_when: Condition | None = None
-    send_window: SendWindow | None = None
-    caps: tuple[Cap, ...] = field(default_factory=tuple)
-    #: A touch over a cap: ``defer`` waits for the next free slot (and the send window), at
-    #: most ``max_delay`` after it was due, else it is skipped; ``skip``: recorded
-    #: ``suppressed`` at once.
-    on_cap: str = "defer"
-    max_delay: timedelta = timedelta(days=7)
-
-    def cap_policy(self, step: Step) -> tuple[str, timedelta]:
-        """``(on_cap, max_delay)`` for a step's touches: the step's own, else the playbook's."""
-        return (step.on_cap or self.on_cap, self.max_delay if step.max_delay is None else step.max_delay)
-
-    def step_index(self, step_id: str) -> int:
-        """The 0-based position of the step with id ``step_id`` (KeyError if none)."""
-        for step in self.steps:
-            if step.id == step_id:
-                return step.index
-        raise KeyError(step_id)
-
-    def step(self, step_id: str) -> Step:
-        return self.steps[self.step_index(step_id)]
-
-    def to_dict(self) -> dict:
-        return {
-            "version": self.version, "key": self.key, "name": self.name, "product": self.product,
-            "description": self.description, "priority": self.priority,
-            "audience": self.audience.to_dict() if self.audience else None,
-            "trigger": self.trigger.to_dict() if self.trigger else None,
-            "holdout": self.holdout, "reenroll": _dur(self.reenroll), "exit_when": _cond(self.exit_when),
-            "send_window": self.send_window.to_dict() if self.send_window else None,
-            "caps": [cap.to_dict() for cap in self.caps],
-            "on_cap": self.on_cap, "max_delay": _dur(self.max_delay),
-            "steps": [step.to_dict() for step in self.steps],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Playbook:
-        return cls(
-            version=data.get("version", 1), key=data["key"], name=data["name"], product=data.get("product"),
-            description=data.get("description"), priority=data.get("priority", 50),
-            audience=Audience.from_dict(data["audience"]) if data.get("audience") else None,
-            trigger=trigger_from_dict(data["trigger"]) if data.get("trigger") else None,
-            holdout=data.get("holdout", 0.0), reenroll=_undur(data.get("reenroll")),
-            exit_when=_uncond(data.get("exit_when")),
-            send_window=SendWindow.from_dict(data["send_window"]) if data.get("send_window") else None,
-            caps=tuple(Cap.from_dict(cap) for cap in data.get("caps") or ()),
-            on_cap=data.get("on_cap", "defer"), max_delay=_undur(data.get("max_delay")) or timedelta(days=7),
-            steps=tuple(step_from_dict(step) for step in data["steps"]),
-        )
