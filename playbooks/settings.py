@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playbooks import loader
+from playbooks import _pacing_schema
 from playbooks._check import Checker, Node
 from playbooks._condition_schema import parse_condition
 from playbooks.model import Cap, SendWindow
@@ -31,12 +31,12 @@ def _run(value: Any, name: str, parse, workspace: Workspace) -> Any:
 def parse_caps(value: Any) -> tuple[Cap, ...]:
     """``[{per: contact|account, max: N, within: DURATION, channel?: CHANNEL}, ...]`` as
     plain data (parsed JSON or YAML) -> caps; raises :class:`SettingsError`."""
-    return _run(value, "caps", loader._caps, Workspace())
+    return _run(value, "caps", _pacing_schema.parse_caps, Workspace())
 
 
 def parse_send_window(value: Any, default_timezone: str = "UTC") -> SendWindow:
     """``{timezone?, days?, hours?}`` -> a send window; raises :class:`SettingsError`."""
-    return _run(value, "send_window", loader._send_window, Workspace(default_timezone=default_timezone))
+    return _run(value, "send_window", _pacing_schema.parse_send_window, Workspace(default_timezone=default_timezone))
 
 
 def parse_account_condition(value: Any, name: str, stages: list[str], roles: list[str]):
