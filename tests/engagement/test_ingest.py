@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Event
 from abm.services import events, matching
+from abm.services.events import insert as event_insert
 from tests.engagement.conftest import add_site
 
 
@@ -74,7 +75,7 @@ def test_a_key_stored_by_another_writer_meanwhile_is_skipped_and_the_rest_kept(a
         pytest.skip("the COPY path is PostgreSQL's")
     taken = events.stamp({"type": "meeting", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "k1"})
     events.store([taken])
-    monkeypatch.setattr(events, "_known_keys", lambda cur, keys: set())  # the look-up misses it
+    monkeypatch.setattr(event_insert, "_known_keys", lambda cur, keys: set())  # the look-up misses it
     fresh = events.stamp({"type": "form_fill", "occurred_at": _iso(), "email": "jane@acme.com", "dedup_key": "k2"})
     result = events.store([taken, fresh])
     assert (result.stored, result.duplicates) == (1, 1)

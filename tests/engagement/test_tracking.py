@@ -12,6 +12,7 @@ from abm import tracking
 from abm.db import db
 from abm.models import Contact, Event
 from abm.services import events
+from abm.services.events import intake
 from tests.engagement.conftest import SITE_ORIGIN, add_site, queued
 
 
@@ -65,7 +66,7 @@ def test_a_pixel_after_redis_dropped_the_kept_connection_still_reaches_redis(app
 
     token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
     assert client.get(f"/t/o/{token}.gif").status_code == 200  # the connection this thread keeps
-    kept = events._pushers.held[2]
+    kept = intake._pushers.held[2]
     kept.send_command("CLIENT", "ID")
     get_redis().client_kill_filter(_id=kept.read_response())  # as a restarted or idle-timing-out Redis
     assert client.get(f"/t/o/{token}.gif").status_code == 200
