@@ -190,3 +190,88 @@ def test_the_default_view_shows_a_new_opportunity_within_two_minutes(june, as_ro
     clock["now"] = NOW + timedelta(seconds=81)  # over a minute after the answer: computed again
     html = reader.get("/kpis").get_data(as_text=True)
     assert "$16,234.56" in html and "0 s ago" in html
+
+
+def _table(html: str) -> list[list[str]]:
+    """The KPI table's rows as the reader sees them: the group, then each cell's text."""
+    import re
+
+    body = html.split('<table class="table kpi-table">', 1)[1].split("</tbody>", 1)[0].split("<tbody>", 1)[1]
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)
+        rows.append([re.sub(r"<[^>]+>", "", c).strip() for c in cells])
+    return rows
+
+
+def _export_href(html: str) -> str:
+    import html as html_lib
+    import re
+
+    return html_lib.unescape(re.search(r'<a class="button" href="([^"]+)">Export CSV</a>', html).group(1))
+
+
+@pytest.mark.parametrize("filters", [
+    "", "days=30", "days=365", JUNE, "to=2026-06-20", "from=2026-06-05", f"{JUNE}&model=first_touch",
+    f"{JUNE}&model=u_shaped&group_by=channel", f"{JUNE}&playbook=pb-a", f"{JUNE}&product=vault",
+    f"{JUNE}&product=gateway&playbook=pb-b&group_by=product", "days=30&group_by=channel&model=even",
+])
+def test_export_csv_is_the_figures_on_screen_for_every_filter(june, as_role, api, monkeypatch, filters):
+    """The dashboard's Export CSV carries every filter of the page: its rows are the table's
+    rows, and the API's JSON for the same filters."""
+    import csv
+    from urllib.parse import parse_qs, urlsplit
+
+    from abm.services import kpi_glossary
+    from tests.kpis.test_kpis import NOW
+
+    for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
+        monkeypatch.setattr(where, lambda: NOW)
+    reader = as_role("ae")
+    html = reader.get(f"/kpis?{filters}").get_data(as_text=True)
+    href = _export_href(html)
+    assert href.startswith("/api/v1/kpis?")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+    wanted = {k: v[0] for k, v in parse_qs(filters).items()}
+    for key in ("model", "playbook", "product", "group_by", "from", "to"):
+        if key in wanted:
+            assert params[key] == wanted[key], (key, href)
+    exported = reader.get(href)
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    # the API's JSON for the same query holds the same figures
+    answer = api("ae", user=reader.user).get(href.replace("format=csv", "format=json"))
+    assert answer.status_code == 200
+    groups = answer.json["groups"]
+    assert [r["group"] for r in rows] == [g["group"] for g in groups]
+    for row, group in zip(rows, groups, strict=True):
+        for key, value in group.items():
+            assert row[key] == ("" if value is None else str(value)), (key, row[key], value)
+    # and the page's table shows those figures, row by row
+    shown = _table(html)
+    if not rows:
+        assert len(shown) == 1 and "No touches" in shown[0][0]
+        return
+    money = {"cost": 5, "cost_per_lead": 6, "pipeline_influenced": 10, "revenue_influenced": 11}
+    assert [s[0] for s in shown] == [r["group"] for r in rows]
+    for cells, row in zip(shown, rows, strict=True):
+        assert cells[1] == "{:,}".format(int(row["touches"]))
+        assert cells[2] == row["accounts_reached"] and cells[3] == row["engaged_accounts"]
+        assert cells[4] == "{:g}".format(float(row["leads"])) and cells[7] == "{:g}".format(float(row["opportunities"]))
+        for key, i in money.items():
+            assert cells[i] == kpi_glossary.money(float(row[key]) if row[key] else None), (key, cells[i], row[key])
+
+
+def test_the_models_pages_export_is_its_period_and_filters(june, as_role, monkeypatch):
+    import csv
+
+    from tests.kpis.test_kpis import NOW
+
+    for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
+        monkeypatch.setattr(where, lambda: NOW)
+    reader = as_role("ae")
+    html = reader.get("/kpis/models?days=30&metric=leads&group_by=channel&product=gateway").get_data(as_text=True)
+    href = _export_href(html)
+    assert "from=2026-06-01" in href and "to=2026-06-30" in href and "product=gateway" in href
+    rows = list(csv.DictReader(io.StringIO(reader.get(href).get_data(as_text=True))))
+    assert {r["group"] for r in rows} >= {"ads"} and "last_touch" in rows[0]
