@@ -75,6 +75,7 @@ def index():
     lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
     products, playbooks = spend_service.products(), spend_service.playbook_keys()
     query = {k: v for k, v in args.items() if v and k != "group_by"}
+    currency = settings_service.current().get("currency", "USD")
     return render_template(
         "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
         velocity=extras["velocity"], coverage=extras["coverage"], pipeline=extras["pipeline"], period=period,
@@ -82,7 +83,7 @@ def index():
         export_query=api_query(period, args),
         groups=kpis.GROUPS, models=kpis.MODELS, age_seconds=max(0, round(age)), label=kpi_glossary.label,
         funnel_labels={t.key: t.label for t in kpi_glossary.FUNNEL}, format_money=kpi_glossary.money,
-        currency=settings_service.current().get("currency", "USD"))
+        currency=currency, money_of=lambda v: kpi_glossary.money(v, currency))
 
 
 @bp.get("/kpis/trends")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import html as html_lib
 import io
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from abm.db import db
 from abm.models import Cost
-from tests.kpis.test_kpis import build_june
+from abm.services import kpi_glossary, kpis
+from abm.services import settings as settings_service
+from tests.kpis.test_kpis import NOW, build_june
 
 JUNE = "from=2026-06-01&to=2026-06-30"
 
@@ -194,8 +200,6 @@ def test_the_default_view_shows_a_new_opportunity_within_two_minutes(june, as_ro
 
 def _table(html: str) -> list[list[str]]:
     """The KPI table's rows as the reader sees them: the group, then each cell's text."""
-    import re
-
     body = html.split('<table class="table kpi-table">', 1)[1].split("</tbody>", 1)[0].split("<tbody>", 1)[1]
     rows = []
     for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
@@ -205,9 +209,6 @@ def _table(html: str) -> list[list[str]]:
 
 
 def _export_href(html: str) -> str:
-    import html as html_lib
-    import re
-
     return html_lib.unescape(re.search(r'<a class="button" href="([^"]+)">Export CSV</a>', html).group(1))
 
 
@@ -219,12 +220,6 @@ def _export_href(html: str) -> str:
 def test_export_csv_is_the_figures_on_screen_for_every_filter(june, as_role, api, monkeypatch, filters):
     """The dashboard's Export CSV carries every filter of the page: its rows are the table's
     rows, and the API's JSON for the same filters."""
-    import csv
-    from urllib.parse import parse_qs, urlsplit
-
-    from abm.services import kpi_glossary
-    from tests.kpis.test_kpis import NOW
-
     for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
         monkeypatch.setattr(where, lambda: NOW)
     reader = as_role("ae")
@@ -263,9 +258,6 @@ def test_export_csv_is_the_figures_on_screen_for_every_filter(june, as_role, api
 
 
 def test_the_models_pages_export_is_its_period_and_filters(june, as_role, monkeypatch):
-    import csv
-
-    from tests.kpis.test_kpis import NOW
 
     for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
         monkeypatch.setattr(where, lambda: NOW)
@@ -275,3 +267,30 @@ def test_the_models_pages_export_is_its_period_and_filters(june, as_role, monkey
     assert "from=2026-06-01" in href and "to=2026-06-30" in href and "product=gateway" in href
     rows = list(csv.DictReader(io.StringIO(reader.get(href).get_data(as_text=True))))
     assert {r["group"] for r in rows} >= {"ads"} and "last_touch" in rows[0]
+
+
+def _svg(html: str, label: str) -> str:
+    start = html.index(f'aria-label="{label}')
+    return html[html.rindex("<svg", 0, start):html.index("</svg>", start)]
+
+
+@pytest.mark.parametrize("currency, top, half, zero", [("USD", "$10,000.00", "$5,000.00", "$0.00"),
+                                                         ("EUR", "€10,000.00", "€5,000.00", "€0.00")])
+def test_the_dashboards_money_charts_show_values_with_the_currency(june, as_role, currency, top, half, zero):
+    """The pipeline chart has a y axis with values, and the cost-per-lead bars their amounts,
+    both with the workspace currency's symbol."""
+    settings_service.update({"currency": currency})
+    db.session.commit()
+    html = as_role("ae").get(f"/kpis?{JUNE}").get_data(as_text=True)
+    pipeline = _svg(html, "Pipeline influenced per period slice")
+    axis = re.findall(r'<text class="axis-label y"[^>]*>([^<]*)</text>', pipeline)
+    assert axis == [zero, half, top]  # O1 (10,000, 20 June) is the highest slice, O2 (5,000) another
+    assert f"highest {top}" in pipeline and f": {top}</title>" in pipeline
+    cpl = _svg(html, "Cost per lead by playbook")
+    shown = dict(re.findall(r"<title>([^:<]+): ([^<]*)</title>", cpl))
+    data = kpis.compute("playbook", kpis.Period.parse("2026-06-01", "2026-06-30"))
+    expected = {g["group"]: kpi_glossary.money(g["cost_per_lead"], currency) for g in data["groups"]
+                if g["cost_per_lead"] is not None}
+    assert expected and shown == expected
+    values = re.findall(r'<text class="bar-value"[^>]*>([^<]*)</text>', cpl)
+    assert values == list(expected.values()) and all(v.startswith(zero[0]) for v in values)
