@@ -309,8 +309,9 @@ def lookup_ip_days(cfg: dict | None = None) -> int:
 
 
 def purge_lookup_addresses(now: datetime | None = None, batch: int = 1000) -> int:
-    """Replace the full address of provider look-ups older than ``lookup_ip_days`` (all of
-    them when identification is off) by its truncated network (IPv4 /24, IPv6 /48), keeping
+    """Replace the full address of provider look-ups older than ``lookup_ip_days`` (or
+    ``lookup_cache_days`` when shorter: past it the look-up is no longer used; all of them
+    when identification is off) by its truncated network (IPv4 /24, IPv6 /48), keeping
     the company found (its name, domain, and so the account with that domain). Look-ups of
     one network merge into one row, the newest answer kept. Returns how many addresses
     were dropped.
@@ -320,7 +321,8 @@ def purge_lookup_addresses(now: datetime | None = None, batch: int = 1000) -> in
     """
     cfg = config()
     now = now or utcnow()
-    cutoff = now if not cfg["enabled"] else now - timedelta(days=lookup_ip_days(cfg))
+    keep = min(lookup_ip_days(cfg), int(cfg["lookup_cache_days"]))
+    cutoff = now if not cfg["enabled"] else now - timedelta(days=keep)
     dropped = 0
     while True:
         rows = db.session.execute(

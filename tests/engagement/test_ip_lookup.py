@@ -94,3 +94,14 @@ def test_look_ups_keep_a_full_address_no_longer_than_the_retention_setting(app, 
     assert not [ip for ip in db.session.execute(select(IpLookup.ip)).scalars() if "/" not in ip]
     with pytest.raises(ValidationError):
         settings_service.update({"identification": {**ident, "lookup_ip_days": 0}})
+
+
+def test_a_look_up_no_longer_used_keeps_no_full_address(app, world):
+    """``lookup_cache_days`` shorter than ``lookup_ip_days``: the address goes when the
+    look-up is no longer used."""
+    ident = {**settings_service.current()["identification"], "lookup_cache_days": 5, "lookup_ip_days": 30}
+    settings_service.update({"identification": ident})
+    db.session.add(IpLookup(ip="203.0.113.7", fetched_at=utcnow() - timedelta(days=6), company_domain="acme.com"))
+    db.session.commit()
+    assert identification.purge_lookup_addresses() == 1
+    assert db.session.execute(select(IpLookup.ip)).scalars().all() == ["203.0.113.0/24"]
