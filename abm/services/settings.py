@@ -55,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "heat": {"passive_types": ["ad_impression", "email_open", "email_delivered"],
              "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
-    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "lookup_ip_days": 30,
+                       "stitch_days": 30},
     "intent": {"topics": {}, "default_topic_weight": 1.0, "alert_min_score": 60},
     "fit": {
         "rules": [
@@ -151,6 +152,10 @@ SCHEMA: dict[str, Any] = {
             "properties": {"enabled": {"type": "boolean"},
                            "raw_ip_days": {"type": "integer", "minimum": 0, "maximum": 90},
                            "lookup_cache_days": {"type": "integer", "minimum": 1, "maximum": 365},
+                           # how long a company look-up keeps the full address it was asked about
+                           # (then only its truncated network and the company); optional: older
+                           # stored settings lack it and read the default
+                           "lookup_ip_days": {"type": "integer", "minimum": 1, "maximum": 365},
                            "stitch_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
         "sites": {"type": "array", "maxItems": 50, "items": {
             "type": "object", "additionalProperties": False, "required": ["name", "origins"],
