@@ -308,6 +308,13 @@ def lookup_ip_days(cfg: dict | None = None) -> int:
     return int(cfg.get("lookup_ip_days", settings_service.DEFAULTS["identification"]["lookup_ip_days"]))
 
 
+def lookup_address_days(cfg: dict | None = None) -> int:
+    """How long a look-up's full address is kept: ``lookup_ip_days``, or ``lookup_cache_days``
+    when shorter (past it the look-up is no longer used)."""
+    cfg = cfg or config()
+    return min(lookup_ip_days(cfg), int(cfg["lookup_cache_days"]))
+
+
 def purge_lookup_addresses(now: datetime | None = None, batch: int = 1000) -> int:
     """Replace the full address of provider look-ups older than ``lookup_ip_days`` (or
     ``lookup_cache_days`` when shorter: past it the look-up is no longer used; all of them
@@ -321,8 +328,7 @@ def purge_lookup_addresses(now: datetime | None = None, batch: int = 1000) -> in
     """
     cfg = config()
     now = now or utcnow()
-    keep = min(lookup_ip_days(cfg), int(cfg["lookup_cache_days"]))
-    cutoff = now if not cfg["enabled"] else now - timedelta(days=keep)
+    cutoff = now if not cfg["enabled"] else now - timedelta(days=lookup_address_days(cfg))
     dropped = 0
     while True:
         rows = db.session.execute(
