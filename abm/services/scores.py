@@ -388,9 +388,16 @@ def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -
 
 def level_changes(candidate: dict, now: datetime | None = None) -> dict:
     """How many accounts would change level under the ``candidate`` settings (weights, URL
-    rules, half-life, thresholds, heat) against the levels now: ``{"changed", "up", "down",
-    "moves": {(from, to): n}, "accounts"}``. One aggregate over the events, as the recompute."""
+    rules, half-life, thresholds) against the levels now: ``{"changed", "up", "down",
+    "moves": {(from, to): n}, "accounts", "later_only"}``. One aggregate over the events,
+    as the recompute.
+
+    The honest heat rules set each event's factor as it arrives (:mod:`abm.services.heat`):
+    a change of them counts for the events after the save and moves no level now.
+    ``later_only`` names such changed settings (``["heat"]`` or ``[]``), so the page can
+    say why a heat change previews as no change."""
     now = now or utcnow()
+    later_only = ["heat"] if candidate["heat"] != settings_service.current()["heat"] else []
     factor = score_at(1.0, now, candidate["half_life_days"])
     sums = (select(Event.account_id.label("aid"), func.sum(term_expr(candidate)).label("ref"))
             .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
@@ -403,4 +410,4 @@ def level_changes(candidate: dict, now: datetime | None = None) -> dict:
     return {"changed": sum(moves.values()), "accounts": sum(n for *_, n in rows),
             "up": sum(n for (old, new), n in moves.items() if rank.get(new, 0) > rank.get(old, 0)),
             "down": sum(n for (old, new), n in moves.items() if rank.get(new, 0) < rank.get(old, 0)),
-            "moves": moves}
+            "moves": moves, "later_only": later_only}

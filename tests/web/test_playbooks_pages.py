@@ -379,6 +379,18 @@ def test_the_plan_is_reachable_from_the_playbook_page_with_a_schedule(as_role, c
                      r"<td>(sends|postponed <span class=\"muted small\">\(outside the send window\))", html)
 
 
+
+def test_only_those_who_may_edit_see_open_in_the_editor_on_the_plan(as_role, connectors):
+    """An AE reads the plan but may not apply a version: the plan offers no editor link to
+    them (as the playbook and version pages offer no Edit); a manager and an admin see it."""
+    make_account("Alpha")
+    _apply(as_role("manager"))
+    editor_link = 'href="/playbooks/web-pb/edit?version=1">Open in the editor</a>'
+    ae = as_role("ae").get("/playbooks/web-pb/plan").get_data(as_text=True)
+    assert 'id="plan-entering"' in ae and "Open in the editor" not in ae
+    for role in ("manager", "admin"):
+        assert editor_link in as_role(role).get("/playbooks/web-pb/plan").get_data(as_text=True), role
+
 def test_change_control_on_the_playbook_page(as_role, connectors):
     from tests.engine.conftest import make_account as make
 
