@@ -131,7 +131,7 @@ def schema_id(base_url: str = DEFAULT_BASE_URL) -> str:
     return base_url.rstrip("/") + SCHEMA_PATH
 
 
-#: The fields of each trigger, typed as the loader (``loader._trigger``) reads them.
+#: The fields of each trigger, typed as the loader (``_entry_schema._trigger``) reads them.
 TRIGGER_FIELDS = {
     "stage_changed": {"to": TEXT_LIST, "from": TEXT_LIST},
     "score_crossed": {"above": {"type": "number"}},
