@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 
 from playbooks import json_schema, load
-from playbooks.loader import _TRIGGERS
+from playbooks._entry_schema import _TRIGGERS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "playbooks" / "examples").glob("*.yaml"))
