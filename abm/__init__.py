@@ -12,15 +12,14 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import config as config_module
+from abm import api, auth, health, logs, redis_conn, web
+from abm.db import db
+from abm.errors import register_error_handlers
 from abm.paths import ROOT
 
 
 def create_app(config=None, **overrides) -> Flask:
-    import config as config_module
-    from abm import auth, health, logs, redis_conn
-    from abm.db import db
-    from abm.errors import register_error_handlers
-
     # urllib3 logs request paths at DEBUG, and some webhook URLs carry their secret.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger("urllib3").level))
     cfg = config if config is not None else config_module.load()
@@ -43,12 +42,10 @@ def create_app(config=None, **overrides) -> Flask:
     register_error_handlers(app)
     health.init_app(app)
 
-    from abm import api, web
-
     api.init_app(app)
     web.init_app(app)
 
-    from abm.cli import register_commands
+    from abm.cli import register_commands  # noqa: PLC0415 - cycle: abm.cli loads the commands, which import create_app
 
     register_commands(app)
     if app.config.get("TRUSTED_PROXIES"):

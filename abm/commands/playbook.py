@@ -11,6 +11,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from abm.errors import ApiError
+from abm.services import change_control, playbooks
+from abm.services import connectors as connector_service
+from playbooks import json_schema
+from workers.scheduler import run as run_scheduler
 
 
 @click.group("playbook", help="Playbooks: validate, plan (dry run), apply a new version, and the life cycle.")
@@ -35,8 +39,6 @@ def _print_errors(errors) -> None:
 @playbook_group.command("schema", help="Print the JSON Schema of the playbook language (for editors; also at "
                         "/api/v1/playbook-schema.json).")
 def schema():
-    from playbooks import json_schema
-
     click.echo(json.dumps(json_schema.build(), indent=2))
 
 
@@ -44,9 +46,6 @@ def schema():
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @with_appcontext
 def validate(files):
-    from abm.services import connectors as connector_service
-    from abm.services import playbooks
-
     failed = False
     if not connector_service.channels_by_name():
         click.echo("no connector is configured yet: connector names are checked against the stand-ins "
@@ -73,8 +72,6 @@ def validate(files):
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @with_appcontext
 def plan(file, account, contact, move, as_json):
-    from abm.services import playbooks
-
     try:
         result = playbooks.plan(_read(file), filename=file, account=account, contact=contact, migrate=move)
     except playbooks.PlaybookInvalid as exc:
@@ -168,8 +165,6 @@ def _echo_rendered(sample) -> None:
 @click.option("--migrate", "move", is_flag=True, help="Move the running enrollments to the new version.")
 @with_appcontext
 def apply(file, move):
-    from abm.services import playbooks
-
     try:
         row, version = playbooks.apply(_read(file), filename=file)
     except playbooks.PlaybookInvalid as exc:
@@ -185,8 +180,6 @@ def apply(file, move):
 @click.argument("key")
 @with_appcontext
 def migrate(key):
-    from abm.services import playbooks
-
     try:
         _echo_migration(playbooks.migrate(key))
     except ApiError as exc:
@@ -212,8 +205,6 @@ def _echo_mapping(mapping) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
 @with_appcontext
 def diff(key, old, new, as_json):
-    from abm.services import change_control
-
     try:
         result = change_control.diff(key, old, new)
     except ApiError as exc:
@@ -238,8 +229,6 @@ def diff(key, old, new, as_json):
 @click.option("--name", help="The new playbook's name (default: NAME (copy)).")
 @with_appcontext
 def clone(key, new_key, name):
-    from abm.services import change_control, playbooks
-
     try:
         row, version = change_control.clone(key, new_key, name)
     except playbooks.PlaybookInvalid as exc:
@@ -260,8 +249,6 @@ def clone(key, new_key, name):
 @click.option("--variant", help="The A/B variant to send (default: the one the contact is assigned).")
 @with_appcontext
 def test_send(key, step, to, account, contact, variant):
-    from abm.services import change_control
-
     try:
         result = change_control.test_send(key, step, to, account, contact, variant=variant)
     except ApiError as exc:
@@ -274,8 +261,6 @@ def _life_cycle(name: str):
     @click.argument("key")
     @with_appcontext
     def command(key):
-        from abm.services import playbooks
-
         try:
             result = getattr(playbooks, name)(key)
         except ApiError as exc:
@@ -292,8 +277,6 @@ def _life_cycle(name: str):
 @click.option("--allow-empty", is_flag=True, help="Activate even when no account would enter now.")
 @with_appcontext
 def activate(key, allow_empty):
-    from abm.services import playbooks
-
     try:
         result = playbooks.activate(key, allow_empty=allow_empty)
     except playbooks.EmptyAudience as exc:
@@ -318,9 +301,7 @@ for _name, _help in (("pause", "Stop every touch of the playbook at once (nothin
 @click.command("scheduler", help="Run the periodic jobs: dispatcher, sweeps, recovery, event drain.")
 @with_appcontext
 def scheduler():
-    from workers.scheduler import run
-
-    run(current_app._get_current_object())
+    run_scheduler(current_app._get_current_object())
 
 
 commands = [playbook_group, scheduler]
