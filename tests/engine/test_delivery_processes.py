@@ -27,7 +27,7 @@ from abm.services import playbooks as service
 from tests.connectors.fakes.webhook_receiver import receiver_app
 from tests.connectors.harness import serve
 from tests.engine.processes import Recipe, wait_for
-from workers import dispatcher
+from workers import dispatcher, enqueue
 
 SECRET = "shared-secret-0123456789"
 DISPATCH_PERIOD = 5.0
@@ -115,8 +115,6 @@ def test_a_connector_at_10_per_second_keeps_its_pace_across_two_workers(app):
         dispatcher.dispatch(now=utcnow(), batch_size=10, enqueue=False)  # the workers' dispatch enqueues them
         started = time.monotonic()
         with Recipe(app, workers=2, scheduler=False) as recipe:
-            from workers import enqueue
-
             queued = db.session.execute(select(Touch.id, Touch.connector).order_by(Touch.id)).all()
             for start in range(0, 100, 10):  # ten jobs of ten: both workers take some
                 enqueue.touches([tuple(r) for r in queued[start:start + 10]])

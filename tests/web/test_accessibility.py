@@ -5,9 +5,11 @@ critical violation."""
 from __future__ import annotations
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 
 from abm.db import db
 from abm.models import Account, Alert, Contact
+from abm.services import connectors as connector_service
 from abm.services import events
 
 SERIOUS = ("serious", "critical")
@@ -32,8 +34,6 @@ def _pages(live_server, args: dict) -> list[str]:
 @pytest.mark.browser
 @pytest.mark.parametrize("role", ["admin", "manager", "ae"])
 def test_no_serious_or_critical_axe_violation_on_any_page(live_server, new_page, make_live_user, role):
-    from axe_playwright_python.sync_playwright import Axe
-
     user = make_live_user(role, email=f"{role}@example.com")
     account = Account(name="Acme", domain="acme.example", stage="aware", owner_id=user.id)
     db.session.add(account)
@@ -44,7 +44,6 @@ def test_no_serious_or_critical_axe_violation_on_any_page(live_server, new_page,
     db.session.commit()
     events.store([events.stamp({"type": "meeting", "occurred_at": "2026-12-01T10:00:00+00:00",
                                  "email": "jane@acme.example"})])
-    from abm.services import connectors as connector_service
 
     connector_service.create({"name": "mail", "type": "outbox", "settings": {
         "directory": str(live_server.tmp / "outbox"), "from_email": "abm@vendor.example"}})
@@ -67,8 +66,6 @@ def test_no_serious_or_critical_axe_violation_on_any_page(live_server, new_page,
 
 @pytest.mark.browser
 def test_no_serious_or_critical_axe_violation_on_the_public_pages(live_server, new_page):
-    from axe_playwright_python.sync_playwright import Axe
-
     page = new_page()
     found = {}
     for path in ("/login", "/reset/not-a-valid-token"):
