@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config as config_module
 from abm import api, auth, health, logs, redis_conn, web
-from abm.db import db
+from abm.db import db as database  # not `db`: abm.db stays the module (the migrations use abm.db.UTCDateTime)
 from abm.errors import register_error_handlers
 from abm.paths import ROOT
 
@@ -36,7 +36,7 @@ def create_app(config=None, **overrides) -> Flask:
     app.config["ABM_CONFIG"] = cfg
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    db.init_app(app)
+    database.init_app(app)
     redis_conn.init_app(app)
     auth.init_app(app)
     register_error_handlers(app)
