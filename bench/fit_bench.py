@@ -19,13 +19,13 @@ import os
 import random
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from datetime import timedelta  # noqa: E402
 
 import pixel_bench  # noqa: E402
 from sqlalchemy import func, insert, select, text  # noqa: E402

@@ -24,6 +24,7 @@ flushed); wrk must be installed for part 3 (``--no-http`` skips it).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -38,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import ipaddress  # noqa: E402
 
 import pixel_bench  # noqa: E402  (the server, wrk and environment helpers)
 from sqlalchemy import delete, func, insert, select  # noqa: E402
