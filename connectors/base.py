@@ -162,6 +162,12 @@ class Connector:
         Slack channel, a Meta ad account); None: this connector alone."""
         return None
 
+    def rate_scope_of(self, call: list[Touch]) -> str | None:
+        """What the provider counts this one call against, when that depends on the call (a
+        Slack bot's direct message counts against its own conversation); by default the
+        connector's :meth:`rate_scope`. The workers take the call's token from that bucket."""
+        return self.rate_scope()
+
     # -- inbound ----------------------------------------------------------------
     def verify_webhook(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> None:
         """Raise PermanentError when the request's signature is missing, forged or stale."""

@@ -76,6 +76,11 @@ BOT_ERRORS = {
 }
 
 
+def _digest(secret: str) -> str:
+    """A short name for a secret (a webhook URL, a token) that does not reveal it."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
 def escape(text: str) -> str:
     """Slack's control characters escaped, so that text shows as written (no mention, no link)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -135,9 +140,24 @@ class SlackConnector(Connector):
         return base + parts.path + (f"?{parts.query}" if parts.query else "")
 
     def rate_scope(self) -> str:
-        """Slack counts messages per channel, which is per incoming webhook: connectors posting
-        through the same webhook share a bucket (its URL is a secret: only a digest names it)."""
-        return "slack:" + hashlib.sha256(str(self.settings.get("webhook_url", "")).encode()).hexdigest()[:16]
+        """Slack counts messages per channel (about one a second each). An incoming webhook
+        posts to one channel: connectors posting through the same webhook share a bucket. A
+        bot counts per channel it posts to: its token and ``channel`` name the bucket, so two
+        channels are paced apart (secrets are named by a digest only)."""
+        if self.bot:
+            return f"slack:bot:{_digest(self.settings['bot_token'])}:{self.settings.get('channel') or '-'}"
+        return "slack:" + _digest(str(self.settings.get("webhook_url", "")))
+
+    def rate_scope_of(self, call: list[Touch]) -> str:
+        """A bot's direct message counts against the owner's own conversation (its bucket is
+        the bot's and the owner's), unless Slack knew no user with that email (then it goes
+        to ``channel``); everything else counts against :meth:`rate_scope`."""
+        to = str((call[0].payload.get("to") if call else None) or "").strip().lower()
+        if not (self.bot and self.settings.get("deliver_to") == "direct_message" and "@" in to):
+            return self.rate_scope()
+        if to in self._users and self._users[to] is None:
+            return self.rate_scope()
+        return f"slack:bot:{_digest(self.settings['bot_token'])}:dm:{_digest(to)}"
 
     def client(self) -> HttpClient:
         timeout = float(self.settings.get("timeout", 10))

@@ -22,10 +22,20 @@ from playbooks._shapes import SHAPES
 from playbooks._variant_schema import MAX_VARIANTS
 from playbooks.model import CHANNEL_OF_KIND, DAYS, STEP_KINDS
 
-SCHEMA_ID = "https://abm.example.com/schemas/playbook.json"
-DURATION = {"type": "string", "pattern": r"^\s*[0-9]{1,6}\s*[mhdw]\s*$", "description": "30m, 4h, 3d or 2w"}
+#: Where the server serves the schema (no login), under the deployment's ``ABM_BASE_URL``.
+SCHEMA_PATH = "/api/v1/playbook-schema.json"
+#: ``ABM_BASE_URL``'s default (``config.py``): the ``$id`` of a schema built without a deployment.
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"
+#: The duration parser's grammar (``playbooks.duration``): 1 to 6 digits and a unit, not zero.
+DURATION = {"type": "string", "pattern": r"^\s*[0-9]{1,6}[mhdw]\s*$", "not": {"pattern": r"^\s*0+[mhdw]\s*$"},
+            "description": "30m, 4h, 3d or 2w"}
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
 SCALAR = {"type": ["string", "number", "boolean"]}
+#: ``Checker.text``: a text with something besides blanks.
+TEXT = {"type": "string", "pattern": r"\S"}
+#: ``Checker.string_list``: one text, or a non-empty list of texts.
+#: (One schema rather than ``anyOf``, so that a mistake is reported at the element.)
+TEXT_LIST = {"type": ["string", "array"], "pattern": r"\S", "minItems": 1, "items": TEXT}
 _SCALAR_BY_TYPE = {"int": {"type": "integer"}, "number": {"type": "number"}, "list": {"type": "string"},
                    "any": SCALAR}
 
@@ -116,17 +126,39 @@ def _steps() -> dict:
     return step
 
 
-def build() -> dict:
-    """The schema, as a dict (``json.dumps`` it)."""
+def schema_id(base_url: str = DEFAULT_BASE_URL) -> str:
+    """The schema's ``$id``: the URL a deployment serves it at."""
+    return base_url.rstrip("/") + SCHEMA_PATH
+
+
+#: The fields of each trigger, typed as the loader (``loader._trigger``) reads them.
+TRIGGER_FIELDS = {
+    "stage_changed": {"to": TEXT_LIST, "from": TEXT_LIST},
+    "score_crossed": {"above": {"type": "number"}},
+    "activity": {"type": TEXT_LIST, "within": DURATION},
+}
+
+
+def _trigger() -> dict:
+    """``on`` picks the form; ``if``/``then`` (not ``oneOf``) so that a mistake is reported
+    at its field (``trigger.within``), where the validator reports it."""
+    forms = [{"if": {"properties": {"on": {"const": on}}, "required": ["on"]},
+              "then": _object(f"trigger.{on}", {"on": {"const": on}, **fields})}
+             for on, fields in TRIGGER_FIELDS.items()]
+    assert all(set(SHAPES[f"trigger.{on}"][0]) == {"on", *fields} for on, fields in TRIGGER_FIELDS.items())
+    return {"type": "object", "required": ["on"], "properties": {"on": {"enum": list(TRIGGER_FIELDS)}},
+            "allOf": forms}
+
+
+def build(base_url: str = DEFAULT_BASE_URL) -> dict:
+    """The schema, as a dict (``json.dumps`` it); its ``$id`` is where ``base_url`` serves it."""
     condition = {"$ref": "#/$defs/condition"}
     caps_list = {"type": "array", "items": _object("cap", {
         "per": {"enum": ["contact", "account"]}, "max": {"type": "integer", "minimum": 0}, "within": DURATION,
         "channel": {"enum": sorted(set(CHANNEL_OF_KIND.values()))}})}
     entry = _object("caps.workspace.entry", {"max": {"type": "integer", "minimum": 0}, "per": DURATION})
     caps_map = _object("caps.workspace", {"contact": entry, "account": entry})
-    trigger = {"type": "object", "required": ["on"], "oneOf": [
-        {**_object(f"trigger.{on}", {"on": {"const": on}}), "required": ["on", *SHAPES[f"trigger.{on}"][1]]}
-        for on in ("stage_changed", "score_crossed", "activity")]}
+    trigger = _trigger()
     top = {
         "version": {"const": 1}, "key": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{1,63}$"},
         "name": {"type": "string", "minLength": 1}, "product": {"type": "string"},
@@ -146,7 +178,7 @@ def build() -> dict:
         "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
     }
     schema = _object("playbook", top)
-    schema.update({"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+    schema.update({"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id(base_url),
                    "title": "ABM playbook", "oneOf": [{"required": ["audience"]}, {"required": ["trigger"]}],
                    "$defs": {"condition": _condition(ACCOUNT_FIELD_TYPES, "condition", True),
                              "contact_condition": _condition(CONTACT_FIELD_TYPES, "contact_condition", False),
@@ -155,4 +187,4 @@ def build() -> dict:
     return schema
 
 
-__all__ = ["build", "SCHEMA_ID"]
+__all__ = ["build", "schema_id", "SCHEMA_PATH"]

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+
+from abm.cli import all_commands
 from abm.paths import ROOT
 
 EXAMPLES = sorted((ROOT / "playbooks" / "examples").glob("*.yaml"))
@@ -46,3 +49,21 @@ def test_every_relative_link_of_the_docs_leads_to_a_file_of_the_repository():
             if not (page.parent / target).resolve().exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_the_readme_command_table_names_every_command_and_subcommand_of_abm_help():
+    """Every command ``abm --help`` lists, and every subcommand of a group, is in the
+    README's command table (``abm NAME``, subcommands as ``a\\|b`` or ``abm NAME SUB``)."""
+    section = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] if line.count("`") >= 2 else line
+            for line in section.replace("\\|", "/").splitlines() if line.startswith("| `abm")]
+    missing = []
+    for command in all_commands():
+        named = [row for row in rows if f"`abm {command.name}" in row or f", `abm {command.name}" in row]
+        if not named:
+            missing.append(command.name)
+            continue
+        if isinstance(command, click.Group):
+            words = {w for row in named for w in row.replace("`", " ").replace("/", " ").replace(",", " ").split()}
+            missing += [f"{command.name} {sub}" for sub in command.commands if sub not in words]
+    assert missing == []

@@ -45,5 +45,12 @@ def purge_visit_addresses() -> int:
     return n
 
 
+def purge_lookup_addresses() -> int:
+    """The full addresses of company look-ups older than ``identification.lookup_ip_days``."""
+    n = identification.purge_lookup_addresses()
+    db.session.commit()
+    return n
+
+
 def purge_idempotency_keys() -> int:
     return idempotency.purge()

@@ -158,12 +158,14 @@ def _send_calls(connector, batch: list[ConnectorTouch], lease: leases.Lease, cou
     failed with it). A call carries only the touches the job still holds (``lease``)."""
     attempts = lease.attempts
     limit = connectors.rate_limit_of(connectors.get_config(connector.name))
-    key = ratelimit.bucket_key(connector)
     size = max(1, connector.max_batch)
     calls = [batch[i:i + size] for i in range(0, len(batch), size)]
-    tokens, tally = 0, _Tally(connector.name)
+    key, tokens, tally = None, 0, _Tally(connector.name)
     try:
         for index, call in enumerate(calls):
+            scope = ratelimit.bucket_key(connector, call)  # a Slack bot's direct messages: one per owner
+            if scope != key:
+                key, tokens = scope, 0
             if not tokens:
                 tokens = ratelimit.tokens_at_once(*limit, len(calls) - index)
                 tally.waited += ratelimit.acquire(key, *limit, n=tokens)

@@ -8,9 +8,10 @@ token and answers how long the caller must wait before using it, so callers queu
 the order they asked, and nobody polls. A worker killed while waiting holds nothing: its
 token was spent, the bucket refills as usual.
 
-The bucket's key is the connector's ``rate_scope()`` when the provider counts per
-something shared between connectors (a Slack channel's webhook, a Meta ad account), else
-the connector's name.
+The bucket's key is what the provider counts a call against, ``rate_scope_of(call)``, when
+that is shared between connectors or differs between calls (a Slack webhook's channel, a
+Slack bot's channel or direct message, a Meta ad account), else the connector's name: two
+Slack channels are paced apart, and a busy one does not slow the other.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ UNLIMITED_PER_SECOND = 10000
 _script = None
 
 
-def bucket_key(connector) -> str:
-    return f"abm:bucket:{connector.rate_scope() or connector.name}"
+def bucket_key(connector, call=None) -> str:
+    """The bucket a provider call takes its token from: what the provider counts it against
+    (``rate_scope_of(call)``: a Slack channel, a bot's direct message, a Meta ad account),
+    else the connector's own."""
+    scope = connector.rate_scope() if call is None else connector.rate_scope_of(call)
+    return f"abm:bucket:{scope or connector.name}"
 
 
 def take(key: str, calls: int, seconds: int, n: int = 1, connection=None) -> float:

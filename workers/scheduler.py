@@ -34,6 +34,7 @@ ENGAGEMENT = (
     ("workers.digest_jobs.send_weekly_digests", "default", 3600),
     ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),
     ("workers.engagement_jobs.purge_visit_addresses", "events", 3600),
+    ("workers.engagement_jobs.purge_lookup_addresses", "default", 3600),
     ("workers.engagement_jobs.refresh_fit", "default", 86400),
     ("workers.identify_jobs.look_up_addresses", "default", 300),
 )

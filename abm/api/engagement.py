@@ -44,7 +44,12 @@ BREAKDOWN = register_schema("EngagementBreakdown", {"type": "object", "propertie
     "passive": {"type": "number", "description": "points from passive exposure (heat.passive_types)"},
     "driven_by": {"enum": ["active", "passive", None], "description": "what made the score: passive when half or more"},
     "by_type": {"type": "array"}, "by_contact": {"type": "array"}, "by_playbook": {"type": "array"},
-    "events": {"type": "array"}}})
+    "by_topic": {"type": "array", "description": "intent by topic: events, points, strongest strength (0 to 100), "
+                                                 "latest signal", "items": {"type": "object", "properties": {
+                     "topic": {"type": "string"}, "events": {"type": "integer"}, "points": {"type": "number"},
+                     "strength": {"type": ["number", "null"]}, "last": {"type": "string"}}}},
+    "events": {"type": "array", "description": "the latest events; an intent event's `intent` has its topic, "
+                                               "strength and provider"}}})
 TIMELINE = register_schema("Timeline", {"type": "object", "properties": {"items": {"type": "array", "items": {
     "type": "object", "properties": {"kind": {"enum": ["touch", "event", "stage"]},
                                      "at": {"type": "string", "format": "date-time"}}}}}})
@@ -70,7 +75,8 @@ def post_events(body):
 
 
 @bp.get("/accounts/<int:account_id>/engagement")
-@operation("An account's score broken down by event type, by contact and by playbook, with its events",
+@operation("An account's score broken down by event type, by contact, by playbook and by intent topic "
+           "(its strength), with its events",
            tags=["engagement"], responses={200: ("The breakdown", BREAKDOWN)})
 def account_engagement(account_id: int):
     accounts.get(account_id)

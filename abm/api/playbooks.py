@@ -4,7 +4,7 @@ manager or an admin."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 
 from abm.api import bp
 from abm.api._openapi import ANY, MANAGERS, PAGE_QUERY, PUBLIC, operation, page_of, register_schema
@@ -190,7 +190,7 @@ def playbook_source(key, query):
 @operation("The JSON Schema of the playbook language (for editors: VS Code's YAML extension)", roles=PUBLIC,
            tags=["meta"], responses={200: ("The JSON Schema", {"type": "object"})})
 def playbook_schema():
-    return jsonify(json_schema.build())
+    return jsonify(json_schema.build(current_app.config["BASE_URL"]))
 
 
 @bp.post("/playbooks/validate")

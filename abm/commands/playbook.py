@@ -37,9 +37,10 @@ def _print_errors(errors) -> None:
 
 
 @playbook_group.command("schema", help="Print the JSON Schema of the playbook language (for editors; also at "
-                        "/api/v1/playbook-schema.json).")
+                        "/api/v1/playbook-schema.json; its $id is that URL under ABM_BASE_URL).")
+@with_appcontext
 def schema():
-    click.echo(json.dumps(json_schema.build(), indent=2))
+    click.echo(json.dumps(json_schema.build(current_app.config["BASE_URL"]), indent=2))
 
 
 @playbook_group.command("validate", help="Check playbook files; errors as FILE:LINE:COL PATH: MESSAGE.")

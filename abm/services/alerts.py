@@ -21,7 +21,13 @@ and playbook, the score before and after) and a suggested next step, so the inbo
 
 An alert is recorded with the touch that delivers it through the workspace's default
 ``alert`` connector (Slack, email...); the touch goes out like a playbook step's (claim,
-retry, rate limit, recovery) and the alert shows its outcome.
+retry, rate limit, recovery) and the alert shows its outcome. It obeys a playbook alert
+step's rules too (``touches.schedule_alerts``): the workspace send window in the
+account's time zone, and a cap per account (``alerts.cap``, by default 3 a day, counting
+playbook alert steps' touches as well); a capped alert waits for the next free slot. The
+inbox shows the alert at once; only the ping waits. ``alerts.immediate: true`` sends
+alerts at once, day and night (the cap still applies), for teams whose sellers want a
+surge the minute it happens, whatever the hour.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from abm.db import db, in_list, utcnow
 from abm.models import Account, Alert, Contact, Event, Opportunity, Playbook, Touch, User
 from abm.scoring import level, level_rank, score_at
 from abm.services import connectors as connector_service
-from abm.services import scores
+from abm.services import scores, touches
 from abm.services import settings as settings_service
 from abm.services.sales_view import pre_opportunity_stages
 from workers import enqueue
@@ -312,13 +318,18 @@ def _record(made: list[dict]) -> list[int]:
             unsendable.append({"aid": alert_id, "err": reason})
             continue
         rows.append(_touch_row(alert_id, m, to, name))
+    zones = dict(db.session.execute(select(Account.id, Account.timezone).where(
+        in_list(Account.id, sorted({r["account_id"] for r in rows})))).all()) if rows else {}
+    touches.schedule_alerts(rows, zones, rows[0]["created_at"] if rows else None)
+    unsendable += [{"aid": r["alert_id"], "err": f"not sent: {r['error']}"} for r in rows if r["status"] == "suppressed"]
     if unsendable:
         table = Alert.__table__
         db.session.execute(update(table).where(table.c.id == bindparam("aid")).values(
             status="failed", error=bindparam("err")), unsendable)
-    written = db.session.execute(insert(Touch).returning(Touch.id, Touch.connector), rows).all() if rows else []
+    written = db.session.execute(insert(Touch).returning(Touch.id, Touch.connector, Touch.status),
+                                 rows).all() if rows else []
     db.session.commit()
-    enqueue.touches([(w[0], w[1]) for w in written])
+    enqueue.touches([(w[0], w[1]) for w in written if w[2] == "queued"])  # the dispatcher queues the rest then
     return ids
 
 

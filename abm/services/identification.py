@@ -301,6 +301,55 @@ def purge_raw_addresses(now: datetime | None = None) -> int:
     return result.rowcount or 0
 
 
+def lookup_ip_days(cfg: dict | None = None) -> int:
+    """How long a provider look-up keeps the full address it was asked about (settings that
+    predate the setting read its default)."""
+    cfg = cfg or config()
+    return int(cfg.get("lookup_ip_days", settings_service.DEFAULTS["identification"]["lookup_ip_days"]))
+
+
+def lookup_address_days(cfg: dict | None = None) -> int:
+    """How long a look-up's full address is kept: ``lookup_ip_days``, or ``lookup_cache_days``
+    when shorter (past it the look-up is no longer used)."""
+    cfg = cfg or config()
+    return min(lookup_ip_days(cfg), int(cfg["lookup_cache_days"]))
+
+
+def purge_lookup_addresses(now: datetime | None = None, batch: int = 1000) -> int:
+    """Replace the full address of provider look-ups older than ``lookup_ip_days`` (or
+    ``lookup_cache_days`` when shorter: past it the look-up is no longer used; all of them
+    when identification is off) by its truncated network (IPv4 /24, IPv6 /48), keeping
+    the company found (its name, domain, and so the account with that domain). Look-ups of
+    one network merge into one row, the newest answer kept. Returns how many addresses
+    were dropped.
+
+    A truncated row (its key holds a ``/``) is never an address a visit is matched by: it
+    only records which company answered for the network.
+    """
+    cfg = config()
+    now = now or utcnow()
+    cutoff = now if not cfg["enabled"] else now - timedelta(days=lookup_address_days(cfg))
+    dropped = 0
+    while True:
+        rows = db.session.execute(
+            select(IpLookup).where(IpLookup.fetched_at < cutoff, ~IpLookup.ip.contains("/"))
+            .order_by(IpLookup.fetched_at).limit(batch)).scalars().all()
+        if not rows:
+            return dropped
+        for row in rows:
+            network = ipranges.truncate(row.ip) or "unknown/0"
+            kept = db.session.get(IpLookup, network)
+            if kept is None:
+                kept = IpLookup(ip=network, fetched_at=row.fetched_at)
+                db.session.add(kept)
+            if kept.company_domain is None or row.fetched_at >= kept.fetched_at:
+                kept.company_name, kept.company_domain = row.company_name, row.company_domain
+                kept.company_type, kept.fetched_at = row.company_type, row.fetched_at
+            db.session.delete(row)
+            dropped += 1
+        db.session.flush()
+
+
 def _without_address():
     """The event's properties less the kept address (an SQL expression)."""
     if db.session.get_bind().dialect.name == "postgresql":

@@ -226,18 +226,20 @@ def rescore(account_ids: set[int], now: datetime | None = None) -> None:
 
 
 def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) -> dict:
-    """The score of one account, by event type, by contact and by playbook, with its events."""
+    """The score of one account, by event type, by contact, by playbook and by intent topic,
+    with its events (an intent event with its topic, strength and provider)."""
     now = now or utcnow()
     cfg = settings_service.current()
     hl = cfg["half_life_days"]
     rows = db.session.execute(
         select(Event.id, Event.type, Event.occurred_at, Event.url, Event.contact_id, Event.playbook_id,
-               Event.source, Event.quantity, Event.factor).where(Event.account_id == account_id)
+               Event.source, Event.quantity, Event.factor, Event.properties).where(Event.account_id == account_id)
         .order_by(Event.occurred_at.desc())).all()
     passive_types = set(cfg["heat"]["passive_types"])
     by_type: dict[str, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     by_contact: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
     by_playbook: dict[int | None, dict] = defaultdict(lambda: {"events": 0, "points": 0.0})
+    by_topic: dict[str, dict] = defaultdict(lambda: {"events": 0, "points": 0.0, "strength": None, "last": None})
     events, total, passive = [], 0.0, 0.0
     for r in rows:
         weight = event_weight(r.type, r.url, cfg) * r.quantity * r.factor
@@ -247,11 +249,19 @@ def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) ->
         for bucket, key in ((by_type, r.type), (by_contact, r.contact_id), (by_playbook, r.playbook_id)):
             bucket[key]["events"] += r.quantity
             bucket[key]["points"] += points
+        signal = intent_of(r.type, r.properties)
+        if signal is not None:
+            topic = by_topic[signal["topic"]]
+            topic["events"] += r.quantity
+            topic["points"] += points
+            if signal["strength"] is not None and (topic["strength"] is None or signal["strength"] > topic["strength"]):
+                topic["strength"] = signal["strength"]
+            topic["last"] = topic["last"] or r.occurred_at.isoformat()  # rows come newest first
         if len(events) < recent:
             events.append({"id": r.id, "type": r.type, "occurred_at": r.occurred_at.isoformat(),
                            "url": r.url, "contact_id": r.contact_id, "playbook_id": r.playbook_id,
                            "source": r.source, "quantity": r.quantity, "weight": weight, "points": round_score(points),
-                           "counted": r.factor, "passive": r.type in passive_types})
+                           "counted": r.factor, "passive": r.type in passive_types, "intent": signal})
     contacts = {c.id: c for c in db.session.execute(
         select(Contact).where(Contact.id.in_([k for k in by_contact if k]))).scalars()} if by_contact else {}
     playbooks = {p.id: p for p in db.session.execute(
@@ -280,8 +290,25 @@ def breakdown(account_id: int, now: datetime | None = None, recent: int = 50) ->
         "by_playbook": _rows(by_playbook, lambda k: {
             "playbook": playbooks[k].key if k in playbooks else None,
             "name": playbooks[k].name if k in playbooks else "(not from a playbook)"}),
+        "by_topic": sorted(({"topic": k, "events": v["events"], "points": round_score(v["points"]),
+                             "strength": v["strength"], "last": v["last"]} for k, v in by_topic.items()),
+                           key=lambda x: (-x["points"], x["topic"])),
         "events": events,
     }
+
+
+def intent_of(event_type: str, properties: dict | None) -> dict | None:
+    """An intent event's topic, strength (its score, 0 to 100) and provider; None for others."""
+    if event_type != "intent":
+        return None
+    props = properties or {}
+    score = props.get("score")
+    try:
+        strength = None if score is None else round(float(score), 1)
+    except (TypeError, ValueError):
+        strength = None
+    return {"topic": str(props.get("topic") or "(no topic)"), "strength": strength,
+            "provider": props.get("provider")}
 
 
 def scores_at(account_ids: list[int], at: datetime) -> dict[int, float]:
@@ -362,9 +389,16 @@ def trend(account_ids: list[int], days: int = 30, now: datetime | None = None) -
 
 def level_changes(candidate: dict, now: datetime | None = None) -> dict:
     """How many accounts would change level under the ``candidate`` settings (weights, URL
-    rules, half-life, thresholds, heat) against the levels now: ``{"changed", "up", "down",
-    "moves": {(from, to): n}, "accounts"}``. One aggregate over the events, as the recompute."""
+    rules, half-life, thresholds) against the levels now: ``{"changed", "up", "down",
+    "moves": {(from, to): n}, "accounts", "later_only"}``. One aggregate over the events,
+    as the recompute.
+
+    The honest heat rules set each event's factor as it arrives (:mod:`abm.services.heat`):
+    a change of them counts for the events after the save and moves no level now.
+    ``later_only`` names such changed settings (``["heat"]`` or ``[]``), so the page can
+    say why a heat change previews as no change."""
     now = now or utcnow()
+    later_only = ["heat"] if candidate["heat"] != settings_service.current()["heat"] else []
     factor = score_at(1.0, now, candidate["half_life_days"])
     sums = (select(Event.account_id.label("aid"), func.sum(term_expr(candidate)).label("ref"))
             .where(Event.account_id.is_not(None)).group_by(Event.account_id).subquery())
@@ -376,4 +410,4 @@ def level_changes(candidate: dict, now: datetime | None = None) -> dict:
     return {"changed": sum(moves.values()), "accounts": sum(n for *_, n in rows),
             "up": sum(n for (old, new), n in moves.items() if level_rank(new) > level_rank(old)),
             "down": sum(n for (old, new), n in moves.items() if level_rank(new) < level_rank(old)),
-            "moves": moves}
+            "moves": moves, "later_only": later_only}

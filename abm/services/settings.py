@@ -50,13 +50,17 @@ DEFAULTS: dict[str, Any] = {
     "attribution": {"window_days": 90, "model": "last_touch", "half_life_days": 7},
     "currency": "USD",
     "kpi_report": {"recipients": [], "weekday": "mon", "connector": None},
-    "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10},
+    # The engine's alerts (level, surge, intent) go out by a playbook alert step's rules:
+    # the send window (unless ``immediate``) and a cap per account, deferred.
+    "alerts": {"period_days": 7, "surge_ratio": 2.0, "surge_min_points": 10, "immediate": False,
+               "cap": {"max": 3, "per": "1d"}},
     # Honest heat: passive exposure (seen, not acted on) is told apart from engagement,
     # capped per account and period, and an email opened again within the window counts once.
     "heat": {"passive_types": ["ad_impression", "email_open", "email_delivered"],
              "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
-    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "stitch_days": 30},
+    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "lookup_ip_days": 30,
+                       "stitch_days": 30},
     "intent": {"topics": {}, "default_topic_weight": 1.0, "alert_min_score": 60},
     "fit": {
         "rules": [
@@ -115,7 +119,13 @@ SCHEMA: dict[str, Any] = {
         "alerts": {"type": "object", "additionalProperties": False,
                    "properties": {"period_days": {"type": "number", "minimum": 0},
                                   "surge_ratio": {"type": "number", "minimum": 1},
-                                  "surge_min_points": {"type": "number", "minimum": 0}}},
+                                  "surge_min_points": {"type": "number", "minimum": 0},
+                                  "immediate": {"type": "boolean",
+                                                "description": "true: alerts go out at once, day and night; "
+                                                               "false: in the send window"},
+                                  "cap": {"anyOf": [{"type": "null"}, _CAP],
+                                          "description": "at most max alerts per account per period "
+                                                         "(later ones wait); null: no cap"}}},
         "heat": {"type": "object", "additionalProperties": False,
                  "required": ["passive_types", "passive_cap", "open_window_hours"],
                  "properties": {
@@ -152,6 +162,10 @@ SCHEMA: dict[str, Any] = {
             "properties": {"enabled": {"type": "boolean"},
                            "raw_ip_days": {"type": "integer", "minimum": 0, "maximum": 90},
                            "lookup_cache_days": {"type": "integer", "minimum": 1, "maximum": 365},
+                           # how long a company look-up keeps the full address it was asked about
+                           # (then only its truncated network and the company); optional: older
+                           # stored settings lack it and read the default
+                           "lookup_ip_days": {"type": "integer", "minimum": 1, "maximum": 365},
                            "stitch_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
         "sites": {"type": "array", "maxItems": 50, "items": {
             "type": "object", "additionalProperties": False, "required": ["name", "origins"],

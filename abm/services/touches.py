@@ -13,8 +13,11 @@ Making touches (the dispatcher calls :func:`build` for a whole batch):
   playbook's own caps, counted across all playbooks from touches that are
   ``scheduled``, ``queued`` or ``sent`` in the window before the touch's due time. In
   a batch, touches are capped in playbook priority order, so the higher-priority
-  playbook gets the slot. A capped touch is recorded ``suppressed`` (``capped: ...``):
-  the enrollment has moved on by then.
+  playbook gets the slot. A capped touch is postponed (``scheduled``, ``postponed:
+  capped: ...``) to the next free slot in the send window, within the step's or the
+  playbook's ``max_delay``; with ``on_cap: skip``, or no slot soon enough, it is
+  ``suppressed`` (``capped: ...``). The engine's own alerts (level, surge, intent) obey
+  the same rules (:func:`schedule_alerts`): the workspace window and ``alerts.cap``.
 - Send windows: the playbook's window, else the workspace's in the account's time zone
   (the workspace's zone when the account has none). A touch due outside it is
   ``scheduled`` at the next opening; the dispatcher queues it then.
@@ -36,10 +39,10 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from abm import tracking
 from abm.db import db, in_list
@@ -214,6 +217,62 @@ class CapBook:
         return max(due, last or due) + cap.within
 
 
+# -- the engine's own sales alerts ----------------------------------------------------
+
+#: How long a raised alert over its cap may wait for a free slot (a playbook's default
+#: ``max_delay``); beyond that it is not sent (the inbox keeps it).
+ALERT_MAX_DELAY = timedelta(days=7)
+
+
+def alert_caps() -> list[Cap]:
+    """``alerts.cap`` of the settings as a ``Cap``: alerts per account on the ``alert``
+    channel, counting every alert touch (playbook alert steps too); [] when it is null."""
+    spec = (settings_service.current().get("alerts") or {}).get("cap", settings_service.DEFAULTS["alerts"]["cap"])
+    return [Cap("account", int(spec["max"]), duration.parse(spec["per"]), "alert")] if spec else []
+
+
+def schedule_alerts(rows: list[dict], zones: dict[int, str | None], now: datetime) -> None:
+    """When the engine's own alerts (level, surge, intent) go out, by the rules a playbook's
+    alert step obeys: the workspace send window in the account's time zone (``zones``:
+    account id -> its zone), and the alert cap (``alerts.cap``), deferred like a playbook's
+    ``on_cap: defer``: a capped alert is ``scheduled`` (``postponed: capped: ...``) when the
+    cap surely has a free slot again, moved to the window's next opening, if that is within
+    ``ALERT_MAX_DELAY``, else ``suppressed`` (``capped: ...``). With ``alerts.immediate`` the
+    window does not apply (the cap still does). Sets ``status``, ``due_at``, ``queued_at``
+    and ``error`` of the touch ``rows`` (queued at ``now`` as made)."""
+    if not rows:
+        return
+    immediate = bool((settings_service.current().get("alerts") or {}).get("immediate", False))
+    caps, book, due_of = alert_caps(), CapBook(), {}
+    for row in rows:
+        window = None if immediate else workspace_window(zones.get(row["account_id"]))
+        due_of[id(row)] = (window, now if window is None else next_window_opening(window, now))
+    dues = [due for _, due in due_of.values()]
+    for cap in caps:
+        book.load(cap, {row["account_id"] for row in rows}, min(dues), max(dues))
+    for row in rows:
+        window, due = due_of[id(row)]
+        owner, error = row["account_id"], None
+        full = [cap for cap in caps if book.counts[(cap, owner)] >= cap.max]
+        if full:
+            later = max(book.free_at(cap, owner, due) for cap in full)
+            later = later if window is None else next_window_opening(window, later)
+            said = "; ".join(f"at most {c.max} per account within {duration.format(c.within)}" for c in full)
+            if later - due > ALERT_MAX_DELAY:
+                row.update(status="suppressed", due_at=due, queued_at=None, error=f"capped: {said}")
+                continue
+            due, error = later, f"postponed: capped: {said}"
+            for cap in caps:
+                book.latest[(cap, owner)] = max(book.latest.get((cap, owner)) or later, later)
+        else:
+            for cap in caps:
+                book.counts[(cap, owner)] += 1
+                book.latest[(cap, owner)] = max(book.latest.get((cap, owner)) or due, due)
+        queued = due <= now
+        row.update(status="queued" if queued else "scheduled", due_at=due, queued_at=now if queued else None,
+                   error=error)
+
+
 # -- building touch rows for a batch ---------------------------------------------------
 
 
@@ -380,10 +439,12 @@ def _row(p: PendingTouch, contact: dict, status: str, now: datetime, due: dateti
 
 
 def promote_due(now: datetime, limit: int = 5000) -> list[tuple[int, str | None]]:
-    """Scheduled touches whose time came (a send window opened): queued now. Commits."""
+    """Scheduled touches whose time came (a send window opened, a capped slot freed):
+    queued now; those of active playbooks and the engine's raised alerts. Commits."""
     active = select(PlaybookRow.id).where(PlaybookRow.status == "active")
     ids = list(db.session.execute(select(Touch.id).where(
-        Touch.status == "scheduled", Touch.due_at <= now, Touch.playbook_id.in_(active))
+        Touch.status == "scheduled", Touch.due_at <= now,
+        or_(Touch.playbook_id.in_(active), Touch.alert_id.is_not(None)))  # a raised alert has no playbook
         .order_by(Touch.due_at).limit(limit)).scalars())
     if not ids:
         return []

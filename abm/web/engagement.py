@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from abm.errors import ApiError
 from abm.models import User
-from abm.services import digest, in_market, sales_view, scores
+from abm.services import digest, identification, in_market, sales_view, scores
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
 from abm.services import users as users_service
@@ -166,7 +166,8 @@ def snippet():
     sites = [{"name": site["name"], "origins": site["origins"],
               "tag": f'<script src="{base}/t/snippet.js" data-site="{site["key"]}" async></script>'}
              for site in settings_service.current().get("sites") or []]
-    return render_template("web/engagement/snippet.html", sites=sites, base=base)
+    return render_template("web/engagement/snippet.html", sites=sites, base=base,
+                           ident=identification.config(), lookup_ip_days=identification.lookup_address_days())
 
 
 @bp.post("/engagement/mine/digest")

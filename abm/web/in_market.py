@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from abm.errors import ValidationError
-from abm.services import in_market
+from abm.services import identification, in_market
 from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("in_market", __name__, url_prefix="/admin")
@@ -33,4 +33,5 @@ def page():
     data = in_market.overview()
     texts = {key: json.dumps(value, indent=2) for key, value in data["settings"].items()} | (texts or {})
     return render_template("web/admin/in_market.html", data=data, texts=texts, errors=errors,
-                           can_edit=current_user.role == "admin"), status
+                           can_edit=current_user.role == "admin",
+                           lookup_address_days=identification.lookup_address_days()), status

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
@@ -44,6 +44,22 @@ def _period_args() -> tuple[kpis.Period, dict, list[str]]:
     return period, args, problems
 
 
+def _as_param(at: datetime, end: bool) -> str:
+    """A period bound as the API reads it: a date at midnight (``to`` inclusive), else the time."""
+    if (at.hour, at.minute, at.second, at.microsecond) != (0, 0, 0, 0):
+        return at.isoformat()
+    return ((at - timedelta(days=1)) if end else at).date().isoformat()
+
+
+def api_query(period: kpis.Period, args: dict) -> dict:
+    """The query that asks the API for the same figures as the page: the period it showed
+    (whether chosen as a preset or as from/to) and every filter; the page's ``days`` is
+    unknown to the API, so it is turned into ``from`` and ``to``."""
+    query = {"from": _as_param(period.start, False), "to": _as_param(period.end, True)}
+    query.update({k: args[k] for k in ("group_by", "model", "playbook", "product") if args.get(k)})
+    return query
+
+
 @bp.get("/kpis")
 @role_required()
 def index():
@@ -59,13 +75,15 @@ def index():
     lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
     products, playbooks = spend_service.products(), spend_service.playbook_keys()
     query = {k: v for k, v in args.items() if v and k != "group_by"}
+    currency = settings_service.current().get("currency", "USD")
     return render_template(
         "web/kpis/index.html", data=data, by_channel=by_channel, by_playbook=by_playbook, lifts=lifts,
         velocity=extras["velocity"], coverage=extras["coverage"], pipeline=extras["pipeline"], period=period,
         args=args, problems=problems, products=products, playbooks=playbooks, presets=PRESETS, query=query,
+        export_query=api_query(period, args),
         groups=kpis.GROUPS, models=kpis.MODELS, age_seconds=max(0, round(age)), label=kpi_glossary.label,
         funnel_labels={t.key: t.label for t in kpi_glossary.FUNNEL}, format_money=kpi_glossary.money,
-        currency=settings_service.current().get("currency", "USD"))
+        currency=currency, money_of=lambda v: kpi_glossary.money(v, currency))
 
 
 @bp.get("/kpis/trends")
@@ -109,8 +127,9 @@ def compare():
         metric = "leads"
     data = kpis.compare_models(args["group_by"], period, metric, args["playbook"] or None, args["product"] or None)
     query = {k: v for k, v in args.items() if v and k not in ("group_by", "model")}
+    export_query = {k: v for k, v in api_query(period, args).items() if k != "model"}
     return render_template("web/kpis/compare.html", data=data, args=args, metric=metric, problems=problems,
-                           groups=kpis.GROUPS, metrics=list(kpis.COMPARED), query=query)
+                           groups=kpis.GROUPS, metrics=list(kpis.COMPARED), query=query, export_query=export_query)
 
 
 def _csv(rows: list[dict], name: str) -> Response:

@@ -180,9 +180,10 @@ def plan(key: str):
     row = service.get(key)
     found = service.source_of(key, request.args.get("version", type=int))
     schedule_of = request.args.get("schedule_of")
-    result = service.plan(found.source, f"{key}.yaml", **_schedule_of(schedule_of))
+    move = request.args.get("migrate") == "1"  # as "Move them to version N" would, first
+    result = service.plan(found.source, f"{key}.yaml", migrate=move, **_schedule_of(schedule_of))
     return render_template("web/playbooks/plan.html", row=row, version=found, plan=result,
-                           schedule_of=schedule_of or "", may_manage=may_manage())
+                           schedule_of=schedule_of or "", migrate=move, may_manage=may_manage())
 
 
 @bp.post("/playbooks/<key>/<any(activate, pause, resume, archive):action>")
@@ -221,7 +222,7 @@ def life_cycle(key: str, action: str):
 
 def _editor(source: str, *, status: int = 200, errors=None, checked: bool = False, plan=None,
             valid=None, existing: PlaybookRow | None = None, based_on: str | None = None,
-            schedule_of: str | None = None):
+            schedule_of: str | None = None, migrate: bool = False):
     lines = source.split("\n")
     if lines and lines[-1] == "" and len(lines) > 1:
         lines.pop()
@@ -229,7 +230,7 @@ def _editor(source: str, *, status: int = 200, errors=None, checked: bool = Fals
     return render_template(
         "web/playbooks/editor.html", source=source, line_count=len(lines), errors=errors or [],
         error_lines=error_lines, checked=checked, plan=plan, valid=valid, existing=existing, based_on=based_on,
-        may_manage=may_manage(), schedule_of=schedule_of,
+        may_manage=may_manage(), schedule_of=schedule_of, migrate=migrate,
     ), status
 
 
@@ -269,11 +270,12 @@ def check():
         return _editor(source, status=422, checked=True, errors=[_empty_error()])
     plan = None
     schedule_of = request.form.get("schedule_of")
+    move = request.form.get("migrate") == "1"  # the plan with the running enrollments moved to this version
     if action == "plan":  # the plan validates too, within its own time limit
         try:
-            plan = service.plan(source, "playbook.yaml", **_schedule_of(schedule_of))
+            plan = service.plan(source, "playbook.yaml", migrate=move, **_schedule_of(schedule_of))
         except service.PlaybookInvalid as exc:
-            return _editor(source, status=422, checked=True, errors=exc.errors)
+            return _editor(source, status=422, checked=True, errors=exc.errors, migrate=move)
         key, name, steps = plan["key"], plan["name"], len(plan["steps"])
     else:
         result = service.validate(source, "playbook.yaml")
@@ -282,7 +284,8 @@ def check():
         key, name, steps = result.playbook.key, result.playbook.name, len(result.playbook.steps)
     existing = playbook_reads.find(key)
     valid = {"key": key, "name": name, "steps": steps, "next_version": (existing.current_version + 1) if existing else 1}
-    return _editor(source, checked=True, plan=plan, valid=valid, existing=existing, schedule_of=schedule_of)
+    return _editor(source, checked=True, plan=plan, valid=valid, existing=existing, schedule_of=schedule_of,
+                   migrate=move)
 
 
 @bp.post("/playbooks/_apply")

@@ -4,15 +4,19 @@ the snippet's beacon at /t/v from a client address, the drain, the stored event,
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
 
+from abm import tracking
 from abm.db import db, utcnow
 from abm.models import Account, Event
 from abm.services import contacts, events, identification, networks
 from abm.services import settings as settings_service
+from connectors.email_message import add_tracking
 from tests.engagement.conftest import add_site
 
 SITE = "https://www.ourco.example"
@@ -170,3 +174,41 @@ def test_networks_over_the_api_and_from_a_csv_say_which_entry_is_wrong(app, api,
     assert report.written == 1
     assert [(e["line"], e["field"]) for e in report.errors] == [(3, "domain"), (4, "network")]
 
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["an anonymous visit before the click", "click first"])
+def test_a_tracked_click_makes_the_browsers_visits_the_contacts_on_the_account_timeline(app, client, world, api,
+                                                                                         before):
+    """The tracked email link carries the signed contact parameter (``abm_c``); the snippet on
+    the landing page sends it with the browser's visitor id. The visitor becomes the contact:
+    the landing visit, the browser's earlier anonymous visits and its later visits (which no
+    longer carry the parameter) are the contact's, on the account's timeline, and count."""
+    acme, jane = world["acme"], world["jane"]
+    if before:
+        visit(client, "198.51.100.9", visitor="v-7", path="/features")  # anonymous: no account yet
+        assert stored(visitor_id="v-7")[0].account_id is None
+    score_before = db.session.get(Account, acme.id).score
+
+    html = f'<p><a href="{SITE}/pricing">Pricing</a></p>'
+    info = tracking.tracking_for_email(world["touch"].id, jane.id, acme.id, html)
+    href = re.search(r'href="([^"]+)"', add_tracking(html, info["open_url"], info["click_url_template"])).group(1)
+    click = client.get(href.replace("&amp;", "&").replace("http://abm.test", ""))
+    assert click.status_code == 302
+    landing = urlsplit(click.headers["Location"])
+    token = parse_qs(landing.query)["abm_c"][0]
+    # the snippet on the landing page: the contact parameter, the page's address without it
+    visit(client, "198.51.100.9", visitor="v-7", path="/pricing", contact=token)
+    visit(client, "198.51.100.9", visitor="v-7", path="/docs")  # a later page, the same browser
+
+    visits = stored(type="web_visit", visitor_id="v-7")
+    paths = [urlsplit(v.url).path for v in visits]
+    assert paths == (["/features"] if before else []) + ["/pricing", "/docs"]
+    assert [(v.contact_id, v.account_id) for v in visits] == [(jane.id, acme.id)] * len(visits)
+    assert all("ip" not in (v.properties or {}) for v in visits)  # a known visitor's address is not kept
+
+    timeline = api("manager").get(f"/api/v1/accounts/{acme.id}/timeline").json["items"]
+    on_timeline = {(i["type"], urlsplit(i["url"] or "").path, i["contact_id"]) for i in timeline if i["kind"] == "event"}
+    assert {("web_visit", p, jane.id) for p in paths} <= on_timeline
+    assert ("email_click", "/pricing", jane.id) in on_timeline
+    db.session.expire_all()
+    assert db.session.get(Account, acme.id).score > score_before

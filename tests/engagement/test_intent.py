@@ -13,7 +13,7 @@ from sqlalchemy import select
 from abm.db import db
 from abm.models import Account, Alert, Event
 from abm.scoring import decayed, score_at
-from abm.services import alert_inbox, events, intent
+from abm.services import alert_inbox, events, intent, scores
 from abm.services import connectors as connector_service
 from abm.services import settings as settings_service
 
@@ -99,3 +99,24 @@ def test_a_strong_signal_raises_one_alert_per_topic_that_says_what_is_researched
     assert alert.message == "Acme is researching Zero Trust (score 78, bombora)"
     assert "researching Zero Trust, intent score 78" in alert_inbox.why(alert)
     assert "open with Zero Trust" in alert.suggestion
+
+
+def test_the_score_breakdown_shows_each_intent_signals_topic_and_strength(app, world, api):
+    """Intent in the account's score breakdown: each event with its topic, strength and
+    provider, and a total per topic with its strongest signal, over the API too."""
+    intent.import_surge(io.BytesIO(SURGE.encode()))
+    acme = world["acme"].id
+    data = scores.breakdown(acme)
+    signals = [e["intent"] for e in data["events"] if e["type"] == "intent"]
+    assert sorted((s["topic"], s["strength"], s["provider"]) for s in signals) == [
+        ("SASE", 55.0, "bombora"), ("Zero Trust", 78.0, "bombora")]
+    assert all(e["intent"] is None for e in data["events"] if e["type"] != "intent")
+    topics = {t["topic"]: t for t in data["by_topic"]}
+    assert set(topics) == {"Zero Trust", "SASE"}
+    assert (topics["Zero Trust"]["strength"], topics["Zero Trust"]["events"]) == (78.0, 1)
+    assert topics["Zero Trust"]["last"].startswith("2026-11-23")
+    intent_points = next(t["points"] for t in data["by_type"] if t["type"] == "intent")
+    assert abs(sum(t["points"] for t in topics.values()) - intent_points) < 0.2  # the topics share the intent points
+    answer = api("ae").get(f"/api/v1/accounts/{acme}/engagement")
+    assert answer.status_code == 200, answer.json
+    assert {t["topic"]: t["strength"] for t in answer.json["by_topic"]} == {"Zero Trust": 78.0, "SASE": 55.0}

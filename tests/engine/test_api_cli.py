@@ -158,8 +158,10 @@ def test_a_playbook_that_would_enroll_nobody_says_which_condition_left_nobody(ap
 
 
 def test_the_playbook_schema_at_its_url_and_from_the_cli(app, runner):
-    served = app.test_client().get("/api/v1/playbook-schema.json")  # no login: editors fetch it
-    assert served.status_code == 200 and served.get_json()["$id"] == json_schema.SCHEMA_ID
+    served = app.test_client().get(json_schema.SCHEMA_PATH)  # no login: editors fetch it
+    # its $id is the URL it is served at, under the deployment's ABM_BASE_URL
+    assert served.status_code == 200
+    assert served.get_json()["$id"] == app.config["BASE_URL"] + "/api/v1/playbook-schema.json"
     printed = runner.invoke(args=["playbook", "schema"])
     assert printed.exit_code == 0 and json.loads(printed.output) == served.get_json()
     assert "wait_until" in served.get_json()["$defs"]["step"]["properties"]

@@ -20,6 +20,7 @@ from abm.models import Account, Contact, Enrollment, Event, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.services import playbooks as service
 from abm.services import simulation, touch_search
+from abm.services.dry_run import POSTPONED_BY_WINDOW
 from tests.engine.conftest import make_account
 from workers import dispatcher
 
@@ -120,15 +121,31 @@ def _next_due():
     return min(found) if found else None
 
 
-def _run_engine(clock, worker, until) -> None:
-    """The dispatcher at every instant something is due, then the workers, until nothing is."""
+def _run_engine(clock, worker, until, postponed: dict | None = None, key: str = "planned") -> None:
+    """The dispatcher at every instant something is due, then the workers, until nothing is.
+
+    ``postponed`` collects the touches of ``key`` the engine postponed (stored as
+    ``scheduled``, to a send window's opening or a cap's free slot): touch id -> (step id,
+    reason), read after each dispatch, since a touch's reason is cleared when it is sent."""
     while True:
+        if postponed is not None:
+            _collect_postponed(postponed, key)
         due = _next_due()
         if due is None or due > until:
             return
         clock.at = max(clock.at, due)
         dispatcher.dispatch(now=clock.at)
+        if postponed is not None:
+            _collect_postponed(postponed, key)
         worker()
+
+
+def _collect_postponed(seen: dict, key: str) -> None:
+    rows = db.session.execute(select(Touch.id, Touch.step_id, Touch.error).join(
+        PlaybookRow, PlaybookRow.id == Touch.playbook_id).where(
+        PlaybookRow.key == key, Touch.status == "scheduled")).all()
+    for row in rows:
+        seen.setdefault(row.id, (row.step_id, row.error or POSTPONED_BY_WINDOW))
 
 
 def test_the_plan_is_what_the_engine_then_does(app, clock, worker, sent_log):
@@ -148,7 +165,8 @@ def test_the_plan_is_what_the_engine_then_does(app, clock, worker, sent_log):
     assert (activated["enrolled"], activated["held_out"]) == (plan["entering"], plan["held_out"])
     assert plan["entering"] > 20 and plan["held_out"] > 0
 
-    _run_engine(clock, worker, until=clock() + timedelta(days=30))
+    postponed_by_engine: dict = {}
+    _run_engine(clock, worker, until=clock() + timedelta(days=30), postponed=postponed_by_engine)
     row = service.get("planned")
     touches = db.session.execute(select(Touch).where(Touch.playbook_id == row.id)).scalars().all()
     assert touches and not [t for t in touches if t.status in ("queued", "scheduled", "failed")]
@@ -158,6 +176,9 @@ def test_the_plan_is_what_the_engine_then_does(app, clock, worker, sent_log):
         assert step.get("touches", 0) == sum(1 for t in mine if t.status == "sent"), step["id"]
         assert step.get("suppressed", {}) == dict(Counter(t.error for t in mine if t.status == "suppressed")), step
         assert step["skipped"] == sum(1 for t in mine if t.status == "skipped"), step["id"]
+        # postponed (by a send window, or by a cap with on_cap: defer), by reason, as the engine did
+        assert step.get("postponed", {}) == dict(Counter(
+            reason for step_id, reason in postponed_by_engine.values() if step_id == step["id"])), step
     sent_by_channel = Counter(t.channel for t in touches if t.status == "sent")
     assert plan["channels"] == dict(sent_by_channel)
     ended = Counter(f"{e.state}: {e.exit_reason}" for e in db.session.execute(select(Enrollment).where(

@@ -7,6 +7,8 @@ worker``) send through a slow connector that appends one line per touch it accep
   sent, and only the touches of the batch in flight at the kill can have reached the
   provider twice (the documented at-least-once window; ``Touch.key`` lets a provider
   drop them: by key, every touch arrived exactly once);
+- a job that outlives two leases keeps its claims by its heartbeat: recovery, run all
+  along, takes nothing, and every touch arrives once;
 - Redis flushed (our db only) in the middle of a run: every touch sent exactly once;
 - two dispatchers at once on PostgreSQL: every due enrollment advanced by exactly
   one of them, every touch enqueued once and sent once.
@@ -34,6 +36,7 @@ from abm.db import db, utcnow
 from abm.models import Account, Contact, Touch
 from abm.redis_conn import get_redis
 from abm.services import connectors
+from abm.services import connectors as connector_service
 from abm.services import playbooks as service
 from tests.engine.conftest import run_worker
 from tests.engine.slow_connector import SlowLogConnector
@@ -154,6 +157,45 @@ def test_worker_killed_mid_batch(app, slow):
     assert set(calls) == {f"{e}:{s}:{c}" for e, s, c in keys}  # each touch arrived, by key once
     duplicates = sum(n - 1 for n in calls.values())
     assert duplicates <= SlowLogConnector.max_batch  # only the one provider call in flight at the kill
+
+
+def test_a_job_longer_than_two_leases_keeps_its_claims_by_its_heartbeat(app, slow):
+    """A live job may take as long as its provider needs: its heartbeat renews its claims
+    (every third of the lease), so recovery, run all along, finds nothing to take, and
+    nothing arrives twice. One provider call outlives two leases, so the fence's own
+    renewal before each call cannot be what keeps the claims."""
+    n = SlowLogConnector.max_batch
+    config = connector_service.get_config("slow")
+    config.settings = {**config.settings, "delay": 1.0}  # one call of five touches: 5 s, two and a half leases
+    db.session.commit()
+    _accounts(n)
+    service.apply(PLAYBOOK.replace("CONNECTOR", "slow"))
+    service.activate("faults")
+    assert dispatcher.dispatch(now=utcnow())["queued"] == n
+    worker = _start_worker(app)
+    recovered, renewed, first_claim = [], False, None
+    try:
+        _wait_for(lambda: _in_flight() > 0, what="the job's claims")
+        started = time.monotonic()
+        while _statuses() != {"sent": n}:
+            assert time.monotonic() - started < 60, "the job did not finish"
+            recovered.append(dispatcher.recover(now=utcnow()))  # what the scheduler runs every 15 s
+            claims = db.session.execute(select(func.min(Touch.claimed_at)).where(
+                Touch.status == "queued", Touch.claimed_at.is_not(None))).scalar_one()
+            if claims is not None:
+                first_claim = first_claim or claims
+                renewed = renewed or claims > first_claim
+            time.sleep(0.2)
+        took = time.monotonic() - started
+    finally:
+        _kill(worker)
+    assert took > 2 * LEASE, took  # the job outlived two leases...
+    assert renewed  # ...because its claims were renewed while it ran
+    assert recovered and set(recovered) == {0}  # recovery never took its touches
+    calls = Counter(line["key"] for line in _lines(slow))
+    assert len(calls) == n and set(calls.values()) == {1}  # one delivery each, one job's
+    assert len({line["pid"] for line in _lines(slow)}) == 1
+    assert set(db.session.execute(select(Touch.attempts)).scalars()) == {1}  # claimed once
 
 
 def test_redis_flushed_mid_run(app, slow):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import html as html_lib
 import io
+import re
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from abm.db import db
 from abm.models import Cost, Opportunity
-from abm.services import kpi_glossary, kpi_trends
+from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis
+from abm.services import settings as settings_service
 from tests.kpis.test_kpis import NOW, build_june
 
 JUNE = "from=2026-06-01&to=2026-06-30"
@@ -21,7 +26,7 @@ def test_the_dashboard_shows_the_figures_for_every_role(june, as_role):
         assert page.status_code == 200
         html = page.get_data(as_text=True)
         assert "From target to won" in html and "Lift over the held-out control group" in html
-        assert "cost per lead $81.00" in html           # 243 of spend over 3 leads
+        assert re.search(r"cost per lead <a [^>]+>\$81\.00</a>", html)  # 243 of spend over 3 leads
         assert "$15,000.00" in html                      # pipeline influenced, each opportunity once
         # each figure's name says what it counts: the table's engaged and the funnel's are told apart
         assert "Accounts engaged after a touch" in html and "Reached accounts with any engagement in the period" in html
@@ -179,3 +184,159 @@ def test_the_default_view_shows_a_new_opportunity_within_two_minutes(june, as_ro
     clock["now"] = NOW + timedelta(seconds=81)  # over a minute after the answer: computed again
     html = reader.get("/kpis").get_data(as_text=True)
     assert "$16,234.56" in html and "0 s ago" in html
+
+
+def _table(html: str) -> list[list[str]]:
+    """The KPI table's rows as the reader sees them: the group, then each cell's text."""
+    body = html.split('<table class="table kpi-table">', 1)[1].split("</tbody>", 1)[0].split("<tbody>", 1)[1]
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)
+        rows.append([re.sub(r"<[^>]+>", "", c).strip() for c in cells])
+    return rows
+
+
+def _export_href(html: str) -> str:
+    return html_lib.unescape(re.search(r'<a class="button" href="([^"]+)">Export CSV</a>', html).group(1))
+
+
+@pytest.mark.parametrize("filters", [
+    "", "days=30", "days=365", JUNE, "to=2026-06-20", "from=2026-06-05", f"{JUNE}&model=first_touch",
+    f"{JUNE}&model=u_shaped&group_by=channel", f"{JUNE}&playbook=pb-a", f"{JUNE}&product=vault",
+    f"{JUNE}&product=gateway&playbook=pb-b&group_by=product", "days=30&group_by=channel&model=even",
+])
+def test_export_csv_is_the_figures_on_screen_for_every_filter(june, as_role, api, monkeypatch, filters):
+    """The dashboard's Export CSV carries every filter of the page: its rows are the table's
+    rows, and the API's JSON for the same filters."""
+    for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
+        monkeypatch.setattr(where, lambda: NOW)
+    reader = as_role("ae")
+    html = reader.get(f"/kpis?{filters}").get_data(as_text=True)
+    href = _export_href(html)
+    assert href.startswith("/api/v1/kpis?")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+    wanted = {k: v[0] for k, v in parse_qs(filters).items()}
+    for key in ("model", "playbook", "product", "group_by", "from", "to"):
+        if key in wanted:
+            assert params[key] == wanted[key], (key, href)
+    exported = reader.get(href)
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    # the API's JSON for the same query holds the same figures
+    answer = api("ae", user=reader.user).get(href.replace("format=csv", "format=json"))
+    assert answer.status_code == 200
+    groups = answer.json["groups"]
+    assert [r["group"] for r in rows] == [g["group"] for g in groups]
+    for row, group in zip(rows, groups, strict=True):
+        for key, value in group.items():
+            assert row[key] == ("" if value is None else str(value)), (key, row[key], value)
+    # and the page's table shows those figures, row by row
+    shown = _table(html)
+    if not rows:
+        assert len(shown) == 1 and "No touches" in shown[0][0]
+        return
+    money = {"cost": 5, "cost_per_lead": 6, "pipeline_influenced": 10, "revenue_influenced": 11}
+    assert [s[0] for s in shown] == [r["group"] for r in rows]
+    for cells, row in zip(shown, rows, strict=True):
+        assert cells[1] == "{:,}".format(int(row["touches"]))
+        assert cells[2] == row["accounts_reached"] and cells[3] == row["engaged_accounts"]
+        assert cells[4] == "{:g}".format(float(row["leads"])) and cells[7] == "{:g}".format(float(row["opportunities"]))
+        for key, i in money.items():
+            assert cells[i] == kpi_glossary.money(float(row[key]) if row[key] else None), (key, cells[i], row[key])
+
+
+def test_the_models_pages_export_is_its_period_and_filters(june, as_role, monkeypatch):
+
+    for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
+        monkeypatch.setattr(where, lambda: NOW)
+    reader = as_role("ae")
+    html = reader.get("/kpis/models?days=30&metric=leads&group_by=channel&product=gateway").get_data(as_text=True)
+    href = _export_href(html)
+    assert "from=2026-06-01" in href and "to=2026-06-30" in href and "product=gateway" in href
+    rows = list(csv.DictReader(io.StringIO(reader.get(href).get_data(as_text=True))))
+    assert {r["group"] for r in rows} >= {"ads"} and "last_touch" in rows[0]
+
+
+def _svg(html: str, label: str) -> str:
+    start = html.index(f'aria-label="{label}')
+    return html[html.rindex("<svg", 0, start):html.index("</svg>", start)]
+
+
+@pytest.mark.parametrize("currency, top, half, zero", [("USD", "$10,000.00", "$5,000.00", "$0.00"),
+                                                         ("EUR", "€10,000.00", "€5,000.00", "€0.00")])
+def test_the_dashboards_money_charts_show_values_with_the_currency(june, as_role, currency, top, half, zero):
+    """The pipeline chart has a y axis with values, and the cost-per-lead bars their amounts,
+    both with the workspace currency's symbol."""
+    settings_service.update({"currency": currency})
+    db.session.commit()
+    html = as_role("ae").get(f"/kpis?{JUNE}").get_data(as_text=True)
+    pipeline = _svg(html, "Pipeline influenced per period slice")
+    axis = re.findall(r'<text class="axis-label y"[^>]*>([^<]*)</text>', pipeline)
+    assert axis == [zero, half, top]  # O1 (10,000, 20 June) is the highest slice, O2 (5,000) another
+    assert f"highest {top}" in pipeline and f": {top}</title>" in pipeline
+    cpl = _svg(html, "Cost per lead by playbook")
+    shown = dict(re.findall(r"<title>([^:<]+): ([^<]*)</title>", cpl))
+    data = kpis.compute("playbook", kpis.Period.parse("2026-06-01", "2026-06-30"))
+    expected = {g["group"]: kpi_glossary.money(g["cost_per_lead"], currency) for g in data["groups"]
+                if g["cost_per_lead"] is not None}
+    assert expected and shown == expected
+    values = re.findall(r'<text class="bar-value"[^>]*>([^<]*)</text>', cpl)
+    assert values == list(expected.values()) and all(v.startswith(zero[0]) for v in values)
+
+
+def _links(html: str) -> dict[str, str]:
+    """The page's links by their text (the last one of a text wins)."""
+    return {re.sub(r"<[^>]+>", "", text).strip(): html_lib.unescape(href)
+            for href, text in re.findall(r'<a href="([^"]+)">(.*?)</a>', html, re.S)}
+
+
+def _count(client, href: str) -> int:
+    return int(re.search(r'<p class="muted">(\d+) (?:accounts|opportunities)', client.get(href).get_data(
+        as_text=True)).group(1))
+
+
+def test_every_figure_of_the_dashboard_opens_the_rows_behind_it(june, as_role):
+    """The totals (leads, cost per lead, opportunities, won), each group's cost per lead and
+    the coverage figures (target, reached, engaged, each buying role) link to their list,
+    and the list holds what the figure counts."""
+    reader = as_role("ae")
+    html = reader.get(f"/kpis?{JUNE}").get_data(as_text=True)
+    data = kpis.compute("playbook", kpis.Period.parse("2026-06-01", "2026-06-30"))
+    totals, coverage = data["totals"], kpis.coverage(kpis.Period.parse("2026-06-01", "2026-06-30"))
+    stats = html[html.index('<div class="grid kpi-stats">'):html.index('<div class="grid cols-2">')]
+    assert stats.count('<p class="stat-value"><a href=') == 4  # leads, cost, pipeline, revenue
+    links = _links(stats)
+
+    leads = links[str(totals["leads"])]
+    assert "metric=leads" in leads and "group=" not in leads
+    listed = reader.get(leads).get_data(as_text=True)
+    # the accounts of the three leads: c1 and c4 at Acme, c3 at Initech
+    assert "Acme" in listed and "Initech" in listed and "Globex" not in listed and "Leads: all groups" in listed
+    assert _count(reader, links[f"{totals['opportunities']} opportunities"]) == totals["opportunities"]
+    assert _count(reader, links[f"{totals['won']} won"]) == totals["won"]
+    costs = links[kpi_glossary.money(totals["cost_per_lead"])]  # the spend behind cost per lead's cost
+    rows = list(csv.DictReader(io.StringIO(reader.get(costs + "&format=csv").get_data(as_text=True))))
+    assert abs(sum(float(r["amount"]) for r in rows) - totals["cost"]) < 0.01
+
+    table = html[html.index('<table class="table kpi-table">'):]
+    for g in data["groups"]:
+        if g["cost_per_lead"] is not None:
+            assert re.search(rf'href="/kpis/costs\?group={re.escape(g["group"])}[^"]*">{re.escape(kpi_glossary.money(g["cost_per_lead"]))}</a>',
+                             table.replace("&amp;", "&"))
+
+    card = html[html.index("<h2>Coverage</h2>"):]
+    card = card[:card.index("</section>")]
+    hrefs = [html_lib.unescape(h) for h in re.findall(r'<a href="([^"]+)">', card)]
+    for part, value in [("target", coverage["target_accounts"]), ("reached", coverage["reached"]),
+                        ("engaged", coverage["engaged"])] + [(r["role"], r["accounts"]) for r in coverage["roles"]]:
+        href = next(h for h in hrefs if f"group={part}&" in h + "&")
+        assert "metric=coverage" in href and _count(reader, href) == value, part
+    api_answer = reader.get(f"/api/v1/kpis/accounts?metric=coverage&group=reached&group_by=playbook&{JUNE}")
+    assert api_answer.status_code == 200 and api_answer.json["count"] == coverage["reached"]
+    period = kpis.Period.parse("2026-06-01", "2026-06-30")
+    for metric in ("reached", "engaged", "leads", "opportunities", "won"):  # without a group: every group's
+        everyone = reader.get(f"/api/v1/kpis/accounts?metric={metric}&group_by=playbook&{JUNE}")
+        each = set()
+        for g in data["groups"]:
+            each |= set(kpi_trace.accounts_behind(metric, "playbook", g["group"], period))
+        assert everyone.status_code == 200 and set(everyone.json["account_ids"]) == each, metric

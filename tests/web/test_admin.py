@@ -175,6 +175,57 @@ def test_url_rules_stage_map_and_heat_are_edited_tried_and_previewed(as_role):
     assert re.search(r"changed [a-z_, ]*crm_stage_map[a-z_, ]*url_rules", html)  # versioned, with who
 
 
+
+def test_the_preview_tells_what_weights_thresholds_half_life_and_heat_would_change(as_role):
+    """Beyond URL rules, the preview covers each scoring setting: the admin sees how many
+    accounts would move and from which level to which (weights, thresholds, half-life), or
+    why nothing moves (honest heat applies to events as they arrive); nothing is saved, and
+    the form keeps what was typed (so Save saves what was previewed)."""
+
+    for name in ("Acme", "Globex", "Initech", "Umbrella"):
+        db.session.add(Account(name=name, domain=f"{name.lower()}.example", stage="aware"))
+    db.session.commit()
+    events.store([_line("meeting", domain="acme.example")]                                   # 25: warm
+                 + [_line("form_fill", domain="globex.example", days_ago=30) for _ in range(2)]  # 30 halved: cold
+                 + [_line("email_reply", domain="initech.example")]                          # 10: cold
+                 + [_line("email_open", domain="umbrella.example", days_ago=i / 10) for i in range(40)])  # passive: cold
+    scores.recompute()
+    levels = dict(db.session.execute(select(Account.name, Account.engagement)).all())
+    assert levels == {"Acme": "warm", "Globex": "cold", "Initech": "cold", "Umbrella": "cold"}
+
+    client = as_role("admin")
+    data = _form(client)
+
+    def preview(**changed) -> str:
+        html = unescape(client.post("/admin/settings", data=dict(data, action="preview", **changed))
+                        .get_data(as_text=True))
+        return " ".join(re.search(r'<section class="card preview".*?</section>', html, re.S).group(0).split()), html
+
+    shown, html = preview(**{"weights.meeting": "60"})
+    assert "Preview: 1 of 4 accounts would change level" in shown and "1 up, 0 down: 1 warm → hot." in shown
+    assert 'name="weights.meeting" value="60"' in html  # what was typed stays in the form
+
+    shown, html = preview(**{"thresholds.warm": "26"})
+    assert "Preview: 1 of 4 accounts would change level" in shown and "0 up, 1 down: 1 warm → cold." in shown
+    assert 'name="thresholds.warm" value="26"' in html
+
+    shown, _ = preview(half_life_days="300")
+    assert "Preview: 1 of 4 accounts would change level" in shown and "1 up, 0 down: 1 cold → warm." in shown
+
+    assert "honest heat" not in shown
+
+    # heat rules set each event's share as it arrives: a change moves nothing now, and the preview says so
+    shown, html = preview(**{"heat.passive_cap.points": "", "heat.open_window_hours": "0"})
+    assert "Preview: 0 of 4 accounts would change level" in shown and "0 up, 0 down." in shown
+    assert "The honest heat rules you changed count for the events that arrive after the save" in shown
+    assert 'name="heat.open_window_hours" value="0"' in html
+
+    shown, _ = preview()
+    assert "Preview: 0 of 4 accounts would change level" in shown and "0 up, 0 down." in shown
+    assert "honest heat" not in shown
+    assert db.session.execute(select(WorkspaceSettings)).first() is None  # previews save nothing
+    assert dict(db.session.execute(select(Account.name, Account.engagement)).all()) == levels
+
 @pytest.mark.browser
 def test_in_a_browser_a_url_rule_changes_a_visits_weight(live_server, new_page, make_live_user):
     admin = make_live_user("admin")

@@ -272,6 +272,30 @@ def test_snippet_page_gives_the_tag_for_managers_only(as_role):
     assert as_role("ae").get("/engagement/snippet").status_code == 403
 
 
+def test_the_snippet_page_says_what_is_stored_for_how_long_and_who_is_known(as_role):
+    """No "stay anonymous": the page says a visitor from a tracked link or a form is recorded
+    as the contact (visits stitched), the IP address is stored and for how long, with the
+    workspace's values."""
+    manager = as_role("manager")
+    text = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", manager.get("/engagement/snippet")
+                                             .get_data(as_text=True))).split())
+    assert "stay anonymous" not in text
+    assert "IP address" in text and "keeps its full address for 7 days" in text
+    assert "keeps the address it was asked about for 30 days" in text
+    assert "recorded as that contact" in text and "in the 30 days before are then attributed to them" in text
+    assert "never a person's" in text and "/24" in text and "IPinfo" in text
+    ident = {**settings_service.current()["identification"], "raw_ip_days": 3, "stitch_days": 14,
+             "lookup_ip_days": 10, "enabled": False}
+    settings_service.update({"identification": ident})
+    db.session.commit()
+    text = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", manager.get("/engagement/snippet")
+                                             .get_data(as_text=True))).split())
+    assert "for 3 days" in text and "for 10 days" in text and "in the 14 days before" in text
+    assert "Identification is off in this workspace" in text and "IPinfo" not in text
+    admin_text = " ".join(as_role("admin").get("/admin/in-market").get_data(as_text=True).split())
+    assert "keeps the address it was asked about for 10 days" in admin_text
+
+
 def test_navigation_names_my_accounts_and_engagement(as_role):
     client = as_role("ae")
     html = client.get("/engagement/mine").get_data(as_text=True)

@@ -39,6 +39,13 @@ def test_a_seller_sees_why_an_account_is_in_market(pages, as_role):
     assert "3 visits from the account&#39;s network, 2 pages on pricing" in text
     assert "Zero Trust" in text and "score 78" in text
     assert "Fit 70" in text and "Tier 1" in text and "200 employees or more" in text
+    # the score breakdown: the intent signal with its topic and strength, and the total by topic
+    breakdown = text[text.index('class="card score-breakdown"'):]
+    assert ('intent: <span class="intent-topic">Zero Trust</span>, strength <span class="intent-strength">78</span>/100'
+            in breakdown) and "(bombora)" in breakdown
+    by_topic = breakdown[breakdown.index('class="breakdown-intent'):]
+    by_topic = by_topic[:by_topic.index("</table>")]
+    assert "Zero Trust" in by_topic and '<td class="num strength">78</td>' in by_topic
 
 
 def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_role):

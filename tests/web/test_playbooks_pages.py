@@ -13,6 +13,7 @@ from abm.models import Enrollment, Event, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
 from abm.services import connectors as connector_service
 from abm.services import connectors as service
+from abm.services import playbooks as playbook_service
 from tests.conftest import make_app
 from tests.engine.conftest import make_account
 from tests.engine.conftest import make_account as make
@@ -378,6 +379,18 @@ def test_the_plan_is_reachable_from_the_playbook_page_with_a_schedule(as_role, c
                      r"<td>(sends|postponed <span class=\"muted small\">\(outside the send window\))", html)
 
 
+
+def test_only_those_who_may_edit_see_open_in_the_editor_on_the_plan(as_role, connectors):
+    """An AE reads the plan but may not apply a version: the plan offers no editor link to
+    them (as the playbook and version pages offer no Edit); a manager and an admin see it."""
+    make_account("Alpha")
+    _apply(as_role("manager"))
+    editor_link = 'href="/playbooks/web-pb/edit?version=1">Open in the editor</a>'
+    ae = as_role("ae").get("/playbooks/web-pb/plan").get_data(as_text=True)
+    assert 'id="plan-entering"' in ae and "Open in the editor" not in ae
+    for role in ("manager", "admin"):
+        assert editor_link in as_role(role).get("/playbooks/web-pb/plan").get_data(as_text=True), role
+
 def test_change_control_on_the_playbook_page(as_role, connectors):
     make("Zeta")
     client = as_role("manager")
@@ -474,3 +487,57 @@ def test_the_playbook_page_shows_touches_a_cap_postponed_with_their_reason(as_ro
     assert "postponed: <a href=" in page and f"1 {reason}</a>" in page
     listed = client.get(cell.group(1).replace("&amp;", "&")).get_data(as_text=True)
     assert len(re.findall(r'<tr data-touch="\d+">', listed)) == 1 and reason in listed
+
+
+def _touches_of(html: str, step: str) -> str:
+    return re.search(rf'<tr data-step="{step}">.*?data-label="Touches">([^<]+)</td>', html, re.S).group(1)
+
+
+def test_the_page_dry_run_simulates_a_migration_when_asked(as_role, connectors):
+    make_account("Alpha")
+    make_account("Beta")
+    manager = as_role("manager")
+    _apply(manager)
+    assert manager.post("/playbooks/web-pb/activate").status_code == 302  # both wait at hello, on version 1
+    v2 = GOOD.replace("Hello", "Hi there").replace("  - wait: 3d\n", "  - id: pause\n    wait: 2d\n")
+    _apply(manager, v2)
+    mapping = "2 active at v1 <code>hello</code> → <code>hello</code>"
+
+    page = manager.get("/playbooks/web-pb").get_data(as_text=True)
+    assert 'href="/playbooks/web-pb/plan?migrate=1"' in page  # offered next to "Move them to version 2"
+
+    client = as_role("ae")  # a plan stores nothing: AEs may ask for it too
+    plain = client.get("/playbooks/web-pb/plan").get_data(as_text=True)
+    assert 'name="migrate" value="1">' in plain  # offered, not ticked
+    assert 'id="plan-moving"' not in plain and mapping not in plain
+    assert _touches_of(plain, "hello") == "0"  # already enrolled: without the migration nobody enters
+
+    moved = client.get("/playbooks/web-pb/plan?migrate=1").get_data(as_text=True)
+    assert 'name="migrate" value="1" checked>' in moved
+    assert 'id="plan-moving">2<' in moved and 'id="plan-entering">0<' in moved
+    assert mapping in moved
+    assert _touches_of(moved, "hello") == "2"  # the moved enrollments' touches, on version 2
+    assert "<strong>Subject:</strong> Hi there" in moved
+    # The same service as the CLI's and the API's plan --migrate.
+    expected = playbook_service.plan(v2, "web-pb.yaml", migrate=True)
+    assert (expected["moving"], expected["migration"]) == (2, [
+        {"version": 1, "step": "hello", "state": "active", "to": "hello", "enrollments": 2}])
+
+    # The editor's plan offers it too.
+    edited = client.post("/playbooks/_check", data={"source": v2, "action": "plan", "migrate": "1"})
+    html = edited.get_data(as_text=True)
+    assert edited.status_code == 200 and 'name="migrate" value="1" checked>' in html
+    assert 'id="plan-moving">2<' in html and mapping in html and _touches_of(html, "hello") == "2"
+    unticked = client.post("/playbooks/_check", data={"source": v2, "action": "plan"}).get_data(as_text=True)
+    new_key = client.post("/playbooks/_check", data={"source": v2.replace("key: web-pb", "key: web-new"),
+                                                     "action": "plan", "migrate": "1"}).get_data(as_text=True)
+    assert 'id="plan-moving">0<' in new_key and "nothing would move" in new_key
+    assert 'id="plan-moving"' not in unticked and _touches_of(unticked, "hello") == "0"
+
+    # Nothing moved: the enrollments are still on version 1 until a manager moves them.
+    assert "2 running enrollment(s) are on older versions" in manager.get("/playbooks/web-pb").get_data(as_text=True)
+    after = manager.post("/playbooks/web-pb/migrate", follow_redirects=True).get_data(as_text=True)
+    assert "2 running enrollment(s) moved to version 2." in after
+    nothing = client.get("/playbooks/web-pb/plan?migrate=1").get_data(as_text=True)
+    assert mapping not in nothing and "2 active at v2 <code>hello</code> → <code>hello</code>" in nothing
+    assert 'id="plan-moving">2<' in nothing and _touches_of(nothing, "hello") == "2"  # running, on version 2
