@@ -132,14 +132,15 @@ def get_kpi_models(query):
 
 @bp.get("/kpis/accounts")
 @operation("The accounts behind one figure of the KPIs", tags=["kpis"],
-           query={**PERIOD_QUERY, "metric": {"enum": ["reached", "engaged", "leads", "opportunities", "won",
-                                                      "funnel"], "required": True},
+           query={**PERIOD_QUERY, "metric": {"enum": list(kpi_trace.BEHIND), "required": True},
                   "playbook": {"type": "string"}, "product": {"type": "string"},
                   "group_by": {"enum": list(kpis.GROUPS), "required": True},
-                  "group": {"type": "string", "required": True}, **MODEL_QUERY})
+                  "group": {"type": "string", "description": "the group; without it, every group's (the totals); "
+                                                             "the funnel's step; coverage's target, reached, "
+                                                             "engaged or a buying role"}, **MODEL_QUERY})
 def get_kpi_accounts(query):
     try:
-        ids = kpi_trace.accounts_behind(query["metric"], query["group_by"], query["group"], _period(query),
+        ids = kpi_trace.accounts_behind(query["metric"], query["group_by"], query.get("group"), _period(query),
                                    query.get("playbook"), query.get("product"), query.get("model"))
     except kpis.KpiError as exc:
         raise _invalid(exc, "group") from None

@@ -92,6 +92,28 @@ def funnel_counts(start: datetime, end: datetime, lead_types: list[str],
     return dict(zip(FUNNEL_STEPS, (int(v) for v in row), strict=True))
 
 
+COVERAGE_PARTS = ("target", "reached", "engaged")
+
+
+def coverage_accounts(part: str, start: datetime, end: datetime):
+    """The accounts behind one coverage figure: ``target``, ``reached``, ``engaged``, or a
+    buying role (target accounts with a contact of that role reached); the same conditions
+    as :func:`coverage_statement` counts."""
+    t = targets()
+    a = t.c.account_id
+    if part == "target":
+        return select(a)
+    reached = select(a).where(_touched(a, start, end))
+    if part == "reached":
+        return reached
+    if part == "engaged":
+        return reached.where(_active_since(a, start, end))
+    return (select(Contact.account_id).select_from(Touch).join(Contact, Contact.id == Touch.contact_id)
+            .where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= start,
+                   Touch.sent_at < end, Contact.account_id.in_(select(a)),
+                   func.coalesce(Contact.buying_role, "other") == part))
+
+
 def coverage_statement(start: datetime, end: datetime):
     """Target accounts, reached, engaged, and per buying role the target accounts with a
     contact of that role reached: rows (part, role, accounts)."""

@@ -15,16 +15,23 @@ from abm.db import db
 from abm.models import Account, ConnectorConfig, Cost, Opportunity, Playbook
 from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
 
-BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel")
+BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel", "coverage")
 
 
-def accounts_behind(metric: str, group_by: str, group: str, period: kpis.Period, playbook: str | None = None,
+def accounts_behind(metric: str, group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
                     product: str | None = None, model: str | None = None) -> list[int]:
     """The accounts behind one figure: ``reached``, ``engaged``, ``leads`` (credited to the
-    group), ``opportunities`` or ``won`` (influenced by the group), or ``funnel`` with the
-    step as ``group``."""
+    group), ``opportunities`` or ``won`` (influenced by the group), every group's when
+    ``group`` is empty (the totals); ``funnel`` with the step as ``group``; ``coverage``
+    with ``target``, ``reached``, ``engaged`` or a buying role as ``group``."""
     if metric not in BEHIND:
         raise kpis.KpiError(f"unknown metric {metric!r} (metrics: {', '.join(BEHIND)})")
+    if metric == "coverage":
+        if not group:
+            raise kpis.KpiError(f"name the coverage figure as group: {', '.join(kpi_accounts.COVERAGE_PARTS)} "
+                                "or a buying role")
+        q = kpi_accounts.coverage_accounts(group, period.start, period.end)
+        return sorted(db.session.execute(q.distinct()).scalars())
     if metric == "funnel":
         if group not in kpis.FUNNEL_STEPS:
             raise kpis.KpiError(f"unknown funnel step {group!r} (steps: {', '.join(kpis.FUNNEL_STEPS)})")
@@ -34,12 +41,12 @@ def accounts_behind(metric: str, group_by: str, group: str, period: kpis.Period,
     mt, path = kpis.touches_and_path(group_by, period, playbook, product, model)
     inp = kpi_sql.in_period(mt, period.start)
     if metric == "reached":
-        q = select(inp.c.account_id).where(inp.c.g == group)
+        q = select(inp.c.account_id).where(inp.c.g == group) if group else select(inp.c.account_id)
     elif metric == "engaged":
         pairs = kpi_sql.engaged_pairs(inp, period.end)
-        q = select(pairs.c.account_id).where(pairs.c.g == group)
+        q = select(pairs.c.account_id).where(pairs.c.g == group) if group else select(pairs.c.account_id)
     else:
-        q = select(path.c.account_id).where(path.c.g == group)
+        q = select(path.c.account_id).where(path.c.g == group) if group else select(path.c.account_id)
         q = q.where(path.c.kind == "lead", path.c.w > 0) if metric == "leads" else q.where(path.c.kind == "opp")
         if metric == "won":
             q = q.where(path.c.won == 1)

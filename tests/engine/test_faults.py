@@ -161,10 +161,11 @@ def test_worker_killed_mid_batch(app, slow):
 def test_a_job_longer_than_two_leases_keeps_its_claims_by_its_heartbeat(app, slow):
     """A live job may take as long as its provider needs: its heartbeat renews its claims
     (every third of the lease), so recovery, run all along, finds nothing to take, and
-    nothing arrives twice."""
-    n = 20
+    nothing arrives twice. One provider call outlives two leases, so the fence's own
+    renewal before each call cannot be what keeps the claims."""
+    n = SlowLogConnector.max_batch
     config = connector_service.get_config("slow")
-    config.settings = {**config.settings, "delay": 0.3}  # 20 touches: 6 s, three leases
+    config.settings = {**config.settings, "delay": 1.0}  # one call of five touches: 5 s, two and a half leases
     db.session.commit()
     _accounts(n)
     service.apply(PLAYBOOK.replace("CONNECTOR", "slow"))

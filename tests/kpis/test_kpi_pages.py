@@ -12,7 +12,7 @@ import pytest
 
 from abm.db import db
 from abm.models import Cost
-from abm.services import kpi_glossary, kpis
+from abm.services import kpi_glossary, kpi_trace, kpis
 from abm.services import settings as settings_service
 from tests.kpis.test_kpis import NOW, build_june
 
@@ -25,7 +25,7 @@ def test_the_dashboard_shows_the_figures_for_every_role(june, as_role):
         assert page.status_code == 200
         html = page.get_data(as_text=True)
         assert "From target to won" in html and "Lift over the held-out control group" in html
-        assert "cost per lead $81.00" in html           # 243 of spend over 3 leads
+        assert re.search(r"cost per lead <a [^>]+>\$81\.00</a>", html)  # 243 of spend over 3 leads
         assert "$15,000.00" in html                      # pipeline influenced, each opportunity once
         # each figure's name says what it counts: the table's engaged and the funnel's are told apart
         assert "Accounts engaged after a touch" in html and "Reached accounts with any engagement in the period" in html
@@ -294,3 +294,61 @@ def test_the_dashboards_money_charts_show_values_with_the_currency(june, as_role
     assert expected and shown == expected
     values = re.findall(r'<text class="bar-value"[^>]*>([^<]*)</text>', cpl)
     assert values == list(expected.values()) and all(v.startswith(zero[0]) for v in values)
+
+
+def _links(html: str) -> dict[str, str]:
+    """The page's links by their text (the last one of a text wins)."""
+    return {re.sub(r"<[^>]+>", "", text).strip(): html_lib.unescape(href)
+            for href, text in re.findall(r'<a href="([^"]+)">(.*?)</a>', html, re.S)}
+
+
+def _count(client, href: str) -> int:
+    return int(re.search(r'<p class="muted">(\d+) (?:accounts|opportunities)', client.get(href).get_data(
+        as_text=True)).group(1))
+
+
+def test_every_figure_of_the_dashboard_opens_the_rows_behind_it(june, as_role):
+    """The totals (leads, cost per lead, opportunities, won), each group's cost per lead and
+    the coverage figures (target, reached, engaged, each buying role) link to their list,
+    and the list holds what the figure counts."""
+    reader = as_role("ae")
+    html = reader.get(f"/kpis?{JUNE}").get_data(as_text=True)
+    data = kpis.compute("playbook", kpis.Period.parse("2026-06-01", "2026-06-30"))
+    totals, coverage = data["totals"], kpis.coverage(kpis.Period.parse("2026-06-01", "2026-06-30"))
+    stats = html[html.index('<div class="grid kpi-stats">'):html.index('<div class="grid cols-2">')]
+    assert stats.count('<p class="stat-value"><a href=') == 4  # leads, cost, pipeline, revenue
+    links = _links(stats)
+
+    leads = links[str(totals["leads"])]
+    assert "metric=leads" in leads and "group=" not in leads
+    listed = reader.get(leads).get_data(as_text=True)
+    # the accounts of the three leads: c1 and c4 at Acme, c3 at Initech
+    assert "Acme" in listed and "Initech" in listed and "Globex" not in listed and "Leads: all groups" in listed
+    assert _count(reader, links[f"{totals['opportunities']} opportunities"]) == totals["opportunities"]
+    assert _count(reader, links[f"{totals['won']} won"]) == totals["won"]
+    costs = links[kpi_glossary.money(totals["cost_per_lead"])]  # the spend behind cost per lead's cost
+    rows = list(csv.DictReader(io.StringIO(reader.get(costs + "&format=csv").get_data(as_text=True))))
+    assert abs(sum(float(r["amount"]) for r in rows) - totals["cost"]) < 0.01
+
+    table = html[html.index('<table class="table kpi-table">'):]
+    for g in data["groups"]:
+        if g["cost_per_lead"] is not None:
+            assert re.search(rf'href="/kpis/costs\?group={re.escape(g["group"])}[^"]*">{re.escape(kpi_glossary.money(g["cost_per_lead"]))}</a>',
+                             table.replace("&amp;", "&"))
+
+    card = html[html.index("<h2>Coverage</h2>"):]
+    card = card[:card.index("</section>")]
+    hrefs = [html_lib.unescape(h) for h in re.findall(r'<a href="([^"]+)">', card)]
+    for part, value in [("target", coverage["target_accounts"]), ("reached", coverage["reached"]),
+                        ("engaged", coverage["engaged"])] + [(r["role"], r["accounts"]) for r in coverage["roles"]]:
+        href = next(h for h in hrefs if f"group={part}&" in h + "&")
+        assert "metric=coverage" in href and _count(reader, href) == value, part
+    api_answer = reader.get(f"/api/v1/kpis/accounts?metric=coverage&group=reached&group_by=playbook&{JUNE}")
+    assert api_answer.status_code == 200 and api_answer.json["count"] == coverage["reached"]
+    period = kpis.Period.parse("2026-06-01", "2026-06-30")
+    for metric in ("reached", "engaged", "leads", "opportunities", "won"):  # without a group: every group's
+        everyone = reader.get(f"/api/v1/kpis/accounts?metric={metric}&group_by=playbook&{JUNE}")
+        each = set()
+        for g in data["groups"]:
+            each |= set(kpi_trace.accounts_behind(metric, "playbook", g["group"], period))
+        assert everyone.status_code == 200 and set(everyone.json["account_ids"]) == each, metric
