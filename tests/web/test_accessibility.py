@@ -109,7 +109,8 @@ def _seed(live_server) -> dict:
     runs.execute(run.id)
 
     # emails in the Outbox, written by the outbox connector for real touches
-    outbox_dir = live_server.app.config["OUTBOX_DIR"]
+    outbox_dir = str(live_server.tmp / "outbox")  # the test's own: the instance folder is the session's
+    live_server.app.config["OUTBOX_DIR"] = outbox_dir
     connector = OutboxConnector("outbox", {"from_email": "news@ourco.example", "tracking": False},
                                 ConnectorContext(outbox_dir=outbox_dir))
     accounts = {a.id: a for a in db.session.execute(select(Account).where(
@@ -178,6 +179,7 @@ def _content(world: dict) -> dict[str, tuple[str, tuple | None]]:
         "/alerts?owner=team": ("li.alert-item", ("admin", "manager")),
         "/playbooks": (".pill.status-active", None),
         "/playbooks/ab-page": ("#ab-results table.ab-comparison td a", None),
+        "/playbooks/ab-page/diff": ("#diff-changed code", None),
         "/segments/tier-one": ("table.members tr[data-account] a", None),
         "/outbox": ("table.outbox tbody tr td a", None),
         "/outbox?playbook=ab-page": ("table.outbox tr[data-touch]", None),
