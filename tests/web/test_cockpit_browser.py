@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, Contact
+from abm.models import Account, ConnectorConfig, Contact
+from abm.services import connectors, engine_hooks
+from abm.services import playbooks as service
+from abm.web import outbox as outbox_page
+from tests.engine.conftest import run_worker
+from tests.web import test_alerts_page as alerts_page
+from tests.web import test_engagement_pages as engagement_pages
+from workers import dispatcher
 
 pytestmark = pytest.mark.browser
 
@@ -37,8 +44,6 @@ steps:
 
 @pytest.fixture
 def quiet_engine(monkeypatch):
-    from abm.services import engine_hooks
-
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
 
 
@@ -53,9 +58,6 @@ def _accounts(names, tier: int = 1) -> None:
 
 
 def test_the_manager_reads_what_changed_from_one_version_to_the_next(live_server, browser_page, make_live_user):
-    from abm.services import connectors
-    from abm.services import playbooks as service
-
     connectors.ensure_demo_connectors()
     service.apply(PLAYBOOK)
     service.apply(PLAYBOOK.replace('subject: "Hello {{ account.name }}"', 'subject: "A question for {{ account.name }}"')
@@ -81,12 +83,6 @@ def test_the_manager_reads_what_changed_from_one_version_to_the_next(live_server
 
 
 def test_the_outbox_is_searched_and_paged(live_server, browser_page, make_live_user, monkeypatch):
-    from abm.services import connectors
-    from abm.services import playbooks as service
-    from abm.web import outbox as outbox_page
-    from tests.engine.conftest import run_worker
-    from workers import dispatcher
-
     live_server.app.config["OUTBOX_DIR"] = str(live_server.tmp / "outbox")
     connectors.ensure_demo_connectors()
     db.session.commit()
@@ -132,10 +128,8 @@ def test_the_outbox_is_searched_and_paged(live_server, browser_page, make_live_u
 
 
 def test_my_accounts_filters_and_the_saved_default_view(live_server, browser_page, make_live_user, quiet_engine):
-    from tests.web.test_engagement_pages import seed
-
     seller = make_live_user("ae", name="Sam Seller")
-    seed(seller, make_live_user("ae"))
+    engagement_pages.seed(seller, make_live_user("ae"))
     page = browser_page
     live_server.login(page, seller)
     page.locator("nav.nav").get_by_role("link", name="My accounts").click()
@@ -169,11 +163,9 @@ def test_my_accounts_filters_and_the_saved_default_view(live_server, browser_pag
 
 
 def test_the_manager_reads_the_teams_alerts_by_seller(live_server, browser_page, make_live_user, quiet_engine):
-    from tests.web.test_alerts_page import seed
-
     sam = make_live_user("ae", name="Sam Seller")
     kim = make_live_user("ae", name="Kim Closer")
-    seed(sam, kim)  # an alert on Acme (Sam's) and one on Hooli (Kim's)
+    alerts_page.seed(sam, kim)  # an alert on Acme (Sam's) and one on Hooli (Kim's)
     page = browser_page
     live_server.login(page, make_live_user("manager", name="Mia Manager"))
     page.locator("nav.nav").get_by_role("link", name=re.compile(r"^Alerts")).click()
@@ -199,8 +191,6 @@ def test_the_manager_reads_the_teams_alerts_by_seller(live_server, browser_page,
 
 def test_a_bad_connector_form_shows_located_errors_and_keeps_what_was_typed(live_server, browser_page,
                                                                            make_live_user):
-    from abm.models import ConnectorConfig
-
     page = browser_page
     live_server.login(page, make_live_user("admin"))
     page.goto(live_server.url + "/connectors/new?type=smtp")
