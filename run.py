@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -55,8 +56,7 @@ def ensure_venv(verb: str) -> None:
 
 def warn_if_unlocked(lock: Path) -> None:
     """Say so when pyproject.toml declares a package that the lock file does not pin."""
-    import re
-    import tomllib
+    import tomllib  # noqa: PLC0415 - Python 3.11+: run.py first says so to an older Python
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = list(project["dependencies"]) + [d for ds in project["optional-dependencies"].values() for d in ds]

@@ -12,15 +12,14 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import config as config_module
+from abm import api, auth, health, logs, redis_conn, web
+from abm.db import db as database  # not `db`: abm.db stays the module (the migrations use abm.db.UTCDateTime)
+from abm.errors import register_error_handlers
 from abm.paths import ROOT
 
 
 def create_app(config=None, **overrides) -> Flask:
-    import config as config_module
-    from abm import auth, health, logs, redis_conn
-    from abm.db import db
-    from abm.errors import register_error_handlers
-
     # urllib3 logs request paths at DEBUG, and some webhook URLs carry their secret.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger("urllib3").level))
     cfg = config if config is not None else config_module.load()
@@ -37,18 +36,16 @@ def create_app(config=None, **overrides) -> Flask:
     app.config["ABM_CONFIG"] = cfg
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    db.init_app(app)
+    database.init_app(app)
     redis_conn.init_app(app)
     auth.init_app(app)
     register_error_handlers(app)
     health.init_app(app)
 
-    from abm import api, web
-
     api.init_app(app)
     web.init_app(app)
 
-    from abm.cli import register_commands
+    from abm.cli import register_commands  # noqa: PLC0415 - cycle: abm.cli loads the commands, which import create_app
 
     register_commands(app)
     if app.config.get("TRUSTED_PROXIES"):

@@ -14,13 +14,14 @@ import click
 from flask.cli import FlaskGroup
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+import abm.commands
+from abm import create_app
+
 #: What the databases say about a table that is not there (SQLite; PostgreSQL's UndefinedTable).
 _NO_TABLE = ("no such table", "does not exist")
 
 
 def _command_modules():
-    import abm.commands
-
     for info in sorted(pkgutil.iter_modules(abm.commands.__path__), key=lambda i: i.name):
         yield importlib.import_module(f"abm.commands.{info.name}")
 
@@ -39,8 +40,6 @@ def register_commands(app) -> None:
 
 
 def _create_app():
-    from abm import create_app
-
     return create_app()
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, create_engine, event
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, any_, create_engine, event, literal
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -118,8 +118,6 @@ def in_list(column, values, item_type=None):
     when the column's own type is not a plain one (defaults to Integer for integer columns,
     else String).
     """
-    from sqlalchemy import String, any_, literal
-    from sqlalchemy.dialects.postgresql import ARRAY
 
     values = list(values)
     if db.dialect != "postgresql":

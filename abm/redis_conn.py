@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import redis
+from flask import current_app
 
 _embedded: EmbeddedRedis | None = None
 
@@ -53,7 +54,7 @@ class EmbeddedRedis:
             self.kind = "redis-server"
         else:
             try:  # fakeredis comes with the demo extra only: imported when no redis-server is there
-                from abm.demo.fake_server import DemoFakeServer  # fakeredis, made fit for RQ
+                from abm.demo.fake_server import DemoFakeServer  # noqa: PLC0415 - fakeredis, optional (demo extra)
             except ImportError:
                 raise RuntimeError("no redis-server on PATH and fakeredis is not installed: install the demo "
                                    "extra (pip install '.[demo]'; python3 run.py demo does), install "
@@ -100,8 +101,6 @@ def init_app(app) -> None:
 
 
 def get_redis(app=None) -> redis.Redis:
-    from flask import current_app
-
     app = app or current_app._get_current_object()
     client = app.extensions.get("abm.redis")
     if client is None:

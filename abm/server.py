@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
 
+from abm import create_app
+
 
 class _Gunicorn(BaseApplication):
     def __init__(self, options: dict):
@@ -15,8 +17,6 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from abm import create_app
-
         return create_app()
 
 

@@ -21,6 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine, select, text
+
+import config
+from abm import create_app
+from abm.db import db
+from abm.migrate import upgrade
+from abm.models import Enrollment
+from abm.services import connectors
+from abm.services import playbooks as service
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -42,10 +52,6 @@ steps:
 
 
 def fresh_database() -> None:
-    from sqlalchemy import create_engine, text
-
-    from abm.migrate import upgrade
-
     server, name = PG_URL.rsplit("/", 1)
     admin = create_engine(server.replace("postgresql://", "postgresql+psycopg://") + "/postgres",
                           isolation_level="AUTOCOMMIT")
@@ -60,17 +66,11 @@ def make_app():
     os.environ.setdefault("ABM_INSTANCE_PATH", tempfile.mkdtemp(prefix="abm-bench-"))
     os.environ["ABM_DATABASE_URL"] = PG_URL
     os.environ["ABM_REDIS_URL"] = REDIS_URL
-    import config
-    from abm import create_app
 
     return create_app(config.load("testing"))
 
 
 def seed_accounts(n: int) -> None:
-    from sqlalchemy import text
-
-    from abm.db import db
-
     db.session.execute(text("""
         INSERT INTO accounts (name, domain, industry, employees, country, tier, tags, stage, attributes,
                               crm_ids, score, score_ref, engagement, created_at, updated_at)
@@ -92,13 +92,6 @@ def main() -> int:
     fresh_database()
     app = make_app()
     with app.app_context():
-        from sqlalchemy import select, text
-
-        from abm.db import db
-        from abm.models import Enrollment
-        from abm.services import connectors
-        from abm.services import playbooks as service
-
         connectors.ensure_demo_connectors()
         seed_accounts(args.accounts)
         service.apply(PLAYBOOK.format(holdout=args.holdout), "bench.yaml")

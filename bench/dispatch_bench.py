@@ -43,7 +43,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import redis as redis_lib  # noqa: E402
+from rq import Queue  # noqa: E402
+from sqlalchemy import func, select, text, update  # noqa: E402
+
+from abm.db import (  # noqa: E402
+    db,  # noqa: E402
+    utcnow,
+)
+from abm.models import Touch  # noqa: E402
+from abm.services import connectors  # noqa: E402
+from abm.services import playbooks as service  # noqa: E402
 from bench.activation_bench import PG_URL, REDIS_URL, fresh_database, make_app  # noqa: E402
+from workers import dispatcher, jobs  # noqa: E402
 
 PLAYBOOK = """version: 1
 key: bench-dispatch
@@ -66,11 +78,6 @@ def seed_history(playbook_key: str) -> None:
     """Every contact was emailed once, three days ago, by an earlier playbook (now archived):
     the caps' look-ups find a touch per contact, as they do in a workspace in use, and the
     touches table has statistics as autovacuum would have gathered them."""
-    from sqlalchemy import text
-
-    from abm.db import db
-    from abm.services import playbooks as service
-
     row = service.get(playbook_key)
     db.session.execute(text("""
         UPDATE enrollments SET state = 'completed', next_run_at = NULL, left_at = now() - interval '3 days'
@@ -91,10 +98,6 @@ def seed_history(playbook_key: str) -> None:
 
 
 def seed(n: int, start: int = 0) -> None:
-    from sqlalchemy import text
-
-    from abm.db import db
-
     db.session.execute(text("""
         INSERT INTO accounts (name, domain, industry, employees, country, tier, tags, stage, attributes,
                               crm_ids, score, score_ref, engagement, created_at, updated_at)
@@ -206,11 +209,6 @@ class Workers:
 
 
 def wait_sent(expected: int, timeout: float, playbook_id: int) -> float:
-    from sqlalchemy import func, select
-
-    from abm.db import db
-    from abm.models import Touch
-
     deadline = time.monotonic() + timeout
     while True:
         db.session.rollback()
@@ -238,15 +236,6 @@ def main() -> int:
     app = make_app()
     log_path = Path(instance) / "sent.jsonl"
     with app.app_context():
-        import redis as redis_lib
-        from sqlalchemy import select
-
-        from abm.db import db, utcnow
-        from abm.models import Touch
-        from abm.services import connectors
-        from abm.services import playbooks as service
-        from workers import dispatcher, jobs
-
         redis_lib.Redis.from_url(REDIS_URL).flushdb()
         connectors.create({"type": "log", "name": "bench-log", "settings": {"path": str(log_path), "keep": 1},
                            "default": ["email", "ads", "alert", "task", "webhook"]})
@@ -272,14 +261,12 @@ def main() -> int:
             rate = args.touches / (finished - started)
 
             # The reference: one RQ job per touch, same workers, same connector.
-            from sqlalchemy import update
 
             single_ids = [t for t, in db.session.execute(
                 select(Touch.id).where(Touch.playbook_id == playbook_id).order_by(Touch.id).limit(args.single))]
             db.session.execute(update(Touch).where(Touch.id.in_(single_ids)).values(
                 status="queued", claimed_at=None, sent_at=None, queued_at=utcnow()))
             db.session.commit()
-            from rq import Queue
 
             queue = Queue("touches", connection=redis_lib.Redis.from_url(REDIS_URL))
             started_single = time.perf_counter()

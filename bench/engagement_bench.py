@@ -28,6 +28,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
+import redis
+from sqlalchemy import text
+
+import config
+from abm import create_app
+from abm.db import db
+from abm.migrate import upgrade
+from abm.services import events, sales_view, scores
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -43,8 +53,6 @@ def log(msg: str) -> None:
 
 def ensure_database(n_accounts: int | None = None, n_events: int | None = None) -> None:
     """Create the database when missing; re-create it when its data is not the size asked for."""
-    import psycopg
-
     base, name = PG_URL.rsplit("/", 1)
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -63,9 +71,6 @@ def ensure_database(n_accounts: int | None = None, n_events: int | None = None) 
 
 
 def make_app():
-    import config
-    from abm import create_app
-
     os.environ.setdefault("ABM_INSTANCE_PATH", str(ROOT / "bench" / "out" / "instance"))
     cfg = config.DevelopmentConfig()
     cfg.DATABASE_URL = PG_URL
@@ -75,11 +80,6 @@ def make_app():
 
 def build(app, n_accounts: int, n_events: int) -> None:
     """Accounts (with 100 AE owners) and events, loaded with COPY; kept between runs."""
-    from sqlalchemy import text
-
-    from abm.db import db
-    from abm.migrate import upgrade
-
     upgrade(PG_URL)
     have_accounts = db.session.execute(text("SELECT count(*) FROM accounts")).scalar_one()
     have_events = db.session.execute(text("SELECT count(*) FROM events")).scalar_one()
@@ -140,10 +140,6 @@ def build(app, n_accounts: int, n_events: int) -> None:
 def ensure_snapshots(days: int = 30) -> None:
     """Daily score snapshots for every account over the last ``days`` days, as a workspace
     of that age has them (the trend lines read them); made once, kept between runs."""
-    from sqlalchemy import text
-
-    from abm.db import db
-
     want = db.session.execute(text("SELECT count(*) FROM accounts")).scalar_one() * days
     have = db.session.execute(text("SELECT count(*) FROM score_snapshots")).scalar_one()
     day_major = db.session.execute(text(  # the first rows are one day's, not one account's
@@ -168,11 +164,6 @@ def ensure_snapshots(days: int = 30) -> None:
 
 
 def bench_recompute(app) -> dict:
-    from sqlalchemy import text
-
-    from abm.db import db
-    from abm.services import scores
-
     db.session.execute(text("SELECT count(*) FROM events")).scalar_one()  # warm the cache
     t0 = time.perf_counter()
     db.session.execute(text("SELECT account_id, count(*), sum(quantity) FROM events "
@@ -185,11 +176,6 @@ def bench_recompute(app) -> dict:
 
 
 def bench_views(app, rounds: int = 40) -> dict:
-    from sqlalchemy import text
-
-    from abm.db import db
-    from abm.services import sales_view
-
     owners = [r[0] for r in db.session.execute(text("SELECT id FROM users ORDER BY id LIMIT 100"))]
     rng = random.Random(3)
     mine, matrix = [], []
@@ -209,12 +195,6 @@ def bench_views(app, rounds: int = 40) -> dict:
 
 def bench_drain(app, n: int) -> dict:
     """Drain n events from Redis, beside COPY and executemany of the same rows."""
-    import redis
-    from sqlalchemy import text
-
-    from abm.db import db
-    from abm.services import events
-
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     n_accounts = db.session.execute(text("SELECT max(id) FROM accounts")).scalar_one()

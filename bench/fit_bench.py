@@ -19,26 +19,26 @@ import os
 import random
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+
 import pixel_bench  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
+
+from abm.db import db, utcnow  # noqa: E402
+from abm.models import Account, Opportunity  # noqa: E402
+from abm.services import fit  # noqa: E402
 
 pixel_bench.PG_DB = os.environ.get("ABM_BENCH_PG_DB", "abm_fit_bench")
 INDUSTRIES = {"software": 1.5, "banking": 0.5, "retail": -1.2, "health": 0.0, "energy": -0.4}
 
 
 def seed(app, n: int) -> None:
-    from datetime import timedelta
-
-    from sqlalchemy import func, insert, select
-
-    from abm.db import db, utcnow
-    from abm.models import Account, Opportunity
-
     with app.app_context():
         if db.session.execute(select(func.count()).select_from(Account)).scalar() == n:
             return
@@ -71,11 +71,6 @@ def main() -> int:
     pixel_bench.ensure_database()
     app = pixel_bench.make_app()
     seed(app, args.accounts)
-    from sqlalchemy import func, select, text
-
-    from abm.db import db
-    from abm.models import Account, Opportunity
-    from abm.services import fit
 
     with app.app_context():
         counts = {t: db.session.execute(select(func.count()).select_from(m)).scalar() for t, m in

@@ -24,6 +24,7 @@ flushed); wrk must be installed for part 3 (``--no-http`` skips it).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -38,7 +39,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+
 import pixel_bench  # noqa: E402  (the server, wrk and environment helpers)
+from sqlalchemy import delete, func, insert, select  # noqa: E402
+
+from abm import ipranges  # noqa: E402
+from abm.db import db  # noqa: E402
+from abm.models import Account, AccountNetwork, Event  # noqa: E402
+from abm.services import events, identification  # noqa: E402
+from abm.services import settings as settings_service  # noqa: E402
 
 pixel_bench.PG_DB = os.environ.get("ABM_BENCH_PG_DB", "abm_identify_bench")
 ACCOUNTS = 100_000
@@ -59,8 +68,6 @@ def make_ranges(n: int, seed: int = 7) -> list[tuple[int, int, int]]:
 
 
 def addresses(ranges, n: int, seed: int = 11) -> list[str]:
-    import ipaddress
-
     rng = random.Random(seed)
     lo, hi = ranges[0][0], ranges[-1][1]
     return [str(ipaddress.IPv4Address(rng.randint(lo, hi))) for _ in range(n)]
@@ -68,13 +75,6 @@ def addresses(ranges, n: int, seed: int = 11) -> list[str]:
 
 def matching_visits(app, ranges, n: int) -> list[tuple[str, int]]:
     """n addresses inside the ranges, each with the id of the account its range is on."""
-    import ipaddress
-
-    from sqlalchemy import select
-
-    from abm.db import db
-    from abm.models import Account
-
     with app.app_context():
         ids = list(db.session.execute(select(Account.id).order_by(Account.id).limit(ACCOUNTS)).scalars())
     rng = random.Random(13)
@@ -85,8 +85,6 @@ def matching_visits(app, ranges, n: int) -> list[tuple[str, int]]:
 
 
 def bench_index(ranges) -> dict:
-    from abm import ipranges
-
     tracemalloc.start()
     t0 = time.perf_counter()
     index = ipranges.AddressIndex((ipranges.IpRange(s, e, 4), a) for s, e, a in ranges)
@@ -108,12 +106,6 @@ def bench_index(ranges) -> dict:
 
 def seed_networks(app, ranges) -> None:
     """ACCOUNTS accounts and the ranges as their networks (once; reused by later runs)."""
-    from sqlalchemy import func, insert, select
-
-    from abm.db import db
-    from abm.models import Account, AccountNetwork
-    from abm.services import identification
-
     with app.app_context():
         if db.session.execute(select(func.count()).select_from(AccountNetwork)).scalar() == len(ranges):
             return
@@ -135,13 +127,6 @@ def drain_rate(app, visits: list[tuple[str, int]], enabled: bool) -> float:
     """Visits per second through the drain: anonymous ones identified by their address
     (``enabled``), or the reference: the same visits already naming their account, with
     identification off, so that both store and score the same rows."""
-    from sqlalchemy import delete
-
-    from abm.db import db
-    from abm.models import Event
-    from abm.services import events
-    from abm.services import settings as settings_service
-
     with app.app_context():
         cfg = dict(settings_service.current()["identification"], enabled=enabled)
         settings_service.update({"identification": cfg})
@@ -160,8 +145,6 @@ def drain_rate(app, visits: list[tuple[str, int]], enabled: bool) -> float:
 
 def identification_warm(enabled: bool) -> None:
     """Build the index before timing (a worker builds it once, then on changes only)."""
-    from abm.services import identification
-
     if enabled:
         t0 = time.perf_counter()
         identification.indexes()
@@ -198,8 +181,6 @@ def main() -> int:
     log(f"  median: identified {statistics.median(on):,.0f}/s against {statistics.median(off):,.0f}/s for the "
         f"same visits naming their account: ratio {statistics.median(on) / statistics.median(off):.2f}")
     with app.app_context():
-        from abm.services import settings as settings_service
-
         settings_service.update({"identification": dict(settings_service.current()["identification"], enabled=True)})
     if args.no_http:
         return 0
@@ -224,8 +205,6 @@ end
 
 def site_key(app) -> str:
     """The bench's website for the snippet (made once in its settings); its key."""
-    from abm.services import settings as settings_service
-
     with app.app_context():
         sites = settings_service.current().get("sites") or []
         if not sites:

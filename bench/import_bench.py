@@ -26,6 +26,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+
+import config
+from abm import create_app
+from abm.migrate import upgrade
+from abm.services import imports
+from abm.services.seed import write_csv
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -33,21 +41,15 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1/abm_imp_bench"
 
 
 def make_database(url: str) -> None:
-    import psycopg
-
     base, name = url.rsplit("/", 1)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    from abm.migrate import upgrade
 
     upgrade(url)
 
 
 def make_app(url: str):
-    import config
-    from abm import create_app
-
     os.environ.setdefault("ABM_INSTANCE_PATH", tempfile.mkdtemp(prefix="abm-bench-"))
     cfg = config.DevelopmentConfig()
     cfg.DATABASE_URL = url
@@ -56,8 +58,6 @@ def make_app(url: str):
 
 
 def truncate(url: str) -> None:
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE accounts, contacts, stage_changes, audit_log RESTART IDENTITY CASCADE")
         conn.execute("VACUUM ANALYZE accounts")
@@ -66,8 +66,6 @@ def truncate(url: str) -> None:
 
 def raw_copy(url: str, path: Path, kind: str) -> float:
     """COPY the file's rows into the table as they are (no normalising, no upsert); seconds."""
-    import psycopg
-
     now = datetime.now(UTC)
     started = time.perf_counter()
     with psycopg.connect(url) as conn, conn.cursor() as cur, open(path, newline="", encoding="utf-8") as f:
@@ -90,8 +88,6 @@ def raw_copy(url: str, path: Path, kind: str) -> float:
 
 
 def run_import(app, path: Path, kind: str) -> tuple[float, dict]:
-    from abm.services import imports
-
     fn = imports.import_accounts if kind == "accounts" else imports.import_contacts
     with app.app_context(), open(path, "rb") as f:
         started = time.perf_counter()
@@ -144,8 +140,6 @@ def main() -> None:
     if args.memory_child:
         memory_child(url, args.memory_child)
         return
-
-    from abm.services.seed import write_csv
 
     per_account = max(1, round(args.contacts / args.accounts))
     workdir = Path(tempfile.mkdtemp(prefix="abm-bench-"))

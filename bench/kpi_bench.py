@@ -38,6 +38,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import engagement_bench  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from abm.auth import issue_token  # noqa: E402
+from abm.db import db  # noqa: E402
+from abm.models import User  # noqa: E402
+from abm.services import kpis, rollups  # noqa: E402
+from abm.services.kpis import MARKETING_CHANNELS, PASSIVE_EVENTS  # noqa: E402
+from abm.services.users import create_user  # noqa: E402
 
 TABLES = ("accounts", "contacts", "events", "touches", "opportunities", "stage_changes", "enrollments",
           "playbooks", "costs")
@@ -49,10 +57,6 @@ def log(msg: str) -> None:
 
 
 def row_counts() -> dict[str, int]:
-    from sqlalchemy import text
-
-    from abm.db import db
-
     return {t: db.session.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
 
 
@@ -79,10 +83,6 @@ def _add_contacts(cur, rng, n_accounts: int) -> None:
 
 
 def build(n_accounts: int, n_touches: int) -> None:
-    from sqlalchemy import text
-
-    from abm.db import db
-
     have = db.session.execute(text("SELECT count(*) FROM touches")).scalar_one()
     if have == n_touches:
         log(f"data: {have:,} touches already there")
@@ -149,11 +149,6 @@ def build(n_accounts: int, n_touches: int) -> None:
 
 def bare_scan(period, window_days: int) -> None:
     """The reference: aggregates over the same rows the KPIs read, no joins between them."""
-    from sqlalchemy import text
-
-    from abm.db import db
-    from abm.services.kpis import MARKETING_CHANNELS, PASSIVE_EVENTS
-
     p = {"start": period.start, "end": period.end, "from": period.start - timedelta(days=window_days),
          "channels": list(MARKETING_CHANNELS), "leads": list(LEAD_TYPES), "passive": list(PASSIVE_EVENTS)}
     s = db.session
@@ -183,8 +178,6 @@ def p95(xs: list[float]) -> float:
 
 
 def bench_live(rounds: int) -> None:
-    from abm.services import kpis, rollups
-
     for days, period in zip(rollups.STANDARD_DAYS, rollups.standard_periods(), strict=True):
         if days == 30:
             continue
@@ -197,8 +190,6 @@ def bench_live(rounds: int) -> None:
 def bench_default_view(rounds: int) -> None:
     """Every part of the dashboard's default view (the last 90 days) computed live: is the
     live answer fast enough to serve without a stored one? (docs/kpis.md, "Freshness")"""
-    from abm.services import kpis, rollups
-
     period = next(p for d, p in zip(rollups.STANDARD_DAYS, rollups.standard_periods(), strict=True) if d == 90)
     parts = {"by playbook, with the funnel": lambda: kpis.compute("playbook", period),
              "by channel": lambda: kpis.compute("channel", period, with_funnel=False),
@@ -250,12 +241,6 @@ def main() -> int:
     app = engagement_bench.make_app()
     app.config["WTF_CSRF_ENABLED"] = False
     with app.app_context():
-        from abm.auth import issue_token
-        from abm.db import db
-        from abm.models import User
-        from abm.services import rollups
-        from abm.services.users import create_user
-
         engagement_bench.build(app, args.accounts, n_events)
         build(args.accounts, n_touches)
         before = row_counts()

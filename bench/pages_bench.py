@@ -40,7 +40,14 @@ os.environ.setdefault("ABM_BENCH_PG_URL", "postgresql://postgres@127.0.0.1/abm_b
 os.environ.setdefault("ABM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 
 import engagement_bench  # noqa: E402  (the data builder; reads the two variables above)
+import requests  # noqa: E402
 from pixel_bench import ABM, free_port, wait_ready  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
+
+from abm.auth import hash_password  # noqa: E402
+from abm.db import db  # noqa: E402
+from abm.models import Account, User  # noqa: E402
+from abm.services import scores  # noqa: E402
 
 PG_URL = engagement_bench.PG_URL
 REDIS_URL = engagement_bench.REDIS_URL
@@ -76,13 +83,6 @@ def server_env() -> dict[str, str]:
 
 def prepare(n_accounts: int, n_events: int) -> tuple[str, int, dict]:
     """The data (built once), scores computed, and an AE with a password: (email, accounts owned, row counts)."""
-    from sqlalchemy import func, select, text
-
-    from abm.auth import hash_password
-    from abm.db import db
-    from abm.models import Account, User
-    from abm.services import scores
-
     engagement_bench.ensure_database(n_accounts, n_events)
     app = engagement_bench.make_app()
     with app.app_context():
@@ -145,7 +145,6 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    import requests
 
     email, owned, counts = prepare(args.accounts, args.events)
     log("rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()) + f"; the AE owns {owned:,} accounts")

@@ -45,6 +45,17 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+import redis
+import requests
+from sqlalchemy import delete, select, update
+
+import config
+from abm import create_app, tracking
+from abm.db import db, utcnow
+from abm.migrate import upgrade
+from abm.models import Account, Contact, Enrollment, Event, Playbook, PlaybookVersion, Touch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -80,10 +91,6 @@ def bench_env() -> dict[str, str]:
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    from abm.migrate import upgrade
-
     with psycopg.connect(PG_SERVER + "/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).fetchone():
             conn.execute(f'CREATE DATABASE "{PG_DB}"')
@@ -93,8 +100,6 @@ def ensure_database() -> None:
 
 def make_app():
     os.environ.update({k: v for k, v in bench_env().items() if k.startswith("ABM_")})
-    import config
-    from abm import create_app
 
     return create_app(config.load("production"))
 
@@ -102,12 +107,6 @@ def make_app():
 def seed_and_token(app) -> tuple[str, int]:
     """One account, contact, playbook and sent touch (made once); the pixel token of that
     touch; and the events table emptied, so that what the drain stores is this run's."""
-    from sqlalchemy import delete, select, update
-
-    from abm import tracking
-    from abm.db import db, utcnow
-    from abm.models import Account, Contact, Enrollment, Event, Playbook, PlaybookVersion, Touch
-
     with app.app_context():
         touch = db.session.execute(select(Touch).where(Touch.step_id == "pixel-bench")).scalar_one_or_none()
         if touch is None:
@@ -142,8 +141,6 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
-    import requests
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -198,8 +195,6 @@ def median_run(runs: list[dict]) -> dict:
 
 def drain_and_count(account_id: int) -> int:
     """``abm engagement drain`` with the bench environment, then the pixel events stored."""
-    import psycopg
-
     done = subprocess.run([*ABM, "engagement", "drain"], env=bench_env(),
                           capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
@@ -235,8 +230,6 @@ def main() -> int:
         log("wrk is not installed: apt-get install wrk (Debian/Ubuntu), then run this again")
         return 2
 
-    import redis
-
     ensure_database()
     app = make_app()
     token, account_id = seed_and_token(app)
@@ -257,7 +250,6 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base + "/healthz", server)
         pixel_url = f"{base}/t/o/{token}.gif"
-        import requests
 
         probe = requests.get(pixel_url, timeout=5)
         if probe.status_code != 200 or probe.headers.get("Content-Type") != "image/gif":

@@ -26,10 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import redis as redis_lib  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
+from abm.db import db  # noqa: E402
+from abm.models import Touch  # noqa: E402
 from abm.redis_conn import _free_port  # noqa: E402
+from abm.services import connectors  # noqa: E402
+from abm.services import playbooks as service  # noqa: E402
 from bench.dispatch_bench import PLAYBOOK, REDIS_URL, Workers, fresh_database, make_app, seed, wait_sent  # noqa: E402
+from connectors.email_message import build_for_touch  # noqa: E402
+from workers import dispatcher, jobs  # noqa: E402
 
 
 class Sink:
@@ -58,16 +66,6 @@ def main() -> int:
     controller.start()
     try:
         with app.app_context():
-            import redis as redis_lib
-            from sqlalchemy import select
-
-            from abm.db import db
-            from abm.models import Touch
-            from abm.services import connectors
-            from abm.services import playbooks as service
-            from connectors.email_message import build_for_touch
-            from workers import dispatcher, jobs
-
             redis_lib.Redis.from_url(REDIS_URL).flushdb()
             connectors.create({"type": "smtp", "name": "bench-smtp", "settings": {
                 "host": "127.0.0.1", "port": port, "security": "none", "from_email": "bench@vendor.example"},

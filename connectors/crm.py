@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import InboundEvent, PermanentError
+from connectors.base import InboundEvent, PermanentError, RetryableError, TouchResult
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,6 @@ def send_tasks(batch, create_task, provider: str) -> list:
     created, those are kept as sent and the rest come back as retryable failures
     (raised only when nothing was created yet, so the whole batch is retried).
     """
-    from connectors.base import RetryableError, TouchResult
 
     results = []
     created = 0

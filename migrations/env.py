@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import abm.models  # noqa: F401 - registers every table on Base.metadata
+import config as app_config  # not `config`: alembic's context.config is named so here
 from abm.db import Base, make_engine
 
 config = context.config
@@ -14,8 +15,6 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        import config as app_config
-
         url = app_config.load().DATABASE_URL
     return url
 

@@ -20,6 +20,13 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
 
+import config
+from abm import create_app
+from abm.auth import issue_token
+from abm.db import Base, db
+from abm.migrate import upgrade
+from abm.services.users import create_user
+
 #: The real-browser fixtures, registered once for the whole suite: one Playwright per
 #: process (a second one started beside it refuses to run).
 pytest_plugins = ["tests.web.browser"]
@@ -96,8 +103,6 @@ def pytest_sessionfinish(session, exitstatus):
 def database_url(backend: str, instance: Path) -> str:
     """A migrated database of ``backend``, made once per test session."""
     if backend not in _migrated:
-        from abm.migrate import upgrade
-
         if backend == "sqlite":
             url = f"sqlite:///{instance / 'test.sqlite3'}"
         elif backend == "postgresql":
@@ -110,8 +115,6 @@ def database_url(backend: str, instance: Path) -> str:
 
 
 def empty_database(engine) -> None:
-    from abm.db import Base
-
     tables = [t.name for t in Base.metadata.sorted_tables]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -129,9 +132,6 @@ def empty_database(engine) -> None:
 
 
 def make_app(backend: str, instance: Path, redis_url: str, **overrides):
-    import config
-    from abm import create_app
-
     os.environ["ABM_INSTANCE_PATH"] = str(instance)
     cfg = config.TestingConfig()
     cfg.DATABASE_URL = database_url(backend, instance)
@@ -151,8 +151,6 @@ def backend(request) -> str:
 @pytest.fixture
 def app(backend, instance_dir, redis_url):
     """The app on an empty, migrated database of each backend and an empty Redis db."""
-    from abm.db import db
-
     application = make_app(backend, instance_dir, redis_url)
     empty_database(db.engine)
     redis_lib.Redis.from_url(redis_url).flushdb()
@@ -175,8 +173,6 @@ def runner(app):
 @pytest.fixture
 def make_user(app):
     """make_user(role, email=None, password='password123') -> User."""
-    from abm.services.users import create_user
-
     counter = {"n": 0}
 
     def _make(role: str = "admin", email: str | None = None, password: str = "password123", name: str = ""):
@@ -190,8 +186,6 @@ def make_user(app):
 @pytest.fixture
 def api(app, make_user):
     """api(role) -> a test client whose requests carry a bearer token for a new user of that role."""
-    from abm.auth import issue_token
-    from abm.db import db
 
     def _client(role: str = "admin", user=None):
         user = user or make_user(role)

@@ -33,7 +33,7 @@ def _free_port() -> int:
 def _tree(pid: int) -> set[int]:
     """``pid`` and every live descendant, from /proc (psutil when installed)."""
     try:
-        import psutil
+        import psutil  # noqa: PLC0415 - optional (not a dependency): /proc otherwise
 
         try:
             proc = psutil.Process(pid)

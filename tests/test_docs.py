@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +41,6 @@ def test_on_a_fresh_install_the_examples_validate_and_a_missing_migration_is_nam
 
 
 def test_every_relative_link_of_the_docs_leads_to_a_file_of_the_repository():
-    import re
-
     broken = []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):

@@ -5,10 +5,18 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
+from flask import g
 from sqlalchemy import select
 
 import config
-from abm.db import db
+from abm.auth import issue_token, user_from_bearer
+from abm.db import Base, db
+from abm.errors import ValidationError
+from abm.models import ApiToken
+from abm.services import settings
 
 
 def test_production_refuses_to_start_without_secrets(monkeypatch):
@@ -22,8 +30,6 @@ def test_production_refuses_to_start_without_secrets(monkeypatch):
 
 
 def test_production_refuses_placeholder_secret(monkeypatch):
-    from cryptography.fernet import Fernet
-
     monkeypatch.setenv("ABM_ENV", "production")
     monkeypatch.setenv("ABM_SECRET_KEY", "change-me")
     monkeypatch.setenv("ABM_ENCRYPTION_KEYS", Fernet.generate_key().decode())
@@ -63,28 +69,18 @@ def test_health_and_readiness(client):
 
 
 def test_api_tokens_are_stored_hashed_and_authenticate(app, make_user):
-    from abm.auth import issue_token
-    from abm.models import ApiToken
-
     user = make_user("manager")
     token = issue_token(user, "laptop")
     db.session.commit()
     stored = db.session.execute(select(ApiToken)).scalar_one()
     assert token not in (stored.token_hash, stored.prefix) and len(stored.token_hash) == 64
     with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
-        from abm.auth import user_from_bearer
-
         assert user_from_bearer().id == user.id
     with app.test_request_context(headers={"Authorization": f"Bearer {token}x"}):
-        from abm.auth import user_from_bearer
-
         assert user_from_bearer() is None
 
 
 def test_settings_changes_are_validated_and_versioned(app, make_user):
-    from abm.errors import ValidationError
-    from abm.services import settings
-
     admin = make_user("admin")
     assert settings.current()["half_life_days"] == 30
     with pytest.raises(ValidationError) as err:
@@ -96,7 +92,6 @@ def test_settings_changes_are_validated_and_versioned(app, make_user):
     assert err.value.details == [{"path": "colour", "message": "unknown setting"}]
     settings.update({"half_life_days": 14}, admin.id)
     settings.update({"thresholds": {"warm": 10, "hot": 40}}, admin.id)
-    from flask import g
 
     g.pop("abm_settings", None)
     now = settings.current()
@@ -117,11 +112,6 @@ def test_cli_creates_users_and_tokens(runner):
 
 
 def test_migrations_match_the_models(app):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from abm.db import Base
-
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     # expression indexes cannot be reflected on SQLite; everything else must match

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from rq import Queue, SimpleWorker
+
+from abm.redis_conn import get_redis
+from workers import engagement_jobs, scheduler
+from workers.queues import QUEUE_NAMES
+
 
 def test_every_periodic_job_the_scheduler_starts_runs_without_failing(app):
     """What `abm scheduler` does at start, then `abm worker`: every registered periodic job is enqueued on
     its queue, and each runs to the end on a fresh workspace (a misnamed job, a wrong queue or a job that
     raises would show here)."""
-    from rq import Queue, SimpleWorker
-
-    from abm.redis_conn import get_redis
-    from workers import scheduler
-    from workers.queues import QUEUE_NAMES
-
     conn = get_redis()
     cron = scheduler.build(conn)
     registered = cron.get_jobs()
@@ -27,8 +27,6 @@ def test_every_periodic_job_the_scheduler_starts_runs_without_failing(app):
 
 
 def test_periodic_engagement_jobs_run(app):
-    from workers import engagement_jobs
-
     assert engagement_jobs.drain_events()["stored"] == 0
     assert engagement_jobs.match_pending() == 0
     engagement_jobs.refresh_scores()

@@ -11,6 +11,7 @@ import time
 import pytest
 import redis as redis_lib
 
+from abm.commands.doctor import doctor
 from abm.redis_conn import _free_port, persistence_problem
 from tests.conftest import make_app, unavailable
 from workers import scheduler
@@ -44,8 +45,6 @@ def redis_server(tmp_path):
 
 
 def test_doctor_warns_about_a_redis_without_an_append_only_file(backend, instance_dir, redis_server):
-    from abm.commands.doctor import doctor
-
     volatile, durable = redis_server("no"), redis_server("yes")
     assert "appendonly no" in persistence_problem(redis_lib.Redis.from_url(volatile))
     assert persistence_problem(redis_lib.Redis.from_url(durable)) is None

@@ -13,6 +13,7 @@ from abm.db import db
 from abm.models import Account, Contact, Opportunity, StageChange, User
 from abm.services import seed
 from abm.services import settings as settings_service
+from abm.services.imports import import_accounts, import_contacts
 from tests.conftest import empty_database
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -93,8 +94,6 @@ def test_seed_command(app, runner):
 
 
 def test_write_csv_reimports_cleanly(app, tmp_path):
-    from abm.services.imports import import_accounts, import_contacts
-
     accounts_csv, contacts_csv = tmp_path / "a.csv", tmp_path / "c.csv"
     seed.write_csv(accounts_csv, contacts_csv, 30, 4, seed=5)
     with open(contacts_csv, newline="", encoding="utf-8") as f:

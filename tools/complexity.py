@@ -20,10 +20,8 @@ MODULES = ("abm/services/kpis.py", "playbooks/machine.py", "abm/services/playboo
            "abm/services/dry_run.py", "abm/services/simulation.py", "playbooks/diff.py",
            "workers/dispatcher.py", "workers/jobs.py")
 WORST = "C"
-#: (module, function) -> who is splitting it: reported, not failed, until then.
-PENDING = {
-    ("workers/jobs.py", "build_batch"): "delivery (#12)",
-}
+#: (module, function) -> who is splitting it: reported, not failed, until then. None now.
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def main() -> int:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from abm.services import crm_poll, crm_writeback
+from abm.services import crm_poll, crm_timeline, crm_writeback
 
 #: (function path, queue, every N seconds)
 PERIODIC = (
@@ -28,6 +28,5 @@ def write_back_scores() -> dict:
 
 def write_timelines() -> dict:
     """Write each account's engagement digest to the CRM timeline, at each connector's cadence."""
-    from abm.services import crm_timeline
 
     return crm_timeline.write_all()

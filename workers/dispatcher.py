@@ -40,6 +40,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -47,11 +48,14 @@ from abm import telemetry
 from abm.db import db
 from abm.models import Account, Enrollment, Touch
 from abm.models import Playbook as PlaybookRow
-from abm.services import alerts, audience, delivery, enrollment, touches
+from abm.redis_conn import get_redis
+from abm.services import accounts, alerts, audience, delivery, enrollment, touches
+from abm.services import clock as engine_clock
 from abm.services import playbooks as playbook_service
 from playbooks.machine import EnrollmentState, SetStageAction, SkippedAction, TouchAction
 from playbooks.machine import run as run_machine
 from workers import enqueue as enqueue_jobs
+from workers.queues import get_queue
 
 BATCH_SIZE = 1000
 #: How many steps one pass may take for one enrollment (touch steps end a call).
@@ -65,8 +69,6 @@ LINK_BATCHES = 2
 
 
 def clock() -> datetime:
-    from abm.services import clock as engine_clock
-
     return engine_clock.now()
 
 
@@ -76,7 +78,6 @@ def _single_dispatcher(timeout: int = 120):
     if db.dialect == "postgresql":
         yield True
         return
-    from abm.redis_conn import get_redis
 
     lock = get_redis().lock(LOCK_KEY, timeout=timeout, blocking=False)
     acquired = lock.acquire(blocking=False)
@@ -195,8 +196,6 @@ def _skipped_row(r, step, now: datetime) -> dict:
 
 
 def _apply_stages(moves, now: datetime) -> None:
-    from abm.services import accounts
-
     for account_id, stage, key in moves:
         account = db.session.get(Account, account_id)
         if account is not None:
@@ -211,7 +210,7 @@ TOUCH_COLUMNS = ("enrollment_id", "playbook_id", "account_id", "contact_id", "co
 def _copy_touches(rows: list[dict]) -> list[tuple[int, str | None]]:
     """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON
     CONFLICT DO NOTHING RETURNING (a huge multi-row VALUES costs more to build than to run)."""
-    from psycopg.types.json import Jsonb
+    from psycopg.types.json import Jsonb  # noqa: PLC0415 - psycopg: the pg extra, on PostgreSQL only
 
     cols = ", ".join(TOUCH_COLUMNS)
     cur = db.session.connection().connection.cursor()
@@ -289,9 +288,6 @@ def run_dispatch(max_seconds: float = 20.0) -> dict:
 def start_chains() -> int:
     """Enqueue the first link of every chain (``ABM_DISPATCHERS`` of them) whose key is
     free; returns how many."""
-    from flask import current_app
-
-    from abm.redis_conn import get_redis
 
     redis = get_redis()
     started = 0
@@ -306,7 +302,6 @@ def dispatch_chain(number: int) -> dict:
     """One link of dispatcher chain ``number``: a pass of up to ``LINK_BATCHES`` batches;
     if more is due, the next link goes on the ``touches`` queue behind this link's send
     jobs, else the chain ends (its key is freed)."""
-    from abm.redis_conn import get_redis
 
     stats = dispatch(batch_size=BATCH_SIZE, max_batches=LINK_BATCHES)
     redis = get_redis()
@@ -329,10 +324,6 @@ def recover(now: datetime | None = None) -> int:
     taken at once when Redis lost its data (restarted empty), after a lease when the
     touches queue is empty (nothing can still be waiting to run them), else after
     ``ABM_TOUCH_REQUEUE_SECONDS`` (they may be far back in a long queue)."""
-    from flask import current_app
-
-    from abm.redis_conn import get_redis
-    from workers.queues import get_queue
 
     now = now or clock()
     redis = get_redis()

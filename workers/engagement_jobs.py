@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abm.db import db
-from abm.services import alerts, events, idempotency, identification, matching, rollups, scores
+from abm.services import alerts, events, fit, idempotency, identification, matching, rollups, scores
 
 
 def drain_events() -> dict:
@@ -36,8 +36,6 @@ def refresh_kpi_rollups() -> int:
 
 
 def refresh_fit() -> dict:
-    from abm.services import fit
-
     return fit.refresh()
 
 

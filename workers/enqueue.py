@@ -40,7 +40,7 @@ IMPORT_TIMEOUT = 3600
 def _job_modules():
     """The modules of the job functions (imported here, not at the top: they import the
     services that import this module)."""
-    from workers import dispatcher, engagement_jobs, import_jobs, jobs, send_to_self_jobs, user_jobs
+    from workers import dispatcher, engagement_jobs, import_jobs, jobs, send_to_self_jobs, user_jobs  # noqa: PLC0415 - a cycle: see above
 
     return dispatcher, engagement_jobs, import_jobs, jobs, send_to_self_jobs, user_jobs
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import gc
 
 from rq import SimpleWorker, Worker
+from sqlalchemy.orm import configure_mappers
 
+import workers.dispatcher  # noqa: F401 - the job modules, loaded before the first job (see run_worker)
+import workers.jobs  # noqa: F401
+from abm.redis_conn import get_redis
+from connectors import registry
 from workers.queues import QUEUE_NAMES, get_queue
+from workers.scheduler import start_in_thread
 
 
 class _InAppContext:
@@ -37,18 +43,10 @@ class AppSimpleWorker(_InAppContext, SimpleWorker):
 
 def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool = False,
                fork: bool = False) -> int:
-    from abm.redis_conn import get_redis
-
     conn = get_redis(app)
-    # Import the job modules, the connector types (requests and the providers' modules) and
-    # set up the ORM mappers once here, before the first job (with --fork, every work horse
-    # inherits them instead of paying for them per job).
-    from sqlalchemy.orm import configure_mappers
-
-    import workers.dispatcher  # noqa: F401
-    import workers.jobs  # noqa: F401
-    from connectors import registry
-
+    # Load the connector types (requests and the providers' modules) and set up the ORM
+    # mappers once here, before the first job, as the job modules imported above (with
+    # --fork, every work horse inherits them instead of paying for them per job).
     registry.all_types()
     configure_mappers()
 
@@ -62,8 +60,6 @@ def run_worker(app, queues: list[str], burst: bool = False, with_scheduler: bool
     worker_class = AppWorker if fork else AppSimpleWorker
     worker_class.flask_app = app
     if with_scheduler:
-        from workers.scheduler import start_in_thread
-
         start_in_thread(app)  # the periodic jobs (dispatcher, sweeps, recovery) too
     worker = worker_class([get_queue(n, conn) for n in names], connection=conn)
     worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")

@@ -7,7 +7,15 @@ the ``dispatch`` and ``events`` queues; ordinary workers run them).
 
 from __future__ import annotations
 
+import importlib
 import logging
+import threading
+import time
+
+from rq.cron import CronScheduler
+
+from abm.redis_conn import get_redis, persistence_problem
+from workers.crm_jobs import PERIODIC as CRM
 
 #: (function path, queue, every N seconds)
 PERIODIC = (
@@ -33,18 +41,14 @@ ENGAGEMENT = (
 
 
 def _resolve(path: str):
-    import importlib
-
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
 
 def build(connection, include_engagement: bool = True):
     """A CronScheduler with every periodic job registered (not started)."""
-    from rq.cron import CronScheduler
 
     cron = CronScheduler(connection=connection, logging_level=logging.WARNING, name="")
-    from workers.crm_jobs import PERIODIC as CRM
 
     jobs = PERIODIC + ((ENGAGEMENT + CRM) if include_engagement else ())
     for path, queue, every in jobs:
@@ -56,8 +60,6 @@ def build(connection, include_engagement: bool = True):
 
 
 def run(app) -> None:
-    from abm.redis_conn import get_redis, persistence_problem
-
     connection = get_redis(app)
     if app.config.get("ENV_NAME") == "production":
         problem = persistence_problem(connection)
@@ -68,9 +70,6 @@ def run(app) -> None:
 
 def start_in_thread(app):
     """Run the cron loop in a daemon thread of this process (``abm worker --with-scheduler``)."""
-    import threading
-
-    from abm.redis_conn import get_redis
 
     cron = build(get_redis(app))
     thread = threading.Thread(target=_loop, args=(cron,), name="abm-cron", daemon=True)
@@ -79,8 +78,6 @@ def start_in_thread(app):
 
 
 def _loop(cron) -> None:
-    import time
-
     cron.register_birth()
     while True:
         if cron.enqueue_jobs():

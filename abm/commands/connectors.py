@@ -5,6 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from abm import crypto
+from abm.services import connectors as service
+
 
 @click.group("connectors", help="Configured connectors: list them, test one live, rotate the encryption keys.")
 def connectors_group():
@@ -14,8 +17,6 @@ def connectors_group():
 @connectors_group.command("list", help="List the configured connectors.")
 @with_appcontext
 def list_command():
-    from abm.services import connectors as service
-
     rows = service.list_configs()
     if not rows:
         click.echo("no connector is configured; add one on the Connectors page or with POST /api/v1/connectors")
@@ -35,8 +36,6 @@ def list_command():
 @click.argument("name")
 @with_appcontext
 def test_command(name):
-    from abm.services import connectors as service
-
     names = [row.name for row in service.list_configs()]
     if name not in names:
         raise click.ClickException(f"no connector named {name!r} (configured: {', '.join(names) or 'none'})")
@@ -50,8 +49,6 @@ def test_command(name):
                                                "ABM_ENCRYPTION_KEYS (the first); then drop the old keys.")
 @with_appcontext
 def rotate_command():
-    from abm import crypto
-
     try:
         count = crypto.rotate()
     except crypto.SecretsError as exc:

@@ -9,9 +9,15 @@ import sys
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from abm.models import ROLES, User
+from abm.auth import issue_token
+from abm.db import db
+from abm.migrate import upgrade
+from abm.models import ROLES, Account, User
+from abm.server import run_gunicorn
+from abm.services import user_admin, users
+from workers.runner import run_worker
 
 
 @click.group("db", help="The database schema (Alembic migrations).")
@@ -23,8 +29,6 @@ def db_group():
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @with_appcontext
 def db_upgrade(revision):
-    from abm.migrate import upgrade
-
     upgrade(current_app.config["DATABASE_URL"], revision)
     click.echo(f"database at {revision}")
 
@@ -41,8 +45,6 @@ def users_group():
 @click.option("--password", default=None, help="Password (generated when left out).")
 @with_appcontext
 def users_create(email, role, name, password):
-    from abm.services import users
-
     generated = password is None
     password = password or secrets.token_urlsafe(12)
     try:
@@ -60,12 +62,6 @@ def users_create(email, role, name, password):
 @click.option("--password", default=None, help="The new password (generated when left out).")
 @with_appcontext
 def users_set_password(email, password):
-    from sqlalchemy import select
-
-    from abm.db import db
-    from abm.models import User
-    from abm.services import users
-
     user = db.session.scalar(select(User).where(User.email == users.normalise_email(email)))
     if user is None:
         raise click.ClickException(f"no user with email {email}")
@@ -82,7 +78,6 @@ def users_set_password(email, password):
 
 def _admin_call(action):
     """Run a user-admin action, its refusals as a ClickException (exit 1, the reason)."""
-    from abm.services import users
 
     try:
         return action()
@@ -93,11 +88,6 @@ def _admin_call(action):
 @users_group.command("list", help="Every user: email, role, active, accounts owned.")
 @with_appcontext
 def users_list():
-    from sqlalchemy import func
-
-    from abm.db import db
-    from abm.models import Account
-
     owned = dict(db.session.execute(select(Account.owner_id, func.count()).group_by(Account.owner_id)).all())
     for user in db.session.scalars(select(User).order_by(User.email)):
         click.echo(f"{user.email}\t{user.role}\t{'active' if user.active else 'deactivated'}\t"
@@ -109,8 +99,6 @@ def users_list():
 @click.argument("role", type=click.Choice(ROLES))
 @with_appcontext
 def users_role(email, role):
-    from abm.services import user_admin
-
     user = _admin_call(lambda: user_admin.change_role(user_admin.find(email), role))
     click.echo(f"{user.email} is now {user.role}")
 
@@ -119,8 +107,6 @@ def users_role(email, role):
 @click.argument("email")
 @with_appcontext
 def users_deactivate(email):
-    from abm.services import user_admin
-
     user = _admin_call(lambda: user_admin.deactivate(user_admin.find(email)))
     click.echo(f"{user.email} is deactivated; their sessions and API tokens have ended")
 
@@ -129,8 +115,6 @@ def users_deactivate(email):
 @click.argument("email")
 @with_appcontext
 def users_reactivate(email):
-    from abm.services import user_admin
-
     user = _admin_call(lambda: user_admin.reactivate(user_admin.find(email)))
     click.echo(f"{user.email} is active again")
 
@@ -141,8 +125,6 @@ def users_reactivate(email):
 @click.option("--print", "show", is_flag=True, help="Print the link instead of emailing it.")
 @with_appcontext
 def users_reset_link(email, show):
-    from abm.services import user_admin
-
     user = _admin_call(lambda: user_admin.find(email))
     if show:
         click.echo(user_admin.reset_link(user))
@@ -157,8 +139,6 @@ def users_reset_link(email, show):
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @with_appcontext
 def users_delete(email, reassign_to, yes):
-    from abm.services import user_admin
-
     user = _admin_call(lambda: user_admin.find(email))
     target = _admin_call(lambda: user_admin.find(reassign_to)) if reassign_to else None
     if not yes:
@@ -177,9 +157,6 @@ def tokens_group():
 @click.option("--name", default="cli", show_default=True, help="A label for the token.")
 @with_appcontext
 def tokens_create(email, name):
-    from abm.auth import issue_token
-    from abm.db import db
-
     user = db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
     if user is None:
         raise click.ClickException(f"no user with email {email!r}; create one with `abm users create`")
@@ -194,8 +171,6 @@ def tokens_create(email, name):
 @click.option("--workers", default=None, type=int, help="Worker processes (default: 2 x cores).")
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host, port, workers, threads):
-    from abm.server import run_gunicorn
-
     run_gunicorn(host=host, port=port, workers=workers or max(2, 2 * (os.cpu_count() or 1)), threads=threads)
 
 
@@ -208,8 +183,6 @@ def serve(host, port, workers, threads):
               help="Run each job in a forked work horse (RQ's Worker) instead of in this process (RQ's SimpleWorker).")
 @with_appcontext
 def worker(queues, burst, with_scheduler, fork):
-    from workers.runner import run_worker
-
     sys.exit(run_worker(current_app._get_current_object(), list(queues), burst=burst,
                         with_scheduler=with_scheduler, fork=fork))
 

@@ -10,6 +10,8 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from abm.services import imports, seed
+
 
 def _on_terminal() -> bool:
     return sys.stderr.isatty()
@@ -47,8 +49,6 @@ def _print_report(name: str, kind: str, report: dict) -> None:
 
 
 def _run_import(kind: str, file, as_json: bool) -> None:
-    from abm.services import imports
-
     run = imports.import_accounts if kind == "accounts" else imports.import_contacts
     try:
         size = os.fstat(file.fileno()).st_size
@@ -95,8 +95,6 @@ def import_contacts_cmd(file, as_json):
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True, help="Random seed.")
 @with_appcontext
 def seed_cmd(n_accounts, seed_value):
-    from abm.services import seed
-
     with _bar(n_accounts, "seeding accounts") as progress:
         try:
             counts = seed.seed(n_accounts, seed=seed_value, progress=progress)

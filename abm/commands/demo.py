@@ -17,9 +17,19 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+import webbrowser
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
+
+import config
+from abm import create_app
+from abm.db import db
+from abm.demo import supervisor
+from abm.demo.readers import Readers
+from abm.migrate import upgrade
+from abm.services import demo as demo_service
 
 
 class _Stop(BaseException):
@@ -78,10 +88,6 @@ def _say(msg: str) -> None:
 
 def _prepare(accounts: int) -> tuple[str, str, object]:
     """Migrate and fill the database; (database URL, outbox folder, summary)."""
-    from abm import create_app
-    from abm.db import db
-    from abm.migrate import upgrade
-    from abm.services import demo as demo_service
 
     app = create_app()
     url = app.config["DATABASE_URL"]
@@ -98,8 +104,6 @@ def _prepare(accounts: int) -> tuple[str, str, object]:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for display
@@ -144,14 +148,11 @@ def _banner(url: str, summary, outbox: str, redis_kind: str, workers: int, secon
 @click.option("--readers/--no-readers", default=True, show_default=True,
               help="Simulated readers open and click some of the demo's emails (through the tracking links).")
 def demo(port, host, accounts, workers, no_browser, readers):
-    from abm.demo import supervisor
-
     started = time.monotonic()
     if not _port_free(host, port):
         raise click.ClickException(f"port {port} on {host} is in use; stop what runs there or pick another "
                                    "with --port")
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    import config
 
     instance = config.instance_path()
     embedded = None
@@ -194,13 +195,9 @@ def demo(port, host, accounts, workers, no_browser, readers):
             raise click.ClickException(f"the web server did not answer {base_url}/healthz within 90 s")
         _banner(base_url, summary, outbox, redis_kind, workers, time.monotonic() - started)
         if readers:
-            from abm.demo.readers import Readers
-
             sim = Readers(Path(outbox), os.environ["ABM_BASE_URL"])
             sim.start()
         if not no_browser and _can_open_browser():
-            import webbrowser
-
             webbrowser.open(f"{base_url}/login")
         while True:
             dead = [c for c in children if c.exited() is not None]

@@ -13,12 +13,14 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import text
 
+from abm.db import db
+from abm.redis_conn import get_redis, persistence_problem
+from abm.services import connectors as service
+
 Finding = tuple[str, str]
 
 
 def check_database() -> list[Finding]:
-    from abm.db import db
-
     try:
         db.session.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - a check reports, it never raises
@@ -28,7 +30,6 @@ def check_database() -> list[Finding]:
 
 def check_connector_versions() -> list[Finding]:
     """Provider API versions of the enabled connectors: warn 60 days before a sunset, fail after."""
-    from abm.services import connectors as service
 
     problems = service.version_problems()
     if not problems:
@@ -38,7 +39,6 @@ def check_connector_versions() -> list[Finding]:
 
 def check_redis_persistence() -> list[Finding]:
     """A Redis without an append-only file loses queued events and jobs when it restarts."""
-    from abm.redis_conn import get_redis, persistence_problem
 
     try:
         problem = persistence_problem(get_redis())

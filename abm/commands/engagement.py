@@ -8,6 +8,8 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from abm.services import ad_reports, events, matching, scores
+
 
 @click.group("engagement", help="Engagement events and account scores.")
 def engagement_group():
@@ -19,8 +21,6 @@ def engagement_group():
 @click.option("--source", default="linkedin", show_default=True, help="The ad platform the report comes from.")
 @with_appcontext
 def import_ads(file, source):
-    from abm.services import ad_reports
-
     result = ad_reports.import_report(file, source=source)
     click.echo(f"{result.rows} rows: {result.events} events stored, {result.duplicates} already known, "
                f"{result.unmatched} kept for accounts that do not exist yet")
@@ -33,8 +33,6 @@ def import_ads(file, source):
 @engagement_group.command("drain", help="Write queued events to the database now (the workers do it every few seconds).")
 @with_appcontext
 def drain():
-    from abm.services import events
-
     total = events.drain(max_batches=10_000)
     click.echo(json.dumps(total.as_dict()))
 
@@ -42,8 +40,6 @@ def drain():
 @engagement_group.command("recompute", help="Re-score every account from all its events with the settings in force.")
 @with_appcontext
 def recompute():
-    from abm.services import scores
-
     n = scores.recompute()
     click.echo(f"re-scored; {n} accounts have engagement")
 
@@ -51,16 +47,12 @@ def recompute():
 @engagement_group.command("snapshot", help="Record today's score of every account (for trends).")
 @with_appcontext
 def snapshot():
-    from abm.services import scores
-
     click.echo(f"{scores.snapshot()} account scores recorded")
 
 
 @engagement_group.command("match", help="Match kept events to contacts and accounts that appeared since.")
 @with_appcontext
 def match():
-    from abm.services import matching
-
     click.echo(f"{matching.match_pending()} events matched")
 
 

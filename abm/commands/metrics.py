@@ -7,14 +7,17 @@ import threading
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from prometheus_client import CollectorRegistry, start_http_server
+
+from abm.db import db
+from abm.redis_conn import get_redis
+from abm.services import delivery, events
+from abm.telemetry import Collector
+from workers.queues import QUEUE_NAMES, get_queue
 
 
 def gauges(app) -> dict:
     """What a scrape reads now: queue depths, the drain's backlog, postponed touches."""
-    from abm.db import db
-    from abm.redis_conn import get_redis
-    from abm.services import delivery, events
-    from workers.queues import QUEUE_NAMES, get_queue
 
     with app.app_context():
         redis = get_redis()
@@ -27,11 +30,6 @@ def gauges(app) -> dict:
 
 
 def registry_for(app):
-    from prometheus_client import CollectorRegistry
-
-    from abm.redis_conn import get_redis
-    from abm.telemetry import Collector
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(get_redis(app), lambda: gauges(app)))
     return registry
@@ -43,8 +41,6 @@ def registry_for(app):
 @click.option("--port", default=9108, show_default=True, type=int)
 @with_appcontext
 def metrics(host, port):
-    from prometheus_client import start_http_server
-
     app = current_app._get_current_object()
     start_http_server(port, addr=host, registry=registry_for(app))
     click.echo(f"metrics at http://{host}:{port}/metrics")

@@ -11,6 +11,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from abm.errors import ApiError
+from abm.services import change_control, playbooks
+from abm.services import connectors as connector_service
+from playbooks import json_schema
+from workers.scheduler import run as run_scheduler
 
 
 @click.group("playbook", help="Playbooks: validate, plan (dry run), apply a new version, and the life cycle.")
@@ -36,8 +40,6 @@ def _print_errors(errors) -> None:
                         "/api/v1/playbook-schema.json; its $id is that URL under ABM_BASE_URL).")
 @with_appcontext
 def schema():
-    from playbooks import json_schema
-
     click.echo(json.dumps(json_schema.build(current_app.config["BASE_URL"]), indent=2))
 
 
@@ -45,9 +47,6 @@ def schema():
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @with_appcontext
 def validate(files):
-    from abm.services import connectors as connector_service
-    from abm.services import playbooks
-
     failed = False
     if not connector_service.channels_by_name():
         click.echo("no connector is configured yet: connector names are checked against the stand-ins "
@@ -74,8 +73,6 @@ def validate(files):
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @with_appcontext
 def plan(file, account, contact, move, as_json):
-    from abm.services import playbooks
-
     try:
         result = playbooks.plan(_read(file), filename=file, account=account, contact=contact, migrate=move)
     except playbooks.PlaybookInvalid as exc:
@@ -169,8 +166,6 @@ def _echo_rendered(sample) -> None:
 @click.option("--migrate", "move", is_flag=True, help="Move the running enrollments to the new version.")
 @with_appcontext
 def apply(file, move):
-    from abm.services import playbooks
-
     try:
         row, version = playbooks.apply(_read(file), filename=file)
     except playbooks.PlaybookInvalid as exc:
@@ -186,8 +181,6 @@ def apply(file, move):
 @click.argument("key")
 @with_appcontext
 def migrate(key):
-    from abm.services import playbooks
-
     try:
         _echo_migration(playbooks.migrate(key))
     except ApiError as exc:
@@ -213,8 +206,6 @@ def _echo_mapping(mapping) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
 @with_appcontext
 def diff(key, old, new, as_json):
-    from abm.services import change_control
-
     try:
         result = change_control.diff(key, old, new)
     except ApiError as exc:
@@ -239,8 +230,6 @@ def diff(key, old, new, as_json):
 @click.option("--name", help="The new playbook's name (default: NAME (copy)).")
 @with_appcontext
 def clone(key, new_key, name):
-    from abm.services import change_control, playbooks
-
     try:
         row, version = change_control.clone(key, new_key, name)
     except playbooks.PlaybookInvalid as exc:
@@ -261,8 +250,6 @@ def clone(key, new_key, name):
 @click.option("--variant", help="The A/B variant to send (default: the one the contact is assigned).")
 @with_appcontext
 def test_send(key, step, to, account, contact, variant):
-    from abm.services import change_control
-
     try:
         result = change_control.test_send(key, step, to, account, contact, variant=variant)
     except ApiError as exc:
@@ -275,8 +262,6 @@ def _life_cycle(name: str):
     @click.argument("key")
     @with_appcontext
     def command(key):
-        from abm.services import playbooks
-
         try:
             result = getattr(playbooks, name)(key)
         except ApiError as exc:
@@ -293,8 +278,6 @@ def _life_cycle(name: str):
 @click.option("--allow-empty", is_flag=True, help="Activate even when no account would enter now.")
 @with_appcontext
 def activate(key, allow_empty):
-    from abm.services import playbooks
-
     try:
         result = playbooks.activate(key, allow_empty=allow_empty)
     except playbooks.EmptyAudience as exc:
@@ -319,9 +302,7 @@ for _name, _help in (("pause", "Stop every touch of the playbook at once (nothin
 @click.command("scheduler", help="Run the periodic jobs: dispatcher, sweeps, recovery, event drain.")
 @with_appcontext
 def scheduler():
-    from workers.scheduler import run
-
-    run(current_app._get_current_object())
+    run_scheduler(current_app._get_current_object())
 
 
 commands = [playbook_group, scheduler]

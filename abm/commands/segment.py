@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from abm.errors import ApiError
+from abm.services import segments
 
 
 @click.group("segment", help="Segments: saved, named account audiences in the playbook condition language.")
@@ -22,8 +23,6 @@ def segment_group():
 @click.option("--description", help="What the segment is for.")
 @with_appcontext
 def save(name, file, description):
-    from abm.services import segments
-
     try:
         row, created = segments.save(name, Path(file).read_text(encoding="utf-8"), description)
     except segments.SegmentInvalid as exc:
@@ -38,8 +37,6 @@ def save(name, file, description):
 @segment_group.command("list", help="Every segment with its live count.")
 @with_appcontext
 def list_segments():
-    from abm.services import segments
-
     for item in segments.listing():
         click.echo(f"{item['name']:<24} {item['count']:>8}  {item['summary']}")
 
@@ -49,8 +46,6 @@ def list_segments():
 @click.option("--csv", "as_csv", is_flag=True, help="Print the whole list as CSV.")
 @with_appcontext
 def members(name, as_csv):
-    from abm.services import segments
-
     try:
         if as_csv:
             click.echo(segments.export_csv(name), nl=False)
@@ -70,8 +65,6 @@ def members(name, as_csv):
 @click.argument("name")
 @with_appcontext
 def delete(name):
-    from abm.services import segments
-
     try:
         segments.delete(name)
     except ApiError as exc:

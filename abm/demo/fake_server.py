@@ -17,19 +17,19 @@ Only the demo process uses this server; the registration of ``INFO`` is for it a
 
 from __future__ import annotations
 
+import os
 from socketserver import StreamRequestHandler
 
 from fakeredis import TcpFakeServer
 from fakeredis._clients._sync import FakeRedisConnection
 from fakeredis._clients._tcp_server import _INTERNAL_CONNECTION_KWARGS, TCPFakeRequestHandler, Writer
+from fakeredis._commands import SUPPORTED_COMMANDS, command
+from fakeredis._socket._fakesocket import FakeSocket
 
 REDIS_VERSION = "7.2.0"
 
 
 def _register_info() -> None:
-    from fakeredis._commands import SUPPORTED_COMMANDS, command
-    from fakeredis._socket._fakesocket import FakeSocket
-
     if "info" in SUPPORTED_COMMANDS:
         return
 
@@ -51,8 +51,7 @@ class _Handler(TCPFakeRequestHandler):
 
     def _setup_client(self) -> None:
         """fakeredis's own setup, with host:port addresses for CLIENT INFO and CLIENT LIST."""
-        import fcntl
-        import os
+        import fcntl  # noqa: PLC0415 - POSIX only (fakeredis guards it so too)
 
         fd = self.rfile.fileno()
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)

@@ -57,7 +57,7 @@ class DemoRedis(EmbeddedRedis):
         binary = shutil.which("redis-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not binary:
-            from abm.demo.fake_server import DemoFakeServer
+            from abm.demo.fake_server import DemoFakeServer  # noqa: PLC0415 - fakeredis: the demo extra, only without redis-server
 
             self.server = DemoFakeServer(("127.0.0.1", self.port))
             threading.Thread(target=self.server.serve_forever, name="demo-redis", daemon=True).start()

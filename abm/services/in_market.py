@@ -3,6 +3,7 @@ intent topics it researches, and the visits identified from its network."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -10,7 +11,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import case, func, select
 
 from abm.db import db, utcnow
-from abm.models import Account, Event
+from abm.errors import ValidationError
+from abm.models import Account, AccountNetwork, AsnAccount, AsnRange, Event, IpLookup
 from abm.services import fit
 from abm.services import settings as settings_service
 from abm.services.accounts import FIT_BANDS
@@ -90,7 +92,6 @@ EDITABLE = ("identification", "intent", "fit")
 
 def overview() -> dict:
     """The admin page: what identification holds, the intent and fit settings, the model."""
-    from abm.models import AccountNetwork, AsnAccount, AsnRange, IpLookup
 
     count = lambda model: db.session.execute(select(func.count()).select_from(model)).scalar_one()  # noqa: E731
     current = settings_service.current()
@@ -101,9 +102,6 @@ def overview() -> dict:
 
 def update_settings(texts: dict[str, str], actor_id: int | None) -> None:
     """Save the edited blocks (JSON texts); ValidationError names each bad path."""
-    import json
-
-    from abm.errors import ValidationError
 
     changes, problems = {}, []
     for key in EDITABLE:

@@ -25,6 +25,7 @@ from abm.scoring import (
     event_weight,
     level,
     level_case,
+    level_rank,
     level_sql,
     ref_term,
     round_score,
@@ -406,8 +407,7 @@ def level_changes(candidate: dict, now: datetime | None = None) -> dict:
                               .select_from(Account.__table__.outerjoin(sums, sums.c.aid == Account.id))
                               .group_by(Account.engagement, new_level)).all()
     moves = {(old, new): n for old, new, n in rows if old != new}
-    rank = {name: i for i, name in enumerate(("cold", "warm", "hot"))}
     return {"changed": sum(moves.values()), "accounts": sum(n for *_, n in rows),
-            "up": sum(n for (old, new), n in moves.items() if rank.get(new, 0) > rank.get(old, 0)),
-            "down": sum(n for (old, new), n in moves.items() if rank.get(new, 0) < rank.get(old, 0)),
+            "up": sum(n for (old, new), n in moves.items() if level_rank(new) > level_rank(old)),
+            "down": sum(n for (old, new), n in moves.items() if level_rank(new) < level_rank(old)),
             "moves": moves, "later_only": later_only}

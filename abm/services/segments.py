@@ -21,7 +21,12 @@ from abm.db import db, utcnow
 from abm.errors import ApiError, NotFound, ValidationError
 from abm.exports import csv_text
 from abm.models import Account, Segment
-from abm.services import audience, clock, paging
+from abm.services import (
+    audience,
+    clock,
+    paging,
+    playbooks,  # a cycle (it imports this module): both use the other's attributes only when called
+)
 from abm.services.transactions import rolls_back_on_error
 from playbooks.conditions import And, Condition, Or, condition_from_dict, describe, evaluate
 from playbooks.loader import load_condition
@@ -67,8 +72,6 @@ def save(name: str, source: str, description: str | None = None, actor_id: int |
                                                             "starting with a letter or digit"}])
     if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE:
         raise ValidationError([{"path": "condition", "message": f"at most {MAX_SOURCE // 1024} KiB"}])
-    from abm.services import playbooks  # it imports this module (a playbook's workspace lists the segments)
-
     condition, errors = load_condition(source, f"{name}.yaml", playbooks.workspace())
     if errors:
         raise SegmentInvalid(errors)

@@ -11,6 +11,7 @@ import copy
 import secrets
 import time
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, g, has_app_context
 from jsonschema import Draft202012Validator
@@ -194,8 +195,6 @@ def validate(data: dict) -> list[dict]:
     if not problems:
         if data["thresholds"]["warm"] >= data["thresholds"]["hot"]:
             problems.append({"path": "thresholds.warm", "message": "must be lower than thresholds.hot"})
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(data["send_window"]["timezone"])
         except (ZoneInfoNotFoundError, ValueError):

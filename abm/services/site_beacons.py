@@ -33,6 +33,7 @@ import redis
 from abm import tracking
 from abm.db import utcnow
 from abm.normalize import NormalizeError, normalize_email
+from abm.redis_conn import get_redis
 from abm.services import events
 from abm.services import settings as settings_service
 from abm.services.validation import nul_path
@@ -180,7 +181,6 @@ def _count_and_push(kind: str, who: dict, event: dict) -> None:
     """Count the beacon in its windows and queue it, in one Redis call; 429 when a
     window is full (nothing queued). Redis down: the limits go unchecked and the event is
     spooled, as every push is."""
-    from abm.redis_conn import get_redis
 
     windows = _limit_keys(kind, who)
     line = events.stamp(event)

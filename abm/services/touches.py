@@ -35,6 +35,7 @@ crash can repeat is in ``docs/engine.md``.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -117,8 +118,6 @@ def suppression_reason(contact: dict, suppressed_hashes: set[str] | None = None)
 
 
 def _email_hash(email: str) -> str:
-    import hashlib
-
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+from flask import g
+
 
 def login(client, user) -> None:
     """Give ``client`` the session of ``user`` (Flask-Login), without the login page.
@@ -11,8 +13,6 @@ def login(client, user) -> None:
     The test's app context outlives requests, and Flask-Login caches the user in ``g``:
     forget it, or the next request would still be the previous client's user.
     """
-    from flask import g
-
     g.pop("_login_user", None)
     with client.session_transaction() as session:
         session["_user_id"] = user.get_id()  # "<id>:<session version>"

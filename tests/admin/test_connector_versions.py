@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from abm.services import connectors as service
 from tests.admin.helpers import login
 from tests.connectors.fakes.linkedin import FakeLinkedIn
 from tests.connectors.harness import serve
@@ -25,8 +26,6 @@ def on_2026_12_03(app):
 
 
 def linkedin(name, version, base_url="https://api.linkedin.com/rest"):
-    from abm.services import connectors as service
-
     service.create({"type": "linkedin", "name": name, "settings": {
         "access_token": "li-token", "ad_account_id": "5150", "linkedin_version": version,
         "base_url": base_url}})
@@ -52,8 +51,6 @@ def test_connectors_test_fails_after_the_sunset_and_warns_before_it(runner, on_2
 
 
 def test_doctor_fails_on_a_sunset_version_and_only_warns_before(runner, on_2026_12_03):
-    from abm.services import connectors as service
-
     linkedin("soon", "202601")
     result = runner.invoke(args=["doctor"])
     assert result.exit_code == 0, result.output

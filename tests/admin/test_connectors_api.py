@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from flask import current_app
 from sqlalchemy import text
 
 from abm.crypto import MASK
 from abm.db import db
+from abm.services import connectors as service
+from connectors.base import ConnectorError
 
 SECRET = "whsec-0123456789-abcdef-SECRET"
 
@@ -53,8 +57,6 @@ def test_create_read_patch_delete(api):
 
 
 def test_secret_is_encrypted_at_rest_and_masked_in_every_answer(api):
-    from abm.services import connectors as service
-
     admin = api("admin")
     answers = [admin.post("/api/v1/connectors", json=webhook_body())]
     answers.append(admin.get("/api/v1/connectors/crm-hook"))
@@ -71,8 +73,6 @@ def test_secret_is_encrypted_at_rest_and_masked_in_every_answer(api):
 
 
 def test_masked_value_posted_back_keeps_the_stored_secret(api):
-    from abm.services import connectors as service
-
     admin = api("admin")
     shown = admin.post("/api/v1/connectors", json=webhook_body()).get_json()["settings"]
     again = admin.patch("/api/v1/connectors/crm-hook", json={"settings": shown})
@@ -144,8 +144,6 @@ def test_unknown_type_unknown_fields_duplicate_and_immutable(api):
 
 
 def test_one_default_per_channel_and_rate_limit_default(api):
-    from abm.services import connectors as service
-
     admin = api("admin")
     assert service.ensure_demo_connectors() == ["outbox", "log"]
     assert service.ensure_demo_connectors() == []
@@ -179,7 +177,6 @@ def test_roles(api):
                          ("get", "/api/v1/connector-types"), ("delete", "/api/v1/connectors/crm-hook")):
         answer = getattr(ae, method)(path)
         assert answer.status_code == 403 and answer.get_json()["error"]["code"] == "forbidden"
-    from flask import current_app
 
     anonymous = current_app.test_client().get("/api/v1/connectors")
     assert anonymous.status_code == 401
@@ -214,11 +211,6 @@ def test_operations_are_in_the_openapi_document(api):
 
 
 def test_instantiate_builds_the_connector_with_the_product_context_and_its_state(app):
-    import pytest
-
-    from abm.services import connectors as service
-    from connectors.base import ConnectorError
-
     service.ensure_demo_connectors()
     service.save_state("log", {"cursor": "abc", "lists": {"tier-1": "42"}})
     connector = service.instantiate("log")

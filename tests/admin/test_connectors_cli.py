@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
+from abm.services import connectors as service
 from tests.connectors.fakes.generic import generic_app
 from tests.connectors.fakes.slack import slack_app
 from tests.connectors.harness import serve
@@ -20,8 +21,6 @@ def closed_port() -> int:
 
 
 def test_list(runner):
-    from abm.services import connectors as service
-
     assert "no connector is configured" in runner.invoke(args=["connectors", "list"]).output
     service.ensure_demo_connectors()
     service.update("log", {"rate_limit": "600/60"})
@@ -34,8 +33,6 @@ def test_list(runner):
 
 
 def test_reachable_unreachable_and_bad_key(runner, caplog):
-    from abm.services import connectors as service
-
     caplog.set_level(logging.DEBUG)
     with serve(generic_app(200, "ok")) as receiver:
         service.create({"type": "webhook", "name": "hook",

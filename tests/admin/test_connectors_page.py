@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import g
 
 from abm.crypto import MASK
+from abm.services import connectors as service
 from tests.admin.helpers import forms_of, login, settings_form
 
 SECRET = "page-secret-0123456789-XYZW"
@@ -26,8 +28,6 @@ def create_webhook(client, **overrides):
 
 
 def test_create_and_edit_through_the_form(admin_client):
-    from abm.services import connectors as service
-
     page = admin_client.get("/connectors/new?type=webhook")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -70,8 +70,6 @@ def test_form_errors_are_shown_by_their_field(admin_client):
 
 
 def test_list_toggle_defaults_delete_and_test(admin_client):
-    from abm.services import connectors as service
-
     service.ensure_demo_connectors()
     create_webhook(admin_client)
     html = admin_client.get("/connectors/").get_data(as_text=True)
@@ -93,8 +91,6 @@ def test_list_toggle_defaults_delete_and_test(admin_client):
 
 
 def test_manager_sees_names_and_channels_only_and_ae_is_refused(app, make_user):
-    from abm.services import connectors as service
-
     service.create({"type": "webhook", "name": "hook",
                     "settings": {"url": "https://hooks.example.com/in", "secret": SECRET}, "unit_cost": 3})
     manager = app.test_client()
@@ -109,15 +105,12 @@ def test_manager_sees_names_and_channels_only_and_ae_is_refused(app, make_user):
     ae = app.test_client()
     login(ae, make_user("ae"))
     assert ae.get("/connectors/").status_code == 403
-    from flask import g
 
     g.pop("_login_user", None)
     assert app.test_client().get("/connectors/").status_code == 302  # to the login page
 
 
 def test_every_form_carries_a_csrf_token_and_a_post_without_one_is_refused(app, admin_client):
-    from abm.services import connectors as service
-
     app.config["WTF_CSRF_ENABLED"] = True
     service.ensure_demo_connectors()
     for path in ("/connectors/", "/connectors/outbox/edit", "/connectors/new?type=webhook"):

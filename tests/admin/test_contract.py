@@ -6,6 +6,7 @@ from __future__ import annotations
 from jsonschema import Draft202012Validator
 
 from abm.crypto import MASK
+from abm.services import connectors as service
 from connectors import registry
 from tests.admin.helpers import login, settings_form
 
@@ -47,8 +48,6 @@ def minimal_settings(cls) -> dict | None:
 
 
 def test_every_type_renders_its_form_and_round_trips_its_settings(app, api, make_user):
-    from abm.services import connectors as service
-
     admin_api = api("admin")
     page = app.test_client()
     login(page, make_user("admin"))

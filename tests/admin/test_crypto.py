@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from abm import crypto
 from abm.db import db
+from abm.services import connectors as service
 
 SECRET = "rotate-me-0123456789-abcdefgh"
 
@@ -36,8 +37,6 @@ def _stored_token(name):
 
 
 def test_rotation_re_encrypts_every_secret_under_the_newest_key(app, runner):
-    from abm.services import connectors as service
-
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     app.config["ENCRYPTION_KEYS"] = [old]
     service.create({"type": "webhook", "name": "hook",
@@ -59,8 +58,6 @@ def test_rotation_re_encrypts_every_secret_under_the_newest_key(app, runner):
 
 
 def test_rotation_changes_nothing_when_a_secret_is_unreadable(app, runner):
-    from abm.services import connectors as service
-
     lost, kept = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     app.config["ENCRYPTION_KEYS"] = [lost]
     service.create({"type": "webhook", "name": "orphan",

@@ -11,7 +11,9 @@ import redis
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from abm.services import connectors as service
 from abm.services.events import QUEUE_KEY
+from connectors.hubspot import signature_v3
 
 EVENTS = json.dumps([
     {"email": "Jane@Acme.example", "timestamp": 1700000001, "event": "open", "sg_event_id": "e1",
@@ -41,8 +43,6 @@ def signed(key, body: bytes, timestamp: int | None = None) -> dict:
 
 @pytest.fixture
 def sendgrid(app, signing_key):
-    from abm.services import connectors as service
-
     service.create({"type": "sendgrid", "name": "sg", "settings": {
         "api_key": "SG.secret-api-key-0123456789", "from_email": "news@vendor.example",
         "verification_key": public_key(signing_key)}})
@@ -80,8 +80,6 @@ def test_forged_stale_or_unsigned_webhooks_are_refused(client, sendgrid, signing
 
 
 def test_unknown_disabled_or_non_webhook_connectors_are_404(client, sendgrid, signing_key):
-    from abm.services import connectors as service
-
     service.ensure_demo_connectors()
     assert client.post("/hooks/nope", data=EVENTS, headers=signed(signing_key, EVENTS)).status_code == 404
     log_answer = client.post("/hooks/log", data=b"[]")
@@ -98,9 +96,6 @@ def test_webhooks_need_no_csrf_token(app, client, sendgrid, signing_key):
 
 
 def test_hubspot_signatures_cover_the_public_url(app, client):
-    from abm.services import connectors as service
-    from connectors.hubspot import signature_v3
-
     service.create({"type": "hubspot", "name": "hs", "settings": {
         "access_token": "pat-secret-0123456789", "client_secret": "hubspot-client-secret-42",
         "stage_map": {"customer": "closed_won"}}})

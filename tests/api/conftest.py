@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import insert, select
 
 from abm.db import db
+from abm.models import Account
+from abm.services.users import create_user
 
 
 @pytest.fixture
 def seed_accounts(app):
     """seed_accounts(rows) -> ids: insert account dicts in one statement (name, domain, ...)."""
-    from sqlalchemy import insert
-
-    from abm.models import Account
 
     def _seed(rows: list[dict]) -> list[int]:
         defaults = {"stage": "target", "engagement": "cold", "score": 0.0, "score_ref": 0.0, "tags": [],
@@ -20,7 +20,6 @@ def seed_accounts(app):
         db.session.execute(insert(Account), [{**defaults, **r} for r in rows])
         db.session.commit()
         domains = [r["domain"] for r in rows]
-        from sqlalchemy import select
         by_domain = dict(db.session.execute(select(Account.domain, Account.id).where(Account.domain.in_(domains))).all())
         return [by_domain[d] for d in domains]
 
@@ -47,8 +46,6 @@ def walk(client, url: str, limit: int, cursor: str | None = None) -> list[list[d
 def make_user(app):
     """make_user(role, email=None) -> User without a password: the API tests use tokens, and
     skipping the (deliberately slow) password hash keeps them fast."""
-    from abm.services.users import create_user
-
     counter = {"n": 0}
 
     def _make(role: str = "admin", email: str | None = None, name: str = ""):

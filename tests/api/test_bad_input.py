@@ -8,8 +8,12 @@ import json
 
 import pytest
 
+import abm.models as models
+from abm import server
 from abm.db import db
-from abm.services import events
+from abm.errors import ValidationError
+from abm.services import events, spend
+from tests.engagement.conftest import add_site
 
 
 def _field(answer, status: int = 422) -> str:
@@ -52,9 +56,6 @@ def test_a_file_that_is_not_text_is_a_located_422(api):
 
 
 def test_a_value_longer_than_its_column_is_refused_by_the_schema_and_the_service(api, app):
-    from abm.errors import ValidationError
-    from abm.services import spend
-
     manager = api("manager")
     long = manager.post("/api/v1/costs", json={"product": "p" * 101, "amount": 5, "date": "2026-06-02"})
     assert _field(long) == "product"
@@ -79,8 +80,6 @@ def test_an_edited_cursor_is_a_422_on_cursor(api, seed_accounts):
 
 
 def test_a_beacon_or_a_queued_event_with_a_nul_stores_nothing_and_breaks_nothing(app, client):
-    from tests.engagement.conftest import add_site
-
     key = add_site(["https://www.ourco.example"])
     beacon = client.post("/t/v", data=json.dumps({"type": "web_visit", "url": "https://www.ourco.example/a",
                                                   "site": key, "title": "x\u0000"}),
@@ -93,8 +92,6 @@ def test_a_beacon_or_a_queued_event_with_a_nul_stores_nothing_and_breaks_nothing
 
 
 def test_the_web_server_reads_the_longest_url_the_document_allows(monkeypatch):
-    from abm import server
-
     seen = {}
     monkeypatch.setattr(server._Gunicorn, "run", lambda self: seen.update(self.options))
     server.run_gunicorn("127.0.0.1", 0, workers=1)
@@ -128,8 +125,6 @@ def test_no_documented_string_is_longer_than_its_column(api):
     """The document's maxLength of every body field stored in a String(n) column is at
     most n (equal, unless a pattern or the format says less): what the document accepts
     fits the table, so an over-long value is a 422 naming it, never a 500."""
-    import abm.models as models
-
     schema = api("admin").get("/api/v1/openapi.json").get_json()
     checked = []
     for base, path, method, field, spec in _written_strings(schema):

@@ -20,6 +20,7 @@ from abm.models import (
     Suppression,
     Touch,
 )
+from abm.services.contacts import is_suppressed
 from tests.api.conftest import walk
 
 
@@ -180,5 +181,4 @@ def test_gdpr_erase(api):
     assert "suppression" in r.json["error"]["details"][0]["message"]
     r = c.patch(f"/api/v1/contacts/{bob.id}", json={"email": "jane@acme.com"})
     assert r.status_code == 422
-    from abm.services.contacts import is_suppressed
     assert is_suppressed("JANE@acme.com") and not is_suppressed("bob@acme.com")

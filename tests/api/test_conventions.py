@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
 from abm.db import db, utcnow
 from abm.models import Account, AuditLog, IdempotencyRecord, StageChange
+from abm.services import accounts
+from abm.services.idempotency import fingerprint
 
 
 def _count(model) -> int:
@@ -103,7 +106,6 @@ def test_first_error_is_replayed_too(api):
 
 def test_key_in_progress_is_409_and_expired_key_is_reusable(api):
     c = api("admin")
-    from abm.services.idempotency import fingerprint
 
     raw = json.dumps({"domain": "acme.com"}).encode()
     db.session.add(IdempotencyRecord(user_id=c.user.id, key="busy", method="POST", path="/api/v1/accounts",
@@ -120,7 +122,6 @@ def test_key_in_progress_is_409_and_expired_key_is_reusable(api):
 
 def test_server_error_releases_the_key(api, monkeypatch):
     c = api("admin")
-    from abm.services import accounts
 
     real = accounts.create
 
@@ -138,8 +139,6 @@ def test_server_error_releases_the_key(api, monkeypatch):
 
 
 def test_concurrent_twins_with_one_key_do_the_work_once(app, api):
-    import threading
-
     c = api("admin")
     token = c.environ_base["HTTP_AUTHORIZATION"]
     answers, start = [], threading.Barrier(4)

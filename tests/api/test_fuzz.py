@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from abm.auth import issue_token  # noqa: E402
 from abm.db import db  # noqa: E402
+from tests.conftest import BACKENDS  # noqa: E402
 
 EXAMPLES = int(os.environ.get("ABM_FUZZ_EXAMPLES", "3"))
 #: The same examples on every run, so the suite does not fail at random; set
@@ -31,8 +32,6 @@ OPAQUE_VALUES_CHECK = schemathesis.checks.positive_data_acceptance
 
 @pytest.fixture
 def backend():
-    from tests.conftest import BACKENDS
-
     return "postgresql" if "postgresql" in BACKENDS else "sqlite"
 
 

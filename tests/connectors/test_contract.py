@@ -71,6 +71,32 @@ def test_identity_channels_and_limits(name):
         assert cls.parse_webhook is not Connector.parse_webhook
 
 
+@pytest.mark.parametrize("name", sorted(n for n in NAMES if "ads" in TYPES[n].channels))
+def test_an_ads_type_batches_a_hundred_or_more(name):
+    """One call of an audience (idempotent adds and removes) carries many; a CRM task is one call."""
+    assert TYPES[name].max_batch >= 100
+
+
+#: The ads and CRM types (part B): their provider's API, reached with an OAuth access token.
+ADS_AND_CRM = sorted({"linkedin", "meta", "google_ads", "hubspot", "salesforce"} & set(NAMES))
+
+
+@pytest.mark.parametrize("name", ADS_AND_CRM)
+def test_an_ads_or_crm_type_declares_its_token_url_and_timeouts(name):
+    cls = TYPES[name]
+    schema = schema_of(name)
+    assert schema["$schema"].endswith("2020-12/schema")
+    assert "access_token" in cls.secret_fields()
+    assert {"base_url", "connect_timeout", "read_timeout"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize("name", sorted({"hubspot", "salesforce"} & set(NAMES)))
+def test_a_crm_type_polls_and_writes_scores(name):
+    cls = TYPES[name]
+    assert "crm" in cls.channels and "task" in cls.channels
+    assert callable(cls.poll) and callable(cls.write_scores)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_settings_schema_is_a_closed_json_schema_2020_12(name):
     schema = schema_of(name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from connectors import email_message, sendgrid
 from connectors.email_text import html_to_text, list_unsubscribe_headers
+from playbooks import templates
 
 CASES = [
     ("<p>Hi Pat, a short note for Acme &amp; Co.</p>", "Hi Pat, a short note for Acme & Co.\n"),
@@ -31,9 +33,6 @@ def test_html_becomes_readable_text(html, text):
 
 def test_the_renderer_and_the_email_connectors_write_the_same_text_part():
     """One converter: the text a playbook step renders is the text SMTP and SendGrid derive."""
-    from connectors import email_message, sendgrid
-    from playbooks import templates
-
     assert templates.html_to_text is email_message.html_to_text is sendgrid.html_to_text is html_to_text
     html = '<p>Hi Pat,</p><ul><li>one</li></ul><p><a href="https://v.example/r">Read</a> &amp; reply</p>'
     assert html_to_text(html) == "Hi Pat,\n\n- one\n\nRead (https://v.example/r) & reply\n"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from google.protobuf import json_format
 
 from connectors.base import ConnectorContext, PermanentError, RetryableError, hash_identifier
 from connectors.google_ads import GoogleAdsConnector
-from tests.connectors.fakes.google_ads import FakeGoogleAds
+from tests.connectors.fakes.google_ads import FakeGoogleAds, parse_strictly
 from tests.connectors.fakes.touches import assert_schema_shape, audience_touch, closed_port_url
 from tests.connectors.harness import serve
 
@@ -173,10 +174,6 @@ def test_every_body_parses_strictly_as_googles_request_message_with_consent(fake
 
 
 def test_a_body_google_would_refuse_is_refused(fake):
-    from google.protobuf import json_format
-
-    from tests.connectors.fakes.google_ads import parse_strictly
-
     with pytest.raises(json_format.ParseError):
         parse_strictly("v26", "/v26/customers/1/offlineUserDataJobs:create",
                        b'{"job": {"type": "CUSTOMER_MATCH_USER_LIST", "consent": {"adUserData": "GRANTED"}}}')

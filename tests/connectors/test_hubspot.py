@@ -9,12 +9,14 @@ import json
 import time
 
 import pytest
+from hubspot.crm.companies.models import BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest
 
 from connectors.base import PermanentError, RetryableError
 from connectors.hubspot import HubSpotConnector
 from tests.connectors.fakes.hubspot import FakeHubSpot
 from tests.connectors.fakes.touches import assert_schema_shape, closed_port_url, task_touch
 from tests.connectors.harness import serve
+from tests.connectors.hubspot_spec import MODELS, SEARCH_REQUIRED, violations
 
 TOKEN, SECRET = "hs-token", "client-secret-xyz"
 STAGES = {"lead": "prospect", "opportunity": "opportunity", "customer": "customer", "closedwon": "customer"}
@@ -278,8 +280,6 @@ def test_connection_test(fake):
 def test_every_request_matches_hubspots_published_models(fake):
     """Search, association and batch reads, task creation and batch updates, each checked by the
     fake against the SDK model of that endpoint (tests/connectors/hubspot_spec.py)."""
-    from tests.connectors.hubspot_spec import MODELS
-
     fake.put("companies", "11", name="Acme", domain="acme.com", lifecyclestage="customer")
     fake.put("deals", "21", dealname="Renewal", dealstage="closedwon")
     fake.deal_company["21"] = "11"
@@ -301,10 +301,6 @@ def test_every_request_matches_hubspots_published_models(fake):
 
 
 def test_the_shapes_hubspot_refuses_are_caught():
-    from hubspot.crm.companies.models import BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest
-
-    from tests.connectors.hubspot_spec import SEARCH_REQUIRED, violations
-
     old_search = {"filterGroups": [], "properties": ["name"], "limit": 100,
                   "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]}
     problems = violations(old_search, PublicObjectSearchRequest, SEARCH_REQUIRED)

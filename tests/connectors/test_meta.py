@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 import pytest
+from facebook_business.adobjects.customaudience import CustomAudience
+from facebook_business.api import FacebookAdsApi
+from facebook_business.session import FacebookSession
 
 from connectors.base import ConnectorContext, PermanentError, RetryableError, hash_identifier
 from connectors.meta import MetaConnector
@@ -79,7 +83,6 @@ def test_sessions_split_at_10000_with_sequence_and_last_flag(fake):
 
 
 def _form(recorded):
-    from urllib.parse import parse_qsl
     return parse_qsl(recorded.body.decode())
 
 
@@ -173,8 +176,6 @@ TRICKY = ["Ada.Lovelace@Example.COM.", " bob@example.org\t", "carol@example.net.
 
 def sdk_hashes(emails):
     """What facebook_business.CustomAudience would send for these raw emails."""
-    from facebook_business.adobjects.customaudience import CustomAudience
-
     return CustomAudience.format_params(CustomAudience.Schema.email_hash, emails)["payload"]["data"]
 
 
@@ -188,10 +189,6 @@ def test_emails_are_normalised_and_hashed_as_the_sdk_does(fake):
 
 
 def test_removal_is_a_delete_with_the_payload_in_the_query_as_the_sdk_sends_it(fake):
-    from facebook_business.adobjects.customaudience import CustomAudience
-    from facebook_business.api import FacebookAdsApi
-    from facebook_business.session import FacebookSession
-
     emails = ["person0@example.com", "person1@example.com"]
     with serve(fake.app) as server:
         connector = make(server)

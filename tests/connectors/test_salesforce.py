@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 from jsonschema import Draft202012Validator
+from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.exceptions import SalesforceError
 
 from connectors.base import PermanentError, RetryableError
-from connectors.salesforce import SalesforceConnector
+from connectors.salesforce import SalesforceConnector, soql_string
 from tests.connectors.fakes.salesforce import FakeSalesforce
 from tests.connectors.fakes.touches import closed_port_url, schema_errors, task_touch
 from tests.connectors.harness import serve
@@ -232,19 +234,12 @@ def test_timeline_entries_become_completed_tasks_on_the_account(fake):
 @pytest.mark.parametrize("value", ["o'brien@acme.com", "back\\slash@acme.com", 'quo"te@acme.com',
                                    "line\nbreak\t@acme.com"])
 def test_soql_strings_are_quoted_as_simple_salesforce_quotes_them(value):
-    from simple_salesforce import format_soql
-
-    from connectors.salesforce import soql_string
-
     assert soql_string(value) == format_soql("{}", value)
 
 
 def test_our_calls_are_the_ones_simple_salesforce_makes(fake):
     """Task creation, a query and a collection update, made by us and by simple-salesforce
     against the same server: same method, path (its trailing slash aside), token and body."""
-    from simple_salesforce import Salesforce
-    from simple_salesforce.exceptions import SalesforceError
-
     fake.put("Account", "001A", Name="Acme", OwnerId="005OWNER")
     with serve(fake.app) as server:
         connector = make(server)

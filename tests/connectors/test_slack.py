@@ -6,11 +6,13 @@ import json
 import time
 
 import pytest
+from slack_sdk import WebClient
+from slack_sdk.models.blocks import Block
 
 from connectors.base import PermanentError, RetryableError
 from connectors.slack import SlackConnector
 from tests.connectors.fakes.generic import generic_app
-from tests.connectors.fakes.slack import slack_app
+from tests.connectors.fakes.slack import slack_api_app, slack_app
 from tests.connectors.fakes.touches import alert_touch
 from tests.connectors.harness import serve
 
@@ -153,8 +155,6 @@ BOT = "xoxb-good"
 
 @pytest.fixture
 def slack_api():
-    from tests.connectors.fakes.slack import slack_api_app
-
     with serve(slack_api_app(token=BOT)) as server:
         yield server
 
@@ -167,8 +167,6 @@ def bot(server, **extra):
 
 
 def test_with_a_bot_token_the_owner_is_mentioned_in_the_channel(slack_api):
-    from slack_sdk.models.blocks import Block
-
     results = bot(slack_api).send([alert_touch(message="Acme is hot", to="AE@vendor.com"),
                                    alert_touch(message="Beta too", to="nobody@vendor.com")])
     assert [r.ok for r in results] == [True, True]
@@ -195,8 +193,6 @@ def test_with_a_bot_token_the_owner_can_get_a_direct_message(slack_api):
 
 def test_our_bot_requests_are_the_ones_slack_sdk_makes(slack_api):
     """The official client, pointed at the same fake, makes the same calls with the same fields."""
-    from slack_sdk import WebClient
-
     bot(slack_api).send([alert_touch(message="Acme is hot", to="ae@vendor.com")])
     ours = [r for r in slack_api.requests]
     sdk = WebClient(token=BOT, base_url=slack_api.base_url + "/api/")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 from urllib.parse import quote
 
+import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.base import PermanentError, RetryableError
+from connectors.email_message import add_tracking, build_email, html_to_text
 from connectors.smtp import SmtpConnector
 from tests.connectors.fakes.smtp_server import (
     free_port,
@@ -203,8 +208,6 @@ def test_unknown_host_is_permanent(monkeypatch):
 # -- the message builder's edges ------------------------------------------------------------
 
 def test_tracking_rewrites_every_http_link_but_not_mailto_or_unsubscribe():
-    from connectors.email_message import add_tracking
-
     html = ("<p><A HREF='https://a.example/x?q=1&amp;r=2'>A</A> <a class=\"b\" href=\"http://b.example\">B</a> "
             '<a href="mailto:hi@vendor.example">mail</a> <a href="https://abm.example/u/T">unsub</a></p>')
     out = add_tracking(html, "https://t.example/o.gif", "https://t.example/c?u={url}",
@@ -216,8 +219,6 @@ def test_tracking_rewrites_every_http_link_but_not_mailto_or_unsubscribe():
 
 
 def test_text_part_skips_styles_and_keeps_paragraphs_and_list_items():
-    from connectors.email_message import html_to_text
-
     html = ("<html><head><style>p{color:red}</style><title>T</title></head><body><h1>News</h1>"
             "<p>First   line</p><ul><li>one</li><li>two</li></ul><script>x()</script>"
             '<p><a href="https://v.example">https://v.example</a></p></body></html>')
@@ -225,8 +226,6 @@ def test_text_part_skips_styles_and_keeps_paragraphs_and_list_items():
 
 
 def test_message_id_is_stable_per_touch_key():
-    from connectors.email_message import build_email
-
     touch = email_touch()
     first = build_email(touch, from_email="n@vendor.example")
     again = build_email(touch, from_email="n@vendor.example")
@@ -270,11 +269,6 @@ def test_list_id_always_and_one_click_only_beside_an_https_link():
 
 
 def _rsa_key() -> tuple[str, bytes]:
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption()).decode()
@@ -283,8 +277,6 @@ def _rsa_key() -> tuple[str, bytes]:
 
 
 def test_messages_are_dkim_signed_and_dkimpy_verifies_them():
-    import dkim
-
     pem, record = _rsa_key()
     published = {b"abm2026._domainkey.vendor.example.": record}
 

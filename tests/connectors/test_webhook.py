@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from connectors.base import PermanentError, RetryableError
 from connectors.webhook import WebhookConnector, sign, verify_signature
@@ -111,11 +114,6 @@ def test_verify_signature_valid_forged_stale():
 # -- the reference: the Standard Webhooks library (standardwebhooks) ------------------------------
 
 def test_a_whsec_secret_is_verified_by_the_reference_library_as_generated_by_it():
-    import base64
-    import os
-
-    from standardwebhooks.webhooks import Webhook
-
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     with serve(receiver_app(secret)) as server:
         touch = webhook_touch({"event": "hot_account"})

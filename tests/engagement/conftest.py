@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from abm.db import db, utcnow
+from abm.models import Account, Contact, Enrollment, Playbook, PlaybookVersion, Touch
+from abm.redis_conn import get_redis
+from abm.services import engine_hooks
+from abm.services import settings as settings_service
+from abm.services.events import QUEUE_KEY
 
 
 @pytest.fixture
 def notified(monkeypatch):
     """Records what the drain tells the engine (the engine's own tests cover what it does)."""
     calls = []
-    from abm.services import engine_hooks
 
     monkeypatch.setattr(engine_hooks, "engagement_changed",
                         lambda ids, by_type, previous, now: calls.append(
@@ -22,8 +28,6 @@ def notified(monkeypatch):
 @pytest.fixture
 def world(app, notified):
     """Two accounts with contacts and one sent email touch."""
-    from abm.models import Account, Contact, Enrollment, Playbook, PlaybookVersion, Touch
-
     acme = Account(name="Acme", domain="acme.com", stage="aware")
     globex = Account(name="Globex", domain="globex.com", stage="target")
     db.session.add_all([acme, globex])
@@ -53,16 +57,9 @@ SITE_ORIGIN = "https://acme-vendor.example"
 
 def add_site(origins=(SITE_ORIGIN,), name: str = "www", **settings) -> str:
     """Set up one website for the snippet (as an admin does in the settings); its key."""
-    from abm.services import settings as settings_service
-
     data = settings_service.update({"sites": [{"name": name, "origins": list(origins)}], **settings})
     return data["sites"][0]["key"]
 
 
 def queued(app) -> list:
-    import json
-
-    from abm.redis_conn import get_redis
-    from abm.services.events import QUEUE_KEY
-
     return [json.loads(x) for x in get_redis().lrange(QUEUE_KEY, 0, -1)]

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from abm.db import db, utcnow
+from abm.errors import ValidationError
 from abm.models import Account, Event
 from abm.services import events, scores
 from abm.services import settings as settings_service
@@ -80,8 +81,6 @@ def test_an_admin_lifts_the_cap_and_impressions_count_in_full_from_then(app, wor
 
 
 def test_heat_settings_are_checked(app):
-    from abm.errors import ValidationError
-
     bad = {"passive_types": ["Ad Impression"], "passive_cap": {"points": -1, "days": 0}, "open_window_hours": "x"}
     with pytest.raises(ValidationError) as err:
         settings_service.update({"heat": bad})

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from abm import tracking
 from abm.db import db, utcnow
 from abm.models import Account, Event
-from abm.services import events, identification, networks
+from abm.services import contacts, events, identification, networks
 from abm.services import settings as settings_service
 from connectors.email_message import add_tracking
 from tests.engagement.conftest import add_site
@@ -146,8 +146,6 @@ def test_a_visitor_who_fills_a_form_takes_their_visits_with_them(app, client, wo
 
 
 def test_erasing_a_person_removes_their_visits_link(app, client, world):
-    from abm.services import contacts
-
     jane = world["jane"]
     form = {"type": "form_fill", "url": SITE + "/demo", "visitor_id": "v-9", "email": "jane@acme.com"}
     beacon(client, form)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
 import time
 from datetime import timedelta
 
 import pytest
+import redis as redis_lib
 from sqlalchemy import func, select
 
+from abm import tracking
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Event
+from abm.redis_conn import _free_port
 from abm.services import events, matching
 from abm.services.events import insert as event_insert
+from tests.conftest import empty_database, make_app, unavailable
 from tests.engagement.conftest import add_site
 
 
@@ -111,9 +118,6 @@ def test_events_for_unknown_people_are_kept_and_matched_when_they_appear(app, ap
 
 def _acme_and_its_pixel() -> tuple[Account, str]:
     """An empty database but for one account, and an open-pixel token for it."""
-    from abm import tracking
-    from tests.conftest import empty_database
-
     empty_database(db.engine)
     acme = Account(name="Acme", domain="acme.com")
     db.session.add(acme)
@@ -123,8 +127,6 @@ def _acme_and_its_pixel() -> tuple[Account, str]:
 
 def test_nothing_is_lost_while_redis_is_down(backend, instance_dir, redis_url, notified):
     """The endpoints answer and spool while Redis is unreachable; the drain stores every event."""
-    from tests.conftest import make_app
-
     dead = make_app(backend, instance_dir, "redis://127.0.0.1:1/0")
     with dead.app_context():
         acme, token = _acme_and_its_pixel()
@@ -153,18 +155,12 @@ def _redis_server(workdir, port):
     write is in the file before Redis answers, so what the test pushed before the kill is
     there after it (``everysec``, the production default, may postpone the write while a
     slow fsync runs -- up to two seconds under load -- and lose it to a SIGKILL)."""
-    import shutil
-    import subprocess
-
-    from tests.conftest import unavailable
-
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server on PATH")
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                              "--appendfsync", "always", "--dir", str(workdir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis as redis_lib
 
     client = redis_lib.Redis(port=port)
     for _ in range(400):
@@ -180,11 +176,6 @@ def _redis_server(workdir, port):
 def test_nothing_is_lost_when_redis_crashes_and_restarts(backend, instance_dir, tmp_path, notified):
     """Opens pushed before a crash (kill -9) survive in the append-only file; opens while
     Redis is down go to the spool; after the restart the drain stores every one."""
-    import signal
-
-    from abm.redis_conn import _free_port
-    from tests.conftest import make_app
-
     port = _free_port()
     server = _redis_server(tmp_path, port)
     try:

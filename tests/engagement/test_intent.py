@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Event
+from abm.models import Account, Alert, Event
+from abm.scoring import decayed, score_at
+from abm.services import alert_inbox, events, intent, scores
 from abm.services import connectors as connector_service
-from abm.services import events, intent, scores
+from abm.services import settings as settings_service
 
 SURGE = """Domain,Company Name,Topic Name,Composite Score,Week
 acme.com,Acme,Zero Trust,78,2026-11-23
@@ -40,8 +44,6 @@ def test_a_surge_file_becomes_intent_events_once_with_bad_rows_located(app, worl
 
 
 def test_a_file_without_the_needed_columns_is_refused_whole(app):
-    import pytest
-
     with pytest.raises(intent.SurgeFileError, match="topic"):
         intent.import_surge(io.BytesIO(b"Domain,Score,Week\nacme.com,70,2026-11-23\n"))
 
@@ -77,12 +79,6 @@ def test_g2_buyer_intent_signals_arrive_signed_and_become_intent_events(app, cli
 
 
 def test_intent_counts_by_its_strength_and_its_topics_weight(app, world):
-    from datetime import UTC, datetime
-
-    from abm.models import Account
-    from abm.scoring import decayed, score_at
-    from abm.services import settings as settings_service
-
     settings_service.update({"intent": {"topics": {"zero trust": 1.5}, "default_topic_weight": 1.0}})
     intent.import_surge(io.BytesIO(SURGE.encode()))
     db.session.expire_all()
@@ -95,9 +91,6 @@ def test_intent_counts_by_its_strength_and_its_topics_weight(app, world):
 
 
 def test_a_strong_signal_raises_one_alert_per_topic_that_says_what_is_researched(app, world):
-    from abm.models import Alert
-    from abm.services import alert_inbox
-
     intent.import_surge(io.BytesIO(SURGE.encode()))
     intent.import_surge(io.BytesIO(SURGE.replace("2026-11-23", "2026-11-30").encode()))  # a week later: same reasons
     alerts = list(db.session.execute(select(Alert).where(Alert.kind == "intent")).scalars())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from abm.db import db, utcnow
-from abm.models import Account
-from abm.services import events, sales_view
+from abm.models import Account, ScoreSnapshot
+from abm.services import events, sales_view, scores
 from abm.services import settings as settings_service
 from tests.engagement.test_scores import _line
 
@@ -61,9 +61,6 @@ def test_buying_committee_coverage(app, world):
 def test_change_this_week_is_exact_without_and_with_snapshots(app, world, make_user):
     """Last week's score comes from score_ref less this week's events: the same figure as
     one computed from the events up to then, and a stale snapshot does not change it."""
-    from abm.models import ScoreSnapshot
-    from abm.services import scores
-
     ae = make_user("ae")
     acme = world["acme"]
     acme.owner_id = ae.id
@@ -87,9 +84,6 @@ def test_change_this_week_is_exact_without_and_with_snapshots(app, world, make_u
 
 
 def test_the_trend_line_places_each_daily_snapshot_on_its_day(app, world):
-    from abm.models import ScoreSnapshot
-    from abm.services import scores
-
     acme, globex = world["acme"], world["globex"]
     now = utcnow()
     today = now.date()

@@ -6,10 +6,12 @@ import random
 from datetime import timedelta
 
 import pytest
+from rq import Queue
 from sqlalchemy import select, update
 
 from abm.db import db, utcnow
 from abm.models import Account
+from abm.redis_conn import get_redis
 from abm.services import events, scores
 from abm.services import settings as settings_service
 
@@ -93,9 +95,6 @@ def test_a_change_of_weights_rescores_history(app, world, make_user):
     assert db.session.get(Account, world["acme"].id).score == pytest.approx(25)
     weights = dict(settings_service.current()["weights"], meeting=40)
     settings_service.update({"weights": weights, "half_life_days": 10}, make_user("admin").id)
-    from rq import Queue
-
-    from abm.redis_conn import get_redis
 
     queued = [j.func_name for j in Queue("events", connection=get_redis()).jobs]
     assert queued == ["workers.engagement_jobs.recompute_scores"]  # the change re-scores history by itself

@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import itsdangerous
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from abm import tracking
 from abm.db import db
 from abm.models import Contact, Event
-from abm.services import events
+from abm.redis_conn import get_redis
+from abm.services import events, touches
 from abm.services.events import intake
+from abm.tracking import _serializer
+from connectors.email_message import add_tracking
 from tests.engagement.conftest import SITE_ORIGIN, add_site, queued
 
 
@@ -43,8 +47,6 @@ def test_forged_pixel_still_answers_but_records_nothing(app, client, world):
 
 
 def test_the_pixel_queries_no_database_and_sets_no_cookie(app, client, world):
-    from sqlalchemy import event
-
     token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
     statements = []
     record = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
@@ -62,8 +64,6 @@ def test_the_pixel_queries_no_database_and_sets_no_cookie(app, client, world):
 
 
 def test_a_pixel_after_redis_dropped_the_kept_connection_still_reaches_redis(app, client, world, instance_dir):
-    from abm.redis_conn import get_redis
-
     token = tracking.open_token(world["touch"].id, world["jane"].id, world["acme"].id)
     assert client.get(f"/t/o/{token}.gif").status_code == 200  # the connection this thread keeps
     kept = intake._pushers.held[2]
@@ -76,8 +76,6 @@ def test_a_pixel_after_redis_dropped_the_kept_connection_still_reaches_redis(app
 
 
 def test_tracked_links_redirect_only_to_the_links_of_that_email(app, client, world):
-    from connectors.email_message import add_tracking
-
     html = ('<p><a href="https://acme-vendor.example/pricing?utm=1">Pricing</a> '
             '<a href="https://acme-vendor.example/case-study">Read</a></p>')
     t = world["touch"]
@@ -164,8 +162,6 @@ def test_visit_beacon_identifies_a_contact_from_a_tracked_link(app, client, worl
 
 
 def test_the_engines_unsubscribe_links_work_and_owner_links_explain_themselves(app, world):
-    from abm.services import touches
-
     jane = world["jane"]
     path = urlsplit(touches.unsubscribe_url(jane.id)).path
     fresh = app.test_client(use_cookies=False)
@@ -185,10 +181,6 @@ def test_fast_signed_tokens_are_itsdangerous_tokens_both_ways(timed):
     """The signer made once (abm.tracking) writes what a stock itsdangerous serializer
     reads and reads what it writes, for short and long payloads; a changed byte or
     another key or salt is refused."""
-    import itsdangerous
-
-    from abm.tracking import _serializer
-
     stock_class = itsdangerous.URLSafeTimedSerializer if timed else itsdangerous.URLSafeSerializer
     ours, stock = _serializer("k" * 32, "open", timed=timed), stock_class("k" * 32, salt="open")
     values = [7, "owner:12", [1, None, 3], [12, 34, 56, ["0123456789abcdef"] * 6], {"a": [1] * 40}]

@@ -12,6 +12,8 @@ from rq import Queue, SimpleWorker
 
 from abm.db import db
 from abm.models import Account, Contact, User
+from abm.redis_conn import get_redis
+from abm.services import connectors
 
 # A Monday, 10:00 UTC: inside the default send window.
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -42,8 +44,6 @@ def clock(app):
 def sent_log(app, tmp_path) -> Path:
     """A ``log`` connector named ``log``, the default of every channel, appending one
     JSON line per touch it receives to the returned file."""
-    from abm.services import connectors
-
     path = tmp_path / "sent.jsonl"
     connectors.create({"type": "log", "name": "log", "settings": {"path": str(path)}, "default": CHANNELS})
     return path
@@ -71,8 +71,6 @@ def make_account(name: str, stage: str = "target", tier: int = 1, industry: str 
 
 def run_worker(app) -> int:
     """Run the touches queue to empty in this process; returns the jobs that ran."""
-    from abm.redis_conn import get_redis
-
     conn = get_redis()
     queue = Queue("touches", connection=conn)
     worker = SimpleWorker([queue], connection=conn)

@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, ClassVar
 
-from connectors.base import CHANNELS, Connector, TouchResult
+from connectors.base import CHANNELS, Connector, PermanentError, RetryableError, TouchResult
 
 
 class SlowLogConnector(Connector):
@@ -54,8 +54,6 @@ class FlakyConnector(Connector):
     }
 
     def send(self, batch):
-        from connectors.base import PermanentError, RetryableError
-
         mode = self.settings.get("mode", "ok")
         if mode == "retryable":
             raise RetryableError("provider busy (503); try later")

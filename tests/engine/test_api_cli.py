@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+from abm.auth import issue_token
+from abm.db import db
+from abm.services import playbooks as service
+from abm.services.users import create_user
+from playbooks import json_schema
 from tests.engine.conftest import make_account
+from workers import dispatcher
 
 GOOD = """version: 1
 key: api-pb
@@ -39,8 +46,6 @@ def _post_yaml(client, path, text):
 
 
 def test_api_apply_versions_roles_and_life_cycle(app, sent_log, clock, worker):
-    from workers import dispatcher
-
     make_account("Alpha")
     make_account("Beta", tier=2)
     manager, ae = _clients(app)
@@ -84,10 +89,6 @@ def test_api_apply_versions_roles_and_life_cycle(app, sent_log, clock, worker):
 
 
 def _clients(app):
-    from abm.auth import issue_token
-    from abm.db import db
-    from abm.services.users import create_user
-
     out = []
     for role in ("manager", "ae"):
         user = create_user(email=f"{role}@example.com", role=role, password="password123", name=role)
@@ -146,7 +147,6 @@ def test_a_playbook_that_would_enroll_nobody_says_which_condition_left_nobody(ap
     assert runner.invoke(args=["playbook", "apply", str(source)]).exit_code == 0
     refused = runner.invoke(args=["playbook", "activate", "nobody"])
     assert refused.exit_code == 1 and "would enroll no account" in refused.output
-    from abm.services import playbooks as service
 
     assert service.get("nobody").status == "draft"
     manager, _ = _clients(app)
@@ -158,10 +158,6 @@ def test_a_playbook_that_would_enroll_nobody_says_which_condition_left_nobody(ap
 
 
 def test_the_playbook_schema_at_its_url_and_from_the_cli(app, runner):
-    import json
-
-    from playbooks import json_schema
-
     served = app.test_client().get(json_schema.SCHEMA_PATH)  # no login: editors fetch it
     # its $id is the URL it is served at, under the deployment's ABM_BASE_URL
     assert served.status_code == 200

@@ -7,6 +7,8 @@ import io
 
 import pytest
 
+from abm.services import dry_run
+from abm.services import playbooks as service
 from tests.engine.conftest import make_account
 
 PLAYBOOK = """version: 1
@@ -127,8 +129,6 @@ LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{%
 
 @pytest.mark.timeout(60)
 def test_a_plan_that_runs_out_of_time_says_which_limit_and_the_step_and_line(app, api, sent_log, monkeypatch):
-    from abm.services import playbooks as service
-
     monkeypatch.setattr(service, "PLAN_SECONDS", 2.0)
     for i in range(6):
         make_account(f"Slow{i}")
@@ -145,8 +145,6 @@ def test_a_plan_that_runs_out_of_time_says_which_limit_and_the_step_and_line(app
 
 
 def test_a_huge_audience_is_simulated_on_an_evenly_spread_sample_and_says_so(app, api, sent_log, monkeypatch):
-    from abm.services import dry_run
-
     monkeypatch.setattr(dry_run, "MAX_SIMULATED_ACCOUNTS", 3)
     for i in range(9):
         make_account(f"Acme{i}")

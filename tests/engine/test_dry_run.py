@@ -16,9 +16,10 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 
 from abm.db import db, utcnow
-from abm.models import Contact, Enrollment, Touch, User
+from abm.models import Account, Contact, Enrollment, Event, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.services import playbooks as service
+from abm.services import simulation, touch_search
 from abm.services.dry_run import POSTPONED_BY_WINDOW
 from tests.engine.conftest import make_account
 from workers import dispatcher
@@ -202,14 +203,10 @@ def test_the_plan_is_what_the_engine_then_does(app, clock, worker, sent_log):
 
 
 def _account_id(domain: str) -> int:
-    from abm.models import Account
-
     return db.session.execute(select(Account.id).where(Account.domain == domain)).scalar_one()
 
 
 def test_a_simulation_cut_short_by_its_limit_says_so(app, clock, sent_log, monkeypatch):
-    from abm.services import simulation
-
     for n in range(3):
         make_account(f"Cut{n}", tier=1)
     monkeypatch.setattr(simulation, "MAX_ROUNDS", 1)
@@ -223,9 +220,6 @@ def test_a_simulation_cut_short_by_its_limit_says_so(app, clock, sent_log, monke
 def test_per_step_results_are_the_touches_and_events_tables(app, clock, worker, sent_log):
     """The per-step counts (the playbook page's) against independent queries of the
     touches and events tables; the search they open pages through every touch once."""
-    from abm.models import Event
-    from abm.services import touch_search
-
     owner = User(email="ae2@ourco.example", role="manager", name="M")
     db.session.add(owner)
     db.session.commit()

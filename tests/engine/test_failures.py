@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+import connectors.registry as registry
 from abm.db import db
 from abm.models import Touch
 from abm.services import connectors, delivery
@@ -29,8 +30,6 @@ steps:
 
 @pytest.fixture
 def flaky(app, tmp_path, clock):
-    import connectors.registry as registry
-
     registry.BUILTIN["flaky"] = "tests.engine.slow_connector:FlakyConnector"
     registry.reset_cache()
     path = tmp_path / "flaky.jsonl"

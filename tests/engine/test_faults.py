@@ -31,10 +31,14 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import func, select
 
+import connectors.registry as registry
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Touch
+from abm.redis_conn import get_redis
+from abm.services import connectors
 from abm.services import connectors as connector_service
 from abm.services import playbooks as service
+from tests.engine.conftest import run_worker
 from tests.engine.slow_connector import SlowLogConnector
 from workers import dispatcher
 
@@ -60,9 +64,6 @@ steps:
 
 @pytest.fixture
 def slow(app, tmp_path):
-    import connectors.registry as registry
-    from abm.services import connectors
-
     registry.BUILTIN["slowlog"] = "tests.engine.slow_connector:SlowLogConnector"
     registry.reset_cache()
     app.config["ABM_TOUCH_LEASE_SECONDS"] = LEASE
@@ -223,7 +224,6 @@ def test_two_dispatchers_at_once_on_postgresql(app, backend, slow):
         pytest.skip("SKIP LOCKED is PostgreSQL's; on SQLite one dispatcher holds a Redis lock (tested below)")
     n = 200
     _accounts(n)
-    from abm.services import connectors
 
     fast = slow.parent / "fast.jsonl"
     connectors.create({"type": "log", "name": "fast", "settings": {"path": str(fast)}})
@@ -247,7 +247,6 @@ def test_two_dispatchers_at_once_on_postgresql(app, backend, slow):
     assert len(results) == 2 and all(r["batches"] > 0 for r in results)
     assert sum(r["enrollments"] for r in results) == n
     assert sum(r["queued"] for r in results) == n
-    from tests.engine.conftest import run_worker
 
     run_worker(app)
     calls = Counter(line["key"] for line in _lines(fast))
@@ -257,7 +256,6 @@ def test_two_dispatchers_at_once_on_postgresql(app, backend, slow):
 def test_single_dispatcher_lock_on_sqlite(app, backend):
     if backend != "sqlite":
         pytest.skip("PostgreSQL dispatchers run concurrently (SKIP LOCKED)")
-    from abm.redis_conn import get_redis
 
     lock = get_redis().lock(dispatcher.LOCK_KEY, timeout=30)
     assert lock.acquire(blocking=False)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from ruamel.yaml import YAML
 from sqlalchemy import bindparam, select, text
 
 from abm.db import UTCDateTime, db, utcnow
@@ -91,8 +92,6 @@ def test_opportunity_conditions_count_what_an_independent_query_counts(app, sent
 
 
 def _yaml(source: str):
-    from ruamel.yaml import YAML
-
     return YAML(typ="safe").load(source)
 
 

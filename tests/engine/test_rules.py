@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -81,7 +82,6 @@ def test_suppression_is_recorded_with_reason(app, sent_log, clock, worker):
     people[0].unsubscribed_at = clock()
     people[1].bounced_at = clock()
     people[2].erased_at = clock()
-    import hashlib
 
     db.session.add(Suppression(email_hash=hashlib.sha256(people[3].email.encode()).hexdigest(), reason="erased"))
     db.session.commit()

@@ -12,23 +12,23 @@ from __future__ import annotations
 import os
 import sys
 
+import config
+import connectors.registry as registry
+import workers.dispatcher  # loaded before forking, as run_worker does
+import workers.jobs  # noqa: F401
+from abm import create_app
+from abm.redis_conn import get_redis
+from workers.queues import get_queue
+from workers.runner import AppSimpleWorker, AppWorker
+
 
 def main() -> int:
-    import config
-    import connectors.registry as registry
-
     registry.BUILTIN["slowlog"] = "tests.engine.slow_connector:SlowLogConnector"
     registry.reset_cache()
-    from abm import create_app
-    from abm.redis_conn import get_redis
-    from workers.queues import get_queue
-    from workers.runner import AppSimpleWorker, AppWorker
 
     app = create_app(config.TestingConfig(),
                      ABM_TOUCH_LEASE_SECONDS=int(os.environ.get("ABM_TOUCH_LEASE_SECONDS", "30")))
     conn = get_redis(app)
-    import workers.dispatcher  # loaded before forking, as run_worker does
-    import workers.jobs  # noqa: F401
 
     if os.environ.get("DISPATCH_BATCH_SIZE"):
         workers.dispatcher.BATCH_SIZE = int(os.environ["DISPATCH_BATCH_SIZE"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import sys
+import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,6 +15,7 @@ from sqlalchemy import select
 from abm.db import db
 from abm.models import Account, AuditLog, Contact, StageChange, Suppression
 from abm.services import imports
+from abm.services import settings as settings_service
 from abm.services.imports import ImportFileError, email_hash, import_accounts, import_contacts
 from abm.services.imports.contacts import ContactImporter
 
@@ -260,8 +265,6 @@ def test_header_keys_ignore_case_and_punctuation():
 
 
 def test_crm_stage_names_map_to_stages(app):
-    from abm.services import settings as settings_service
-
     settings_service.update({"crm_stage_map": {"Lead": "engaged", "Won": "customer"}})
     report = run("accounts", "Domain,Lifecycle Stage\na.com,Lead\nb.com,marketingqualifiedlead\nc.com,Won\n"
                              "d.com,Closed Lost\ne.com,MQA\n")
@@ -325,10 +328,6 @@ def test_an_import_beside_other_threads_leaves_them_the_interpreter_as_it_was(ap
     """A process that serves other work while an import runs (a web server's threads) keeps its garbage
     collector and thread switch interval: the interpreter is tuned only in a process that runs nothing
     else, even when the caller asks for it."""
-    import gc
-    import sys
-    import threading
-
     seen, importing, done = [], threading.Event(), threading.Event()
     parse_fields = ContactImporter.parse_fields
 
@@ -379,8 +378,6 @@ def test_updated_counts_only_the_rows_whose_values_changed(app):
 
 
 def test_an_older_export_never_moves_a_stage_back_behind_a_later_change(app):
-    from datetime import UTC, datetime
-
     run("accounts", "Domain,Stage\nacme.com,target\nbeta.io,target\ngamma.dev,target\n")
     crm_moved = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # the CRM moved acme.com to opportunity in June
     acme = account("acme.com")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from abm.services import connectors
+from tests.connectors.fakes.hubspot import FakeHubSpot
+from tests.connectors.fakes.salesforce import FakeSalesforce
+from tests.connectors.harness import serve
 from tests.engine.conftest import Clock, run_worker
 
 
@@ -25,9 +29,6 @@ def worker(app):
 @pytest.fixture
 def hubspot():
     """A fake HubSpot served for the test: (fake, running server)."""
-    from tests.connectors.fakes.hubspot import FakeHubSpot
-    from tests.connectors.harness import serve
-
     fake = FakeHubSpot()
     with serve(fake.app) as server:
         yield fake, server
@@ -35,24 +36,17 @@ def hubspot():
 
 @pytest.fixture
 def salesforce():
-    from tests.connectors.fakes.salesforce import FakeSalesforce
-    from tests.connectors.harness import serve
-
     fake = FakeSalesforce()
     with serve(fake.app) as server:
         yield fake, server
 
 
 def hubspot_connector(server, name: str = "hs", **settings) -> None:
-    from abm.services import connectors
-
     connectors.create({"type": "hubspot", "name": name, "settings": {
         "access_token": "hs-token", "client_secret": "hs-client-secret-0123", "base_url": server.base_url,
         "searches_per_second": 100, "read_timeout": 5, **settings}})
 
 
 def salesforce_connector(server, name: str = "sf", **settings) -> None:
-    from abm.services import connectors
-
     connectors.create({"type": "salesforce", "name": name, "settings": {
         "access_token": "sf-token", "base_url": server.base_url, "read_timeout": 5, **settings}})

@@ -5,14 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from rq import Queue, SimpleWorker
 from sqlalchemy import func, select
 
 from abm.db import db
 from abm.models import Account, ConnectorConfig, Opportunity, StageChange
-from abm.services import crm_poll, crm_sync
+from abm.redis_conn import get_redis
+from abm.services import connectors, crm_poll, crm_sync
 from abm.services import settings as settings_service
 from tests.integration.conftest import hubspot_connector, salesforce_connector
 from workers import crm_jobs
+from workers.queues import QUEUE_NAMES
+from workers.scheduler import _resolve
 
 
 def accounts(*domains: str) -> list[Account]:
@@ -163,8 +167,6 @@ def test_a_deal_webhook_with_only_the_deal_id_updates_the_known_opportunity(app)
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_disabled_or_non_crm_connectors_are_not_polled(app, hubspot):
-    from abm.services import connectors
-
     fake, server = hubspot
     hubspot_connector(server)
     connectors.ensure_demo_connectors()
@@ -175,12 +177,6 @@ def test_disabled_or_non_crm_connectors_are_not_polled(app, hubspot):
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_periodic_jobs_are_declared_and_run_in_a_worker(app, hubspot):
-    from rq import Queue, SimpleWorker
-
-    from abm.redis_conn import get_redis
-    from workers.queues import QUEUE_NAMES
-    from workers.scheduler import _resolve
-
     for path, queue, every in crm_jobs.PERIODIC:
         assert callable(_resolve(path)) and queue in QUEUE_NAMES and every >= 60
     fake, server = hubspot

@@ -9,7 +9,7 @@ import pytest
 
 from abm.db import db
 from abm.models import Account, Enrollment, Event, Playbook, PlaybookVersion, Touch
-from abm.services import crm_timeline
+from abm.services import connectors, crm_timeline
 from tests.integration.conftest import hubspot_connector, salesforce_connector
 
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
@@ -85,8 +85,6 @@ def test_off_by_default_and_a_crm_error_resumes_without_doubles(app, hubspot):
     hubspot_connector(server)
     activity({"hs": "101"})
     assert crm_timeline.write_all(now=NOW) == {}
-
-    from abm.services import connectors
 
     connectors.update("hs", {"settings": {"timeline_cadence": "weekly"}})
     fake.fail("/notes/batch/create", 503, {"message": "down"})

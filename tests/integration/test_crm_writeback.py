@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from abm.db import db
 from abm.models import Account
+from abm.services import connectors
 from tests.integration.conftest import hubspot_connector, salesforce_connector
 from workers import crm_jobs
 
@@ -23,8 +25,6 @@ def scored(domain: str, score: float, level: str, crm: dict | None, at: datetime
 
 
 def updates(server) -> list[dict]:
-    import json
-
     return [item for r in server.requests if r.path.endswith("/batch/update")
             for item in json.loads(r.body)["inputs"]]
 
@@ -72,8 +72,6 @@ def test_hubspot_gets_changed_scores_only_in_batches_and_refusals_are_retried(ap
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_salesforce_write_back_resumes_after_an_outage_and_needs_configuring(app, salesforce):
-    from abm.services import connectors
-
     fake, server = salesforce
     salesforce_connector(server)
     fake.put("Account", "001A", Name="Acme")

@@ -9,11 +9,14 @@ the recovery and a duplicate of every job again sends nothing more.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 import pytest
+from flask import request
 from sqlalchemy import select
 
 from abm.db import db
@@ -21,6 +24,15 @@ from abm.models import ConnectorConfig, Touch
 from abm.services import connectors
 from abm.services import playbooks as playbook_service
 from connectors.base import hash_identifier
+from tests.connectors.fakes.google_ads import FakeGoogleAds
+from tests.connectors.fakes.hubspot import FakeHubSpot
+from tests.connectors.fakes.linkedin import FakeLinkedIn
+from tests.connectors.fakes.meta import FakeMeta
+from tests.connectors.fakes.salesforce import FakeSalesforce
+from tests.connectors.fakes.sendgrid import sendgrid_app
+from tests.connectors.fakes.slack import slack_app
+from tests.connectors.fakes.smtp_server import smtp_server
+from tests.connectors.fakes.webhook_receiver import receiver_app
 from tests.connectors.harness import serve
 from tests.engine.conftest import make_account
 from workers import dispatcher, enqueue
@@ -75,8 +87,6 @@ AUDIENCE_STEP = """    audience:
 
 
 def smtp_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.smtp_server import smtp_server
-
     fake = stack.enter_context(smtp_server())
     settings = {"host": fake.host, "port": fake.port, "security": "none", "from_email": "news@vendor.example",
                 "timeout": 5}
@@ -84,8 +94,6 @@ def smtp_case(stack: ExitStack) -> Case:
 
 
 def sendgrid_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.sendgrid import sendgrid_app
-
     server = stack.enter_context(serve(sendgrid_app()))
     settings = {"api_key": "SG.good", "from_email": "news@vendor.example", "base_url": server.base_url,
                 "timeout": 5}
@@ -97,8 +105,6 @@ def sendgrid_case(stack: ExitStack) -> Case:
 
 
 def linkedin_case(stack: ExitStack, list_type: str = "company") -> Case:
-    from tests.connectors.fakes.linkedin import FakeLinkedIn
-
     fake = FakeLinkedIn(token="li-token")
     server = stack.enter_context(serve(fake.app))
     settings = {"access_token": "li-token", "ad_account_id": "5150", "base_url": server.base_url + "/rest",
@@ -114,8 +120,6 @@ def linkedin_case(stack: ExitStack, list_type: str = "company") -> Case:
 
 
 def meta_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.meta import FakeMeta
-
     fake = FakeMeta(token="meta-token")
     server = stack.enter_context(serve(fake.app))
     settings = {"access_token": "meta-token", "ad_account_id": "777", "base_url": server.base_url,
@@ -128,14 +132,10 @@ def meta_case(stack: ExitStack) -> Case:
 
 
 def _form(body: bytes) -> dict:
-    from urllib.parse import parse_qs
-
     return {k: v[0] for k, v in parse_qs(body.decode()).items()}
 
 
 def google_ads_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.google_ads import FakeGoogleAds
-
     fake = FakeGoogleAds(token="ga-token", developer_token="dev-token")
     server = stack.enter_context(serve(fake.app))
     settings = {"access_token": "ga-token", "developer_token": "dev-token", "customer_id": "123-456-7890",
@@ -148,8 +148,6 @@ def google_ads_case(stack: ExitStack) -> Case:
 
 
 def slack_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.slack import slack_app
-
     server = stack.enter_context(serve(slack_app()))
     settings = {"webhook_url": "https://hooks.slack.com/services/T000/B000/GOODTOKEN",
                 "base_url": server.base_url, "timeout": 5}
@@ -163,8 +161,6 @@ def slack_case(stack: ExitStack) -> Case:
 
 
 def webhook_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.webhook_receiver import receiver_app
-
     secret = "shared-secret-0123456789"
     server = stack.enter_context(serve(receiver_app(secret)))
     settings = {"url": server.base_url + "/hooks/abm", "secret": secret, "timeout": 5}
@@ -187,8 +183,6 @@ TASK_STEP = """    task:
 
 
 def hubspot_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.hubspot import FakeHubSpot
-
     fake = FakeHubSpot(token="hs-token")
     for i, _ in enumerate(DOMAINS):
         fake.put("companies", f"90{i}", name=f"Company {i}")
@@ -202,8 +196,6 @@ def hubspot_case(stack: ExitStack) -> Case:
 
 
 def salesforce_case(stack: ExitStack) -> Case:
-    from tests.connectors.fakes.salesforce import FakeSalesforce
-
     fake = FakeSalesforce(token="sf-token")
     for i, _ in enumerate(DOMAINS):
         fake.put("Account", f"90{i}", Name=f"Company {i}")
@@ -271,8 +263,6 @@ def test_each_touch_arrives_exactly_once(app, clock, worker, make_user, type_nam
 def test_list_ids_are_kept_in_the_connector_state_even_when_send_raises(app, clock, worker):
     """LinkedIn answers 404 just after a list is created: the job raises (retryable), and
     the list id it learnt must be in the connector's state all the same."""
-    from tests.connectors.fakes.linkedin import FakeLinkedIn
-
     fake = FakeLinkedIn(token="li-token", not_ready_calls=1)
     with serve(fake.app) as server:
         connectors.create({"type": "linkedin", "name": "li", "settings": {
@@ -291,12 +281,6 @@ def test_list_ids_are_kept_in_the_connector_state_even_when_send_raises(app, clo
 def test_the_configured_rate_limit_paces_the_jobs_of_a_connector(app, clock, worker):
     """A connector's configured rate limit (here 1 call a second) is what the touch jobs
     keep: each call takes a token from the connector's bucket in Redis."""
-    import time
-
-    from flask import request
-
-    from tests.connectors.fakes.webhook_receiver import receiver_app
-
     secret = "shared-secret-0123456789"
     receiver = receiver_app(secret)
     arrivals: list[float] = []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
+from pathlib import Path
 
 import pytest
 
@@ -42,9 +44,6 @@ def test_no_module_writes_a_csv_but_through_the_one_helper():
     """Every CSV the product writes goes through ``abm.exports`` (the seed generator's
     files, made to be imported again, excepted): a module that makes its own writer
     fails here, so a new export cannot forget the rule."""
-    import ast
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     allowed = {Path("abm/exports.py"), Path("abm/services/seed.py")}
     writers = []

@@ -6,13 +6,14 @@ import csv
 import html as html_lib
 import io
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from abm.db import db
-from abm.models import Cost
-from abm.services import kpi_glossary, kpi_trace, kpis
+from abm.models import Cost, Opportunity
+from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis
 from abm.services import settings as settings_service
 from tests.kpis.test_kpis import NOW, build_june
 
@@ -115,8 +116,6 @@ def test_the_models_side_by_side_and_the_glossary(june, as_role):
 
 
 def test_the_docs_glossary_is_the_pages_glossary():
-    from abm.services import kpi_glossary
-
     text = kpi_glossary.DOCS.read_text()
     assert kpi_glossary.markdown() in text, "run python -m abm.services.kpi_glossary"
     assert kpi_glossary.money(1234.5) == "$1,234.50" and kpi_glossary.money(-3, "EUR") == "-€3.00"
@@ -124,9 +123,6 @@ def test_the_docs_glossary_is_the_pages_glossary():
 
 
 def test_every_kpi_week_by_week_with_labelled_axes(june, as_role, monkeypatch):
-    from abm.services import kpi_trends
-    from tests.kpis.test_kpis import NOW
-
     data = kpi_trends.weekly(6, now=NOW)  # weeks of 05-25 to 06-29 (Monday 29 June to Tuesday 30 June so far)
     by_week = {r["week"]: r for r in data["rows"]}
     assert list(by_week) == ["2026-05-25", "2026-06-01", "2026-06-08", "2026-06-15", "2026-06-22", "2026-06-29"]
@@ -144,9 +140,6 @@ def test_every_kpi_week_by_week_with_labelled_axes(june, as_role, monkeypatch):
 
 
 def test_every_kpi_week_by_week_for_each_group(june, as_role, api, monkeypatch):
-    from abm.services import kpi_trends
-    from tests.kpis.test_kpis import NOW
-
     data = kpi_trends.weekly(6, now=NOW, group_by="channel")
     series = {g["group"]: {r["week"]: r for r in g["rows"]} for g in data["groups"]}
     assert sorted(series) == ["(unassigned)", "ads", "email"] and all(len(s) == 6 for s in series.values())
@@ -177,11 +170,6 @@ def test_every_kpi_week_by_week_for_each_group(june, as_role, api, monkeypatch):
 def test_the_default_view_shows_a_new_opportunity_within_two_minutes(june, as_role, monkeypatch):
     """The dashboard as it opens (no period chosen: the last 90 days): an opportunity
     recorded after a reader looked shows to the next reader a minute later, at most."""
-    from datetime import timedelta
-
-    from abm.models import Opportunity
-    from tests.kpis.test_kpis import NOW
-
     clock = {"now": NOW}
     for where in ("abm.services.rollups.utcnow", "abm.services.kpis.utcnow", "abm.web.kpis.utcnow"):
         monkeypatch.setattr(where, lambda: clock["now"])

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from abm import metrics
 from abm.db import db
 from abm.models import Account, Contact, Enrollment, Event, Opportunity, Playbook, PlaybookVersion, Touch
-from abm.services import kpis, rollups, segments
+from abm.services import kpi_sql, kpis, rollups, segments
 from abm.services import settings as settings_service
 from tests.conftest import empty_database
 
@@ -89,8 +89,6 @@ def test_attributed_conversions_add_up_and_rollups_equal_raw(app, seed, model):
 @given(seed=st.integers(0, 10**6), model=st.sampled_from([m for m in metrics.MODELS if m != "markov"]))
 def test_the_sql_weights_equal_the_reference_arithmetic(app, seed, model):
     """Touch by touch, the weights the database gives equal metrics.position_weights."""
-    from abm.services import kpi_sql
-
     random_world(seed)
     period = rollups.standard_periods(NOW)[1]
     conv = kpi_sql.conversions(["form_fill", "meeting"], period.start, period.end, 60, with_lead_at=True)

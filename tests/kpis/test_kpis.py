@@ -16,11 +16,12 @@ June: 140), ads 100 on 06-10. Last-touch attribution, 90-day window.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
+from abm import metrics
 from abm.db import db
 from abm.models import (
     Account,
@@ -29,13 +30,16 @@ from abm.models import (
     Cost,
     Enrollment,
     Event,
+    KpiRollup,
     Opportunity,
     Playbook,
     PlaybookVersion,
     StageChange,
     Touch,
 )
-from abm.services import kpis, rollups
+from abm.services import accounts as account_service
+from abm.services import kpi_trace, kpis, rollups, segments, settings
+from abm.services import spend as spend_service
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 
@@ -183,8 +187,6 @@ def test_kpis_by_product(june):
 
 
 def test_even_split_and_first_touch_attribution(june, make_user):
-    from abm.services import settings
-
     settings.update({"attribution": {"window_days": 90, "model": "even"}}, make_user("admin").id)
     groups = by_group(kpis.compute("playbook", PERIOD, now=NOW))
     # c1 and c4 each split between T1 (pb-a) and T2 (pb-b); O1 likewise
@@ -263,8 +265,6 @@ def test_rollups_equal_a_fresh_computation(june):
 
 
 def test_the_default_view_shows_new_data_within_a_minute(june):
-    from datetime import timedelta
-
     period = rollups.standard_periods(NOW)[1]
     assert rollups.refresh(NOW) == 2
     assert rollups.kpis("playbook", period, now=NOW)["totals"]["leads"] == 3
@@ -283,10 +283,6 @@ def test_the_default_view_shows_new_data_within_a_minute(june):
 
 
 def test_the_refresh_takes_at_most_a_tenth_of_a_worker(june):
-    from datetime import timedelta
-
-    from abm.models import KpiRollup
-
     assert rollups.refresh(NOW) == 2
     row = db.session.query(KpiRollup).filter_by(key="refresh").one()
     row.data = {"seconds": 12.0}  # a refresh that took 12 s waits 120 s before the next
@@ -327,7 +323,6 @@ def test_every_attribution_model_on_the_hand_dataset(june):
 
 def test_u_and_w_shaped_with_more_touches(june, make_user):
     # two more touches at Acme: T6 pb-c email on 06-08 and T7 pb-a email on 06-11 (after c1's lead on 06-10)
-    from abm.models import Enrollment
     acme = june["Acme"]
     enr = db.session.query(Enrollment).filter_by(account_id=acme).first()
     pbs = {p.key: p.id for p in db.session.query(Playbook)}
@@ -365,7 +360,6 @@ def test_groupings_by_account_fields(june, make_user):
 
 def test_velocity_after_a_crm_backfill(app):
     # Hooli is created today (its creation row: none -> target); the CRM's June history arrives afterwards
-    from abm.services import accounts as account_service
     acc = account_service.create({"domain": "hooli.com", "name": "Hooli"}, source="api")
     for to_stage, when in (("engaged", at(6, 2)), ("mqa", at(6, 14)), ("opportunity", at(6, 17))):
         account_service.change_stage(acc, to_stage, source="crm:hubspot", actor_id=None, at=when)
@@ -412,8 +406,6 @@ def test_the_api_takes_a_model_on_every_kpi_request(june, api):
 
 
 def test_every_pipeline_revenue_and_cost_figure_opens_the_rows_behind_it(june):
-    from abm.services import kpi_trace
-
     for group_by in kpis.GROUPS:
         data = kpis.compute(group_by, PERIOD, now=NOW)
         for g in data["groups"] + [{"group": None, **data["totals"]}]:
@@ -443,8 +435,6 @@ def test_the_lists_behind_the_figures_export_as_csv(june, as_role):
 
 
 def test_grouping_by_saved_segments(june):
-    from abm.services import segments
-
     for name, tier in (("Acme", 1), ("Globex", 2), ("Initech", 1)):
         db.session.get(Account, june[name]).tier = tier
     db.session.commit()
@@ -459,8 +449,6 @@ def test_grouping_by_saved_segments(june):
 def test_overlapping_segments_split_a_touchs_cost_and_credit(june):
     """Acme is in both segments: its touches count in each, their unit cost and their
     share of each conversion are halved between them; the totals count every touch once."""
-    from abm.services import kpi_trace, segments
-
     for name, tier in (("Acme", 1), ("Globex", 2), ("Initech", 1)):
         db.session.get(Account, june[name]).tier = tier
     db.session.commit()
@@ -485,9 +473,6 @@ def test_overlapping_segments_split_a_touchs_cost_and_credit(june):
 def test_money_is_rounded_to_the_cent_as_by_hand_in_every_model_and_grouping(june):
     """A half cent goes up, as a hand computation rounds it (Python's round() would give
     1.50 for pb-b's 3.01 over 2 leads: it rounds halves to even, on the binary value)."""
-    from abm import metrics
-    from abm.services import spend as spend_service
-
     assert [metrics.cents(v) for v in (1.505, 0.125, 2.675, -0.125, 0.1 + 0.2, 1 / 3)] == [
         1.51, 0.13, 2.68, -0.13, 0.3, 0.33]
     spend_service.record_cost({"playbook": "pb-b", "amount": "1.01", "date": "2026-06-10"})
@@ -504,6 +489,4 @@ def test_money_is_rounded_to_the_cent_as_by_hand_in_every_model_and_grouping(jun
 
 
 def kpi_trace_rows(group: str) -> list[dict]:
-    from abm.services import kpi_trace
-
     return kpi_trace.spend_behind("playbook", group, PERIOD)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from playbooks import load, sandbox
+from playbooks import load, loader, sandbox
+from playbooks.loader import MAX_SOURCE_BYTES
 from playbooks.model import Recipients
 from playbooks.patterns import PatternError, compile_pattern
 from playbooks.templates import TemplateError, render
@@ -106,8 +107,6 @@ def test_validation_names_the_limit_and_the_yaml_line():
 
 @pytest.mark.timeout(60)
 def test_many_slow_templates_stop_validation_once_the_time_is_spent(monkeypatch):
-    from playbooks import loader
-
     monkeypatch.setattr(loader, "VALIDATION_SECONDS", 1.0)
     slow = "{% for i in range(9000) %}{{ ('ab' * 5000)|replace('a', 'c')|length }}{% endfor %}"
     steps = "".join(f"  - id: a{i}\n    alert:\n      to: owner\n      message: \"{slow}\"\n" for i in range(90))
@@ -119,8 +118,6 @@ def test_many_slow_templates_stop_validation_once_the_time_is_spent(monkeypatch)
 
 
 def test_a_source_over_the_size_limit_is_one_located_error():
-    from playbooks.loader import MAX_SOURCE_BYTES
-
     result = load(_playbook() + "#" * MAX_SOURCE_BYTES)
     [error] = result.errors
     assert (error.line, error.column) == (1, 1) and "larger than 256 KiB" in error.message
@@ -141,8 +138,6 @@ def test_a_huge_playbook_stops_at_a_located_size_limit_at_once(steps, line, limi
 
 @pytest.mark.timeout(60)
 def test_reading_a_large_document_stops_where_the_time_runs_out(monkeypatch):
-    from playbooks import loader
-
     monkeypatch.setattr(loader, "VALIDATION_SECONDS", 0.05)
     steps = "".join(f"  - id: s{i}\n    wait: {{duration: 1d}}\n" for i in range(90))
     filler = "description: [" + ", ".join(f"w{i}" for i in range(5000)) + "]\n"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from playbooks import load
+from playbooks import Playbook, load
 from playbooks.loader import TOP_LEVEL_KEYS
 from playbooks.model import STEP_KINDS
 from tests.playbooks.conftest import corpus_workspace
@@ -52,8 +52,6 @@ def check(source: str) -> None:
         assert error.path and error.message
         assert "internal error" not in error.message, text
     if result.playbook is not None:
-        from playbooks import Playbook
-
         assert Playbook.from_dict(result.playbook.to_dict()) == result.playbook
 
 

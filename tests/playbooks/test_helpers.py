@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +25,6 @@ def test_holdout_is_stable_and_close_to_the_percentage():
     assert 1800 < held < 2200
     assert not any(is_held_out("tier1", account_id, 0) for account_id in range(1000))
     # the documented formula, so that SQL or another language can reproduce it
-    import hashlib
 
     digest = hashlib.sha256(b"tier1:42").digest()
     assert bucket("tier1", 42) == int.from_bytes(digest[:8], "big") / 2**64 * 100

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from jsonschema import Draft202012Validator
+from ruamel.yaml import YAML
 
 from playbooks import json_schema, load
 from playbooks.conditions import (
@@ -55,8 +56,6 @@ def test_a_playbook_with_opportunity_conditions_loads_and_reads_as_written():
 
 
 def test_the_json_schema_accepts_what_the_validator_accepts():
-    from ruamel.yaml import YAML
-
     errors = list(Draft202012Validator(json_schema.build()).iter_errors(YAML(typ="safe").load(PLAYBOOK)))
     assert errors == [], [e.message for e in errors]
 

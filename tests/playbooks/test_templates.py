@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -73,8 +74,6 @@ def test_html_to_text_keeps_links_and_drops_markup():
 
 
 def _example(name: str):
-    from pathlib import Path
-
     path = Path(__file__).parents[2] / "playbooks" / "examples" / name
     return load(path.read_text(), name, Workspace.default()).playbook
 

@@ -3,6 +3,7 @@ step each variant sends."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
@@ -13,6 +14,7 @@ from ruamel.yaml import YAML
 from playbooks import Playbook, load
 from playbooks.json_schema import build
 from playbooks.variants import Variant, apply, assign, contact_bucket, shares
+from tests.playbooks.conftest import corpus_workspace
 
 SOURCE = """version: 1
 key: ab-test
@@ -39,8 +41,6 @@ steps:
 
 
 def _load(source: str = SOURCE, workspace=None):
-    from tests.playbooks.conftest import corpus_workspace
-
     return load(source, "ab.yaml", workspace or corpus_workspace())
 
 
@@ -102,7 +102,6 @@ def test_assignment_is_stable_and_independent_of_the_order_contacts_come_in():
     again = {cid: assign("ab-test", "intro", cid, VARIANTS).name for cid in reversed(range(500))}
     assert first == again
     # The bucket is SHA-256 of "key:step:contact", the holdout's rule: recomputed by hand here.
-    import hashlib
 
     digest = hashlib.sha256(b"ab-test:intro:42").digest()
     assert contact_bucket("ab-test", "intro", 42) == int.from_bytes(digest[:8], "big") / 2**64 * 100

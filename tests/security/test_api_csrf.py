@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 
 from abm.db import db
 from abm.models import Event, Playbook, User
+from abm.services import connectors
+from abm.services import playbooks as playbook_service
 from tests.engine.test_api_cli import GOOD
 
 #: What a cross-site ``<form enctype="text/plain">`` sends: ``name=value`` with the
@@ -71,9 +73,6 @@ def test_a_bad_bearer_token_is_not_rescued_by_the_session(as_role, page_token):
 
 
 def test_cross_site_forms_cannot_activate_import_or_send_events(as_role, page_token, tmp_path):
-    from abm.services import connectors
-    from abm.services import playbooks as playbook_service
-
     manager = as_role("manager")
     connectors.create({"type": "log", "name": "log", "settings": {"path": str(tmp_path / "sent.jsonl")},
                        "default": ["email"]})

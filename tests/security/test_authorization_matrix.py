@@ -18,6 +18,10 @@ import re
 import pytest
 from flask import g
 
+from abm.auth import issue_token
+from abm.db import db
+from abm.models import ROLES as MODEL_ROLES
+
 ROLES = ("admin", "manager", "ae")
 ALL = ROLES
 MANAGERS = ("admin", "manager")
@@ -224,9 +228,6 @@ def _refusal(resp, api: bool) -> str | None:
 @pytest.fixture
 def callers(pages, quick_user):
     """caller(role or None) -> a function (method, url) -> response, as that role."""
-    from abm.auth import issue_token
-    from abm.db import db
-
     users = {role: quick_user(role) for role in ROLES}
     client = pages.test_client()
 
@@ -263,8 +264,6 @@ def _suggest(app, keys) -> str:
 
 
 def test_every_route_has_an_entry(app):
-    from abm.models import ROLES as MODEL_ROLES
-
     assert set(MODEL_ROLES) == set(ROLES), "a role was added or renamed: give it its column here"
     served = routes(app)
     missing = [key for key in served if key not in MATRIX]

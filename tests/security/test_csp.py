@@ -7,6 +7,12 @@ import re
 
 import pytest
 
+from abm.services import connectors
+from abm.services import playbooks as playbook_service
+from abm.web.csp import HEADER
+from tests.engine.conftest import make_account
+from tests.engine.test_api_cli import GOOD
+
 SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b([^>]*)>", re.I)
 HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I)
 
@@ -60,11 +66,6 @@ def test_every_page_has_a_strict_policy_and_every_script_its_nonce(as_role):
 
 def test_pages_of_objects_carry_the_nonce_too(as_role, tmp_path):
     """The pages that need an object (an account, a playbook and its editor and plan)."""
-    from abm.services import connectors
-    from abm.services import playbooks as playbook_service
-    from tests.engine.conftest import make_account
-    from tests.engine.test_api_cli import GOOD
-
     admin = as_role("admin")
     account = make_account("Acme")
     connectors.create({"type": "log", "name": "log", "settings": {"path": str(tmp_path / "sent.jsonl")},
@@ -81,7 +82,6 @@ def test_public_pages_have_it_too(pages):
 
 
 def test_a_view_keeps_its_own_stricter_policy(app):
-    from abm.web.csp import HEADER
 
     @app.get("/__csp_probe")
     def _probe():

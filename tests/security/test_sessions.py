@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 
+import config
+from abm.auth import issue_token
 from abm.db import db
 from abm.models import ApiToken, AuditLog
+from abm.services.users import end_sessions
 
 COOKIES = ("session", "remember_token")
 
@@ -62,8 +66,6 @@ def test_logout_ends_the_sessions_on_other_devices_too(pages, quick_user):
 
 
 def test_a_password_change_ends_every_session_but_not_the_api_tokens(pages, quick_user, runner):
-    from abm.auth import issue_token
-
     user = quick_user("admin")
     client = _login(pages, user)
     cookies = _captured(client)
@@ -80,9 +82,6 @@ def test_a_password_change_ends_every_session_but_not_the_api_tokens(pages, quic
 
 
 def test_end_sessions_can_revoke_the_tokens_for_good(pages, quick_user):
-    from abm.auth import issue_token
-    from abm.services.users import end_sessions
-
     user = quick_user("manager")
     client = _login(pages, user)
     token = issue_token(user, "ci")
@@ -97,8 +96,6 @@ def test_end_sessions_can_revoke_the_tokens_for_good(pages, quick_user):
 def test_a_cookie_without_a_session_version_is_refused(pages, quick_user):
     """A cookie signed with the right key but naming only the user id (as before session
     versions) does not log anyone in."""
-    from flask.sessions import SecureCookieSessionInterface
-
     user = quick_user("admin")
     serializer = SecureCookieSessionInterface().get_signing_serializer(pages)
     forged = serializer.dumps({"_user_id": str(user.id), "_fresh": True})
@@ -117,8 +114,6 @@ def test_cookie_attributes(pages, quick_user):
 
 
 def test_production_cookies_are_secure(monkeypatch, tmp_path):
-    import config
-
     monkeypatch.setenv("ABM_INSTANCE_PATH", str(tmp_path))
     cfg = config.ProductionConfig()
     assert cfg.SESSION_COOKIE_SECURE and cfg.REMEMBER_COOKIE_SECURE

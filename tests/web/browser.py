@@ -37,6 +37,12 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
+
+from abm.db import db
+from abm.services.users import create_user
+from tests.conftest import empty_database, make_app
 
 CHROMIUM = os.environ.get("ABM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,9 +53,6 @@ LAPTOP = {"width": 1280, "height": 800}
 
 @pytest.fixture
 def live_app(instance_dir, redis_url):
-    from abm.db import db
-    from tests.conftest import empty_database, make_app
-
     application = make_app("sqlite", instance_dir, redis_url, WTF_CSRF_ENABLED=True)
     empty_database(db.engine)
     redis_lib.Redis.from_url(redis_url).flushdb()
@@ -79,8 +82,6 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(live_app, tmp_path):
-    from werkzeug.serving import make_server
-
     server = make_server("127.0.0.1", 0, live_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -95,11 +96,6 @@ def live_server(live_app, tmp_path):
 def cheap_user_factory():
     """make(role, email=None, password="password123", name="") -> a committed user whose
     password hash is cheap (scrypt costs about half a second a hash here)."""
-    from werkzeug.security import generate_password_hash
-
-    from abm.db import db
-    from abm.services.users import create_user
-
     counter = {"n": 0}
 
     def _make(role: str = "admin", email: str | None = None, password: str = "password123", name: str = ""):
@@ -124,7 +120,7 @@ def chromium():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"Chromium is required in CI (CI=true) and is missing at {CHROMIUM}")
         pytest.skip(f"no Chromium at {CHROMIUM} (set ABM_CHROMIUM or install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only when a browser test runs (this plugin loads for every run)
 
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import pytest
 from flask import g
 
+from tests.web.browser import cheap_user_factory
+
 
 @pytest.fixture
 def pages(app):
@@ -42,8 +44,6 @@ def login(pages):
 
 @pytest.fixture
 def quick_user(app):
-    from tests.web.browser import cheap_user_factory
-
     return cheap_user_factory()
 
 

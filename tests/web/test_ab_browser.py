@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from abm.db import db, utcnow
 from abm.models import Account, Contact, Event, Touch
+from abm.services import connectors
 from abm.services import playbooks as service
 from workers import dispatcher
 
@@ -39,8 +40,6 @@ N = 30
 
 @pytest.fixture
 def world(live_app, make_live_user):
-    from abm.services import connectors
-
     connectors.ensure_demo_connectors()
     db.session.add_all(Account(name=f"Acct {i:02d}", domain=f"acct{i:02d}.example", tier=1, stage="target")
                        for i in range(N))

@@ -18,11 +18,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from sqlalchemy import select, update
 
 from abm.db import db, utcnow
 from abm.models import Account, Alert, Enrollment, Event, Touch, User
 from abm.models import Playbook as PlaybookRow
+from abm.services import demo, segments
+from abm.services import playbooks as playbook_service
+from abm.services.imports import runs
+from abm.web.outbox import boxes
+from connectors.base import ConnectorContext
+from connectors.base import Touch as OutgoingTouch
+from connectors.outbox import OutboxConnector
+from workers import dispatcher
 
 SERIOUS = ("serious", "critical")
 PASSWORDS = {"admin": "demo-admin", "manager": "demo-manager", "ae": "demo-avery"}
@@ -54,14 +63,6 @@ PUBLIC = ("/login", "/reset/")
 
 def _seed(live_server) -> dict:
     """The demo's data and what it lacks (module docstring); the keys of the pages."""
-    from abm.services import demo, segments
-    from abm.services import playbooks as playbook_service
-    from abm.services.imports import runs
-    from connectors.base import ConnectorContext
-    from connectors.base import Touch as OutgoingTouch
-    from connectors.outbox import OutboxConnector
-    from workers import dispatcher
-
     now = utcnow()
     demo.prepare(accounts=40, now=now)
     users = {u.role: u for u in db.session.execute(select(User).where(User.email.in_(
@@ -108,7 +109,8 @@ def _seed(live_server) -> dict:
     runs.execute(run.id)
 
     # emails in the Outbox, written by the outbox connector for real touches
-    outbox_dir = live_server.app.config["OUTBOX_DIR"]
+    outbox_dir = str(live_server.tmp / "outbox")  # the test's own: the instance folder is the session's
+    live_server.app.config["OUTBOX_DIR"] = outbox_dir
     connector = OutboxConnector("outbox", {"from_email": "news@ourco.example", "tracking": False},
                                 ConnectorContext(outbox_dir=outbox_dir))
     accounts = {a.id: a for a in db.session.execute(select(Account).where(
@@ -129,8 +131,6 @@ def _seed(live_server) -> dict:
 
 def _keys(live_server, world: dict) -> dict[str, dict]:
     """The path arguments of each page that needs some."""
-    from abm.web.outbox import boxes
-
     [box] = [b for b in boxes() if str(b.path) == world["outbox_dir"]]
     email = sorted(p.name for p in box.path.glob("*.eml"))[0]
     return {
@@ -179,6 +179,7 @@ def _content(world: dict) -> dict[str, tuple[str, tuple | None]]:
         "/alerts?owner=team": ("li.alert-item", ("admin", "manager")),
         "/playbooks": (".pill.status-active", None),
         "/playbooks/ab-page": ("#ab-results table.ab-comparison td a", None),
+        "/playbooks/ab-page/diff": ("#diff-changed code", None),
         "/segments/tier-one": ("table.members tr[data-account] a", None),
         "/outbox": ("table.outbox tbody tr td a", None),
         "/outbox?playbook=ab-page": ("table.outbox tr[data-touch]", None),
@@ -195,8 +196,6 @@ def world(live_server):
 
 def axe_violations(page) -> dict[str, list]:
     """Serious and critical axe violations of ``page``: rule id -> its first nodes."""
-    from axe_playwright_python.sync_playwright import Axe
-
     violations = [v for v in Axe().run(page).response["violations"] if v["impact"] in SERIOUS]
     return {v["id"]: [n["target"] for n in v["nodes"]][:3] for v in violations}
 

@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from abm.auth import hash_token
 from abm.db import db
-from abm.models import ApiToken, AuditLog, User, WorkspaceSettings
+from abm.models import Account, ApiToken, AuditLog, User, WorkspaceSettings
+from abm.services import events, scores
 from abm.services import settings as settings_service
+from tests.engagement.test_scores import _line
 
 
 def test_only_admins_reach_admin_pages(as_role):
@@ -138,10 +140,6 @@ def test_settings_errors_are_shown_on_their_fields_and_nothing_is_saved(as_role)
 
 
 def test_url_rules_stage_map_and_heat_are_edited_tried_and_previewed(as_role):
-    from abm.models import Account
-    from abm.services import events
-    from tests.engagement.test_scores import _line
-
     client = as_role("admin")
     html = client.get("/admin/settings?test_url=https://www.vendor.example/pricing/teams").get_data(as_text=True)
     assert "Rule <code>/pricing</code> matches:\n    a visit there counts <strong>8</strong> points." in html
@@ -183,9 +181,6 @@ def test_the_preview_tells_what_weights_thresholds_half_life_and_heat_would_chan
     accounts would move and from which level to which (weights, thresholds, half-life), or
     why nothing moves (honest heat applies to events as they arrive); nothing is saved, and
     the form keeps what was typed (so Save saves what was previewed)."""
-    from abm.models import Account
-    from abm.services import events, scores
-    from tests.engagement.test_scores import _line
 
     for name in ("Acme", "Globex", "Initech", "Umbrella"):
         db.session.add(Account(name=name, domain=f"{name.lower()}.example", stage="aware"))
@@ -233,10 +228,6 @@ def test_the_preview_tells_what_weights_thresholds_half_life_and_heat_would_chan
 
 @pytest.mark.browser
 def test_in_a_browser_a_url_rule_changes_a_visits_weight(live_server, new_page, make_live_user):
-    from abm.models import Account
-    from abm.services import events, scores
-    from tests.engagement.test_scores import _line
-
     admin = make_live_user("admin")
     account = Account(name="Acme", domain="acme.example", stage="aware")
     db.session.add(account)

@@ -11,14 +11,12 @@ import pytest
 
 from abm.db import db, utcnow
 from abm.models import Account, Alert, Contact, Opportunity
-from abm.services import events
+from abm.services import engine_hooks, events
 from tests.engagement.test_scores import _line
 
 
 @pytest.fixture(autouse=True)
 def _quiet_engine(monkeypatch):
-    from abm.services import engine_hooks
-
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
 
 
@@ -103,8 +101,6 @@ def test_sellers_see_their_own_and_managers_the_team(as_role, quick_user):
 
 @pytest.mark.browser
 def test_in_a_browser_a_seller_reads_acknowledges_and_snoozes(live_server, new_page, make_live_user, monkeypatch):
-    from abm.services import engine_hooks
-
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
     seller = make_live_user("ae", email="sam@example.com", name="Sam Seller")
     seed(seller, make_live_user("ae"))

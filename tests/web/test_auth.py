@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+
 from abm.db import db
+from abm.models import User
+from tests.conftest import make_app
 
 OPEN_REDIRECTS = [
     "//evil.example/", "https://evil.example/", "http:evil.example", "/\\evil.example", "\\\\evil.example",
@@ -91,8 +95,6 @@ def test_logout_is_a_post_and_ends_the_session(as_role):
 
 
 def test_csrf_rejects_forms_without_the_token(app, backend, instance_dir, redis_url, quick_user):
-    from tests.conftest import make_app
-
     user = quick_user("admin")
     csrf_app = make_app(backend, instance_dir, redis_url, WTF_CSRF_ENABLED=True)
     client = csrf_app.test_client()
@@ -112,7 +114,4 @@ def test_csrf_rejects_forms_without_the_token(app, backend, instance_dir, redis_
     assert client.post("/accounts/1/stage", data={"stage": "aware"}).status_code == 400
     assert client.post("/imports", data={"kind": "accounts"}).status_code == 400
     with csrf_app.app_context():
-        from sqlalchemy import select
-
-        from abm.models import User
         assert db.session.execute(select(User).where(User.email == "x@example.com")).first() is None

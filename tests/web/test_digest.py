@@ -14,8 +14,10 @@ import pytest
 from abm.db import db
 from abm.models import Account, Contact, Enrollment, Playbook, PlaybookVersion
 from abm.services import connectors as connector_service
-from abm.services import digest, events
+from abm.services import digest, engine_hooks, events
+from tests.connectors.fakes.slack import slack_api_app
 from tests.connectors.fakes.smtp_server import smtp_server
+from tests.connectors.harness import serve
 from workers import digest_jobs
 
 MONDAY_9_PARIS = datetime(2026, 6, 22, 7, 5, tzinfo=UTC)  # 09:05 in Paris, 07:05 UTC
@@ -23,8 +25,6 @@ MONDAY_9_PARIS = datetime(2026, 6, 22, 7, 5, tzinfo=UTC)  # 09:05 in Paris, 07:0
 
 @pytest.fixture(autouse=True)
 def _quiet_engine(monkeypatch):
-    from abm.services import engine_hooks
-
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
 
 
@@ -90,9 +90,6 @@ def test_each_seller_gets_their_digest_on_their_monday_morning(pages, quick_user
 
 
 def test_where_slack_is_configured_the_seller_also_gets_a_direct_message(pages, quick_user):
-    from tests.connectors.fakes.slack import slack_api_app
-    from tests.connectors.harness import serve
-
     sam, _kim, _boss = _world(quick_user)
     admin = quick_user("admin")
     with smtp_server() as mail, serve(slack_api_app(token="xoxb-good", users={"sam@example.com": "U0SAM"})) as slack:

@@ -14,8 +14,9 @@ import pytest
 
 from abm.db import db, utcnow
 from abm.models import Account, Alert, Contact, Enrollment, Playbook, PlaybookVersion, StageChange, Touch
-from abm.services import events
+from abm.services import engine_hooks, events, sales_view
 from abm.services import settings as settings_service
+from abm.web.engagement import ago
 from tests.web import browser
 
 PHONE = browser.PHONE
@@ -29,8 +30,6 @@ def _line(etype, days_ago=0.0, now=None, **fields):
 @pytest.fixture(autouse=True)
 def _quiet_engine(monkeypatch):
     """The drain tells the engine about engagement; the engine's own tests cover that."""
-    from abm.services import engine_hooks
-
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
 
 
@@ -152,8 +151,6 @@ def test_managers_pick_an_owner_and_account_executives_may_not(as_role, quick_us
 
 
 def test_last_touch_reads_as_a_person_would_say_it():
-    from abm.web.engagement import ago
-
     now = utcnow()
     assert [ago(now - timedelta(days=d, hours=1), now) for d in (0, 1, 6, 13, 20, 59, 75, 400)] == [
         "today", "1 day ago", "6 days ago", "13 days ago", "2 weeks ago", "8 weeks ago", "2 months ago",
@@ -259,8 +256,6 @@ def test_an_account_with_nothing_yet_says_so(as_role):
 # -- the snippet page and the navigation ---------------------------------------------
 
 def test_snippet_page_gives_the_tag_for_managers_only(as_role):
-    from abm.services import settings as settings_service
-
     manager = as_role("manager")
     html = manager.get("/engagement/snippet").get_data(as_text=True)
     assert 'id="no-sites"' in html and 'id="snippet-tag"' not in html  # no site set up: no tag to paste
@@ -337,8 +332,6 @@ def _wider_than_the_screen(page) -> list[str]:
 
 @pytest.mark.browser
 def test_in_a_browser_an_ae_reads_and_clicks_through(live_server, new_page, make_live_user, monkeypatch):
-    from abm.services import engine_hooks
-
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
     ae = make_live_user("ae", email="sam@example.com", name="Sam Seller")
     w = seed(ae, make_live_user("ae"))
@@ -391,7 +384,6 @@ def test_in_a_browser_an_ae_reads_and_clicks_through(live_server, new_page, make
 def test_in_a_browser_the_snippet_page_copies_the_tag(live_server, new_page, make_live_user):
     admin = make_live_user("admin")
     page = new_page()
-    from abm.services import settings as settings_service
 
     settings_service.update({"sites": [{"name": "www", "origins": ["https://www.example.com"]}]})
     live_server.login(page, admin)
@@ -402,8 +394,6 @@ def test_in_a_browser_the_snippet_page_copies_the_tag(live_server, new_page, mak
 
 
 def test_my_accounts_filters_pages_and_the_saved_default(as_role, quick_user, monkeypatch):
-    from abm.services import sales_view
-
     client = as_role("ae")
     w = seed(client.user, quick_user("ae", email="other@example.com"))
     html = client.get("/engagement/mine?q=glob").get_data(as_text=True)
@@ -443,8 +433,6 @@ def test_the_level_pill_and_the_breakdown_say_what_drove_the_score(as_role, quic
                      r"<strong>1[45]\.\d</strong> from passive exposure \(ad impressions, email opens\), "
                      r"at most 15 points per 30 days\.", html)
     assert 'data-driven-by="passive">cold' not in html  # cold says nothing of what drove it
-
-    from abm.services import settings as settings_service
 
     heat = dict(settings_service.current()["heat"], passive_cap={"points": None, "days": 30})
     settings_service.update({"heat": heat})

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, Contact
+from abm.models import Account, Contact, ImportFile
 from tests.imports.jobs import run_import_jobs
 
 ACCOUNTS_CSV = (
@@ -121,8 +121,6 @@ def test_each_sample_file_downloads_and_imports_without_a_problem(as_role):
 
 
 def test_a_failed_import_says_why(as_role):
-    from abm.models import ImportFile
-
     client = as_role("manager")
     resp = _upload(client, "accounts", "domain\na.example\n")
     db.session.execute(ImportFile.__table__.delete())  # the file is gone before a worker reads it

@@ -4,12 +4,17 @@ topics researched, and the visits identified from the account's network."""
 from __future__ import annotations
 
 import io
+import re
+
+from sqlalchemy import insert
 
 from abm.db import db, utcnow
 from abm.models import Account
 from abm.services import events, fit, intent, networks
+from abm.services import settings as settings_service
 from tests.engagement.conftest import add_site
 from tests.engagement.test_identification import SITE, beacon
+from tests.fit.test_fit import generate
 
 
 def test_a_seller_sees_why_an_account_is_in_market(pages, as_role):
@@ -44,10 +49,6 @@ def test_a_seller_sees_why_an_account_is_in_market(pages, as_role):
 
 
 def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_role):
-    import re
-
-    from sqlalchemy import insert
-
     rows = [("a", 85, "cold"), ("b", 72, "cold"), ("c", 70, "hot"), ("d", 55, "warm"), ("e", 12, "hot"),
             ("f", None, "cold")]
     db.session.execute(insert(Account), [{"name": n, "domain": f"{n}.example", "stage": "target", "fit_score": f,
@@ -71,8 +72,6 @@ def test_the_fit_by_engagement_matrix_counts_and_opens_its_accounts(pages, as_ro
 
 
 def test_the_admin_reads_the_model_and_edits_fit_rules_with_located_errors(pages, as_role):
-    from tests.fit.test_fit import generate
-
     generate(400)
     fit.refresh(retrain=True)
     admin = as_role("admin")
@@ -86,7 +85,6 @@ def test_the_admin_reads_the_model_and_edits_fit_rules_with_located_errors(pages
                                                        '"points": 50}], "model": {"enabled": false, '
                                                        '"min_outcomes": 40, "l2": 1.0}}'})
     assert good.status_code == 302
-    from abm.services import settings as settings_service
 
     assert settings_service.current()["fit"]["rules"][0]["label"] == "Banks"
     manager = as_role("manager")

@@ -8,6 +8,7 @@ import pytest
 
 from abm.db import db
 from abm.models import Account, Contact
+from abm.services import connectors
 
 pytestmark = pytest.mark.browser
 
@@ -26,8 +27,6 @@ steps:
 
 @pytest.fixture
 def world(live_app, make_live_user):
-    from abm.services import connectors
-
     connectors.ensure_demo_connectors()
     manager = make_live_user("manager", email="mia@example.com", name="Mia Manager")
     accounts = [Account(name="Acme", domain="acme.example", stage="target", tier=1),

@@ -11,9 +11,13 @@ from sqlalchemy import select
 
 from abm.db import db
 from abm.models import Account, Contact, Enrollment, PlaybookVersion
+from abm.services import connectors
+from abm.services import playbooks as service
+from abm.web import outbox as outbox_page
 from connectors.base import ConnectorContext, Touch
 from connectors.outbox import OutboxConnector, eml_name
-from tests.engine.conftest import make_account
+from tests.engine.conftest import make_account, run_worker
+from workers import dispatcher
 
 PLAYBOOK = """version: 1
 key: outbox-pb
@@ -57,9 +61,6 @@ def _write(directory, touch: Touch, mtime: float | None = None):
 
 
 def _enrollment() -> Enrollment:
-    from abm.services import connectors
-    from abm.services import playbooks as service
-
     connectors.ensure_demo_connectors()
     db.session.commit()
     row, _ = service.apply(PLAYBOOK)
@@ -97,8 +98,6 @@ def test_outbox_lists_emails_newest_first_with_account_and_playbook(as_role, out
 
 
 def test_outbox_pages_go_from_newest_to_oldest(as_role, outbox_dir, monkeypatch):
-    from abm.web import outbox as outbox_page
-
     client = as_role("manager")
     assert "The outbox is empty" in client.get("/outbox").get_data(as_text=True)  # no folder yet
     monkeypatch.setattr(outbox_page, "PAGE_SIZE", 2)
@@ -167,8 +166,6 @@ def test_outbox_roles_bad_names_and_plain_text_emails(as_role, outbox_dir, app):
 
 
 def test_an_outbox_connector_with_its_own_folder_is_listed_too(as_role, outbox_dir, tmp_path):
-    from abm.services import connectors
-
     other = tmp_path / "campaign-box"
     connectors.create({"type": "outbox", "name": "campaign", "settings": {"directory": str(other)}, "default": []})
     db.session.commit()
@@ -230,12 +227,6 @@ def _subjects(html: str) -> list[str]:
 
 def test_the_outbox_is_searched_filtered_and_paged_by_the_touches_behind_its_emails(app, as_role, outbox_dir,
                                                                                   monkeypatch):
-    from abm.services import connectors
-    from abm.services import playbooks as service
-    from abm.web import outbox as outbox_page
-    from tests.engine.conftest import run_worker
-    from workers import dispatcher
-
     connectors.ensure_demo_connectors()
     db.session.commit()
     for name in ("Acme", "Birch", "Cedar"):

@@ -9,9 +9,15 @@ import pytest
 from sqlalchemy import func, select
 
 from abm.db import db
-from abm.models import Enrollment, PlaybookVersion, Touch
+from abm.models import Enrollment, Event, PlaybookVersion, Touch
 from abm.models import Playbook as PlaybookRow
+from abm.services import connectors as connector_service
+from abm.services import connectors as service
+from abm.services import playbooks as playbook_service
+from tests.conftest import make_app
 from tests.engine.conftest import make_account
+from tests.engine.conftest import make_account as make
+from workers import dispatcher
 
 GOOD = """version: 1
 key: web-pb
@@ -50,8 +56,6 @@ steps:
 @pytest.fixture
 def connectors(app):
     """The demo connectors (outbox for email, log for the rest), as a fresh install has."""
-    from abm.services import connectors as service
-
     service.ensure_demo_connectors()
     db.session.commit()
 
@@ -258,8 +262,6 @@ def test_page_draws_enrollments_funnel_touches_and_failures(as_role, connectors)
 
 
 def test_forms_need_the_csrf_token(app, backend, instance_dir, redis_url, quick_user, connectors):
-    from tests.conftest import make_app
-
     user = quick_user("manager")
     csrf_app = make_app(backend, instance_dir, redis_url, WTF_CSRF_ENABLED=True)
     client = csrf_app.test_client()
@@ -281,8 +283,6 @@ def test_forms_need_the_csrf_token(app, backend, instance_dir, redis_url, quick_
 
 @pytest.mark.browser
 def test_in_a_browser_the_editor_highlights_the_error_lines(live_server, new_page, make_live_user):
-    from abm.services import connectors as connector_service
-
     connector_service.ensure_demo_connectors()
     db.session.commit()
     make_account("Alpha")
@@ -392,8 +392,6 @@ def test_only_those_who_may_edit_see_open_in_the_editor_on_the_plan(as_role, con
         assert editor_link in as_role(role).get("/playbooks/web-pb/plan").get_data(as_text=True), role
 
 def test_change_control_on_the_playbook_page(as_role, connectors):
-    from tests.engine.conftest import make_account as make
-
     make("Zeta")
     client = as_role("manager")
     _apply(client)
@@ -427,9 +425,6 @@ def test_change_control_on_the_playbook_page(as_role, connectors):
 
 
 def test_each_step_result_opens_the_touches_behind_it(as_role, connectors):
-    from abm.models import Event
-    from workers import dispatcher
-
     make_account("Alpha")
     make_account("Aleph", contacts=(("decision_maker", "CEO"), ("decision_maker", "CFO")))
     client = as_role("manager")
@@ -499,8 +494,6 @@ def _touches_of(html: str, step: str) -> str:
 
 
 def test_the_page_dry_run_simulates_a_migration_when_asked(as_role, connectors):
-    from abm.services import playbooks as service
-
     make_account("Alpha")
     make_account("Beta")
     manager = as_role("manager")
@@ -526,7 +519,7 @@ def test_the_page_dry_run_simulates_a_migration_when_asked(as_role, connectors):
     assert _touches_of(moved, "hello") == "2"  # the moved enrollments' touches, on version 2
     assert "<strong>Subject:</strong> Hi there" in moved
     # The same service as the CLI's and the API's plan --migrate.
-    expected = service.plan(v2, "web-pb.yaml", migrate=True)
+    expected = playbook_service.plan(v2, "web-pb.yaml", migrate=True)
     assert (expected["moving"], expected["migration"]) == (2, [
         {"version": 1, "step": "hello", "state": "active", "to": "hello", "enrollments": 2}])
 

@@ -10,11 +10,13 @@ from email import message_from_bytes, policy
 
 import pytest
 from itsdangerous import TimestampSigner
+from rq import Queue
 from sqlalchemy import select
 
 from abm.auth import issue_token
 from abm.db import db
 from abm.models import Account, Alert, ApiToken, AuditLog, User
+from abm.redis_conn import get_redis
 from abm.services import connectors as connector_service
 from abm.services import user_admin
 from abm.services.users import UserError
@@ -77,9 +79,6 @@ def test_a_reset_link_is_emailed_works_once_and_expires(as_role, quick_user, pag
             "timeout": 5}}, admin.user.id)
         resp = admin.post(f"/admin/users/{seller.id}/reset", follow_redirects=True)
         assert "sam@example.com will get a password-reset link by email." in resp.get_data(as_text=True)
-        from rq import Queue
-
-        from abm.redis_conn import get_redis
 
         [job] = Queue("default", connection=get_redis()).jobs
         assert job.func_name == "workers.user_jobs.send_password_reset" and job.args == (seller.id,)
