@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 import connectors.registry as registry
 from abm.db import db, utcnow
@@ -45,20 +44,39 @@ def calls(app, tmp_path):
     StallingConnector.STALL = None
 
 
+class Database:
+    """The database as the jobs' heartbeats see it: ``down`` makes every renewal fail, as
+    a database out of reach does, so that claims run out for real."""
+
+    down = False
+
+
+@pytest.fixture
+def database(monkeypatch):
+    renew = leases.Lease.renew
+
+    def flaky_renew(lease):
+        if Database.down:
+            raise ConnectionError("the database is out of reach")
+        return renew(lease)
+
+    monkeypatch.setattr(leases.Lease, "renew", flaky_renew)
+    yield Database
+    Database.down = False
+
+
 def _recovery_and_another_job(ids: list[int], others: dict):
-    """While the job is stalled: its claims run out, recovery releases them, and another
-    job sends the last five."""
+    """While the job is stalled and its heartbeat cannot reach the database: its claims run
+    out, recovery releases them, and another job sends the last five."""
 
     def stall() -> None:
-        time.sleep(LEASE / 2 + 0.1)  # past the job's last confirmation: it must ask again
-        with db.engine.begin() as connection:
-            connection.execute(update(Touch).where(Touch.id.in_(ids), Touch.status == "queued")
-                               .values(claimed_at=utcnow() - timedelta(seconds=3 * LEASE)))
+        Database.down = True
+        time.sleep(LEASE + 0.3)  # no beat got through for a whole lease
         assert sorted(i for i, _ in delivery.lost(utcnow())) == ids
+        Database.down = False
         others.update(jobs.send_touches(ids[5:], "stall"))
 
     return stall
-
 
 
 def _touches(n: int) -> list[int]:
@@ -70,7 +88,7 @@ def _touches(n: int) -> list[int]:
     return sorted(db.session.execute(select(Touch.id)).scalars())
 
 
-def test_a_job_that_lost_its_lease_does_not_send_what_another_job_took(app, calls):
+def test_a_job_that_lost_its_lease_does_not_send_what_another_job_took(app, calls, database):
     ids = _touches(10)
     others: dict = {}
     StallingConnector.STALL = _recovery_and_another_job(ids, others)
@@ -84,14 +102,14 @@ def test_a_job_that_lost_its_lease_does_not_send_what_another_job_took(app, call
     assert set(db.session.execute(select(Touch.status)).scalars()) == {"sent"}
 
 
-def test_a_touch_claimed_again_is_no_longer_held(app, calls):
+def test_a_touch_claimed_again_is_no_longer_held(app, calls, database):
     ids = _touches(4)
     claimed = delivery.claim_rows(ids, utcnow(), ("id", "attempts"))
     with leases.heartbeat({r.id: r.attempts for r in claimed}) as lease:
         assert lease.held(ids) == ids  # just claimed: no question asked
-        db.session.execute(update(Touch).where(Touch.id.in_(ids[:2]))
-                           .values(claimed_at=utcnow() - timedelta(seconds=3 * LEASE)))
-        db.session.commit()
+        database.down = True
+        time.sleep(LEASE + 0.3)  # the claims ran out
         assert [r.id for r in delivery.claim_rows(ids[:2], utcnow())] == ids[:2]  # another job's claim
-        time.sleep(LEASE / 2 + 0.1)
+        database.down = False
+        # Nobody took the other two: they are still this job's (and renewed).
         assert lease.held(ids) == ids[2:]
