@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "heat": {"passive_types": ["ad_impression", "email_open", "email_delivered"],
              "passive_cap": {"points": 15, "days": 30}, "open_window_hours": 24},
     "crm_stage_map": {},
-    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "lookup_ip_days": 30,
+    "identification": {"enabled": True, "raw_ip_days": 7, "lookup_cache_days": 30, "lookup_ip_days": 7,
                        "stitch_days": 30},
     "intent": {"topics": {}, "default_topic_weight": 1.0, "alert_min_score": 60},
     "fit": {

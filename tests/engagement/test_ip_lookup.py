@@ -60,7 +60,7 @@ def test_an_unmatched_visit_is_matched_by_the_providers_company_domain_once(app,
 
 
 def test_look_ups_keep_a_full_address_no_longer_than_the_retention_setting(app, world):
-    """The hourly job replaces the address of a look-up older than ``lookup_ip_days`` (30 by
+    """The hourly job replaces the address of a look-up older than ``lookup_ip_days`` (7 by
     default) by its truncated network; the company found, and so the account, is kept."""
     assert ("workers.engagement_jobs.purge_lookup_addresses", "default", 3600) in scheduler.ENGAGEMENT
     now = utcnow()

@@ -281,7 +281,7 @@ def test_the_snippet_page_says_what_is_stored_for_how_long_and_who_is_known(as_r
                                              .get_data(as_text=True))).split())
     assert "stay anonymous" not in text
     assert "IP address" in text and "keeps its full address for 7 days" in text
-    assert "keeps the address it was asked about for 30 days" in text
+    assert "keeps the address it was asked about for 7 days" in text
     assert "recorded as that contact" in text and "in the 30 days before are then attributed to them" in text
     assert "never a person's" in text and "/24" in text and "IPinfo" in text
     ident = {**settings_service.current()["identification"], "raw_ip_days": 3, "stitch_days": 14,
