@@ -103,6 +103,16 @@ def users_role(email, role):
     click.echo(f"{user.email} is now {user.role}")
 
 
+@users_group.command("timezone", help="Set a user's time zone (an IANA name such as Europe/Paris; their weekly "
+                                      "digest goes on their Monday morning there); empty: the workspace's zone.")
+@click.argument("email")
+@click.argument("zone", default="")
+@with_appcontext
+def users_timezone(email, zone):
+    user = _admin_call(lambda: user_admin.set_timezone(user_admin.find(email), zone))
+    click.echo(f"{user.email} now has the time zone {user.timezone or 'of the workspace'}")
+
+
 @users_group.command("deactivate", help="Stop a user logging in; ends their sessions and revokes their API tokens.")
 @click.argument("email")
 @with_appcontext

@@ -16,6 +16,7 @@ in Redis.
 from __future__ import annotations
 
 import hashlib
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -65,6 +66,35 @@ def change_role(user: User, role: str, actor_id: int | None = None) -> User:
         _keep_an_admin(user, actor_id, "demote")
     _audit("user.role", user, actor_id, before=user.role, after=role)
     user.role = role
+    db.session.commit()
+    return user
+
+
+def valid_timezone(name: str | None) -> str | None:
+    """An IANA zone name as given (None when empty: the workspace's send-window zone); UserError otherwise."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris, "
+                        "or leave it empty for the workspace's zone") from None
+    if name not in available_timezones() and name != "UTC":
+        raise UserError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris, "
+                        "or leave it empty for the workspace's zone")
+    return name
+
+
+@rolls_back_on_error
+def set_timezone(user: User, name: str | None, actor_id: int | None = None) -> User:
+    """The user's time zone (their weekly digest goes on their Monday morning there);
+    empty means the workspace's send-window zone."""
+    zone = valid_timezone(name)
+    if zone == user.timezone:
+        return user
+    _audit("user.timezone", user, actor_id, before=user.timezone, after=zone)
+    user.timezone = zone
     db.session.commit()
     return user
 

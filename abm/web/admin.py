@@ -66,7 +66,7 @@ def revoke_token(token_id: int):
 
 DONE = {"role": "now has the role {role}", "deactivate": "is deactivated: their sessions and API tokens have ended",
         "reactivate": "is active again", "reset": "will get a password-reset link by email",
-        "delete": "is deleted"}
+        "delete": "is deleted", "timezone": "now has the time zone {timezone}"}
 
 
 @bp.post("/users/<int:user_id>/<action>")
@@ -78,7 +78,9 @@ def manage(user_id: int, action: str):
     user = users_service.get(user_id) or abort(404, description=f"user {user_id} not found")
     email = user.email
     try:
-        if action == "role":
+        if action == "timezone":
+            user_admin.set_timezone(user, request.form.get("timezone"), actor_id=current_user.id)
+        elif action == "role":
             user_admin.change_role(user, request.form.get("role", ""), actor_id=current_user.id)
         elif action == "deactivate":
             user_admin.deactivate(user, actor_id=current_user.id)
@@ -92,9 +94,14 @@ def manage(user_id: int, action: str):
             if moved:
                 flash(f"{moved} account(s) of {email} moved to {target.email}.", "info")
     except UserError as exc:
+        if action == "timezone":  # the page again, the field marked and what was typed kept
+            return _users_page(422, zone_form={"user_id": user.id, "timezone": request.form.get("timezone", "")},
+                               errors={f"timezone-{user.id}": [str(exc)]})
         flash(f"{email}: {exc}", "error")
         return redirect(url_for("admin.users"))
-    flash(f"{email} {DONE[action].format(role=request.form.get('role'))}.", "success")
+    done = DONE[action].format(role=request.form.get("role"),
+                                timezone=(user.timezone or "of the workspace") if action == "timezone" else "")
+    flash(f"{email} {done}.", "success")
     return redirect(url_for("admin.users"))
 
 

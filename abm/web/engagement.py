@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from abm.errors import ApiError
 from abm.models import User
-from abm.services import digest, identification, in_market, sales_view, scores
+from abm.services import digest, identification, in_market, sales_view, scores, user_admin
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
 from abm.services import users as users_service
@@ -59,6 +59,10 @@ def _owner_from_request() -> User:
 @bp.get("/engagement/mine")
 @role_required()
 def my_accounts():
+    return _my_accounts_page()
+
+
+def _my_accounts_page(status: int = 200, **extra):
     owner = _owner_from_request()
     own = owner.id == current_user.id
     saved = (current_user.preferences or {}).get("my_accounts") if own else None
@@ -82,7 +86,8 @@ def my_accounts():
         active=active, sort=filters["sort"], sorts=SORTS, own=own, stages=stages, levels=LEVELS,
         owners=users_service.active() if current_user.role in MANAGERS else [], link=link, saved=saved,
         from_default=own and saved and not asked,
-        digest_on=digest.enabled(current_user) if own and current_user.role in digest.READERS else None)
+        digest_on=digest.enabled(current_user) if own and current_user.role in digest.READERS else None,
+        **extra), status
 
 
 @bp.post("/engagement/mine/default")
@@ -177,6 +182,18 @@ def set_digest():
     digest.set_enabled(current_user, on)
     flash("Your weekly digest is on: it comes on Monday mornings." if on else "Your weekly digest is off.",
           "success")
+    return redirect(url_for("engagement.my_accounts"))
+
+
+@bp.post("/engagement/mine/timezone")
+@role_required()
+def set_timezone():
+    """The seller's own time zone (their digest goes on their Monday morning there)."""
+    try:
+        user_admin.set_timezone(current_user, request.form.get("timezone"), actor_id=current_user.id)
+    except users_service.UserError as exc:
+        return _my_accounts_page(422, zone_error=str(exc), zone_value=request.form.get("timezone", ""))
+    flash(f"Your time zone is now {current_user.timezone or 'the workspace’s'}.", "success")
     return redirect(url_for("engagement.my_accounts"))
 
 

@@ -171,6 +171,7 @@ MATRIX: dict[str, tuple | str] = {
     "POST /connectors/new": ADMIN,
     "POST /engagement/mine/default": ALL,
     "POST /engagement/mine/digest": ALL,
+    "POST /engagement/mine/timezone": ALL,
     "POST /hooks/<name>": PUBLIC,
     "POST /imports": MANAGERS,
     "POST /kpis/spend": MANAGERS,

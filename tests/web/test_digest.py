@@ -119,6 +119,21 @@ def test_a_seller_turns_the_digest_off_and_on(as_role, quick_user):
     assert [u.email for u, _ in digest.due(MONDAY_9_PARIS)] == [client.user.email]
 
 
+def test_a_seller_sets_their_own_time_zone(as_role):
+    client = as_role("ae")
+    resp = client.post("/engagement/mine/timezone", data={"timezone": "America/Los_Angeles"}, follow_redirects=True)
+    assert "Your time zone is now America/Los_Angeles." in resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert client.user.timezone == "America/Los_Angeles"
+    assert digest.due(MONDAY_9_PARIS) == []  # 00:05 in Los Angeles
+    assert [u.email for u, _ in digest.due(MONDAY_9_PARIS + timedelta(hours=9))] == [client.user.email]
+    bad = client.post("/engagement/mine/timezone", data={"timezone": "Atlantis/Capital"})
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'id="err-my-timezone"' in html and 'value="Atlantis/Capital"' in html
+    db.session.expire_all()
+    assert client.user.timezone == "America/Los_Angeles"
+
+
 @pytest.mark.browser
 def test_in_a_browser_a_seller_turns_the_digest_off(live_server, new_page, make_live_user):
     seller = make_live_user("ae", email="sam@example.com")

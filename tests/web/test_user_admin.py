@@ -6,6 +6,7 @@ reassigned; the same in `abm users`; and in a real browser."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
@@ -18,7 +19,7 @@ from abm.db import db
 from abm.models import Account, Alert, ApiToken, AuditLog, User
 from abm.redis_conn import get_redis
 from abm.services import connectors as connector_service
-from abm.services import user_admin
+from abm.services import digest, user_admin
 from abm.services.users import UserError
 from tests.connectors.fakes.smtp_server import smtp_server
 from workers import user_jobs
@@ -145,6 +146,42 @@ def test_the_same_in_abm_users(app, runner, make_user):
     assert moved.output == "sam@example.com deleted; 1 account(s) now owned by kim@example.com\n"
     assert db.session.scalars(select(Account.owner_id)).one() == other.id
     assert runner.invoke(args=["users", "role", "nobody@example.com", "ae"]).exit_code == 1
+
+
+def test_the_admin_sets_a_sellers_time_zone_and_their_digest_follows_it(as_role, quick_user):
+    admin = as_role("admin")
+    seller = quick_user("ae", email="sam@example.com")
+    resp = admin.post(f"/admin/users/{seller.id}/timezone", data={"timezone": "America/Los_Angeles"},
+                      follow_redirects=True)
+    assert "sam@example.com now has the time zone America/Los_Angeles." in resp.get_data(as_text=True)
+    assert _get(seller.id).timezone == "America/Los_Angeles"
+    monday_9_paris = datetime(2026, 6, 22, 7, 5, tzinfo=UTC)  # 00:05 in Los Angeles: not yet
+    monday_9_los_angeles = datetime(2026, 6, 22, 16, 5, tzinfo=UTC)
+    assert "sam@example.com" not in [u.email for u, _ in digest.due(monday_9_paris)]
+    assert ("sam@example.com", "2026-06-22") in [(u.email, week) for u, week in digest.due(monday_9_los_angeles)]
+    audit = db.session.scalars(select(AuditLog).where(AuditLog.action == "user.timezone")).one()
+    assert audit.details["after"] == "America/Los_Angeles" and audit.actor_id == admin.user.id
+
+    bad = admin.post(f"/admin/users/{seller.id}/timezone", data={"timezone": "Mars/Olympus_Mons"})
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert f'id="err-timezone-{seller.id}"' in html and "unknown time zone &#39;Mars/Olympus_Mons&#39;" in html
+    assert 'value="Mars/Olympus_Mons"' in html  # what was typed stays in the field
+    assert _get(seller.id).timezone == "America/Los_Angeles"  # nothing lost
+
+    admin.post(f"/admin/users/{seller.id}/timezone", data={"timezone": ""})
+    assert _get(seller.id).timezone is None  # back to the workspace's send-window zone
+    assert as_role("manager").post(f"/admin/users/{seller.id}/timezone", data={"timezone": "UTC"}).status_code == 403
+
+
+def test_abm_users_timezone(app, runner, make_user):
+    seller = make_user("ae", email="sam@example.com")
+    result = runner.invoke(args=["users", "timezone", "sam@example.com", "Asia/Tokyo"])
+    assert result.output == "sam@example.com now has the time zone Asia/Tokyo\n" and _get(seller.id).timezone == "Asia/Tokyo"
+    refused = runner.invoke(args=["users", "timezone", "sam@example.com", "Nowhere/Land"])
+    assert refused.exit_code == 1 and "unknown time zone" in refused.output and _get(seller.id).timezone == "Asia/Tokyo"
+    cleared = runner.invoke(args=["users", "timezone", "sam@example.com"])
+    assert cleared.exit_code == 0 and _get(seller.id).timezone is None
 
 
 @pytest.mark.browser
