@@ -90,7 +90,9 @@ def show(key: str):
                    for state in ENROLLMENT_STATES]
     reached = playbook_reads.funnel(row, pb.steps)
     touch_counts = service.touch_counts(key)
-    touches = [{"label": status, "value": touch_counts.get(status, 0)} for status in TOUCH_STATUSES]
+    touches = [{"label": status, "value": touch_counts.get(status, 0),
+                "href": url_for("touches.index", playbook=key, status=status) if touch_counts.get(status) else None}
+               for status in TOUCH_STATUSES]
     results = touch_search.step_results(row.id)
     return render_template(
         "web/playbooks/show.html", row=row, pb=pb, summary=summary, enrollments=enrollments,

@@ -541,3 +541,28 @@ def test_the_page_dry_run_simulates_a_migration_when_asked(as_role, connectors):
     nothing = client.get("/playbooks/web-pb/plan?migrate=1").get_data(as_text=True)
     assert mapping not in nothing and "2 active at v2 <code>hello</code> → <code>hello</code>" in nothing
     assert 'id="plan-moving">2<' in nothing and _touches_of(nothing, "hello") == "2"  # running, on version 2
+
+
+def test_each_touches_by_status_bar_opens_the_touches_it_counts(as_role, connectors):
+    make_account("Alpha")
+    make_account("Aleph", contacts=(("decision_maker", "CEO"), ("decision_maker", "CFO")))
+    client = as_role("manager")
+    _apply(client)
+    client.post("/playbooks/web-pb/activate")
+    dispatcher.dispatch(enqueue=False)
+    row = _playbook()
+    made = db.session.execute(select(Touch).where(Touch.playbook_id == row.id).order_by(Touch.id)).scalars().all()
+    made[0].status, made[0].error = "failed", "boom"
+    db.session.commit()
+    expected: dict[str, set[str]] = {}
+    for touch in made:
+        expected.setdefault(touch.status, set()).add(str(touch.id))
+    assert len(expected) >= 2
+    page = client.get("/playbooks/web-pb").get_data(as_text=True)
+    chart = re.search(r'<div class="touch-statuses">(.*?)</svg>', page, re.S).group(1)
+    linked = re.findall(r'<a href="([^"]+)">\s*<g class="bar-row">\s*<title>(\w+): (\d+)</title>', chart)
+    assert sorted(status for _, status, _ in linked) == sorted(expected)  # only the statuses with touches link
+    for href, status, n in linked:
+        listed = client.get(href.replace("&amp;", "&")).get_data(as_text=True)
+        rows = set(re.findall(r'<tr data-touch="(\d+)">', listed))
+        assert rows == expected[status] and len(rows) == int(n)
