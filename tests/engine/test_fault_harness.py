@@ -9,9 +9,13 @@ started again on the same port) and drops every PostgreSQL connection of the wor
 Counted at the receivers: no touch lost, and no more repeats than the per-call bound
 allows (docs/engine.md): a fault interrupts at most the calls in flight, one per worker
 killed and one per worker whose connection was dropped; a repeated call is one message for
-SMTP, one POST for the webhook, one request of at most 50 personalizations for SendGrid.
-Recovery runs every second here (the scheduler's runs every 15 s) with a 3 s lease, so
-that the run fits the suite.
+SMTP, one POST for the webhook, up to 50 emails for SendGrid (one request each when
+their bodies differ).
+Recovery runs every second here (the scheduler's runs every 15 s) with an 8 s lease, so
+that the run fits the suite. The stand-ins' client timeouts are a minute: a call the
+provider accepted but whose answer the client gave up on is a repeat too (the call was in
+flight), and on a loaded CI machine the stand-ins, which share the test's process, can be
+slow to answer; the harness counts the repeats of the faults it injects.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ ACCOUNTS = 700  # three touches each: 2,100
 KILLS = 10
 #: Workers whose call in flight a dropped connection can interrupt (both).
 WORKERS = 2
+LEASE = 8  # seconds: a worker starved of CPU for a few seconds keeps its claims
 SENDGRID_CALL = 50  # personalizations per mail/send (SendGridConnector.max_batch)
 
 PLAYBOOK = """version: 1
@@ -127,24 +132,20 @@ def _setup(smtp, grid, hook) -> None:
     db.session.commit()
     sender = {"from_email": "news@vendor.example", "from_name": "Vendor", "tracking": False}
     connectors.create({"type": "smtp", "name": "mail", "rate_limit": "1000/1", "settings": {
-        "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 10, **sender}})
+        "host": smtp.host, "port": smtp.port, "security": "none", "timeout": 60, **sender}})
     connectors.create({"type": "sendgrid", "name": "grid", "rate_limit": "1000/1", "settings": {
-        "api_key": "SG.good", "base_url": grid.base_url, "timeout": 10, **sender}})
+        "api_key": "SG.good", "base_url": grid.base_url, "timeout": 60, **sender}})
     connectors.create({"type": "webhook", "name": "hook", "rate_limit": "1000/1",
-                       "settings": {"url": hook.base_url + "/hooks/abm", "secret": SECRET, "timeout": 10}})
+                       "settings": {"url": hook.base_url + "/hooks/abm", "secret": SECRET, "timeout": 60}})
     service.apply(PLAYBOOK)
     service.activate("harness")
 
 
-def _sendgrid_counts(accepted: list[dict]) -> tuple[Counter, int]:
-    """Deliveries per touch key, and the requests that repeated a touch already accepted."""
-    seen: Counter = Counter()
-    repeated_calls = 0
-    for body in accepted:
-        keys = [p["custom_args"]["abm_touch_key"] for p in body["personalizations"]]
-        repeated_calls += any(key in seen for key in keys)
-        seen.update(keys)
-    return seen, repeated_calls
+def _sendgrid_counts(accepted: list[dict]) -> Counter:
+    """Deliveries per touch key. One engine call to SendGrid is up to 50 touches, sent as
+    one ``mail/send`` request per distinct message (personalized bodies: one per touch),
+    so an interrupted call repeats up to 50 requests; the bound counts touches."""
+    return Counter(p["custom_args"]["abm_touch_key"] for body in accepted for p in body["personalizations"])
 
 
 def _run_faults(app, own_redis, rng, sent_so_far, total, env) -> Counter:
@@ -183,8 +184,8 @@ def _run_faults(app, own_redis, rng, sent_so_far, total, env) -> Counter:
 
 def test_kills_a_restarted_redis_and_dropped_connections_lose_nothing(app, own_redis):
     rng = random.Random(12)
-    env = {"ABM_TOUCH_LEASE_SECONDS": "3"}
-    app.config["ABM_TOUCH_LEASE_SECONDS"] = 3
+    env = {"ABM_TOUCH_LEASE_SECONDS": str(LEASE)}
+    app.config["ABM_TOUCH_LEASE_SECONDS"] = LEASE
     total = 3 * ACCOUNTS
     hook = Receiver()
     grid_app = sendgrid_app()
@@ -198,7 +199,7 @@ def test_kills_a_restarted_redis_and_dropped_connections_lose_nothing(app, own_r
 
         mid_run = _run_faults(app, own_redis, rng, sent_so_far, total, env)
         mails = Counter(m.message["X-ABM-Touch"] for m in smtp.messages)
-        grids, grid_repeats = _sendgrid_counts(grid_app.config["ACCEPTED"])
+        grids = _sendgrid_counts(grid_app.config["ACCEPTED"])
         hooks = hook.delivered()
     # The faults came while there was sending to interrupt.
     assert mid_run["kill"] >= KILLS // 2 and mid_run["redis restarted"] and mid_run["connections dropped"], mid_run
@@ -208,5 +209,6 @@ def test_kills_a_restarted_redis_and_dropped_connections_lose_nothing(app, own_r
     interrupted = KILLS + WORKERS
     mail_repeats = sum(n - 1 for n in mails.values())
     hook_repeats = sum(n - 1 for n in hooks.values())
-    assert mail_repeats + hook_repeats + grid_repeats <= interrupted, (mail_repeats, hook_repeats, grid_repeats)
-    assert sum(n - 1 for n in grids.values()) <= SENDGRID_CALL * grid_repeats
+    grid_repeats = sum(n - 1 for n in grids.values())
+    grid_calls = -(-grid_repeats // SENDGRID_CALL)  # the fewest calls of 50 that repeat them
+    assert mail_repeats + hook_repeats + grid_calls <= interrupted, (mail_repeats, hook_repeats, grid_repeats)
