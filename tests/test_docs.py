@@ -13,13 +13,15 @@ from abm.cli import all_commands
 from abm.paths import ROOT
 
 EXAMPLES = sorted((ROOT / "playbooks" / "examples").glob("*.yaml"))
+#: The design notes beside a checkout, which a clone does not have (spelt in two parts so
+#: that this file does not name the path it looks for).
+OUTSIDE = "/".join(("shared", "spec"))
 
 
 def test_nothing_points_outside_the_repository_to_the_design_notes():
     files = [p for pattern in ("**/*.md", "**/*.py") for p in ROOT.glob(pattern)
              if not {".venv", "node_modules", ".git"} & set(p.parts)]
-    pointing = [str(p.relative_to(ROOT)) for p in files if "shared/spec" in p.read_text(errors="replace")
-                and p.name != Path(__file__).name]
+    pointing = [str(p.relative_to(ROOT)) for p in files if OUTSIDE in p.read_text(errors="replace")]
     assert pointing == []
 
 
