@@ -24,7 +24,8 @@ How changes are found (the state is in ``kpi_rollups`` under :data:`STATE_KEY`):
   and of the opportunities at its account created after it (the W-shaped model's lead);
 - opportunities: a snapshot of every one (account, creation, close, won, amount)
   compared with the last; one changed, new or deleted dirties its day, before and
-  after, and the days of the lead events at its account within the window before it;
+  after, and, when it is new, deleted, or moved (account or creation), the days of the
+  lead events at its account within the window before it (their outcome);
 - the settings that weigh (model, window, half-life, lead events), the groupings kept,
   the playbooks' keys and the accounts (how many, the largest id): any change
   recomputes every day.
@@ -195,19 +196,23 @@ def _lead_events_of(since_id: int, days: set[date]):
 
 def _around_opportunities(before: dict, after: dict, window: int) -> set[date]:
     """The days that new, changed or deleted opportunities may change: theirs (before and
-    after) and those of the lead events at their accounts within the window before."""
+    after) and, unless only its close, outcome or amount changed (the CRM's usual update),
+    those of the lead events at its account within the window before it."""
     dirty: set[date] = set()
     for oid in set(before) | set(after):
-        if before.get(oid) == after.get(oid):
+        old, new = before.get(oid), after.get(oid)
+        if old == new:
             continue
-        for version in (before.get(oid), after.get(oid)):
+        moved = old is None or new is None or old[:2] != new[:2]
+        for version in (old, new):
             if version is None:
                 continue
             account_id, created = version[0], datetime.fromisoformat(version[1])
             dirty.add(day_of(created))
-            dirty |= _days_in(select(Event.occurred_at).where(
-                *_lead_events(), Event.account_id == account_id,
-                Event.occurred_at >= created - timedelta(days=window + 1), Event.occurred_at <= created))
+            if moved:
+                dirty |= _days_in(select(Event.occurred_at).where(
+                    *_lead_events(), Event.account_id == account_id,
+                    Event.occurred_at >= created - timedelta(days=window + 1), Event.occurred_at <= created))
     return dirty
 
 

@@ -171,9 +171,13 @@ def test_a_refresh_recomputes_only_the_days_new_rows_reach(two_accounts):
     db.session.add(Opportunity(account_id=w["a"].id, name="p", amount=Decimal(5), created_at=NOW))
     db.session.commit()
     assert _refresh() == [_day(30), _day(0)]
-    # the opportunity of 20 days ago closes as won: its day, and the lead before it
+    # the opportunity of 20 days ago closes as won: its day only (the lead's outcome stands)
     opp = db.session.execute(select(Opportunity).where(Opportunity.name == "o")).scalar_one()
     opp.closed_at, opp.won = NOW, True
+    db.session.commit()
+    assert _refresh() == [_day(20)]
+    # ... and moves to B: its day, and the lead at A before it (now without an opportunity)
+    opp.account_id = w["b"].id
     db.session.commit()
     assert _refresh() == [_day(30), _day(20)]
     assert_days_add_up("linear", ("channel",))
