@@ -16,7 +16,8 @@ How changes are found (the state is in ``kpi_rollups`` under :data:`STATE_KEY`):
 
 - touches by ``updated_at`` (``ix_touches_updated``) since the last refresh, less
   :data:`OVERLAP` for transactions that committed late: each dirties the days of the
-  lead events and opportunities at its account within the window after it;
+  leads (a contact's first lead event) and opportunities at its account within the
+  window after it;
 - lead events inserted since (by id), and per day a fingerprint of the lead events of
   the days kept (their number and the sums of their ids, accounts and contacts), which
   catches events matched to an account or a contact after they arrived: each dirties
@@ -25,7 +26,7 @@ How changes are found (the state is in ``kpi_rollups`` under :data:`STATE_KEY`):
 - opportunities: a snapshot of every one (account, creation, close, won, amount)
   compared with the last; one changed, new or deleted dirties its day, before and
   after, and, when it is new, deleted, or moved (account or creation), the days of the
-  lead events at its account within the window before it (their outcome);
+  leads at its account within the window before it (their outcome);
 - the settings that weigh (model, window, half-life, lead events), the groupings kept,
   the playbooks' keys and the accounts (how many, the largest id): any change
   recomputes every day.
@@ -42,7 +43,8 @@ import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from abm.db import db, utcnow
 from abm.models import Account, Event, KpiDayPart, KpiRollup, Opportunity, Playbook, Touch
@@ -136,6 +138,15 @@ def _lead_events():
     return [Event.type.in_(kpis.lead_types()), Event.account_id.is_not(None)]
 
 
+def _first_leads():
+    """Lead events that are their contact's first at the account: the leads, whose
+    weights and outcome are what touches and opportunities change."""
+    earlier = aliased(Event)
+    return [*_lead_events(), Event.contact_id.is_not(None),
+            ~exists().where(earlier.contact_id == Event.contact_id, earlier.account_id == Event.account_id,
+                            earlier.type.in_(kpis.lead_types()), earlier.occurred_at < Event.occurred_at)]
+
+
 def lead_fingerprints(first: date, end: date) -> dict[str, list[int]]:
     """Per day of [first, end), the lead events' number and the sums of their ids,
     accounts and contacts."""
@@ -169,7 +180,7 @@ def _after_touches(since: datetime, window: int) -> set[date]:
         return and_(at_column >= t.c.sent_at, at_or_before(at_column, t.c.sent_at, window + 1))
 
     return (_days_in(select(Event.occurred_at).join(t, Event.account_id == t.c.account_id)
-                     .where(*_lead_events(), near(Event.occurred_at)))
+                     .where(*_first_leads(), near(Event.occurred_at)))
             | _days_in(select(Opportunity.created_at).join(t, Opportunity.account_id == t.c.account_id)
                        .where(near(Opportunity.created_at))))
 
@@ -211,7 +222,7 @@ def _around_opportunities(before: dict, after: dict, window: int) -> set[date]:
             dirty.add(day_of(created))
             if moved:
                 dirty |= _days_in(select(Event.occurred_at).where(
-                    *_lead_events(), Event.account_id == account_id,
+                    *_first_leads(), Event.account_id == account_id,
                     Event.occurred_at >= created - timedelta(days=window + 1), Event.occurred_at <= created))
     return dirty
 
