@@ -11,7 +11,8 @@ docs/engine.md ("What a crash can repeat").
   the job's fence: a job whose lease ran out anyway (a stalled process, missed beats)
   learns which touches it no longer holds, and does not send them.
 - :func:`mark` records one provider call's results as soon as the call returns (its own
-  short commit), so a worker killed afterwards repeats nothing it has sent.
+  short commit; on PostgreSQL one autocommit statement through the job's
+  :func:`recorder`), so a worker killed afterwards repeats nothing it has sent.
 - :func:`release` hands touches back after a retryable failure with a ``not_before``;
   :func:`retry_due` (each dispatcher pass) queues them again when that time comes.
 - :func:`lost` finds touches whose job is gone (a dead worker's expired claims, jobs
