@@ -90,7 +90,7 @@ def main() -> int:
             playbook_id = service.get("bench-dispatch").id
             workers = Workers(args.workers, instance, queues=("dispatch", "touches"))
             try:
-                time.sleep(3)
+                workers.wait_ready()
                 cpu = (workers.cpu_seconds(), postgres_cpu(database), time.process_time())
                 started = time.perf_counter()
                 dispatcher.run_dispatch()
