@@ -110,6 +110,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /playbooks/<key>": ALL,
     "GET /playbooks/<key>/diff": ALL,
     "GET /playbooks/<key>/edit": ALL,
+    "GET /playbooks/<key>/enrollments": ALL,
     "GET /playbooks/<key>/plan": ALL,
     "GET /playbooks/<key>/versions/<int:number>": ALL,
     "GET /playbooks/_new": ALL,

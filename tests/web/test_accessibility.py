@@ -142,6 +142,7 @@ def _keys(live_server, world: dict) -> dict[str, dict]:
         "playbooks.diff": {"key": "ab-page"},
         "playbooks.edit": {"key": "ab-page"},
         "playbooks.plan": {"key": "ab-page"},
+        "playbooks.enrollments": {"key": "ab-page"},
         "playbooks.version": {"key": "ab-page", "number": 1},
         "segments.show": {"name": "tier-one"},
         "segments.edit": {"name": "tier-one"},
@@ -156,7 +157,7 @@ def _pages(live_server, keys: dict[str, dict], world: dict) -> list[str]:
              "/touches?playbook=ab-page", "/touches?playbook=ab-page&variant=statement&result=clicked",
              "/outbox?playbook=ab-page", f"/playbooks/ab-page/plan?schedule_of={world['domain']}",
              "/playbooks/ab-page/diff?from=1&to=2", "/playbooks?status=active", "/accounts?q=a",
-             "/kpis?days=30"}
+             "/kpis?days=30", "/playbooks/ab-page/enrollments?reached=hello"}
     unknown = []
     for rule in live_server.app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.rule.startswith(NOT_PAGES + PUBLIC) \
@@ -178,8 +179,9 @@ def _content(world: dict) -> dict[str, tuple[str, tuple | None]]:
         "/alerts": ("li.alert-item", None),
         "/alerts?owner=team": ("li.alert-item", ("admin", "manager")),
         "/playbooks": (".pill.status-active", None),
-        "/playbooks/ab-page": ("#ab-results table.ab-comparison td a", None),
+        "/playbooks/ab-page": ("#ab-results table.ab-comparison td a, svg.pb-flow a.flow-count", None),
         "/playbooks/ab-page/diff": ("#diff-changed code", None),
+        "/playbooks/ab-page/enrollments?reached=hello": ("table.enrollments tr[data-enrollment] a", None),
         "/segments/tier-one": ("table.members tr[data-account] a", None),
         "/outbox": ("table.outbox tbody tr td a", None),
         "/outbox?playbook=ab-page": ("table.outbox tr[data-touch]", None),
