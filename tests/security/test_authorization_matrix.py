@@ -82,6 +82,8 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/settings": ADMIN,
     "GET /api/v1/touches": ALL,
     "GET /api/v1/users": ADMIN,
+    "GET /api/v1/users/<int:user_id>": ADMIN,  # and each user for themselves (tests/api/test_admin.py)
+    "GET /api/v1/users/me": ALL,
     "GET /connectors/": MANAGERS,
     "GET /connectors/<name>/edit": ADMIN,
     "GET /connectors/new": ADMIN,
@@ -129,6 +131,8 @@ MATRIX: dict[str, tuple | str] = {
     "PATCH /api/v1/connectors/<name>": ADMIN,
     "PATCH /api/v1/contacts/<int:contact_id>": MANAGERS,
     "PATCH /api/v1/opportunities/<int:opportunity_id>": MANAGERS,
+    "PATCH /api/v1/users/<int:user_id>": ADMIN,  # and each user for themselves (tests/api/test_admin.py)
+    "PATCH /api/v1/users/me": ALL,
     "POST /accounts/<int:account_id>/notes": ALL,
     "POST /accounts/<int:account_id>/stage": ALL,
     "POST /admin/in-market": ADMIN,
