@@ -43,6 +43,17 @@ def test_a_surge_file_becomes_intent_events_once_with_bad_rows_located(app, worl
     assert (again.events, again.duplicates) == (0, 3) and len(intents()) == 3
 
 
+def test_the_command_line_imports_a_surge_file_with_the_same_rule(app, world, runner, tmp_path):
+    path = tmp_path / "surge.csv"
+    path.write_text(SURGE)
+    result = runner.invoke(args=["intent", "import-surge", str(path), "--provider", "techtarget"])
+    assert result.exit_code == 1  # rows were rejected
+    assert "5 rows: 3 intent events stored, 0 already known, 1 kept for accounts that do not exist yet" in result.output
+    assert "row 5, column score: '150' is not a score from 0 to 100" in result.output
+    assert {e.properties["provider"] for e in intents()} == {"techtarget"}
+    assert runner.invoke(args=["intent", "import-surge", str(tmp_path / "missing.csv")]).exit_code == 2
+
+
 def test_a_file_without_the_needed_columns_is_refused_whole(app):
     with pytest.raises(intent.SurgeFileError, match="topic"):
         intent.import_surge(io.BytesIO(b"Domain,Score,Week\nacme.com,70,2026-11-23\n"))
