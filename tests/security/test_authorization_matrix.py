@@ -153,6 +153,7 @@ MATRIX: dict[str, tuple | str] = {
     "POST /api/v1/imports/accounts": MANAGERS,
     "POST /api/v1/imports/ad-engagement": MANAGERS,
     "POST /api/v1/imports/contacts": MANAGERS,
+    "POST /api/v1/imports/intent": MANAGERS,
     "POST /api/v1/opportunities": MANAGERS,
     "POST /api/v1/playbooks": MANAGERS,
     "POST /api/v1/playbooks/<key>/activate": MANAGERS,
