@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from abm.db import db, utcnow
 from abm.models import Account, Alert, Enrollment, Event, Touch, User
 from abm.models import Playbook as PlaybookRow
-from abm.services import demo, segments
+from abm.services import demo, segments, user_admin
 from abm.services import playbooks as playbook_service
 from abm.services.imports import runs
 from abm.web.outbox import boxes
@@ -241,11 +241,16 @@ def test_no_serious_or_critical_axe_violation_on_any_page_for_any_role(live_serv
 
 
 @pytest.mark.browser
-def test_no_serious_or_critical_axe_violation_on_the_public_pages(live_server, new_page):
+def test_no_serious_or_critical_axe_violation_on_the_public_pages(live_server, new_page, make_live_user):
+    """The login page and the password-reset page, both as the form (a genuine link) and
+    as the refusal (a bad one)."""
+    reset_form = "/reset/" + user_admin.reset_link(make_live_user("ae")).rsplit("/reset/", 1)[1]
     page = new_page()
     found = {}
-    for path in ("/login", "/reset/not-a-valid-token"):
+    for path in ("/login", reset_form, "/reset/not-a-valid-token"):
         page.goto(live_server.url + path)
+        if path == reset_form:
+            assert page.get_by_label("New password").is_visible()
         violations = axe_violations(page)
         if violations:
             found[path] = list(violations)
