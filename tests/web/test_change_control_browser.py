@@ -131,6 +131,7 @@ def test_the_manager_sends_a_test_of_an_email_step_to_themselves(live_server, br
         [received] = server.messages
     mail = message_from_bytes(received.raw, policy=policy.default)
     assert received.rcpt_tos == ["mia@example.com"] and mail["To"].addresses[0].addr_spec == "mia@example.com"
+    assert mail["To"].addresses[0].display_name == ""  # addressed to her, not under the contact's name
     assert mail["Subject"] == "[Test] Again Acme"
     assert "Still there, Carla?" in mail.get_body(("html",)).get_content()  # the chosen contact, not Dee
     assert db.session.execute(select(Enrollment)).first() is None  # a draft: nobody enrolled, nothing else sent
