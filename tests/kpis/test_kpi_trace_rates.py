@@ -226,3 +226,17 @@ def test_the_trends_and_models_pages_lead_back_with_their_filters(june_plus, as_
     page = as_role("ae").get(path).get_data(as_text=True)
     href = html_lib.unescape(re.search(r'<a class="button" href="([^"]+)">Back to the KPIs</a>', page).group(1))
     assert urlsplit(href).path == "/kpis" and {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()} == kept
+
+
+def test_each_figures_name_says_what_it_counts(june_plus, as_role):
+    """Three "engaged" counts on one page, each named for what it counts; the channel
+    card's rates by their glossary names; velocity in days."""
+    html = as_role("ae").get(f"/kpis?{JUNE}").get_data(as_text=True)
+    for name in ("Accounts engaged after a touch", "Reached accounts with any engagement in the period",
+                 "Accounts engaged after entering", "Accounts with a won deal after entering"):
+        assert name in html, name
+    assert '<span class="lift-metric">Engaged</span>' not in html and 'aria-label="engaged:' not in html
+    card = html[html.index("<h2>Conversion by channel</h2>"):]
+    card = card[:card.index("</section>")]
+    assert "<th>Leads that became opportunities</th><th>Closed opportunities won</th>" in card and "→" not in card
+    assert "marketing touches sent" in html
