@@ -82,6 +82,8 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/settings": ADMIN,
     "GET /api/v1/touches": ALL,
     "GET /api/v1/users": ADMIN,
+    "GET /api/v1/users/<int:user_id>": ADMIN,  # and each user for themselves (tests/api/test_admin.py)
+    "GET /api/v1/users/me": ALL,
     "GET /connectors/": MANAGERS,
     "GET /connectors/<name>/edit": ADMIN,
     "GET /connectors/new": ADMIN,
@@ -112,6 +114,7 @@ MATRIX: dict[str, tuple | str] = {
     "GET /playbooks/<key>": ALL,
     "GET /playbooks/<key>/diff": ALL,
     "GET /playbooks/<key>/edit": ALL,
+    "GET /playbooks/<key>/enrollments": ALL,
     "GET /playbooks/<key>/plan": ALL,
     "GET /playbooks/<key>/versions/<int:number>": ALL,
     "GET /playbooks/_new": ALL,
@@ -131,6 +134,8 @@ MATRIX: dict[str, tuple | str] = {
     "PATCH /api/v1/connectors/<name>": ADMIN,
     "PATCH /api/v1/contacts/<int:contact_id>": MANAGERS,
     "PATCH /api/v1/opportunities/<int:opportunity_id>": MANAGERS,
+    "PATCH /api/v1/users/<int:user_id>": ADMIN,  # and each user for themselves (tests/api/test_admin.py)
+    "PATCH /api/v1/users/me": ALL,
     "POST /accounts/<int:account_id>/notes": ALL,
     "POST /accounts/<int:account_id>/stage": ALL,
     "POST /admin/in-market": ADMIN,
