@@ -195,6 +195,19 @@ def get_kpi_costs(query):
     return csv_response(rows, "cost-rows") if query.get("format") == "csv" else jsonify(items=rows)
 
 
+@bp.get("/kpis/touches")
+@operation("The marketing touches behind the touch count of one group, or of all: `count` all of them, `items` the "
+           f"newest (at most {kpi_trace.TOUCH_LIST_LIMIT:,})", tags=["kpis"],
+           query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"}})
+def get_kpi_touches(query):
+    try:
+        total, rows = kpi_trace.touches_behind(query.get("group_by", "playbook"), query.get("group"), _period(query),
+                                               query.get("playbook"), query.get("product"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "group_by") from None
+    return csv_response(rows, "touches") if query.get("format") == "csv" else jsonify(count=total, items=rows)
+
+
 @bp.get("/playbooks/<key>/lift")
 @operation("Enrolled against held-out accounts: engaged, opportunity and won rates with 95% intervals",
            tags=["kpis"], query={"format": {"enum": ["json", "csv"]}, **UNATTRIBUTED},

@@ -8,7 +8,8 @@ with the days from the group's first touch: its median days to opportunity), the
 spend entries and per-touch unit costs behind its cost, the credited leads behind its
 lead to opportunity rate and the credited closed opportunities behind its opportunity
 to won rate (each with its credit, the numerator's rows marked), and the stage moves
-behind a stage's velocity.
+behind a stage's velocity, and the touches behind a group's touch count (newest first,
+at most :data:`TOUCH_LIST_LIMIT` listed, all counted).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from sqlalchemy import func, select
 
 from abm import metrics
 from abm.db import db
-from abm.models import Account, ConnectorConfig, Contact, Cost, Opportunity, Playbook
+from abm.models import Account, ConnectorConfig, Contact, Cost, Opportunity, Playbook, Touch
 from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
 from abm.services import settings as settings_service
 
+#: The most touches one list shows (its CSV included): a request does bounded work.
+TOUCH_LIST_LIMIT = 100_000
 BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel", "coverage")
 
 
@@ -175,3 +178,23 @@ def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook
                          + f", {c.date_from} to {c.date_to}", "entry_amount": float(c.amount),
                          "amount": metrics.cents(part)})
     return rows
+
+
+def touches_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                   product: str | None = None, limit: int = TOUCH_LIST_LIMIT) -> tuple[int, list[dict]]:
+    """The marketing touches a group's touch count counts (every group's when ``group`` is
+    None): their number, and the newest ``limit`` of them."""
+    kpis.check_group(group_by)
+    mt, _ = kpis.touches_and_path(group_by, period, playbook, product, None)
+    inp = kpi_sql.in_period(mt, period.start)
+    ids = select(inp.c.touch_id).where(inp.c.g == group) if group is not None else select(inp.c.touch_id)
+    ids = ids.distinct().subquery()
+    total = db.session.execute(select(func.count()).select_from(ids)).scalar_one()
+    q = (select(Touch.id, Touch.sent_at, Touch.channel, Touch.connector, Touch.step_id, Playbook.key,
+                Account.id.label("account_id"), Account.name, Contact.email)
+         .join(ids, ids.c.touch_id == Touch.id).join(Account, Account.id == Touch.account_id)
+         .outerjoin(Playbook, Playbook.id == Touch.playbook_id).outerjoin(Contact, Contact.id == Touch.contact_id)
+         .order_by(Touch.sent_at.desc(), Touch.id.desc()).limit(limit))
+    return total, [{"touch_id": r.id, "sent_at": r.sent_at.isoformat(), "account_id": r.account_id,
+                    "account": r.name, "contact": r.email, "playbook": r.key, "step": r.step_id,
+                    "channel": r.channel, "connector": r.connector} for r in db.session.execute(q)]

@@ -232,6 +232,27 @@ def moves():
     return _list("web/kpis/moves.html", rows, "stage-moves", stage=stage, args=args, period=period, problems=problems)
 
 
+#: The most touches the page shows; its CSV lists up to :data:`kpi_trace.TOUCH_LIST_LIMIT`.
+TOUCHES_ON_PAGE = 500
+
+
+@bp.get("/kpis/touches")
+@role_required()
+def touches():
+    """The marketing touches behind a group's touch count (all counted, the newest listed)."""
+    period, args, problems = _period_args()
+    group = request.args.get("group") or None
+    limit = kpi_trace.TOUCH_LIST_LIMIT if request.args.get("format") == "csv" else TOUCHES_ON_PAGE
+    try:
+        total, rows = kpi_trace.touches_behind(args["group_by"], group, period, args["playbook"] or None,
+                                               args["product"] or None, limit=limit)
+    except kpis.KpiError as exc:
+        problems.append(str(exc))
+        total, rows = 0, []
+    return _list("web/kpis/touches.html", rows, "touches", total=total, group=group, args=args, period=period,
+                 problems=problems)
+
+
 @bp.get("/kpis/costs")
 @role_required()
 def costs():

@@ -240,3 +240,30 @@ def test_each_figures_name_says_what_it_counts(june_plus, as_role):
     card = card[:card.index("</section>")]
     assert "<th>Leads that became opportunities</th><th>Closed opportunities won</th>" in card and "→" not in card
     assert "marketing touches sent" in html
+
+
+@pytest.mark.parametrize("group_by", ["playbook", "channel", "segment", "owner"])
+def test_each_touch_count_opens_the_touches_it_counts(june_plus, as_role, group_by):
+    """The touch count of every group and of all opens the touches it counts; by hand,
+    pb-a's June touches are T1 (Acme, 2 June) and T3 (Globex, 3 June), newest first."""
+    reader = as_role("ae")
+    html = reader.get(f"/kpis?{JUNE}&group_by={group_by}").get_data(as_text=True)
+    data = kpis.compute(group_by, PERIOD)
+    for g in data["groups"]:
+        [href] = [h for h in _cell_links(html, g["group"]) if h.startswith("/kpis/touches?")] or [None]
+        rows = list(csv.DictReader(io.StringIO(reader.get(href + "&format=csv").get_data(as_text=True))))
+        assert len(rows) == g["touches"] and len({r["touch_id"] for r in rows}) == len(rows), g["group"]
+    total = re.search(r'<a href="([^"]+)">[\d,]+ marketing touches sent</a>', html).group(1)
+    listed = reader.get(html_lib.unescape(total) + "&format=csv").get_data(as_text=True)
+    assert len(list(csv.DictReader(io.StringIO(listed)))) == data["totals"]["touches"]
+    if group_by == "playbook":
+        count, rows = kpi_trace.touches_behind("playbook", "pb-a", PERIOD)
+        assert count == 2 and [(r["account"], r["sent_at"][:10]) for r in rows] == [
+            ("Globex", "2026-06-03"), ("Acme", "2026-06-02")]
+        page = reader.get(f"/kpis/touches?{JUNE}&group_by=playbook&group=pb-a").get_data(as_text=True)
+        assert "2 touches" in page and "Globex" in page
+
+
+def test_the_touch_list_counts_all_and_lists_the_newest(june_plus):
+    count, rows = kpi_trace.touches_behind("playbook", None, PERIOD, limit=1)
+    assert count == kpis.compute("playbook", PERIOD)["totals"]["touches"] > 1 and len(rows) == 1
