@@ -267,3 +267,27 @@ def test_each_touch_count_opens_the_touches_it_counts(june_plus, as_role, group_
 def test_the_touch_list_counts_all_and_lists_the_newest(june_plus):
     count, rows = kpi_trace.touches_behind("playbook", None, PERIOD, limit=1)
     assert count == kpis.compute("playbook", PERIOD)["totals"]["touches"] > 1 and len(rows) == 1
+
+
+def test_the_api_serves_the_same_rows_behind_each_figure(june_plus, as_role):
+    """The rows behind the rates, the medians, velocity and touch counts over the API are
+    the lists the pages open; an unknown stage or grouping is a 422 naming its field."""
+    reader = as_role("ae")
+
+    def items(path):
+        answer = reader.get(f"/api/v1/kpis/{path}&{JUNE}")
+        assert answer.status_code == 200, (path, answer.json)
+        return answer.json["items"]
+
+    assert items("leads?group_by=playbook&group=pb-b&model=linear") == kpi_trace.leads_behind(
+        "playbook", "pb-b", PERIOD, model="linear")
+    assert items("opportunities?group_by=playbook&group=pb-b&metric=closed") == kpi_trace.closed_behind(
+        "playbook", "pb-b", PERIOD)
+    assert [(o["name"], o["won"]) for o in items("opportunities?group_by=playbook&group=pb-b&metric=closed")] == [
+        ("O1", True), ("O4", False)]
+    assert items("moves?stage=target") == kpi_trace.stage_moves(PERIOD, "target")
+    assert items("touches?group_by=playbook&group=pb-a") == kpi_trace.touches_behind("playbook", "pb-a", PERIOD)[1]
+    assert reader.get(f"/api/v1/kpis/touches?group_by=playbook&group=pb-a&{JUNE}").json["count"] == 2
+    bad = reader.get(f"/api/v1/kpis/moves?stage=nope&{JUNE}")
+    assert bad.status_code == 422 and "stage" in str(bad.json)
+    assert reader.get(f"/api/v1/kpis/touches?group_by=colour&{JUNE}").status_code == 422

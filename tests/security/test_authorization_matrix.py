@@ -60,6 +60,8 @@ MATRIX: dict[str, tuple | str] = {
     "GET /api/v1/kpis": ALL,
     "GET /api/v1/kpis/accounts": ALL,
     "GET /api/v1/kpis/costs": ALL,
+    "GET /api/v1/kpis/leads": ALL,
+    "GET /api/v1/kpis/moves": ALL,
     "GET /api/v1/kpis/touches": ALL,
     "GET /api/v1/kpis/coverage": ALL,
     "GET /api/v1/kpis/funnel": ALL,
