@@ -43,6 +43,15 @@ class PermanentError(ConnectorError):
     """The batch can never succeed as it is: bad credentials, bad ids, bad payload."""
 
 
+class PayloadError(PermanentError):
+    """A webhook body that cannot be taken as it is; ``problems`` locate each fault
+    (``{"path": "data[2].attributes.time", "message": ...}``) for the sender's 4xx."""
+
+    def __init__(self, message: str, problems: list[dict] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
 @dataclass(frozen=True)
 class Touch:
     """One rendered touch, as the worker hands it to a connector.

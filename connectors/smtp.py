@@ -5,7 +5,8 @@ tls``), EHLO, STARTTLS and EHLO again with ``security: starttls``, AUTH when a u
 is set, then one ``MAIL FROM``/``RCPT TO``/``DATA`` per touch (one touch a call), then
 QUIT when the workers :meth:`~SmtpConnector.close` it. Messages are built
 by :mod:`connectors.email_message` (headers, text and HTML parts, unsubscribe
-headers, tracking pixel and rewritten links; see its docstring).
+headers, tracking pixel and rewritten links; see its docstring) and written to bytes by
+:mod:`connectors.email_wire` (the ``email`` package's bytes, without its cost).
 
 How failures map onto the contract:
 
@@ -53,7 +54,8 @@ from connectors.base import (
     TouchResult,
     finish_after_error,
 )
-from connectors.email_message import MessageError, build_for_touch, has_8bit, seven_bit, wire_bytes
+from connectors.email_message import MessageError
+from connectors.email_wire import Wire, seven_bit_bytes, wire_for_touch
 
 #: Headers a DKIM signature covers (those present in the message).
 DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
@@ -209,18 +211,18 @@ class SmtpConnector(Connector):
 
     def send(self, batch: list[Touch]) -> list[TouchResult]:
         settings = self._message_settings()
-        built: list[tuple[Touch, Any]] = []
+        built: list[tuple[Touch, Wire]] = []
         results: dict[int, TouchResult] = {}
         for touch in batch:
             try:
-                built.append((touch, build_for_touch(touch, **settings)))
+                built.append((touch, wire_for_touch(touch, **settings)))
             except MessageError as exc:
                 results[touch.id] = TouchResult.failure(touch, str(exc))
         if built:
             self._deliver(built, results)
         return [results[t.id] for t in batch]
 
-    def _deliver(self, built: list[tuple[Touch, Any]], results: dict[int, TouchResult]) -> None:
+    def _deliver(self, built: list[tuple[Touch, Wire]], results: dict[int, TouchResult]) -> None:
         if self._smtp is None:
             self._smtp = self._open()
         done: list[TouchResult] = []
@@ -242,16 +244,16 @@ class SmtpConnector(Connector):
             _close(self._smtp)
             self._smtp = None
 
-    def _wire(self, smtp: smtplib.SMTP, message: Any) -> tuple[bytes, list[str]]:
+    def _wire(self, smtp: smtplib.SMTP, message: Wire) -> tuple[bytes, list[str]]:
         """The bytes to send and the MAIL FROM options: 8BITMIME when needed and offered,
         else 7-bit; DKIM-signed when a key is set."""
         options: list[str] = []
-        if has_8bit(message):
+        data = message.data
+        if message.eight_bit:
             if smtp.has_extn("8bitmime"):
                 options.append("BODY=8BITMIME")
             else:
-                message = seven_bit(message)
-        data = wire_bytes(message)
+                data = seven_bit_bytes(message)
         if self.settings.get("dkim_private_key"):
             data = self._dkim_sign(data)
         return data, options
@@ -266,8 +268,8 @@ class SmtpConnector(Connector):
                                  "paste a PEM RSA or Ed25519 private key") from None
         return signature + data
 
-    def _send_one(self, smtp: smtplib.SMTP, touch: Touch, message: Any) -> TouchResult:
-        recipient = message["To"].addresses[0].addr_spec
+    def _send_one(self, smtp: smtplib.SMTP, touch: Touch, message: Wire) -> TouchResult:
+        recipient = message.recipient
         try:
             data, options = self._wire(smtp, message)
             smtp.sendmail(self.settings["from_email"], [recipient], data, mail_options=options)
@@ -290,7 +292,7 @@ class SmtpConnector(Connector):
             )
         except (smtplib.SMTPException, OSError) as exc:
             raise self._connection_error(exc) from None
-        return TouchResult.success(touch, provider_id=str(message["Message-ID"]))
+        return TouchResult.success(touch, provider_id=message.message_id)
 
     def test(self) -> str:
         smtp = self._open()

@@ -28,6 +28,12 @@ JOB_SIZE = 1000
 #: connector's rate limit lets through in that time (so one slow provider does not keep
 #: every worker waiting on its bucket while other connectors' jobs queue behind).
 JOB_SECONDS = 10
+#: Jobs of a connector whose provider call carries one touch (SMTP, webhooks, Slack, CRM
+#: tasks) hold at most this many: a job's fixed cost (its claim, look-ups, a connection:
+#: about 20 ms) stays under a tenth of its messages' (1 to 3 ms each), and a dispatcher
+#: batch of 1,000 becomes four jobs that all workers share rather than one that a single
+#: worker sends while the others wait.
+ONE_BY_ONE_JOB_SIZE = 250
 #: A key that lives as long as Redis keeps its data: recovery reads its absence as "Redis
 #: lost its queues" and re-enqueues every queued touch at once (``dispatcher.recover``).
 EPOCH_KEY = "abm:touches:epoch"
@@ -54,7 +60,8 @@ def job_size(connector_name: str) -> int:
     cls = connectors.type_of(config)
     per_call = cls.max_batch if cls else 100
     calls, seconds = connectors.rate_limit_of(config)
-    return int(max(per_call, min(JOB_SIZE, per_call * calls / max(seconds, 1) * JOB_SECONDS)))
+    size = int(max(per_call, min(JOB_SIZE, per_call * calls / max(seconds, 1) * JOB_SECONDS)))
+    return min(size, ONE_BY_ONE_JOB_SIZE) if per_call == 1 else size
 
 
 def touches(pairs: list[tuple[int, str | None]], connection=None) -> int:

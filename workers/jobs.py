@@ -9,8 +9,9 @@
 3. the batch is cut into provider calls (``max_batch`` touches each, the most one call
    of the connector carries); before each call a token is taken from the connector's
    bucket in Redis (``workers.ratelimit``), and the call's results are recorded as soon
-   as it returns, in a short commit of their own (``delivery.mark``). A worker killed at
-   any moment can therefore repeat at most the one call in flight.
+   as it returns, in a short commit of their own (``delivery.mark``; on PostgreSQL one
+   autocommit statement on the job's recorder connection, ``delivery.recorder``). A
+   worker killed at any moment can therefore repeat at most the one call in flight.
 
 Failures: a ``RetryableError`` releases the call's touches (and the untried rest) with
 ``not_before = max(Retry-After, backoff with jitter)``; the dispatcher enqueues them
@@ -139,11 +140,11 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
         return {"claimed": len(taken), "failed": len(taken)}
     counts: Counter = Counter(claimed=len(taken))
     attempts = {row.id: row.attempts for row in rows}
-    with leases.heartbeat(attempts) as lease:
+    with leases.heartbeat(attempts) as lease, delivery.recorder() as recorder:
         batch = build_batch(rows)
         db.session.commit()
         try:
-            _send_calls(connector, batch, lease, counts, {row.id: row.due_at for row in rows})
+            _send_calls(connector, batch, lease, counts, {row.id: row.due_at for row in rows}, recorder)
         finally:
             connector.close()
     if any(row.alert_id for row in rows):
@@ -152,7 +153,7 @@ def send_touches(touch_ids: list[int], connector_name: str | None) -> dict:
 
 
 def _send_calls(connector, batch: list[ConnectorTouch], lease: leases.Lease, counts: Counter,
-                due: dict) -> None:
+                due: dict, recorder=None) -> None:
     """One provider call after another, each recorded as it returns (and counted for the
     metrics); stops at the first batch-wide failure (the untried rest is released or
     failed with it). A call carries only the touches the job still holds (``lease``)."""
@@ -174,10 +175,9 @@ def _send_calls(connector, batch: list[ConnectorTouch], lease: leases.Lease, cou
             call = [t for t in call if t.id in held]  # noqa: PLW2901 - the call as it may go
             if not call:
                 continue
-            rest = lease.held([t.id for later in calls[index + 1:] for t in later])
             before, sent = Counter(counts), []
             try:
-                _one_call(connector, call, rest, attempts, counts, sent)
+                _one_call(connector, call, _Rest(lease, calls, index), attempts, counts, sent, recorder)
             except _Stop:
                 return
             finally:
@@ -210,8 +210,20 @@ class _Stop(Exception):
     """A batch-wide failure: the job sends no more calls."""
 
 
-def _one_call(connector, call: list[ConnectorTouch], rest: list[int], attempts: dict[int, int],
-              counts: Counter, sent: list[int]) -> None:
+class _Rest:
+    """The touches of a job after its current call that the job still holds: asked for only
+    when a call fails batch-wide (listing them before every call cost a job of 1,000
+    one-message calls half a million look-ups)."""
+
+    def __init__(self, lease: leases.Lease, calls: list[list[ConnectorTouch]], index: int):
+        self.lease, self.calls, self.index = lease, calls, index
+
+    def ids(self) -> list[int]:
+        return self.lease.held([t.id for later in self.calls[self.index + 1:] for t in later])
+
+
+def _one_call(connector, call: list[ConnectorTouch], untried: _Rest, attempts: dict[int, int],
+              counts: Counter, sent: list[int], recorder=None) -> None:
     ids = [t.id for t in call]
     before = copy.deepcopy(connector.context.state)
     now = clock.now()
@@ -219,6 +231,7 @@ def _one_call(connector, call: list[ConnectorTouch], rest: list[int], attempts: 
         results = connector.send(call)
     except RetryableError as exc:
         _keep_state(connector, before)
+        rest = untried.ids()
         not_before = delivery.retry_time(now, exc.retry_after, max(attempts.get(i, 1) for i in ids))
         counts.update(delivery.retry_later(ids, str(exc), not_before, now, attempts))
         delivery.release(rest, now, not_before, error=f"will retry: {exc}", untried=True)
@@ -226,17 +239,19 @@ def _one_call(connector, call: list[ConnectorTouch], rest: list[int], attempts: 
         raise _Stop from None
     except PermanentError as exc:
         _keep_state(connector, before)
+        rest = untried.ids()
         delivery.fail(ids + rest, str(exc) or type(exc).__name__, now)
         counts["failed"] += len(ids) + len(rest)
         raise _Stop from None
     except Exception:
         _keep_state(connector, before)
+        rest = untried.ids()
         not_before = delivery.retry_time(now, None, max(attempts.get(i, 1) for i in ids))
         delivery.retry_later(ids, "the connector raised an unexpected error", not_before, now, attempts)
         delivery.release(rest, now, not_before, untried=True)
         raise
     _keep_state(connector, before)
-    counts.update(delivery.mark(results, clock.now(), attempts))
+    counts.update(delivery.mark(results, clock.now(), attempts, recorder))
     sent.extend(r.touch_id for r in results if r.ok)
     missing = sorted(set(ids) - {r.touch_id for r in results})
     if missing:

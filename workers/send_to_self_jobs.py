@@ -16,7 +16,10 @@ def send_test_email(connector_name: str, payload: dict, to: str, account: dict, 
     """Send ``payload`` (a rendered email) to ``to``; ``{"ok", "error", "provider_id"}``."""
     try:
         connector = connectors.instantiate(connector_name)
-        touch = ConnectorTouch(id=0, kind="email", channel="email", account=account, contact={**contact, "email": to},
+        # Addressed to the person asking, not under the chosen contact's name (the body
+        # was rendered for that contact already).
+        to_self = {**contact, "email": to, "name": None, "first_name": None, "last_name": None}
+        touch = ConnectorTouch(id=0, kind="email", channel="email", account=account, contact=to_self,
                                payload=payload, key=f"test:{uuid.uuid4().hex}", playbook=playbook)
         [result] = connector.send([touch])
     except (RetryableError, PermanentError) as exc:

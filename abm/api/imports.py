@@ -1,4 +1,5 @@
-"""CSV imports over the API: ``POST /imports/accounts`` and ``POST /imports/contacts``, run as jobs.
+"""CSV imports over the API: ``POST /imports/accounts``, ``/imports/contacts`` and ``/imports/intent``
+(a Company Surge file), run as jobs.
 
 The file comes as the body (``text/csv``) or as a multipart field (``file``, or the
 only file sent). Its header is checked at once (no usable header: 422; over the size
@@ -46,6 +47,8 @@ REPORT = register_schema("ImportReport", {
                               "description": "header -> the attribute key unknown columns were kept under"},
         "encoding": {"type": "string"}, "delimiter": {"type": "string"},
         "unlinked": {"type": "integer", "description": "contacts: new contacts left without an account"},
+        "unmatched": {"type": "integer", "description": "intent: signals stored for domains that match no "
+                                                        "account yet (matched when the account appears)"},
     },
 })
 CSV_BODY = {"required": True, "content": {
@@ -57,7 +60,7 @@ RUN = register_schema("ImportRun", {
     "type": "object",
     "required": ["id", "kind", "filename", "status", "created_at", "bytes_total", "bytes_read", "progress"],
     "properties": {
-        "id": {"type": "integer"}, "kind": {"type": "string", "enum": ["accounts", "contacts"]},
+        "id": {"type": "integer"}, "kind": {"type": "string", "enum": list(runs.KINDS)},
         "filename": {"type": "string"},
         "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
         "created_at": {"type": "string", "format": "date-time"},
@@ -92,6 +95,14 @@ def _data() -> tuple[bytes, str, str]:
     return request.get_data(cache=True), "(body)", "(body)"
 
 
+INTENT_DESCRIPTION = ("Bombora's Company Surge shape: domain, company name, topic, composite score (0 to 100) "
+                      "and week (YYYY-MM-DD), UTF-8; an optional provider column (bombora otherwise). Each "
+                      "good row becomes an intent event of the account with that domain, keyed by provider, "
+                      "domain, topic and week (a week imported twice counts once: `unchanged`); rows with "
+                      "a bad cell are rejected and listed by row and column in the report. "
+                      "See docs/identification.md.")
+
+
 def _start(kind: str):
     data, filename, path = _data()
     try:
@@ -114,6 +125,14 @@ def import_accounts():
            tags=["imports"])
 def import_contacts():
     return _start("contacts")
+
+
+@bp.post("/imports/intent")
+@operation("Import third-party intent from a Company Surge CSV file (one row per company, topic and week), "
+           "as a job", roles=MANAGERS, request_body=CSV_BODY, responses=RESPONSES,
+           description=INTENT_DESCRIPTION, tags=["imports"])
+def import_intent():
+    return _start("intent")
 
 
 @bp.get("/imports/<int:run_id>")

@@ -170,17 +170,47 @@ def get_kpi_trends(query):
 
 
 @bp.get("/kpis/opportunities")
-@operation("The opportunities behind pipeline influenced (metric=revenue: revenue influenced) of one group, or of "
-           "all", tags=["kpis"], query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"},
-                                        "metric": {"enum": ["pipeline", "revenue"]}})
+@operation("The opportunities behind pipeline influenced and the median days to opportunity (each with its days "
+           "from the group's first touch; metric=revenue: revenue influenced; metric=closed: the credited closed "
+           "opportunities behind the opportunity to won rate, each with its credit) of one group, or of all",
+           tags=["kpis"], query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"},
+                                 "metric": {"enum": ["pipeline", "revenue", "days", "closed"]}, **MODEL_QUERY})
 def get_kpi_opportunities(query):
+    args = (query.get("group_by", "playbook"), query.get("group"), _period(query), query.get("playbook"),
+            query.get("product"))
     try:
-        rows = kpi_trace.opportunities_behind(query.get("group_by", "playbook"), query.get("group"), _period(query),
-                                              query.get("playbook"), query.get("product"),
-                                              won=query.get("metric") == "revenue")
+        if query.get("metric") == "closed":
+            rows = kpi_trace.closed_behind(*args, query.get("model"))
+        else:
+            rows = kpi_trace.opportunities_behind(*args, won=query.get("metric") == "revenue")
     except kpis.KpiError as exc:
         raise _invalid(exc, "group_by") from None
     return csv_response(rows, "opportunities") if query.get("format") == "csv" else jsonify(items=rows)
+
+
+@bp.get("/kpis/leads")
+@operation("The leads credited to one group (or all), each with its credit and whether it became an opportunity: "
+           "the rows behind the lead to opportunity rate", tags=["kpis"],
+           query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"}, **MODEL_QUERY})
+def get_kpi_leads(query):
+    try:
+        rows = kpi_trace.leads_behind(query.get("group_by", "playbook"), query.get("group"), _period(query),
+                                      query.get("playbook"), query.get("product"), query.get("model"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "group_by") from None
+    return csv_response(rows, "leads") if query.get("format") == "csv" else jsonify(items=rows)
+
+
+@bp.get("/kpis/moves")
+@operation("The stage moves behind stage velocity: out of `stage`, or all, each with the days spent in the stage "
+           "left", tags=["kpis"], query={**PERIOD_QUERY, "stage": {"type": "string"},
+                                         "format": {"enum": ["json", "csv"]}})
+def get_kpi_moves(query):
+    try:
+        rows = kpi_trace.stage_moves(_period(query), query.get("stage"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "stage") from None
+    return csv_response(rows, "stage-moves") if query.get("format") == "csv" else jsonify(items=rows)
 
 
 @bp.get("/kpis/costs")
@@ -193,6 +223,19 @@ def get_kpi_costs(query):
     except kpis.KpiError as exc:
         raise _invalid(exc, "group_by") from None
     return csv_response(rows, "cost-rows") if query.get("format") == "csv" else jsonify(items=rows)
+
+
+@bp.get("/kpis/touches")
+@operation("The marketing touches behind the touch count of one group, or of all: `count` all of them, `items` the "
+           f"newest (at most {kpi_trace.TOUCH_LIST_LIMIT:,})", tags=["kpis"],
+           query={**PERIOD_QUERY, **GROUP_QUERY, "group": {"type": "string"}})
+def get_kpi_touches(query):
+    try:
+        total, rows = kpi_trace.touches_behind(query.get("group_by", "playbook"), query.get("group"), _period(query),
+                                               query.get("playbook"), query.get("product"))
+    except kpis.KpiError as exc:
+        raise _invalid(exc, "group_by") from None
+    return csv_response(rows, "touches") if query.get("format") == "csv" else jsonify(count=total, items=rows)
 
 
 @bp.get("/playbooks/<key>/lift")

@@ -249,13 +249,15 @@ _life_cycle("archive", "Archive: running enrollments exit, unsent touches are sk
 
 
 @bp.get("/playbooks/<key>/enrollments")
-@operation("The playbook's enrollments", roles=ANY,
-           query={**PAGE_QUERY, "state": {"type": "string", "enum": STATES}},
+@operation("The playbook's enrollments (or those in a state, or those that reached a step: the playbook "
+           "page's counts per step)", roles=ANY,
+           query={**PAGE_QUERY, "state": {"type": "string", "enum": STATES},
+                  "reached": {"type": "string", "maxLength": 100}},
            responses={200: ("One page of enrollments", page_of(ENROLLMENT))})
 def playbook_enrollments(key, query):
     row = service.get(key)
     items, cursor = playbook_reads.enrollments_page(row, query.get("state"), query.get("cursor"),
-                                                    query.get("limit", 50))
+                                                    query.get("limit", 50), reached=query.get("reached"))
     return jsonify(items=items, next_cursor=cursor)
 
 

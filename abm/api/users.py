@@ -7,9 +7,9 @@ from flask import jsonify
 from abm.api import bp
 from abm.api._openapi import ADMIN, PAGE_QUERY, operation, page_of, register_schema
 from abm.auth import api_user
-from abm.errors import Conflict, NotFound, ValidationError
+from abm.errors import ApiError, Conflict, NotFound, ValidationError
 from abm.models import ROLES, User
-from abm.services import api_tokens, paging
+from abm.services import api_tokens, paging, user_admin
 from abm.services import users as users_service
 from abm.services.users import UserError, create_user, normalise_email
 from abm.services.validation import iso
@@ -26,6 +26,13 @@ CREATE_SCHEMA = {
                    "role": {"enum": list(ROLES)},
                    "name": {"type": "string", "maxLength": 200},
                    "password": {"type": "string", "minLength": 8, "maxLength": 200, "writeOnly": True}},
+}
+UPDATE_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"timezone": {"type": ["string", "null"], "maxLength": 64,
+                                "description": "IANA name, e.g. Europe/Paris; null or empty: the workspace's "
+                                               "send-window zone. The weekly digest goes on the user's "
+                                               "Monday morning there."}},
 }
 TOKEN_SCHEMA = {"type": "object", "additionalProperties": False,
                 "properties": {"name": {"type": "string", "maxLength": 200}}}
@@ -64,6 +71,52 @@ def create_user_view(body):
         field = "password" if "password" in str(exc) else "role" if "role" in str(exc) else "email"
         raise ValidationError([{"path": field, "message": str(exc)}]) from None
     return jsonify(serialize_user(user)), 201
+
+
+def _user_for(user_id: int) -> User:
+    """The user ``user_id`` names, for an admin or for that user themselves (any other
+    caller is refused before the id is looked up, so ids are not probed)."""
+    caller = api_user()
+    if caller.role != "admin" and caller.id != user_id:
+        raise ApiError(403, "only an admin may read or change another user")
+    user = users_service.get(user_id)
+    if user is None:
+        raise NotFound(f"user {user_id}")
+    return user
+
+
+def _update(user: User, body: dict) -> User:
+    if "timezone" in body:
+        try:
+            user_admin.set_timezone(user, body["timezone"], actor_id=api_user().id)
+        except UserError as exc:
+            raise ValidationError([{"path": "timezone", "message": str(exc)}]) from None
+    return user
+
+
+@bp.get("/users/me")
+@operation("The user the token belongs to", responses={200: ("The user", USER)})
+def get_me():
+    return jsonify(serialize_user(api_user()))
+
+
+@bp.patch("/users/me")
+@operation("Change your own time zone", body=UPDATE_SCHEMA, responses={200: ("The user", USER)})
+def patch_me(body):
+    return jsonify(serialize_user(_update(api_user(), body)))
+
+
+@bp.get("/users/<int:user_id>")
+@operation("A user (admin: anyone; others: themselves only)", responses={200: ("The user", USER)})
+def get_user(user_id):
+    return jsonify(serialize_user(_user_for(user_id)))
+
+
+@bp.patch("/users/<int:user_id>")
+@operation("Change a user's time zone (admin: anyone; others: themselves only)", body=UPDATE_SCHEMA,
+           responses={200: ("The user", USER)})
+def patch_user(user_id, body):
+    return jsonify(serialize_user(_update(_user_for(user_id), body)))
 
 
 @bp.post("/users/<int:user_id>/tokens")

@@ -13,13 +13,18 @@ from abm.db import Base, BigId, JSONType, UTCDateTime, utcnow
 
 class Account(Base):
     __tablename__ = "accounts"
-    #: No index holds score, score_ref or engagement: they change with every engagement
-    #: batch, and an update that changes no indexed column can be HOT (fillfactor 70 on
+    #: No index holds score or score_ref: they change with every engagement batch, and an
+    #: update that changes no indexed column's value can be HOT (fillfactor 70 on
     #: PostgreSQL leaves room on each page), which keeps the drain and a full re-score fast
     #: at 100,000 accounts. Lists sorted by score take the top rows of a filtered scan.
+    #: ``engagement`` (the level) and ``fit_score`` are in ``ix_accounts_owner_stage_level``
+    #: all the same: a batch rewrites them with the same value for all but the few accounts
+    #: whose level moves (the fit, once a day), and the index lets the stage and fit by
+    #: engagement matrices count 100,000 accounts from the index alone, a seller's from a
+    #: range of it (``sales_view.matrices``).
     __table_args__ = (
         Index("ix_accounts_stage", "stage"),
-        Index("ix_accounts_owner", "owner_id"),
+        Index("ix_accounts_owner_stage_level", "owner_id", "stage", "engagement", "fit_score"),
         Index("ix_accounts_tier", "tier"),
         Index("ix_accounts_lower_name", func.lower("name")),
         # Keyset pages of the account list sorted by last change (id breaks ties).

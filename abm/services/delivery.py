@@ -11,7 +11,8 @@ docs/engine.md ("What a crash can repeat").
   the job's fence: a job whose lease ran out anyway (a stalled process, missed beats)
   learns which touches it no longer holds, and does not send them.
 - :func:`mark` records one provider call's results as soon as the call returns (its own
-  short commit), so a worker killed afterwards repeats nothing it has sent.
+  short commit; on PostgreSQL one autocommit statement through the job's
+  :func:`recorder`), so a worker killed afterwards repeats nothing it has sent.
 - :func:`release` hands touches back after a retryable failure with a ``not_before``;
   :func:`retry_due` (each dispatcher pass) queues them again when that time comes.
 - :func:`lost` finds touches whose job is gone (a dead worker's expired claims, jobs
@@ -20,6 +21,8 @@ docs/engine.md ("What a crash can repeat").
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 from datetime import datetime, timedelta
 
@@ -29,6 +32,8 @@ from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from abm.db import db, in_list
 from abm.models import Alert, Touch
 from abm.models import Playbook as PlaybookRow
+
+log = logging.getLogger(__name__)
 
 #: A claim that was not renewed for this long is presumed dead (its worker was killed).
 #: Live jobs renew their claims every third of it (``workers.leases``).
@@ -107,11 +112,62 @@ def _relaxed_commit() -> None:
         db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
-def mark(results: list, now: datetime, attempts: dict[int, int] | None = None) -> dict[str, int]:
-    """Record one provider call's ``TouchResult``s; commits. Per-touch retryable failures
-    are released with a backoff (or failed when out of attempts: ``attempts`` maps ids to
+class Recorder:
+    """Where a touch job records its sent touches, call after call (:func:`recorder`)."""
+
+    def __init__(self, connection=None):
+        self.connection = connection
+        self.cursor = connection.connection.driver_connection.cursor() if connection is not None else None
+
+    def sent(self, sent: list, now: datetime) -> bool:
+        """Mark ``sent`` (successful results) sent in one autocommit statement; False when
+        there is no cursor (SQLite) or it failed (its connection dropped: the caller marks
+        them through the session, which reconnects, and so does every later call)."""
+        if self.cursor is None:
+            return False
+        try:
+            self.cursor.execute(_MARK_SENT_RAW, {"now": now, "ids": [r.touch_id for r in sent],
+                                                 "pids": [r.provider_id for r in sent]}, prepare=True)
+            return True
+        except Exception:  # noqa: BLE001 - the statement is idempotent: the session makes it again
+            log.warning("the recorder's connection failed; marking through the session", exc_info=True)
+            self.cursor = None
+            with contextlib.suppress(Exception):
+                self.connection.invalidate()
+            return False
+
+
+@contextlib.contextmanager
+def recorder():
+    """A :class:`Recorder` for one job: on PostgreSQL a connection of the job's own, in
+    autocommit and with ``synchronous_commit`` off, so that a call's marks are one
+    prepared statement and one round trip, not BEGIN, SET, UPDATE and COMMIT through the
+    session (for a one-message SMTP call that was most of the cost of recording it);
+    elsewhere the session's path."""
+    if db.dialect != "postgresql":
+        yield Recorder()
+        return
+    with db.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        kept = Recorder(connection)
+        kept.cursor.execute("SET synchronous_commit TO OFF")
+        try:
+            yield kept
+        finally:
+            if kept.cursor is not None:
+                with contextlib.suppress(Exception):  # a broken connection is discarded by the pool
+                    kept.cursor.execute("RESET synchronous_commit")
+
+
+def mark(results: list, now: datetime, attempts: dict[int, int] | None = None,
+         kept: Recorder | None = None) -> dict[str, int]:
+    """Record one provider call's ``TouchResult``s; commits (through ``kept``, the job's
+    :class:`Recorder`, when they are all successes). Per-touch retryable failures are
+    released with a backoff (or failed when out of attempts: ``attempts`` maps ids to
     their claims so far)."""
     sent = [r for r in results if r.ok]
+    if kept is not None and sent and len(sent) == len(results) and kept.sent(sent, now):
+        return {"sent": len(sent), "failed": 0, "retry": 0}
     failed = [r for r in results if not r.ok and r.permanent]
     retry = [r for r in results if not r.ok and not r.permanent]
     _relaxed_commit()
@@ -125,10 +181,12 @@ def mark(results: list, now: datetime, attempts: dict[int, int] | None = None) -
     return {"sent": len(sent), "failed": len(failed), "retry": len(retry)}
 
 
-_MARK_SENT_PG = text(
-    "UPDATE touches SET status = 'sent', sent_at = :now, provider_id = sent.pid, error = NULL, updated_at = :now "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[])) AS sent(id, pid) "
+_MARK_SENT_SQL = (
+    "UPDATE touches SET status = 'sent', sent_at = {now}, provider_id = sent.pid, error = NULL, updated_at = {now} "
+    "FROM unnest(CAST({ids} AS bigint[]), CAST({pids} AS varchar[])) AS sent(id, pid) "
     "WHERE touches.id = sent.id AND touches.status = 'queued'")
+_MARK_SENT_PG = text(_MARK_SENT_SQL.format(now=":now", ids=":ids", pids=":pids"))
+_MARK_SENT_RAW = _MARK_SENT_SQL.format(now="%(now)s", ids="%(ids)s", pids="%(pids)s")  # psycopg's own style
 
 
 def _mark_sent(sent: list, now: datetime) -> None:

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import current_app, render_template
 from sqlalchemy import exists, func, select
 
-from abm.db import db, in_list, utcnow
+from abm.db import db, in_list
 from abm.labels import event_count
 from abm.models import Account, AuditLog, Contact, Enrollment, Event, Playbook, User
 from abm.scoring import level, level_rank, score_at
-from abm.services import scores
+from abm.services import clock, scores
 from abm.services import settings as settings_service
 from abm.services.alerts import explain_events
 
@@ -66,7 +66,7 @@ def _marker(user: User, week: str) -> str:
 
 def due(now: datetime | None = None) -> list[tuple[User, str]]:
     """(reader, their Monday) for everyone whose digest should go now and has not gone."""
-    now = now or utcnow()
+    now = now or clock.now()
     out = []
     for user in db.session.scalars(select(User).where(User.active.is_(True), User.role.in_(READERS))):
         week = week_of(user, now) if enabled(user) else None
@@ -85,7 +85,7 @@ def mark_sent(user: User, week: str, channels: list[str]) -> None:
 
 def build(user: User, now: datetime | None = None) -> dict:
     """The digest's content for ``user`` (a manager: the whole team's accounts)."""
-    now = now or utcnow()
+    now = now or clock.now()
     cfg = settings_service.current()
     team = user.role == "manager"
     owned = select(Account.id).where(Account.owner_id.is_not(None) if team else Account.owner_id == user.id)

@@ -72,16 +72,18 @@ def visits_text(visits: dict) -> str | None:
     return f"{text}, {pages}" if pages else text
 
 
-def fit_matrix(owner_id: int | None = None) -> dict:
-    """Accounts counted by ICP fit band and engagement level (one grouped query)."""
-    band = case(*[(Account.fit_score >= floor, name) for name, floor in FIT_BANDS.items()], else_="none")
-    q = select(band, Account.engagement, func.count(Account.id)).group_by(band, Account.engagement)
-    if owner_id is not None:
-        q = q.where(Account.owner_id == owner_id)
+def fit_band():
+    """The SQL expression of an account's fit band (``FIT_BANDS``; ``none`` when not scored)."""
+    return case(*[(Account.fit_score >= floor, name) for name, floor in FIT_BANDS.items()], else_="none")
+
+
+def fit_matrix_of(rows) -> dict:
+    """Accounts by ICP fit band and engagement level, from (band, level, count) rows
+    (``sales_view.matrices`` counts them with the stage matrix, in one pass)."""
     bands = [*FIT_BANDS, "none"]
     counts = {b: {"cold": 0, "warm": 0, "hot": 0} for b in bands}
-    for name, level, n in db.session.execute(q):
-        counts[name][level] = n
+    for name, level, n in rows:
+        counts[name][level] += n
     return {"bands": bands, "levels": ["cold", "warm", "hot"], "counts": counts,
             "high_fit_not_engaged": counts["high"]["cold"], "engaged_low_fit": counts["low"]["hot"]}
 

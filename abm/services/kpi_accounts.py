@@ -164,7 +164,8 @@ def playbooks_with_enrollments() -> list[tuple[int, str, str]]:
 
 
 def velocity_statement(start: datetime, end: datetime):
-    """Days in the stage an account left, for moves in [start, end): rows (stage, days).
+    """Days in the stage an account left, for moves in [start, end): rows (stage, days,
+    account_id, to_stage, changed_at), the last three naming the move (its list: /kpis/moves).
 
     The history is ordered as the CRM recorded it (by ``changed_at``). The row recording
     an account's creation ("(none) -> stage", its first row) is dropped when an older
@@ -186,21 +187,27 @@ def velocity_statement(start: datetime, end: datetime):
                  func.lag(kept.c.changed_at).over(**w).label("prev_at"),
                  func.row_number().over(**w).label("rn")).cte("seq")
     in_period = and_(seq.c.changed_at >= start, seq.c.changed_at < end)
+    move = (seq.c.account_id, seq.c.to_stage, seq.c.changed_at)
     return union_all(
-        select(seq.c.prev_stage, cast(days_between(seq.c.changed_at, seq.c.prev_at), Float))
+        select(seq.c.prev_stage.label("stage"), cast(days_between(seq.c.changed_at, seq.c.prev_at), Float)
+               .label("days"), *move)
         .where(seq.c.rn > 1, in_period),
-        select(seq.c.from_stage, cast(days_between(seq.c.changed_at, Account.created_at), Float))
+        select(seq.c.from_stage, cast(days_between(seq.c.changed_at, Account.created_at), Float), *move)
         .join(Account, Account.id == seq.c.account_id)
         .where(seq.c.rn == 1, seq.c.from_stage.is_not(None), Account.created_at < seq.c.changed_at, in_period),
     )
 
 
-def pipeline_statement(start: datetime, end: datetime, window_days: float, span_days: float):
+def pipeline_statement(start: datetime, end: datetime, window_days: float, span_days: float,
+                       playbook_ids: set[int] | None = None):
     """Opportunities created in [start, end) at accounts with a marketing touch within the
-    window before: rows (bucket, pipeline, revenue), bucket = whole spans since ``start``."""
-    touched = exists().where(Touch.account_id == Opportunity.account_id, Touch.status == "sent",
-                             Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at <= Opportunity.created_at,
-                             at_or_after(Touch.sent_at, Opportunity.created_at, -window_days))
+    window before (of the ``playbook_ids``, when given: the dashboard's playbook and product
+    filters): rows (bucket, pipeline, revenue), bucket = whole spans since ``start``."""
+    cond = [Touch.account_id == Opportunity.account_id, Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS),
+            Touch.sent_at <= Opportunity.created_at, at_or_after(Touch.sent_at, Opportunity.created_at, -window_days)]
+    if playbook_ids is not None:
+        cond.append(Touch.playbook_id.in_(playbook_ids or {-1}))
+    touched = exists().where(*cond)
     bucket = cast(func.floor(days_between(Opportunity.created_at, literal(start, Opportunity.created_at.type))
                              / span_days), Float)
     amount = func.coalesce(Opportunity.amount, 0)

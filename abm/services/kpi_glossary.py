@@ -79,6 +79,10 @@ OTHERS = (
          "(Newcombe's hybrid score interval)."),
 )
 
+#: The lift card's rows: what each share counts (the table's and the funnel's "engaged" are other figures).
+LIFT_METRICS = {"engaged": "Accounts engaged after entering", "opportunity": "Accounts with an opportunity after entering",
+                "won": "Accounts with a won deal after entering"}
+
 MODELS = (
     Term("first_touch", "First touch", "All of a conversion to the oldest touch within the window before it."),
     Term("last_touch", "Last touch", "All of it to the newest touch before it."),

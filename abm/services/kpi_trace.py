@@ -1,9 +1,15 @@
-"""Traceability: the accounts, opportunities and spend rows behind each KPI figure.
+"""Traceability: the accounts, opportunities, leads, stage moves and spend rows behind
+each KPI figure.
 
 Each list is the same SQL as the figure (:mod:`abm.services.kpi_sql`), stopped before
 it counts: the accounts a group reached or engaged, the accounts and opportunities whose
-conversions it was credited, the opportunities behind its pipeline and revenue, and
-the spend entries and per-touch unit costs behind its cost.
+conversions it was credited, the opportunities behind its pipeline and revenue (each
+with the days from the group's first touch: its median days to opportunity), the
+spend entries and per-touch unit costs behind its cost, the credited leads behind its
+lead to opportunity rate and the credited closed opportunities behind its opportunity
+to won rate (each with its credit, the numerator's rows marked), and the stage moves
+behind a stage's velocity, and the touches behind a group's touch count (newest first,
+at most :data:`TOUCH_LIST_LIMIT` listed, all counted).
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from sqlalchemy import func, select
 
 from abm import metrics
 from abm.db import db
-from abm.models import Account, ConnectorConfig, Cost, Opportunity, Playbook
+from abm.models import Account, ConnectorConfig, Contact, Cost, Opportunity, Playbook, Touch
 from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
+from abm.services import settings as settings_service
 
+#: The most touches one list shows (its CSV included): a request does bounded work.
+TOUCH_LIST_LIMIT = 100_000
 BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel", "coverage")
 
 
@@ -69,17 +78,75 @@ def opportunities_behind(group_by: str, group: str | None, period: kpis.Period, 
     group's when ``group`` is None (the totals, each opportunity once)."""
     kpis.check_group(group_by)
     _, path = kpis.touches_and_path(group_by, period, playbook, product, None)
-    ids = select(path.c.conv_id).where(path.c.kind == "opp")
+    # the days from the group's first touch (any group's, for the totals): what its median counts
+    firsts = select(path.c.conv_id, kpi_sql.days_between(path.c.at, func.min(path.c.sent_at)).label("days")).where(
+        path.c.kind == "opp")
     if group is not None:
-        ids = ids.where(path.c.g == group)
-    q = (select(Opportunity, Account.name).join(Account, Account.id == Opportunity.account_id)
-         .where(Opportunity.id.in_(ids)).order_by(Opportunity.created_at, Opportunity.id))
+        firsts = firsts.where(path.c.g == group)
+    firsts = firsts.group_by(path.c.conv_id, path.c.at).subquery()
+    q = (select(Opportunity, Account.name, firsts.c.days).join(firsts, firsts.c.conv_id == Opportunity.id)
+         .join(Account, Account.id == Opportunity.account_id).order_by(Opportunity.created_at, Opportunity.id))
     if won:
         q = q.where(Opportunity.won.is_(True))
-    return [{"id": o.id, "account_id": o.account_id, "account": name, "name": o.name,
-             "amount": float(o.amount or 0), "currency": o.currency, "created_at": o.created_at.isoformat(),
-             "closed_at": o.closed_at.isoformat() if o.closed_at else None, "won": o.won}
-            for o, name in db.session.execute(q)]
+    return [{**_opportunity(o, name), "days_from_first_touch": round(float(days), 2)}
+            for o, name, days in db.session.execute(q)]
+
+
+def _opportunity(o: Opportunity, account: str) -> dict:
+    return {"id": o.id, "account_id": o.account_id, "account": account, "name": o.name,
+            "amount": float(o.amount or 0), "currency": o.currency, "created_at": o.created_at.isoformat(),
+            "closed_at": o.closed_at.isoformat() if o.closed_at else None, "won": o.won}
+
+
+def _credits(kind: str, group_by: str, group: str | None, period: kpis.Period, playbook: str | None,
+             product: str | None, model: str | None, *outcomes: str):
+    """Each conversion of ``kind`` credited to the group (every group's when None), with its
+    credit (the sum of the group's touches' weights, as the figures add them) and ``outcomes``."""
+    kpis.check_group(group_by)
+    _, path = kpis.touches_and_path(group_by, period, playbook, product, model)
+    cols = [path.c.conv_id, path.c.account_id, path.c.at, *(path.c[o] for o in outcomes)]
+    q = select(*cols, func.sum(path.c.w).label("credit")).where(path.c.kind == kind, path.c.w > 0)
+    if group is not None:
+        q = q.where(path.c.g == group)
+    return q.group_by(*cols).subquery()
+
+
+def leads_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                 product: str | None = None, model: str | None = None) -> list[dict]:
+    """The leads credited to a group, each with its credit and whether its account had an
+    opportunity created within the window after it: the rows behind the group's lead to
+    opportunity rate (the credit of the marked ones over the credit of all)."""
+    c = _credits("lead", group_by, group, period, playbook, product, model, "to_opp")
+    q = (select(c, Contact.email, Account.name).join(Contact, Contact.id == c.c.conv_id)
+         .join(Account, Account.id == c.c.account_id).order_by(c.c.at, c.c.conv_id))
+    return [{"contact_id": r.conv_id, "contact": r.email, "account_id": r.account_id, "account": r.name,
+             "lead_at": r.at.isoformat(), "credit": round(float(r.credit), 4), "became_opportunity": bool(r.to_opp)}
+            for r in db.session.execute(q)]
+
+
+def closed_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                  product: str | None = None, model: str | None = None) -> list[dict]:
+    """The closed opportunities credited to a group, each with its credit, the won ones
+    marked: the rows behind the group's opportunity to won rate."""
+    c = _credits("opp", group_by, group, period, playbook, product, model, "closed")
+    q = (select(Opportunity, Account.name, c.c.credit).join(c, c.c.conv_id == Opportunity.id)
+         .join(Account, Account.id == Opportunity.account_id).where(c.c.closed == 1)
+         .order_by(Opportunity.created_at, Opportunity.id))
+    return [{**_opportunity(o, name), "credit": round(float(credit), 4)} for o, name, credit in db.session.execute(q)]
+
+
+def stage_moves(period: kpis.Period, stage: str | None = None) -> list[dict]:
+    """The stage moves behind stage velocity (out of ``stage``, or all), each with the days
+    spent in the stage left: their median is the stage's figure."""
+    if stage is not None and stage not in settings_service.current()["stages"]:
+        raise kpis.KpiError(f"unknown stage {stage!r}")
+    m = kpi_accounts.velocity_statement(period.start, period.end).subquery()
+    q = (select(m, Account.name).join(Account, Account.id == m.c.account_id).order_by(m.c.changed_at, m.c.account_id))
+    if stage is not None:
+        q = q.where(m.c.stage == stage)
+    return [{"account_id": r.account_id, "account": r.name, "from_stage": r.stage, "to_stage": r.to_stage,
+             "moved_at": r.changed_at.isoformat(), "days_in_stage": round(float(r.days), 2)}
+            for r in db.session.execute(q)]
 
 
 def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
@@ -111,3 +178,23 @@ def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook
                          + f", {c.date_from} to {c.date_to}", "entry_amount": float(c.amount),
                          "amount": metrics.cents(part)})
     return rows
+
+
+def touches_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                   product: str | None = None, limit: int = TOUCH_LIST_LIMIT) -> tuple[int, list[dict]]:
+    """The marketing touches a group's touch count counts (every group's when ``group`` is
+    None): their number, and the newest ``limit`` of them."""
+    kpis.check_group(group_by)
+    mt, _ = kpis.touches_and_path(group_by, period, playbook, product, None)
+    inp = kpi_sql.in_period(mt, period.start)
+    ids = select(inp.c.touch_id).where(inp.c.g == group) if group is not None else select(inp.c.touch_id)
+    ids = ids.distinct().subquery()
+    total = db.session.execute(select(func.count()).select_from(ids)).scalar_one()
+    q = (select(Touch.id, Touch.sent_at, Touch.channel, Touch.connector, Touch.step_id, Playbook.key,
+                Account.id.label("account_id"), Account.name, Contact.email)
+         .join(ids, ids.c.touch_id == Touch.id).join(Account, Account.id == Touch.account_id)
+         .outerjoin(Playbook, Playbook.id == Touch.playbook_id).outerjoin(Contact, Contact.id == Touch.contact_id)
+         .order_by(Touch.sent_at.desc(), Touch.id.desc()).limit(limit))
+    return total, [{"touch_id": r.id, "sent_at": r.sent_at.isoformat(), "account_id": r.account_id,
+                    "account": r.name, "contact": r.email, "playbook": r.key, "step": r.step_id,
+                    "channel": r.channel, "connector": r.connector} for r in db.session.execute(q)]

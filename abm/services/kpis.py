@@ -300,7 +300,7 @@ def playbook_ids_for(playbook: str | None, product: str | None) -> set[int] | No
 def stage_velocity(period: Period) -> list[dict]:
     """Median days an account spent in each stage before moving on, for moves in the period."""
     spent: dict[str, list[float]] = defaultdict(list)
-    for stage, days in db.session.execute(kpi_accounts.velocity_statement(period.start, period.end)):
+    for stage, days, *_move in db.session.execute(kpi_accounts.velocity_statement(period.start, period.end)):
         spent[stage].append(days)
     return [{"stage": st, "moves": len(spent.get(st, [])), "median_days": _r(metrics.median(spent.get(st, [])), 2)}
             for st in settings_service.current()["stages"] if st != "lost"]
@@ -352,14 +352,25 @@ def _lift_of(key: str, name: str, rows) -> dict:
     return result
 
 
-def pipeline_series(period: Period, buckets: int = 12) -> list[dict]:
-    """Pipeline and revenue influenced, per equal slice of the period (oldest first)."""
+#: The pipeline chart's columns: equal slices of the period.
+PIPELINE_SLICES = 12
+
+
+def slices(period: Period, buckets: int = PIPELINE_SLICES) -> list[Period]:
+    """The period cut into ``buckets`` equal slices, oldest first: the pipeline chart's columns."""
     span = (period.end - period.start) / buckets
-    series = [{"start": (period.start + span * i).date().isoformat(), "pipeline": 0.0, "revenue": 0.0}
-              for i in range(buckets)]
+    return [Period(period.start + span * i, period.end if i == buckets - 1 else period.start + span * (i + 1))
+            for i in range(buckets)]
+
+
+def pipeline_series(period: Period, buckets: int = PIPELINE_SLICES, playbook_ids: set[int] | None = None) -> list[dict]:
+    """Pipeline and revenue influenced, per equal slice of the period (oldest first); with
+    ``playbook_ids`` (the playbook and product filters), by those playbooks' touches only."""
+    span = (period.end - period.start) / buckets
+    series = [{"start": s.start.date().isoformat(), "pipeline": 0.0, "revenue": 0.0} for s in slices(period, buckets)]
     window = Attribution.current().window_days
     for b, pipeline, revenue in db.session.execute(kpi_accounts.pipeline_statement(
-            period.start, period.end, window, span.total_seconds() / 86400)):
+            period.start, period.end, window, span.total_seconds() / 86400, playbook_ids)):
         i = min(int(b), buckets - 1)
         series[i]["pipeline"] += float(pipeline or 0)
         series[i]["revenue"] += float(revenue or 0)

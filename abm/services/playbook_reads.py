@@ -1,13 +1,16 @@
 """What the playbook pages and the API read about playbooks beside one playbook's row:
 the lists, the counts per state and per status, the funnel of steps reached, the latest
-failures, the version history and a page of enrollments. Read-only: the rules that
-change playbooks are in :mod:`abm.services.playbooks`."""
+failures, the version history and a page of enrollments (those that reached a step:
+the rows behind a count of the funnel, by the same rule, :func:`reached_clause`).
+Read-only: the rules that change playbooks are in :mod:`abm.services.playbooks`."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, false, func, or_, select
 
 from abm.db import db
+from abm.errors import ValidationError
+from abm.exports import csv_text
 from abm.models import Account, Enrollment, PlaybookVersion, Touch, User
 from abm.models import Playbook as PlaybookRow
 from abm.services import paging
@@ -15,6 +18,8 @@ from abm.services.versions import compiled
 from playbooks.model import Step
 
 FAILURES_SHOWN = 20
+#: The most rows a CSV of enrollments holds (a page of the list is bounded by paging).
+MAX_EXPORT = 100_000
 
 
 def find(key: str | None) -> PlaybookRow | None:
@@ -55,25 +60,33 @@ def status_counts() -> dict[str, int]:
     return dict(db.session.execute(select(PlaybookRow.status, func.count()).group_by(PlaybookRow.status)).all())
 
 
-def funnel(row: PlaybookRow, steps: list[Step]) -> list[dict]:
-    """How many enrollments (held-out ones aside) reached or passed each step of the
-    current version. An enrollment at step index ``i`` of its own version has reached
-    its steps ``0..i``; steps are matched by id across versions, so an enrollment still
-    on an older version counts for the steps that version shares with the current one."""
-    versions = {v.id: compiled(v) for v in db.session.execute(
+def _versions(row: PlaybookRow) -> dict[int, object]:
+    """version id -> the compiled playbook of each of ``row``'s versions."""
+    return {v.id: compiled(v) for v in db.session.execute(
         select(PlaybookVersion).where(PlaybookVersion.playbook_id == row.id)).scalars()}
-    reached = {step.id: 0 for step in steps}
-    for version_id, index, n in db.session.execute(
-            select(Enrollment.version_id, Enrollment.step_index, func.count())
-            .where(Enrollment.playbook_id == row.id, Enrollment.state != "held_out")
-            .group_by(Enrollment.version_id, Enrollment.step_index)):
-        pb = versions.get(version_id)
-        if pb is None:
-            continue
-        for step in pb.steps[:index + 1]:
-            if step.id in reached:
-                reached[step.id] += n
-    return [{"label": step.id, "value": reached[step.id]} for step in steps]
+
+
+def reached_clause(versions: dict[int, object], step_id: str):
+    """The enrollments that reached or passed the step ``step_id``: an enrollment at step
+    index ``i`` of its own version has reached its steps ``0..i``; steps are matched by
+    id across versions, so an enrollment still on an older version counts for the steps
+    that version shares with the current one. Held-out enrollments never reach a step.
+    The one rule of the funnel's counts and of the lists they open."""
+    per_version = [and_(Enrollment.version_id == version_id, Enrollment.step_index >= index)
+                   for version_id, pb in versions.items()
+                   for index, step in enumerate(pb.steps) if step.id == step_id]
+    return and_(Enrollment.state != "held_out", or_(*per_version)) if per_version else false()
+
+
+def funnel(row: PlaybookRow, steps: list[Step]) -> list[dict]:
+    """How many enrollments reached or passed each step of the current version
+    (:func:`reached_clause`), in one query."""
+    if not steps:
+        return []
+    versions = _versions(row)
+    sums = [func.sum(case((reached_clause(versions, step.id), 1), else_=0)) for step in steps]
+    counts = db.session.execute(select(*sums).where(Enrollment.playbook_id == row.id)).one()
+    return [{"label": step.id, "value": int(n or 0)} for step, n in zip(steps, counts, strict=True)]
 
 
 def failures(row: PlaybookRow, limit: int = FAILURES_SHOWN) -> list[dict]:
@@ -94,19 +107,47 @@ def version_history(row: PlaybookRow) -> list[dict]:
             for version, email in db.session.execute(stmt).all()]
 
 
-def enrollments_page(row: PlaybookRow, state: str | None, cursor: str | None,
-                     limit: int) -> tuple[list[dict], str | None]:
-    """One page of the playbook's enrollments by id (or those in ``state``), each with its
-    account's name, its version and the id of the step it is at."""
+def _enrollments_query(row: PlaybookRow, state: str | None, reached: str | None, versions: dict):
     stmt = select(Enrollment).where(Enrollment.playbook_id == row.id)
     if state:
         stmt = stmt.where(Enrollment.state == state)
-    rows, next_cursor = paging.page(stmt, [paging.SortKey(Enrollment.id)], "id", cursor, limit)
+    if reached:
+        if not any(step.id == reached for pb in versions.values() for step in pb.steps):
+            message = f"{row.key} has no step {reached!r}"
+            raise ValidationError([{"path": "reached", "message": message}], f"reached: {message}")
+        stmt = stmt.where(reached_clause(versions, reached))
+    return stmt
+
+
+def enrollments_page(row: PlaybookRow, state: str | None, cursor: str | None, limit: int,
+                     reached: str | None = None) -> tuple[list[dict], str | None]:
+    """One page of the playbook's enrollments by id (or those in ``state``, or those that
+    reached the step ``reached``: a step id of one of its versions, else a 422), each with
+    its account's name, its version and the id of the step it is at."""
+    versions = _versions(row)
+    rows, next_cursor = paging.page(_enrollments_query(row, state, reached, versions),
+                                    [paging.SortKey(Enrollment.id)], "id", cursor, limit)
+    return _serialized(row, rows), next_cursor
+
+
+def enrollments_csv(row: PlaybookRow, state: str | None = None, reached: str | None = None) -> str:
+    """The CSV of the enrollments :func:`enrollments_page` lists (at most ``MAX_EXPORT``),
+    with each account's domain."""
+    stmt = _enrollments_query(row, state, reached, _versions(row)).order_by(Enrollment.id).limit(MAX_EXPORT)
+    items = _serialized(row, list(db.session.execute(stmt).scalars()))
+    domains = dict(db.session.execute(select(Account.id, Account.domain).where(
+        Account.id.in_({e["account_id"] for e in items} or {0}))).all())
+    columns = ["id", "account_id", "account", "domain", "state", "version", "step", "cycle", "entered_at",
+               "next_run_at", "left_at", "exit_reason", "entry_source"]
+    return csv_text(({**e, "domain": domains.get(e["account_id"])} for e in items), columns)
+
+
+def _serialized(row: PlaybookRow, rows: list[Enrollment]) -> list[dict]:
     versions = {v.id: v for v in db.session.execute(select(PlaybookVersion).where(
         PlaybookVersion.playbook_id == row.id)).scalars()}
     names = dict(db.session.execute(select(Account.id, Account.name).where(
         Account.id.in_({e.account_id for e in rows} or {0}))).all())
-    return [_enrollment(e, versions.get(e.version_id), names.get(e.account_id)) for e in rows], next_cursor
+    return [_enrollment(e, versions.get(e.version_id), names.get(e.account_id)) for e in rows]
 
 
 def _enrollment(e: Enrollment, version: PlaybookVersion | None, account: str | None) -> dict:

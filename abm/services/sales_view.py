@@ -6,6 +6,7 @@ Every list is a handful of queries whatever its length (no query per account).
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, or_, select
@@ -13,7 +14,7 @@ from sqlalchemy import exists, func, or_, select
 from abm.db import db, in_list, utcnow
 from abm.models import Account, Alert, Contact, Enrollment, Event, Playbook, Touch
 from abm.scoring import driven_by, level
-from abm.services import scores
+from abm.services import in_market, scores
 from abm.services import settings as settings_service
 
 ENGAGED_WINDOW = timedelta(days=90)
@@ -134,13 +135,35 @@ def _level(score: float, cfg: dict) -> str:
 
 
 def matrix(owner_id: int | None = None) -> dict:
-    """Accounts counted by stage and engagement level, with the two cells sales acts on."""
-    cfg = settings_service.current()
-    q = select(Account.stage, Account.engagement, func.count(Account.id)).group_by(Account.stage, Account.engagement)
+    """Accounts counted by stage and engagement, with the two cells sales acts on."""
+    q = select(Account.stage, Account.engagement, func.count()).group_by(Account.stage, Account.engagement)
     if owner_id is not None:
         q = q.where(Account.owner_id == owner_id)
+    return _stage_matrix(db.session.execute(q).all())
+
+
+def matrices(owner_id: int | None = None) -> tuple[dict, dict]:
+    """The stage by engagement matrix (:func:`matrix`) and the fit by engagement one
+    (``in_market.fit_matrix_of``) from one pass over the accounts: an index-only scan of
+    ``ix_accounts_owner_stage_level`` (the whole workspace's, or a range for one owner)."""
+    band = in_market.fit_band()
+    q = (select(Account.stage, band, Account.engagement, func.count())
+         .group_by(Account.stage, band, Account.engagement))
+    if owner_id is not None:
+        q = q.where(Account.owner_id == owner_id)
+    by_stage, by_band = Counter(), Counter()
+    for stage, band_name, lvl, n in db.session.execute(q):
+        by_stage[stage, lvl] += n
+        by_band[band_name, lvl] += n
+    return (_stage_matrix([(s, lv, n) for (s, lv), n in by_stage.items()]),
+            in_market.fit_matrix_of([(b, lv, n) for (b, lv), n in by_band.items()]))
+
+
+def _stage_matrix(rows) -> dict:
+    """The matrix from (stage, level, count) rows, in the workspace's stage order."""
+    cfg = settings_service.current()
     counts: dict[str, dict[str, int]] = {s: {"cold": 0, "warm": 0, "hot": 0} for s in cfg["stages"]}
-    for stage, lvl, n in db.session.execute(q):
+    for stage, lvl, n in rows:
         counts.setdefault(stage, {"cold": 0, "warm": 0, "hot": 0})[lvl] = n
     early = pre_opportunity_stages(cfg["stages"])
     return {

@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from abm.errors import ApiError
 from abm.models import User
-from abm.services import digest, identification, in_market, sales_view, scores, user_admin
+from abm.services import digest, identification, sales_view, scores, user_admin
 from abm.services import settings as settings_service
 from abm.services import timeline as timeline_service
 from abm.services import users as users_service
@@ -118,7 +118,7 @@ def index():
     if scope not in ("mine", "all"):
         scope = "all"
     mine = scope == "mine"
-    m = sales_view.matrix(current_user.id if mine else None)
+    m, fit_m = sales_view.matrices(current_user.id if mine else None)
     hot = m["hot_not_in_opportunity"]
     cold = m["opportunities_gone_cold"]
     named = [
@@ -142,7 +142,7 @@ def index():
     return render_template(
         "web/engagement/matrix.html", rows=rows, levels=LEVELS, named=named, scope=scope, totals=totals,
         total=sum(totals.values()), level_links={lv: accounts_link(None, lv, mine) for lv in LEVELS},
-        fit_rows=_fit_rows(in_market.fit_matrix(current_user.id if mine else None), mine))
+        fit_rows=_fit_rows(fit_m, mine))
 
 
 FIT_LABELS = {"high": "High fit (70+)", "medium": "Medium fit (40 to 69)", "low": "Low fit (below 40)",

@@ -2,7 +2,9 @@
 
 The connector named in the URL verifies the request by its provider's signature
 scheme (:meth:`connectors.base.Connector.verify_webhook`): missing, forged or stale
-signatures are a 401. A verified body is parsed into events, which are queued for the
+signatures are a 401. A body the connector cannot take is a 400 whose ``details``
+locate each fault (``{"path": "data[2].attributes.time", "message": ...}``, or
+``(body)``). A verified body is parsed into events, which are queued for the
 drain (:func:`abm.services.inbound.receive`, one Redis push): the answer comes before
 any database write, so providers never time out on us.
 
@@ -60,7 +62,8 @@ def receive(name: str):
     try:
         events = connector.parse_webhook(headers, body)
     except ConnectorError as exc:
-        raise ApiError(400, f"webhook body not understood: {exc}") from None
+        raise ApiError(400, f"webhook body not understood: {exc}",
+                       getattr(exc, "problems", None) or [{"path": "(body)", "message": str(exc)}]) from None
     received = inbound.receive(name, events)
     return jsonify(received=received), 200
 

@@ -1,5 +1,6 @@
-"""The import page: upload an accounts or contacts CSV; a worker imports it while the page shows its
-progress, then its row-level report; the history of past imports and a sample file of each kind."""
+"""The import page: upload an accounts, contacts or intent (Company Surge) CSV; a worker imports it
+while the page shows its progress, then its row-level report; the history of past imports and a
+sample file of each kind."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from abm.web._access import MANAGERS, role_required
 
 bp = Blueprint("imports", __name__)
 
-KINDS = tuple(runs.IMPORTERS)
+KINDS = runs.KINDS
 
 
 def _form(kind: str, errors: dict | None = None, filename: str | None = None, status: int = 200):
@@ -28,7 +29,7 @@ def index():
     errors: dict[str, list[str]] = {}
     upload = request.files.get("file")
     if kind not in KINDS:
-        errors["kind"] = [f"choose accounts or contacts, not {kind!r}"]
+        errors["kind"] = [f"choose accounts, contacts or intent, not {kind!r}"]
         kind = "accounts"
     if upload is None or not upload.filename:
         errors["file"] = ["choose a CSV file to upload"]

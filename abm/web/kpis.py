@@ -72,6 +72,8 @@ def index():
                    else rollups.kpis("playbook", period, playbook, product, model=model))
     age = (utcnow() - datetime.fromisoformat(data["computed_at"])).total_seconds()
     extras = rollups.extras(period)
+    if playbook or product:  # the stored pipeline is every playbook's: the filtered one is computed here
+        extras = {**extras, "pipeline": kpis.pipeline_series(period, playbook_ids=kpis.playbook_ids_for(playbook, product))}
     lifts = [lift for lift in extras["lifts"] if playbook is None or lift["playbook"] == playbook]
     products, playbooks = spend_service.products(), spend_service.playbook_keys()
     query = {k: v for k, v in args.items() if v and k != "group_by"}
@@ -83,6 +85,7 @@ def index():
         export_query=api_query(period, args),
         groups=kpis.GROUPS, models=kpis.MODELS, age_seconds=max(0, round(age)), label=kpi_glossary.label,
         funnel_labels={t.key: t.label for t in kpi_glossary.FUNNEL}, format_money=kpi_glossary.money,
+        lift_labels=kpi_glossary.LIFT_METRICS, format_days=kpi_glossary.days,
         currency=currency, money_of=lambda v: kpi_glossary.money(v, currency))
 
 
@@ -137,13 +140,19 @@ def _csv(rows: list[dict], name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
+#: What the dashboard's view is made of: a list's "Back to the KPIs" keeps each.
+DASHBOARD_ARGS = ("from", "to", "days", "product", "playbook", "group_by", "model")
+
+
 def _list(template: str, rows: list[dict], name: str, **context):
     """A list behind a figure: the page, or its CSV with ``format=csv``."""
     if request.args.get("format") == "csv":
         return _csv(rows, name)
     csv_url = url_for(request.endpoint, **{**request.args.to_dict(), "format": "csv"})
-    return render_template(template, rows=rows, csv_url=csv_url, format_money=kpi_glossary.money,
-                           currency=settings_service.current().get("currency", "USD"), **context)
+    back = {k: v for k in DASHBOARD_ARGS if (v := (request.args.get(k) or "").strip())}
+    return render_template(template, rows=rows, csv_url=csv_url, back_url=url_for("kpis.index", **back),
+                           format_money=kpi_glossary.money, currency=settings_service.current().get("currency", "USD"),
+                           **context)
 
 
 @bp.get("/kpis/accounts")
@@ -162,17 +171,86 @@ def accounts():
                  group=group, args=args, period=period, problems=problems)
 
 
+#: The opportunity lists: the figure each stands behind.
+OPPORTUNITY_LISTS = ("pipeline", "revenue", "days", "closed")
+
+
+def _pipeline_slice(period: kpis.Period, problems: list[str]) -> kpis.Period | None:
+    """``slice=i``: the i-th column of the dashboard's pipeline chart, a part of the period."""
+    raw = request.args.get("slice")
+    if raw is None:
+        return period
+    if raw.isdigit() and int(raw) < kpis.PIPELINE_SLICES:
+        return kpis.slices(period)[int(raw)]
+    problems.append(f"slice must be a number from 0 to {kpis.PIPELINE_SLICES - 1}")
+    return None
+
+
 @bp.get("/kpis/opportunities")
 @role_required()
 def opportunities():
-    """The opportunities behind pipeline influenced (``metric=revenue``: revenue influenced)."""
+    """The opportunities behind pipeline influenced and the median days to opportunity
+    (``metric=revenue``: revenue influenced; ``closed``: the opportunity to won rate;
+    ``slice``: a column of the pipeline chart)."""
     period, args, problems = _period_args()
-    metric = "revenue" if request.args.get("metric") == "revenue" else "pipeline"
+    metric = request.args.get("metric") if request.args.get("metric") in OPPORTUNITY_LISTS else "pipeline"
     group = request.args.get("group") or None
-    rows = kpi_trace.opportunities_behind(args["group_by"], group, period, args["playbook"] or None,
-                                          args["product"] or None, won=metric == "revenue")
+    shown = _pipeline_slice(period, problems)
+    filters = (args["group_by"], group, shown or period, args["playbook"] or None, args["product"] or None)
+    if shown is None:
+        rows = []
+    elif metric == "closed":
+        rows = kpi_trace.closed_behind(*filters, args["model"] or None)
+    else:
+        rows = kpi_trace.opportunities_behind(*filters, won=metric == "revenue")
     return _list("web/kpis/opportunities.html", rows, f"opportunities-{metric}", metric=metric, group=group,
-                 args=args, period=period, problems=problems)
+                 args=args, period=shown or period, problems=problems)
+
+
+@bp.get("/kpis/leads")
+@role_required()
+def leads():
+    """The credited leads behind a lead to opportunity rate, those that became one marked."""
+    period, args, problems = _period_args()
+    group = request.args.get("group") or None
+    rows = kpi_trace.leads_behind(args["group_by"], group, period, args["playbook"] or None, args["product"] or None,
+                                  args["model"] or None)
+    return _list("web/kpis/leads.html", rows, "leads", group=group, args=args, period=period, problems=problems)
+
+
+@bp.get("/kpis/moves")
+@role_required()
+def moves():
+    """The stage moves behind stage velocity: out of ``stage``, or all."""
+    period, args, problems = _period_args()
+    stage = request.args.get("stage") or None
+    try:
+        rows = kpi_trace.stage_moves(period, stage)
+    except kpis.KpiError as exc:
+        problems.append(str(exc))
+        rows = []
+    return _list("web/kpis/moves.html", rows, "stage-moves", stage=stage, args=args, period=period, problems=problems)
+
+
+#: The most touches the page shows; its CSV lists up to :data:`kpi_trace.TOUCH_LIST_LIMIT`.
+TOUCHES_ON_PAGE = 500
+
+
+@bp.get("/kpis/touches")
+@role_required()
+def touches():
+    """The marketing touches behind a group's touch count (all counted, the newest listed)."""
+    period, args, problems = _period_args()
+    group = request.args.get("group") or None
+    limit = kpi_trace.TOUCH_LIST_LIMIT if request.args.get("format") == "csv" else TOUCHES_ON_PAGE
+    try:
+        total, rows = kpi_trace.touches_behind(args["group_by"], group, period, args["playbook"] or None,
+                                               args["product"] or None, limit=limit)
+    except kpis.KpiError as exc:
+        problems.append(str(exc))
+        total, rows = 0, []
+    return _list("web/kpis/touches.html", rows, "touches", total=total, group=group, args=args, period=period,
+                 problems=problems)
 
 
 @bp.get("/kpis/costs")

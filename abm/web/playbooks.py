@@ -1,5 +1,6 @@
 """The playbook pages: the list, a playbook's page (life cycle, versions, enrollments,
-funnel, touches, failures) and the editor (validate, plan, apply).
+funnel, touches, failures), its enrollments (by state, or those that reached a step: what
+each count of the page opens; CSV) and the editor (validate, plan, apply).
 
 Everything goes through :mod:`abm.services.playbooks`, as the API does, and the
 read-only aggregates the pages draw (counts per state, per step, per status, the
@@ -12,7 +13,7 @@ them. AEs may read and plan; applying and the life cycle need a manager or an ad
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from abm.errors import ApiError
@@ -36,6 +37,8 @@ RESULT_COLUMNS = (("sent", "status", "sent"), ("delivered", "result", "delivered
                   ("bounced", "result", "bounced"), ("suppressed", "status", "suppressed"),
                   ("postponed", "status", "scheduled"), ("failed", "status", "failed"),
                   ("skipped", "status", "skipped"))
+#: Enrollments per page of a playbook's enrollments list.
+ENROLLMENTS_PAGE = 50
 #: The life-cycle buttons each status offers, in order.
 ACTIONS_BY_STATUS = {
     "draft": ("activate", "archive"),
@@ -86,9 +89,11 @@ def show(key: str):
     row = service.get(key)
     summary = service.serialize(row)
     pb = service.compiled(service.current_version(row))
-    enrollments = [{"label": state.replace("_", " "), "value": summary["enrollments"].get(state, 0)}
+    enrollments = [{"label": state.replace("_", " "), "value": summary["enrollments"].get(state, 0),
+                    "href": _enrollments_url(key, state=state) if summary["enrollments"].get(state) else None}
                    for state in ENROLLMENT_STATES]
-    reached = playbook_reads.funnel(row, pb.steps)
+    reached = [{**r, "href": _enrollments_url(key, reached=r["label"]) if r["value"] else None}
+               for r in playbook_reads.funnel(row, pb.steps)]
     touch_counts = service.touch_counts(key)
     touches = [{"label": status, "value": touch_counts.get(status, 0),
                 "href": url_for("touches.index", playbook=key, status=status) if touch_counts.get(status) else None}
@@ -97,8 +102,8 @@ def show(key: str):
     return render_template(
         "web/playbooks/show.html", row=row, pb=pb, summary=summary, enrollments=enrollments,
         enrolled_total=sum(e["value"] for e in enrollments), funnel=reached,
-        flow_steps=[{"id": s.id, "label": flow.label(s), "count": r["value"]} for s, r in zip(pb.steps, reached,
-                                                                                             strict=True)],
+        flow_steps=[{"id": s.id, "label": flow.label(s), "count": r["value"], "href": r["href"]}
+                    for s, r in zip(pb.steps, reached, strict=True)],
         flow_edges=[vars(edge) for edge in flow.edges(pb)],
         touches=touches, touches_total=sum(t["value"] for t in touches), failures=playbook_reads.failures(row),
         versions=playbook_reads.version_history(row), actions=ACTIONS_BY_STATUS.get(row.status, ()), may_manage=may_manage(),
@@ -106,6 +111,34 @@ def show(key: str):
         email_steps=[s.id for s in pb.steps if s.kind == "email"], results=results,
         result_columns=RESULT_COLUMNS, ab=variant_results.of_playbook(pb, results),
         ab_method=variant_results.METHOD)
+
+
+def _enrollments_url(key: str, **args) -> str:
+    return url_for("playbooks.enrollments", key=key, **args)
+
+
+@bp.get("/playbooks/<key>/enrollments")
+@role_required()
+def enrollments(key: str):
+    """The enrollments behind a count of the playbook's page: those in ``state``, those
+    that reached the step ``reached`` (the funnel's and the flow's counts, by the same
+    rule), paged; ``format=csv`` gives them all as a file."""
+    row = service.get(key)
+    state = request.args.get("state") if request.args.get("state") in ENROLLMENT_STATES else None
+    reached = (request.args.get("reached") or "")[:100] or None
+    if request.args.get("format") == "csv":
+        name = "-".join(filter(None, (key, "enrollments", state, reached and f"reached-{reached}")))
+        return Response(playbook_reads.enrollments_csv(row, state, reached), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    items, cursor = playbook_reads.enrollments_page(row, state, request.args.get("cursor"), ENROLLMENTS_PAGE,
+                                                    reached=reached)
+    args = {k: v for k, v in (("state", state), ("reached", reached)) if v}
+    subject = (f"Accounts that reached {reached}" if reached else "Enrollments") + (
+        f" ({state.replace('_', ' ')})" if state else "")
+    return render_template("web/playbooks/enrollments.html", row=row, subject=subject, items=items, next_cursor=cursor, args=args,
+                           state=state, reached=reached, first_page=not request.args.get("cursor"),
+                           csv_url=_enrollments_url(key, format="csv", **args), states=ENROLLMENT_STATES,
+                           steps=[s.id for s in service.compiled(service.current_version(row)).steps])
 
 
 @bp.get("/playbooks/<key>/diff")

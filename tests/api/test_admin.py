@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, ApiToken, IdempotencyRecord, Opportunity, WorkspaceSettings
+from abm.models import Account, ApiToken, AuditLog, IdempotencyRecord, Opportunity, User, WorkspaceSettings
 
 
 def _account(domain="acme.com") -> Account:
@@ -107,3 +107,34 @@ def test_settings_get_and_put(api):
     c.put("/api/v1/settings", json={"stages": ["cold_lead", "hot_lead"]})
     assert c.post("/api/v1/accounts", json={"domain": "acme.com"}).json["stage"] == "cold_lead"
     assert c.post("/api/v1/accounts", json={"domain": "b.com", "stage": "target"}).status_code == 422
+
+
+def test_a_users_time_zone_over_the_api(api):
+    """The time zone the weekly digest follows: read and set by an admin for anyone, by
+    each user for themselves only; an unknown zone is a 422 on `timezone`."""
+    admin = api("admin")
+    ae = api("ae")
+    sam = ae.user.id
+    assert ae.get("/api/v1/users/me").json["timezone"] is None
+    r = admin.patch(f"/api/v1/users/{sam}", json={"timezone": "Europe/Paris"})
+    assert r.status_code == 200 and r.json["timezone"] == "Europe/Paris" and r.json["id"] == sam
+    assert ae.get(f"/api/v1/users/{sam}").json["timezone"] == "Europe/Paris"
+    r = ae.patch("/api/v1/users/me", json={"timezone": "America/New_York"})
+    assert r.status_code == 200 and r.json["timezone"] == "America/New_York"
+    assert admin.get(f"/api/v1/users/{sam}").json["timezone"] == "America/New_York"
+    for bad in ("Atlantis/Capital", "Europe/", "../etc/passwd"):
+        r = admin.patch(f"/api/v1/users/{sam}", json={"timezone": bad})
+        assert r.status_code == 422 and r.json["error"]["details"][0]["path"] == "timezone", r.json
+        assert "unknown time zone" in r.json["error"]["details"][0]["message"]
+    assert admin.patch(f"/api/v1/users/{sam}", json={"role": "admin"}).status_code == 422  # only the zone
+    # Another user: an AE may neither read nor change them; an admin asking for nobody gets a 404.
+    assert ae.get(f"/api/v1/users/{admin.user.id}").status_code == 403
+    assert ae.patch(f"/api/v1/users/{admin.user.id}", json={"timezone": "UTC"}).status_code == 403
+    assert admin.get("/api/v1/users/4242").status_code == 404
+    r = admin.patch(f"/api/v1/users/{sam}", json={"timezone": None})  # back to the workspace's zone
+    assert r.status_code == 200 and r.json["timezone"] is None
+    db.session.expire_all()
+    assert db.session.get(User, sam).timezone is None
+    changes = db.session.execute(select(AuditLog.details).where(AuditLog.action == "user.timezone")
+                                 .order_by(AuditLog.id)).scalars().all()
+    assert [c["after"] for c in changes] == ["Europe/Paris", "America/New_York", None]

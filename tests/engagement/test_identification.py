@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from abm import tracking
 from abm.db import db, utcnow
-from abm.models import Account, Event
-from abm.services import contacts, events, identification, networks
+from abm.models import Account, Event, Visitor
+from abm.services import events, identification, networks
 from abm.services import settings as settings_service
 from connectors.email_message import add_tracking
 from tests.engagement.conftest import add_site
@@ -111,12 +111,21 @@ def test_a_network_attached_later_matches_kept_visits_and_old_addresses_are_purg
 
 
 def test_a_workspace_can_turn_identification_off(app, client, world):
+    """Off: no visit is matched by address, on arrival or later; no address is kept, or sent to a
+    look-up provider; the next purge drops the addresses kept while it was on, however recent."""
+    visit(client, "203.0.113.7", visitor="before")  # while on: unmatched, its address kept
+    assert stored(visitor_id="before")[0].properties["ip"] == "203.0.113.7"
+    assert identification.addresses_to_look_up() == ["203.0.113.7"]
+    settings_service.update({"identification": {**settings_service.current()["identification"], "enabled": False}})
     networks.add_networks(world["acme"].id, ["203.0.113.0/24"])
-    settings_service.update({"identification": {"enabled": False, "raw_ip_days": 7, "lookup_cache_days": 30,
-                                                 "stitch_days": 30}})
-    visit(client, "203.0.113.7")
-    event = stored(type="web_visit")[0]
+    assert identification.match_pending() == set() and identification.addresses_to_look_up() == []
+    visit(client, "203.0.113.8", visitor="after")
+    event = stored(visitor_id="after")[0]
     assert event.account_id is None and "ip" not in event.properties and "ip_match" not in event.properties
+    assert identification.purge_raw_addresses() == 1
+    db.session.commit()
+    before = stored(visitor_id="before")[0]
+    assert before.account_id is None and "ip" not in before.properties
 
 
 @pytest.mark.parametrize("order", ["visits first", "form first"])
@@ -145,15 +154,20 @@ def test_a_visitor_who_fills_a_form_takes_their_visits_with_them(app, client, wo
     assert db.session.get(Account, acme.id).score > score_before + 2  # the visits now count for acme
 
 
-def test_erasing_a_person_removes_their_visits_link(app, client, world):
-    jane = world["jane"]
-    form = {"type": "form_fill", "url": SITE + "/demo", "visitor_id": "v-9", "email": "jane@acme.com"}
-    beacon(client, form)
-    visit(client, "198.51.100.9", visitor="v-9")
-    contacts.erase(jane)
-    db.session.commit()
-    assert all(v.contact_id is None and v.visitor_id is None for v in stored(type="web_visit"))
-    visit(client, "198.51.100.9", visitor="v-9", path="/features")  # the visitor id is no longer known
+def test_erasing_a_person_removes_their_visits_link(app, client, world, api):
+    """Erasure unlinks the person's visits (those before the form, stitched, and after) and forgets
+    their visitor id; the visits stay as the account's."""
+    jane, acme = world["jane"], world["acme"]
+    visit(client, "198.51.100.9", visitor="v-9", path="/pricing")  # anonymous, then stitched
+    assert beacon(client, {"type": "form_fill", "url": SITE + "/demo", "visitor_id": "v-9",
+                           "email": "jane@acme.com"}).status_code == 204
+    visit(client, "198.51.100.9", visitor="v-9", path="/features")
+    assert [(v.contact_id, v.account_id) for v in stored(type="web_visit")] == [(jane.id, acme.id)] * 2
+    assert api("admin").delete(f"/api/v1/contacts/{jane.id}").status_code == 204
+    assert [(v.contact_id, v.visitor_id, v.account_id) for v in stored(type="web_visit")] == [
+        (None, None, acme.id)] * 2
+    assert db.session.execute(select(Visitor)).first() is None
+    visit(client, "198.51.100.9", visitor="v-9", path="/docs")  # the visitor id is no longer known
     assert stored(type="web_visit")[-1].contact_id is None
 
 

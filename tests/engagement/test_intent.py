@@ -43,9 +43,28 @@ def test_a_surge_file_becomes_intent_events_once_with_bad_rows_located(app, worl
     assert (again.events, again.duplicates) == (0, 3) and len(intents()) == 3
 
 
+def test_the_command_line_imports_a_surge_file_with_the_same_rule(app, world, runner, tmp_path):
+    path = tmp_path / "surge.csv"
+    path.write_text(SURGE)
+    result = runner.invoke(args=["intent", "import-surge", str(path), "--provider", "techtarget"])
+    assert result.exit_code == 1  # rows were rejected
+    assert "5 rows: 3 intent events stored, 0 already known, 1 kept for accounts that do not exist yet" in result.output
+    assert "row 5, column score: '150' is not a score from 0 to 100" in result.output
+    assert {e.properties["provider"] for e in intents()} == {"techtarget"}
+    assert runner.invoke(args=["intent", "import-surge", str(tmp_path / "missing.csv")]).exit_code == 2
+
+
 def test_a_file_without_the_needed_columns_is_refused_whole(app):
     with pytest.raises(intent.SurgeFileError, match="topic"):
         intent.import_surge(io.BytesIO(b"Domain,Score,Week\nacme.com,70,2026-11-23\n"))
+
+
+G2_SECRET = {"Authorization": "Bearer g2-shared-secret-0123"}
+
+
+def _g2(client, body, headers=G2_SECRET, query=""):
+    return client.post(f"/hooks/g2{query}", data=body if isinstance(body, bytes) else json.dumps(body),
+                       content_type="application/json", headers=headers)
 
 
 def test_g2_buyer_intent_signals_arrive_signed_and_become_intent_events(app, client, world):
@@ -56,19 +75,13 @@ def test_g2_buyer_intent_signals_arrive_signed_and_become_intent_events(app, cli
             "activity_type": "pricing", "occurred_at": "2026-12-01T09:00:00Z"}},
         {"id": "sig-2", "type": "buyer_intent", "attributes": {
             "company_domain": "globex.com", "product_name": "OurProduct", "intent_score": 65}},
-        {"id": "sig-3", "type": "buyer_intent", "attributes": {"company_name": "No domain"}},
     ]}
-    refused = client.post("/hooks/g2", data=json.dumps(body), content_type="application/json")
-    assert refused.status_code == 401
-    wrong = client.post("/hooks/g2", data=json.dumps(body), content_type="application/json",
-                        headers={"Authorization": "Bearer not-the-secret-000000"})
-    assert wrong.status_code == 401
-    ok = client.post("/hooks/g2", data=json.dumps(body), content_type="application/json",
-                     headers={"Authorization": "Bearer g2-shared-secret-0123"})
+    assert _g2(client, body, headers={}).status_code == 401
+    assert _g2(client, body, headers={"Authorization": "Bearer not-the-secret-000000"}).status_code == 401
+    assert _g2(client, body, headers={}, query="?token=not-the-secret-000000").status_code == 401
+    ok = _g2(client, body)
     assert ok.status_code == 200 and ok.get_json()["received"] == 2
-    also_ok = client.post("/hooks/g2?token=g2-shared-secret-0123", data=json.dumps(body),
-                          content_type="application/json")
-    assert also_ok.status_code == 200
+    assert _g2(client, body, headers={}, query="?token=g2-shared-secret-0123").status_code == 200
     events.drain()
     stored = {e.account_id: e for e in intents()}
     assert len(intents()) == 2  # the second delivery repeated the same signal ids
@@ -76,6 +89,55 @@ def test_g2_buyer_intent_signals_arrive_signed_and_become_intent_events(app, cli
     assert (acme["topic"], acme["score"], acme["provider"], acme["activity"]) == (
         "Zero Trust Networking", 90, "g2", "pricing")
     assert stored[world["globex"].id].properties["score"] == 65
+
+
+def test_g2_event_stream_records_with_their_included_company_become_intent_events(app, client, world):
+    """The records of G2's documented buyer-intent event stream (remote-event-streams: tag, time,
+    title, url; the company as a relationship) forwarded as a JSON:API document with the companies
+    included: the company's domain names the account, the tag gives the strength."""
+    connector_service.create({"name": "g2", "type": "g2", "settings": {"secret": "g2-shared-secret-0123"}})
+    body = {"data": [
+        {"id": "ev-1", "type": "remote_event_streams",
+         "attributes": {"tag": "comparisons.show", "time": "2026-12-02T10:00:00Z", "title": "Okta vs Zscaler",
+                        "url": "https://www.g2.com/compare/okta-vs-zscaler", "organization": "Acme Inc"},
+         "relationships": {"company": {"data": {"type": "companies", "id": "c-1"}}}},
+        {"id": "ev-2", "type": "remote_event_streams",
+         "attributes": {"tag": "products.competitors", "time": "2026-12-02T11:00:00Z"},
+         "relationships": {"company": {"data": {"type": "companies", "id": "c-2"}}}},
+    ], "included": [{"id": "c-1", "type": "companies", "attributes": {"name": "Acme", "domain": "acme.com"}},
+                    {"id": "c-2", "type": "companies", "attributes": {"name": "Globex", "domain": "globex.com"}}]}
+    assert _g2(client, body).get_json() == {"received": 2}
+    events.drain()
+    stored = {e.account_id: e for e in intents()}
+    acme = stored[world["acme"].id]
+    assert (acme.properties["activity"], acme.properties["score"], acme.properties["company"]) == (
+        "comparisons.show", 80, "Acme Inc")
+    assert acme.properties["url"] == "https://www.g2.com/compare/okta-vs-zscaler"
+    assert acme.occurred_at.replace(tzinfo=UTC) == datetime(2026, 12, 2, 10, tzinfo=UTC)
+    assert stored[world["globex"].id].properties["score"] == 75  # alternatives (competitors) pages
+
+
+def test_a_malformed_g2_delivery_is_refused_whole_with_each_fault_located(app, client, world):
+    connector_service.create({"name": "g2", "type": "g2", "settings": {"secret": "g2-shared-secret-0123"}})
+    body = {"data": [
+        {"id": "ok", "attributes": {"company_domain": "acme.com", "tag": "products.pricing"}},
+        {"id": "no-domain", "attributes": {"company_name": "Nobody"}},
+        {"id": "bad", "attributes": {"company_domain": "globex.com", "intent_score": 140, "time": "yesterday"}},
+        "not a record",
+    ]}
+    resp = _g2(client, body)
+    assert resp.status_code == 400
+    details = resp.get_json()["error"]["details"]
+    assert [d["path"] for d in details] == ["data[1].attributes.company_domain", "data[2].attributes.intent_score",
+                                            "data[2].attributes.time", "data[3]"]
+    assert "not a score from 0 to 100" in details[1]["message"]
+    flat = _g2(client, {"company_domain": "not a domain"})
+    assert flat.status_code == 400 and flat.get_json()["error"]["details"][0]["path"] == "company_domain"
+    for junk, path in ((b"{not json", "(body)"), (b"42", "(body)"), (json.dumps({"data": "x"}).encode(), "data")):
+        resp = _g2(client, junk)
+        assert resp.status_code == 400 and resp.get_json()["error"]["details"][0]["path"] == path, junk
+    events.drain()
+    assert intents() == []  # nothing of a refused delivery was taken
 
 
 def test_intent_counts_by_its_strength_and_its_topics_weight(app, world):

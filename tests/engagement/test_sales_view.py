@@ -49,6 +49,29 @@ def test_the_matrix_names_the_cells_sales_acts_on(app, world):
     assert m["stages"][:7] == ["target", "aware", "engaged", "mqa", "opportunity", "customer", "lost"]
 
 
+def test_both_matrices_come_from_one_count_for_the_workspace_and_for_a_seller(app, world, make_user):
+    """The matrix page's stage and fit matrices (one grouped query) say what the accounts are."""
+    ae = make_user("ae")
+    db.session.add_all([
+        Account(name="Hot fit", domain="hot1.com", stage="target", engagement="hot", fit_score=85, owner_id=ae.id),
+        Account(name="Warm mid", domain="warm1.com", stage="target", engagement="warm", fit_score=55, owner_id=ae.id),
+        Account(name="Cold opp", domain="cold1.com", stage="opportunity", engagement="cold", fit_score=10),
+    ])
+    db.session.commit()
+    stages, fits = sales_view.matrices()
+    assert stages == sales_view.matrix()
+    assert stages["counts"]["target"] == {"cold": 1, "warm": 1, "hot": 1}  # globex is a cold target
+    assert fits["counts"]["high"] == {"cold": 0, "warm": 0, "hot": 1}
+    assert fits["counts"]["low"]["cold"] == 1 and fits["high_fit_not_engaged"] == 0
+    total = sum(sum(c.values()) for c in stages["counts"].values())
+    assert sum(sum(c.values()) for c in fits["counts"].values()) == total  # every account in both
+    mine_stages, mine_fits = sales_view.matrices(ae.id)
+    assert mine_stages == sales_view.matrix(ae.id)
+    assert mine_stages["counts"]["target"] == {"cold": 0, "warm": 1, "hot": 1}
+    assert mine_fits["counts"]["medium"]["warm"] == 1 and mine_fits["counts"]["none"] == {"cold": 0, "warm": 0,
+                                                                                          "hot": 0}
+
+
 def test_buying_committee_coverage(app, world):
     now = utcnow()
     events.store([_line("email_click", "jane@acme.com", now=now)], now=now)

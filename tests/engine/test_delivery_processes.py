@@ -3,7 +3,7 @@
 and a real HTTP receiver speaking the webhook connector's protocol.
 
 - a ``429 Retry-After: 7`` is retried no sooner than 7 s and within 7 s plus the
-  dispatcher's period (5 s);
+  dispatcher's period (``workers.scheduler.DISPATCH_PERIOD``, 1 s);
 - a connector at ``10/1``: 100 calls through two workers take at least 9 s, timed from
   the first call's arrival at the receiver (call k no sooner than (k - 9) / 10 s after it);
 - the worker that holds the job in flight (found by RQ's record of its current job),
@@ -32,9 +32,9 @@ from tests.connectors.fakes.webhook_receiver import receiver_app
 from tests.connectors.harness import serve
 from tests.engine.processes import Abm, Recipe, wait_for
 from workers import dispatcher, enqueue
+from workers.scheduler import DISPATCH_PERIOD
 
 SECRET = "shared-secret-0123456789"
-DISPATCH_PERIOD = 5.0
 #: Starting a job and answering a request take a moment on a loaded machine.
 SLACK = 2.5
 #: How much sooner than its token a call may be seen to arrive: the first call's own way

@@ -1,7 +1,10 @@
 """Conditions on opportunities in audiences, segments, the dry run's funnel and exits:
 counted against an independent SQL query on both backends, and an exit "when a deal
 opens" that works while the account's stage stays where it is -- in process with a
-simulated clock, and with the production recipe (``abm worker`` and ``abm scheduler``)."""
+simulated clock, and with the production recipe (``abm worker`` and ``abm scheduler``);
+and a ``wait_until`` on an opportunity in the engine, on a simulated clock: the
+enrollment waits through deals that do not match, moves on when one does, and follows
+``on_timeout`` when none opens in time."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from abm.services import opportunities as opportunity_service
 from abm.services import playbooks as playbook_service
 from playbooks.conditions import evaluate
 from playbooks.settings import parse_account_condition
-from tests.engine.conftest import make_account
+from tests.engine.conftest import make_account, sent_lines
 from tests.engine.processes import Recipe, wait_for
 from workers import dispatcher
 
@@ -159,3 +162,93 @@ def test_with_a_real_worker_a_new_deal_ends_the_wait_at_once(app, sent_log):
     assert _enrollment(account.id).exit_reason == "exit_condition"
     assert db.session.get(Account, account.id).stage == "target"
     assert utcnow() - _enrollment(account.id).left_at < timedelta(seconds=30)
+
+
+WAIT_FOR_A_DEAL = """version: 1
+key: wait-for-a-deal
+name: Wait for a deal
+audience:
+  where: {tier: [1]}
+send_window: {timezone: UTC, days: [mon, tue, wed, thu, fri, sat, sun], hours: "00:00-24:00"}
+steps:
+  - id: hello
+    alert: {to: seller@example.com, message: "Say hello to {{ account.name }}"}
+  - id: until-a-deal
+    wait_until:
+      condition:
+        opportunity: {stage: [Proposal], product: Platform, amount: {at_least: 10000}, created_within: 30d}
+      timeout: 14d
+      on_timeout: nurture
+  - id: celebrate
+    alert: {to: seller@example.com, message: "{{ account.name }} opened a deal"}
+  - exit: true
+  - id: nurture
+    alert: {to: seller@example.com, message: "No deal at {{ account.name }} yet"}
+"""
+
+
+def _messages(sent_log) -> list[str]:
+    return [line["payload"]["message"] for line in sent_lines(sent_log)]
+
+
+def test_a_wait_until_an_opportunity_opens_moves_on_when_one_does(app, sent_log, clock, worker, api):
+    account = make_account("Dealt", contacts=())
+    playbook_service.apply(WAIT_FOR_A_DEAL)
+    assert playbook_service.activate("wait-for-a-deal", now=clock())["enrolled"] == 1
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _messages(sent_log) == ["Say hello to Dealt"]
+    assert _enrollment(account.id).state == "waiting"
+
+    clock.advance(timedelta(days=3))
+    # A deal that matches all but the amount is no deal for this wait.
+    small = api("admin").post("/api/v1/opportunities", json={
+        "account_id": account.id, "name": "Small", "stage": "Proposal", "product": "Platform", "amount": 900})
+    assert small.status_code == 201, small.get_json()
+    clock.advance(timedelta(minutes=20))  # past the 15-minute re-check too
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _enrollment(account.id).state == "waiting" and _messages(sent_log) == ["Say hello to Dealt"]
+
+    clock.advance(timedelta(days=2))
+    big = api("admin").post("/api/v1/opportunities", json={
+        "account_id": account.id, "name": "Big", "stage": "Proposal", "product": "Platform", "amount": 25000})
+    assert big.status_code == 201, big.get_json()
+    assert _enrollment(account.id).next_run_at <= clock()  # woken: checked on the next dispatch
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _messages(sent_log) == ["Say hello to Dealt", "Dealt opened a deal"]
+    done = _enrollment(account.id)
+    assert (done.state, done.exit_reason) == ("completed", "exit_step")  # its `exit: true`, before nurture
+    clock.advance(timedelta(days=20))  # long past the timeout: nurture never comes
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _messages(sent_log) == ["Say hello to Dealt", "Dealt opened a deal"]
+
+
+def test_a_wait_until_an_opportunity_opens_times_out_without_one(app, sent_log, clock, worker):
+    account = make_account("Quiet", contacts=())
+    # An old deal (outside created_within) and a lost one do not end the wait.
+    db.session.add(Opportunity(account_id=account.id, name="Old", stage="Proposal", product="Platform",
+                               amount=Decimal(50000), created_at=clock() - timedelta(days=45)))
+    db.session.commit()
+    playbook_service.apply(WAIT_FOR_A_DEAL)
+    playbook_service.activate("wait-for-a-deal", now=clock())
+    dispatcher.dispatch(now=clock())
+    worker()
+    clock.advance(timedelta(days=6))
+    opportunity_service.create({"account_id": account.id, "name": "Lost", "stage": "Closed Lost",
+                                "product": "Platform", "amount": 30000})
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _enrollment(account.id).state == "waiting"
+    clock.advance(timedelta(days=7, hours=23))  # a day short of the timeout
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _enrollment(account.id).state == "waiting" and _messages(sent_log) == ["Say hello to Quiet"]
+
+    clock.advance(timedelta(days=1))
+    dispatcher.dispatch(now=clock())
+    worker()
+    assert _messages(sent_log) == ["Say hello to Quiet", "No deal at Quiet yet"]  # on_timeout: nurture
+    assert _enrollment(account.id).state == "completed"

@@ -1,5 +1,5 @@
-"""POST /api/v1/imports/accounts and /imports/contacts: CSV body or multipart file, imported by a job;
-GET /api/v1/imports/{id} follows it and GET /api/v1/imports lists the runs."""
+"""POST /api/v1/imports/accounts, /imports/contacts and /imports/intent: CSV body or multipart file,
+imported by a job; GET /api/v1/imports/{id} follows it and GET /api/v1/imports lists the runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, AuditLog, Contact, ImportFile
+from abm.models import Account, AuditLog, Contact, Event, ImportFile
 from tests.imports.jobs import run_import_jobs
 
 ACCOUNTS = "Company name,Company Domain Name,Number of Employees\nAcme,acme.com,\"1,200\"\nBad,,5\n"
@@ -103,8 +103,67 @@ def test_runs_are_listed_newest_first_and_their_files_are_not_kept(api):
 
 def test_operations_are_in_the_openapi_document(app):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
-    for kind in ("accounts", "contacts"):
+    for kind in ("accounts", "contacts", "intent"):
         op = doc["paths"][f"/imports/{kind}"]["post"]
         assert set(op["requestBody"]["content"]) == {"text/csv", "multipart/form-data"}
         assert {"202", "401", "403", "413", "415", "422"} <= set(op["responses"])
     assert "get" in doc["paths"]["/imports/{run_id}"] and "get" in doc["paths"]["/imports"]
+
+
+SURGE = ("Domain,Company Name,Topic,Composite Score,Week\n"
+         "acme.example,Acme,Zero Trust,78,2026-11-23\n"
+         "acme.example,Acme,SASE,150,2026-11-23\n"
+         "acme.example,Acme,SD-WAN,61,last week\n"
+         "newco.example,NewCo,Zero Trust,91,2026-11-23\n")
+
+
+def _intent_events() -> list[tuple[str, str, int, int | None]]:
+    db.session.expire_all()
+    rows = db.session.execute(select(Event).where(Event.type == "intent").order_by(Event.id)).scalars()
+    return [(e.properties["provider"], e.properties["topic"], e.properties["score"], e.account_id) for e in rows]
+
+
+def test_an_intent_file_is_imported_by_a_job_good_rows_kept_bad_rows_located(api):
+    acme = Account(name="Acme", domain="acme.example", stage="target")
+    db.session.add(acme)
+    db.session.commit()
+    client = api("manager")
+    resp = client.post("/api/v1/imports/intent", data=SURGE.encode(), content_type="text/csv")
+    assert resp.status_code == 202 and resp.get_json()["kind"] == "intent"
+    assert _intent_events() == []  # nothing imported in the request
+    report = finished(client, resp)
+    assert (report["rows"], report["created"], report["rejected"], report["unmatched"]) == (4, 2, 2, 1)
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(3, "score"), (4, "week")]
+    assert "not a score from 0 to 100" in report["errors"][0]["message"]
+    assert _intent_events() == [("bombora", "Zero Trust", 78, acme.id), ("bombora", "Zero Trust", 91, None)]
+    audit = db.session.execute(select(AuditLog).where(AuditLog.action == "import.intent")).scalar_one()
+    assert audit.actor_id == client.user.id and audit.details["created"] == 2
+
+    again = {"file": (io.BytesIO(SURGE.encode()), "surge-again.csv")}
+    report = finished(client, client.post("/api/v1/imports/intent", data=again, content_type="multipart/form-data"))
+    assert (report["created"], report["unchanged"], report["rejected"]) == (0, 2, 2)  # a week counts once
+    assert len(_intent_events()) == 2
+
+
+def test_an_intent_files_provider_column_names_who_delivered_each_row(api):
+    client = api("admin")
+    body = b"Domain,Topic,Composite Score,Week,Provider\nacme.example,Zero Trust,70,2026-11-23,TechTarget\n" \
+           b"acme.example,Zero Trust,70,2026-11-23,\n"
+    report = finished(client, client.post("/api/v1/imports/intent", data=body, content_type="text/csv"))
+    assert report["created"] == 2 and report["errors"] == []
+    assert sorted(p for p, *_ in _intent_events()) == ["bombora", "techtarget"]
+
+
+def test_an_intent_file_that_cannot_be_imported_is_422_at_once(api):
+    client = api("manager")
+    resp = client.post("/api/v1/imports/intent", data=b"Domain,Score,Week\nacme.example,70,2026-11-23\n",
+                       content_type="text/csv")
+    assert resp.status_code == 422
+    error = resp.get_json()["error"]
+    assert "no topic column" in error["message"] and error["details"][0]["path"] == "(body)"
+    latin1 = "Domain,Topic,Composite Score,Week\nacme.example,Sécurité,70,2026-11-23\n".encode("latin-1")
+    resp = client.post("/api/v1/imports/intent", data={"file": (io.BytesIO(b"\xff\xfe" + latin1), "s.csv")},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["path"] == "file"
+    assert client.get("/api/v1/imports").get_json()["items"] == []  # nothing queued
+    assert api("ae").post("/api/v1/imports/intent", data=SURGE.encode(), content_type="text/csv").status_code == 403

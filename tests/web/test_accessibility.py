@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from abm.db import db, utcnow
 from abm.models import Account, Alert, Enrollment, Event, Touch, User
 from abm.models import Playbook as PlaybookRow
-from abm.services import demo, segments
+from abm.services import demo, segments, user_admin
 from abm.services import playbooks as playbook_service
 from abm.services.imports import runs
 from abm.web.outbox import boxes
@@ -142,6 +142,7 @@ def _keys(live_server, world: dict) -> dict[str, dict]:
         "playbooks.diff": {"key": "ab-page"},
         "playbooks.edit": {"key": "ab-page"},
         "playbooks.plan": {"key": "ab-page"},
+        "playbooks.enrollments": {"key": "ab-page"},
         "playbooks.version": {"key": "ab-page", "number": 1},
         "segments.show": {"name": "tier-one"},
         "segments.edit": {"name": "tier-one"},
@@ -156,7 +157,7 @@ def _pages(live_server, keys: dict[str, dict], world: dict) -> list[str]:
              "/touches?playbook=ab-page", "/touches?playbook=ab-page&variant=statement&result=clicked",
              "/outbox?playbook=ab-page", f"/playbooks/ab-page/plan?schedule_of={world['domain']}",
              "/playbooks/ab-page/diff?from=1&to=2", "/playbooks?status=active", "/accounts?q=a",
-             "/kpis?days=30"}
+             "/kpis?days=30", "/playbooks/ab-page/enrollments?reached=hello"}
     unknown = []
     for rule in live_server.app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.rule.startswith(NOT_PAGES + PUBLIC) \
@@ -178,8 +179,9 @@ def _content(world: dict) -> dict[str, tuple[str, tuple | None]]:
         "/alerts": ("li.alert-item", None),
         "/alerts?owner=team": ("li.alert-item", ("admin", "manager")),
         "/playbooks": (".pill.status-active", None),
-        "/playbooks/ab-page": ("#ab-results table.ab-comparison td a", None),
+        "/playbooks/ab-page": ("#ab-results table.ab-comparison td a, svg.pb-flow a.flow-count", None),
         "/playbooks/ab-page/diff": ("#diff-changed code", None),
+        "/playbooks/ab-page/enrollments?reached=hello": ("table.enrollments tr[data-enrollment] a", None),
         "/segments/tier-one": ("table.members tr[data-account] a", None),
         "/outbox": ("table.outbox tbody tr td a", None),
         "/outbox?playbook=ab-page": ("table.outbox tr[data-touch]", None),
@@ -239,11 +241,16 @@ def test_no_serious_or_critical_axe_violation_on_any_page_for_any_role(live_serv
 
 
 @pytest.mark.browser
-def test_no_serious_or_critical_axe_violation_on_the_public_pages(live_server, new_page):
+def test_no_serious_or_critical_axe_violation_on_the_public_pages(live_server, new_page, make_live_user):
+    """The login page and the password-reset page, both as the form (a genuine link) and
+    as the refusal (a bad one)."""
+    reset_form = "/reset/" + user_admin.reset_link(make_live_user("ae")).rsplit("/reset/", 1)[1]
     page = new_page()
     found = {}
-    for path in ("/login", "/reset/not-a-valid-token"):
+    for path in ("/login", reset_form, "/reset/not-a-valid-token"):
         page.goto(live_server.url + path)
+        if path == reset_form:
+            assert page.get_by_label("New password").is_visible()
         violations = axe_violations(page)
         if violations:
             found[path] = list(violations)

@@ -1,7 +1,8 @@
 """The weekly digest: each seller's accounts that warmed up and why, new people engaging,
 what marketing runs at each, links back; the manager's covers the team; sent by the
 workers on the reader's local Monday morning, once, through the SMTP connector and read
-at a real SMTP server (aiosmtpd); a seller turns it off."""
+at a real SMTP server (aiosmtpd); a seller turns it off. In a real Chromium, the whole
+journey: the scheduler's job on a moved clock, the email's links followed by the seller."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
+from rq import Queue
 
 from abm.db import db
 from abm.models import Account, Contact, Enrollment, Playbook, PlaybookVersion
+from abm.redis_conn import get_redis
 from abm.services import connectors as connector_service
 from abm.services import digest, engine_hooks, events
 from tests.connectors.fakes.slack import slack_api_app
 from tests.connectors.fakes.smtp_server import smtp_server
 from tests.connectors.harness import serve
-from workers import digest_jobs
+from workers import digest_jobs, scheduler
+from workers.runner import AppSimpleWorker
 
 MONDAY_9_PARIS = datetime(2026, 6, 22, 7, 5, tzinfo=UTC)  # 09:05 in Paris, 07:05 UTC
 
@@ -144,4 +148,68 @@ def test_in_a_browser_a_seller_turns_the_digest_off(live_server, new_page, make_
     page.wait_for_url("**/engagement/mine")
     assert "Your weekly digest is off." in page.locator(".flash").inner_text()
     assert page.get_by_role("button", name="Turn it on").is_visible()
+    assert not live_server.js_errors
+
+
+def _run_the_schedulers_digest_job(app) -> None:
+    """What `abm scheduler` and `abm worker` do each hour: the digest job, as the scheduler
+    registers it, enqueued and run by the app's worker (in an app context of its own, on
+    the app's clock)."""
+    conn = get_redis()
+    [job] = [j for j in scheduler.build(conn).get_jobs() if j.func is digest_jobs.send_weekly_digests]
+    job.enqueue(conn)
+    queue = Queue(job.queue_name, connection=conn)
+    worker = AppSimpleWorker([queue], connection=conn)
+    worker.flask_app = app
+    worker.work(burst=True, logging_level="ERROR")
+    assert queue.failed_job_registry.get_job_ids() == []
+
+
+def _mails(server, start: int = 0) -> dict[str, object]:
+    return {m.rcpt_tos[0]: message_from_bytes(m.raw, policy=policy.default) for m in server.messages[start:]}
+
+
+@pytest.mark.browser
+def test_in_a_browser_a_seller_follows_their_digest_and_turns_it_off(live_server, new_page, make_live_user):
+    """The journey end to end: the scheduler's job on Monday morning in Paris (a moved
+    clock), the email read at a real SMTP server, its links followed by the logged-in
+    seller, the digest turned off there, and the next Monday only the manager's comes."""
+    app = live_server.app
+    app.config["BASE_URL"] = live_server.url
+    clock = {"now": MONDAY_9_PARIS - timedelta(hours=2)}  # 07:05 in Paris: not yet
+    app.config["ABM_CLOCK"] = lambda: clock["now"]
+    sam, _kim, boss = _world(make_live_user)
+    admin = make_live_user("admin")
+    with smtp_server() as server:
+        connector_service.create({"name": "mail", "type": "smtp", "default": ["email"], "settings": {
+            "host": server.host, "port": server.port, "security": "none", "from_email": "abm@vendor.example",
+            "timeout": 5}}, admin.id)
+        _run_the_schedulers_digest_job(app)
+        assert server.messages == []
+        clock["now"] = MONDAY_9_PARIS
+        _run_the_schedulers_digest_job(app)
+        first = _mails(server)
+        assert sorted(first) == ["boss@example.com", "sam@example.com"]
+        team = first["boss@example.com"].get_body(("plain",)).get_content()
+        assert "Your team's week" in team and "Acme" in team and "Hooli" in team and "Sam" in team
+
+        page = new_page()
+        live_server.login(page, sam)
+        page.set_content(first["sam@example.com"].get_body(("html",)).get_content())  # the email, as a mail client shows it
+        page.get_by_role("listitem").filter(has_text="cold → warm").get_by_role("link", name="Acme").click()
+        page.wait_for_url(re.compile(r"/accounts/\d+$"))
+        assert page.get_by_role("heading", name="Acme", level=1).is_visible()
+        assert "Jane Doe" in page.inner_text("main")
+
+        page.set_content(first["sam@example.com"].get_body(("html",)).get_content())
+        page.get_by_role("link", name="Turn it off on My accounts").click()
+        page.wait_for_url("**/engagement/mine")
+        page.get_by_role("button", name="Turn it off").click()
+        page.wait_for_url("**/engagement/mine")
+        assert "Your weekly digest is off." in page.locator(".flash").inner_text()
+
+        sent = len(server.messages)
+        clock["now"] = MONDAY_9_PARIS + timedelta(days=7)
+        _run_the_schedulers_digest_job(app)
+        assert sorted(_mails(server, sent)) == ["boss@example.com"]  # the manager's still comes; Sam's not
     assert not live_server.js_errors

@@ -84,7 +84,7 @@ def test_unusable_uploads_are_field_errors(as_role):
     html = resp.get_data(as_text=True)
     assert "junk.csv:" in html and 'class="field-errors"' in html
     resp = _upload(client, "people", "email\na@b.example\n")
-    assert resp.status_code == 422 and "choose accounts or contacts" in resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "choose accounts, contacts or intent" in resp.get_data(as_text=True)
 
 
 def test_account_executives_may_not_import(as_role):
@@ -118,6 +118,34 @@ def test_each_sample_file_downloads_and_imports_without_a_problem(as_role):
     assert client.get("/imports/sample/people.csv").status_code == 404
     jane = db.session.execute(select(Contact).where(Contact.email == "jane.doe@acme.example")).scalar_one()
     assert jane.account.domain == "acme.example"
+
+
+def test_manager_imports_an_intent_file_and_reads_what_became_of_each_row(as_role):
+    client = as_role("manager")
+    db.session.add(Account(name="Acme", domain="acme.example", stage="target"))
+    db.session.commit()
+    assert 'value="intent"' in client.get("/imports").get_data(as_text=True)
+    html = _imported(client, "intent", "Domain,Company Name,Topic,Composite Score,Week\n"
+                                       "acme.example,Acme,Zero Trust,78,2026-11-23\n"
+                                       "acme.example,Acme,SASE,high,2026-11-23\n"
+                                       "newco.example,NewCo,Zero Trust,91,2026-11-23\n", "surge.csv").get_data(as_text=True)
+    assert "Report for surge.csv (intent)" in html
+    assert re.search(r'<span class="stat-value">2</span><br><span class="muted">created</span>', html)
+    assert [e[:2] for e in _errors(html)] == [("3", "score")]
+    assert "1 intent signals are for domains that match no account yet" in html
+    history = client.get("/imports").get_data(as_text=True)
+    assert re.search(r'<td data-label="File">surge.csv</td>\s*<td data-label="Kind">intent</td>', history)
+    resp = _upload(client, "intent", "Domain,Score\nacme.example,70\n", "wrong.csv")
+    assert resp.status_code == 422 and "wrong.csv: the header has no topic, week column" in resp.get_data(as_text=True)
+
+
+def test_the_intent_sample_file_downloads_and_imports_without_a_problem(as_role):
+    client = as_role("manager")
+    resp = client.get("/imports/sample/intent.csv")
+    assert resp.status_code == 200 and 'filename="sample-intent.csv"' in resp.headers["Content-Disposition"]
+    html = _imported(client, "intent", resp.get_data(as_text=True), "sample-intent.csv").get_data(as_text=True)
+    assert "No problems found" in html and re.search(r'<span class="stat-value">4</span><br>'
+                                                     r'<span class="muted">created</span>', html)
 
 
 def test_a_failed_import_says_why(as_role):

@@ -10,6 +10,7 @@ from sqlalchemy import insert
 
 from abm.db import db, utcnow
 from abm.models import Account
+from abm.services import connectors as connector_service
 from abm.services import events, fit, intent, networks
 from abm.services import settings as settings_service
 from tests.engagement.conftest import add_site
@@ -90,3 +91,30 @@ def test_the_admin_reads_the_model_and_edits_fit_rules_with_located_errors(pages
     manager = as_role("manager")
     assert manager.get("/admin/in-market").status_code == 200
     assert manager.post("/admin/in-market", data={"fit": "{}"}).status_code == 403
+
+
+def test_an_intent_signal_reaches_the_owners_alerts_inbox_and_the_account_page(pages, as_role):
+    """End to end: G2 posts a buyer-intent signal for Acme; the drain stores it; Acme's owner
+    reads in the alerts inbox what Acme researches and how strongly, and finds it on the
+    account page the alert links to."""
+    seller = as_role("ae")
+    acme = Account(name="Acme", domain="acme.com", stage="target", owner_id=seller.user.id)
+    db.session.add(acme)
+    db.session.commit()
+    connector_service.create({"name": "g2", "type": "g2", "settings": {"secret": "g2-shared-secret-0123"}})
+    signal = {"data": [{"id": "sig-78", "type": "buyer_intent", "attributes": {
+        "company_domain": "acme.com", "category_name": "Zero Trust", "intent_score": 78,
+        "tag": "comparisons.show", "time": utcnow().isoformat()}}]}
+    resp = pages.test_client().post("/hooks/g2", json=signal,
+                                    headers={"Authorization": "Bearer g2-shared-secret-0123"})
+    assert resp.status_code == 200, resp.get_json()
+    events.drain()
+    db.session.expire_all()
+
+    inbox = seller.get("/alerts").get_data(as_text=True)
+    assert "Acme is researching Zero Trust (score 78, g2)" in inbox
+    assert "researching Zero Trust, intent score 78" in inbox
+    assert f'<a href="/accounts/{acme.id}">Acme</a>' in inbox
+    page = seller.get(f"/accounts/{acme.id}").get_data(as_text=True)
+    in_market = page[page.index("In market"):]
+    assert "Zero Trust" in in_market and "score 78" in in_market

@@ -455,16 +455,18 @@ def test_the_flow_is_drawn_with_its_counts_on_the_page_and_in_the_plan(as_role, 
     assert _apply(client, branching).status_code == 302
     client.post("/playbooks/web-pb/activate")
     page = client.get("/playbooks/web-pb").get_data(as_text=True)
-    svg = re.search(r'<svg class="pb-flow" role="img" aria-labelledby="flow-title flow-desc".*?</svg>', page, re.S)
+    # its counts are links (to the accounts behind them): a group of links, not an image
+    svg = re.search(r'<svg class="pb-flow" role="group" aria-labelledby="flow-title flow-desc".*?</svg>', page, re.S)
     assert svg, "no flow drawn"
     drawn = svg.group(0)
     assert re.findall(r'<g class="flow-step" data-step="([^"]+)">', drawn) == ["hello", "step-2", "fork", "nudge",
                                                                                "tell-ae"]
     assert "<title id=\"flow-title\">Flow of web-pb" in drawn
     assert "From fork if to tell-ae." in drawn and "From fork else to nudge." in drawn  # the text alternative
-    assert re.search(r'data-step="hello">.*?font-weight="600" fill="#111827">1</text>', drawn, re.S)
+    assert re.search(r'data-step="hello">.*?<a class="flow-count" href="/playbooks/web-pb/enrollments\?reached=hello" '
+                     r'aria-label="1 accounts reached hello">.*?>1</text></a>', drawn, re.S)
     planned = client.get("/playbooks/web-pb/plan").get_data(as_text=True)
-    assert 'class="pb-flow"' in planned and "Flow of web-pb with the accounts the plan expects" in planned
+    assert 'class="pb-flow" role="img"' in planned and "Flow of web-pb with the accounts the plan expects" in planned
 
 
 def test_the_playbook_page_shows_touches_a_cap_postponed_with_their_reason(as_role, connectors):

@@ -3,6 +3,10 @@
 The web page and the API call :func:`start` (the header is checked at once, so a file
 that cannot be imported is refused in the request); a worker runs :func:`execute`; both
 read :func:`get` and :func:`history`. ``abm import`` runs an import inline instead.
+
+Three kinds: ``accounts`` and ``contacts`` (the importers of this package) and ``intent``
+(a Company Surge file, read by :mod:`abm.services.intent`, the rule's one home, which
+``abm intent import-surge`` calls inline).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from sqlalchemy import delete, select, update
 
 from abm.db import db, utcnow
 from abm.models import ImportFile, ImportRun, User
+from abm.services import intent
 from abm.services.imports.accounts import AccountImporter
 from abm.services.imports.contacts import ContactImporter
 from abm.services.imports.importer import BATCH_SIZE, Importer
@@ -22,12 +27,27 @@ from abm.services.imports.report import ImportFileError
 from workers import enqueue
 
 IMPORTERS: dict[str, type[Importer]] = {"accounts": AccountImporter, "contacts": ContactImporter}
+KINDS = (*IMPORTERS, "intent")
 HISTORY_LIMIT = 50
 
 
 def check_kind(kind: str) -> None:
-    if kind not in IMPORTERS:
-        raise ImportFileError(f"choose accounts or contacts, not {kind!r}")
+    if kind not in KINDS:
+        raise ImportFileError(f"choose accounts, contacts or intent, not {kind!r}")
+
+
+def _check_header(kind: str, data: bytes) -> None:
+    if kind == "intent":
+        intent.check_header(io.BytesIO(data))
+    else:
+        IMPORTERS[kind](None, None, 1).read_header(Source(io.BytesIO(data)))
+
+
+def _import(kind: str, data: bytes, actor_id: int | None, progress, tune_interpreter: bool) -> dict:
+    """Import ``data`` as ``kind``; the report as a dict."""
+    if kind == "intent":
+        return intent.import_surge(io.BytesIO(data), progress=progress, actor_id=actor_id).to_report()
+    return IMPORTERS[kind](actor_id, progress, BATCH_SIZE, tune_interpreter).run(io.BytesIO(data)).to_dict()
 
 
 def start(kind: str, data: bytes, filename: str, actor_id: int | None) -> ImportRun:
@@ -36,7 +56,7 @@ def start(kind: str, data: bytes, filename: str, actor_id: int | None) -> Import
     Raises ImportFileError, before anything is stored, when the file has no usable header.
     """
     check_kind(kind)
-    IMPORTERS[kind](actor_id, None, 1).read_header(Source(io.BytesIO(data)))
+    _check_header(kind, data)
     run = ImportRun(kind=kind, filename=(filename or "(body)")[:255], status="queued", actor_id=actor_id,
                     bytes_total=len(data), bytes_read=0)
     db.session.add(run)
@@ -63,9 +83,7 @@ def execute(run_id: int, tune_interpreter: bool = False) -> dict:
     try:
         if data is None:
             raise ImportFileError("the file of this import is gone (it was deleted before a worker read it)")
-        importer = IMPORTERS[kind](actor_id, lambda n: _progress(run_id, n), BATCH_SIZE,
-                                     tune_interpreter)
-        report = importer.run(io.BytesIO(data)).to_dict()
+        report = _import(kind, data, actor_id, lambda n: _progress(run_id, n), tune_interpreter)
     except ImportFileError as exc:
         _finish(run_id, status="failed", error=str(exc))
         return {}
