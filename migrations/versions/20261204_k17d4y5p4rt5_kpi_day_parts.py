@@ -1,7 +1,7 @@
 """kpi_day_parts: the attribution of each day's conversions, kept incrementally; touches by updated_at
 
 Revision ID: k17d4y5p4rt5
-Revises: ab0a1b2c3d4e
+Revises: e15a7c3b9d21
 Create Date: 2026-12-04 18:20:00
 """
 from alembic import op
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 
 revision = 'k17d4y5p4rt5'
-down_revision = 'ab0a1b2c3d4e'
+down_revision = 'e15a7c3b9d21'
 branch_labels = None
 depends_on = None
 
