@@ -19,9 +19,7 @@ Prints, for the last 90 and 365 days:
   the period), the reference measured in the same run;
 - one grouping (by playbook) computed live by :func:`abm.services.kpis.compute`, its
   speed as a share of the reference's (target: at least 0.3);
-then the workers' refresh of the default view, whole (every day's attribution computed)
-and incremental after a realistic minute of new rows (1,000 events, 200 touches, 5
-opportunities, removed afterwards), each as a share of one worker per minute; and the p95 of ``GET /api/v1/kpis`` and of ``/kpis``.
+then the workers' rollup refresh, and the p95 of ``GET /api/v1/kpis`` and of ``/kpis``.
 """
 
 from __future__ import annotations
@@ -45,7 +43,7 @@ from sqlalchemy import text  # noqa: E402
 from abm.auth import issue_token  # noqa: E402
 from abm.db import db  # noqa: E402
 from abm.models import User  # noqa: E402
-from abm.services import kpi_days, kpis, rollups  # noqa: E402
+from abm.services import kpis, rollups  # noqa: E402
 from abm.services.kpis import MARKETING_CHANNELS, PASSIVE_EVENTS  # noqa: E402
 from abm.services.users import create_user  # noqa: E402
 
@@ -65,7 +63,7 @@ def row_counts() -> dict[str, int]:
 def _clear_kpi_rows(cur) -> None:
     """Empty the tables this bench fills, leaving ``events`` (and what it references) alone."""
     cur.execute("TRUNCATE touches, enrollments, playbook_versions, opportunities, stage_changes, costs, "
-                "kpi_rollups, kpi_day_parts RESTART IDENTITY")
+                "kpi_rollups RESTART IDENTITY")
     cur.execute("DELETE FROM playbooks")  # referenced by events.playbook_id: never TRUNCATE ... CASCADE
     cur.execute("ALTER SEQUENCE playbooks_id_seq RESTART")
 
@@ -205,100 +203,6 @@ def bench_default_view(rounds: int) -> None:
     log(f"default view, live: all of it {total * 1000:8.0f} ms (fast enough to serve live: under 1,000 ms)")
 
 
-MINUTE = {"events": 1000, "touches": 200, "opportunities": 5}
-MARK = "bench-minute"
-
-
-def add_a_minute(n_accounts: int, rng: random.Random) -> None:
-    """A realistic minute of new rows, dated now: 1,000 events (3% of them lead events by
-    a contact), 200 sent touches, 5 opportunities; marked, to be removed afterwards."""
-    now = datetime.now(UTC)
-    first_contact = db.session.execute(text("SELECT min(id) FROM contacts")).scalar_one()
-    events, touches = [], []
-    for _ in range(MINUTE["events"]):
-        aid = rng.randint(1, n_accounts)
-        lead = rng.random() < .03
-        events.append({"type": rng.choice(LEAD_TYPES) if lead else "web_visit", "aid": aid,
-                       "cid": first_contact + (aid - 1) * 3 + rng.randint(0, 2) if lead else None, "at": now})
-    for i in range(MINUTE["touches"]):
-        aid = rng.randint(1, n_accounts)
-        touches.append({"aid": aid, "pb": (aid % 10) + 1, "key": 10**9 + i, "at": now})
-    s = db.session
-    s.execute(text("INSERT INTO events (type, occurred_at, account_id, contact_id, source, properties, quantity, "
-                   "factor, received_at) VALUES (:type, :at, :aid, :cid, 'bench-minute', '{}', 1, 1, :at)"), events)
-    s.execute(text("INSERT INTO touches (enrollment_id, playbook_id, account_id, contact_key, step_id, step_index, "
-                   "kind, channel, connector, status, payload, due_at, sent_at, attempts, created_at, updated_at) "
-                   "VALUES (:aid, :pb, :aid, :key, 'bench-minute', 0, 'email', 'email', 'outbox', 'sent', '{}', :at, "
-                   ":at, 1, :at, :at)"), touches)
-    s.execute(text("INSERT INTO opportunities (account_id, name, amount, currency, stage, created_at, updated_at) "
-                   "VALUES (:aid, 'bench-minute', 50000, 'USD', 'open', :at, :at)"),
-              [{"aid": rng.randint(1, n_accounts), "at": now} for _ in range(MINUTE["opportunities"])])
-    s.commit()
-
-
-def remove_the_minute() -> None:
-    s = db.session
-    s.execute(text("DELETE FROM events WHERE source = 'bench-minute'"))
-    s.execute(text("DELETE FROM touches WHERE step_id = 'bench-minute'"))
-    s.execute(text("DELETE FROM opportunities WHERE name = 'bench-minute'"))
-    s.execute(text("DELETE FROM kpi_rollups WHERE key = 'refresh'"))
-    s.commit()
-
-
-def _timed_refresh(by_day: bool = True) -> tuple[float, dict]:
-    """One refresh of the workers' job (its throttle reset), and what the days kept
-    recomputed; ``by_day=False``: the attribution computed whole, as before the days were kept."""
-    db.session.execute(text("DELETE FROM kpi_rollups WHERE key = 'refresh'"))
-    db.session.commit()
-    recomputed = {}
-    real_refresh, real_kept = kpi_days.refresh, kpi_days.kept
-
-    def spy(*args, **kwargs):
-        t0 = time.perf_counter()
-        recomputed.update(real_refresh(*args, **kwargs))
-        recomputed["_seconds"] = time.perf_counter() - t0
-        return recomputed
-
-    kpi_days.refresh = spy
-    if not by_day:
-        kpi_days.kept = lambda group_by, model: False
-    try:
-        t0 = time.perf_counter()
-        rollups.refresh()
-        return time.perf_counter() - t0, recomputed
-    finally:
-        kpi_days.refresh, kpi_days.kept = real_refresh, real_kept
-
-
-def bench_refresh(n_accounts: int, rounds: int) -> None:
-    """The workers' refresh of the default view after a minute of new rows: incremental,
-    beside the whole refresh (the attribution of the 90 days computed in one statement,
-    as before the days were kept) on the same rows, medians of ``rounds``."""
-    db.session.execute(text("DELETE FROM kpi_day_parts"))
-    db.session.commit()
-    first, built = _timed_refresh()
-    log(f"first refresh (computes every one of the 90 days kept, once): {first:.2f} s, of which the days "
-        f"{built['_seconds']:.2f} s")
-    rng = random.Random(17)
-    incremental, days_part, whole, dirty = [], [], [], []
-    try:
-        for _ in range(rounds):
-            add_a_minute(n_accounts, rng)
-            seconds, then = _timed_refresh()
-            incremental.append(seconds)
-            days_part.append(then["_seconds"])
-            dirty.append(len(then.get("playbook", [])))
-            whole.append(_timed_refresh(by_day=False)[0])
-    finally:
-        remove_the_minute()
-    inc, part, ref = (statistics.median(x) for x in (incremental, days_part, whole))
-    log("each round, a minute of new rows: " + ", ".join(f"{n:,} {what}" for what, n in MINUTE.items())
-        + f"; days recomputed per grouping: {', '.join(map(str, dirty))}")
-    log(f"refresh, whole (reference, same rows):   {ref:6.2f} s = {ref / 60:.1%} of one worker per minute")
-    log(f"refresh, incremental:                    {inc:6.2f} s = {inc / 60:.1%} of one worker per minute "
-        f"(the days kept: {part:.2f} s = {part / 60:.1%}; the parts computed whole: {inc - part:.2f} s)")
-
-
 def bench_http(app, token: str, rounds: int) -> None:
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
@@ -345,7 +249,9 @@ def main() -> int:
         bench_live(args.rounds)
         bench_default_view(args.rounds)
         if not args.no_refresh:
-            bench_refresh(args.accounts, args.rounds)
+            t0 = time.perf_counter()
+            stored = rollups.refresh()
+            log(f"rollup refresh (the workers' periodic job): {stored} answers in {time.perf_counter() - t0:.1f} s")
         user = db.session.query(User).filter_by(email="bench-manager@bench.test").one_or_none() or create_user(
             "bench-manager@bench.test", "manager", "bench-password", "Bench")
         token = issue_token(user, "bench")

@@ -6,7 +6,7 @@ from abm.models.connector import ConnectorConfig
 from abm.models.engagement import EVENT_TYPES, Alert, Event, ScoreSnapshot
 from abm.models.identity import AccountNetwork, AsnAccount, AsnRange, DataVersion, FitModel, IpLookup, Visitor
 from abm.models.imports import IMPORT_STATUSES, ImportFile, ImportRun
-from abm.models.kpi import Cost, KpiDayPart, KpiRollup
+from abm.models.kpi import Cost, KpiRollup
 from abm.models.playbook import (
     ENROLLMENT_STATES,
     PLAYBOOK_STATUSES,
@@ -22,7 +22,7 @@ from abm.models.user import ROLES, ApiToken, AuditLog, IdempotencyRecord, User
 
 __all__ = [
     "Base", "Account", "Contact", "Opportunity", "StageChange", "Suppression", "ConnectorConfig",
-    "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "IMPORT_STATUSES", "ImportFile", "ImportRun", "Cost", "KpiDayPart", "KpiRollup", "ENROLLMENT_STATES",
+    "EVENT_TYPES", "Alert", "Event", "ScoreSnapshot", "IMPORT_STATUSES", "ImportFile", "ImportRun", "Cost", "KpiRollup", "ENROLLMENT_STATES",
     "PLAYBOOK_STATUSES", "TOUCH_STATUSES", "Enrollment", "Playbook", "PlaybookVersion", "Touch",
     "Segment", "WorkspaceSettings", "AccountNetwork", "AsnAccount", "AsnRange", "DataVersion", "FitModel", "IpLookup", "Visitor", "ROLES", "ApiToken", "AuditLog", "IdempotencyRecord", "User",
 ]

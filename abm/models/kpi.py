@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Numeric, String, UniqueConstraint
+from sqlalchemy import Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from abm.db import Base, JSONType, UTCDateTime, utcnow
@@ -33,21 +33,5 @@ class KpiRollup(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(300), unique=True)
-    data: Mapped[dict] = mapped_column(JSONType)
-    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class KpiDayPart(Base):
-    """The attribution of one day's conversions for one grouping and model
-    (:mod:`abm.services.kpi_days`): the rows the KPI statement gives for that day, with
-    the raw values behind the medians, so that the days of a period add up to its answer."""
-
-    __tablename__ = "kpi_day_parts"
-    __table_args__ = (UniqueConstraint("group_by", "model", "day", name="uq_kpi_day_parts"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    group_by: Mapped[str] = mapped_column(String(20))
-    model: Mapped[str] = mapped_column(String(20))
-    day: Mapped[date]
     data: Mapped[dict] = mapped_column(JSONType)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -90,8 +90,6 @@ class Touch(Base):
         Index("ix_touches_account_created", "account_id", "created_at"),
         Index("ix_touches_playbook_status", "playbook_id", "status"),
         Index("ix_touches_contact_sent", "contact_id", "sent_at"),
-        # the touches changed since the last KPI refresh (abm.services.kpi_days)
-        Index("ix_touches_updated", "updated_at"),
         Index("ix_touches_not_before", "not_before", postgresql_where=text("not_before IS NOT NULL"),
               sqlite_where=text("not_before IS NOT NULL")),
     )

@@ -297,12 +297,8 @@ def _median_rows(part: str, values):
             .group_by(numbered.c.g))
 
 
-def attribution_statement(path, medians: bool = True):
-    """Credits per group and kind, influence per group, medians, and the totals.
-
-    ``medians=False``: the values behind each group's median instead (rows
-    ``("days_to_opp_value", g, v)``), for answers put together from several days'
-    (:mod:`abm.services.kpi_days`)."""
+def attribution_statement(path):
+    """Credits per group and kind, influence per group, medians, and the totals."""
     lead, opp = path.c.kind == "lead", path.c.kind == "opp"
     w = path.c.w
     first = (select(path.c.g, path.c.conv_id, path.c.amount, path.c.won,
@@ -319,7 +315,7 @@ def attribution_statement(path, medians: bool = True):
         .where(opp, w > 0).group_by(path.c.g),
         select(*_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won)))
         .group_by(first.c.g),
-        _median_rows("days_to_opp", first) if medians else select(*_row("days_to_opp_value", first.c.g, first.c.v)),
+        _median_rows("days_to_opp", first),
         select(*_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
                      func.sum(is_opp * convs.c.amount))),
         select(*_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount))),

@@ -115,11 +115,8 @@ def check_group(group_by: str) -> None:
 
 def compute(group_by: str = "playbook", period: Period | None = None, playbook: str | None = None,
             product: str | None = None, now: datetime | None = None, model: str | None = None,
-            with_funnel: bool = True, attribution_rows: list | None = None) -> dict:
-    """Every KPI for each group over ``period``, plus the totals and (``with_funnel``) the funnel.
-
-    ``attribution_rows``: the rows of :func:`kpi_sql.attribution_statement` for the period
-    when they are known already (put together from days by :mod:`abm.services.kpi_days`)."""
+            with_funnel: bool = True) -> dict:
+    """Every KPI for each group over ``period``, plus the totals and (``with_funnel``) the funnel."""
     check_group(group_by)
     period = period or Period.parse(None, None, now)
     attribution = Attribution.current(model)
@@ -129,10 +126,8 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
     groups: dict[str, dict] = defaultdict(_empty_group)
     totals: dict = defaultdict(float)
     _add_reach(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end)))
-    if attribution_rows is None:
-        attribution_rows = kpi_sql.run(kpi_sql.attribution_statement(
-            _path(mt, period, attribution, group_by, playbook_ids)))
-    _add_attribution(groups, totals, attribution_rows)
+    path = _path(mt, period, attribution, group_by, playbook_ids)
+    _add_attribution(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path)))
     spend.add_to_groups(groups, group_by, period.start, period.end, playbook, product)
     rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
     return {

@@ -8,9 +8,7 @@ which the page and the API show. The periodic job (:func:`refresh`, every minute
 most a tenth of a worker's time) recomputes the default view's answers (the last 90 days by playbook and by channel,
 and the dashboard's other figures) so that the first reader after a minute does not
 wait; the lift of each playbook does not depend on the period and is computed once
-per refresh. The attribution of the default view (the last 90 days by playbook and by
-channel) is put together from days kept by :mod:`abm.services.kpi_days`, of which a
-refresh recomputes only those that new or changed rows reach. A stored answer is exactly what a live computation gave at
+per refresh. A stored answer is exactly what a live computation gave at
 ``computed_at`` (a test holds them to it). Other periods are always computed live.
 """
 
@@ -23,7 +21,6 @@ from sqlalchemy import select
 
 from abm.db import db, utcnow
 from abm.models import KpiRollup
-from abm.services import kpi_days
 from abm.services import kpis as kpi_service
 
 STANDARD_DAYS = (30, 90, 365)
@@ -82,18 +79,12 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
         return 0
     started = time.perf_counter()
     stored = 0
-    model = kpi_service.Attribution.current().model
-    by_day = tuple(g for g in groups if kpi_days.kept(g, model)) if DEFAULT_DAYS in days else ()
-    if by_day:
-        kpi_days.refresh(now, kpi_days.day_of(now) - timedelta(days=DEFAULT_DAYS - 1), by_day, model)
     for period in standard_periods(now):
         if round(period.days) not in days:
             continue
         funnel = None  # the same for every grouping: computed once
         for group_by in groups:
-            rows = (kpi_days.period_rows(group_by, model, period)
-                    if group_by in by_day and round(period.days) == DEFAULT_DAYS else None)
-            data = kpi_service.compute(group_by, period, now=now, with_funnel=funnel is None, attribution_rows=rows)
+            data = kpi_service.compute(group_by, period, now=now, with_funnel=funnel is None)
             funnel = data["funnel"] = data["funnel"] or funnel
             _store(key(group_by, period, None, None), data, now)
             stored += 1
