@@ -114,9 +114,10 @@ def coverage_accounts(part: str, start: datetime, end: datetime):
                    func.coalesce(Contact.buying_role, "other") == part))
 
 
-def coverage_statement(start: datetime, end: datetime):
+def coverage_statement(start: datetime, end: datetime, with_counts: bool = True):
     """Target accounts, reached, engaged, and per buying role the target accounts with a
-    contact of that role reached: rows (part, role, accounts)."""
+    contact of that role reached: rows (part, role, accounts). Without ``with_counts``,
+    the roles' rows only (the first three are the funnel's first three steps)."""
     t = targets()
     a = t.c.account_id
     reached = select(a).where(_touched(a, start, end)).cte("reached")
@@ -126,6 +127,8 @@ def coverage_statement(start: datetime, end: datetime):
                .where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= start,
                       Touch.sent_at < end, Contact.account_id.in_(select(a)))
                .group_by(role))
+    if not with_counts:
+        return by_role
     return union_all(
         select(literal("target"), literal(None), func.count()).select_from(t),
         select(literal("reached"), literal(None), func.count()).select_from(reached),

@@ -301,10 +301,16 @@ def stage_velocity(period: Period) -> list[dict]:
             for st in settings_service.current()["stages"] if st != "lost"]
 
 
-def coverage(period: Period) -> dict:
-    """Target accounts reached and engaged; per buying role, the share of targets with a contact reached."""
-    rows = db.session.execute(kpi_accounts.coverage_statement(period.start, period.end)).all()
-    counts = {part: n for part, _, n in rows if part != "role"}
+def coverage(period: Period, funnel_steps: list[dict] | None = None) -> dict:
+    """Target accounts reached and engaged; per buying role, the share of targets with a contact reached.
+
+    ``funnel_steps``: the unfiltered :func:`funnel` of the same period, whose first three
+    steps are these counts (the same conditions), so that they are not counted twice.
+    """
+    rows = db.session.execute(kpi_accounts.coverage_statement(period.start, period.end,
+                                                              with_counts=funnel_steps is None)).all()
+    counts = ({s["step"]: s["accounts"] for s in funnel_steps if s["step"] in kpi_accounts.COVERAGE_PARTS}
+              if funnel_steps is not None else {part: n for part, _, n in rows if part != "role"})
     roles = {role: n for part, role, n in rows if part == "role"}
     n = counts["target"]
     return {"target_accounts": n, "reached": counts["reached"], "engaged": counts["engaged"],

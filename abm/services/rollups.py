@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from abm.db import db, utcnow
 from abm.models import KpiRollup
@@ -50,9 +50,11 @@ def is_standard(period: kpi_service.Period, now: datetime | None = None) -> bool
     return period in standard_periods(now)
 
 
-def extras_of(period: kpi_service.Period) -> dict:
-    """The dashboard's other figures: stage velocity, coverage, pipeline over time (not lifts)."""
-    return {"velocity": kpi_service.stage_velocity(period), "coverage": kpi_service.coverage(period),
+def extras_of(period: kpi_service.Period, funnel: list[dict] | None = None) -> dict:
+    """The dashboard's other figures: stage velocity, coverage, pipeline over time (not
+    lifts); ``funnel``, the unfiltered funnel of the period when at hand, gives coverage
+    its first three counts."""
+    return {"velocity": kpi_service.stage_velocity(period), "coverage": kpi_service.coverage(period, funnel),
             "pipeline": kpi_service.pipeline_series(period)}
 
 
@@ -78,6 +80,7 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
     if last is not None and now < last.computed_at + timedelta(seconds=last.data["seconds"] / SHARE):
         return 0
     started = time.perf_counter()
+    _tune_for_refresh()
     stored = 0
     for period in standard_periods(now):
         if round(period.days) not in days:
@@ -88,13 +91,23 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
             funnel = data["funnel"] = data["funnel"] or funnel
             _store(key(group_by, period, None, None), data, now)
             stored += 1
-        _store(key("extras", period, None, None), extras_of(period), now)
+        _store(key("extras", period, None, None), extras_of(period, funnel), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)
     _store("refresh", {"seconds": time.perf_counter() - started}, now)
     db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
         synchronize_session=False)
     db.session.commit()
     return stored
+
+
+def _tune_for_refresh() -> None:
+    """On PostgreSQL, for the refresh's transaction only: its sorts and hashes in memory
+    (``work_mem`` 64 MB: the 4 MB default spills them to disk and makes the lead scan's
+    bitmap lossy at 100,000 accounts) and no JIT compilation (tens of ms per statement,
+    nothing gained on statements this size)."""
+    if db.dialect == "postgresql":
+        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
+        db.session.execute(text("SET LOCAL jit = off"))
 
 
 def _cached(k: str, compute, period: kpi_service.Period, now: datetime) -> dict:
