@@ -61,6 +61,14 @@ GROUP_COLUMNS = {
     "segment": None,  # the saved segments (abm.services.segments): see _segment_touches
 }
 ACCOUNT_GROUPS = ("tier", "owner", "industry", "country")
+#: Groupings by a field of the touch or its playbook: several can label one pass over the touches.
+TOUCH_GROUPS = ("playbook", "channel", "product")
+
+
+def label_column(grouping: str, first: str) -> str:
+    """The column of :func:`marketing_touches` holding ``grouping``'s label: ``g`` for the
+    first grouping asked for, ``g_<grouping>`` for the others (its ``also``)."""
+    return "g" if grouping == first else f"g_{grouping}"
 
 
 def _postgres() -> bool:
@@ -94,11 +102,15 @@ def at_or_before(a, b, days: float = 0):
     return func.strftime(fmt, a) <= func.strftime(fmt, b, f"{days:+g} days")
 
 
-def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_ids: set[int] | None):
-    """Sent marketing touches in [since, until), each with its group ``g``."""
+def marketing_touches(group_by: str, since: datetime, until: datetime, playbook_ids: set[int] | None,
+                      also: tuple[str, ...] = ()):
+    """Sent marketing touches in [since, until), each with its group ``g`` (and, for each
+    grouping in ``also``, one of :data:`TOUCH_GROUPS`, its group in ``g_<grouping>``)."""
+    assert set(also) <= set(TOUCH_GROUPS), also
     q = (_segment_touches() if group_by == "segment" else
          select(Touch.id.label("touch_id"), Touch.account_id, Touch.sent_at, Touch.connector,
-                GROUP_COLUMNS[group_by]().label("g"), literal(1.0).label("share"))
+                GROUP_COLUMNS[group_by]().label("g"), *(GROUP_COLUMNS[a]().label(f"g_{a}") for a in also),
+                literal(1.0).label("share"))
          .select_from(Touch).outerjoin(Playbook, Playbook.id == Touch.playbook_id))
     q = (q.where(Touch.status == "sent", Touch.channel.in_(MARKETING_CHANNELS), Touch.sent_at >= since,
                 Touch.sent_at < until))
@@ -128,10 +140,12 @@ def _segment_touches():
         (literal(1.0) / func.count().over(partition_by=Touch.id)).label("share"))
 
 
-def _row(part: str, g, *values):
-    """One row of a multi-part answer: (part, group, v1..v4), numbers as floats."""
+def _row(part: str, g, *values, grouping: str | None = None):
+    """One row of a multi-part answer: (grouping, part, group, v1..v4), numbers as floats;
+    a row of the totals (``g`` None) has no grouping: it is every grouping's."""
     values = list(values) + [literal(0.0)] * (4 - len(values))
-    return [literal(part).label("part"), (g if g is not None else cast(null(), String)).label("g"),
+    return [(literal(grouping) if grouping else cast(null(), String)).label("grouping"), literal(part).label("part"),
+            (g if g is not None else cast(null(), String)).label("g"),
             *(cast(v, Float).label(f"v{i}") for i, v in enumerate(values, 1))]
 
 
@@ -139,30 +153,49 @@ def in_period(mt, start: datetime):
     return select(mt).where(mt.c.sent_at >= start).cte("inp")
 
 
-def engaged_pairs(inp, end: datetime):
-    """(group, account) pairs where the account had an active event (not in
-    :data:`PASSIVE_EVENTS`) at or after the group's first touch there, before ``end``."""
-    firsts = (select(inp.c.g, inp.c.account_id, func.min(inp.c.sent_at).label("first"))
-              .group_by(inp.c.g, inp.c.account_id).cte("firsts"))
-    return select(firsts.c.g, firsts.c.account_id).where(exists().where(
-        Event.account_id == firsts.c.account_id, Event.occurred_at >= firsts.c.first, Event.occurred_at < end,
-        Event.type.not_in(PASSIVE_EVENTS))).cte("engaged")
+def last_active(inp, end: datetime):
+    """Per account reached in the period: its last active event (not in
+    :data:`PASSIVE_EVENTS`) at or after its first touch of the period and before ``end``
+    (``at``, NULL when none). One backward probe of ``ix_events_account_at`` per account,
+    shared by every grouping: the account is engaged for a group when ``at`` is at or
+    after that group's first touch there."""
+    firsts = (select(inp.c.account_id, func.min(inp.c.sent_at).label("first"))
+              .group_by(inp.c.account_id).subquery())
+    at = (select(Event.occurred_at).where(Event.account_id == firsts.c.account_id, Event.occurred_at >= firsts.c.first,
+                                          Event.occurred_at < end, Event.type.not_in(PASSIVE_EVENTS))
+          .order_by(Event.occurred_at.desc()).limit(1).scalar_subquery())
+    return select(firsts.c.account_id, at.label("at")).cte("last_active")
 
 
-def reach_statement(mt, start: datetime, end: datetime):
-    """Touches, accounts reached, unit cost and engaged accounts per group, and their totals."""
+def engaged_pairs(inp, end: datetime, column: str = "g", last=None):
+    """(group, account) pairs where the account had an active event at or after the
+    group's first touch there, before ``end``; groups from ``inp``'s ``column``,
+    ``last`` the :func:`last_active` of ``inp`` when several groupings share it."""
+    last = last if last is not None else last_active(inp, end)
+    g = inp.c[column]
+    firsts = (select(g.label("g"), inp.c.account_id, func.min(inp.c.sent_at).label("first"))
+              .group_by(g, inp.c.account_id).subquery())
+    return (select(firsts.c.g, firsts.c.account_id).join(last, last.c.account_id == firsts.c.account_id)
+            .where(last.c.at >= firsts.c.first).cte(f"engaged_{column}"))
+
+
+def reach_statement(mt, start: datetime, end: datetime, columns: dict[str, str]):
+    """Touches, accounts reached, unit cost and engaged accounts per group, and their
+    totals; ``columns``: each grouping asked for and the column of ``mt`` with its groups."""
     inp = in_period(mt, start)
     unit = func.coalesce(func.sum(ConnectorConfig.unit_cost * inp.c.share), 0)
     costed = inp.outerjoin(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
-    engaged = engaged_pairs(inp, end)
-    return union_all(
-        select(*_row("reach", inp.c.g, func.count(), func.count(inp.c.account_id.distinct()), unit))
-        .select_from(costed).group_by(inp.c.g),
-        select(*_row("reach", None, func.count(inp.c.touch_id.distinct()), func.count(inp.c.account_id.distinct()),
-                     unit)).select_from(costed),
-        select(*_row("engaged", engaged.c.g, func.count())).group_by(engaged.c.g),
-        select(*_row("engaged", None, func.count(engaged.c.account_id.distinct()))),
-    )
+    last = last_active(inp, end)
+    parts = [select(*_row("reach", None, func.count(inp.c.touch_id.distinct()),
+                          func.count(inp.c.account_id.distinct()), unit)).select_from(costed),
+             select(*_row("engaged", None, func.count(last.c.account_id))).where(last.c.at.is_not(None))]
+    for grouping, column in columns.items():
+        g = inp.c[column]
+        engaged = engaged_pairs(inp, end, column, last)
+        parts += [select(*_row("reach", g, func.count(), func.count(inp.c.account_id.distinct()), unit,
+                               grouping=grouping)).select_from(costed).group_by(g),
+                  select(*_row("engaged", engaged.c.g, func.count(), grouping=grouping)).group_by(engaged.c.g)]
+    return union_all(*parts)
 
 
 def _leads(lead_types: list[str], start: datetime, end: datetime):
@@ -210,7 +243,8 @@ def numbered(conv, mt, window_days: float):
     per_conv = [conv.c.kind, conv.c.conv_id, conv.c.account_id]
     order = [mt.c.sent_at, mt.c.touch_id]
     # a touch has one row per group it is in (several only for overlapping segments): its rows share one number
-    ranked = (select(conv, mt.c.touch_id, mt.c.sent_at, mt.c.g, mt.c.share,
+    labels = [c for c in mt.c if c.name == "g" or c.name.startswith("g_")]
+    ranked = (select(conv, mt.c.touch_id, mt.c.sent_at, *labels, mt.c.share,
                      func.dense_rank().over(partition_by=per_conv, order_by=order).label("rn"))
               .select_from(conv.join(mt, and_(mt.c.account_id == conv.c.account_id, mt.c.sent_at <= conv.c.at,
                                               at_or_after(mt.c.sent_at, conv.c.at, -window_days))))
@@ -287,35 +321,43 @@ def weight(model: str, p, by_conv):
     raise ValueError(f"no SQL weight for model {model!r}")
 
 
-def _median_rows(part: str, values):
+def _median_rows(part: str, values, grouping: str):
     """(part, g, median of v) per group, by numbering the values of each group."""
     numbered = select(values.c.g, values.c.v,
                       func.row_number().over(partition_by=values.c.g, order_by=values.c.v).label("i"),
                       func.count().over(partition_by=values.c.g).label("k")).subquery()
-    return (select(*_row(part, numbered.c.g, func.avg(numbered.c.v)))
+    return (select(*_row(part, numbered.c.g, func.avg(numbered.c.v), grouping=grouping))
             .where(or_(numbered.c.i == (numbered.c.k + 1) // 2, numbered.c.i == (numbered.c.k + 2) // 2))
             .group_by(numbered.c.g))
 
 
-def attribution_statement(path):
-    """Credits per group and kind, influence per group, medians, and the totals."""
+def _credits(path, grouping: str, column: str) -> list:
+    """One grouping's credits per group and kind, influence per group and medians."""
     lead, opp = path.c.kind == "lead", path.c.kind == "opp"
-    w = path.c.w
-    first = (select(path.c.g, path.c.conv_id, path.c.amount, path.c.won,
+    w, g = path.c.w, path.c[column]
+    first = (select(g.label("g"), path.c.conv_id, path.c.amount, path.c.won,
                     days_between(path.c.at, func.min(path.c.sent_at)).label("v"))
-             .where(opp).group_by(path.c.g, path.c.conv_id, path.c.amount, path.c.won, path.c.at).cte("influence"))
+             .where(opp).group_by(g, path.c.conv_id, path.c.amount, path.c.won, path.c.at).cte(f"influence_{column}"))
+    return [
+        # a touch that gets no share creates no group (first and last touch)
+        select(*_row("leads", g, func.sum(w), func.sum(w * path.c.to_opp), grouping=grouping))
+        .where(lead, w > 0).group_by(g),
+        select(*_row("opps", g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed),
+                     grouping=grouping)).where(opp, w > 0).group_by(g),
+        select(*_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won),
+                     grouping=grouping)).group_by(first.c.g),
+        _median_rows("days_to_opp", first, grouping),
+    ]
+
+
+def attribution_statement(path, columns: dict[str, str]):
+    """Credits per group and kind, influence per group, medians (for each grouping in
+    ``columns``, the column of ``path`` with its groups), and the totals."""
     convs = (select(path.c.kind, path.c.conv_id, path.c.account_id, path.c.won, path.c.amount).distinct()
              .cte("converted"))
     is_opp = case((convs.c.kind == "opp", 1), else_=0)
     return union_all(
-        # a touch that gets no share creates no group (first and last touch)
-        select(*_row("leads", path.c.g, func.sum(w), func.sum(w * path.c.to_opp))).where(lead, w > 0)
-        .group_by(path.c.g),
-        select(*_row("opps", path.c.g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed)))
-        .where(opp, w > 0).group_by(path.c.g),
-        select(*_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won)))
-        .group_by(first.c.g),
-        _median_rows("days_to_opp", first),
+        *(part for grouping, column in columns.items() for part in _credits(path, grouping, column)),
         select(*_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
                      func.sum(is_opp * convs.c.amount))),
         select(*_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount))),

@@ -117,24 +117,51 @@ def compute(group_by: str = "playbook", period: Period | None = None, playbook: 
             product: str | None = None, now: datetime | None = None, model: str | None = None,
             with_funnel: bool = True) -> dict:
     """Every KPI for each group over ``period``, plus the totals and (``with_funnel``) the funnel."""
-    check_group(group_by)
+    return compute_many((group_by,), period, playbook, product, now, model, with_funnel)[group_by]
+
+
+def compute_many(groupings: tuple[str, ...], period: Period | None = None, playbook: str | None = None,
+                 product: str | None = None, now: datetime | None = None, model: str | None = None,
+                 with_funnel: bool = True) -> dict[str, dict]:
+    """:func:`compute` for several groupings of one period, each answer the same as its own.
+
+    Groupings by a field of the touch or its playbook (:data:`kpi_sql.TOUCH_GROUPS`) are
+    computed together: one pass over the touches, one probe of the events per account and
+    one attribution path serve them all (not under the Markov model, whose weights depend
+    on the grouping). The funnel does not depend on the grouping: it is computed once.
+    """
+    for group_by in groupings:
+        check_group(group_by)
     period = period or Period.parse(None, None, now)
     attribution = Attribution.current(model)
     playbook_ids = playbook_ids_for(playbook, product)
-    mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days), period.end,
-                                   playbook_ids)
-    groups: dict[str, dict] = defaultdict(_empty_group)
+    together = attribution.model != "markov" and set(groupings) <= set(kpi_sql.TOUCH_GROUPS)
+    answers: dict[str, dict] = {}
+    for batch in [tuple(groupings)] if together else [(g,) for g in groupings]:
+        answers.update(_compute(batch, period, attribution, playbook_ids, playbook, product))
+    the_funnel = funnel(period, playbook_ids) if with_funnel else None
+    return {g: {**answers[g], "funnel": the_funnel} for g in groupings}
+
+
+def _compute(batch: tuple[str, ...], period: Period, attribution: Attribution, playbook_ids: set[int] | None,
+             playbook: str | None, product: str | None) -> dict[str, dict]:
+    first, *also = batch
+    mt = kpi_sql.marketing_touches(first, period.start - timedelta(days=attribution.window_days), period.end,
+                                   playbook_ids, tuple(also))
+    columns = {g: kpi_sql.label_column(g, first) for g in batch}
+    groups: dict[str, dict[str, dict]] = {g: defaultdict(_empty_group) for g in batch}
     totals: dict = defaultdict(float)
-    _add_reach(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end)))
-    path = _path(mt, period, attribution, group_by, playbook_ids)
-    _add_attribution(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path)))
-    spend.add_to_groups(groups, group_by, period.start, period.end, playbook, product)
-    rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
-    return {
-        "group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
-        "attribution": attribution.describe(), "groups": rows, "totals": _totals(totals, groups),
-        "funnel": funnel(period, playbook_ids) if with_funnel else None,
-    }
+    _shape(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end, columns)))
+    path = _path(mt, period, attribution, first, playbook_ids)
+    _shape(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path, columns)))
+    answers = {}
+    for group_by in batch:
+        spend.add_to_groups(groups[group_by], group_by, period.start, period.end, playbook, product)
+        rows = sorted((_finish(g, v) for g, v in groups[group_by].items()), key=lambda r: (-r["touches"], r["group"]))
+        answers[group_by] = {"group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
+                             "attribution": attribution.describe(), "groups": rows,
+                             "totals": _totals(totals, groups[group_by])}
+    return answers
 
 
 def markov_removal_effects(group_by: str, period: Period, playbook_ids: set[int] | None = None,
@@ -189,8 +216,8 @@ def compare_models(group_by: str, period: Period, metric: str = "leads", playboo
         mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days),
                                        period.end, playbook_ids)
         groups: dict[str, dict] = defaultdict(_empty_group)
-        _shape(groups, defaultdict(float), kpi_sql.run(kpi_sql.attribution_statement(
-            _path(mt, period, attribution, group_by, playbook_ids))))
+        _shape({group_by: groups}, defaultdict(float), kpi_sql.run(kpi_sql.attribution_statement(
+            _path(mt, period, attribution, group_by, playbook_ids), {group_by: "g"})))
         for g, v in groups.items():
             if v[COMPARED[metric]]:
                 rows[g][model] = round(v[COMPARED[metric]], 4)
@@ -224,16 +251,14 @@ _TOTAL_FIELDS = {
 }
 
 
-def _shape(groups: dict, totals: dict, rows) -> None:
-    """Put each (part, group, values...) row where it belongs: a group's or the totals'."""
-    for part, g, *values in rows:
+def _shape(groups: dict[str, dict], totals: dict, rows) -> None:
+    """Put each (grouping, part, group, values...) row where it belongs: a group's of that
+    grouping (``groups[grouping][group]``) or the totals'."""
+    for grouping, part, g, *values in rows:
         fields = _GROUP_FIELDS[part] if g is not None else _TOTAL_FIELDS[part]
-        target = groups[g] if g is not None else totals
+        target = groups[grouping][g] if g is not None else totals
         for name, value in zip(fields, values, strict=False):
             target[name] = value or 0.0 if name != "median_days" else value
-
-
-_add_reach = _add_attribution = _shape
 
 
 def _finish(group: str, v: dict) -> dict:

@@ -85,13 +85,11 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
     for period in standard_periods(now):
         if round(period.days) not in days:
             continue
-        funnel = None  # the same for every grouping: computed once
-        for group_by in groups:
-            data = kpi_service.compute(group_by, period, now=now, with_funnel=funnel is None)
-            funnel = data["funnel"] = data["funnel"] or funnel
+        answers = kpi_service.compute_many(groups, period, now=now)  # read once for all the groupings
+        for group_by, data in answers.items():
             _store(key(group_by, period, None, None), data, now)
             stored += 1
-        _store(key("extras", period, None, None), extras_of(period, funnel), now)
+        _store(key("extras", period, None, None), extras_of(period, answers[groups[0]]["funnel"]), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)
     _store("refresh", {"seconds": time.perf_counter() - started}, now)
     db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
