@@ -4,9 +4,11 @@ Each function builds one statement; :mod:`abm.services.kpis` runs them and shape
 rows into the answer. The statements read:
 
 - the sent marketing touches of the period and of the attribution window before it
-  (one pass over ``touches``, each row labelled with its group);
-- the events through ``ix_events_account_at`` (is an account engaged after a group's
-  first touch there: one index probe per reached account and group) and
+  (one pass over ``touches``, each row labelled with its group, or with the group of
+  each of several groupings computed together);
+- the events through ``ix_events_account_at`` (each reached account's last active event
+  of the period, one backward probe per account: it is engaged for a group when that
+  event is at or after the group's first touch there) and
   ``ix_events_type_at`` / ``ix_events_contact_at`` (the lead events of the period, and
   whether the contact had one before);
 - the opportunities through ``ix_opportunities_created`` and
