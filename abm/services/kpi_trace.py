@@ -22,30 +22,50 @@ from abm.models import Account, ConnectorConfig, Contact, Cost, Opportunity, Pla
 from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
 from abm.services import settings as settings_service
 
-#: The most touches one list shows (its CSV included): a request does bounded work.
-TOUCH_LIST_LIMIT = 100_000
+#: The most touches, and accounts, one list shows (its CSV included): a request does bounded work.
+TOUCH_LIST_LIMIT = ACCOUNT_LIST_LIMIT = 100_000
 BEHIND = ("reached", "engaged", "leads", "opportunities", "won", "funnel", "coverage")
 
 
 def accounts_behind(metric: str, group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
                     product: str | None = None, model: str | None = None) -> list[int]:
-    """The accounts behind one figure: ``reached``, ``engaged``, ``leads`` (credited to the
-    group), ``opportunities`` or ``won`` (influenced by the group), every group's when
-    ``group`` is empty (the totals); ``funnel`` with the step as ``group``; ``coverage``
-    with ``target``, ``reached``, ``engaged`` or a buying role as ``group``."""
+    """The ids of the accounts behind one figure (see :func:`accounts_query`), in order."""
+    q = accounts_query(metric, group_by, group, period, playbook, product, model)
+    return sorted(db.session.execute(q.distinct()).scalars())
+
+
+def account_list(metric: str, group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                 product: str | None = None, model: str | None = None,
+                 limit: int = ACCOUNT_LIST_LIMIT) -> tuple[int, list[dict]]:
+    """The accounts behind one figure: their number, and the ``limit`` highest scores
+    among them (then by name), read in the database (a request does bounded work)."""
+    ids = accounts_query(metric, group_by, group, period, playbook, product, model).distinct().subquery()
+    total = db.session.execute(select(func.count()).select_from(ids)).scalar_one()
+    q = (select(Account).join(ids, ids.c.account_id == Account.id)
+         .order_by(Account.score.desc(), Account.name, Account.id).limit(limit))
+    return total, [{"id": a.id, "name": a.name, "domain": a.domain, "stage": a.stage, "engagement": a.engagement,
+                    "score": round(a.score, 1)} for a in db.session.execute(q).scalars()]
+
+
+def accounts_query(metric: str, group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,
+                   product: str | None = None, model: str | None = None):
+    """The query of the accounts behind one figure (a column ``account_id``, repeats
+    possible): ``reached``, ``engaged``, ``leads`` (credited to the group),
+    ``opportunities`` or ``won`` (influenced by the group), every group's when ``group``
+    is empty (the totals); ``funnel`` with the step as ``group``; ``coverage`` with
+    ``target``, ``reached``, ``engaged`` or a buying role as ``group``."""
     if metric not in BEHIND:
         raise kpis.KpiError(f"unknown metric {metric!r} (metrics: {', '.join(BEHIND)})")
     if metric == "coverage":
         if not group:
             raise kpis.KpiError(f"name the coverage figure as group: {', '.join(kpi_accounts.COVERAGE_PARTS)} "
                                 "or a buying role")
-        q = kpi_accounts.coverage_accounts(group, period.start, period.end)
-        return sorted(db.session.execute(q.distinct()).scalars())
+        return _as_account_id(kpi_accounts.coverage_accounts(group, period.start, period.end))
     if metric == "funnel":
         if group not in kpis.FUNNEL_STEPS:
             raise kpis.KpiError(f"unknown funnel step {group!r} (steps: {', '.join(kpis.FUNNEL_STEPS)})")
         steps = kpi_accounts.funnel_steps(period.start, period.end, kpis.lead_types(), kpis.playbook_ids_for(playbook, product))
-        return sorted(db.session.execute(steps[group].distinct()).scalars())
+        return _as_account_id(steps[group])
     kpis.check_group(group_by)
     mt, path = kpis.touches_and_path(group_by, period, playbook, product, model)
     inp = kpi_sql.in_period(mt, period.start)
@@ -59,17 +79,13 @@ def accounts_behind(metric: str, group_by: str, group: str | None, period: kpis.
         q = q.where(path.c.kind == "lead", path.c.w > 0) if metric == "leads" else q.where(path.c.kind == "opp")
         if metric == "won":
             q = q.where(path.c.won == 1)
-    return sorted(db.session.execute(q.distinct()).scalars())
+    return q
 
 
-def account_rows(ids: list[int]) -> list[dict]:
-    """The listed accounts, highest score first."""
-    rows = []
-    for i in range(0, len(ids), 1000):
-        rows += db.session.execute(select(Account).where(Account.id.in_(ids[i:i + 1000]))).scalars().all()
-    rows.sort(key=lambda a: (-a.score, a.name))
-    return [{"id": a.id, "name": a.name, "domain": a.domain, "stage": a.stage, "engagement": a.engagement,
-             "score": round(a.score, 1)} for a in rows]
+def _as_account_id(q):
+    """A one-column query of account ids, its column named ``account_id``."""
+    sub = q.subquery()
+    return select(list(sub.c)[0].label("account_id"))
 
 
 def opportunities_behind(group_by: str, group: str | None, period: kpis.Period, playbook: str | None = None,

@@ -155,19 +155,25 @@ def _list(template: str, rows: list[dict], name: str, **context):
                            **context)
 
 
+#: The most accounts the page lists (the highest scores); its CSV lists up to
+#: :data:`kpi_trace.ACCOUNT_LIST_LIMIT`.
+ACCOUNTS_ON_PAGE = 500
+
+
 @bp.get("/kpis/accounts")
 @role_required()
 def accounts():
     period, args, problems = _period_args()
     metric = request.args.get("metric", "reached")
     group = request.args.get("group", "")
+    limit = kpi_trace.ACCOUNT_LIST_LIMIT if request.args.get("format") == "csv" else ACCOUNTS_ON_PAGE
     try:
-        ids = kpi_trace.accounts_behind(metric, args["group_by"], group, period, args["playbook"] or None,
-                                        args["product"] or None, args["model"] or None)
+        total, rows = kpi_trace.account_list(metric, args["group_by"], group, period, args["playbook"] or None,
+                                             args["product"] or None, args["model"] or None, limit=limit)
     except kpis.KpiError as exc:
         problems.append(str(exc))
-        ids = []
-    return _list("web/kpis/accounts.html", kpi_trace.account_rows(ids), f"accounts-{metric}", metric=metric,
+        total, rows = 0, []
+    return _list("web/kpis/accounts.html", rows, f"accounts-{metric}", total=total, metric=metric,
                  group=group, args=args, period=period, problems=problems)
 
 

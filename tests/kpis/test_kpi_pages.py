@@ -12,9 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from abm.db import db
-from abm.models import Cost, Opportunity
+from abm.models import Account, Cost, Opportunity
 from abm.services import kpi_glossary, kpi_trace, kpi_trends, kpis
 from abm.services import settings as settings_service
+from abm.web import kpis as kpi_pages
 from tests.kpis.test_kpis import NOW, build_june
 
 JUNE = "from=2026-06-01&to=2026-06-30"
@@ -44,6 +45,19 @@ def test_group_tabs_and_the_accounts_behind_a_figure(june, as_role):
     assert behind.status_code == 200 and "Acme" in text and "Globex" in text and "Initech" not in text
     bad = c.get("/kpis?from=2026-07-01&to=2026-06-01")
     assert bad.status_code == 200 and "from must be before to" in bad.get_data(as_text=True)
+
+
+def test_a_long_account_list_shows_the_highest_scores_and_exports_them_all(june, as_role, monkeypatch):
+    monkeypatch.setattr(kpi_pages, "ACCOUNTS_ON_PAGE", 1)
+    db.session.query(Account).filter_by(name="Globex").update({"score": 80.0})
+    db.session.commit()
+    c = as_role("ae")
+    url = f"/kpis/accounts?metric=reached&group_by=playbook&group=pb-a&{JUNE}"
+    text = c.get(url).get_data(as_text=True)
+    assert "2 accounts" in text and "the 1 highest scores shown" in text
+    assert "Globex" in text and "Acme" not in text
+    csv_text = c.get(url + "&format=csv").get_data(as_text=True)
+    assert "Globex" in csv_text and "Acme" in csv_text
 
 
 def test_spend_by_form_and_by_csv(june, as_role):
