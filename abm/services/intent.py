@@ -30,7 +30,7 @@ from abm.models import AuditLog
 from abm.normalize import NormalizeError, normalize_domain
 from abm.services import events
 from abm.services.imports.cells import header_key
-from abm.services.imports.report import MAX_LISTED, ImportFileError
+from abm.services.imports.report import ImportFileError, RowErrors
 
 ALIASES = {
     "domain": ("domain", "company domain", "website", "company website"),
@@ -46,7 +46,7 @@ DEFAULT_PROVIDER = "bombora"
 
 
 @dataclass
-class SurgeResult:
+class SurgeResult(RowErrors):
     """What an import did: rows read, events stored, already known, kept unmatched, rows
     rejected, and the row errors (the first ``MAX_LISTED`` listed, all counted)."""
 
@@ -58,19 +58,12 @@ class SurgeResult:
     errors: list[dict] = field(default_factory=list)
     errors_total: int = 0
 
-    def error(self, row: int, column: str, message: str) -> None:
-        self.errors_total += 1
-        if len(self.errors) < MAX_LISTED:
-            self.errors.append({"row": row, "column": column, "message": message})
-
     def to_report(self) -> dict:
         """The report of an import run, in the shape of the accounts' and contacts' (docs/imports.md):
         created = intent events stored, unchanged = rows already known, rejected = rows with an error."""
         out = {"created": self.events, "updated": 0, "unchanged": self.duplicates, "skipped": 0,
                "rejected": self.rejected, "errors": self.errors, "rows": self.rows,
-               "errors_total": self.errors_total, "unmatched": self.unmatched}
-        if self.errors_total > len(self.errors):
-            out["errors_not_listed"] = self.errors_total - len(self.errors)
+               "errors_total": self.errors_total, "unmatched": self.unmatched, **self.not_listed()}
         return out
 
 

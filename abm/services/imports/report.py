@@ -11,8 +11,26 @@ class ImportFileError(ValueError):
     """The file as a whole cannot be imported (no usable header, unreadable)."""
 
 
+class RowErrors:
+    """The row errors of an import, the first :data:`MAX_LISTED` listed and all counted
+    (in the dataclass's ``errors`` and ``errors_total``): one rule for every kind of import."""
+
+    errors: list[dict]
+    errors_total: int
+
+    def error(self, row: int, column: str, message: str) -> None:
+        self.errors_total += 1
+        if len(self.errors) < MAX_LISTED:
+            self.errors.append({"row": row, "column": column, "message": message})
+
+    def not_listed(self) -> dict[str, int]:
+        """``errors_not_listed`` for the report, when some were counted and not listed."""
+        unlisted = self.errors_total - len(self.errors)
+        return {"errors_not_listed": unlisted} if unlisted > 0 else {}
+
+
 @dataclass
-class ImportReport:
+class ImportReport(RowErrors):
     """What an import did. ``rows`` = created + updated + unchanged + skipped + rejected.
 
     ``updated`` counts the stored records whose values the file changed; ``unchanged`` the
@@ -35,11 +53,6 @@ class ImportReport:
     encoding: str = ""
     delimiter: str = ""
 
-    def error(self, row: int, column: str, message: str) -> None:
-        self.errors_total += 1
-        if len(self.errors) < MAX_LISTED:
-            self.errors.append({"row": row, "column": column, "message": message})
-
     def skip(self, row: int, column: str, reason: str) -> None:
         self.skipped += 1
         if len(self.skipped_rows) < MAX_LISTED:
@@ -54,9 +67,7 @@ class ImportReport:
 
     def to_dict(self) -> dict:
         out = {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-               "skipped": self.skipped, "rejected": self.rejected, "errors": self.errors}
-        if self.errors_total > len(self.errors):
-            out["errors_not_listed"] = self.errors_total - len(self.errors)
+               "skipped": self.skipped, "rejected": self.rejected, "errors": self.errors, **self.not_listed()}
         out.update(rows=self.rows, errors_total=self.errors_total, skipped_rows=self.skipped_rows,
                    columns=self.columns, attribute_columns=self.attribute_columns,
                    encoding=self.encoding, delimiter=self.delimiter)
