@@ -18,7 +18,7 @@ from abm.services import connectors
 from abm.services import playbooks as service
 from tests.connectors.fakes.smtp_server import smtp_server
 from tests.engine.conftest import run_worker
-from workers import dispatcher
+from tests.web import journeys
 
 pytestmark = pytest.mark.browser
 
@@ -48,28 +48,10 @@ V2 = PLAYBOOK.replace("  - id: pause\n    wait: 3d\n", "  - id: pause\n    wait:
     PLAYBOOK[PLAYBOOK.index("  - id: again"):], "  - id: nudge\n    alert: {to: owner, message: \"Call {{ account.name }}\"}\n")
 
 
-def _accounts(names, tier: int = 1) -> None:
-    for name in names:
-        account = Account(name=name, domain=f"{name.lower()}.example", tier=tier, stage="target")
-        db.session.add(account)
-        db.session.flush()
-        db.session.add(Contact(account_id=account.id, email=f"dm@{account.domain}", first_name="Dee",
-                               buying_role="decision_maker"))
-    db.session.commit()
-
-
 def _started(live_server) -> None:
     """The playbook active on Acme, Birch and Cedar (not Other, tier 2), each past hello
     and waiting at pause."""
-    live_server.app.config["OUTBOX_DIR"] = str(live_server.tmp / "outbox")
-    connectors.ensure_demo_connectors()
-    db.session.commit()
-    _accounts(["Acme", "Birch", "Cedar"])
-    _accounts(["Other"], tier=2)
-    service.apply(PLAYBOOK)
-    service.activate("journeys")
-    dispatcher.dispatch(enqueue=True)
-    run_worker(live_server.app)
+    journeys.start(live_server, PLAYBOOK, "journeys")
 
 
 def test_the_manager_moves_running_enrollments_to_the_new_version(live_server, browser_page, make_live_user):

@@ -11,14 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from abm.db import db
-from abm.models import Account, ConnectorConfig, Contact
+from abm.models import ConnectorConfig
 from abm.services import connectors, engine_hooks
 from abm.services import playbooks as service
 from abm.web import outbox as outbox_page
-from tests.engine.conftest import run_worker
+from tests.web import journeys
 from tests.web import test_alerts_page as alerts_page
 from tests.web import test_engagement_pages as engagement_pages
-from workers import dispatcher
 
 pytestmark = pytest.mark.browser
 
@@ -47,16 +46,6 @@ def quiet_engine(monkeypatch):
     monkeypatch.setattr(engine_hooks, "engagement_changed", lambda *args, **kwargs: None)
 
 
-def _accounts(names, tier: int = 1) -> None:
-    for name in names:
-        account = Account(name=name, domain=f"{name.lower()}.example", tier=tier, stage="target")
-        db.session.add(account)
-        db.session.flush()
-        db.session.add(Contact(account_id=account.id, email=f"dm@{account.domain}", first_name="Dee",
-                               buying_role="decision_maker"))
-    db.session.commit()
-
-
 def test_the_manager_reads_what_changed_from_one_version_to_the_next(live_server, browser_page, make_live_user):
     connectors.ensure_demo_connectors()
     service.apply(PLAYBOOK)
@@ -83,15 +72,7 @@ def test_the_manager_reads_what_changed_from_one_version_to_the_next(live_server
 
 
 def test_the_outbox_is_searched_and_paged(live_server, browser_page, make_live_user, monkeypatch):
-    live_server.app.config["OUTBOX_DIR"] = str(live_server.tmp / "outbox")
-    connectors.ensure_demo_connectors()
-    db.session.commit()
-    _accounts(["Acme", "Birch", "Cedar"])
-    _accounts(["Other"], tier=2)
-    service.apply(PLAYBOOK)
-    service.activate("cockpit")
-    dispatcher.dispatch(enqueue=True)
-    run_worker(live_server.app)
+    journeys.start(live_server, PLAYBOOK, "cockpit")
     assert len(list((live_server.tmp / "outbox").glob("*.eml"))) == 6  # two emails to each of three accounts
 
     page = browser_page
