@@ -15,6 +15,7 @@ import time
 from rq.cron import CronScheduler
 
 from abm.redis_conn import get_redis, persistence_problem
+from abm.services import rollups
 from workers.crm_jobs import PERIODIC as CRM
 
 #: The dispatcher's period (seconds): how long a step that became due, a retry whose
@@ -36,7 +37,7 @@ ENGAGEMENT = (
     ("workers.engagement_jobs.refresh_scores", "events", 900),
     ("workers.engagement_jobs.snapshot_scores", "events", 3600),
     ("workers.engagement_jobs.surge_alerts", "events", 3600),
-    ("workers.engagement_jobs.refresh_kpi_rollups", "default", 60),
+    ("workers.engagement_jobs.refresh_kpi_rollups", "default", rollups.REFRESH_PERIOD),
     ("workers.report_jobs.send_weekly_kpi_report", "default", 3600),
     ("workers.digest_jobs.send_weekly_digests", "default", 3600),
     ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),

@@ -40,6 +40,7 @@ from abm.models import (
 from abm.services import accounts as account_service
 from abm.services import kpi_trace, kpis, rollups, segments, settings
 from abm.services import spend as spend_service
+from workers import scheduler
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 
@@ -280,6 +281,20 @@ def test_the_default_view_shows_new_data_within_a_minute(june):
     assert after["totals"]["leads"] == 4 and after["computed_at"] == (NOW + timedelta(seconds=61)).isoformat()
     # the new answer is kept for the next reader
     assert rollups.kpis("playbook", period, now=NOW + timedelta(seconds=70))["computed_at"] == after["computed_at"]
+
+
+def test_on_schedule_no_reader_of_the_default_view_waits_for_a_live_answer(june, monkeypatch):
+    """The scheduler runs the refresh every REFRESH_PERIOD seconds: while the next run is
+    still computing (seconds at 100,000 accounts), the last run's answers are still under
+    a minute old, so a reader is served them and never waits for a live computation."""
+    registered = {path: every for path, _, every in scheduler.ENGAGEMENT}
+    assert registered["workers.engagement_jobs.refresh_kpi_rollups"] == rollups.REFRESH_PERIOD
+    period = rollups.standard_periods(NOW)[1]
+    assert rollups.refresh(NOW) == 2
+    monkeypatch.setattr(kpis, "compute", lambda *a, **k: pytest.fail("a reader waited for a live answer"))
+    for running in (1, 4, 8):  # the next refresh started REFRESH_PERIOD after this one, and is still running
+        at = NOW + timedelta(seconds=rollups.REFRESH_PERIOD + running)
+        assert rollups.kpis("playbook", period, now=at)["computed_at"] == NOW.isoformat()
 
 
 def test_the_refresh_takes_at_most_a_tenth_of_a_worker(june):
