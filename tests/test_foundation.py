@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 from flask import g
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 import config
 from abm.auth import issue_token, user_from_bearer
@@ -117,3 +117,12 @@ def test_migrations_match_the_models(app):
     # expression indexes cannot be reflected on SQLite; everything else must match
     diff = [d for d in diff if not (d[0] == "add_index" and d[1].name == "ix_accounts_lower_name")]
     assert diff == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_kpis_event_indexes_carry_what_the_kpis_read(app):
+    """The KPIs' probes and lead scan are index-only only while these INCLUDE columns are
+    there; Alembic's comparison above does not see them."""
+    defs = dict(db.session.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'")).all())
+    assert defs["ix_events_account_at"].endswith("(account_id, occurred_at) INCLUDE (type)")
+    assert defs["ix_events_type_at"].endswith("(type, occurred_at) INCLUDE (account_id, contact_id)")

@@ -37,7 +37,9 @@ ENGAGEMENT = (
     ("workers.engagement_jobs.refresh_scores", "events", 900),
     ("workers.engagement_jobs.snapshot_scores", "events", 3600),
     ("workers.engagement_jobs.surge_alerts", "events", 3600),
-    ("workers.engagement_jobs.refresh_kpi_rollups", "default", rollups.REFRESH_PERIOD),
+    # (a fourth item: the job's timeout, when not 12 periods)
+    ("workers.engagement_jobs.refresh_kpi_rollups", "default", rollups.REFRESH_TICK,
+     int(rollups.STALE_REFRESH.total_seconds())),
     ("workers.report_jobs.send_weekly_kpi_report", "default", 3600),
     ("workers.digest_jobs.send_weekly_digests", "default", 3600),
     ("workers.engagement_jobs.purge_idempotency_keys", "default", 3600),
@@ -59,10 +61,11 @@ def build(connection, include_engagement: bool = True):
     cron = CronScheduler(connection=connection, logging_level=logging.WARNING, name="")
 
     jobs = PERIODIC + ((ENGAGEMENT + CRM) if include_engagement else ())
-    for path, queue, every in jobs:
+    for path, queue, every, *timeout in jobs:
         func = _resolve(path)
         # A periodic job that outlives its period would pile up; let it expire instead.
-        cron.register(func, queue_name=queue, interval=every, job_timeout=max(every * 12, 60),
+        cron.register(func, queue_name=queue, interval=every,
+                      job_timeout=timeout[0] if timeout else max(every * 12, 60),
                       ttl=max(every * 2, 10), result_ttl=60, failure_ttl=3600)
     return cron
 

@@ -4,11 +4,12 @@ The dashboard and ``GET /api/v1/kpis`` ask for the last 30, 90 or 365 days (whol
 days, today included) far more often than for anything else. An answer for one of
 those periods is computed live (:func:`abm.services.kpis.compute`, in SQL) when none
 younger than :data:`MAX_AGE` is stored, and stored with the moment it was computed,
-which the page and the API show. The periodic job (:func:`refresh`, every
-:data:`REFRESH_PERIOD` seconds, at most a tenth of a worker's time) recomputes the default view's answers (the last 90 days by playbook and by channel,
-and the dashboard's other figures) so that the first reader after a minute does not
-wait; the lift of each playbook does not depend on the period and is computed once
-per refresh. A stored answer is exactly what a live computation gave at
+which the page and the API show. The periodic job (:func:`refresh`, looking every
+:data:`REFRESH_TICK` seconds whether one is due, see :func:`next_refresh`) recomputes
+the default view's answers (the last 90 days by playbook and by channel, and the
+dashboard's other figures) before they turn a minute old, so that no reader waits, at
+most a tenth of a worker's time; the lift of each playbook does not depend on the
+period and is computed once per refresh. A stored answer is exactly what a live computation gave at
 ``computed_at`` (a test holds them to it). Other periods are always computed live.
 """
 
@@ -28,14 +29,15 @@ DEFAULT_DAYS = 90
 #: The groupings the dashboard's default view shows.
 DEFAULT_GROUPS = ("playbook", "channel")
 MAX_AGE = timedelta(minutes=1)
-#: How often the workers refresh the default view (seconds): often enough that its stored
-#: answers are replaced before they turn :data:`MAX_AGE` old (50 s plus a refresh of about
-#: 4 s at 100,000 accounts), so that no reader of the default view waits for a live answer.
-REFRESH_PERIOD = 50
 #: The refresh takes at most this share of a worker's time: after a refresh of s seconds
 #: the next one waits s / SHARE (readers never wait for it: an answer over a minute old
 #: is computed when asked for).
 SHARE = 0.1
+#: How often the scheduler asks whether a refresh is due (seconds; a look at one row).
+REFRESH_TICK = 10
+#: A refresh marked running that never finished (its worker killed) is taken over after
+#: this long, the refresh job's timeout.
+STALE_REFRESH = timedelta(minutes=30)
 
 
 def key(group_by: str, period: kpi_service.Period, playbook: str | None, product: str | None,
@@ -75,30 +77,68 @@ def _store(k: str, data: dict, now: datetime) -> None:
         row.data, row.computed_at = data, now
 
 
+def next_refresh(last_start: datetime, seconds: float) -> datetime:
+    """When the refresh after one that started at ``last_start`` and took ``seconds`` is
+    due: a tick before that one's answers turn :data:`MAX_AGE` old, so that the next are
+    stored in time and no reader waits for a live answer, but never sooner than
+    :data:`SHARE` allows (a refresh of s seconds waits s / SHARE; past 4.5 s or so,
+    readers of answers over a minute old compute theirs)."""
+    in_time = MAX_AGE - timedelta(seconds=seconds + REFRESH_TICK)
+    return last_start + max(in_time, timedelta(seconds=seconds / SHARE))
+
+
 def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,),
             groups: tuple[str, ...] = DEFAULT_GROUPS) -> int:
-    """Recompute and store the default view's answers; returns how many were stored
-    (0 when the last refresh was too recent for its cost, see :data:`SHARE`)."""
+    """Recompute and store the default view's answers; returns how many were stored (0
+    when none is due yet, see :func:`next_refresh`, or another refresh is running)."""
     now = now or utcnow()
-    last = db.session.execute(select(KpiRollup).where(KpiRollup.key == "refresh")).scalar_one_or_none()
-    if last is not None and now < last.computed_at + timedelta(seconds=last.data["seconds"] / SHARE):
+    if not _claim(now):
         return 0
     started = time.perf_counter()
+    try:
+        stored = _recompute(now, days, groups)
+    except Exception:
+        db.session.rollback()
+        _store("refresh", {"seconds": time.perf_counter() - started, "running": False}, now)
+        db.session.commit()
+        raise
+    _store("refresh", {"seconds": time.perf_counter() - started, "running": False}, now)
+    db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
+        synchronize_session=False)
+    db.session.commit()
+    return stored
+
+
+def _claim(now: datetime) -> bool:
+    """Mark a refresh as running from ``now`` when one is due and none runs; committed at
+    once, so that the scheduler's next ticks see it (the row is locked while deciding)."""
+    row = db.session.execute(select(KpiRollup).where(KpiRollup.key == "refresh").with_for_update()
+                             ).scalar_one_or_none()
+    if row is not None:
+        running = row.data.get("running") and now - row.computed_at < STALE_REFRESH
+        if running or now < next_refresh(row.computed_at, row.data["seconds"]):
+            db.session.rollback()
+            return False
+        row.data, row.computed_at = {**row.data, "running": True}, now
+    else:
+        db.session.add(KpiRollup(key="refresh", data={"seconds": 0.0, "running": True}, computed_at=now))
+    db.session.commit()
+    return True
+
+
+def _recompute(now: datetime, days: tuple[int, ...], groups: tuple[str, ...]) -> int:
     _tune_for_refresh()
     stored = 0
     for period in standard_periods(now):
         if round(period.days) not in days:
             continue
-        answers = kpi_service.compute_many(groups, period, now=now)  # read once for all the groupings
+        answers = kpi_service.compute_many(groups, period, now=now) if groups else {}  # read once for all
         for group_by, data in answers.items():
             _store(key(group_by, period, None, None), data, now)
             stored += 1
-        _store(key("extras", period, None, None), extras_of(period, answers[groups[0]]["funnel"]), now)
+        funnel = answers[groups[0]]["funnel"] if groups else None
+        _store(key("extras", period, None, None), extras_of(period, funnel), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)
-    _store("refresh", {"seconds": time.perf_counter() - started}, now)
-    db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
-        synchronize_session=False)
-    db.session.commit()
     return stored
 
 

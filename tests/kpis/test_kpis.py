@@ -283,27 +283,50 @@ def test_the_default_view_shows_new_data_within_a_minute(june):
     assert rollups.kpis("playbook", period, now=NOW + timedelta(seconds=70))["computed_at"] == after["computed_at"]
 
 
-def test_on_schedule_no_reader_of_the_default_view_waits_for_a_live_answer(june, monkeypatch):
-    """The scheduler runs the refresh every REFRESH_PERIOD seconds: while the next run is
-    still computing (seconds at 100,000 accounts), the last run's answers are still under
-    a minute old, so a reader is served them and never waits for a live computation."""
-    registered = {path: every for path, _, every in scheduler.ENGAGEMENT}
-    assert registered["workers.engagement_jobs.refresh_kpi_rollups"] == rollups.REFRESH_PERIOD
+def took(seconds: float) -> None:
+    """Make the last refresh have taken ``seconds``."""
+    row = db.session.query(KpiRollup).filter_by(key="refresh").one()
+    row.data = {**row.data, "seconds": seconds}
+    db.session.commit()
+
+
+def test_the_next_refresh_is_stored_before_a_reader_would_compute_the_answer(june, monkeypatch):
+    """Asked every REFRESH_TICK seconds, a refresh of 4 s starts again a tick before its
+    answers turn a minute old: readers are served stored answers throughout."""
+    registered = {job[0]: job[2] for job in scheduler.ENGAGEMENT}
+    assert registered["workers.engagement_jobs.refresh_kpi_rollups"] == rollups.REFRESH_TICK == 10
     period = rollups.standard_periods(NOW)[1]
     assert rollups.refresh(NOW) == 2
+    took(4.0)  # as at 100,000 accounts
+    assert rollups.refresh(NOW + timedelta(seconds=45)) == 0
+    assert rollups.refresh(NOW + timedelta(seconds=46)) == 2  # done by 50 s, before NOW's answers are 60 s old
     monkeypatch.setattr(kpis, "compute", lambda *a, **k: pytest.fail("a reader waited for a live answer"))
-    for running in (1, 4, 8):  # the next refresh started REFRESH_PERIOD after this one, and is still running
-        at = NOW + timedelta(seconds=rollups.REFRESH_PERIOD + running)
-        assert rollups.kpis("playbook", period, now=at)["computed_at"] == NOW.isoformat()
+    for seconds in (47, 59, 61, 100):
+        assert rollups.kpis("playbook", period, now=NOW + timedelta(seconds=seconds))["computed_at"] in (
+            NOW.isoformat(), (NOW + timedelta(seconds=46)).isoformat())
 
 
 def test_the_refresh_takes_at_most_a_tenth_of_a_worker(june):
     assert rollups.refresh(NOW) == 2
-    row = db.session.query(KpiRollup).filter_by(key="refresh").one()
-    row.data = {"seconds": 12.0}  # a refresh that took 12 s waits 120 s before the next
-    db.session.commit()
-    assert rollups.refresh(NOW + timedelta(seconds=60)) == 0
-    assert rollups.refresh(NOW + timedelta(seconds=121)) == 2
+    took(5.5)  # waits 55 s, not 100 s as with a fixed period of 50 s
+    assert rollups.refresh(NOW + timedelta(seconds=54)) == 0
+    assert rollups.refresh(NOW + timedelta(seconds=55)) == 2
+    took(12.0)  # a refresh that took 12 s waits 120 s before the next
+    assert rollups.refresh(NOW + timedelta(seconds=55 + 119)) == 0
+    assert rollups.refresh(NOW + timedelta(seconds=55 + 120)) == 2
+
+
+def test_one_refresh_at_a_time_and_a_failed_one_does_not_block_the_next(june, monkeypatch):
+    db.session.add(KpiRollup(key="refresh", data={"seconds": 1.0, "running": True}, computed_at=NOW))
+    db.session.commit()  # a refresh started at NOW and still running (a slow one, or its worker killed)
+    assert rollups.refresh(NOW + timedelta(minutes=5)) == 0
+    assert rollups.refresh(NOW + timedelta(minutes=31)) == 2  # after STALE_REFRESH it is taken over
+    monkeypatch.setattr(kpis, "compute_many", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        rollups.refresh(NOW + timedelta(minutes=40))
+    assert db.session.query(KpiRollup).filter_by(key="refresh").one().data["running"] is False
+    monkeypatch.undo()
+    assert rollups.refresh(NOW + timedelta(minutes=41)) == 2
 
 
 def test_pipeline_influenced_over_time(june):
