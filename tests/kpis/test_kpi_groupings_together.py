@@ -48,6 +48,10 @@ def test_groupings_computed_together_answer_as_each_alone(app, model):
         for group_by in kpi_sql.TOUCH_GROUPS:
             assert together[group_by] == kpis.compute(group_by, period, now=NOW, model=model), (group_by, period)
     assert together["playbook"]["funnel"] is not None
+    for playbook, product in (("pb-a", None), (None, "gateway"), ("pb-c", "gateway")):
+        together = kpis.compute_many(kpi_sql.TOUCH_GROUPS, PERIOD, playbook, product, now=NOW, model=model)
+        for group_by in kpi_sql.TOUCH_GROUPS:
+            assert together[group_by] == kpis.compute(group_by, PERIOD, playbook, product, now=NOW, model=model)
 
 
 def test_an_account_is_engaged_for_the_groups_whose_first_touch_its_activity_followed(app):

@@ -169,3 +169,9 @@ def test_engaged_accounts_by_hand_and_groupings_computed_together(app, seed, mod
                 by_hand[g] += any(a == account_id and at >= first for a, at in active)
         assert {r["group"]: r["engaged_accounts"] for r in together[group_by]["groups"]
                 if r["group"] in by_hand} == by_hand
+    first_touch: dict[int, datetime] = {}
+    for (grouping, _, account_id), first in firsts.items():
+        if grouping == "channel":
+            first_touch[account_id] = min(first_touch.get(account_id, first), first)
+    engaged_total = sum(any(a == account_id and at >= first for a, at in active) for account_id, first in first_touch.items())
+    assert together["playbook"]["totals"]["engaged_accounts"] == engaged_total
