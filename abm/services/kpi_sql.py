@@ -142,61 +142,83 @@ def _segment_touches():
         (literal(1.0) / func.count().over(partition_by=Touch.id)).label("share"))
 
 
-def _row(part: str, g, *values, grouping: str | None = None):
-    """One row of a multi-part answer: (grouping, part, group, v1..v4), numbers as floats;
-    a row of the totals (``g`` None) has no grouping: it is every grouping's."""
+def _row(part: str, g, *values, grouping: str | None = None, b=None):
+    """One row of a multi-part answer: (grouping, part, group, period, v1..v4), numbers as
+    floats; a row of the totals (``g`` None) has no grouping: it is every grouping's;
+    ``b``: which of the periods (:func:`periods_cte`) it is for."""
     values = list(values) + [literal(0.0)] * (4 - len(values))
     return [(literal(grouping) if grouping else cast(null(), String)).label("grouping"), literal(part).label("part"),
-            (g if g is not None else cast(null(), String)).label("g"),
+            (g if g is not None else cast(null(), String)).label("g"), b.label("b"),
             *(cast(v, Float).label(f"v{i}") for i, v in enumerate(values, 1))]
 
 
-def in_period(mt, start: datetime):
-    return select(mt).where(mt.c.sent_at >= start).cte("inp")
+def periods_cte(spans: list[tuple[datetime, datetime]]):
+    """The periods asked for, as (start, end): consecutive, a series of weeks, or one
+    period; as rows (``b``: their number, ``b_start``, ``b_end``)."""
+    at = Touch.sent_at.type
+    rows = [select(literal(i).label("b"), literal(start, at).label("b_start"), literal(end, at).label("b_end"))
+            for i, (start, end) in enumerate(spans)]
+    return (union_all(*rows) if len(rows) > 1 else rows[0]).cte("periods")
 
 
-def last_active(inp, end: datetime):
-    """Per account reached in the period: its last active event (not in
-    :data:`PASSIVE_EVENTS`) at or after its first touch of the period and before ``end``
-    (``at``, NULL when none). One backward probe of ``ix_events_account_at`` per account,
-    shared by every grouping: the account is engaged for a group when ``at`` is at or
-    after that group's first touch there."""
-    firsts = (select(inp.c.account_id, func.min(inp.c.sent_at).label("first"))
-              .group_by(inp.c.account_id).subquery())
+def in_period(mt, start: datetime, end: datetime | None = None, periods=None):
+    """The touches of ``mt`` sent in the period (each with its period's ``b`` and ``b_end``
+    when ``end`` or ``periods`` are given)."""
+    if end is None and periods is None:
+        return select(mt).where(mt.c.sent_at >= start).cte("inp")
+    periods = periods if periods is not None else periods_cte([(start, end)])
+    return (select(mt, periods.c.b, periods.c.b_end)
+            .join(periods, and_(mt.c.sent_at >= periods.c.b_start, mt.c.sent_at < periods.c.b_end)).cte("inp"))
+
+
+def last_active(inp):
+    """Per account reached in a period (``inp`` of :func:`in_period` with periods): its
+    last active event (not in :data:`PASSIVE_EVENTS`) at or after its first touch of the
+    period and before the period's end (``at``, NULL when none). One backward probe of
+    ``ix_events_account_at`` per account and period, shared by every grouping: the
+    account is engaged for a group when ``at`` is at or after that group's first touch there."""
+    firsts = (select(inp.c.b, inp.c.b_end, inp.c.account_id, func.min(inp.c.sent_at).label("first"))
+              .group_by(inp.c.b, inp.c.b_end, inp.c.account_id).subquery())
     at = (select(Event.occurred_at).where(Event.account_id == firsts.c.account_id, Event.occurred_at >= firsts.c.first,
-                                          Event.occurred_at < end, Event.type.not_in(PASSIVE_EVENTS))
+                                          Event.occurred_at < firsts.c.b_end, Event.type.not_in(PASSIVE_EVENTS))
           .order_by(Event.occurred_at.desc()).limit(1).scalar_subquery())
-    return select(firsts.c.account_id, at.label("at")).cte("last_active")
+    return select(firsts.c.b, firsts.c.account_id, at.label("at")).cte("last_active")
 
 
-def engaged_pairs(inp, end: datetime, column: str = "g", last=None):
-    """(group, account) pairs where the account had an active event at or after the
-    group's first touch there, before ``end``; groups from ``inp``'s ``column``,
-    ``last`` the :func:`last_active` of ``inp`` when several groupings share it."""
-    last = last if last is not None else last_active(inp, end)
+def engaged_pairs(inp, column: str = "g", last=None):
+    """(group, period, account) where the account had an active event at or after the
+    group's first touch there in the period, before the period's end; groups from
+    ``inp``'s ``column``, ``last`` the :func:`last_active` of ``inp`` when several
+    groupings share it."""
+    last = last if last is not None else last_active(inp)
     g = inp.c[column]
-    firsts = (select(g.label("g"), inp.c.account_id, func.min(inp.c.sent_at).label("first"))
-              .group_by(g, inp.c.account_id).subquery())
-    return (select(firsts.c.g, firsts.c.account_id).join(last, last.c.account_id == firsts.c.account_id)
+    firsts = (select(g.label("g"), inp.c.b, inp.c.account_id, func.min(inp.c.sent_at).label("first"))
+              .group_by(g, inp.c.b, inp.c.account_id).subquery())
+    return (select(firsts.c.g, firsts.c.b, firsts.c.account_id)
+            .join(last, and_(last.c.account_id == firsts.c.account_id, last.c.b == firsts.c.b))
             .where(last.c.at >= firsts.c.first).cte(f"engaged_{column}"))
 
 
-def reach_statement(mt, start: datetime, end: datetime, columns: dict[str, str]):
-    """Touches, accounts reached, unit cost and engaged accounts per group, and their
-    totals; ``columns``: each grouping asked for and the column of ``mt`` with its groups."""
-    inp = in_period(mt, start)
+def reach_statement(mt, periods, columns: dict[str, str]):
+    """Touches, accounts reached, unit cost and engaged accounts per group and period, and
+    the totals of each period; ``columns``: each grouping asked for and the column of
+    ``mt`` with its groups; ``periods``: a :func:`periods_cte`."""
+    inp = in_period(mt, None, periods=periods)
+    b = inp.c.b
     unit = func.coalesce(func.sum(ConnectorConfig.unit_cost * inp.c.share), 0)
     costed = inp.outerjoin(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
-    last = last_active(inp, end)
+    last = last_active(inp)
     parts = [select(*_row("reach", None, func.count(inp.c.touch_id.distinct()),
-                          func.count(inp.c.account_id.distinct()), unit)).select_from(costed),
-             select(*_row("engaged", None, func.count(last.c.account_id))).where(last.c.at.is_not(None))]
+                          func.count(inp.c.account_id.distinct()), unit, b=b)).select_from(costed).group_by(b),
+             select(*_row("engaged", None, func.count(last.c.account_id), b=last.c.b))
+             .where(last.c.at.is_not(None)).group_by(last.c.b)]
     for grouping, column in columns.items():
         g = inp.c[column]
-        engaged = engaged_pairs(inp, end, column, last)
+        engaged = engaged_pairs(inp, column, last)
         parts += [select(*_row("reach", g, func.count(), func.count(inp.c.account_id.distinct()), unit,
-                               grouping=grouping)).select_from(costed).group_by(g),
-                  select(*_row("engaged", engaged.c.g, func.count(), grouping=grouping)).group_by(engaged.c.g)]
+                               grouping=grouping, b=b)).select_from(costed).group_by(g, b),
+                  select(*_row("engaged", engaged.c.g, func.count(), grouping=grouping, b=engaged.c.b))
+                  .group_by(engaged.c.g, engaged.c.b)]
     return union_all(*parts)
 
 
@@ -324,45 +346,51 @@ def weight(model: str, p, by_conv):
 
 
 def _median_rows(part: str, values, grouping: str):
-    """(part, g, median of v) per group, by numbering the values of each group."""
-    numbered = select(values.c.g, values.c.v,
-                      func.row_number().over(partition_by=values.c.g, order_by=values.c.v).label("i"),
-                      func.count().over(partition_by=values.c.g).label("k")).subquery()
-    return (select(*_row(part, numbered.c.g, func.avg(numbered.c.v), grouping=grouping))
+    """(part, g, median of v) per group and period, by numbering the values of each."""
+    each = [values.c.g, values.c.b]
+    numbered = select(values.c.g, values.c.b, values.c.v,
+                      func.row_number().over(partition_by=each, order_by=values.c.v).label("i"),
+                      func.count().over(partition_by=each).label("k")).subquery()
+    return (select(*_row(part, numbered.c.g, func.avg(numbered.c.v), grouping=grouping, b=numbered.c.b))
             .where(or_(numbered.c.i == (numbered.c.k + 1) // 2, numbered.c.i == (numbered.c.k + 2) // 2))
-            .group_by(numbered.c.g))
+            .group_by(numbered.c.g, numbered.c.b))
 
 
 def _credits(path, grouping: str, column: str) -> list:
-    """One grouping's credits per group and kind, influence per group and medians."""
+    """One grouping's credits per group, period and kind, influence per group and period, and medians."""
     lead, opp = path.c.kind == "lead", path.c.kind == "opp"
-    w, g = path.c.w, path.c[column]
-    first = (select(g.label("g"), path.c.conv_id, path.c.amount, path.c.won,
+    w, g, b = path.c.w, path.c[column], path.c.b
+    first = (select(g.label("g"), b, path.c.conv_id, path.c.amount, path.c.won,
                     days_between(path.c.at, func.min(path.c.sent_at)).label("v"))
-             .where(opp).group_by(g, path.c.conv_id, path.c.amount, path.c.won, path.c.at).cte(f"influence_{column}"))
+             .where(opp).group_by(g, b, path.c.conv_id, path.c.amount, path.c.won, path.c.at)
+             .cte(f"influence_{column}"))
     return [
         # a touch that gets no share creates no group (first and last touch)
-        select(*_row("leads", g, func.sum(w), func.sum(w * path.c.to_opp), grouping=grouping))
-        .where(lead, w > 0).group_by(g),
+        select(*_row("leads", g, func.sum(w), func.sum(w * path.c.to_opp), grouping=grouping, b=b))
+        .where(lead, w > 0).group_by(g, b),
         select(*_row("opps", g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed),
-                     grouping=grouping)).where(opp, w > 0).group_by(g),
+                     grouping=grouping, b=b)).where(opp, w > 0).group_by(g, b),
         select(*_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won),
-                     grouping=grouping)).group_by(first.c.g),
+                     grouping=grouping, b=first.c.b)).group_by(first.c.g, first.c.b),
         _median_rows("days_to_opp", first, grouping),
     ]
 
 
-def attribution_statement(path, columns: dict[str, str]):
+def attribution_statement(path, columns: dict[str, str], periods):
     """Credits per group and kind, influence per group, medians (for each grouping in
-    ``columns``, the column of ``path`` with its groups), and the totals."""
-    convs = (select(path.c.kind, path.c.conv_id, path.c.account_id, path.c.won, path.c.amount).distinct()
+    ``columns``, the column of ``path`` with its groups), and the totals, for each of the
+    ``periods`` (:func:`periods_cte`) the conversions fall in."""
+    path = (select(path, periods.c.b).join(periods, and_(path.c.at >= periods.c.b_start, path.c.at < periods.c.b_end))
+            .cte("path_in"))
+    convs = (select(path.c.kind, path.c.conv_id, path.c.account_id, path.c.won, path.c.amount, path.c.b).distinct()
              .cte("converted"))
     is_opp = case((convs.c.kind == "opp", 1), else_=0)
     return union_all(
         *(part for grouping, column in columns.items() for part in _credits(path, grouping, column)),
         select(*_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
-                     func.sum(is_opp * convs.c.amount))),
-        select(*_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount))),
+                     func.sum(is_opp * convs.c.amount), b=convs.c.b)).group_by(convs.c.b),
+        select(*_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount), b=convs.c.b))
+        .group_by(convs.c.b),
     )
 
 

@@ -2,7 +2,8 @@
 each of the last weeks (Monday to Sunday; the current week so far last), in total and
 for each group of the chosen grouping (playbook, channel, segment...).
 
-One computation per week gives both: the totals and every group's row.
+One computation for all the weeks (:func:`abm.services.kpis.series`: one pass over the
+touches and one attribution path) gives both: the totals and every group's row of each week.
 """
 
 from __future__ import annotations
@@ -52,8 +53,7 @@ def weekly(weeks: int = 12, model: str | None = None, playbook: str | None = Non
     rows, by_group = [], {}
     attribution = None
     periods = week_periods(weeks, now)
-    for period in periods:
-        data = kpis.compute(group_by, period, playbook, product, now=now, model=model, with_funnel=False)
+    for period, data in zip(periods, kpis.series(group_by, periods, playbook, product, model), strict=True):
         attribution = data["attribution"]
         week = period.start.date().isoformat()
         rows.append({"week": week, **{k: data["totals"][k] for k, _ in FIGURES}})

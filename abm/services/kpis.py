@@ -138,30 +138,52 @@ def compute_many(groupings: tuple[str, ...], period: Period | None = None, playb
     together = attribution.model != "markov" and set(groupings) <= set(kpi_sql.TOUCH_GROUPS)
     answers: dict[str, dict] = {}
     for batch in [tuple(groupings)] if together else [(g,) for g in groupings]:
-        answers.update(_compute(batch, period, attribution, playbook_ids, playbook, product))
+        answers.update(_compute(batch, [period], attribution, playbook_ids, playbook, product)[0])
     the_funnel = funnel(period, playbook_ids) if with_funnel else None
     return {g: {**answers[g], "funnel": the_funnel} for g in groupings}
 
 
-def _compute(batch: tuple[str, ...], period: Period, attribution: Attribution, playbook_ids: set[int] | None,
-             playbook: str | None, product: str | None) -> dict[str, dict]:
+def series(group_by: str, periods: list[Period], playbook: str | None = None, product: str | None = None,
+           model: str | None = None) -> list[dict]:
+    """:func:`compute` (without the funnel) for each of consecutive ``periods`` (the
+    trends page's weeks), each answer the same as its own: one pass over the touches and
+    one attribution path serve them all (not under the Markov model, whose weights
+    depend on each period's journeys)."""
+    check_group(group_by)
+    attribution = Attribution.current(model)
+    if attribution.model == "markov":
+        return [compute(group_by, p, playbook, product, model=model, with_funnel=False) for p in periods]
+    answers = _compute((group_by,), periods, attribution, playbook_ids_for(playbook, product), playbook, product)
+    return [{**a[group_by], "funnel": None} for a in answers]
+
+
+def _compute(batch: tuple[str, ...], periods: list[Period], attribution: Attribution,
+             playbook_ids: set[int] | None, playbook: str | None, product: str | None) -> list[dict[str, dict]]:
+    """For each of consecutive ``periods``, the answer of each grouping of ``batch``."""
     first, *also = batch
-    mt = kpi_sql.marketing_touches(first, period.start - timedelta(days=attribution.window_days), period.end,
+    span = Period(periods[0].start, periods[-1].end)
+    mt = kpi_sql.marketing_touches(first, span.start - timedelta(days=attribution.window_days), span.end,
                                    playbook_ids, tuple(also))
+    cut = kpi_sql.periods_cte([(p.start, p.end) for p in periods])
     columns = {g: kpi_sql.label_column(g, first) for g in batch}
-    groups: dict[str, dict[str, dict]] = {g: defaultdict(_empty_group) for g in batch}
-    totals: dict = defaultdict(float)
-    _shape(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, period.start, period.end, columns)))
-    path = _path(mt, period, attribution, first, playbook_ids)
-    _shape(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path, columns)))
-    answers = {}
-    for group_by in batch:
-        spend.add_to_groups(groups[group_by], group_by, period.start, period.end, playbook, product)
-        rows = sorted((_finish(g, v) for g, v in groups[group_by].items()), key=lambda r: (-r["touches"], r["group"]))
-        answers[group_by] = {"group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
-                             "attribution": attribution.describe(), "groups": rows,
-                             "totals": _totals(totals, groups[group_by])}
+    groups = [{g: defaultdict(_empty_group) for g in batch} for _ in periods]
+    totals = [defaultdict(float) for _ in periods]
+    _shape(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, cut, columns)))
+    path = _path(mt, span, attribution, first, playbook_ids)
+    _shape(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path, columns, cut)))
+    answers = []
+    for period, by_grouping, period_totals in zip(periods, groups, totals, strict=True):
+        answers.append({group_by: _answer(group_by, period, attribution, by_grouping[group_by], period_totals,
+                                          playbook, product) for group_by in batch})
     return answers
+
+
+def _answer(group_by: str, period: Period, attribution: Attribution, groups: dict, totals: dict,
+            playbook: str | None, product: str | None) -> dict:
+    spend.add_to_groups(groups, group_by, period.start, period.end, playbook, product)
+    rows = sorted((_finish(g, v) for g, v in groups.items()), key=lambda r: (-r["touches"], r["group"]))
+    return {"group_by": group_by, "from": period.start.isoformat(), "to": period.end.isoformat(),
+            "attribution": attribution.describe(), "groups": rows, "totals": _totals(totals, groups)}
 
 
 def markov_removal_effects(group_by: str, period: Period, playbook_ids: set[int] | None = None,
@@ -216,8 +238,8 @@ def compare_models(group_by: str, period: Period, metric: str = "leads", playboo
         mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days),
                                        period.end, playbook_ids)
         groups: dict[str, dict] = defaultdict(_empty_group)
-        _shape({group_by: groups}, defaultdict(float), kpi_sql.run(kpi_sql.attribution_statement(
-            _path(mt, period, attribution, group_by, playbook_ids), {group_by: "g"})))
+        _shape([{group_by: groups}], [defaultdict(float)], kpi_sql.run(kpi_sql.attribution_statement(
+            _path(mt, period, attribution, group_by, playbook_ids), {group_by: "g"}, kpi_sql.periods_cte([(period.start, period.end)]))))
         for g, v in groups.items():
             if v[COMPARED[metric]]:
                 rows[g][model] = round(v[COMPARED[metric]], 4)
@@ -251,12 +273,13 @@ _TOTAL_FIELDS = {
 }
 
 
-def _shape(groups: dict[str, dict], totals: dict, rows) -> None:
-    """Put each (grouping, part, group, values...) row where it belongs: a group's of that
-    grouping (``groups[grouping][group]``) or the totals'."""
-    for grouping, part, g, *values in rows:
+def _shape(groups: list[dict[str, dict]], totals: list[dict], rows) -> None:
+    """Put each (grouping, part, group, period, values...) row where it belongs: a group's
+    of that grouping in that period (``groups[period][grouping][group]``) or the period's
+    totals."""
+    for grouping, part, g, b, *values in rows:
         fields = _GROUP_FIELDS[part] if g is not None else _TOTAL_FIELDS[part]
-        target = groups[grouping][g] if g is not None else totals
+        target = groups[int(b)][grouping][g] if g is not None else totals[int(b)]
         for name, value in zip(fields, values, strict=False):
             target[name] = value or 0.0 if name != "median_days" else value
 

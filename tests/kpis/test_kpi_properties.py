@@ -15,7 +15,7 @@ from sqlalchemy import select
 from abm import metrics
 from abm.db import db
 from abm.models import Account, Contact, Enrollment, Event, Opportunity, Playbook, PlaybookVersion, Touch
-from abm.services import kpi_sql, kpis, rollups, segments
+from abm.services import kpi_sql, kpi_trends, kpis, rollups, segments
 from abm.services import settings as settings_service
 from tests.conftest import empty_database
 
@@ -175,3 +175,14 @@ def test_engaged_accounts_by_hand_and_groupings_computed_together(app, seed, mod
             first_touch[account_id] = min(first_touch.get(account_id, first), first)
     engaged_total = sum(any(a == account_id and at >= first for a, at in active) for account_id, first in first_touch.items())
     assert together["playbook"]["totals"]["engaged_accounts"] == engaged_total
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), model=st.sampled_from(metrics.MODELS),
+       group_by=st.sampled_from(kpis.GROUPS))
+def test_weeks_computed_at_once_equal_each_week_alone(app, seed, model, group_by):
+    random_world(seed)
+    settings_service.update({"attribution": {"window_days": 60, "model": model}})
+    weeks = kpi_trends.week_periods(12, NOW)
+    assert kpis.series(group_by, weeks) == [kpis.compute(group_by, w, now=NOW, with_funnel=False) for w in weeks]
