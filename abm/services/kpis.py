@@ -161,6 +161,7 @@ def _compute(batch: tuple[str, ...], periods: list[Period], attribution: Attribu
              playbook_ids: set[int] | None, playbook: str | None, product: str | None) -> list[dict[str, dict]]:
     """For each of consecutive ``periods``, the answer of each grouping of ``batch``."""
     first, *also = batch
+    kpi_sql.tune()
     span = Period(periods[0].start, periods[-1].end)
     mt = kpi_sql.marketing_touches(first, span.start - timedelta(days=attribution.window_days), span.end,
                                    playbook_ids, tuple(also))

@@ -18,10 +18,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from abm.db import db, utcnow
 from abm.models import KpiRollup
+from abm.services import kpi_sql
 from abm.services import kpis as kpi_service
 
 STANDARD_DAYS = (30, 90, 365)
@@ -127,7 +128,7 @@ def _claim(now: datetime) -> bool:
 
 
 def _recompute(now: datetime, days: tuple[int, ...], groups: tuple[str, ...]) -> int:
-    _tune_for_refresh()
+    kpi_sql.tune()
     stored = 0
     for period in standard_periods(now):
         if round(period.days) not in days:
@@ -140,16 +141,6 @@ def _recompute(now: datetime, days: tuple[int, ...], groups: tuple[str, ...]) ->
         _store(key("extras", period, None, None), extras_of(period, funnel), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)
     return stored
-
-
-def _tune_for_refresh() -> None:
-    """On PostgreSQL, for the refresh's transaction only: its sorts and hashes in memory
-    (``work_mem`` 64 MB: the 4 MB default spills them to disk and makes the lead scan's
-    bitmap lossy at 100,000 accounts) and no JIT compilation (tens of ms per statement,
-    nothing gained on statements this size)."""
-    if db.dialect == "postgresql":
-        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
-        db.session.execute(text("SET LOCAL jit = off"))
 
 
 def _cached(k: str, compute, period: kpi_service.Period, now: datetime) -> dict:
