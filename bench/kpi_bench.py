@@ -19,9 +19,10 @@ Prints, for the last 90 and 365 days:
   the period), the reference measured in the same run;
 - one grouping (by playbook) computed live by :func:`abm.services.kpis.compute`, its
   speed as a share of the reference's (target: at least 0.3);
-then the workers' rollup refresh (the default view, every minute: median of three, and
-its share of one worker's time at its period; target under 10%), and the p95 of ``GET /api/v1/kpis``
-and of ``/kpis``.
+the trends page's 12 weeks in one pass beside each week computed alone; then the
+workers' rollup refresh (the default view: median of three, and its share of one
+worker's time as the scheduler spaces it; target under 10%), the p95 of
+``GET /api/v1/kpis`` and of ``/kpis``, and ``/kpis/trends`` over 12 weeks.
 
 After loading, the tables are vacuumed once (``VACUUM ANALYZE``), as autovacuum leaves
 append-mostly tables in a running workspace: that sets the visibility map the
@@ -50,7 +51,7 @@ from sqlalchemy import text  # noqa: E402
 from abm.auth import issue_token  # noqa: E402
 from abm.db import db  # noqa: E402
 from abm.models import User  # noqa: E402
-from abm.services import kpis, rollups  # noqa: E402
+from abm.services import kpi_trends, kpis, rollups  # noqa: E402
 from abm.services.kpis import MARKETING_CHANNELS, PASSIVE_EVENTS  # noqa: E402
 from abm.services.users import create_user  # noqa: E402
 
@@ -253,6 +254,23 @@ def bench_http(app, token: str, rounds: int) -> None:
         assert r.status_code == 200, r.status_code
     log(f"GET /api/v1/kpis   p95 {p95(api_times):8.1f} ms")
     log(f"GET /kpis (page)   p95 {p95(page_times):8.1f} ms")
+    trends_times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = page_client.get("/kpis/trends?weeks=12")
+        trends_times.append(time.perf_counter() - t0)
+        assert r.status_code == 200, r.status_code
+    log(f"GET /kpis/trends?weeks=12 (page) median of 3 {statistics.median(trends_times) * 1000:8.0f} ms")
+
+
+def bench_trends(rounds: int) -> None:
+    """The trends page's 12 weeks by playbook in one pass, beside the plainest way to the
+    same answers in the same run: each week computed alone."""
+    weeks = kpi_trends.week_periods(12, datetime.now(UTC))
+    together = timed(lambda: kpis.series("playbook", weeks), rounds)
+    alone = timed(lambda: [kpis.compute("playbook", w, with_funnel=False) for w in weeks], rounds)
+    log(f"trends, 12 weeks by playbook: in one pass {together * 1000:8.0f} ms   each week alone (reference) "
+        f"{alone * 1000:8.0f} ms   x{alone / together:.2f}")
 
 
 def main() -> int:
@@ -279,6 +297,7 @@ def main() -> int:
         log(f"load: {os.getloadavg()[0]:.2f} (1-minute load average; {os.cpu_count()} cores)")
         bench_live(args.rounds)
         bench_default_view(args.rounds)
+        bench_trends(args.rounds)
         if not args.no_refresh:
             bench_refresh()
         user = db.session.query(User).filter_by(email="bench-manager@bench.test").one_or_none() or create_user(

@@ -68,11 +68,12 @@ def accounts_query(metric: str, group_by: str, group: str | None, period: kpis.P
         return _as_account_id(steps[group])
     kpis.check_group(group_by)
     mt, path = kpis.touches_and_path(group_by, period, playbook, product, model)
-    inp = kpi_sql.in_period(mt, period.start, period.end)
+    cut = kpi_sql.Cut([(period.start, period.end)])
+    inp = kpi_sql.in_periods(mt, cut)
     if metric == "reached":
         q = select(inp.c.account_id).where(inp.c.g == group) if group else select(inp.c.account_id)
     elif metric == "engaged":
-        pairs = kpi_sql.engaged_pairs(inp)
+        pairs = kpi_sql.engaged_pairs(inp, cut)
         q = select(pairs.c.account_id).where(pairs.c.g == group) if group else select(pairs.c.account_id)
     else:
         q = select(path.c.account_id).where(path.c.g == group) if group else select(path.c.account_id)

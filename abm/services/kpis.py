@@ -165,7 +165,7 @@ def _compute(batch: tuple[str, ...], periods: list[Period], attribution: Attribu
     span = Period(periods[0].start, periods[-1].end)
     mt = kpi_sql.marketing_touches(first, span.start - timedelta(days=attribution.window_days), span.end,
                                    playbook_ids, tuple(also))
-    cut = kpi_sql.periods_cte([(p.start, p.end) for p in periods])
+    cut = kpi_sql.Cut([(p.start, p.end) for p in periods])
     columns = {g: kpi_sql.label_column(g, first) for g in batch}
     groups = [{g: defaultdict(_empty_group) for g in batch} for _ in periods]
     totals = [defaultdict(float) for _ in periods]
@@ -240,7 +240,7 @@ def compare_models(group_by: str, period: Period, metric: str = "leads", playboo
                                        period.end, playbook_ids)
         groups: dict[str, dict] = defaultdict(_empty_group)
         _shape([{group_by: groups}], [defaultdict(float)], kpi_sql.run(kpi_sql.attribution_statement(
-            _path(mt, period, attribution, group_by, playbook_ids), {group_by: "g"}, kpi_sql.periods_cte([(period.start, period.end)]))))
+            _path(mt, period, attribution, group_by, playbook_ids), {group_by: "g"}, kpi_sql.Cut([(period.start, period.end)]))))
         for g, v in groups.items():
             if v[COMPARED[metric]]:
                 rows[g][model] = round(v[COMPARED[metric]], 4)
