@@ -6,9 +6,8 @@ rows into the answer. The statements read:
 - the sent marketing touches of the period and of the attribution window before it
   (one pass over ``touches``, each row labelled with its group, or with the group of
   each of several groupings computed together);
-- the events through ``ix_events_account_at`` (each reached account's last active event
-  of the period, one backward probe per account: it is engaged for a group when that
-  event is at or after the group's first touch there) and
+- the events through ``ix_events_account_at`` (reach and engagement, in
+  :mod:`abm.services.kpi_reach`) and
   ``ix_events_type_at`` / ``ix_events_contact_at`` (the lead events of the period, and
   whether the contact had one before);
 - the opportunities through ``ix_opportunities_created`` and
@@ -46,7 +45,7 @@ from sqlalchemy.orm import aliased
 from abm.db import db
 from abm.metrics import CONVERSION, START
 from abm.metrics import NULL as NULL_STATE
-from abm.models import Account, ConnectorConfig, Event, Opportunity, Playbook, Touch, User
+from abm.models import Account, Event, Opportunity, Playbook, Touch, User
 from abm.services import segments
 
 MARKETING_CHANNELS = ("email", "ads", "webhook")
@@ -143,7 +142,7 @@ def _segment_touches():
         (literal(1.0) / func.count().over(partition_by=Touch.id)).label("share"))
 
 
-def _row(part: str, g, *values, grouping: str | None = None, b=None):
+def answer_row(part: str, g, *values, grouping: str | None = None, b=None):
     """One row of a multi-part answer: (grouping, part, group, period, v1..v4), numbers as
     floats; a row of the totals (``g`` None) has no grouping: it is every grouping's;
     ``b``: which of the periods (:func:`in_period`'s ``spans``) it is for."""
@@ -186,69 +185,6 @@ class Cut:
 
 def in_period(mt, start: datetime):
     return select(mt).where(mt.c.sent_at >= start).cte("inp")
-
-
-def in_periods(mt, cut: Cut):
-    """The touches of ``mt`` sent in one of the periods of ``cut`` (with ``b`` and
-    ``b_end`` when there are several: a range join to :func:`periods_cte`)."""
-    if not cut.many:
-        start, end = cut.spans[0]
-        return select(mt).where(mt.c.sent_at >= start, mt.c.sent_at < end).cte("inp")
-    periods = periods_cte(cut.spans)
-    return (select(mt, periods.c.b, periods.c.b_end)
-            .join(periods, and_(mt.c.sent_at >= periods.c.b_start, mt.c.sent_at < periods.c.b_end)).cte("inp"))
-
-
-def last_active(inp, cut: Cut):
-    """Per account reached in a period (``inp`` of :func:`in_periods`): its last active
-    event (not in :data:`PASSIVE_EVENTS`) at or after its first touch of the period and
-    before the period's end (``at``, NULL when none). One backward probe of
-    ``ix_events_account_at`` per account and period, shared by every grouping: the
-    account is engaged for a group when ``at`` is at or after that group's first touch there."""
-    keys = [*cut.keys(inp), *([inp.c.b_end] if cut.many else [])]
-    firsts = (select(*keys, inp.c.account_id, func.min(inp.c.sent_at).label("first"))
-              .group_by(*keys, inp.c.account_id).subquery())
-    at = (select(Event.occurred_at).where(Event.account_id == firsts.c.account_id, Event.occurred_at >= firsts.c.first,
-                                          Event.occurred_at < cut.end(firsts), Event.type.not_in(PASSIVE_EVENTS))
-          .order_by(Event.occurred_at.desc()).limit(1).scalar_subquery())
-    return select(*cut.keys(firsts), firsts.c.account_id, at.label("at")).cte("last_active")
-
-
-def engaged_pairs(inp, cut: Cut, column: str = "g", last=None):
-    """(group, [period,] account) where the account had an active event at or after the
-    group's first touch there in the period, before the period's end; groups from
-    ``inp``'s ``column``, ``last`` the :func:`last_active` of ``inp`` when several
-    groupings share it."""
-    last = last if last is not None else last_active(inp, cut)
-    g = inp.c[column]
-    firsts = (select(g.label("g"), *cut.keys(inp), inp.c.account_id, func.min(inp.c.sent_at).label("first"))
-              .group_by(g, *cut.keys(inp), inp.c.account_id).subquery())
-    return (select(firsts.c.g, *cut.keys(firsts), firsts.c.account_id)
-            .join(last, and_(last.c.account_id == firsts.c.account_id, *cut.same(last, firsts)))
-            .where(last.c.at >= firsts.c.first).cte(f"engaged_{column}"))
-
-
-def reach_statement(mt, cut: Cut, columns: dict[str, str]):
-    """Touches, accounts reached, unit cost and engaged accounts per group and period, and
-    the totals of each period; ``columns``: each grouping asked for and the column of
-    ``mt`` with its groups."""
-    inp = in_periods(mt, cut)
-    b, per = cut.number(inp), cut.keys(inp)
-    unit = func.coalesce(func.sum(ConnectorConfig.unit_cost * inp.c.share), 0)
-    costed = inp.outerjoin(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
-    last = last_active(inp, cut)
-    parts = [select(*_row("reach", None, func.count(inp.c.touch_id.distinct()),
-                          func.count(inp.c.account_id.distinct()), unit, b=b)).select_from(costed).group_by(*per),
-             select(*_row("engaged", None, func.count(last.c.account_id), b=cut.number(last)))
-             .where(last.c.at.is_not(None)).group_by(*cut.keys(last))]
-    for grouping, column in columns.items():
-        g = inp.c[column]
-        engaged = engaged_pairs(inp, cut, column, last)
-        parts += [select(*_row("reach", g, func.count(), func.count(inp.c.account_id.distinct()), unit,
-                               grouping=grouping, b=b)).select_from(costed).group_by(g, *per),
-                  select(*_row("engaged", engaged.c.g, func.count(), grouping=grouping, b=cut.number(engaged)))
-                  .group_by(engaged.c.g, *cut.keys(engaged))]
-    return union_all(*parts)
 
 
 def _leads(lead_types: list[str], start: datetime, end: datetime):
@@ -380,7 +316,7 @@ def _median_rows(part: str, values, grouping: str, cut: Cut):
     numbered = select(*each, values.c.v,
                       func.row_number().over(partition_by=each, order_by=values.c.v).label("i"),
                       func.count().over(partition_by=each).label("k")).subquery()
-    return (select(*_row(part, numbered.c.g, func.avg(numbered.c.v), grouping=grouping, b=cut.number(numbered)))
+    return (select(*answer_row(part, numbered.c.g, func.avg(numbered.c.v), grouping=grouping, b=cut.number(numbered)))
             .where(or_(numbered.c.i == (numbered.c.k + 1) // 2, numbered.c.i == (numbered.c.k + 2) // 2))
             .group_by(numbered.c.g, *cut.keys(numbered)))
 
@@ -395,11 +331,11 @@ def _credits(path, grouping: str, column: str, cut: Cut) -> list:
              .cte(f"influence_{column}"))
     return [
         # a touch that gets no share creates no group (first and last touch)
-        select(*_row("leads", g, func.sum(w), func.sum(w * path.c.to_opp), grouping=grouping, b=b))
+        select(*answer_row("leads", g, func.sum(w), func.sum(w * path.c.to_opp), grouping=grouping, b=b))
         .where(lead, w > 0).group_by(g, *per),
-        select(*_row("opps", g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed),
+        select(*answer_row("opps", g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed),
                      grouping=grouping, b=b)).where(opp, w > 0).group_by(g, *per),
-        select(*_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won),
+        select(*answer_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won),
                      grouping=grouping, b=cut.number(first))).group_by(first.c.g, *cut.keys(first)),
         _median_rows("days_to_opp", first, grouping, cut),
     ]
@@ -420,9 +356,9 @@ def attribution_statement(path, columns: dict[str, str], cut: Cut):
     b, per = cut.number(convs), cut.keys(convs)
     return union_all(
         *(part for grouping, column in columns.items() for part in _credits(path, grouping, column, cut)),
-        select(*_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
+        select(*answer_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
                      func.sum(is_opp * convs.c.amount), b=b)).group_by(*per),
-        select(*_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount), b=b)).group_by(*per),
+        select(*answer_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount), b=b)).group_by(*per),
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from abm import metrics
 from abm.db import db
 from abm.models import Account, ConnectorConfig, Contact, Cost, Opportunity, Playbook, Touch
-from abm.services import kpi_accounts, kpi_glossary, kpi_sql, kpis, spend
+from abm.services import kpi_accounts, kpi_glossary, kpi_reach, kpi_sql, kpis, spend
 from abm.services import settings as settings_service
 
 #: The most touches, and accounts, one list shows (its CSV included): a request does bounded work.
@@ -69,11 +69,11 @@ def accounts_query(metric: str, group_by: str, group: str | None, period: kpis.P
     kpis.check_group(group_by)
     mt, path = kpis.touches_and_path(group_by, period, playbook, product, model)
     cut = kpi_sql.Cut([(period.start, period.end)])
-    inp = kpi_sql.in_periods(mt, cut)
+    inp = kpi_reach.in_periods(mt, cut)
     if metric == "reached":
         q = select(inp.c.account_id).where(inp.c.g == group) if group else select(inp.c.account_id)
     elif metric == "engaged":
-        pairs = kpi_sql.engaged_pairs(inp, cut)
+        pairs = kpi_reach.engaged_pairs(inp, cut)
         q = select(pairs.c.account_id).where(pairs.c.g == group) if group else select(pairs.c.account_id)
     else:
         q = select(path.c.account_id).where(path.c.g == group) if group else select(path.c.account_id)

@@ -36,7 +36,7 @@ from abm.errors import NotFound
 from abm.models import (
     Playbook,
 )
-from abm.services import kpi_accounts, kpi_sql, spend
+from abm.services import kpi_accounts, kpi_reach, kpi_sql, spend
 from abm.services import settings as settings_service
 from abm.services.kpi_sql import MARKETING_CHANNELS, PASSIVE_EVENTS  # noqa: F401 - part of this module's API
 
@@ -169,7 +169,7 @@ def _compute(batch: tuple[str, ...], periods: list[Period], attribution: Attribu
     columns = {g: kpi_sql.label_column(g, first) for g in batch}
     groups = [{g: defaultdict(_empty_group) for g in batch} for _ in periods]
     totals = [defaultdict(float) for _ in periods]
-    _shape(groups, totals, kpi_sql.run(kpi_sql.reach_statement(mt, cut, columns)))
+    _shape(groups, totals, kpi_sql.run(kpi_reach.reach_statement(mt, cut, columns)))
     path = _path(mt, span, attribution, first, playbook_ids)
     _shape(groups, totals, kpi_sql.run(kpi_sql.attribution_statement(path, columns, cut)))
     answers = []
