@@ -66,14 +66,14 @@ def reach_statement(mt, cut: Cut, columns: dict[str, str]):
     costed = inp.outerjoin(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
     last = last_active(inp, cut)
     parts = [select(*answer_row("reach", None, func.count(inp.c.touch_id.distinct()),
-                          func.count(inp.c.account_id.distinct()), unit, b=b)).select_from(costed).group_by(*per),
+                                func.count(inp.c.account_id.distinct()), unit, b=b)).select_from(costed).group_by(*per),
              select(*answer_row("engaged", None, func.count(last.c.account_id), b=cut.number(last)))
              .where(last.c.at.is_not(None)).group_by(*cut.keys(last))]
     for grouping, column in columns.items():
         g = inp.c[column]
         engaged = engaged_pairs(inp, cut, column, last)
         parts += [select(*answer_row("reach", g, func.count(), func.count(inp.c.account_id.distinct()), unit,
-                               grouping=grouping, b=b)).select_from(costed).group_by(g, *per),
+                                     grouping=grouping, b=b)).select_from(costed).group_by(g, *per),
                   select(*answer_row("engaged", engaged.c.g, func.count(), grouping=grouping, b=cut.number(engaged)))
                   .group_by(engaged.c.g, *cut.keys(engaged))]
     return union_all(*parts)

@@ -142,10 +142,10 @@ def _segment_touches():
         (literal(1.0) / func.count().over(partition_by=Touch.id)).label("share"))
 
 
-def answer_row(part: str, g, *values, grouping: str | None = None, b=None):
+def answer_row(part: str, g, *values, b, grouping: str | None = None):
     """One row of a multi-part answer: (grouping, part, group, period, v1..v4), numbers as
     floats; a row of the totals (``g`` None) has no grouping: it is every grouping's;
-    ``b``: which of the periods (:func:`in_period`'s ``spans``) it is for."""
+    ``b``: which period of the :class:`Cut` it is for."""
     values = list(values) + [literal(0.0)] * (4 - len(values))
     return [(literal(grouping) if grouping else cast(null(), String)).label("grouping"), literal(part).label("part"),
             (g if g is not None else cast(null(), String)).label("g"), b.label("b"),
@@ -181,10 +181,6 @@ class Cut:
     def same(self, a, b) -> list:
         """The condition that rows of ``a`` and ``b`` are of the same period."""
         return [a.c.b == b.c.b] if self.many else []
-
-
-def in_period(mt, start: datetime):
-    return select(mt).where(mt.c.sent_at >= start).cte("inp")
 
 
 def _leads(lead_types: list[str], start: datetime, end: datetime):
@@ -334,9 +330,9 @@ def _credits(path, grouping: str, column: str, cut: Cut) -> list:
         select(*answer_row("leads", g, func.sum(w), func.sum(w * path.c.to_opp), grouping=grouping, b=b))
         .where(lead, w > 0).group_by(g, *per),
         select(*answer_row("opps", g, func.sum(w), func.sum(w * path.c.closed), func.sum(w * path.c.won_closed),
-                     grouping=grouping, b=b)).where(opp, w > 0).group_by(g, *per),
+                           grouping=grouping, b=b)).where(opp, w > 0).group_by(g, *per),
         select(*answer_row("influence", first.c.g, func.sum(first.c.amount), func.sum(first.c.amount * first.c.won),
-                     grouping=grouping, b=cut.number(first))).group_by(first.c.g, *cut.keys(first)),
+                           grouping=grouping, b=cut.number(first))).group_by(first.c.g, *cut.keys(first)),
         _median_rows("days_to_opp", first, grouping, cut),
     ]
 
@@ -357,7 +353,7 @@ def attribution_statement(path, columns: dict[str, str], cut: Cut):
     return union_all(
         *(part for grouping, column in columns.items() for part in _credits(path, grouping, column, cut)),
         select(*answer_row("totals", None, func.sum(1 - is_opp), func.sum(is_opp), func.sum(is_opp * convs.c.won),
-                     func.sum(is_opp * convs.c.amount), b=b)).group_by(*per),
+                           func.sum(is_opp * convs.c.amount), b=b)).group_by(*per),
         select(*answer_row("revenue", None, func.sum(is_opp * convs.c.won * convs.c.amount), b=b)).group_by(*per),
     )
 

@@ -172,7 +172,7 @@ def spend_behind(group_by: str, group: str | None, period: kpis.Period, playbook
     unit cost times the touches sent (every group's when ``group`` is None)."""
     kpis.check_group(group_by)
     mt, _ = kpis.touches_and_path(group_by, period, playbook, product, None)
-    inp = kpi_sql.in_period(mt, period.start)
+    inp = kpi_reach.in_periods(mt, kpi_sql.Cut([(period.start, period.end)]))
     # a touch at an account in two overlapping segments is half a touch's cost in each (kpi_sql._segment_touches)
     q = (select(inp.c.connector, func.sum(inp.c.share), ConnectorConfig.unit_cost)
          .join(ConnectorConfig, ConnectorConfig.name == inp.c.connector)
@@ -203,7 +203,7 @@ def touches_behind(group_by: str, group: str | None, period: kpis.Period, playbo
     None): their number, and the newest ``limit`` of them."""
     kpis.check_group(group_by)
     mt, _ = kpis.touches_and_path(group_by, period, playbook, product, None)
-    inp = kpi_sql.in_period(mt, period.start)
+    inp = kpi_reach.in_periods(mt, kpi_sql.Cut([(period.start, period.end)]))
     ids = select(inp.c.touch_id).where(inp.c.g == group) if group is not None else select(inp.c.touch_id)
     ids = ids.distinct().subquery()
     total = db.session.execute(select(func.count()).select_from(ids)).scalar_one()

@@ -194,7 +194,7 @@ def markov_removal_effects(group_by: str, period: Period, playbook_ids: set[int]
     mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=window_days), period.end, playbook_ids)
     conv = kpi_sql.conversions(lead_types(), period.start, period.end, window_days, with_lead_at=False)
     statement = kpi_sql.transitions_statement(kpi_sql.numbered(conv, mt, window_days),
-                                              kpi_sql.in_period(mt, period.start), conv)
+                                              kpi_reach.in_periods(mt, kpi_sql.Cut([(period.start, period.end)])), conv)
     return metrics.removal_effects({(a, b): n for a, b, n in db.session.execute(statement)})
 
 
@@ -239,8 +239,10 @@ def compare_models(group_by: str, period: Period, metric: str = "leads", playboo
         mt = kpi_sql.marketing_touches(group_by, period.start - timedelta(days=attribution.window_days),
                                        period.end, playbook_ids)
         groups: dict[str, dict] = defaultdict(_empty_group)
-        _shape([{group_by: groups}], [defaultdict(float)], kpi_sql.run(kpi_sql.attribution_statement(
-            _path(mt, period, attribution, group_by, playbook_ids), {group_by: "g"}, kpi_sql.Cut([(period.start, period.end)]))))
+        path = _path(mt, period, attribution, group_by, playbook_ids)
+        cut = kpi_sql.Cut([(period.start, period.end)])
+        _shape([{group_by: groups}], [defaultdict(float)],
+               kpi_sql.run(kpi_sql.attribution_statement(path, {group_by: "g"}, cut)))
         for g, v in groups.items():
             if v[COMPARED[metric]]:
                 rows[g][model] = round(v[COMPARED[metric]], 4)

@@ -98,15 +98,14 @@ def refresh(now: datetime | None = None, days: tuple[int, ...] = (DEFAULT_DAYS,)
     started = time.perf_counter()
     try:
         stored = _recompute(now, days, groups)
+        db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
+            synchronize_session=False)
     except Exception:
-        db.session.rollback()
+        db.session.rollback()  # nothing of a failed refresh is kept, but it is marked done
+        raise
+    finally:
         _store("refresh", {"seconds": time.perf_counter() - started, "running": False}, now)
         db.session.commit()
-        raise
-    _store("refresh", {"seconds": time.perf_counter() - started, "running": False}, now)
-    db.session.query(KpiRollup).filter(KpiRollup.computed_at < now - timedelta(days=2)).delete(
-        synchronize_session=False)
-    db.session.commit()
     return stored
 
 
@@ -133,12 +132,11 @@ def _recompute(now: datetime, days: tuple[int, ...], groups: tuple[str, ...]) ->
     for period in standard_periods(now):
         if round(period.days) not in days:
             continue
-        answers = kpi_service.compute_many(groups, period, now=now) if groups else {}  # read once for all
+        answers = kpi_service.compute_many(groups, period, now=now)  # read once for all the groupings
         for group_by, data in answers.items():
             _store(key(group_by, period, None, None), data, now)
             stored += 1
-        funnel = answers[groups[0]]["funnel"] if groups else None
-        _store(key("extras", period, None, None), extras_of(period, funnel), now)
+        _store(key("extras", period, None, None), extras_of(period, answers[groups[0]]["funnel"]), now)
     _store("lifts", {"lifts": kpi_service.lifts()}, now)
     return stored
 
